@@ -1,0 +1,39 @@
+# Two entry points a newcomer needs: `make demo` (no broker) and `make check`
+# (everything, the local Kafka included). See README.md.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PS := $(VENV)/bin/persona-stream
+DEMO := demo-out
+PROFILES ?= 3000
+
+.PHONY: setup demo test check kafka-start kafka-stop lint bench
+
+$(PY):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q -e '.[test]'
+
+setup: $(PY)
+
+demo: $(PY)
+	$(PS) simulate --profiles $(PROFILES) --seed 7 --output $(DEMO)/touchpoints.jsonl.gz --truth $(DEMO)/truth.json --quiet
+	$(PS) run $(DEMO)/touchpoints.jsonl.gz --out $(DEMO) --quiet
+	$(PS) personas --from $(DEMO)
+	@echo "first segment changes ($(DEMO)/segment_changes.jsonl):"
+	@head -n 3 $(DEMO)/segment_changes.jsonl
+
+# the test command .ci/run uses: unit and integration tests (needs the local Kafka)
+test: $(PY)
+	$(VENV)/bin/ruff check workers tests
+	$(VENV)/bin/mypy
+	$(PY) -m pytest -q
+
+# everything from scratch: set up, start the local Kafka, test, stop Kafka
+check:
+	bash .ci/run
+
+kafka-start:
+	deploy/kafka.sh start
+
+kafka-stop:
+	deploy/kafka.sh stop

@@ -1,0 +1,220 @@
+"""``persona-stream``: the one console script (CONTRACTS.md section 3).
+
+Every failure a user can cause (bad flag, unreadable input, bad config,
+unreachable broker) ends in one line on stderr and a non-zero exit, never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+import orjson
+
+from workers import __version__
+
+
+class UsageError(Exception):
+    """A problem the user can fix; printed as one line."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _config(args: argparse.Namespace) -> Any:
+    from workers.config import load
+
+    return load(args.config)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from workers.simulate import write_stream
+
+    if args.profiles < 1:
+        raise UsageError("--profiles must be at least 1")
+    stats = write_stream(args.output, profiles=args.profiles, seed=args.seed,
+                         truth=args.truth, progress=_tty(args), days=args.days)
+    print(f"wrote {stats.events} lines for {stats.persons} persons to {args.output}",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from workers.run import run_files
+
+    summary = run_files(_config(args), args.input, args.out, progress=_tty(args))
+    print(f"{summary['events_read']} events ({summary['events_invalid']} invalid, "
+          f"{summary['events_duplicate']} duplicates), {summary['profiles']} profiles, "
+          f"{summary['segments']} segments, {summary['segment_changes']} segment changes "
+          f"in {summary['seconds']} s ({summary['events_per_second']:.0f} events/s) -> {args.out}",
+          file=sys.stderr)
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from workers.run import run_files
+
+    if not args.files:
+        raise UsageError("replay needs --files (topic replay is not available yet)")
+    summary = run_files(_config(args), args.files, args.out, progress=_tty(args))
+    print(f"replayed {summary['events_read']} events -> {args.out}", file=sys.stderr)
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from workers.kafka_app import run_worker
+
+    return run_worker(_config(args))
+
+
+def cmd_personas(args: argparse.Namespace) -> int:
+    path = Path(args.source) / "personas.json"
+    try:
+        cards = orjson.loads(path.read_bytes())
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    if args.json:
+        sys.stdout.write(orjson.dumps(cards, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        sys.stdout.write(format_personas(cards))
+    return 0
+
+
+def format_personas(cards: list[dict[str, Any]]) -> str:
+    """A table a marketer can read in a terminal."""
+    if not cards:
+        return "no personas yet (the model is still warming up)\n"
+    lines = [f"{'id':>3}  {'size':>7}  {'conv':>6}  {'rev/prof':>9}  {'engaged':>7}  "
+             f"{'retained':>8}  name"]
+    for card in sorted(cards, key=lambda c: -c["size"]):
+        k = card["kpis"]
+        lines.append(f"{card['segment_id']:>3}  {card['size']:>7}  {k['conversion_rate']:>6.1%}  "
+                     f"{k['revenue_per_profile']:>9.2f}  {k['engagement_rate']:>7.1%}  "
+                     f"{k['retention_rate']:>8.1%}  {card['name']}")
+        top = ", ".join(f"{d['feature']} {d['value']:.2f} (all {d['population_value']:.2f})"
+                        for d in card["distinguishing"][:3])
+        lines.append(f"{'':>3}  {'':>7}  {top}")
+    return "\n".join(lines) + "\n"
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    path = Path(args.source) / "profiles.jsonl"
+    key = args.id
+    id_type, _, value = key.partition(":")
+    try:
+        handle = open(path, "rb")  # noqa: SIM115
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    with handle:
+        for line in handle:
+            profile = orjson.loads(line)
+            ids = profile["identifiers"]
+            if (profile["profile_id"] == key
+                    or any(key in values for values in ids.values())
+                    or (value and value in ids.get(id_type, ()))):
+                sys.stdout.write(orjson.dumps(profile, option=orjson.OPT_INDENT_2).decode()
+                                 + "\n")
+                return 0
+    raise UsageError(f"no profile with id or identifier {key!r} in {path}")
+
+
+def _tty(args: argparse.Namespace) -> bool:
+    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="persona-stream",
+                     description="Real-time customer segmentation on Kafka: stitches identities,"
+                     " learns segments online with river, emits segment changes.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=_Parser)
+
+    def config_flag(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--config", metavar="FILE",
+                       help="YAML configuration merged over the defaults; every key can also be"
+                       " set as PERSONA_STREAM_<SECTION>__<KEY>")
+
+    p = sub.add_parser("simulate", help="write a realistic synthetic touchpoint stream",
+                       description="Write a synthetic, time-ordered touchpoint stream (JSON lines)"
+                       " with personas, cross-device journeys, junk identifiers, duplicates,"
+                       " late and malformed events; deterministic by --seed.")
+    p.add_argument("--profiles", type=int, required=True, metavar="N", help="number of persons")
+    p.add_argument("--seed", type=int, default=1, metavar="S", help="random seed (default 1)")
+    p.add_argument("--output", required=True, metavar="FILE",
+                   help="output file ('-' for stdout, .gz to compress)")
+    p.add_argument("--truth", metavar="FILE",
+                   help="also write the ground truth: each identifier's person and persona")
+    p.add_argument("--days", type=int, default=28, help="days of event time (default 28)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("run", help="run the whole pipeline over files, no Kafka needed",
+                       description="Run the whole pipeline in one process over JSON-lines input"
+                       " and write segment_changes.jsonl, identity_merges.jsonl, profiles.jsonl,"
+                       " personas.json, dead_letters.jsonl and summary.json into --out.")
+    p.add_argument("input", nargs="+", metavar="INPUT",
+                   help="JSON-lines file(s), '-' for stdin, .gz accepted")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    config_flag(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("worker", help="run a Kafka stream worker (run several to scale out)",
+                       description="Consume touchpoints from Kafka and produce segment changes,"
+                       " identity merges, persona cards and dead letters.")
+    config_flag(p)
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("replay", help="backfill: replay history through the pipeline",
+                       description="Replay recorded touchpoints through a fresh pipeline into an"
+                       " output folder, without touching live workers.")
+    p.add_argument("--files", nargs="+", metavar="FILE",
+                   help="JSON-lines file(s) to replay, in order (.gz accepted)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    config_flag(p)
+    p.set_defaults(func=cmd_replay)
+
+    p = sub.add_parser("personas", help="print the current persona cards",
+                       description="Print the persona cards of a run's output folder as a table.")
+    p.add_argument("--from", dest="source", required=True, metavar="DIR",
+                   help="output folder of 'run' or 'replay'")
+    p.add_argument("--json", action="store_true", help="print the cards as JSON")
+    p.set_defaults(func=cmd_personas)
+
+    p = sub.add_parser("profile", help="print one profile, by profile id or any identifier",
+                       description="Look a profile up by profile id or identifier (value or"
+                       " type:value) and print its snapshot.")
+    p.add_argument("id", metavar="ID", help="profile id, identifier value, or type:value")
+    p.add_argument("--from", dest="source", required=True, metavar="DIR",
+                   help="output folder of 'run' or 'replay'")
+    p.set_defaults(func=cmd_profile)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from workers.config import ConfigError
+    from workers.sources import SourceError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (UsageError, ConfigError, SourceError) as exc:
+        print(f"persona-stream {args.command}: error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, UsageError | ConfigError) else 1
+    except KeyboardInterrupt:
+        print(f"persona-stream {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,300 @@
+"""Configuration: one YAML file plus ``PERSONA_STREAM_<SECTION>__<KEY>`` overrides.
+
+Defaults live in ``defaults.yaml`` next to this module; a user file is merged
+over them key by key, then environment overrides, then everything is checked
+against the frozen dataclasses below so a typo fails at start with the key's
+full path instead of surfacing as a wrong segment hours later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+ENV_PREFIX = "PERSONA_STREAM_"
+DEFAULTS_PATH = Path(__file__).with_name("defaults.yaml")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown or of the wrong type."""
+
+
+@dataclass(frozen=True)
+class KafkaConfig:
+    bootstrap_servers: str
+    application_id: str
+    input_topic: str
+    dlq_topic: str
+    segment_changes_topic: str
+    identity_merges_topic: str
+    personas_topic: str
+    partitions: int
+    replication_factor: int
+    retention_ms: int
+    security_protocol: str
+    sasl_mechanism: str | None
+    sasl_username: str | None
+    sasl_password: str | None
+    ssl_cafile: str | None
+    ssl_certfile: str | None
+    ssl_keyfile: str | None
+    # how long a client waits for the broker before giving up with a one-line error
+    connect_timeout_seconds: float
+    store: str
+    standby_replicas: int
+
+
+@dataclass(frozen=True)
+class IntakeConfig:
+    max_event_bytes: int
+    # events are processed in event-time order inside this window, so that
+    # arrival order within it cannot change any result (see README "Ordering")
+    reorder_window_seconds: float
+    # exact de-duplication by event_id over this much event time
+    dedup_window_seconds: float
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    # identifier types, strongest first, with the most a profile may hold
+    limits: dict[str, int]
+    blocklist_values: list[str]
+    blocklist_patterns: list[str]
+
+
+@dataclass(frozen=True)
+class TraitsConfig:
+    categorical: dict[str, list[str]]
+    numeric: dict[str, list[float]]
+
+
+@dataclass(frozen=True)
+class FeaturesConfig:
+    half_life_days: float
+    session_gap_minutes: float
+    event_types: list[str]
+    channels: list[str]
+    devices: list[str]
+    payment_methods: list[str]
+    conversion_types: list[str]
+    engagement_types: list[str]
+    revenue_property: str
+    payment_property: str
+    product_property: str
+    traits: TraitsConfig
+    # human words for features, used to name personas
+    labels: dict[str, str]
+
+
+@dataclass(frozen=True)
+class SegmentationConfig:
+    model: str
+    n_clusters: int
+    seed: int
+    halflife: float
+    model_params: dict[str, float]
+    # feature-name patterns (fnmatch) fed to the model, with weights
+    features: dict[str, float]
+    min_events: int
+    warmup_profiles: int
+    learn_interval_seconds: float
+    assign_tick_seconds: float
+    hysteresis: float
+    snapshot_every_learns: int
+    publish_shift: float
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    hash_identifiers: bool
+    explanation_size: int
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    host: str
+    port: int
+    log_level: str
+
+
+@dataclass(frozen=True)
+class Config:
+    kafka: KafkaConfig
+    intake: IntakeConfig
+    identity: IdentityConfig
+    features: FeaturesConfig
+    segmentation: SegmentationConfig
+    output: OutputConfig
+    metrics: MetricsConfig = field(
+        default_factory=lambda: MetricsConfig(host="0.0.0.0", port=9464, log_level="INFO")
+    )
+
+
+T = TypeVar("T")
+
+
+def load_config(path: str | os.PathLike[str] | None = None,
+                env: Mapping[str, str] | None = None) -> Config:
+    """Defaults, then the YAML file at ``path``, then environment overrides."""
+    data = _read_yaml(DEFAULTS_PATH)
+    if path is not None:
+        try:
+            user = _read_yaml(Path(path))
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+        _merge(data, user, Config)
+    _apply_env(data, os.environ if env is None else env)
+    return _build(Config, data, "")
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections")
+    return loaded
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any], cls: Any) -> None:
+    """Sections merge key by key; free-form maps and lists are replaced whole."""
+    hints = typing.get_type_hints(cls)
+    for key, value in over.items():
+        hint = hints.get(key)
+        if (hint is not None and dataclasses.is_dataclass(hint)
+                and isinstance(value, dict) and isinstance(base.get(key), dict)):
+            _merge(base[key], value, hint)
+        else:
+            base[key] = value  # unknown keys are reported by _build with their path
+
+
+def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
+    for name in sorted(env):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
+        node: Any = data
+        for i, part in enumerate(parts):
+            if not isinstance(node, dict) or part not in node:
+                dotted = ".".join(parts[: i + 1])
+                raise ConfigError(f"environment variable {name} names unknown key '{dotted}'")
+            if i == len(parts) - 1:
+                node[part] = yaml.safe_load(env[name]) if env[name] != "" else None
+            else:
+                node = node[part]
+
+
+def _build(cls: type[T], data: Any, where: str) -> T:
+    if not isinstance(data, dict):
+        raise ConfigError(f"'{where.rstrip('.') or 'config'}' must be a mapping")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise ConfigError(f"unknown configuration key '{where}{unknown[0]}'")
+    values: dict[str, Any] = {}
+    for name, f in fields.items():
+        path = f"{where}{name}"
+        if name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ConfigError(f"missing configuration key '{path}'")
+            continue
+        values[name] = _coerce(hints[name], data[name], path)
+    return cls(**values)
+
+
+def _coerce(hint: Any, value: Any, path: str) -> Any:
+    origin = typing.get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, path + ".")  # type: ignore[arg-type]
+    if origin in (types.UnionType, typing.Union):
+        args = typing.get_args(hint)
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(inner, value, path)
+    if origin is list:
+        (item,) = typing.get_args(hint)
+        if not isinstance(value, list):
+            raise ConfigError(f"'{path}' must be a list, got {value!r}")
+        return [_coerce(item, v, f"{path}[{i}]") for i, v in enumerate(value)]
+    if origin is dict:
+        _, item = typing.get_args(hint)
+        if not isinstance(value, dict):
+            raise ConfigError(f"'{path}' must be a mapping, got {value!r}")
+        return {str(k): _coerce(item, v, f"{path}.{k}") for k, v in value.items()}
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"'{path}' must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"'{path}' must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"'{path}' must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise ConfigError(f"'{path}' must be a string, got {value!r}")
+        return str(value)
+    raise ConfigError(f"'{path}': unsupported type {hint}")  # pragma: no cover
+
+
+def validate(config: Config) -> Config:
+    """Cross-field checks that types alone cannot express."""
+    checks: list[tuple[bool, str]] = [
+        (config.intake.max_event_bytes > 0, "intake.max_event_bytes must be > 0"),
+        (config.intake.reorder_window_seconds >= 0, "intake.reorder_window_seconds must be >= 0"),
+        (config.intake.dedup_window_seconds > 0, "intake.dedup_window_seconds must be > 0"),
+        (bool(config.identity.limits), "identity.limits must name at least one identifier type"),
+        (all(v >= 1 for v in config.identity.limits.values()),
+         "identity.limits values must be >= 1"),
+        (config.features.half_life_days > 0, "features.half_life_days must be > 0"),
+        (config.segmentation.model in MODELS,
+         f"segmentation.model must be one of {', '.join(MODELS)}"),
+        (config.segmentation.n_clusters >= 2, "segmentation.n_clusters must be >= 2"),
+        (0 <= config.segmentation.hysteresis < 1, "segmentation.hysteresis must be in [0, 1)"),
+        (config.segmentation.warmup_profiles >= config.segmentation.n_clusters,
+         "segmentation.warmup_profiles must be >= n_clusters"),
+        (config.segmentation.assign_tick_seconds > 0,
+         "segmentation.assign_tick_seconds must be > 0"),
+        (1 <= config.output.explanation_size <= 5, "output.explanation_size must be in 1..5"),
+        (config.kafka.security_protocol in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
+         "kafka.security_protocol must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"),
+        (config.kafka.sasl_mechanism in (None, "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
+         "kafka.sasl_mechanism must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
+        (config.kafka.store.split(":", 1)[0] in ("memory", "rocksdb"),
+         "kafka.store must be memory:// or rocksdb://"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+    for pattern in config.identity.blocklist_patterns:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(f"identity.blocklist_patterns: bad pattern {pattern!r}: {exc}") from None
+    return config
+
+
+MODELS = ("kmeans", "streamkmeans", "dbstream", "clustream")
+
+
+def load(path: str | os.PathLike[str] | None = None,
+         env: Mapping[str, str] | None = None) -> Config:
+    """Load and validate: the one entry point the shells use."""
+    return validate(load_config(path, env))

@@ -1,0 +1,181 @@
+"""Identity stitching: which profile does an event's set of identifiers belong to?
+
+A profile is a group of identifiers. An event that names identifiers of several
+profiles merges them, unless the merged group would hold more identifiers of a
+type than its limit allows (two ``user_id``s are two people): then nothing is
+merged, the event goes to the profile of its strongest identifier and the
+refusal is reported. A profile's id is derived from its strongest identifier
+(type priority, then value), so the final ids depend only on the final groups,
+never on the order events arrived in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+ProfileId = str
+
+
+@dataclass(frozen=True)
+class IdentityRules:
+    """Priorities (order of ``limits``), per-profile limits and the junk blocklist."""
+
+    limits: Mapping[str, int]
+    blocklist_values: frozenset[str] = frozenset()
+    blocklist_patterns: tuple[str, ...] = ()
+
+    @classmethod
+    def from_config(cls, limits: Mapping[str, int], values: Iterable[str],
+                    patterns: Iterable[str]) -> IdentityRules:
+        return cls(dict(limits), frozenset(v.lower() for v in values), tuple(patterns))
+
+
+@dataclass
+class Resolution:
+    """Where an event goes, and what its identifiers changed on the way."""
+
+    profile_id: ProfileId | None
+    # profiles absorbed into ``profile_id`` by this event (renames included)
+    merged: list[ProfileId] = field(default_factory=list)
+    # why a link was refused, e.g. "limit:user_id"; None when nothing was refused
+    refused: str | None = None
+    blocked: int = 0
+    # identifiers the event named that no profile could take (limit reached)
+    dropped: int = 0
+
+
+def profile_id_for(id_type: str, value: str) -> ProfileId:
+    """Stable, opaque id: it must not reveal the identifier it comes from."""
+    digest = hashlib.blake2b(f"{id_type}:{value}".encode(), digest_size=8).hexdigest()
+    return f"p_{digest}"
+
+
+class IdentityGraph:
+    """Owns the identifier -> profile map and each profile's identifiers."""
+
+    def __init__(self, rules: IdentityRules) -> None:
+        self.rules = rules
+        self._types = list(rules.limits)
+        self._rank = {t: i for i, t in enumerate(self._types)}
+        self._limit = dict(rules.limits)
+        self._owners: dict[str, dict[str, ProfileId]] = {t: {} for t in rules.limits}
+        self._members: dict[ProfileId, dict[str, list[str]]] = {}
+        # each profile's strongest identifier as (rank, value): decides survivors
+        self._best: dict[ProfileId, tuple[int, str]] = {}
+        self._junk = (re.compile("|".join(f"(?:{p})" for p in rules.blocklist_patterns),
+                                 re.IGNORECASE)
+                      if rules.blocklist_patterns else None)
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    def is_junk(self, value: str) -> bool:
+        if value.lower() in self.rules.blocklist_values:
+            return True
+        return self._junk is not None and self._junk.search(value) is not None
+
+    def owner(self, id_type: str, value: str) -> ProfileId | None:
+        owners = self._owners.get(id_type)
+        return None if owners is None else owners.get(value)
+
+    def identifiers(self, profile_id: ProfileId) -> dict[str, list[str]]:
+        return self._members[profile_id]
+
+    def profiles(self) -> Iterable[ProfileId]:
+        return self._members.keys()
+
+    def resolve(self, identity: Mapping[str, str]) -> Resolution:
+        """Attribute one event's identifiers; merges or refuses as the rules say."""
+        owners_by_type = self._owners
+        found: list[ProfileId] = []
+        new: list[tuple[int, str, str]] = []
+        blocked = 0
+        for id_type, value in identity.items():
+            owners = owners_by_type.get(id_type)
+            if owners is None:
+                continue
+            pid = owners.get(value)
+            if pid is not None:
+                if pid not in found:
+                    found.append(pid)
+            elif self.is_junk(value):
+                blocked += 1
+            else:
+                new.append((self._rank[id_type], id_type, value))
+        if not new and len(found) == 1:  # the common case: nothing to link
+            return Resolution(found[0], blocked=blocked)
+        if not new and not found:
+            return Resolution(None, blocked=blocked)
+        over = self._over_limit(found, new)
+        if over is None:
+            survivor, merged = self._union(found, new)
+            return Resolution(survivor, merged=merged, blocked=blocked)
+        return self._refuse(found, new, identity, f"limit:{over}", blocked)
+
+    def _over_limit(self, found: list[ProfileId], new: list[tuple[int, str, str]]) -> str | None:
+        """The strongest identifier type whose limit the merged group would break."""
+        if len(found) <= 1 and not new:
+            return None
+        counts: dict[str, int] = {}
+        for pid in found:
+            for id_type, values in self._members[pid].items():
+                counts[id_type] = counts.get(id_type, 0) + len(values)
+        for _, id_type, _ in new:
+            counts[id_type] = counts.get(id_type, 0) + 1
+        broken = [t for t, n in counts.items() if n > self._limit[t]]
+        return min(broken, key=self._rank.__getitem__) if broken else None
+
+    def _union(self, found: list[ProfileId],
+               new: list[tuple[int, str, str]]) -> tuple[ProfileId, list[ProfileId]]:
+        best = min([self._best[p] for p in found] + [(r, v) for r, _, v in new])
+        survivor = profile_id_for(self._types[best[0]], best[1])
+        if survivor not in self._members:
+            self._members[survivor] = {}
+        target = self._members[survivor]
+        merged = [p for p in found if p != survivor]
+        for pid in merged:
+            for id_type, values in self._members.pop(pid).items():
+                owners = self._owners[id_type]
+                for value in values:
+                    owners[value] = survivor
+                target.setdefault(id_type, []).extend(values)
+            del self._best[pid]
+        for _, id_type, value in new:
+            self._owners[id_type][value] = survivor
+            target.setdefault(id_type, []).append(value)
+        self._best[survivor] = best
+        return survivor, merged
+
+    def _refuse(self, found: list[ProfileId], new: list[tuple[int, str, str]],
+                identity: Mapping[str, str], reason: str, blocked: int) -> Resolution:
+        """Link nothing across profiles; the strongest identifier decides the profile."""
+        new_keys = {(t, v): (r, t, v) for r, t, v in new}
+        target: ProfileId | None = None
+        for _, id_type, value in sorted((self._rank[t], t, v) for t, v in identity.items()
+                                        if t in self._rank):
+            first = new_keys.get((id_type, value))
+            if first is not None:  # the strongest usable identifier is new: it starts a profile
+                target, _ = self._union([], [first])
+                new = [n for n in new if n != first]
+                break
+            target = self._owners[id_type].get(value)
+            if target is not None:
+                break
+        assert target is not None  # resolve() only refuses when some identifier is usable
+        held = self._members[target]
+        dropped = 0
+        fitting = []
+        for item in new:
+            _, id_type, _ = item
+            taken = len(held.get(id_type, ())) + sum(1 for f in fitting if f[1] == id_type)
+            if taken < self._limit[id_type]:
+                fitting.append(item)
+            else:
+                dropped += 1
+        merged: list[ProfileId] = []
+        if fitting:
+            target, merged = self._union([target], fitting)
+        return Resolution(target, merged=merged, refused=reason, blocked=blocked, dropped=dropped)

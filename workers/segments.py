@@ -1,0 +1,314 @@
+"""Online segmentation: a river scaler + clusterer learning from people, published
+as immutable, versioned :class:`Snapshot` s that every assignment uses.
+
+Assigning with a frozen snapshot rather than the live river model is what lets
+several workers (and a replay) agree: the same snapshot version gives the same
+segment for the same features. Segment ids stay stable across versions because
+each new set of centroids is matched to the previous one.
+"""
+
+from __future__ import annotations
+
+import collections
+import fnmatch
+import math
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from river import cluster, preprocessing
+
+from workers.config import SegmentationConfig
+from workers.features import FeatureSpec
+
+# Lloyd iterations over the warm-up sample; k-means converges on a few hundred
+# points long before this
+_LLOYD_ITERATIONS = 25
+# a new centroid further than this (in std units) from every old one is a new segment
+_MATCH_DISTANCE = 3.0
+
+
+@dataclass(frozen=True)
+class Segment:
+    id: int
+    centroid: tuple[float, ...]  # in the snapshot's scaled, weighted space
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A published model: scaler statistics and centroids, frozen."""
+
+    version: int
+    columns: tuple[int, ...]  # indices into FeatureSpec.names
+    weights: tuple[float, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    segments: tuple[Segment, ...]
+
+    def transform(self, vector: list[float]) -> list[float]:
+        mean, std, weights = self.mean, self.std, self.weights
+        return [(vector[c] - mean[i]) / std[i] * weights[i] for i, c in enumerate(self.columns)]
+
+    def raw(self, z: tuple[float, ...] | list[float]) -> list[float]:
+        """Back from scaled space to feature units."""
+        return [self.mean[i] + (v / self.weights[i] if self.weights[i] else 0.0) * self.std[i]
+                for i, v in enumerate(z)]
+
+    def distances(self, z: list[float]) -> list[tuple[float, int]]:
+        out = []
+        for seg in self.segments:
+            d = 0.0
+            for a, b in zip(z, seg.centroid, strict=True):
+                d += (a - b) * (a - b)
+            out.append((math.sqrt(d), seg.id))
+        return out
+
+    def segment(self, segment_id: int) -> Segment | None:
+        for seg in self.segments:
+            if seg.id == segment_id:
+                return seg
+        return None
+
+
+@dataclass(frozen=True)
+class Assignment:
+    segment_id: int
+    score: float
+    changed: bool
+
+
+def assign(snapshot: Snapshot, z: list[float], current: int | None,
+           hysteresis: float) -> Assignment:
+    """Nearest segment, but leave the current one only for a clearly closer one."""
+    dists = snapshot.distances(z)
+    nearest_d, nearest = min(dists)
+    by_id = {sid: d for d, sid in dists}
+    chosen = nearest
+    if current is not None and current in by_id and current != nearest:
+        if nearest_d >= (1.0 - hysteresis) * by_id[current]:
+            chosen = current
+    own = by_id[chosen]
+    others = [d for d, sid in dists if sid != chosen]
+    score = max(0.0, 1.0 - own / min(others)) if others and min(others) > 0 else 1.0
+    return Assignment(chosen, round(score, 6), chosen != current)
+
+
+def explain(snapshot: Snapshot, z: list[float], segment_id: int,
+            vector: list[float], names: list[str], size: int) -> list[dict[str, Any]]:
+    """The features that most put this profile nearer its segment than the average person.
+
+    Each feature's share of ``d(z, population)^2 - d(z, segment)^2``, which is
+    ``2*z*c - c^2`` per feature: it adds up to how much closer the profile is to
+    its segment than to the population, so the list is an exact decomposition.
+    """
+    seg = snapshot.segment(segment_id)
+    if seg is None:
+        return []
+    raw_centroid = snapshot.raw(seg.centroid)
+    parts = []
+    for i, (zi, ci) in enumerate(zip(z, seg.centroid, strict=True)):
+        contribution = 2.0 * zi * ci - ci * ci
+        if contribution > 0:
+            parts.append((-contribution, i))
+    parts.sort()
+    out = []
+    for _, i in parts[:size]:
+        column = snapshot.columns[i]
+        out.append({"feature": names[column], "value": round(vector[column], 6),
+                    "segment_value": round(raw_centroid[i], 6),
+                    "population_value": round(snapshot.mean[i], 6)})
+    return out
+
+
+class SegmentModel:
+    """Learns from profile feature vectors; decides when to publish a snapshot."""
+
+    def __init__(self, cfg: SegmentationConfig, spec: FeatureSpec) -> None:
+        self.cfg = cfg
+        self.spec = spec
+        columns, weights = [], []
+        for i, name in enumerate(spec.names):
+            weight = next((w for pattern, w in cfg.features.items()
+                           if fnmatch.fnmatchcase(name, pattern)), 0.0)
+            if weight > 0:
+                columns.append(i)
+                weights.append(weight)
+        if not columns:
+            raise ValueError("segmentation.features selects no feature")
+        self.columns = tuple(columns)
+        self.weights = tuple(weights)
+        self.keys = [spec.names[c] for c in columns]
+        self.scaler = preprocessing.StandardScaler()
+        self.clusterer = _make_clusterer(cfg)
+        self._warmup: list[dict[str, float]] | None = []
+        self.learned = 0
+        self.snapshot: Snapshot | None = None
+        self._next_id = 0
+
+    @property
+    def warming_up(self) -> bool:
+        return self._warmup is not None
+
+    def learn(self, vector: list[float]) -> Snapshot | None:
+        """Learn one profile; returns a new snapshot when one is published."""
+        x = {k: vector[c] for k, c in zip(self.keys, self.columns, strict=True)}
+        self.learned += 1
+        if self._warmup is not None:
+            self._warmup.append(x)
+            if len(self._warmup) < self.cfg.warmup_profiles:
+                return None
+            sample, self._warmup = self._warmup, None
+            self._initialise(sample)
+            return self._publish()
+        self.scaler.learn_one(x)
+        self.clusterer.learn_one(self._scaled(x))
+        if self.learned % self.cfg.snapshot_every_learns == 0 and self._drifted():
+            return self._publish()
+        return None
+
+    def _scaled(self, x: dict[str, float]) -> dict[str, float]:
+        z = self.scaler.transform_one(x)
+        return {k: z[k] * w for k, w in zip(self.keys, self.weights, strict=True)}
+
+    def _initialise(self, sample: list[dict[str, float]]) -> None:
+        """Fit the scaler on the warm-up sample and seed the clusterer from it.
+
+        river's KMeans draws its initial centres lazily from a Gaussian in the
+        order features are first met (a set iteration, so it varies with
+        PYTHONHASHSEED); seeding with k-means++ on real profiles is both
+        reproducible and far better than random centres.
+        """
+        for x in sample:
+            self.scaler.learn_one(x)
+        points = [[z[k] for k in self.keys] for z in map(self._scaled, sample)]
+        if isinstance(self.clusterer, cluster.KMeans):
+            centres = _kmeans(points, self.cfg.n_clusters, random.Random(self.cfg.seed))
+            for i, centre in enumerate(centres):
+                self.clusterer.centers[i] = collections.defaultdict(
+                    float, zip(self.keys, centre, strict=True))
+        else:
+            for point in points:
+                self.clusterer.learn_one(dict(zip(self.keys, point, strict=True)))
+
+    def _centres(self) -> list[list[float]]:
+        centres = self.clusterer.centers
+        return [[float(centres[c].get(k, 0.0)) for k in self.keys] for c in sorted(centres)]
+
+    def _stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
+        mean = tuple(float(self.scaler.means.get(k, 0.0)) for k in self.keys)
+        std = tuple(math.sqrt(v) if v > 1e-12 else 1.0
+                    for v in (float(self.scaler.vars.get(k, 0.0)) for k in self.keys))
+        return mean, std
+
+    def _candidate(self) -> tuple[tuple[float, ...], tuple[float, ...], list[list[float]]]:
+        """Current centres in feature units with the current scaler statistics."""
+        mean, std = self._stats()
+        raw = []
+        for centre in self._centres():
+            raw.append([mean[i] + (v / w) * std[i]
+                        for i, (v, w) in enumerate(zip(centre, self.weights, strict=True))])
+        return mean, std, raw
+
+    def _drifted(self) -> bool:
+        assert self.snapshot is not None
+        _, _, raw = self._candidate()
+        old = self.snapshot
+        moved = [min(_dist(old.transform(_expand(r, old.columns, len(self.spec.names))),
+                           list(seg.centroid)) for seg in old.segments) for r in raw]
+        return len(raw) != len(old.segments) or max(moved) > self.cfg.publish_shift
+
+    def _publish(self) -> Snapshot:
+        mean, std, raw = self._candidate()
+        zs = [[(r[i] - mean[i]) / std[i] * self.weights[i] for i in range(len(r))] for r in raw]
+        ids = self._match(zs, mean, std)
+        segments = tuple(sorted((Segment(sid, tuple(round(v, 9) for v in z))
+                                 for sid, z in zip(ids, zs, strict=True)), key=lambda s: s.id))
+        version = 1 if self.snapshot is None else self.snapshot.version + 1
+        self.snapshot = Snapshot(version, self.columns, self.weights, mean, std, segments)
+        return self.snapshot
+
+    def _match(self, zs: list[list[float]], mean: tuple[float, ...],
+               std: tuple[float, ...]) -> list[int]:
+        """Stable ids: pair new centroids with the old ones nearest to them."""
+        ids: list[int | None] = [None] * len(zs)
+        old = self.snapshot
+        if old is not None:
+            pairs = []
+            for seg in old.segments:
+                raw_old = old.raw(seg.centroid)
+                z_old = [(raw_old[i] - mean[i]) / std[i] * self.weights[i]
+                         for i in range(len(raw_old))]
+                for j, z in enumerate(zs):
+                    pairs.append((_dist(z, z_old), seg.id, j))
+            pairs.sort()
+            used_old: set[int] = set()
+            for d, sid, j in pairs:
+                if d <= _MATCH_DISTANCE and ids[j] is None and sid not in used_old:
+                    ids[j] = sid
+                    used_old.add(sid)
+        out = []
+        for sid in ids:
+            if sid is None:  # a new segment: ids are never reused
+                sid = self._next_id
+                self._next_id += 1
+            else:
+                self._next_id = max(self._next_id, sid + 1)
+            out.append(sid)
+        return out
+
+
+def _expand(values: list[float], columns: tuple[int, ...], size: int) -> list[float]:
+    full = [0.0] * size
+    for v, c in zip(values, columns, strict=True):
+        full[c] = v
+    return full
+
+
+def _dist(a: list[float], b: list[float]) -> float:
+    return math.sqrt(sum((x - y) * (x - y) for x, y in zip(a, b, strict=True)))
+
+
+def _kmeans(points: list[list[float]], k: int, rng: random.Random) -> list[list[float]]:
+    """k-means++ seeding then Lloyd iterations: the warm-up's batch start."""
+    centres = [list(points[rng.randrange(len(points))])]
+    while len(centres) < k:
+        weights = [min(_dist(p, c) ** 2 for c in centres) for p in points]
+        total = sum(weights)
+        if total == 0:
+            centres.append(list(points[rng.randrange(len(points))]))
+            continue
+        pick = rng.random() * total
+        acc = 0.0
+        for p, w in zip(points, weights, strict=True):
+            acc += w
+            if acc >= pick:
+                centres.append(list(p))
+                break
+    for _ in range(_LLOYD_ITERATIONS):
+        groups: list[list[list[float]]] = [[] for _ in centres]
+        for p in points:
+            groups[min(range(len(centres)), key=lambda i: _dist(p, centres[i]))].append(p)
+        moved = False
+        for i, members in enumerate(groups):
+            if members:
+                new = [sum(col) / len(members) for col in zip(*members, strict=True)]
+                moved = moved or new != centres[i]
+                centres[i] = new
+        if not moved:
+            break
+    return centres
+
+
+def _make_clusterer(cfg: SegmentationConfig) -> Any:
+    params: dict[str, Any] = dict(cfg.model_params)
+    if cfg.model == "kmeans":
+        return cluster.KMeans(n_clusters=cfg.n_clusters, halflife=cfg.halflife, seed=cfg.seed,
+                              **params)
+    if cfg.model == "streamkmeans":
+        params.setdefault("chunk_size", 100)
+        return cluster.STREAMKMeans(n_clusters=cfg.n_clusters, seed=cfg.seed, **params)
+    if cfg.model == "dbstream":
+        return cluster.DBSTREAM(**params)
+    if cfg.model == "clustream":
+        return cluster.CluStream(n_macro_clusters=cfg.n_clusters, seed=cfg.seed, **params)
+    raise ValueError(f"unknown model {cfg.model}")

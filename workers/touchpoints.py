@@ -1,0 +1,196 @@
+"""Touchpoint intake: bytes in, a validated :class:`Touchpoint` or an :class:`InvalidEvent`.
+
+Hand-written checks instead of a generic JSON Schema validator because this runs
+for every event; ``tests/test_touchpoints.py`` proves them equal to
+``schemas/touchpoint.v1.schema.json`` on generated events.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+IDENTIFIER_TYPES = ("user_id", "crm_id", "email", "phone", "device_id", "anonymous_id")
+CHANNELS = frozenset(
+    ("web", "mobile_app", "email", "social", "sms", "ads", "store", "call_center", "other")
+)
+DEVICE_TYPES = frozenset(("mobile", "desktop", "tablet", "other"))
+
+_TYPE_RE = re.compile(r"[a-z0-9_.:-]{1,64}")
+_TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+_COUNTRY_RE = re.compile(r"[A-Z]{2}")
+_ABSENT: Any = object()
+_STRING_TRAITS = ("gender", "income_band", "country", "region", "city", "industry",
+                  "company_size", "job_title")
+
+
+class InvalidEvent(Exception):
+    """Why an input record cannot be processed; becomes a dead letter."""
+
+    def __init__(self, code: str, detail: str) -> None:
+        super().__init__(detail)
+        self.code = code
+        self.detail = detail
+
+
+class Touchpoint:
+    """A validated event. ``ts`` is event time in epoch seconds."""
+
+    __slots__ = ("data", "event_id", "identity", "raw", "ts", "type")
+
+    def __init__(self, data: dict[str, Any], event_id: str, ts: float, type_: str,
+                 identity: dict[str, str], raw: bytes = b"") -> None:
+        self.raw = raw
+        self.data = data
+        self.event_id = event_id
+        self.ts = ts
+        self.type = type_
+        self.identity = identity
+
+    def __repr__(self) -> str:
+        return f"Touchpoint({self.event_id!r}, {self.type!r}, ts={self.ts})"
+
+
+def parse_time(value: str) -> float:
+    """RFC 3339 with an offset or Z, to epoch seconds."""
+    if _TIME_RE.fullmatch(value) is None:
+        raise ValueError(value)
+    return datetime.fromisoformat(value).timestamp()
+
+
+def format_time(ts: float) -> str:
+    """Epoch seconds to RFC 3339 UTC with milliseconds, the form every output uses."""
+    ms = round(ts * 1000)
+    return (datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            + f".{ms % 1000:03d}Z")
+
+
+class TouchpointParser:
+    """Validates raw records against touchpoint v1 (CONTRACTS.md section 1)."""
+
+    def __init__(self, max_event_bytes: int = 65536) -> None:
+        self.max_event_bytes = max_event_bytes
+        self._known_types: set[str] = set()
+
+    def parse(self, raw: bytes) -> Touchpoint:
+        if len(raw) > self.max_event_bytes:
+            raise InvalidEvent("too_large",
+                               f"event is {len(raw)} bytes, limit is {self.max_event_bytes}")
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidEvent("not_utf8", "event is not valid UTF-8") from None
+            raise InvalidEvent("not_json", f"event is not JSON: {exc}") from None
+        if type(data) is not dict:
+            raise InvalidEvent("not_object", f"event is a JSON {type(data).__name__}, not an object")
+        return self.check(data, raw)
+
+    def check(self, data: dict[str, Any], raw: bytes = b"") -> Touchpoint:
+        event_id = _required_str(data, "event_id", 128)
+        occurred_at = _required_str(data, "occurred_at", 64)
+        try:
+            ts = parse_time(occurred_at)
+        except ValueError:
+            raise InvalidEvent("bad_timestamp",
+                               f"occurred_at {occurred_at!r} is not an RFC 3339 timestamp"
+                               " with offset") from None
+        type_ = _required_str(data, "type", 64)
+        if type_ not in self._known_types:
+            if _TYPE_RE.fullmatch(type_) is None:
+                raise InvalidEvent("bad_value", f"type {type_!r} must match [a-z0-9_.:-]{{1,64}}")
+            if len(self._known_types) < 10_000:  # bounded: types are a small vocabulary
+                self._known_types.add(type_)
+        identity = data.get("identity")
+        if identity is None:
+            raise InvalidEvent("missing_field", "identity is required")
+        if type(identity) is not dict:
+            raise InvalidEvent("wrong_type", "identity must be an object")
+        if not identity:
+            raise InvalidEvent("empty_identity", "identity must name at least one identifier")
+        for key, value in identity.items():
+            if key not in IDENTIFIER_TYPES:
+                raise InvalidEvent("bad_identifier", f"identity.{key} is not an identifier type")
+            if type(value) is not str or not 1 <= len(value) <= 256:
+                raise InvalidEvent("bad_identifier",
+                                   f"identity.{key} must be a string of 1..256 characters")
+        if len(data) > 4:  # only the four required fields: nothing optional to check
+            _check_optional(data)
+        return Touchpoint(data, event_id, ts, type_, identity, raw)
+
+
+def _required_str(data: dict[str, Any], key: str, max_len: int) -> str:
+    value = data.get(key)
+    if value is None:
+        raise InvalidEvent("missing_field", f"{key} is required")
+    if type(value) is not str:
+        raise InvalidEvent("wrong_type", f"{key} must be a string")
+    if not 1 <= len(value) <= max_len:
+        raise InvalidEvent("bad_value", f"{key} must have 1..{max_len} characters")
+    return value
+
+
+def _check_optional(data: dict[str, Any]) -> None:
+    channel = data.get("channel", _ABSENT)
+    if channel is not _ABSENT and (type(channel) is not str or channel not in CHANNELS):
+        raise InvalidEvent("bad_enum", f"channel {channel!r} is not one of {sorted(CHANNELS)}")
+    device = data.get("device", _ABSENT)
+    if device is not _ABSENT:
+        _obj(device, "device")
+        dtype = device.get("type", _ABSENT)
+        if dtype is not _ABSENT and (type(dtype) is not str or dtype not in DEVICE_TYPES):
+            raise InvalidEvent("bad_enum", f"device.type {dtype!r} is not one of "
+                               f"{sorted(DEVICE_TYPES)}")
+        _strs(device, "device", ("os", "app_version"))
+    context = data.get("context", _ABSENT)
+    if context is not _ABSENT:
+        _obj(context, "context")
+        _strs(context, "context", ("session_id", "page_url", "referrer", "user_agent"))
+        campaign = context.get("campaign", _ABSENT)
+        if campaign is not _ABSENT:
+            _obj(campaign, "context.campaign")
+            _strs(campaign, "context.campaign", ("source", "medium", "name"))
+        geo = context.get("geo", _ABSENT)
+        if geo is not _ABSENT:
+            _obj(geo, "context.geo")
+            _strs(geo, "context.geo", ("country", "region", "city"))
+            country = geo.get("country", _ABSENT)
+            if country is not _ABSENT and _COUNTRY_RE.fullmatch(country) is None:
+                raise InvalidEvent("bad_value", "context.geo.country must be ISO 3166-1 alpha-2")
+    properties = data.get("properties", _ABSENT)
+    if properties is not _ABSENT:
+        _obj(properties, "properties")
+    traits = data.get("traits", _ABSENT)
+    if traits is not _ABSENT:
+        _obj(traits, "traits")
+        age = traits.get("age", _ABSENT)
+        if age is not _ABSENT and (type(age) not in (int, float)):
+            raise InvalidEvent("wrong_type", "traits.age must be a number")
+        _strs(traits, "traits", _STRING_TRAITS)
+        interests = traits.get("interests", _ABSENT)
+        if interests is not _ABSENT and (type(interests) is not list
+                                      or any(type(i) is not str for i in interests)):
+            raise InvalidEvent("wrong_type", "traits.interests must be an array of strings")
+        opt_in = traits.get("newsletter_opt_in", _ABSENT)
+        if opt_in is not _ABSENT and type(opt_in) is not bool:
+            raise InvalidEvent("wrong_type", "traits.newsletter_opt_in must be a boolean")
+    source = data.get("source", _ABSENT)
+    if source is not _ABSENT and type(source) is not str:
+        raise InvalidEvent("wrong_type", "source must be a string")
+
+
+def _obj(value: Any, where: str) -> None:
+    if type(value) is not dict:
+        raise InvalidEvent("wrong_type", f"{where} must be an object")
+
+
+def _strs(obj: dict[str, Any], where: str, keys: tuple[str, ...]) -> None:
+    for key in keys:
+        value = obj.get(key, _ABSENT)
+        if value is not _ABSENT and type(value) is not str:
+            raise InvalidEvent("wrong_type", f"{where}.{key} must be a string")
