@@ -60,10 +60,17 @@ def _checker() -> Any:
 
 
 _VALID = _checker()
+_CACHE: dict[bytes, dict[str, Any] | None] = {}
 
 
 def classify(line: bytes) -> dict[str, Any] | None:
     """The event if the line is a valid touchpoint (CONTRACTS section 1), else None."""
+    if line not in _CACHE:
+        _CACHE[line] = _classify(line)
+    return _CACHE[line]
+
+
+def _classify(line: bytes) -> dict[str, Any] | None:
     if len(line) > sim.MAX_LINE_BYTES:
         return None
     try:
@@ -245,6 +252,16 @@ def test_truth_components_consistent(stream: tuple[list[bytes], Any, Any]) -> No
     expected = sorted(c for p in truth["persons"].values() for c in p["components"])
     assert rebuilt == expected
     assert junk_seen > 0.005 * len(lines)
+    # the shared tablets really carry the logins of two different people
+    users_on: dict[str, set[str]] = {}
+    for line in lines:
+        ev = classify(line)
+        if ev is None or "user_id" not in ev["identity"]:
+            continue
+        for k, v in ev["identity"].items():
+            if f"{k}:{v}" in shared:
+                users_on.setdefault(f"{k}:{v}", set()).add(ev["identity"]["user_id"])
+    assert users_on and all(len(u) == 2 for u in users_on.values())
     known = sum(any(i.startswith("user_id:") for i in p["identifiers"])
                 for p in truth["persons"].values())
     assert 0.45 < known / len(truth["persons"]) < 0.8

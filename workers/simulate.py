@@ -292,11 +292,14 @@ CATEGORY_PRICES: dict[str, tuple[float, float]] = {
 
 #: Relative weight of each hour of the day for session starts, per daily rhythm.
 HOUR_WEIGHTS: dict[str, tuple[float, ...]] = {
-    "evening": (1, 1, .5, .3, .2, .2, .5, 1, 1.5, 1.5, 1.5, 2, 3, 2, 2, 2, 2.5, 3, 4, 5, 6, 6, 4, 2),
+    "evening": (1, 1, .5, .3, .2, .2, .5, 1, 1.5, 1.5, 1.5, 2, 3, 2, 2, 2, 2.5, 3, 4, 5, 6, 6, 4,
+                2),
     "allday": (.5, .3, .2, .2, .2, .3, .8, 2, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 3, 4, 4, 3, 2, 1),
     "morning": (.2, .1, .1, .1, .2, .5, 2, 5, 6, 5, 4, 3, 3, 2, 2, 2, 2, 2, 3, 3, 2, 1, .5, .3),
-    "business": (.1, .1, .1, .1, .1, .1, .3, 2, 6, 8, 8, 6, 4, 6, 8, 8, 6, 3, 1, .5, .3, .2, .1, .1),
-    "night": (3, 2.5, 1.5, .7, .3, .2, .3, .5, 1, 1, 1, 1.5, 2, 2, 2, 2.5, 3, 3.5, 4, 5, 6, 6, 5, 4),
+    "business": (.1, .1, .1, .1, .1, .1, .3, 2, 6, 8, 8, 6, 4, 6, 8, 8, 6, 3, 1, .5, .3, .2, .1,
+                 .1),
+    "night": (3, 2.5, 1.5, .7, .3, .2, .3, .5, 1, 1, 1, 1.5, 2, 2, 2, 2.5, 3, 3.5, 4, 5, 6, 6, 5,
+              4),
 }
 #: Relative weight of Monday..Sunday; business visitors hardly come at weekends.
 WEEKDAY_WEIGHTS: dict[str, tuple[float, ...]] = {
@@ -665,9 +668,8 @@ class _Simulator:
                 self.persons.append(person)
                 self._journey(person, rng)
                 idx += 1
-            if bar is not None and idx % 1000 < 2:
-                bar.n = idx
-                bar.refresh()
+            if bar is not None and idx - bar.n >= 1000:
+                bar.update(idx - bar.n)
         if bar is not None:
             bar.n = n
             bar.close()
@@ -701,6 +703,8 @@ class _Simulator:
         dev_identified = [False] * len(person.devices)
         dev_weights = list(_accumulate([self._usage(p, d) for d in person.devices]))
         browsers = [i for i, d in enumerate(person.devices) if d.kind in _BROWSER_KINDS]
+        # household members start on the family tablet, so the sharing is always visible
+        tablet = next((i for i, d in enumerate(person.devices) if d.shared), -1)
         crm_announced = False
         seq = 0
         site_no = -1
@@ -743,6 +747,8 @@ class _Simulator:
             # site or landing session on a device
             if kind == "landing" and browsers:
                 dev = browsers[rng.randrange(len(browsers))]
+            elif tablet >= 0:
+                dev, tablet = tablet, -1
             else:
                 dev = rng.choices(range(len(person.devices)), cum_weights=dev_weights)[0]
             device = person.devices[dev]
@@ -903,7 +909,9 @@ class _Simulator:
         person = self.persons[pidx]
         p = person.persona
         ev: dict[str, Any] = {"event_id": event_id, "occurred_at": clock.fmt(t_ms), "type": etype}
-        session_id = f"{(sess * 0x9E3779B97F4A7C15 + self.seed * 0x632BE59BD9B4E019) & _MASK64:016x}"
+        # a scrambled global session number: random-looking, reveals no person index
+        scrambled = (sess * 0x9E3779B97F4A7C15 + self.seed * 0x632BE59BD9B4E019) & _MASK64
+        session_id = f"{scrambled:016x}"
         if dev >= 0:
             device = person.devices[dev]
             if device.device_id is None:
@@ -1134,7 +1142,7 @@ def _parse_line_ms(line: bytes) -> int:
     """Event time of one of our own well-formed lines, in epoch milliseconds."""
     text = orjson.loads(line)["occurred_at"]
     dt = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return int(round(dt.timestamp() * 1000))
+    return round(dt.timestamp() * 1000)
 
 
 def _progress_bar(enabled: bool, total: int, desc: str, unit: str) -> Any:
@@ -1157,7 +1165,7 @@ class _Output:
             self._raw = open(path, "wb")  # noqa: SIM115 - closed in close()
             self._gz = gzip.GzipFile(filename="", mode="wb", fileobj=self._raw,
                                      compresslevel=5, mtime=0)
-            self._sink = io.BufferedWriter(self._gz, buffer_size=1 << 20)  # type: ignore[arg-type]
+            self._sink = io.BufferedWriter(self._gz, buffer_size=1 << 20)
         else:
             self._raw = open(path, "wb", buffering=1 << 20)  # noqa: SIM115
             self._sink = self._raw

@@ -1,0 +1,43 @@
+"""Shared fixtures. Integration tests use the real broker that .ci/run (or
+`deploy/kafka.sh start`) runs; each test gets its own topics and groups."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+
+import pytest
+
+BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> str:
+    """The local broker's address; fails (not skips) when it is down, so CI cannot go green
+    without having tested against Kafka."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP, request_timeout_ms=10_000)
+    except KafkaError:
+        pytest.fail(f"no Kafka broker at {BOOTSTRAP}: start one with `deploy/kafka.sh start`")
+    admin.close()
+    return BOOTSTRAP
+
+
+@pytest.fixture
+def unique_name() -> Callable[[str], str]:
+    """Topic and group names no other test (or earlier run) uses."""
+    run = uuid.uuid4().hex[:8]
+    return lambda prefix: f"{prefix}-{run}"
+
+
+@pytest.fixture
+def admin(kafka_bootstrap: str) -> Iterator[object]:
+    from kafka import KafkaAdminClient
+
+    client = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    yield client
+    client.close()
