@@ -105,6 +105,7 @@ class SegmentationConfig:
     # feature-name patterns (fnmatch) fed to the model, with weights
     features: dict[str, float]
     min_events: int
+    learn_min_events: int
     warmup_profiles: int
     learn_interval_seconds: float
     assign_tick_seconds: float
@@ -266,6 +267,8 @@ def validate(config: Config) -> Config:
         (config.features.half_life_days > 0, "features.half_life_days must be > 0"),
         (config.segmentation.model in MODELS,
          f"segmentation.model must be one of {', '.join(MODELS)}"),
+        (config.segmentation.learn_min_events >= 1,
+         "segmentation.learn_min_events must be >= 1"),
         (config.segmentation.n_clusters >= 2, "segmentation.n_clusters must be >= 2"),
         (0 <= config.segmentation.hysteresis < 1, "segmentation.hysteresis must be in [0, 1)"),
         (config.segmentation.warmup_profiles >= config.segmentation.n_clusters,

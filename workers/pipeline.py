@@ -232,7 +232,8 @@ class Pipeline:
                 continue
             trigger = dirty[pid]
             vector = state.vector(spec)
-            if trigger.ts - state.last_learned >= cfg.learn_interval_seconds:
+            if (state.event_count >= cfg.learn_min_events
+                    and trigger.ts - state.last_learned >= cfg.learn_interval_seconds):
                 state.last_learned = trigger.ts
                 snapshot = self.model.learn(vector)
                 if snapshot is not None:

@@ -24,6 +24,7 @@ from workers.features import FeatureSpec
 # Lloyd iterations over the warm-up sample; k-means converges on a few hundred
 # points long before this
 _LLOYD_ITERATIONS = 25
+_STARTS = 10
 # a new centroid further than this (in std units) from every old one is a new segment
 _MATCH_DISTANCE = 3.0
 
@@ -182,7 +183,11 @@ class SegmentModel:
             self.scaler.learn_one(x)
         points = [[z[k] for k in self.keys] for z in map(self._scaled, sample)]
         if isinstance(self.clusterer, cluster.KMeans):
-            centres = _kmeans(points, self.cfg.n_clusters, random.Random(self.cfg.seed))
+            rng = random.Random(self.cfg.seed)
+            # several k-means++ starts, keep the tightest: one start often lands two
+            # centres in one group and leaves two groups sharing one (as sklearn's n_init)
+            centres = min((_kmeans(points, self.cfg.n_clusters, rng) for _ in range(_STARTS)),
+                          key=lambda cs: _inertia(points, cs))
             for i, centre in enumerate(centres):
                 self.clusterer.centers[i] = collections.defaultdict(
                     float, zip(self.keys, centre, strict=True))
@@ -266,6 +271,10 @@ def _expand(values: list[float], columns: tuple[int, ...], size: int) -> list[fl
 
 def _dist(a: list[float], b: list[float]) -> float:
     return math.sqrt(sum((x - y) * (x - y) for x, y in zip(a, b, strict=True)))
+
+
+def _inertia(points: list[list[float]], centres: list[list[float]]) -> float:
+    return sum(min(_dist(p, c) for c in centres) ** 2 for p in points)
 
 
 def _kmeans(points: list[list[float]], k: int, rng: random.Random) -> list[list[float]]:
