@@ -357,7 +357,7 @@ _identity_any = st.one_of(
                     min_size=1, max_size=3),
     st.builds(lambda d, k, v: {**d, k: v}, _identity_valid,
               st.sampled_from(["cookie", "User_id", "userId", "email ", "ip"]), _identifier),
-    st.builds(dict),
+    st.dictionaries(st.sampled_from(IDENTIFIER_TYPES), _identifier, max_size=0),
     _not_obj,
 )
 
@@ -400,6 +400,7 @@ _VALID_OPTIONAL: dict[str, st.SearchStrategy[Any]] = {
 }
 
 DELETE = object()
+EMPTY = object()
 _bad_country = st.sampled_from(["us", "De", "USA", "U", "", "1A", "ÄÖ", "D E"]) | _not_str
 _type = st.from_regex(r"[a-z0-9_.:-]{1,64}", fullmatch=True) | st.sampled_from(
     ["Page_view", "page view", "", "x" * 65, "page_view!", "página", "PURCHASE"]) | _not_str
@@ -417,7 +418,7 @@ MUTATIONS: list[tuple[tuple[str, ...], st.SearchStrategy[Any]]] = [
     (("type",), _type),
     (("type",), st.just(DELETE)),
     (("identity",), _identity_any),
-    (("identity",), st.just(DELETE) | st.builds(dict)),
+    (("identity",), st.sampled_from([DELETE, EMPTY])),
     *[(("identity", t), _bad_identifier_value) for t in ("user_id", "anonymous_id")],
     (("identity", "cookie"), _identifier),
     (("channel",), _near(CHANNEL_VALUES)),
@@ -452,6 +453,8 @@ def _apply(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
             return
     if value is DELETE:
         node.pop(path[-1], None)
+    elif value is EMPTY:
+        node[path[-1]] = {}
     else:
         node[path[-1]] = value
 
@@ -468,7 +471,7 @@ def event_like(draw: st.DrawFn) -> dict[str, Any]:
     data.update(draw(st.fixed_dictionaries({}, optional=_VALID_OPTIONAL)))
     data.update(draw(st.dictionaries(_line.filter(lambda k: k not in SCHEMA["properties"]),
                                      _any_json, max_size=2)))
-    for _ in range(draw(st.integers(0, 3))):
+    for _ in range(draw(st.sampled_from([0, 1, 1, 2, 3]))):
         path, strategy = MUTATIONS[draw(st.integers(0, len(MUTATIONS) - 1))]
         _apply(data, path, draw(strategy))
     return data
