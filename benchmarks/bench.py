@@ -1,0 +1,210 @@
+"""persona-stream benchmarks: each figure measured next to a baseline in the same run.
+
+    python benchmarks/bench.py [intake] [pipeline] [quality]   (all when none given)
+
+Writes benchmarks/results/<name>.json and rewrites the results table in
+BENCHMARKS.md. Never part of the test suite: these machines are shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from workers.config import load  # noqa: E402
+from workers.dedup import Deduplicator  # noqa: E402
+from workers.identity import IdentityGraph, IdentityRules  # noqa: E402
+from workers.pipeline import Pipeline  # noqa: E402
+from workers.quality import adjusted_rand_index, profile_personas, stitching  # noqa: E402
+from workers.simulate import write_stream  # noqa: E402
+from workers.touchpoints import InvalidEvent, TouchpointParser  # noqa: E402
+
+DATA = ROOT / "benchmarks" / "data"
+RESULTS = ROOT / "benchmarks" / "results"
+BIG_PROFILES = 40_000  # about 1M events
+QUALITY_PROFILES = 3_000
+
+
+def stream(profiles: int, seed: int) -> tuple[Path, Path]:
+    """The simulate file (cached: generating 1M events takes ~20 s)."""
+    DATA.mkdir(parents=True, exist_ok=True)
+    path, truth = DATA / f"sim-{profiles}-{seed}.jsonl", DATA / f"sim-{profiles}-{seed}.truth.json"
+    if not path.exists() or not truth.exists():
+        write_stream(str(path), profiles=profiles, seed=seed, truth=str(truth))
+    return path, truth
+
+
+def lines_of(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines()
+
+
+def parse_only(lines: list[bytes]) -> float:
+    """Baseline: decode every line with orjson, nothing else."""
+    loads = orjson.loads
+    start = time.perf_counter()
+    for line in lines:
+        try:
+            loads(line)
+        except orjson.JSONDecodeError:
+            pass
+    return time.perf_counter() - start
+
+
+def bench_intake() -> dict[str, Any]:
+    """Validation + de-duplication + identity resolution, per event, on ~1M events."""
+    path, _ = stream(BIG_PROFILES, 7)
+    lines = lines_of(path)
+    config = load()
+    parser = TouchpointParser(config.intake.max_event_bytes)
+    dedup = Deduplicator(config.intake.dedup_window_seconds)
+    ident = config.identity
+    graph = IdentityGraph(IdentityRules.from_config(ident.limits, ident.blocklist_values,
+                                                    ident.blocklist_patterns))
+    baseline = parse_only(lines)
+    start = time.perf_counter()
+    newest = 0.0
+    for line in lines:
+        try:
+            tp = parser.parse(line)
+        except InvalidEvent:
+            continue
+        if dedup.seen(tp.event_id, tp.ts):
+            continue
+        if tp.ts > newest:
+            newest = tp.ts
+            dedup.expire(newest)
+        graph.resolve(tp.identity)
+    seconds = time.perf_counter() - start
+    return {"events": len(lines), "seconds": round(seconds, 2),
+            "events_per_second": round(len(lines) / seconds),
+            "parse_only_per_second": round(len(lines) / baseline),
+            "ratio_to_parse_only": round(baseline / seconds, 3), "profiles": len(graph)}
+
+
+def bench_pipeline() -> dict[str, Any]:
+    """The whole in-process pipeline (what `run` does, minus file writing) vs parse-only."""
+    path, _ = stream(BIG_PROFILES, 7)
+    lines = lines_of(path)
+    baseline = parse_only(lines)
+    pipeline = Pipeline(load())
+    feed = pipeline.feed
+    start = time.perf_counter()
+    outputs = 0
+    for line in lines:
+        outputs += len(feed(line))
+    outputs += len(pipeline.flush())
+    seconds = time.perf_counter() - start
+    return {"events": len(lines), "seconds": round(seconds, 2),
+            "events_per_second": round(len(lines) / seconds),
+            "parse_only_per_second": round(len(lines) / baseline),
+            "ratio_to_parse_only": round(baseline / seconds, 3), "outputs": outputs,
+            "profiles": len(pipeline.profiles)}
+
+
+def bench_quality() -> dict[str, Any]:
+    """Stitching P/R and ARI vs the truth, next to batch KMeans on the same final features."""
+    from sklearn.cluster import KMeans
+    from sklearn.preprocessing import StandardScaler
+
+    path, truth_path = stream(QUALITY_PROFILES, 3)
+    truth = json.loads(truth_path.read_bytes())
+    config = load()
+    pipeline = Pipeline(config)
+    for line in lines_of(path):
+        pipeline.feed(line)
+    pipeline.flush()
+    groups = [[f"{t}:{v}" for t, vs in pipeline.graph.identifiers(pid).items() for v in vs]
+              for pid in pipeline.profiles]
+    score = stitching(groups, truth)
+    profiles = [pipeline.profile_snapshot(pid) for pid in sorted(pipeline.profiles)]
+    personas, segments = profile_personas(profiles, truth, min_events=8)
+    online = adjusted_rand_index(personas, segments)
+    # the analyst's nightly job: batch KMeans on the same final, weighted feature vectors
+    snapshot = pipeline.model.snapshot
+    assert snapshot is not None
+    kept = [p for p in profiles if p["segment"] is not None and p["event_count"] >= 8]
+    matrix = [[pipeline.profiles[p["profile_id"]].vector(pipeline.spec)[c]
+               for c in snapshot.columns] for p in kept]
+    scaled = StandardScaler().fit_transform(matrix) * snapshot.weights
+    batch = KMeans(n_clusters=config.segmentation.n_clusters, n_init=10,
+                   random_state=0).fit_predict(scaled)
+    kept_personas, kept_batch = profile_personas(
+        [dict(p, segment={"id": int(b)}) for p, b in zip(kept, batch, strict=True)],
+        truth, min_events=8)
+    return {"profiles_scored": len(personas), "stitching_precision": round(score.precision, 4),
+            "stitching_recall": round(score.recall, 4), "ari_online_river": round(online, 3),
+            "ari_batch_sklearn_kmeans": round(adjusted_rand_index(kept_personas, kept_batch), 3)}
+
+
+BENCHES = {"intake": bench_intake, "pipeline": bench_pipeline, "quality": bench_quality}
+COMMAND = "python benchmarks/bench.py"
+
+
+def machine() -> str:
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores, {mem:.0f} GiB, Python {platform.python_version()}"
+
+
+def write_table() -> None:
+    rows = []
+    for name in BENCHES:
+        path = RESULTS / f"{name}.json"
+        if not path.exists():
+            continue
+        r = json.loads(path.read_text())
+        res = r["result"]
+        if name == "intake":
+            what = "validation + de-dup + identity, events/s"
+            value = (f"{res['events_per_second']:,} ({res['ratio_to_parse_only']:.2f}x of "
+                     f"parse-only {res['parse_only_per_second']:,}/s), {res['events']:,} events")
+        elif name == "pipeline":
+            what = "whole `run` pipeline in process, events/s"
+            value = (f"{res['events_per_second']:,} ({res['ratio_to_parse_only']:.2f}x of "
+                     f"parse-only {res['parse_only_per_second']:,}/s), {res['events']:,} events")
+        else:
+            what = "quality vs simulate truth (3,000 people)"
+            value = (f"stitching P {res['stitching_precision']}, R {res['stitching_recall']}; "
+                     f"ARI online (river) {res['ari_online_river']} vs batch sklearn KMeans "
+                     f"{res['ari_batch_sklearn_kmeans']} on the same final features")
+        rows.append(f"| {name} | {what} | {value} | {r['date']} | {r['machine']} | "
+                    f"`{COMMAND} {name}` |")
+    table = ("| bench | what | result (baseline in the same run) | date | machine | command |\n"
+             "|---|---|---|---|---|---|\n" + "\n".join(rows) + "\n")
+    doc = ROOT / "BENCHMARKS.md"
+    text = doc.read_text() if doc.exists() else ""
+    begin, end = "<!-- results:begin -->", "<!-- results:end -->"
+    if begin in text and end in text:
+        text = text[: text.index(begin) + len(begin)] + "\n" + table + text[text.index(end):]
+    else:
+        text += f"\n{begin}\n{table}{end}\n"
+    doc.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("bench", nargs="*", choices=[*BENCHES, []], help="benchmarks to run")
+    args = parser.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    for name in args.bench or list(BENCHES):
+        result = BENCHES[name]()
+        record = {"bench": name, "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+                  "machine": machine(), "command": f"{COMMAND} {name}", "result": result}
+        (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+        print(name, json.dumps(result), flush=True)
+    write_table()
+
+
+if __name__ == "__main__":
+    main()
