@@ -290,7 +290,8 @@ def validate(config: Config) -> Config:
         try:
             re.compile(pattern)
         except re.error as exc:
-            raise ConfigError(f"identity.blocklist_patterns: bad pattern {pattern!r}: {exc}") from None
+            raise ConfigError(
+                f"identity.blocklist_patterns: bad pattern {pattern!r}: {exc}") from None
     return config
 
 

@@ -133,7 +133,8 @@ class ProfileState:
 
     def _purchase(self, spec: FeatureSpec, props: Mapping[str, Any]) -> None:
         revenue = props.get(spec.cfg.revenue_property)
-        if type(revenue) in (int, float) and math.isfinite(revenue) and revenue > 0:
+        if (isinstance(revenue, int | float) and not isinstance(revenue, bool)
+                and math.isfinite(revenue) and revenue > 0):
             self.revenue += revenue
         self.orders += 1
         method = props.get(spec.cfg.payment_property)
@@ -227,11 +228,11 @@ class ProfileState:
             held = traits.get(trait)
             declared = held[1] if held is not None else None
             out.extend([1.0 if declared == v else 0.0 for v in values])
-        for trait, (lo, hi) in spec.cfg.traits.numeric.items():
+        for trait, (low, high) in spec.cfg.traits.numeric.items():
             held = traits.get(trait)
             value = held[1] if held is not None else None
-            if type(value) in (int, float) and hi > lo:
-                out.append(min(1.0, max(0.0, (value - lo) / (hi - lo))))
+            if isinstance(value, int | float) and not isinstance(value, bool) and high > low:
+                out.append(min(1.0, max(0.0, (float(value) - low) / (high - low))))
             else:
                 out.append(0.5)  # unknown: the middle of the range, not a made-up extreme
         return out

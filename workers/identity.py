@@ -167,10 +167,10 @@ class IdentityGraph:
         assert target is not None  # resolve() only refuses when some identifier is usable
         held = self._members[target]
         dropped = 0
-        fitting = []
+        fitting: list[tuple[int, str, str]] = []
         for item in new:
             _, id_type, _ = item
-            taken = len(held.get(id_type, ())) + sum(1 for f in fitting if f[1] == id_type)
+            taken = len(held.get(id_type, ())) + sum(f[1] == id_type for f in fitting)
             if taken < self._limit[id_type]:
                 fitting.append(item)
             else:

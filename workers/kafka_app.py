@@ -15,6 +15,7 @@ and changelogged state described in ARCHITECTURE.md (issue #5).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from typing import Any
 
@@ -77,10 +78,8 @@ def provision_topics(config: Config) -> None:
         ]
         missing = [t for t in wanted if t.name not in existing]
         if missing:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first
                 admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another worker created it first
     finally:
         admin.close()
 

@@ -34,7 +34,8 @@ def _pair_count(labels: Mapping[str, int], keep: set[str]) -> int:
     return sum(comb(n, 2) for n in sizes.values())
 
 
-def stitching(predicted_groups: Iterable[Iterable[str]], truth: Mapping[str, Any]) -> StitchingScore:
+def stitching(predicted_groups: Iterable[Iterable[str]],
+              truth: Mapping[str, Any]) -> StitchingScore:
     """Pairwise precision/recall over the identifiers the stream itself links.
 
     A true pair is two identifiers in one truth component (linked by valid events,

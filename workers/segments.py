@@ -85,9 +85,9 @@ def assign(snapshot: Snapshot, z: list[float], current: int | None,
     nearest_d, nearest = min(dists)
     by_id = {sid: d for d, sid in dists}
     chosen = nearest
-    if current is not None and current in by_id and current != nearest:
-        if nearest_d >= (1.0 - hysteresis) * by_id[current]:
-            chosen = current
+    if (current is not None and current in by_id and current != nearest
+            and nearest_d >= (1.0 - hysteresis) * by_id[current]):
+        chosen = current
     own = by_id[chosen]
     others = [d for d, sid in dists if sid != chosen]
     score = max(0.0, 1.0 - own / min(others)) if others and min(others) > 0 else 1.0
@@ -252,13 +252,13 @@ class SegmentModel:
                     ids[j] = sid
                     used_old.add(sid)
         out = []
-        for sid in ids:
-            if sid is None:  # a new segment: ids are never reused
-                sid = self._next_id
+        for matched in ids:
+            if matched is None:  # a new segment: ids are never reused
+                out.append(self._next_id)
                 self._next_id += 1
             else:
-                self._next_id = max(self._next_id, sid + 1)
-            out.append(sid)
+                self._next_id = max(self._next_id, matched + 1)
+                out.append(matched)
         return out
 
 

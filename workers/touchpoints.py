@@ -88,7 +88,8 @@ class TouchpointParser:
                 raise InvalidEvent("not_utf8", "event is not valid UTF-8") from None
             raise InvalidEvent("not_json", f"event is not JSON: {exc}") from None
         if type(data) is not dict:
-            raise InvalidEvent("not_object", f"event is a JSON {type(data).__name__}, not an object")
+            kind = type(data).__name__
+            raise InvalidEvent("not_object", f"event is a JSON {kind}, not an object")
         return self.check(data, raw)
 
     def check(self, data: dict[str, Any], raw: bytes = b"") -> Touchpoint:
