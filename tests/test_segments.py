@@ -7,6 +7,7 @@ Fast: synthetic feature vectors drawn from well separated blobs, no broker.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import os
 import random
@@ -283,7 +284,7 @@ def test_drift_publishes_new_versions_with_stable_ids() -> None:
             published.append(snapshot)
     assert len(published) >= 2, "a drift of the blobs must publish a new snapshot"
     assert [s.version for s in published] == list(range(1, len(published) + 1))
-    for old, new in zip(published, published[1:], strict=False):
+    for old, new in itertools.pairwise(published):
         assert {s.id for s in new.segments} == {s.id for s in old.segments}
     # the same blob keeps its segment id across versions
     rng = random.Random(8)

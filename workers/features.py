@@ -51,6 +51,12 @@ class FeatureSpec:
             names += [f"trait.{trait}={v}" for v in values]
         names += [f"trait.{trait}" for trait in cfg.traits.numeric]
         self.names: list[str] = names
+        self.groups = ((0, self.channel_base), (self.channel_base, self.device_base),
+                       (self.device_base, self.payment_base), (self.payment_base, self.size))
+        self.zeros = [0.0] * self.size
+        # the trait part of the vector of someone who declared nothing
+        self.no_traits = [0.0] * sum(len(v) for v in cfg.traits.categorical.values())
+        self.no_traits += [0.5] * len(cfg.traits.numeric)
         self.index = {n: i for i, n in enumerate(names)}
 
     def label(self, name: str) -> str:
@@ -207,11 +213,14 @@ class ProfileState:
         """Derived features in ``spec.names`` order."""
         c = self.counts
         out: list[float] = []
-        for lo, hi in ((0, spec.channel_base), (spec.channel_base, spec.device_base),
-                       (spec.device_base, spec.payment_base), (spec.payment_base, spec.size)):
+        for lo, hi in spec.groups:
             part = c[lo:hi]
             total = sum(part)
-            out.extend([v / total for v in part] if total > 0 else [0.0] * (hi - lo))
+            if total > 0:
+                inverse = 1.0 / total
+                out.extend([v * inverse for v in part])
+            else:
+                out.extend(spec.zeros[lo:hi])
         weeks = max(1.0, (self.last_seen - self.first_seen) / 604800.0)
         out += [
             math.log1p(self.revenue),
@@ -223,7 +232,10 @@ class ProfileState:
             self.repeat_views / self.product_views if self.product_views else 0.0,
             float(len(self.traits)) if self.traits else 0.0,
         ]
-        traits = self.traits or {}
+        traits = self.traits
+        if not traits:
+            out.extend(spec.no_traits)
+            return out
         for trait, values in spec.cfg.traits.categorical.items():
             held = traits.get(trait)
             declared = held[1] if held is not None else None

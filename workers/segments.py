@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import fnmatch
 import math
+import operator
 import random
 from dataclasses import dataclass
 from typing import Any
@@ -46,9 +47,20 @@ class Snapshot:
     std: tuple[float, ...]
     segments: tuple[Segment, ...]
 
+    def __post_init__(self) -> None:
+        # z = (x - mean) / std * weight, folded into z = x * gain - offset once per snapshot
+        gain = tuple(w / s for w, s in zip(self.weights, self.std, strict=True))
+        object.__setattr__(self, "_gain", gain)
+        object.__setattr__(self, "_offset", tuple(m * g for m, g in zip(self.mean, gain,
+                                                                        strict=True)))
+        object.__setattr__(self, "_pick", operator.itemgetter(*self.columns))
+
     def transform(self, vector: list[float]) -> list[float]:
-        mean, std, weights = self.mean, self.std, self.weights
-        return [(vector[c] - mean[i]) / std[i] * weights[i] for i, c in enumerate(self.columns)]
+        picked = self._pick(vector)  # type: ignore[attr-defined]
+        if len(self.columns) == 1:
+            picked = (picked,)
+        return [x * g - o for x, g, o in zip(picked, self._gain,  # type: ignore[attr-defined]
+                                             self._offset, strict=True)]  # type: ignore[attr-defined]
 
     def raw(self, z: tuple[float, ...] | list[float]) -> list[float]:
         """Back from scaled space to feature units."""
@@ -56,13 +68,8 @@ class Snapshot:
                 for i, v in enumerate(z)]
 
     def distances(self, z: list[float]) -> list[tuple[float, int]]:
-        out = []
-        for seg in self.segments:
-            d = 0.0
-            for a, b in zip(z, seg.centroid, strict=True):
-                d += (a - b) * (a - b)
-            out.append((math.sqrt(d), seg.id))
-        return out
+        dist = math.dist
+        return [(dist(z, seg.centroid), seg.id) for seg in self.segments]
 
     def segment(self, segment_id: int) -> Segment | None:
         for seg in self.segments:
@@ -269,8 +276,7 @@ def _expand(values: list[float], columns: tuple[int, ...], size: int) -> list[fl
     return full
 
 
-def _dist(a: list[float], b: list[float]) -> float:
-    return math.sqrt(sum((x - y) * (x - y) for x, y in zip(a, b, strict=True)))
+_dist = math.dist
 
 
 def _inertia(points: list[list[float]], centres: list[list[float]]) -> float:
