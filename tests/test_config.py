@@ -84,10 +84,6 @@ def test_env_typed_values() -> None:
     assert config.intake.reorder_window_seconds == 60.0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "config bug: _apply_env parses every environment value as YAML, then _coerce turns "
-    "numbers back into strings, so a string setting is silently changed: a password "
-    "'0123' becomes '83' (YAML 1.1 octal), '12:30' becomes '750' (sexagesimal)"))
 @pytest.mark.parametrize("secret", ["0123", "12:30"])
 def test_env_string_values_are_taken_literally(secret: str) -> None:
     config = load(env={"PERSONA_STREAM_KAFKA__SASL_PASSWORD": secret})

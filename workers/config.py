@@ -192,9 +192,14 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
                 dotted = ".".join(parts[: i + 1])
                 raise ConfigError(f"environment variable {name} names unknown key '{dotted}'")
             if i == len(parts) - 1:
-                node[part] = yaml.safe_load(env[name]) if env[name] != "" else None
+                node[part] = _EnvValue(env[name])
             else:
                 node = node[part]
+
+
+class _EnvValue(str):
+    """A raw environment value: parsed as YAML unless the setting is a string, so a
+    password like ``0123`` is not read as the octal number 83."""
 
 
 def _build(cls: type[T], data: Any, where: str) -> T:
@@ -217,6 +222,13 @@ def _build(cls: type[T], data: Any, where: str) -> T:
 
 
 def _coerce(hint: Any, value: Any, path: str) -> Any:
+    if isinstance(value, _EnvValue):
+        if value == "":
+            value = None
+        elif hint is not str and str not in typing.get_args(hint):
+            value = yaml.safe_load(value)
+        else:
+            value = str(value)
     origin = typing.get_origin(hint)
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, path + ".")  # type: ignore[arg-type]

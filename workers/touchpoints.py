@@ -20,7 +20,10 @@ CHANNELS = frozenset(
 DEVICE_TYPES = frozenset(("mobile", "desktop", "tablet", "other"))
 
 _TYPE_RE = re.compile(r"[a-z0-9_.:-]{1,64}")
-_TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+# the same grammar as schemas/touchpoint.v1.schema.json ($defs/timestamp)
+_TIME_RE = re.compile(r"(?!0000)(\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01]))[Tt ]"
+                      r"((?:[01]\d|2[0-3]):[0-5]\d):([0-5]\d|60)(\.\d+)?"
+                      r"([Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)")
 _COUNTRY_RE = re.compile(r"[A-Z]{2}")
 _ABSENT: Any = object()
 _STRING_TRAITS = ("gender", "income_band", "country", "region", "city", "industry",
@@ -55,10 +58,16 @@ class Touchpoint:
 
 
 def parse_time(value: str) -> float:
-    """RFC 3339 with an offset or Z, to epoch seconds."""
-    if _TIME_RE.fullmatch(value) is None:
+    """RFC 3339 with an offset or Z, to epoch seconds (leap second :60 = next second)."""
+    match = _TIME_RE.fullmatch(value)
+    if match is None:
         raise ValueError(value)
-    return datetime.fromisoformat(value).timestamp()
+    date, hour_minute, second, fraction, offset = match.groups()
+    leap = second == "60"
+    text = (f"{date}T{hour_minute}:{'59' if leap else second}{(fraction or '')[:7]}"
+            f"{'+00:00' if offset in 'Zz' else offset}")
+    ts = datetime.fromisoformat(text).timestamp()  # ValueError for 30 February
+    return ts + 1.0 if leap else ts
 
 
 def format_time(ts: float) -> str:
