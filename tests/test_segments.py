@@ -358,3 +358,24 @@ def test_model_version_increases_by_one_per_publish() -> None:
     checks = [n for n in range(WARMUP + 1, WARMUP + 301) if n % CFG.snapshot_every_learns == 0]
     assert len(checks) >= 3
     assert versions == list(range(1, 2 + len(checks)))
+
+
+@pytest.mark.parametrize("model", ["kmeans", "streamkmeans", "dbstream", "clustream"])
+def test_every_selectable_river_model_segments_a_stream(model: str) -> None:
+    """Each model named in the configuration runs the whole pipeline and publishes."""
+    from workers.pipeline import Pipeline
+    from workers.simulate import simulate
+
+    lines, _, _ = simulate(400, seed=4, days=3)
+    base = load()
+    config = dataclasses.replace(base, segmentation=dataclasses.replace(
+        base.segmentation, model=model, warmup_profiles=60))
+    pipeline = Pipeline(config)
+    for line in lines:
+        pipeline.feed(line)
+    pipeline.flush()
+    snapshot = pipeline.model.snapshot
+    assert snapshot is not None and len(snapshot.segments) >= 2
+    assigned = [s.segment for s in pipeline.profiles.values() if s.segment is not None]
+    assert len(set(assigned)) >= 2
+    assert set(assigned) <= {seg.id for seg in snapshot.segments}

@@ -167,12 +167,18 @@ class SegmentModel:
                 return None
             sample, self._warmup = self._warmup, None
             self._initialise(sample)
-            return self._publish()
+            return self._publish() if self._ready() else None
         self.scaler.learn_one(x)
         self.clusterer.learn_one(self._scaled(x))
+        if self.snapshot is None:
+            return self._publish() if self._ready() else None
         if self.learned % self.cfg.snapshot_every_learns == 0 and self._drifted():
             return self._publish()
         return None
+
+    def _ready(self) -> bool:
+        """Some river clusterers (CluStream, DBSTREAM) have no centres for a while."""
+        return len(self.clusterer.centers) >= 2
 
     def _scaled(self, x: dict[str, float]) -> dict[str, float]:
         z = self.scaler.transform_one(x)
@@ -320,7 +326,8 @@ def _make_clusterer(cfg: SegmentationConfig) -> Any:
         return cluster.KMeans(n_clusters=cfg.n_clusters, halflife=cfg.halflife, seed=cfg.seed,
                               **params)
     if cfg.model == "streamkmeans":
-        params.setdefault("chunk_size", 100)
+        # one chunk = the warm-up sample, so the first centres exist when warm-up ends
+        params.setdefault("chunk_size", cfg.warmup_profiles)
         return cluster.STREAMKMeans(n_clusters=cfg.n_clusters, seed=cfg.seed, **params)
     if cfg.model == "dbstream":
         return cluster.DBSTREAM(**params)
