@@ -9,6 +9,7 @@ BENCHMARKS.md. Never part of the test suite: these machines are shared and noisy
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -55,10 +56,8 @@ def parse_only(lines: list[bytes]) -> float:
     loads = orjson.loads
     start = time.perf_counter()
     for line in lines:
-        try:
+        with contextlib.suppress(orjson.JSONDecodeError):
             loads(line)
-        except orjson.JSONDecodeError:
-            pass
     return time.perf_counter() - start
 
 
@@ -148,7 +147,78 @@ def bench_quality() -> dict[str, Any]:
             "ari_batch_sklearn_kmeans": round(adjusted_rand_index(kept_personas, kept_batch), 3)}
 
 
-BENCHES = {"intake": bench_intake, "pipeline": bench_pipeline, "quality": bench_quality}
+def _rss() -> int:
+    with open("/proc/self/statm") as handle:
+        return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _memory_child(profiles: int) -> dict[str, Any]:
+    """Resident bytes per profile: each person browses anonymously, then identifies."""
+    import gc
+
+    pipeline = Pipeline(load())
+    spread = 30 * 86400 / profiles  # a month of event time, so de-dup holds ~1 day of ids
+    gc.collect()
+    before = _rss()
+    for i in range(profiles):
+        t = 1_767_571_200 + i * spread
+        anon = {"anonymous_id": f"a-{i:09d}"}
+        known = {"anonymous_id": f"a-{i:09d}", "user_id": f"u-{i:09d}",
+                 "email": f"person{i}@mail.example"}
+        for j, (kind, ident) in enumerate((("page_view", anon), ("product_view", anon),
+                                           ("identify", known), ("purchase", known))):
+            pipeline.feed(orjson.dumps({
+                "event_id": f"e-{i}-{j}", "occurred_at": _iso(t + j * 60), "type": kind,
+                "identity": ident, "channel": "web", "device": {"type": "mobile"},
+                "properties": {"product_id": f"sku-{i % 500}", "revenue": 20.0,
+                               "payment_method": "card"}}))
+    pipeline.flush()
+    gc.collect()
+    used = _rss() - before
+    return {"profiles": len(pipeline.profiles), "rss_bytes": used,
+            "bytes_per_profile": round(used / len(pipeline.profiles))}
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+
+def bench_memory() -> dict[str, Any]:
+    """Each size in a fresh process, so one run's heap does not count in the next."""
+    import subprocess
+
+    out = {}
+    for profiles in (100_000, 1_000_000):
+        result = subprocess.run([sys.executable, __file__, "--memory-child", str(profiles)],
+                                capture_output=True, check=True, text=True)
+        out[str(profiles)] = json.loads(result.stdout)
+    return out
+
+
+def bench_profile() -> dict[str, Any]:
+    """Where the time goes on the per-event path (cProfile, top functions by own time)."""
+    import cProfile
+    import pstats
+
+    path, _ = stream(QUALITY_PROFILES, 3)
+    lines = lines_of(path)
+    pipeline = Pipeline(load())
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for line in lines:
+        pipeline.feed(line)
+    pipeline.flush()
+    profiler.disable()
+    stats = pstats.Stats(profiler)
+    total = sum(v[2] for v in stats.stats.values())  # type: ignore[attr-defined]
+    rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:12]  # type: ignore[attr-defined]
+    return {"events": len(lines), "top": [
+        {"function": f"{Path(f).name}:{line}({name})", "calls": v[1],
+         "own_share": round(v[2] / total, 3)} for (f, line, name), v in rows]}
+
+
+BENCHES = {"intake": bench_intake, "pipeline": bench_pipeline, "quality": bench_quality,
+           "memory": bench_memory, "profile": bench_profile}
 COMMAND = "python benchmarks/bench.py"
 
 
@@ -173,6 +243,13 @@ def write_table() -> None:
             what = "whole `run` pipeline in process, events/s"
             value = (f"{res['events_per_second']:,} ({res['ratio_to_parse_only']:.2f}x of "
                      f"parse-only {res['parse_only_per_second']:,}/s), {res['events']:,} events")
+        elif name == "memory":
+            what = "resident memory per profile (memory store, in process)"
+            value = "; ".join(f"{int(k):,} profiles: {v['bytes_per_profile']:,} B/profile"
+                              for k, v in res.items())
+        elif name == "profile":
+            what = "own time of the costliest functions (cProfile, 3,000 people)"
+            value = ", ".join(f"{t['function']} {t['own_share']:.0%}" for t in res["top"][:5])
         else:
             what = "quality vs simulate truth (3,000 people)"
             value = (f"stitching P {res['stitching_precision']}, R {res['stitching_recall']}; "
@@ -194,8 +271,15 @@ def write_table() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("bench", nargs="*", choices=[*BENCHES, []], help="benchmarks to run")
+    parser.add_argument("bench", nargs="*", help=f"benchmarks to run: {', '.join(BENCHES)}")
+    parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_child:
+        print(json.dumps(_memory_child(args.memory_child)))
+        return
+    unknown = [b for b in args.bench if b not in BENCHES]
+    if unknown:
+        parser.error(f"unknown benchmark {unknown[0]!r}; choose from {', '.join(BENCHES)}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     for name in args.bench or list(BENCHES):
         result = BENCHES[name]()

@@ -278,8 +278,8 @@ def test_drift_publishes_new_versions_with_stable_ids() -> None:
     assert first is not None
     published = [first]
     # the blobs move a little: centroids drift, a new model is published
-    for _, v in blob_stream(5, 600, shift=0.15):
-        snapshot = model.learn(v)
+    for i, (_, v) in enumerate(blob_stream(5, 600, shift=0.15)):
+        snapshot = model.learn(v, ts=i * 3600.0)  # one learn an hour of event time
         if snapshot is not None:
             published.append(snapshot)
     assert len(published) >= 2, "a drift of the blobs must publish a new snapshot"
@@ -292,6 +292,15 @@ def test_drift_publishes_new_versions_with_stable_ids() -> None:
         v = blob_vector(rng, blob, shift=0.15)
         ids = {assign(s, s.transform(v), None, 0.0).segment_id for s in published}
         assert len(ids) == 1, (blob, ids)
+
+
+def test_versions_are_at_most_one_per_min_publish_interval() -> None:
+    model, _ = warmed_model(seed=2)
+    published = 0
+    for _, v in blob_stream(5, 600, shift=0.15):
+        published += model.learn(v, ts=100.0) is not None  # all within one interval
+    assert published == 0
+    assert model.snapshot is not None and model.snapshot.version == 1
 
 
 def test_no_publish_without_drift() -> None:
@@ -348,7 +357,8 @@ def test_match_compares_in_the_new_scaler_space() -> None:
 
 
 def test_model_version_increases_by_one_per_publish() -> None:
-    model = SegmentModel(dataclasses.replace(CFG, publish_shift=0.0), SPEC)
+    model = SegmentModel(dataclasses.replace(CFG, publish_shift=0.0,
+                                             min_publish_interval_seconds=0.0), SPEC)
     versions = []
     for _, v in blob_stream(6, WARMUP) + blob_stream(7, 300, shift=0.2):
         snapshot = model.learn(v)

@@ -112,6 +112,7 @@ class SegmentationConfig:
     hysteresis: float
     snapshot_every_learns: int
     publish_shift: float
+    min_publish_interval_seconds: float
 
 
 @dataclass(frozen=True)

@@ -235,7 +235,7 @@ class Pipeline:
             if (state.event_count >= cfg.learn_min_events
                     and trigger.ts - state.last_learned >= cfg.learn_interval_seconds):
                 state.last_learned = trigger.ts
-                snapshot = self.model.learn(vector)
+                snapshot = self.model.learn(vector, trigger.ts)
                 if snapshot is not None:
                     self._publish(snapshot, trigger.ts)
             snapshot = self.model.snapshot

@@ -151,14 +151,15 @@ class SegmentModel:
         self._warmup: list[dict[str, float]] | None = []
         self.learned = 0
         self.snapshot: Snapshot | None = None
+        self._published_at = -math.inf
         self._next_id = 0
 
     @property
     def warming_up(self) -> bool:
         return self._warmup is not None
 
-    def learn(self, vector: list[float]) -> Snapshot | None:
-        """Learn one profile; returns a new snapshot when one is published."""
+    def learn(self, vector: list[float], ts: float = 0.0) -> Snapshot | None:
+        """Learn one profile at event time ``ts``; returns a snapshot when one is published."""
         x = {k: vector[c] for k, c in zip(self.keys, self.columns, strict=True)}
         self.learned += 1
         if self._warmup is not None:
@@ -167,13 +168,15 @@ class SegmentModel:
                 return None
             sample, self._warmup = self._warmup, None
             self._initialise(sample)
-            return self._publish() if self._ready() else None
+            return self._publish(ts) if self._ready() else None
         self.scaler.learn_one(x)
         self.clusterer.learn_one(self._scaled(x))
         if self.snapshot is None:
-            return self._publish() if self._ready() else None
-        if self.learned % self.cfg.snapshot_every_learns == 0 and self._drifted():
-            return self._publish()
+            return self._publish(ts) if self._ready() else None
+        if (self.learned % self.cfg.snapshot_every_learns == 0
+                and ts - self._published_at >= self.cfg.min_publish_interval_seconds
+                and self._drifted()):
+            return self._publish(ts)
         return None
 
     def _ready(self) -> bool:
@@ -235,7 +238,8 @@ class SegmentModel:
                            list(seg.centroid)) for seg in old.segments) for r in raw]
         return len(raw) != len(old.segments) or max(moved) > self.cfg.publish_shift
 
-    def _publish(self) -> Snapshot:
+    def _publish(self, ts: float) -> Snapshot:
+        self._published_at = ts
         mean, std, raw = self._candidate()
         zs = [[(r[i] - mean[i]) / std[i] * self.weights[i] for i in range(len(r))] for r in raw]
         ids = self._match(zs, mean, std)
