@@ -101,3 +101,17 @@ def test_run_reads_stdin_and_dead_letters_garbage(tmp_path: Path) -> None:
     assert "raw_base64" in dead[1]
     summary = orjson.loads((out / "summary.json").read_bytes())
     assert (summary["events_valid"], summary["events_invalid"], summary["profiles"]) == (1, 2, 1)
+
+
+def test_simulate_creates_the_output_folder(tmp_path: Path) -> None:
+    target = tmp_path / "new" / "folder" / "s.jsonl"
+    assert cli("simulate", "--profiles", "5", "--output", str(target)).returncode == 0
+    assert target.stat().st_size > 0
+
+
+def test_unwritable_output_is_one_line(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = cli("simulate", "--profiles", "5", "--output", str(blocker / "s.jsonl"))
+    assert result.returncode == 1
+    assert result.stderr.decode().strip().count("\n") == 0

@@ -38,6 +38,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     if args.profiles < 1:
         raise UsageError("--profiles must be at least 1")
+    for path in (args.output, args.truth):
+        if path and path != "-":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
     stats = write_stream(args.output, profiles=args.profiles, seed=args.seed,
                          truth=args.truth, progress=_tty(args), days=args.days)
     print(f"wrote {stats.events} lines for {stats.persons} persons to {args.output}",
@@ -209,6 +212,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ConfigError, SourceError) as exc:
         print(f"persona-stream {args.command}: error: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, UsageError | ConfigError) else 1
+    except OSError as exc:  # a file we were told to write cannot be written
+        where = f" {exc.filename}" if exc.filename else ""
+        print(f"persona-stream {args.command}: error:{where}: {exc.strerror or exc}",
+              file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"persona-stream {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -122,9 +122,10 @@ def explain(snapshot: Snapshot, z: list[float], segment_id: int,
     out = []
     for _, i in parts[:size]:
         column = snapshot.columns[i]
-        out.append({"feature": names[column], "value": round(vector[column], 6),
-                    "segment_value": round(raw_centroid[i], 6),
-                    "population_value": round(snapshot.mean[i], 6)})
+        # "+ 0.0" turns a rounded -0.0 into 0.0 in the JSON
+        out.append({"feature": names[column], "value": round(vector[column], 6) + 0.0,
+                    "segment_value": round(raw_centroid[i], 6) + 0.0,
+                    "population_value": round(snapshot.mean[i], 6) + 0.0})
     return out
 
 
