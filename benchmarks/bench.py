@@ -147,6 +147,146 @@ def bench_quality() -> dict[str, Any]:
             "ari_batch_sklearn_kmeans": round(adjusted_rand_index(kept_personas, kept_batch), 3)}
 
 
+WORKER_EVENTS = 200_000
+BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+
+
+def _kafka_config(tag: str, **intake: float) -> Any:
+    """Default config pointed at fresh topics on the local broker."""
+    import dataclasses
+
+    base = load()
+    k = base.kafka
+    return dataclasses.replace(
+        base,
+        kafka=dataclasses.replace(
+            k, bootstrap_servers=BOOTSTRAP, application_id=f"bench-{tag}",
+            input_topic=f"bench-{tag}-in", dlq_topic=f"bench-{tag}-dlq",
+            segment_changes_topic=f"bench-{tag}-changes",
+            identity_merges_topic=f"bench-{tag}-merges", personas_topic=f"bench-{tag}-personas"),
+        intake=dataclasses.replace(base.intake, **intake),
+        metrics=dataclasses.replace(base.metrics, host="127.0.0.1", port=_free_port()))
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _fill(topic: str, lines: list[bytes]) -> None:
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=20, batch_size=262144,
+                             max_request_size=1_048_576)
+    for line in lines:
+        producer.send(topic, value=line)
+    producer.flush()
+    producer.close()
+
+
+async def _bare_consume(topic: str, count: int) -> float:
+    """Baseline: the same client library reads and decodes every record, nothing else."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=BOOTSTRAP, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    seen = 0
+    start = time.perf_counter()
+    try:
+        while seen < count:
+            for records in (await consumer.getmany(timeout_ms=1000, max_records=5000)).values():
+                for record in records:
+                    with contextlib.suppress(orjson.JSONDecodeError):
+                        orjson.loads(record.value)
+                    seen += 1
+    finally:
+        await consumer.stop()
+    return time.perf_counter() - start
+
+
+async def _worker_run(config: Any, count: int) -> float:
+    """Start a worker on a pre-filled topic; time until every record's outputs are produced."""
+    import asyncio
+
+    from workers.kafka_app import build_app, provision_topics
+
+    provision_topics(config)
+    app = build_app(config)
+    start = time.perf_counter()
+    await app.start()
+    try:
+        while app.pipeline.stats.events_read < count:
+            await asyncio.sleep(0.05)
+        return time.perf_counter() - start
+    finally:
+        await app.stop()
+
+
+def bench_worker() -> dict[str, Any]:
+    """One worker end to end vs in-process `run` vs a bare consumer, same events."""
+    import asyncio
+
+    path, _ = stream(BIG_PROFILES, 7)
+    lines = lines_of(path)[:WORKER_EVENTS]
+    tag = f"worker-{int(time.time())}"
+    config = _kafka_config(tag)
+    from workers.kafka_app import provision_topics
+
+    provision_topics(config)
+    _fill(config.kafka.input_topic, lines)
+    bare = asyncio.run(_bare_consume(config.kafka.input_topic, len(lines)))
+    worker = asyncio.run(_worker_run(config, len(lines)))
+    pipeline = Pipeline(load())
+    start = time.perf_counter()
+    for line in lines:
+        pipeline.feed(line)
+    pipeline.flush()
+    in_process = time.perf_counter() - start
+    n = len(lines)
+    return {"events": n, "worker_per_second": round(n / worker),
+            "in_process_per_second": round(n / in_process),
+            "bare_consumer_per_second": round(n / bare),
+            "worker_to_in_process": round(in_process / worker, 3)}
+
+
+def bench_replay() -> dict[str, Any]:
+    """`replay` from a file and from a topic vs the in-process pipeline and parse-only."""
+    import tempfile
+
+    from workers.kafka_app import provision_topics
+    from workers.replay import ReplayRequest, run_replay
+
+    path, _ = stream(QUALITY_PROFILES, 3)  # ~74k events: seconds per replay, rates are steady
+    lines = lines_of(path)
+    n = len(lines)
+    baseline = parse_only(lines)
+    pipeline = Pipeline(load())
+    start = time.perf_counter()
+    for line in lines:
+        pipeline.feed(line)
+    pipeline.flush()
+    in_process = time.perf_counter() - start
+    config = _kafka_config(f"replay-{int(time.time())}")
+    provision_topics(config)
+    _fill(config.kafka.input_topic, lines)
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        run_replay(config, ReplayRequest(files=[str(path)], out=f"{tmp}/file"))
+        from_file = time.perf_counter() - start
+        start = time.perf_counter()
+        run_replay(config, ReplayRequest(topic=config.kafka.input_topic, out=f"{tmp}/topic"))
+        from_topic = time.perf_counter() - start
+    return {"events": n, "file_per_second": round(n / from_file),
+            "topic_per_second": round(n / from_topic),
+            "in_process_per_second": round(n / in_process),
+            "parse_only_per_second": round(n / baseline),
+            "topic_partitions": config.kafka.partitions}
+
+
 def _rss() -> int:
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -218,7 +358,8 @@ def bench_profile() -> dict[str, Any]:
 
 
 BENCHES = {"intake": bench_intake, "pipeline": bench_pipeline, "quality": bench_quality,
-           "memory": bench_memory, "profile": bench_profile}
+           "memory": bench_memory, "profile": bench_profile, "worker": bench_worker,
+           "replay": bench_replay}
 COMMAND = "python benchmarks/bench.py"
 
 
@@ -243,6 +384,17 @@ def write_table() -> None:
             what = "whole `run` pipeline in process, events/s"
             value = (f"{res['events_per_second']:,} ({res['ratio_to_parse_only']:.2f}x of "
                      f"parse-only {res['parse_only_per_second']:,}/s), {res['events']:,} events")
+        elif name == "worker":
+            what = "one Kafka worker end to end (pre-filled 4-partition topic), events/s"
+            value = (f"{res['worker_per_second']:,} = {res['worker_to_in_process']:.0%} of "
+                     f"in-process {res['in_process_per_second']:,}/s; bare aiokafka consumer "
+                     f"{res['bare_consumer_per_second']:,}/s; {res['events']:,} events")
+        elif name == "replay":
+            what = "`replay` to an output folder, events/s"
+            value = (f"from a file {res['file_per_second']:,}, from a "
+                     f"{res['topic_partitions']}-partition topic {res['topic_per_second']:,}; "
+                     f"in-process pipeline {res['in_process_per_second']:,}/s, parse-only "
+                     f"{res['parse_only_per_second']:,}/s; {res['events']:,} events")
         elif name == "memory":
             what = "resident memory per profile (memory store, in process)"
             value = "; ".join(f"{int(k):,} profiles: {v['bytes_per_profile']:,} B/profile"
