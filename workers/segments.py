@@ -81,8 +81,22 @@ class Snapshot:
 @dataclass(frozen=True)
 class Assignment:
     segment_id: int
-    score: float
     changed: bool
+    distances: list[tuple[float, int]]  # (distance, segment id) for every segment
+
+    @property
+    def score(self) -> float:
+        """1 at the centroid, 0 on the border with the next segment (or beyond it)."""
+        own = math.inf
+        other = math.inf
+        for d, sid in self.distances:
+            if sid == self.segment_id:
+                own = d
+            elif d < other:
+                other = d
+        if other == math.inf or other <= 0:
+            return 1.0
+        return round(max(0.0, 1.0 - own / other), 6)
 
 
 def assign(snapshot: Snapshot, z: list[float], current: int | None,
@@ -90,15 +104,14 @@ def assign(snapshot: Snapshot, z: list[float], current: int | None,
     """Nearest segment, but leave the current one only for a clearly closer one."""
     dists = snapshot.distances(z)
     nearest_d, nearest = min(dists)
-    by_id = {sid: d for d, sid in dists}
     chosen = nearest
-    if (current is not None and current in by_id and current != nearest
-            and nearest_d >= (1.0 - hysteresis) * by_id[current]):
-        chosen = current
-    own = by_id[chosen]
-    others = [d for d, sid in dists if sid != chosen]
-    score = max(0.0, 1.0 - own / min(others)) if others and min(others) > 0 else 1.0
-    return Assignment(chosen, round(score, 6), chosen != current)
+    if current is not None and current != nearest:
+        for d, sid in dists:
+            if sid == current:
+                if nearest_d >= (1.0 - hysteresis) * d:
+                    chosen = current
+                break
+    return Assignment(chosen, chosen != current, dists)
 
 
 def explain(snapshot: Snapshot, z: list[float], segment_id: int,
