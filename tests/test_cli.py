@@ -115,3 +115,15 @@ def test_unwritable_output_is_one_line(tmp_path: Path) -> None:
     result = cli("simulate", "--profiles", "5", "--output", str(blocker / "s.jsonl"))
     assert result.returncode == 1
     assert result.stderr.decode().strip().count("\n") == 0
+
+
+def test_worker_with_unreachable_broker_fails_in_one_line() -> None:
+    import os
+
+    env = dict(os.environ, PERSONA_STREAM_KAFKA__BOOTSTRAP_SERVERS="127.0.0.1:1",
+               PERSONA_STREAM_KAFKA__CONNECT_TIMEOUT_SECONDS="2")
+    result = subprocess.run([sys.executable, "-m", "workers.cli", "worker"], env=env,
+                            capture_output=True, timeout=60, check=False)
+    assert result.returncode == 1
+    lines = result.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and "cannot reach Kafka at 127.0.0.1:1" in lines[0]
