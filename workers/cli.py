@@ -61,19 +61,36 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from workers.run import run_files
+    from workers.replay import ReplayInterrupted, ReplayRequest, run_replay
 
-    if not args.files:
-        raise UsageError("replay needs --files (topic replay is not available yet)")
-    summary = run_files(_config(args), args.files, args.out, progress=_tty(args))
-    print(f"replayed {summary['events_read']} events -> {args.out}", file=sys.stderr)
+    request = ReplayRequest(
+        topic=args.topic, files=args.files, start=args.start, stop=args.stop, out=args.out,
+        to_topic=args.to_topic, dry_run=args.dry_run, allow_live_topics=args.allow_live_topics,
+        state_in=args.state_in, state_out=args.state_out, personas_from=args.personas_from,
+        progress="off" if args.quiet else "bar" if sys.stderr.isatty() else "log")
+    try:
+        result = run_replay(_config(args), request)
+    except ReplayInterrupted as exc:
+        print(f"persona-stream replay: {exc}", file=sys.stderr)
+        return 130
+    if result.report is not None:
+        sys.stdout.write(result.report)
+    s = result.summary
+    target = args.out or (f"{args.to_topic}.*" if args.to_topic else "nothing (dry run)")
+    print(f"replayed {s['events_replayed']} events in {s['seconds']} s "
+          f"({s['events_per_second']:.0f} events/s): {s['segment_changes']} segment changes,"
+          f" {s['identity_merges']} merges, {s['events_invalid']} dead letters since the"
+          f" state began -> {target}", file=sys.stderr)
     return 0
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from workers.kafka_app import run_worker
+    from workers.state import load_state
 
-    return run_worker(_config(args))
+    config = _config(args)
+    initial = load_state(args.initial_state, config) if args.initial_state else None
+    return run_worker(config, initial)
 
 
 def cmd_personas(args: argparse.Namespace) -> int:
@@ -172,16 +189,41 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="run a Kafka stream worker (run several to scale out)",
                        description="Consume touchpoints from Kafka and produce segment changes,"
                        " identity merges, persona cards and dead letters.")
+    p.add_argument("--initial-state", metavar="FILE",
+                   help="start from a state saved by 'replay --state-out' (same configuration)")
     config_flag(p)
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("replay", help="backfill: replay history through the pipeline",
-                       description="Replay recorded touchpoints through a fresh pipeline into an"
-                       " output folder, without touching live workers.")
-    p.add_argument("--files", nargs="+", metavar="FILE",
-                   help="JSON-lines file(s) to replay, in order (.gz accepted)")
-    p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+                       description="Replay a topic range or recorded files, in event-time order,"
+                       " through the pipeline into an output folder, separate topics or nowhere"
+                       " (--dry-run), without touching live workers or their consumer groups.")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--topic", metavar="TOPIC", help="Kafka topic to replay")
+    source.add_argument("--files", nargs="+", metavar="FILE",
+                        help="JSON-lines file(s) to replay, in order (.gz accepted)")
+    p.add_argument("--from", dest="start", metavar="BOUND",
+                   help="first record of --topic: an RFC 3339 time (first record stamped at or"
+                   " after it, per partition) or offset:N (default: the beginning)")
+    p.add_argument("--to", dest="stop", metavar="BOUND",
+                   help="end of --topic, exclusive: an RFC 3339 time or offset:N (default: the"
+                   " end offsets when the replay starts)")
+    target = p.add_mutually_exclusive_group(required=True)
+    target.add_argument("--out", metavar="DIR", help="output folder (the files of 'run')")
+    target.add_argument("--to-topic", metavar="PREFIX",
+                        help="produce to PREFIX.segment-changes, PREFIX.identity-merges and"
+                        " PREFIX.dlq")
+    target.add_argument("--dry-run", action="store_true",
+                        help="process everything, emit nothing, print what would change")
+    p.add_argument("--allow-live-topics", action="store_true",
+                   help="let --to-topic write to topics the live workers use")
+    p.add_argument("--state-in", metavar="FILE", help="start from a saved pipeline state")
+    p.add_argument("--state-out", metavar="FILE",
+                   help="save the end state (events still in the reorder window stay in it,"
+                   " unflushed, so the next replay or worker continues exactly)")
+    p.add_argument("--personas-from", metavar="DIR",
+                   help="with --dry-run: compare with the personas.json in DIR")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
     config_flag(p)
     p.set_defaults(func=cmd_replay)
 
@@ -225,4 +267,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # run the importable module's main, so `python -m workers.cli` and the modules it
+    # imports (which raise workers.cli.UsageError) share one UsageError class
+    from workers.cli import main as module_main
+
+    sys.exit(module_main())

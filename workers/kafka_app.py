@@ -16,18 +16,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import sys
+import time
 from typing import Any
 
 import orjson
 
 from workers.config import Config
+from workers.logs import logging_config
 from workers.pipeline import Origin, Output, Pipeline
 
 _BATCH = 2000  # records per agent batch
 _BATCH_WAIT = 0.2  # seconds a partial batch waits before it is processed anyway
 _IDLE_FLUSH = 2.0  # seconds without input before held events are flushed out
 _PERSONA_INTERVAL = 10.0  # seconds between persona-card publications
+# seconds between consumer-lag samples: well under the usual 15 s scrape interval, so
+# every scrape sees a fresh value; cheap, as highwater marks come with each fetch
+_LAG_INTERVAL = 5.0
+# segment sizes for the /personas chart: a sample every 30 s, the last 24 h kept
+# (2,880 small dicts, well under a megabyte)
+_HISTORY_INTERVAL = 30.0
+_HISTORY_SAMPLES = 2880
 
 
 class BrokerUnavailable(Exception):
@@ -60,7 +70,8 @@ def provision_topics(config: Config) -> None:
     timeout_ms = int(k.connect_timeout_seconds * 1000)
     try:
         admin = KafkaAdminClient(bootstrap_servers=k.bootstrap_servers,
-                                 request_timeout_ms=timeout_ms, **client_security(config))
+                                 request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms,
+                                 **client_security(config))
     except KafkaError as exc:
         raise BrokerUnavailable(f"cannot reach Kafka at {k.bootstrap_servers}: {exc}") from None
     try:
@@ -84,8 +95,11 @@ def provision_topics(config: Config) -> None:
         admin.close()
 
 
-def build_app(config: Config) -> Any:
-    """The faust app with its one agent; returned so tests can start it in-process."""
+def build_app(config: Config, initial: Pipeline | None = None) -> Any:
+    """The faust app with its one agent; returned so tests can start it in-process.
+
+    ``initial``: a pipeline to continue (a state saved by ``replay --state-out``).
+    """
     import faust
 
     k = config.kafka
@@ -99,7 +113,7 @@ def build_app(config: Config) -> Any:
         topic_partitions=k.partitions,
         table_standby_replicas=k.standby_replicas,
     )
-    pipeline = Pipeline(config)
+    pipeline = initial if initial is not None else Pipeline(config)
     app.pipeline = pipeline  # type: ignore[attr-defined]
     source = app.topic(k.input_topic, key_type=bytes, value_type=bytes,
                        key_serializer="raw", value_serializer="raw")
@@ -112,6 +126,15 @@ def build_app(config: Config) -> Any:
     }
     personas = app.topic(k.personas_topic, key_serializer="raw", value_serializer="raw")
     state = {"last_input": 0.0, "held": False}
+    from workers.metrics import CONTENT_TYPE_LATEST, Metrics
+    from workers.persona_page import SizeHistory, render_page
+
+    metrics = Metrics()
+    app.metrics = metrics  # type: ignore[attr-defined]
+    history = SizeHistory(_HISTORY_SAMPLES)
+    app.size_history = history  # type: ignore[attr-defined]
+    ready = {"assigned": False}
+    log = logging.getLogger("persona_stream.worker")
 
     async def emit(outputs: list[Output]) -> None:
         if not outputs:
@@ -130,30 +153,89 @@ def build_app(config: Config) -> Any:
     @app.agent(source, concurrency=1)
     async def touchpoints(stream: Any) -> None:
         async for batch in stream.take_events(_BATCH, within=_BATCH_WAIT):
+            started = time.perf_counter()
             outputs: list[Output] = []
             for event in batch:
                 msg = event.message
                 outputs.extend(pipeline.feed(msg.value, Origin(msg.topic, msg.partition,
                                                                msg.offset)))
+            seconds = time.perf_counter() - started
             state["last_input"] = asyncio.get_running_loop().time()
             state["held"] = True
             await emit(outputs)
+            metrics.observe_batch(pipeline, [e.message for e in batch], seconds, outputs)
 
     @app.timer(_IDLE_FLUSH / 2)
     async def flush_when_idle() -> None:
         # a quiet stream must not leave events waiting in the event-time buffer
         if state["held"] and asyncio.get_running_loop().time() - state["last_input"] > _IDLE_FLUSH:
             state["held"] = False
-            await emit(pipeline.flush())
+            outputs = pipeline.flush()
+            await emit(outputs)
+            metrics.observe_batch(pipeline, (), 0.0, outputs)
 
     @app.timer(_PERSONA_INTERVAL)
     async def publish_personas() -> None:
         for card in pipeline.personas():
             await personas.send(key=str(card["segment_id"]).encode(), value=orjson.dumps(card))
 
+    @app.timer(_LAG_INTERVAL)
+    async def sample_consumer_lag() -> None:
+        if not ready["assigned"]:
+            return  # no assignment yet: the consumer has no positions to compare
+        consumer = app.consumer
+        lags = {}
+        for tp in consumer.assignment():
+            if tp.topic != k.input_topic:
+                continue
+            highwater = consumer.highwater(tp)
+            done = metrics.next_offset(tp.partition)
+            if done is None:  # nothing handled here yet: the fetch position is where we stand
+                done = await consumer.position(tp)
+            if highwater is not None and done is not None:
+                lags[tp.partition] = highwater - done
+        metrics.observe_consumer_lag(lags)
+
+    @app.timer(_HISTORY_INTERVAL)
+    async def sample_segment_sizes() -> None:
+        history.sample(time.time(), pipeline.sizes)
+
+    # typed Any: mode's declared handler type (a generic signal protocol) is one no
+    # plain function satisfies under mypy; the calling convention is (sender, *args)
+    assigned_signal: Any = app.on_partitions_assigned
+    revoked_signal: Any = app.on_partitions_revoked
+
+    @assigned_signal.connect
+    def on_assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
+        # an empty assignment counts too: a worker beyond the partition count is healthy
+        ready["assigned"] = True
+        mine = sorted(tp.partition for tp in assigned if tp.topic == k.input_topic)
+        log.info("partitions assigned", extra={"partitions": mine})
+
+    @revoked_signal.connect
+    def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
+        metrics.forget_partitions(tp.partition for tp in revoked if tp.topic == k.input_topic)
+
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
         return web.json({"status": "ok"})
+
+    @app.page("/readyz")
+    async def readyz(web: Any, request: Any) -> Any:
+        # a rebalance in progress does not make a worker unready: it is routine, and
+        # flapping readiness would only stall rolling updates
+        if ready["assigned"] and app.started and not app.should_stop:
+            return web.json({"status": "ready"})
+        return web.json({"status": "starting"}, status=503)
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        return web.bytes(metrics.exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    @app.page("/personas")
+    async def personas_page(web: Any, request: Any) -> Any:
+        return web.html(render_page(pipeline.personas(), list(history), pipeline.spec.label,
+                                    time.time()))
 
     @app.page("/profile/{key}")
     async def profile(web: Any, request: Any, key: str) -> Any:
@@ -165,7 +247,7 @@ def build_app(config: Config) -> Any:
     return app
 
 
-def run_worker(config: Config) -> int:
+def run_worker(config: Config, initial: Pipeline | None = None) -> int:
     """Blocks until SIGTERM/SIGINT; faust shuts down gracefully on either."""
     import faust
 
@@ -174,7 +256,8 @@ def run_worker(config: Config) -> int:
     except BrokerUnavailable as exc:
         print(f"persona-stream worker: error: {exc}", file=sys.stderr)
         return 1
-    app = build_app(config)
-    worker = faust.Worker(app, loglevel=config.metrics.log_level.lower())
+    app = build_app(config, initial)
+    worker = faust.Worker(app, loglevel=config.metrics.log_level.lower(),
+                          logging_config=logging_config(config.metrics.log_level))
     worker.execute_from_commandline()
     return 0

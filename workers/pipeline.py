@@ -316,6 +316,11 @@ class Pipeline:
 
     # ---- read side ------------------------------------------------------------
 
+    @property
+    def held(self) -> int:
+        """Valid events waiting in the event-time buffer: their outcome is not final yet."""
+        return len(self._buffer)
+
     def personas(self) -> list[dict[str, Any]]:
         snapshot = self.model.snapshot
         if snapshot is None:

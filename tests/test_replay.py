@@ -1,0 +1,378 @@
+"""Replay: topic ranges and files through the core, into files, topics or nowhere."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from workers import cli
+from workers.config import Config, load
+from workers.pipeline import Origin, Pipeline
+from workers.replay import (
+    FileSource,
+    Progress,
+    ReplayError,
+    ReplayInterrupted,
+    ReplayRequest,
+    event_time,
+    replay,
+    run_replay,
+)
+from workers.run import run_files
+from workers.simulate import simulate
+from workers.sinks import FileSink
+from workers.state import StateError, load_state, save_state
+from workers.touchpoints import parse_time
+
+OUTPUTS = ("segment_changes.jsonl", "identity_merges.jsonl", "dead_letters.jsonl")
+FINAL = ("profiles.jsonl", "personas.json")
+DAY = 86_400.0
+
+
+def fixed_clock() -> str:
+    return "2030-01-01T00:00:00.000Z"
+
+
+def records(folder: Path, name: str, strip: tuple[str, ...] = ("emitted_at",)) -> list[dict]:
+    rows = [orjson.loads(line) for line in (folder / name).read_bytes().splitlines()]
+    return [{k: v for k, v in row.items() if k not in strip} for row in rows]
+
+
+def write_lines(path: Path, lines: list[bytes]) -> Path:
+    path.write_bytes(b"".join(line + b"\n" for line in lines))
+    return path
+
+
+@pytest.fixture(scope="module")
+def stream() -> list[bytes]:
+    lines, _, _ = simulate(300, seed=21, days=3)
+    return lines
+
+
+# ---- no broker ------------------------------------------------------------------------
+
+
+def test_event_time_reads_occurred_at_and_orders_junk_first() -> None:
+    assert event_time(b'{"event_id":"a","occurred_at":"2026-01-05T10:00:00Z"}') == parse_time(
+        "2026-01-05T10:00:00Z")
+    for junk in (b"not json", b'{"occurred_at":"yesterday"}', b"\xff\xfe", b"[]"):
+        assert event_time(junk) == -math.inf
+
+
+def test_file_replay_equals_run(tmp_path: Path, stream: list[bytes]) -> None:
+    source = write_lines(tmp_path / "s.jsonl", stream)
+    config = load()
+    run_files(config, [str(source)], tmp_path / "run")
+    result = run_replay(config, ReplayRequest(files=[str(source)], out=str(tmp_path / "rep")),
+                        clock=fixed_clock)
+    assert result.summary["events_replayed"] == len(stream)
+    for name in OUTPUTS:
+        assert records(tmp_path / "rep", name) == records(tmp_path / "run", name)
+    for name in FINAL:
+        assert (tmp_path / "rep" / name).read_bytes() == (tmp_path / "run" / name).read_bytes()
+
+
+def test_saved_state_continues_exactly(tmp_path: Path, stream: list[bytes]) -> None:
+    half = len(stream) // 2
+    first = write_lines(tmp_path / "first.jsonl", stream[:half])
+    second = write_lines(tmp_path / "second.jsonl", stream[half:])
+    config = load()
+    state = tmp_path / "state.bin"
+    whole = run_replay(config, ReplayRequest(files=[str(first), str(second)],
+                                             out=str(tmp_path / "whole")), clock=fixed_clock)
+    run_replay(config, ReplayRequest(files=[str(first)], out=str(tmp_path / "a"),
+                                     state_out=str(state)), clock=fixed_clock)
+    # the continuation runs in a fresh process with another hash seed: nothing in the state
+    # may depend on set or dict iteration order of the process that wrote it
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    done = subprocess.run(
+        [sys.executable, "-m", "workers.cli", "replay", "--files", str(second), "--state-in",
+         str(state), "--out", str(tmp_path / "b"), "--quiet"],
+        env=env, capture_output=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    for name in OUTPUTS:
+        a, b = records(tmp_path / "a", name), records(tmp_path / "b", name)
+        assert len(b) > 0 or name == "dead_letters.jsonl"
+        assert a + b == records(tmp_path / "whole", name), name
+    for name in FINAL:
+        assert (tmp_path / "b" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
+    assert whole.summary["events_replayed"] == len(stream)
+
+
+def test_state_refuses_another_configuration(tmp_path: Path, stream: list[bytes]) -> None:
+    config = load()
+    pipeline = Pipeline(config)
+    for line in stream[:200]:
+        pipeline.feed(line)
+    save_state(pipeline, tmp_path / "s.bin")
+    other = dataclasses.replace(config, segmentation=dataclasses.replace(
+        config.segmentation, n_clusters=config.segmentation.n_clusters + 1))
+    with pytest.raises(StateError, match=r"segmentation\.n_clusters"):
+        load_state(tmp_path / "s.bin", other)
+    # where records go is no part of the state
+    elsewhere = dataclasses.replace(config, kafka=dataclasses.replace(
+        config.kafka, bootstrap_servers="elsewhere:9092"))
+    loaded = load_state(tmp_path / "s.bin", elsewhere)
+    assert loaded.config is elsewhere and loaded.stats == pipeline.stats
+    (tmp_path / "junk.bin").write_bytes(b"hello\n")
+    with pytest.raises(StateError, match="not a persona-stream state"):
+        load_state(tmp_path / "junk.bin", config)
+
+
+def test_dry_run_report_counts_what_would_change(tmp_path: Path, stream: list[bytes]) -> None:
+    source = write_lines(tmp_path / "s.jsonl", stream)
+    config = load()
+    summary = run_files(config, [str(source)], tmp_path / "now")
+    result = run_replay(config, ReplayRequest(files=[str(source)], dry_run=True,
+                                              personas_from=str(tmp_path / "now")))
+    report = result.report
+    assert report is not None
+    assert f"segment changes: {summary['segment_changes']:,}" in report
+    assert f"identity merges: {summary['identity_merges']:,}" in report
+    assert f"dead letters: {summary['events_invalid']:,}" in report
+    assert "not_json" in report and f"(current: {tmp_path / 'now'})" in report
+
+
+def test_interrupt_stops_cleanly_with_how_far_it_got(tmp_path: Path,
+                                                     stream: list[bytes]) -> None:
+    class Interrupted(FileSource):
+        def __iter__(self) -> Iterator[tuple[bytes, Origin | None]]:
+            for n, item in enumerate(super().__iter__()):
+                if n == 1000:
+                    raise KeyboardInterrupt
+                yield item
+
+    source = write_lines(tmp_path / "s.jsonl", stream)
+    with pytest.raises(ReplayInterrupted) as caught:
+        replay(Pipeline(load()), Interrupted([str(source)]), FileSink(tmp_path / "o"))
+    assert caught.value.events == 1000
+    assert caught.value.last_time is not None and caught.value.last_time.startswith("20")
+    assert orjson.loads((tmp_path / "o" / "summary.json").read_bytes())["interrupted"]
+
+
+def test_progress_without_a_terminal_logs_plain_lines(
+        tmp_path: Path, stream: list[bytes], monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr("workers.replay._LOG_SECONDS", 0.0)  # every batch, not every 5 s
+    source = FileSource([str(write_lines(tmp_path / "s.jsonl", stream))])
+    replay(Pipeline(load()), source, FileSink(tmp_path / "o"), Progress(source, "log"))
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines and all(line.startswith("replay: ") and "events/s" in line for line in lines)
+    assert f"{len(stream):,} events of ~{len(stream):,} (100%)" in lines[-1]
+
+
+def test_cli_exit_130_on_interrupt(monkeypatch: pytest.MonkeyPatch,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    def interrupted(*_: Any, **__: Any) -> None:
+        raise ReplayInterrupted(42, "2026-01-05T10:00:00.000Z")
+
+    monkeypatch.setattr("workers.replay.run_replay", interrupted)
+    assert cli.main(["replay", "--files", "x.jsonl", "--dry-run"]) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "42 events" in err[0] and "2026-01-05T10:00:00.000Z" in err[0]
+
+
+def test_refuses_live_topics_without_the_flag() -> None:
+    base = load()
+    config = dataclasses.replace(base, kafka=dataclasses.replace(
+        base.kafka, segment_changes_topic="prod.segment-changes"))
+    with pytest.raises(cli.UsageError, match=r"live topic prod\.segment-changes"):
+        run_replay(config, ReplayRequest(files=["-"], to_topic="prod"))
+    env = {**os.environ, "PERSONA_STREAM_KAFKA__DLQ_TOPIC": "prod.dlq"}
+    done = subprocess.run([sys.executable, "-m", "workers.cli", "replay", "--files", "x.jsonl",
+                           "--to-topic", "prod"], env=env, capture_output=True, timeout=60,
+                          check=False)
+    assert done.returncode == 2
+    assert done.stderr.decode().strip().count("\n") == 0
+    assert b"--allow-live-topics" in done.stderr
+
+
+@pytest.mark.parametrize("bound", ["yesterday", "2026-13-01T00:00:00Z", "offset:-3", "offset:"])
+def test_bad_from_is_one_line(bound: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["replay", "--topic", "t", "--from", bound, "--dry-run"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "--from" in lines[0] and "offset:N" in lines[0]
+
+
+# ---- against the local broker -----------------------------------------------------------
+
+
+def _config(bootstrap: str, unique_name: Callable[[str], str]) -> Config:
+    """Every live topic name unique to the test, so nothing it checks is shared."""
+    base = load()
+    return dataclasses.replace(base, kafka=dataclasses.replace(
+        base.kafka, bootstrap_servers=bootstrap, application_id=unique_name("app"),
+        input_topic=unique_name("touchpoints"), dlq_topic=unique_name("dlq"),
+        segment_changes_topic=unique_name("changes"),
+        identity_merges_topic=unique_name("merges"), personas_topic=unique_name("personas"),
+        connect_timeout_seconds=10.0))
+
+
+def _produce(bootstrap: str, admin: Any, topic: str, lines: list[bytes]) -> list[float]:
+    """To 3 partitions keyed by anonymous_id, each record stamped with the newest event time
+    so far (what a producer stamps when it sends events as they happen); returns the stamps."""
+    from kafka import KafkaProducer
+    from kafka.admin import NewTopic
+
+    admin.create_topics([NewTopic(topic, 3, 1)])
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024)
+    stamps, newest = [], 0.0
+    for line in lines:
+        newest = max(newest, event_time(line))
+        stamps.append(newest)
+        try:
+            key = orjson.loads(line)["identity"]["anonymous_id"].encode()
+        except (orjson.JSONDecodeError, TypeError, KeyError, AttributeError):
+            key = None
+        producer.send(topic, key=key, value=line, timestamp_ms=int(newest * 1000))
+    producer.flush()
+    producer.close()
+    return stamps
+
+
+def _end_offsets(bootstrap: str, topics: list[str]) -> dict[tuple[str, int], int]:
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    try:
+        tps = [TopicPartition(t, p) for t in topics
+               for p in sorted(consumer.partitions_for_topic(t))]
+        return {(tp.topic, tp.partition): o for tp, o in consumer.end_offsets(tps).items()}
+    finally:
+        consumer.close()
+
+
+def _window(stamps: list[float]) -> tuple[str, str, float, float]:
+    start = math.floor(stamps[0] / DAY) * DAY + 0.5 * DAY
+    stop = start + 1.5 * DAY
+    fmt = "%Y-%m-%dT%H:%M:%SZ"
+    from datetime import UTC, datetime
+
+    return (datetime.fromtimestamp(start, UTC).strftime(fmt),
+            datetime.fromtimestamp(stop, UTC).strftime(fmt), start, stop)
+
+
+@pytest.mark.integration
+def test_topic_window_equals_run_over_the_same_events(
+        tmp_path: Path, kafka_bootstrap: str, unique_name: Callable[[str], str], admin: Any,
+        stream: list[bytes]) -> None:
+    config = _config(kafka_bootstrap, unique_name)
+    topic = unique_name("history")
+    stamps = _produce(kafka_bootstrap, admin, topic, stream)
+    since, until, start, stop = _window(stamps)
+    inside = [line for line, ts in zip(stream, stamps, strict=True) if start <= ts < stop]
+    assert 0 < len(inside) < len(stream)
+    run_files(config, [str(write_lines(tmp_path / "in.jsonl", inside))], tmp_path / "run")
+
+    outs = []
+    for n in range(2):  # two replays of the same window: identical, byte for byte
+        out = tmp_path / f"replay{n}"
+        result = run_replay(config, ReplayRequest(topic=topic, start=since, stop=until,
+                                                  out=str(out)), clock=fixed_clock)
+        assert result.summary["events_replayed"] == len(inside)
+        outs.append(out)
+    for name in (*OUTPUTS, *FINAL):
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name
+
+    for name in ("segment_changes.jsonl", "identity_merges.jsonl"):
+        assert records(outs[0], name) == records(tmp_path / "run", name), name
+    for name in FINAL:
+        assert (outs[0] / name).read_bytes() == (tmp_path / "run" / name).read_bytes()
+    # dead letters leave in partition order, not file order, and carry where they came from
+    dead = records(outs[0], "dead_letters.jsonl")
+    assert dead and all(d["topic"] == topic and d["offset"] >= 0 for d in dead)
+    origin = ("emitted_at", "topic", "partition", "offset")
+    key = orjson.dumps
+    assert (sorted(records(outs[0], "dead_letters.jsonl", origin), key=key)
+            == sorted(records(tmp_path / "run", "dead_letters.jsonl"), key=key))
+
+    # offset bounds: offset:0 to the end is the whole topic
+    whole = run_replay(config, ReplayRequest(topic=topic, start="offset:0", dry_run=True))
+    assert whole.summary["events_replayed"] == len(stream)
+
+
+@pytest.mark.integration
+def test_dry_run_produces_nothing(tmp_path: Path, kafka_bootstrap: str,
+                                  unique_name: Callable[[str], str], admin: Any,
+                                  stream: list[bytes]) -> None:
+    config = _config(kafka_bootstrap, unique_name)
+    topic = unique_name("history")
+    _produce(kafka_bootstrap, admin, topic, stream)
+    run_id = topic.rsplit("-", 1)[1]
+
+    def watched() -> dict[tuple[str, int], int]:
+        # every topic name the replay knows carries this test's run id; the broker's other
+        # topics may be written by other tests running at the same time
+        names = [t for t in admin.list_topics() if run_id in t]
+        return _end_offsets(kafka_bootstrap, names)
+
+    before = watched()
+    result = run_replay(config, ReplayRequest(topic=topic, dry_run=True))
+    assert result.summary["events_replayed"] == len(stream)
+    assert result.report is not None and "nothing was emitted" in result.report
+    assert watched() == before
+
+
+@pytest.mark.integration
+def test_replay_to_a_new_prefix_leaves_live_group_offsets_alone(
+        tmp_path: Path, kafka_bootstrap: str, unique_name: Callable[[str], str], admin: Any,
+        stream: list[bytes]) -> None:
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    config = _config(kafka_bootstrap, unique_name)
+    topic, group = unique_name("history"), unique_name("live-group")
+    _produce(kafka_bootstrap, admin, topic, stream)
+    live = KafkaConsumer(bootstrap_servers=kafka_bootstrap, group_id=group,
+                         enable_auto_commit=False)
+    live.commit({TopicPartition(topic, p): OffsetAndMetadata(10 + p, "", -1) for p in range(3)})
+    live.close()
+    committed = admin.list_group_offsets(group)[group]
+    assert len(committed) == 3
+
+    prefix = unique_name("backfill")
+    result = run_replay(config, ReplayRequest(topic=topic, to_topic=prefix))
+    assert admin.list_group_offsets(group)[group] == committed
+    produced = _end_offsets(kafka_bootstrap, [f"{prefix}.segment-changes",
+                                              f"{prefix}.identity-merges", f"{prefix}.dlq"])
+    totals = {name: sum(v for (t, _), v in produced.items() if t == f"{prefix}.{name}")
+              for name in ("segment-changes", "identity-merges", "dlq")}
+    s = result.summary
+    assert totals == {"segment-changes": s["segment_changes"],
+                      "identity-merges": s["identity_merges"], "dlq": s["events_invalid"]}
+    assert s["segment_changes"] > 0
+
+
+@pytest.mark.integration
+def test_missing_topic_is_one_line(kafka_bootstrap: str,
+                                   unique_name: Callable[[str], str]) -> None:
+    config = _config(kafka_bootstrap, unique_name)
+    with pytest.raises(ReplayError, match="does not exist"):
+        run_replay(config, ReplayRequest(topic=unique_name("nope"), dry_run=True))
+
+
+def test_worker_starts_from_a_saved_state(tmp_path: Path, stream: list[bytes],
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from workers.kafka_app import build_app
+
+    config = load()
+    pipeline = Pipeline(config)
+    for line in stream[:500]:
+        pipeline.feed(line)
+    save_state(pipeline, tmp_path / "s.bin")
+    loaded = load_state(tmp_path / "s.bin", config)
+    assert build_app(config, loaded).pipeline is loaded
+    # a bad state fails in one line before any broker is contacted
+    (tmp_path / "bad.bin").write_bytes(b"{}\n")
+    assert cli.main(["worker", "--initial-state", str(tmp_path / "bad.bin")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a persona-stream state file" in err[0]
