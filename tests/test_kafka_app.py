@@ -64,8 +64,9 @@ def test_one_worker_matches_run_and_dead_letters_bad_input(
         await app.start()
         try:
             for _ in range(600):
-                stats = app.pipeline.stats
-                if stats.events_read >= len(lines) and not app.pipeline._buffer:
+                pipeline = app.worker_state.pipeline
+                if (pipeline is not None and pipeline.stats.events_read >= len(lines)
+                        and not pipeline.held):
                     break
                 await asyncio.sleep(0.2)
             await asyncio.sleep(1.0)  # let the last produce requests complete
@@ -78,7 +79,7 @@ def test_one_worker_matches_run_and_dead_letters_bad_input(
     for line in lines:
         expected.feed(line)
     expected.flush()
-    worker = app.pipeline
+    worker = app.worker_state.pipeline
     groups = {pid: worker.graph.identifiers(pid) for pid in worker.profiles}
     assert groups == {pid: expected.graph.identifiers(pid) for pid in expected.profiles}
 

@@ -34,7 +34,7 @@ LABELLED = {"persona_stream_identity_merges_refused_total", "persona_stream_cons
 class Msg:
     partition: int
     offset: int
-    timestamp: float
+    timestamp: int  # milliseconds
 
 
 def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -118,7 +118,9 @@ def test_batch_observations_lag_and_partitions() -> None:
                                        "emitted_at": "2026-01-01T00:00:00.020Z"}),
         Output("dead_letter", None, {"error": "not_json"}),
     ]
-    metrics.observe_batch(pipeline, [Msg(0, 9, 1700.0), Msg(1, 4, 1800.0)], 0.002, outputs)
+    metrics.observe_routed([Msg(0, 8, 1_600_000), Msg(0, 9, 1_700_000)])
+    metrics.observe_routed([Msg(1, 4, 1_800_000)])
+    metrics.observe_batch(pipeline, 2, 0.002, outputs)
     assert value(metrics, "persona_stream_event_processing_seconds_count") == 1
     assert value(metrics, "persona_stream_event_processing_seconds_sum") == 0.001
     assert value(metrics, "persona_stream_event_to_emit_lag_seconds_count") == 1  # triggered only

@@ -143,16 +143,20 @@ def worker(kafka_bootstrap: str) -> Iterator[Worker]:
     assert started.wait(60), "worker did not start"
     running = Worker(box["app"], url, port, lines, codes)
     try:
-        pipeline = running.app.pipeline
+        state = running.app.worker_state
         deadline = time.monotonic() + 90
+        read = held = lag = None
         while time.monotonic() < deadline:
             lag = running.metrics().get(("persona_stream_consumer_lag", (("partition", "0"),)))
-            if pipeline.stats.events_read >= len(lines) and not pipeline.held and lag == 0:
-                break
+            pipeline = state.pipeline
+            if pipeline is not None:
+                read, held = pipeline.stats.events_read, pipeline.held
+                if read >= len(lines) and not held and lag == 0 and state.current_cards():
+                    break
             time.sleep(0.2)
         else:
-            pytest.fail(f"worker did not catch up: read {pipeline.stats.events_read} of "
-                        f"{len(lines)}, {pipeline.held} held, lag {lag}")
+            pytest.fail(f"worker did not catch up: read {read} of {len(lines)}, {held} held, "
+                        f"lag {lag}, {len(state.current_cards())} persona cards followed")
         time.sleep(1.0)  # one more history sample and lag sample after the idle flush
         yield running
     finally:
@@ -168,7 +172,7 @@ def test_readyz_is_503_until_partitions_are_assigned_then_200(worker: Worker) ->
 
 
 def test_counters_equal_what_was_fed_and_lag_returns_to_zero(worker: Worker) -> None:
-    summary = worker.app.pipeline.summary()
+    summary = worker.app.worker_state.pipeline.summary()
     assert summary["events_read"] == len(worker.lines)
     m = worker.metrics()
     for outcome in ("valid", "invalid", "duplicate"):
@@ -227,7 +231,7 @@ def test_a_real_prometheus_scrapes_the_worker(worker: Worker, tmp_path: Path) ->
         proc.wait(timeout=30)
     assert result, "Prometheus never answered with persona_stream_events_total"
     scraped = {r["metric"]["outcome"]: float(r["value"][1]) for r in result}
-    summary = worker.app.pipeline.summary()
+    summary = worker.app.worker_state.pipeline.summary()
     assert scraped == {o: summary[f"events_{o}"] for o in ("valid", "invalid", "duplicate")}
 
 
@@ -235,7 +239,7 @@ def test_personas_page_renders_in_chromium(worker: Worker, tmp_path: Path) -> No
     status, body = get(f"{worker.url}/personas")
     assert status == 200
     page = body.decode()
-    cards = worker.app.pipeline.personas()
+    cards = worker.app.worker_state.current_cards()
     assert cards
     for card in cards:
         assert html.escape(card["name"]) in page, card["name"]

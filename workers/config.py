@@ -49,8 +49,10 @@ class KafkaConfig:
     ssl_keyfile: str | None
     # how long a client waits for the broker before giving up with a one-line error
     connect_timeout_seconds: float
-    store: str
-    standby_replicas: int
+    # static group membership: a restarted worker with the same id gets its
+    # partitions back without a rebalance of the whole group
+    instance_id: str | None
+    checkpoint_interval_seconds: float
 
 
 @dataclass(frozen=True)
@@ -293,8 +295,8 @@ def validate(config: Config) -> Config:
          "kafka.security_protocol must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"),
         (config.kafka.sasl_mechanism in (None, "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
          "kafka.sasl_mechanism must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
-        (config.kafka.store.split(":", 1)[0] in ("memory", "rocksdb"),
-         "kafka.store must be memory:// or rocksdb://"),
+        (config.kafka.checkpoint_interval_seconds > 0,
+         "kafka.checkpoint_interval_seconds must be > 0"),
     ]
     for ok, message in checks:
         if not ok:

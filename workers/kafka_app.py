@@ -1,15 +1,32 @@
-"""``persona-stream worker``: a faust-streaming shell around the same core ``run`` uses.
+"""``persona-stream worker``: the Kafka shell around the same core ``run`` uses.
 
-One agent reads ``touchpoints`` in batches (``stream.take``: a faust agent handling
-one event per await manages a few thousand events/s; batches amortise that),
-feeds each record to the :class:`~workers.pipeline.Pipeline` and produces the
-outputs before the batch's offsets can be committed, so delivery is
-at-least-once and re-emitted records keep their deterministic ``event_id``.
-Agent concurrency stays 1: faust can commit past an in-flight message otherwise.
+Every worker plays two roles (README "Scaling and recovery" has the diagram):
 
-Scope today: one worker process owns the whole pipeline state in memory. Running
-several workers, or restarting one, needs the partition-aware identity protocol
-and changelogged state described in ARCHITECTURE.md (issue #5).
+* **router**: members of the consumer group ``<app>.router`` share the input
+  partitions. A router forwards each record's bytes, untouched, to the
+  one-partition topic ``<app>-sequenced`` (key: the record's input topic,
+  partition and offset, for dead letters), then commits its input offsets.
+* **owner**: the one member of ``<app>.owner`` that holds partition 0 of
+  ``<app>-sequenced`` runs the :class:`~workers.pipeline.Pipeline` over it.
+  One partition is one order, and the core is deterministic, so the owner's
+  state is a function of the sequenced offset it reached: it checkpoints that
+  state to Kafka (:mod:`workers.checkpoints`) and a replacement owner (another
+  worker, or the same one restarted) restores the newest checkpoint and
+  replays from its offset, recomputing the lost outputs with the same
+  ``event_id`` s. Outputs are produced and acknowledged before the owner
+  commits; delivery is at-least-once with exactly repeatable records.
+
+Identity across partitions is therefore decided in one place, in one order: N
+workers on P partitions end with exactly the groups of one process. What this
+does not do is spread the pipeline's CPU over workers: the owner runs the core
+on one core; routing, validation-free forwarding and failover are what scale.
+
+faust runs the service: lifecycle, signals, timers and the web server. The
+records do not go through a faust agent: faust hands an agent one message at a
+time through queues and tasks (~150 us of event-loop work per message, measured)
+and its agent commits are where its known at-least-once bugs live. Both roles
+read with aiokafka's ``getmany`` (the client faust itself uses) and commit
+explicitly after their outputs are acknowledged.
 """
 
 from __future__ import annotations
@@ -19,17 +36,26 @@ import contextlib
 import logging
 import sys
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from workers.checkpoints import CheckpointStore, chunk_topic, manifest_topic
 from workers.config import Config
 from workers.logs import logging_config
+from workers.metrics import CONTENT_TYPE_LATEST, Metrics
+from workers.persona_page import SizeHistory, render_page
 from workers.pipeline import Origin, Output, Pipeline
+from workers.state import dump_state, restore_state
 
-_BATCH = 2000  # records per agent batch
-_BATCH_WAIT = 0.2  # seconds a partial batch waits before it is processed anyway
-_IDLE_FLUSH = 2.0  # seconds without input before held events are flushed out
+_BATCH = 5000  # records per getmany: amortises the event loop; ~0.2 s of pipeline work
+_BATCH_WAIT_MS = 200  # a partial batch waits this long before it is processed anyway
+# An idle owner flushes the events its event-time buffer holds once nothing has
+# arrived for this long and every router has caught up (so "idle" is not a pause
+# of a router during a rebalance, which would turn its records into late ones).
+_IDLE_FLUSH = 2.0
+_FLUSH_KEY = b"\x00flush"  # a sequenced record that means "flush", so replays flush too
 _PERSONA_INTERVAL = 10.0  # seconds between persona-card publications
 # seconds between consumer-lag samples: well under the usual 15 s scrape interval, so
 # every scrape sees a fresh value; cheap, as highwater marks come with each fetch
@@ -60,8 +86,27 @@ def client_security(config: Config) -> dict[str, Any]:
     return opts
 
 
+def aiokafka_security(config: Config) -> dict[str, Any]:
+    """aiokafka settings for the configured security protocol."""
+    k = config.kafka
+    opts: dict[str, Any] = {"security_protocol": k.security_protocol}
+    if k.sasl_mechanism:
+        opts.update(sasl_mechanism=k.sasl_mechanism, sasl_plain_username=k.sasl_username,
+                    sasl_plain_password=k.sasl_password)
+    if k.security_protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        opts["ssl_context"] = create_ssl_context(cafile=k.ssl_cafile, certfile=k.ssl_certfile,
+                                                 keyfile=k.ssl_keyfile)
+    return opts
+
+
+def sequenced_topic(config: Config) -> str:
+    return f"{config.kafka.application_id}-sequenced"
+
+
 def provision_topics(config: Config) -> None:
-    """Create the contract's topics if missing; ``personas`` is compacted."""
+    """Create the contract's topics and the internal ones if missing."""
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -77,14 +122,18 @@ def provision_topics(config: Config) -> None:
     try:
         existing = set(admin.list_topics())
         retention = {"retention.ms": str(k.retention_ms)}
+        rf = k.replication_factor
         wanted = [
-            NewTopic(k.input_topic, k.partitions, k.replication_factor, topic_configs=retention),
-            NewTopic(k.dlq_topic, k.partitions, k.replication_factor, topic_configs=retention),
-            NewTopic(k.segment_changes_topic, k.partitions, k.replication_factor,
-                     topic_configs=retention),
-            NewTopic(k.identity_merges_topic, k.partitions, k.replication_factor,
-                     topic_configs=retention),
-            NewTopic(k.personas_topic, 1, k.replication_factor,
+            NewTopic(k.input_topic, k.partitions, rf, topic_configs=retention),
+            NewTopic(k.dlq_topic, k.partitions, rf, topic_configs=retention),
+            NewTopic(k.segment_changes_topic, k.partitions, rf, topic_configs=retention),
+            NewTopic(k.identity_merges_topic, k.partitions, rf, topic_configs=retention),
+            NewTopic(k.personas_topic, 1, rf, topic_configs={"cleanup.policy": "compact"}),
+            # one partition: one order for the whole stream (see the module docstring);
+            # kept as long as the input, so a checkpoint can always be replayed from
+            NewTopic(sequenced_topic(config), 1, rf, topic_configs=retention),
+            NewTopic(chunk_topic(config), 1, rf, topic_configs=retention),
+            NewTopic(manifest_topic(config), 1, rf,
                      topic_configs={"cleanup.policy": "compact"}),
         ]
         missing = [t for t in wanted if t.name not in existing]
@@ -95,99 +144,274 @@ def provision_topics(config: Config) -> None:
         admin.close()
 
 
-def build_app(config: Config, initial: Pipeline | None = None) -> Any:
-    """The faust app with its one agent; returned so tests can start it in-process.
+@dataclass
+class WorkerState:
+    """What one worker process knows; the web pages and the tests read it."""
 
-    ``initial``: a pipeline to continue (a state saved by ``replay --state-out``).
+    owner: bool = False
+    pipeline: Pipeline | None = None
+    restored_from: int | None = None  # sequenced offset the owner's state started at
+    next_offset: int = 0  # first sequenced offset the owner's state has not seen
+    routed: int = 0
+    router_assigned: bool = False
+    cards: dict[int, dict[str, Any]] = field(default_factory=dict)
+    last_input: float = 0.0
+    flush_sent: bool = True
+    # per input partition: the offset after the last record the owner has read
+    forwarded: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    @property
+    def model_version(self) -> int:
+        """The newest model this worker knows: its own, or the owner's persona cards."""
+        own = self.pipeline.model.snapshot if self.pipeline is not None else None
+        followed = max((c["model_version"] for c in self.cards.values()), default=0)
+        return max(followed, own.version if own is not None else 0)
+
+    def current_cards(self) -> list[dict[str, Any]]:
+        version = max((c["model_version"] for c in self.cards.values()), default=0)
+        return sorted((c for c in self.cards.values() if c["model_version"] == version),
+                      key=lambda c: c["segment_id"])
+
+
+def _origin(key: bytes | None) -> Origin | None:
+    if not key:
+        return None
+    topic, partition, offset = key.decode().rsplit(":", 2)
+    return Origin(topic, int(partition), int(offset))
+
+
+def build_app(config: Config, initial: Pipeline | None = None) -> Any:
+    """The faust app with the router and owner tasks; tests start it in-process.
+
+    ``initial``: the state the owner starts from when Kafka holds no checkpoint
+    yet (a state saved by ``replay --state-out``).
     """
     import faust
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+    from aiokafka.abc import ConsumerRebalanceListener
 
     k = config.kafka
-    app = faust.App(
-        k.application_id,
-        broker=f"kafka://{k.bootstrap_servers}",
-        store=k.store,
-        web_port=config.metrics.port,
-        web_bind=config.metrics.host,
-        consumer_auto_offset_reset="earliest",
-        topic_partitions=k.partitions,
-        table_standby_replicas=k.standby_replicas,
-    )
-    pipeline = initial if initial is not None else Pipeline(config)
-    app.pipeline = pipeline  # type: ignore[attr-defined]
-    source = app.topic(k.input_topic, key_type=bytes, value_type=bytes,
-                       key_serializer="raw", value_serializer="raw")
-    sinks = {
-        "segment_change": app.topic(k.segment_changes_topic, key_serializer="raw",
-                                    value_serializer="raw"),
-        "identity_merge": app.topic(k.identity_merges_topic, key_serializer="raw",
-                                    value_serializer="raw"),
-        "dead_letter": app.topic(k.dlq_topic, key_serializer="raw", value_serializer="raw"),
-    }
-    personas = app.topic(k.personas_topic, key_serializer="raw", value_serializer="raw")
-    state = {"last_input": 0.0, "held": False}
-    from workers.metrics import CONTENT_TYPE_LATEST, Metrics
-    from workers.persona_page import SizeHistory, render_page
-
+    app = faust.App(k.application_id, broker=f"kafka://{k.bootstrap_servers}",
+                    store="memory://", web_port=config.metrics.port,
+                    web_bind=config.metrics.host)
+    security = aiokafka_security(config)
+    sequenced = sequenced_topic(config)
+    worker = WorkerState()
+    app.worker_state = worker  # type: ignore[attr-defined]
     metrics = Metrics()
     app.metrics = metrics  # type: ignore[attr-defined]
     history = SizeHistory(_HISTORY_SAMPLES)
     app.size_history = history  # type: ignore[attr-defined]
-    ready = {"assigned": False}
     log = logging.getLogger("persona_stream.worker")
+    clients: dict[str, Any] = {}
+    topics = {"segment_change": k.segment_changes_topic,
+              "identity_merge": k.identity_merges_topic, "dead_letter": k.dlq_topic}
+
+    def instance(role: str) -> str | None:
+        return f"{k.instance_id}-{role}" if k.instance_id else None
+
+    async def producer() -> Any:
+        if "producer" not in clients:
+            # acks=all + idempotence: an acknowledged output is durable and never doubled
+            # by a producer retry; ordering per partition is kept
+            clients["producer"] = AIOKafkaProducer(
+                bootstrap_servers=k.bootstrap_servers, acks="all", enable_idempotence=True,
+                linger_ms=5, max_request_size=1_048_576, **security)
+            await clients["producer"].start()
+        return clients["producer"]
 
     async def emit(outputs: list[Output]) -> None:
         if not outputs:
             return
         from workers.sinks import wall_clock
 
+        send = (await producer()).send
         stamp = wall_clock()
         futures = []
         for out in outputs:
             if out.kind != "dead_letter":
                 out.record["emitted_at"] = stamp
             key = out.key.encode() if out.key is not None else None
-            futures.append(await sinks[out.kind].send(key=key, value=orjson.dumps(out.record)))
-        await asyncio.gather(*futures)  # produced before this batch's offsets can commit
+            futures.append(await send(topics[out.kind], key=key,
+                                      value=orjson.dumps(out.record)))
+        await asyncio.gather(*futures)  # acknowledged before the batch is committed
 
-    @app.agent(source, concurrency=1)
-    async def touchpoints(stream: Any) -> None:
-        async for batch in stream.take_events(_BATCH, within=_BATCH_WAIT):
-            started = time.perf_counter()
-            outputs: list[Output] = []
-            for event in batch:
-                msg = event.message
-                outputs.extend(pipeline.feed(msg.value, Origin(msg.topic, msg.partition,
-                                                               msg.offset)))
-            seconds = time.perf_counter() - started
-            state["last_input"] = asyncio.get_running_loop().time()
-            state["held"] = True
-            await emit(outputs)
-            metrics.observe_batch(pipeline, [e.message for e in batch], seconds, outputs)
+    async def publish_cards(pipeline: Pipeline) -> None:
+        send = (await producer()).send
+        futures = [await send(k.personas_topic, key=str(card["segment_id"]).encode(),
+                              value=orjson.dumps(card)) for card in pipeline.personas()]
+        await asyncio.gather(*futures)
+
+    # ---- router ------------------------------------------------------------------
+
+    class RouterListener(ConsumerRebalanceListener):
+        async def on_partitions_revoked(self, revoked: Any) -> None:
+            metrics.forget_partitions(tp.partition for tp in revoked)
+
+        async def on_partitions_assigned(self, assigned: Any) -> None:
+            # an empty assignment counts too: a worker beyond the partition count is healthy
+            worker.router_assigned = True
+            log.info("input partitions assigned",
+                     extra={"partitions": sorted(tp.partition for tp in assigned)})
+
+    stopping = asyncio.Event()
+
+    async def route() -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=k.bootstrap_servers, group_id=f"{k.application_id}.router",
+            group_instance_id=instance("router"), enable_auto_commit=False,
+            auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1_048_576, **security)
+        consumer.subscribe([k.input_topic], listener=RouterListener())
+        clients["router"] = consumer
+        await consumer.start()
+        try:
+            send = (await producer()).send
+            while not stopping.is_set():
+                batches = await consumer.getmany(timeout_ms=_BATCH_WAIT_MS, max_records=_BATCH)
+                futures = []
+                for tp, records in batches.items():
+                    prefix = f"{tp.topic}:{tp.partition}:"
+                    for r in records:
+                        futures.append(await send(sequenced, value=r.value,
+                                                  key=f"{prefix}{r.offset}".encode()))
+                    metrics.observe_routed(records)
+                if futures:
+                    await asyncio.gather(*futures)
+                    await consumer.commit()  # only once the owner's input holds them
+                    worker.routed += len(futures)
+        finally:
+            await consumer.stop()
+
+    # ---- owner -------------------------------------------------------------------
+
+    store_holder: dict[str, CheckpointStore] = {}
+
+    async def store() -> CheckpointStore:
+        if "store" not in store_holder:
+            store_holder["store"] = CheckpointStore(config, await producer(), security)
+        return store_holder["store"]
+
+    async def checkpoint() -> None:
+        if worker.pipeline is not None:
+            forwarded = {f"{t}:{p}": o for (t, p), o in worker.forwarded.items()}
+            await (await store()).save(dump_state(worker.pipeline), worker.next_offset,
+                                       forwarded)
+            log.info("checkpoint written", extra={"next_offset": worker.next_offset})
+
+    class OwnerListener(ConsumerRebalanceListener):
+        async def on_partitions_revoked(self, revoked: Any) -> None:
+            if worker.owner:
+                await checkpoint()  # hand over as fresh a state as possible
+            worker.owner, worker.pipeline = False, None
+
+        async def on_partitions_assigned(self, assigned: Any) -> None:
+            if not assigned:
+                return
+            saved = await (await store()).load()
+            if saved is not None:
+                worker.pipeline = restore_state(saved.state, config, "the Kafka checkpoint")
+                worker.next_offset = saved.next_offset
+                worker.forwarded = {}
+                for key, offset in saved.forwarded.items():
+                    topic, _, partition = key.rpartition(":")
+                    worker.forwarded[(topic, int(partition))] = offset
+            else:
+                worker.pipeline = initial if initial is not None else Pipeline(config)
+                worker.next_offset = 0
+                worker.forwarded = {}
+            worker.restored_from = worker.next_offset
+            clients["owner"].seek(TopicPartition(sequenced, 0), worker.next_offset)
+            worker.owner = True
+            log.info("owner of the sequenced stream",
+                     extra={"from_offset": worker.next_offset, "checkpoint": saved is not None})
+
+    async def own() -> None:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=k.bootstrap_servers, group_id=f"{k.application_id}.owner",
+            group_instance_id=instance("owner"), enable_auto_commit=False,
+            auto_offset_reset="earliest", max_partition_fetch_bytes=8 * 1_048_576, **security)
+        consumer.subscribe([sequenced], listener=OwnerListener())
+        clients["owner"] = consumer
+        await consumer.start()
+        last_checkpoint = time.monotonic()
+        try:
+            while not stopping.is_set():
+                batches = await consumer.getmany(timeout_ms=_BATCH_WAIT_MS, max_records=_BATCH)
+                pipeline = worker.pipeline
+                if pipeline is None or not batches:
+                    continue
+                started = time.perf_counter()
+                outputs: list[Output] = []
+                count = 0
+                feed = pipeline.feed
+                forwarded = worker.forwarded
+                for records in batches.values():
+                    for r in records:
+                        if r.key == _FLUSH_KEY:
+                            outputs.extend(pipeline.flush())
+                            continue
+                        origin = _origin(r.key)
+                        outputs.extend(feed(r.value, origin))
+                        count += 1
+                        if origin is not None:
+                            forwarded[(origin.topic, origin.partition)] = origin.offset + 1
+                    worker.next_offset = records[-1].offset + 1
+                seconds = time.perf_counter() - started
+                worker.last_input = time.monotonic()
+                worker.flush_sent = False
+                await emit(outputs)
+                await consumer.commit()
+                metrics.observe_batch(pipeline, count, seconds, outputs)
+                if pipeline.model.snapshot is not None and pipeline.names and not worker.cards:
+                    await publish_cards(pipeline)  # followers learn the first model at once
+                if time.monotonic() - last_checkpoint >= k.checkpoint_interval_seconds:
+                    await checkpoint()
+                    last_checkpoint = time.monotonic()
+        finally:
+            await consumer.stop()
 
     @app.timer(_IDLE_FLUSH / 2)
     async def flush_when_idle() -> None:
-        # a quiet stream must not leave events waiting in the event-time buffer
-        if state["held"] and asyncio.get_running_loop().time() - state["last_input"] > _IDLE_FLUSH:
-            state["held"] = False
-            outputs = pipeline.flush()
-            await emit(outputs)
-            metrics.observe_batch(pipeline, (), 0.0, outputs)
+        # a quiet stream must not leave events waiting in the event-time buffer; the
+        # flush goes through the sequenced stream so that a replay flushes at the same place
+        pipeline = worker.pipeline
+        if (not worker.owner or pipeline is None or worker.flush_sent or pipeline.held == 0
+                or time.monotonic() - worker.last_input < _IDLE_FLUSH):
+            return
+        # caught up: the sequenced stream holds every input record that exists now
+        ends = await asyncio.to_thread(_input_ends, config)
+        if not ends or any(worker.forwarded.get(tp, 0) < end for tp, end in ends.items()):
+            return
+        worker.flush_sent = True
+        await (await (await producer()).send(sequenced, key=_FLUSH_KEY, value=b""))
 
     @app.timer(_PERSONA_INTERVAL)
     async def publish_personas() -> None:
-        for card in pipeline.personas():
-            await personas.send(key=str(card["segment_id"]).encode(), value=orjson.dumps(card))
+        if worker.owner and worker.pipeline is not None:
+            await publish_cards(worker.pipeline)
+
+    async def follow_personas() -> None:
+        """Every worker follows the owner's persona cards: one model version for all."""
+        consumer = AIOKafkaConsumer(
+            k.personas_topic, bootstrap_servers=k.bootstrap_servers, group_id=None,
+            auto_offset_reset="earliest", enable_auto_commit=False, **security)
+        await consumer.start()
+        try:
+            while not stopping.is_set():
+                for records in (await consumer.getmany(timeout_ms=_BATCH_WAIT_MS)).values():
+                    for r in records:
+                        card = orjson.loads(r.value)
+                        worker.cards[int(card["segment_id"])] = card
+        finally:
+            await consumer.stop()
 
     @app.timer(_LAG_INTERVAL)
     async def sample_consumer_lag() -> None:
-        if not ready["assigned"]:
+        consumer = clients.get("router")
+        if consumer is None or not worker.router_assigned:
             return  # no assignment yet: the consumer has no positions to compare
-        consumer = app.consumer
         lags = {}
         for tp in consumer.assignment():
-            if tp.topic != k.input_topic:
-                continue
             highwater = consumer.highwater(tp)
             done = metrics.next_offset(tp.partition)
             if done is None:  # nothing handled here yet: the fetch position is where we stand
@@ -198,23 +422,9 @@ def build_app(config: Config, initial: Pipeline | None = None) -> Any:
 
     @app.timer(_HISTORY_INTERVAL)
     async def sample_segment_sizes() -> None:
-        history.sample(time.time(), pipeline.sizes)
-
-    # typed Any: mode's declared handler type (a generic signal protocol) is one no
-    # plain function satisfies under mypy; the calling convention is (sender, *args)
-    assigned_signal: Any = app.on_partitions_assigned
-    revoked_signal: Any = app.on_partitions_revoked
-
-    @assigned_signal.connect
-    def on_assigned(sender: Any, assigned: set[Any], **_: Any) -> None:
-        # an empty assignment counts too: a worker beyond the partition count is healthy
-        ready["assigned"] = True
-        mine = sorted(tp.partition for tp in assigned if tp.topic == k.input_topic)
-        log.info("partitions assigned", extra={"partitions": mine})
-
-    @revoked_signal.connect
-    def on_revoked(sender: Any, revoked: set[Any], **_: Any) -> None:
-        metrics.forget_partitions(tp.partition for tp in revoked if tp.topic == k.input_topic)
+        cards = worker.current_cards()
+        if cards:
+            history.sample(time.time(), {c["segment_id"]: c["size"] for c in cards})
 
     @app.page("/healthz")
     async def healthz(web: Any, request: Any) -> Any:
@@ -224,9 +434,19 @@ def build_app(config: Config, initial: Pipeline | None = None) -> Any:
     async def readyz(web: Any, request: Any) -> Any:
         # a rebalance in progress does not make a worker unready: it is routine, and
         # flapping readiness would only stall rolling updates
-        if ready["assigned"] and app.started and not app.should_stop:
+        if worker.router_assigned and app.started and not app.should_stop:
             return web.json({"status": "ready"})
         return web.json({"status": "starting"}, status=503)
+
+    @app.page("/status")
+    async def status(web: Any, request: Any) -> Any:
+        pipeline = worker.pipeline
+        return web.json({
+            "owner": worker.owner, "model_version": worker.model_version,
+            "routed": worker.routed, "next_offset": worker.next_offset,
+            "restored_from": worker.restored_from,
+            "events_read": pipeline.stats.events_read if pipeline is not None else None,
+            "held": pipeline.held if pipeline is not None else None})
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
@@ -234,17 +454,75 @@ def build_app(config: Config, initial: Pipeline | None = None) -> Any:
 
     @app.page("/personas")
     async def personas_page(web: Any, request: Any) -> Any:
-        return web.html(render_page(pipeline.personas(), list(history), pipeline.spec.label,
-                                    time.time()))
+        label = worker.pipeline.spec.label if worker.pipeline is not None else str
+        return web.html(render_page(worker.current_cards(), list(history), label, time.time()))
 
     @app.page("/profile/{key}")
     async def profile(web: Any, request: Any, key: str) -> Any:
+        pipeline = worker.pipeline
+        if pipeline is None:
+            return web.json({"error": "profiles live on the owner worker; ask it "
+                             "(GET /status says which one is)"}, status=503)
         pid = pipeline.lookup(key)
         if pid is None:
             return web.json({"error": "not found"}, status=404)
         return web.json(pipeline.profile_snapshot(pid))
 
+    @app.page("/profiles")
+    async def profiles(web: Any, request: Any) -> Any:
+        """Every profile snapshot as JSON lines (the owner's ``profiles.jsonl``)."""
+        pipeline = worker.pipeline
+        if pipeline is None:
+            return web.json({"error": "profiles live on the owner worker"}, status=503)
+        body = b"".join(orjson.dumps(pipeline.profile_snapshot(pid)) + b"\n"
+                        for pid in sorted(pipeline.profiles))
+        return web.bytes(body, content_type="application/x-ndjson")
+
+    @app.service
+    class Roles(faust.Service):
+        """Runs router, owner and follower loops; stops them in an order that loses nothing."""
+
+        async def on_started(self) -> None:
+            self.loops = [asyncio.ensure_future(loop()) for loop in (route, own, follow_personas)]
+            for task in self.loops:
+                task.add_done_callback(self._crash_on_error)
+
+        def _crash_on_error(self, task: asyncio.Future[None]) -> None:
+            if not task.cancelled() and task.exception() is not None and not stopping.is_set():
+                log.error("worker loop failed", exc_info=task.exception())
+                self.crashing = asyncio.ensure_future(
+                    self.crash(task.exception()))  # type: ignore[arg-type]
+
+        async def on_stop(self) -> None:
+            stopping.set()  # each loop ends within one getmany wait
+            await asyncio.gather(*self.loops, return_exceptions=True)
+            if worker.owner:
+                await checkpoint()  # the next owner starts from here: nothing to replay
+            if "producer" in clients:
+                await clients["producer"].stop()
+
     return app
+
+
+def _input_ends(config: Config) -> dict[tuple[str, int], int]:
+    """End offset of every input partition (a blocking call: run it in a thread)."""
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.errors import KafkaError
+
+    k = config.kafka
+    try:
+        consumer = KafkaConsumer(bootstrap_servers=k.bootstrap_servers,
+                                 **client_security(config))
+    except KafkaError:
+        return {}
+    try:
+        partitions = consumer.partitions_for_topic(k.input_topic) or set()
+        ends = consumer.end_offsets([TopicPartition(k.input_topic, p) for p in partitions])
+        return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
+    except KafkaError:
+        return {}
+    finally:
+        consumer.close()
 
 
 def run_worker(config: Config, initial: Pipeline | None = None) -> int:

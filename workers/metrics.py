@@ -14,7 +14,7 @@ holds only persona-stream series. Each worker process serves its own
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -38,11 +38,11 @@ LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30
 
 
 class Message(Protocol):
-    """What :meth:`Metrics.observe_batch` reads of a consumed Kafka message."""
+    """What :meth:`Metrics.observe_routed` reads of a consumed record (aiokafka's)."""
 
     partition: int
     offset: int
-    timestamp: float
+    timestamp: int  # milliseconds, as Kafka stores it
 
 
 class Metrics:
@@ -108,15 +108,17 @@ class Metrics:
 
     # ---- driven by the agent -------------------------------------------------
 
-    def observe_batch(self, pipeline: Pipeline, messages: Iterable[Message], seconds: float,
+    def observe_routed(self, records: Sequence[Message]) -> None:
+        """Input records of one partition forwarded by this worker's router."""
+        if records:
+            last = records[-1]
+            self._next_offset[last.partition] = max(self._next_offset.get(last.partition, 0),
+                                                    last.offset + 1)
+            self.last_event_time.labels(str(last.partition)).set(last.timestamp / 1000.0)
+
+    def observe_batch(self, pipeline: Pipeline, count: int, seconds: float,
                       outputs: Iterable[Output]) -> None:
-        """After a batch is fed and its outputs emitted: advance every metric by it."""
-        count = 0
-        for msg in messages:
-            count += 1
-            self._next_offset[msg.partition] = max(self._next_offset.get(msg.partition, 0),
-                                                   msg.offset + 1)
-            self.last_event_time.labels(str(msg.partition)).set(msg.timestamp)
+        """After the owner fed ``count`` records and emitted their outputs."""
         if count:
             self.processing.observe(seconds / count)
         self._observe_emitted(outputs)

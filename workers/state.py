@@ -13,6 +13,7 @@ Pickle runs code while loading: load only state files you wrote yourself.
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import pickle
 from pathlib import Path
@@ -43,16 +44,20 @@ def _fingerprint(config: Config) -> dict[str, Any]:
     return loaded
 
 
-def save_state(pipeline: Pipeline, path: str | Path) -> None:
-    """Write atomically (temp file + rename), so a crash never leaves half a state behind."""
+def dump_state(pipeline: Pipeline) -> bytes:
+    """The state as bytes: the header line, then the pickle (files and Kafka checkpoints)."""
     header = orjson.dumps({"format": FORMAT, "version": __version__,
                            "config": _fingerprint(pipeline.config)})
+    return MAGIC + b" " + header + b"\n" + pickle.dumps(pipeline,
+                                                        protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def save_state(pipeline: Pipeline, path: str | Path) -> None:
+    """Write atomically (temp file + rename), so a crash never leaves half a state behind."""
     target = Path(path)
     tmp = target.with_name(target.name + ".tmp")
     try:
-        with open(tmp, "wb") as handle:
-            handle.write(MAGIC + b" " + header + b"\n")
-            pickle.dump(pipeline, handle, protocol=pickle.HIGHEST_PROTOCOL)
+        tmp.write_bytes(dump_state(pipeline))
         os.replace(tmp, target)
     except OSError as exc:
         raise StateError(f"cannot write state {path}: {exc.strerror}") from None
@@ -61,10 +66,16 @@ def save_state(pipeline: Pipeline, path: str | Path) -> None:
 def load_state(path: str | Path, config: Config) -> Pipeline:
     """The pipeline saved in ``path``, checked against ``config`` and set to use it."""
     try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed below
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise StateError(f"cannot read state {path}: {exc.strerror}") from None
-    with handle:
+    return restore_state(data, config, str(path))
+
+
+def restore_state(data: bytes, config: Config, where: str) -> Pipeline:
+    """A pipeline from :func:`dump_state` bytes; ``where`` names the source in errors."""
+    path = where
+    with io.BytesIO(data) as handle:
         first = handle.readline()
         magic, _, header_bytes = first.partition(b" ")
         if magic != MAGIC:
