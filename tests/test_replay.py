@@ -360,17 +360,42 @@ def test_missing_topic_is_one_line(kafka_bootstrap: str,
         run_replay(config, ReplayRequest(topic=unique_name("nope"), dry_run=True))
 
 
+@pytest.mark.integration
 def test_worker_starts_from_a_saved_state(tmp_path: Path, stream: list[bytes],
-                                          capsys: pytest.CaptureFixture[str]) -> None:
-    from workers.kafka_app import build_app
+                                          capsys: pytest.CaptureFixture[str],
+                                          kafka_bootstrap: str,
+                                          unique_name: Callable[[str], str]) -> None:
+    import asyncio
+    import socket
 
-    config = load()
+    from workers.kafka_app import build_app, provision_topics
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    base = _config(kafka_bootstrap, unique_name)
+    config = dataclasses.replace(base, metrics=dataclasses.replace(
+        base.metrics, host="127.0.0.1", port=port))
     pipeline = Pipeline(config)
     for line in stream[:500]:
         pipeline.feed(line)
     save_state(pipeline, tmp_path / "s.bin")
     loaded = load_state(tmp_path / "s.bin", config)
-    assert build_app(config, loaded).pipeline is loaded
+    provision_topics(config)
+    app = build_app(config, loaded)
+
+    async def owner_state() -> Pipeline | None:
+        await app.start()
+        try:
+            for _ in range(150):  # no checkpoint in Kafka yet: the owner takes the saved state
+                if app.worker_state.owner:
+                    return app.worker_state.pipeline  # type: ignore[no-any-return]
+                await asyncio.sleep(0.2)
+            return None
+        finally:
+            await app.stop()
+
+    assert asyncio.run(owner_state()) is loaded
     # a bad state fails in one line before any broker is contacted
     (tmp_path / "bad.bin").write_bytes(b"{}\n")
     assert cli.main(["worker", "--initial-state", str(tmp_path / "bad.bin")]) == 1

@@ -20,6 +20,10 @@ from workers.touchpoints import Touchpoint
 # exp() of more than this would overflow soon; rebase before (e^50 ~ 5e21)
 _REBASE_EXPONENT = 50.0
 _RECENT_PRODUCTS = 8  # repeat views are counted against this many recent products
+# A profile remembers the ids of its last 16 events (8-byte hashes): the event-time
+# de-dup window cannot see a duplicate that arrives after the stream moved past its
+# time (a partition catching up a backlog behind the others); this ring can, in 128 B.
+RECENT_IDS = 16
 
 
 class FeatureSpec:
@@ -68,8 +72,8 @@ class ProfileState:
 
     __slots__ = ("base", "conversions", "counts", "engaged", "event_count", "first_seen",
                  "last_learned", "last_seen", "last_ts", "orders", "product_views",
-                 "recent_products", "repeat_views", "revenue", "segment", "session_seconds",
-                 "session_start", "sessions", "traits")
+                 "recent_ids", "recent_products", "repeat_views", "revenue", "segment",
+                 "session_seconds", "session_start", "sessions", "traits")
 
     def __init__(self, size: int, ts: float) -> None:
         self.counts = array("d", bytes(8 * size))
@@ -88,12 +92,19 @@ class ProfileState:
         self.product_views = 0
         self.repeat_views = 0
         self.recent_products: list[str] = []
+        self.recent_ids = array("q", bytes(8 * RECENT_IDS))
         self.traits: dict[str, tuple[float, Any]] | None = None
         self.segment: int | None = None
         self.last_learned = -math.inf
 
-    def update(self, spec: FeatureSpec, tp: Touchpoint) -> None:
+    def seen(self, id_hash: int) -> bool:
+        """Is this event id among the profile's recent ones (0 is never an id hash)?"""
+        return id_hash in self.recent_ids
+
+    def update(self, spec: FeatureSpec, tp: Touchpoint, id_hash: int = 0) -> None:
         """Fold one event in. Called in event-time order except for very late events."""
+        if id_hash:
+            self.recent_ids[self.event_count % RECENT_IDS] = id_hash
         ts = tp.ts
         data = tp.data
         counts = self.counts
@@ -186,7 +197,12 @@ class ProfileState:
             counts[i] += theirs[i] * scale
         for i in range(spec.payment_base, spec.size):
             counts[i] += theirs[i]
+        ids = ([i for i in self.recent_ids if i] + [i for i in other.recent_ids if i])
+        ids = ids[-RECENT_IDS:]
         self.event_count += other.event_count
+        start = self.event_count - len(ids)  # the next write (at event_count) hits the oldest
+        for n, id_hash in enumerate(ids):
+            self.recent_ids[(start + n) % RECENT_IDS] = id_hash
         self.first_seen = min(self.first_seen, other.first_seen)
         self.last_seen = max(self.last_seen, other.last_seen)
         if other.last_ts > self.last_ts:

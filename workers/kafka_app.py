@@ -154,9 +154,12 @@ class WorkerState:
     next_offset: int = 0  # first sequenced offset the owner's state has not seen
     routed: int = 0
     router_assigned: bool = False
+    input_partitions: list[int] = field(default_factory=list)
     cards: dict[int, dict[str, Any]] = field(default_factory=dict)
     last_input: float = 0.0
     flush_sent: bool = True
+    published_version: int = 0
+    checkpoints: int = 0
     # per input partition: the offset after the last record the owner has read
     forwarded: dict[tuple[str, int], int] = field(default_factory=dict)
 
@@ -251,8 +254,8 @@ def build_app(config: Config, initial: Pipeline | None = None) -> Any:
         async def on_partitions_assigned(self, assigned: Any) -> None:
             # an empty assignment counts too: a worker beyond the partition count is healthy
             worker.router_assigned = True
-            log.info("input partitions assigned",
-                     extra={"partitions": sorted(tp.partition for tp in assigned)})
+            worker.input_partitions = sorted(tp.partition for tp in assigned)
+            log.info("input partitions assigned", extra={"partitions": worker.input_partitions})
 
     stopping = asyncio.Event()
 
@@ -260,7 +263,7 @@ def build_app(config: Config, initial: Pipeline | None = None) -> Any:
         consumer = AIOKafkaConsumer(
             bootstrap_servers=k.bootstrap_servers, group_id=f"{k.application_id}.router",
             group_instance_id=instance("router"), enable_auto_commit=False,
-            auto_offset_reset="earliest", max_partition_fetch_bytes=4 * 1_048_576, **security)
+            auto_offset_reset="earliest", **security)
         consumer.subscribe([k.input_topic], listener=RouterListener())
         clients["router"] = consumer
         await consumer.start()
@@ -296,6 +299,7 @@ def build_app(config: Config, initial: Pipeline | None = None) -> Any:
             forwarded = {f"{t}:{p}": o for (t, p), o in worker.forwarded.items()}
             await (await store()).save(dump_state(worker.pipeline), worker.next_offset,
                                        forwarded)
+            worker.checkpoints += 1
             log.info("checkpoint written", extra={"next_offset": worker.next_offset})
 
     class OwnerListener(ConsumerRebalanceListener):
@@ -362,8 +366,10 @@ def build_app(config: Config, initial: Pipeline | None = None) -> Any:
                 await emit(outputs)
                 await consumer.commit()
                 metrics.observe_batch(pipeline, count, seconds, outputs)
-                if pipeline.model.snapshot is not None and pipeline.names and not worker.cards:
-                    await publish_cards(pipeline)  # followers learn the first model at once
+                snapshot = pipeline.model.snapshot
+                if snapshot is not None and snapshot.version != worker.published_version:
+                    await publish_cards(pipeline)  # followers learn a new model at once
+                    worker.published_version = snapshot.version
                 if time.monotonic() - last_checkpoint >= k.checkpoint_interval_seconds:
                     await checkpoint()
                     last_checkpoint = time.monotonic()
@@ -440,13 +446,22 @@ def build_app(config: Config, initial: Pipeline | None = None) -> Any:
 
     @app.page("/status")
     async def status(web: Any, request: Any) -> Any:
+        """Role and progress of this worker, for operators and tests."""
         pipeline = worker.pipeline
+        caught_up = None
+        if pipeline is not None:
+            ends = await asyncio.to_thread(_input_ends, config)
+            caught_up = (bool(ends) and pipeline.held == 0
+                         and all(worker.forwarded.get(tp, 0) >= end for tp, end in ends.items()))
         return web.json({
             "owner": worker.owner, "model_version": worker.model_version,
-            "routed": worker.routed, "next_offset": worker.next_offset,
-            "restored_from": worker.restored_from,
+            "routed": worker.routed, "input_partitions": worker.input_partitions,
+            "next_offset": worker.next_offset,
+            "restored_from": worker.restored_from, "checkpoints": worker.checkpoints,
             "events_read": pipeline.stats.events_read if pipeline is not None else None,
-            "held": pipeline.held if pipeline is not None else None})
+            "held": pipeline.held if pipeline is not None else None,
+            # every input record that exists now is processed, nothing held back
+            "caught_up": caught_up})
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

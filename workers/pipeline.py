@@ -182,7 +182,12 @@ class Pipeline:
             state = self._merge(pid, res.merged, tp)
         elif state is None:
             state = self.profiles[pid] = ProfileState(self.spec.size, ts)
-        state.update(self.spec, tp)
+        id_hash = _id_hash(tp.event_id)
+        if state.seen(id_hash):  # a duplicate the event-time window had already forgotten
+            stats.events_valid -= 1
+            stats.events_duplicate += 1
+            return
+        state.update(self.spec, tp, id_hash)
         previous = self._dirty.get(pid)
         self._dirty[pid] = _Dirty(tp.event_id, ts, merged or (previous is not None
                                                              and previous.merged))
@@ -377,6 +382,12 @@ class Pipeline:
 def _digest(*parts: str) -> str:
     """Deterministic output ids: same input, same id, so consumers de-duplicate exactly."""
     return hashlib.blake2b("|".join(parts).encode(), digest_size=16).hexdigest()
+
+
+def _id_hash(event_id: str) -> int:
+    """A stable, non-zero 64-bit hash (not hash(): that changes between processes)."""
+    digest = hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True) or 1
 
 
 def _hash(value: str) -> str:
