@@ -219,7 +219,10 @@ async def _worker_run(config: Any, count: int) -> float:
     start = time.perf_counter()
     await app.start()
     try:
-        while app.pipeline.stats.events_read < count:
+        while True:
+            pipeline = app.worker_state.pipeline
+            if pipeline is not None and pipeline.stats.events_read >= count:
+                break
             await asyncio.sleep(0.05)
         return time.perf_counter() - start
     finally:

@@ -31,6 +31,11 @@ pytestmark = pytest.mark.integration
 FLUSH_KEY = b"\x00flush"
 
 
+def _cli(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "workers.cli", *args], capture_output=True,
+                          timeout=60, check=False)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -170,6 +175,18 @@ def test_two_workers_on_four_partitions_match_one_process(
         _wait_for(lambda: len({w.status()["model_version"] for w in group}) == 1  # type: ignore[index]
                   and group[0].status()["model_version"] > 0,  # type: ignore[index]
                   30, "every worker to report the owner's model version")
+        # `persona-stream profile --url` looks a profile up in the running deployment
+        known = next(p for p in got.values() if "email" in p["identifiers"])
+        email = known["identifiers"]["email"][0]
+        shown = _cli("profile", f"email:{email}", "--url", f"http://127.0.0.1:{owner.port}")
+        assert shown.returncode == 0
+        assert orjson.loads(shown.stdout)["profile_id"] == known["profile_id"]
+        other = next(w for w in group if w is not owner)
+        refused = _cli("profile", email, "--url", f"http://127.0.0.1:{other.port}")
+        assert refused.returncode == 2
+        assert len(refused.stderr.decode().strip().splitlines()) == 1
+        table = _cli("personas", "--url", f"http://127.0.0.1:{other.port}")
+        assert table.returncode == 0 and b"size" in table.stdout
 
 
 def _sequenced_change_ids(bootstrap: str, app: str, config: Path) -> set[str]:

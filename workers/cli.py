@@ -93,12 +93,33 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return run_worker(config, initial)
 
 
-def cmd_personas(args: argparse.Namespace) -> int:
-    path = Path(args.source) / "personas.json"
+def _fetch(url: str) -> Any:
+    """GET a worker page as JSON; every failure is one line."""
+    import urllib.error
+    import urllib.request
+
     try:
-        cards = orjson.loads(path.read_bytes())
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return orjson.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            reason = orjson.loads(exc.read()).get("error", exc.reason)
+        except (orjson.JSONDecodeError, AttributeError):
+            reason = exc.reason
+        raise UsageError(f"{url}: {reason}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise UsageError(f"cannot reach the worker at {url}: {exc}") from None
+
+
+def cmd_personas(args: argparse.Namespace) -> int:
+    if args.url:
+        cards = _fetch(f"{args.url.rstrip('/')}/personas.json")
+    else:
+        path = Path(args.source) / "personas.json"
+        try:
+            cards = orjson.loads(path.read_bytes())
+        except OSError as exc:
+            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
     if args.json:
         sys.stdout.write(orjson.dumps(cards, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
@@ -124,8 +145,14 @@ def format_personas(cards: list[dict[str, Any]]) -> str:
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
-    path = Path(args.source) / "profiles.jsonl"
     key = args.id
+    if args.url:
+        from urllib.parse import quote
+
+        profile = _fetch(f"{args.url.rstrip('/')}/profile/{quote(key, safe='')}")
+        sys.stdout.write(orjson.dumps(profile, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    path = Path(args.source) / "profiles.jsonl"
     id_type, _, value = key.partition(":")
     try:
         handle = open(path, "rb")  # noqa: SIM115
@@ -228,9 +255,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("personas", help="print the current persona cards",
-                       description="Print the persona cards of a run's output folder as a table.")
-    p.add_argument("--from", dest="source", required=True, metavar="DIR",
-                   help="output folder of 'run' or 'replay'")
+                       description="Print the persona cards of a run's output folder, or of a"
+                       " running deployment, as a table.")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--from", dest="source", metavar="DIR",
+                       help="output folder of 'run' or 'replay'")
+    where.add_argument("--url", metavar="URL",
+                       help="a running worker's web address, e.g. http://worker:9464")
     p.add_argument("--json", action="store_true", help="print the cards as JSON")
     p.set_defaults(func=cmd_personas)
 
@@ -238,8 +269,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Look a profile up by profile id or identifier (value or"
                        " type:value) and print its snapshot.")
     p.add_argument("id", metavar="ID", help="profile id, identifier value, or type:value")
-    p.add_argument("--from", dest="source", required=True, metavar="DIR",
-                   help="output folder of 'run' or 'replay'")
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--from", dest="source", metavar="DIR",
+                       help="output folder of 'run' or 'replay'")
+    where.add_argument("--url", metavar="URL",
+                       help="the owner worker's web address, e.g. http://worker:9464 (a"
+                       " worker that does not own the state says so)")
     p.set_defaults(func=cmd_profile)
     return parser
 

@@ -472,6 +472,10 @@ def build_app(config: Config, initial: Pipeline | None = None) -> Any:
         label = worker.pipeline.spec.label if worker.pipeline is not None else str
         return web.html(render_page(worker.current_cards(), list(history), label, time.time()))
 
+    @app.page("/personas.json")
+    async def personas_json(web: Any, request: Any) -> Any:
+        return web.json(worker.current_cards())
+
     @app.page("/profile/{key}")
     async def profile(web: Any, request: Any, key: str) -> Any:
         pipeline = worker.pipeline
