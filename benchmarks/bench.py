@@ -290,6 +290,88 @@ def bench_replay() -> dict[str, Any]:
             "topic_partitions": config.kafka.partitions}
 
 
+LATENCY_RATES = (1_000, 5_000, 20_000)
+LATENCY_SECONDS = 15  # per rate: long enough for thousands of segment changes
+
+
+def _latency_at(rate: int, lines: list[bytes]) -> dict[str, Any]:
+    """Produce at ``rate`` events/s stamped with the wall clock; a worker process keeps up;
+    event-time-to-emit of the segment changes it emits, from the records themselves."""
+    import subprocess
+    import tempfile
+
+    import yaml
+    from kafka import KafkaConsumer, KafkaProducer
+
+    from workers.touchpoints import parse_time
+
+    tag = f"lat{rate}-{int(time.time())}"
+    port = _free_port()
+    settings = {
+        "kafka": {"bootstrap_servers": BOOTSTRAP, "application_id": f"bench-{tag}",
+                  "input_topic": f"bench-{tag}-in", "dlq_topic": f"bench-{tag}-dlq",
+                  "segment_changes_topic": f"bench-{tag}-changes",
+                  "identity_merges_topic": f"bench-{tag}-merges",
+                  "personas_topic": f"bench-{tag}-personas"},
+        # live latency profile: hold events 0.2 s for ordering, assess every 0.1 s
+        "intake": {"reorder_window_seconds": 0.2},
+        "segmentation": {"assign_tick_seconds": 0.1, "warmup_profiles": 100},
+        "metrics": {"host": "127.0.0.1", "port": port, "log_level": "WARNING"},
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
+        yaml.safe_dump(settings, handle)
+    worker = subprocess.Popen([sys.executable, "-m", "workers.cli", "worker", "--config",
+                               handle.name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(8)  # join both groups before the clock starts
+        producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=2)
+        start = time.time()
+        sent = 0
+        for line in lines:
+            due = start + sent / rate
+            now = time.time()
+            if due > now:
+                time.sleep(due - now)
+            elif now - start > LATENCY_SECONDS:
+                break
+            if now - start > LATENCY_SECONDS:
+                break
+            try:
+                event = orjson.loads(line)
+                event["occurred_at"] = datetime.fromtimestamp(time.time(), UTC).strftime(
+                    "%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+                line = orjson.dumps(event)
+            except (orjson.JSONDecodeError, TypeError):
+                pass  # malformed lines stay malformed
+            producer.send(settings["kafka"]["input_topic"], value=line)
+            sent += 1
+        producer.flush()
+        achieved = sent / (time.time() - start)
+        time.sleep(3)  # the last batches
+    finally:
+        worker.terminate()
+        worker.wait(timeout=60)
+    consumer = KafkaConsumer(settings["kafka"]["segment_changes_topic"],
+                             bootstrap_servers=BOOTSTRAP, auto_offset_reset="earliest",
+                             consumer_timeout_ms=3000)
+    lags = sorted(parse_time(r["emitted_at"]) - parse_time(r["occurred_at"])
+                  for r in (orjson.loads(m.value) for m in consumer)
+                  if r["trigger_event_id"] is not None)
+    consumer.close()
+
+    def pct(q: float) -> float:
+        return round(lags[min(len(lags) - 1, int(q * len(lags)))] * 1000, 1) if lags else -1.0
+
+    return {"target_rate": rate, "achieved_rate": round(achieved), "changes": len(lags),
+            "p50_ms": pct(0.5), "p99_ms": pct(0.99)}
+
+
+def bench_latency() -> dict[str, Any]:
+    path, _ = stream(BIG_PROFILES, 7)
+    lines = lines_of(path)
+    return {"rates": [_latency_at(rate, lines) for rate in LATENCY_RATES]}
+
+
 def _rss() -> int:
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -362,7 +444,7 @@ def bench_profile() -> dict[str, Any]:
 
 BENCHES = {"intake": bench_intake, "pipeline": bench_pipeline, "quality": bench_quality,
            "memory": bench_memory, "profile": bench_profile, "worker": bench_worker,
-           "replay": bench_replay}
+           "replay": bench_replay, "latency": bench_latency}
 COMMAND = "python benchmarks/bench.py"
 
 
@@ -398,6 +480,10 @@ def write_table() -> None:
                      f"{res['topic_partitions']}-partition topic {res['topic_per_second']:,}; "
                      f"in-process pipeline {res['in_process_per_second']:,}/s, parse-only "
                      f"{res['parse_only_per_second']:,}/s; {res['events']:,} events")
+        elif name == "latency":
+            what = "event time to segment-change emit, one worker keeping up (live profile)"
+            value = "; ".join(f"{r['target_rate']:,}/s (sent {r['achieved_rate']:,}/s): p50 "
+                              f"{r['p50_ms']} ms, p99 {r['p99_ms']} ms" for r in res["rates"])
         elif name == "memory":
             what = "resident memory per profile (memory store, in process)"
             value = "; ".join(f"{int(k):,} profiles: {v['bytes_per_profile']:,} B/profile"

@@ -401,3 +401,23 @@ def test_worker_starts_from_a_saved_state(tmp_path: Path, stream: list[bytes],
     assert cli.main(["worker", "--initial-state", str(tmp_path / "bad.bin")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "not a persona-stream state file" in err[0]
+
+
+def test_replay_serves_its_progress_as_a_metric(tmp_path: Path, stream: list[bytes]) -> None:
+    import socket
+    import urllib.request
+
+    from workers.replay import ReplayRequest, run_replay
+
+    source = tmp_path / "in.jsonl"
+    source.write_bytes(b"\n".join(stream[:800]) + b"\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    result = run_replay(load(), ReplayRequest(files=[str(source)], out=str(tmp_path / "o"),
+                                              metrics_port=port))
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    assert "persona_stream_replay_progress_ratio 1.0" in text
+    valid = result.summary["events_valid"]
+    assert f'persona_stream_events_total{{outcome="valid"}} {float(valid)}' in text

@@ -67,7 +67,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         topic=args.topic, files=args.files, start=args.start, stop=args.stop, out=args.out,
         to_topic=args.to_topic, dry_run=args.dry_run, allow_live_topics=args.allow_live_topics,
         state_in=args.state_in, state_out=args.state_out, personas_from=args.personas_from,
-        progress="off" if args.quiet else "bar" if sys.stderr.isatty() else "log")
+        progress="off" if args.quiet else "bar" if sys.stderr.isatty() else "log",
+        metrics_port=args.metrics_port)
     try:
         result = run_replay(_config(args), request)
     except ReplayInterrupted as exc:
@@ -251,6 +252,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--personas-from", metavar="DIR",
                    help="with --dry-run: compare with the personas.json in DIR")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    p.add_argument("--metrics-port", type=int, metavar="PORT",
+                   help="serve Prometheus metrics (replay progress included) while replaying")
     config_flag(p)
     p.set_defaults(func=cmd_replay)
 

@@ -33,8 +33,10 @@ CHANGE_REASONS = ("assignment", "merge", "model_update", "forget")
 # batch whose average is swamped by a model publish re-assessing every profile.
 PROCESSING_BUCKETS = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2)
 # Event-to-emit lag, 5 ms (a live event flushed at once) to 60 s (a minute behind:
-# the consumer-lag alert's territory); beyond that only +Inf, on purpose.
-LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+# the consumer-lag alert's territory), then 120-600 s: the default reorder window
+# (intake.reorder_window_seconds, 300 s) holds events that long on a busy stream.
+LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+               120.0, 300.0, 600.0)
 
 
 class Message(Protocol):

@@ -436,9 +436,11 @@ class DryRun:
 class Progress:
     """A tqdm bar on a terminal; a plain line every few seconds otherwise (logs)."""
 
-    def __init__(self, source: Source, mode: str) -> None:
+    def __init__(self, source: Source, mode: str,
+                  report: Callable[[int, int | None], None] | None = None) -> None:
         self.source = source
         self.mode = mode  # "bar", "log" or "off"
+        self.report = report  # (events done, estimated total): the metrics gauge
         self._started = self._logged = time.monotonic()
         self._events = 0
         self._bar = (tqdm(total=source.estimate(0), unit=" events", unit_scale=True,
@@ -446,6 +448,8 @@ class Progress:
                      if mode == "bar" else None)
 
     def update(self, events: int, last_raw: bytes | None) -> None:
+        if self.report is not None:
+            self.report(events, self.source.estimate(events))
         bar = self._bar
         if bar is not None:
             total = self.source.estimate(events)
@@ -467,6 +471,28 @@ class Progress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+def _serve_metrics(port: int | None,
+                   pipeline: Pipeline) -> Callable[[int, int | None], None] | None:
+    """With a port: serve the worker's metrics for this replay; returns the progress hook."""
+    if port is None:
+        return None
+    from prometheus_client import start_http_server
+
+    from workers.metrics import Metrics
+
+    metrics = Metrics()
+    try:
+        start_http_server(port, registry=metrics.registry)
+    except OSError as exc:
+        raise UsageError(f"cannot serve metrics on port {port}: {exc.strerror}") from None
+
+    def report(events: int, total: int | None) -> None:
+        metrics.replay_progress.set(min(1.0, events / total) if total else 0.0)
+        metrics.sync(pipeline)
+
+    return report
 
 
 def _time_of(raw: bytes) -> str | None:
@@ -539,6 +565,7 @@ class ReplayRequest:
     state_out: str | None = None
     personas_from: str | None = None
     progress: str = "off"  # "bar", "log" or "off"
+    metrics_port: int | None = None  # serve /metrics (progress, counters) while running
 
 
 @dataclass
@@ -590,7 +617,7 @@ def run_replay(config: Config, request: ReplayRequest,
     except BaseException:
         source.close()
         raise
-    progress = Progress(source, r.progress)
+    progress = Progress(source, r.progress, _serve_metrics(r.metrics_port, pipeline))
     summary = replay(pipeline, source, sink, progress, flush=r.state_out is None)
     if r.state_out is not None:
         save_state(pipeline, r.state_out)
