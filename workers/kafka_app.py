@@ -325,6 +325,9 @@ def build_app(config: Config, initial: Pipeline | None = None) -> Any:
                 worker.forwarded = {}
             worker.restored_from = worker.next_offset
             clients["owner"].seek(TopicPartition(sequenced, 0), worker.next_offset)
+            # a state checkpointed before its idle flush still holds events: flush them
+            # once the stream is quiet, as if they had just arrived
+            worker.last_input, worker.flush_sent = time.monotonic(), False
             worker.owner = True
             log.info("owner of the sequenced stream",
                      extra={"from_offset": worker.next_offset, "checkpoint": saved is not None})
@@ -531,7 +534,7 @@ def _input_ends(config: Config) -> dict[tuple[str, int], int]:
     k = config.kafka
     try:
         consumer = KafkaConsumer(bootstrap_servers=k.bootstrap_servers,
-                                 **client_security(config))
+                                 enable_auto_commit=False, **client_security(config))
     except KafkaError:
         return {}
     try:
