@@ -70,13 +70,20 @@ class BrokerUnavailable(Exception):
     """The broker did not answer within ``kafka.connect_timeout_seconds``."""
 
 
-def client_security(config: Config) -> dict[str, Any]:
-    """kafka-python settings for the configured security protocol."""
+def _sasl(config: Config) -> dict[str, Any]:
+    """Protocol and SASL settings: the same names in kafka-python and aiokafka."""
     k = config.kafka
     opts: dict[str, Any] = {"security_protocol": k.security_protocol}
     if k.sasl_mechanism:
         opts.update(sasl_mechanism=k.sasl_mechanism, sasl_plain_username=k.sasl_username,
                     sasl_plain_password=k.sasl_password)
+    return opts
+
+
+def client_security(config: Config) -> dict[str, Any]:
+    """kafka-python settings for the configured security protocol."""
+    k = config.kafka
+    opts = _sasl(config)
     if k.ssl_cafile:
         opts["ssl_cafile"] = k.ssl_cafile
     if k.ssl_certfile:
@@ -87,12 +94,9 @@ def client_security(config: Config) -> dict[str, Any]:
 
 
 def aiokafka_security(config: Config) -> dict[str, Any]:
-    """aiokafka settings for the configured security protocol."""
+    """aiokafka settings for the configured security protocol (SSL as a context)."""
     k = config.kafka
-    opts: dict[str, Any] = {"security_protocol": k.security_protocol}
-    if k.sasl_mechanism:
-        opts.update(sasl_mechanism=k.sasl_mechanism, sasl_plain_username=k.sasl_username,
-                    sasl_plain_password=k.sasl_password)
+    opts = _sasl(config)
     if k.security_protocol in ("SSL", "SASL_SSL"):
         from aiokafka.helpers import create_ssl_context
 
@@ -226,14 +230,12 @@ def build_app(config: Config, initial: Pipeline | None = None) -> Any:
     async def emit(outputs: list[Output]) -> None:
         if not outputs:
             return
-        from workers.sinks import wall_clock
+        from workers.sinks import stamp_emitted, wall_clock
 
         send = (await producer()).send
-        stamp = wall_clock()
+        stamp_emitted(outputs, wall_clock)
         futures = []
         for out in outputs:
-            if out.kind != "dead_letter":
-                out.record["emitted_at"] = stamp
             key = out.key.encode() if out.key is not None else None
             futures.append(await send(topics[out.kind], key=key,
                                       value=orjson.dumps(out.record)))

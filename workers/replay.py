@@ -33,7 +33,7 @@ from workers.cli import UsageError
 from workers.config import Config
 from workers.kafka_app import client_security
 from workers.pipeline import Origin, Output, Pipeline
-from workers.sinks import FileSink, wall_clock
+from workers.sinks import FileSink, stamp_emitted, wall_clock
 from workers.sources import SourceError, read_lines
 from workers.state import load_state, save_state
 from workers.touchpoints import format_time, parse_time
@@ -346,12 +346,8 @@ class TopicSink:
 
     def write(self, outputs: list[Output]) -> None:
         send, topics, failed = self._producer.send, self.topics, self._failed
-        stamp = None
+        stamp_emitted(outputs, self.clock)
         for out in outputs:
-            if out.kind != "dead_letter":
-                if stamp is None:
-                    stamp = self.clock()
-                out.record["emitted_at"] = stamp
             key = None if out.key is None else out.key.encode()
             send(topics[out.kind], key=key, value=orjson.dumps(out.record)).add_errback(failed)
 

@@ -22,6 +22,16 @@ def wall_clock() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
+def stamp_emitted(outputs: Iterable[Output], clock: Callable[[], str]) -> None:
+    """Set ``emitted_at`` (one reading of the clock per batch; dead letters have none)."""
+    stamp = None
+    for out in outputs:
+        if out.kind != "dead_letter":
+            if stamp is None:
+                stamp = clock()
+            out.record["emitted_at"] = stamp
+
+
 class FileSink:
     """Streams records to JSON-lines files; the end state is written by :meth:`close`."""
 
@@ -33,14 +43,10 @@ class FileSink:
             kind: open(self.dir / name, "wb")  # noqa: SIM115 - closed in close()
             for kind, name in FILES.items()}
 
-    def write(self, outputs: Iterable[Output]) -> None:
+    def write(self, outputs: list[Output]) -> None:
         files = self._files
-        stamp = None
+        stamp_emitted(outputs, self.clock)
         for out in outputs:
-            if out.kind != "dead_letter":
-                if stamp is None:
-                    stamp = self.clock()
-                out.record["emitted_at"] = stamp
             files[out.kind].write(orjson.dumps(out.record) + b"\n")
 
     def close(self, pipeline: Pipeline, summary: dict[str, Any]) -> None:
