@@ -105,6 +105,20 @@ def aiokafka_security(config: Config) -> dict[str, Any]:
     return opts
 
 
+def _faust_credentials(config: Config, security: dict[str, Any]) -> Any:
+    """The same security for faust's own clients (it connects even with no agents)."""
+    import faust
+
+    k = config.kafka
+    if k.sasl_mechanism:
+        return faust.SASLCredentials(username=k.sasl_username, password=k.sasl_password,
+                                     ssl_context=security.get("ssl_context"),
+                                     mechanism=k.sasl_mechanism)
+    if "ssl_context" in security:
+        return faust.SSLCredentials(security["ssl_context"])
+    return None
+
+
 def sequenced_topic(config: Config) -> str:
     return f"{config.kafka.application_id}-sequenced"
 
@@ -198,10 +212,11 @@ def build_app(config: Config, initial: Pipeline | None = None) -> Any:
     from aiokafka.abc import ConsumerRebalanceListener
 
     k = config.kafka
+    security = aiokafka_security(config)
     app = faust.App(k.application_id, broker=f"kafka://{k.bootstrap_servers}",
+                    broker_credentials=_faust_credentials(config, security),
                     store="memory://", web_port=config.metrics.port,
                     web_bind=config.metrics.host)
-    security = aiokafka_security(config)
     sequenced = sequenced_topic(config)
     worker = WorkerState()
     app.worker_state = worker  # type: ignore[attr-defined]
