@@ -184,6 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=_Parser)
 
+    def source_flags(p: argparse.ArgumentParser, url_help: str) -> None:
+        where = p.add_mutually_exclusive_group(required=True)
+        where.add_argument("--from", dest="source", metavar="DIR",
+                           help="output folder of 'run' or 'replay'")
+        where.add_argument("--url", metavar="URL", help=url_help)
+
     def config_flag(p: argparse.ArgumentParser) -> None:
         p.add_argument("--config", metavar="FILE",
                        help="YAML configuration merged over the defaults; every key can also be"
@@ -260,11 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("personas", help="print the current persona cards",
                        description="Print the persona cards of a run's output folder, or of a"
                        " running deployment, as a table.")
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--from", dest="source", metavar="DIR",
-                       help="output folder of 'run' or 'replay'")
-    where.add_argument("--url", metavar="URL",
-                       help="a running worker's web address, e.g. http://worker:9464")
+    source_flags(p, "a running worker's web address, e.g. http://worker:9464")
     p.add_argument("--json", action="store_true", help="print the cards as JSON")
     p.set_defaults(func=cmd_personas)
 
@@ -272,12 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Look a profile up by profile id or identifier (value or"
                        " type:value) and print its snapshot.")
     p.add_argument("id", metavar="ID", help="profile id, identifier value, or type:value")
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--from", dest="source", metavar="DIR",
-                       help="output folder of 'run' or 'replay'")
-    where.add_argument("--url", metavar="URL",
-                       help="the owner worker's web address, e.g. http://worker:9464 (a"
-                       " worker that does not own the state says so)")
+    source_flags(p, "the owner worker's web address, e.g. http://worker:9464 (a worker that"
+                 " does not own the state says so)")
     p.set_defaults(func=cmd_profile)
     return parser
 
