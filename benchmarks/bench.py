@@ -323,7 +323,7 @@ def _latency_at(rate: int, lines: list[bytes]) -> dict[str, Any]:
     worker = subprocess.Popen([sys.executable, "-m", "workers.cli", "worker", "--config",
                                handle.name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        time.sleep(8)  # join both groups before the clock starts
+        _wait_ready(port)  # both groups joined, the owner restored: then the clock starts
         producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=2)
         start = time.time()
         sent = 0
@@ -364,6 +364,23 @@ def _latency_at(rate: int, lines: list[bytes]) -> dict[str, Any]:
 
     return {"target_rate": rate, "achieved_rate": round(achieved), "changes": len(lags),
             "p50_ms": pct(0.5), "p99_ms": pct(0.99)}
+
+
+def _wait_ready(port: int, seconds: float = 60.0) -> None:
+    """Until the worker on ``port`` owns the state and routes input partitions."""
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=2) as r:
+                status = orjson.loads(r.read())
+            if status["owner"] and status["input_partitions"]:
+                return
+        except OSError:
+            pass  # not listening yet
+        time.sleep(0.2)
+    raise RuntimeError(f"the worker on port {port} did not become ready")
 
 
 def bench_latency() -> dict[str, Any]:
