@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from collections import Counter
 from functools import cache
 from pathlib import Path
@@ -19,6 +16,7 @@ from typing import Any
 
 import orjson
 import pytest
+from conftest import output_under_other_hashseed
 from jsonschema import Draft202012Validator, FormatChecker
 
 from workers.config import load
@@ -109,13 +107,7 @@ def test_outputs_do_not_depend_on_pythonhashseed() -> None:
     pipeline, outputs = first_run()
     expected = digest(outputs, pipeline.summary())
     script = _SCRIPT.format(root=str(ROOT), tests=str(ROOT / "tests"))
-    # this process runs with some hash seed; the child with another one
-    seed = "4242" if os.environ.get("PYTHONHASHSEED") != "4242" else "1"
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, text=True, timeout=120,
-                          env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True,
-                          check=False)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == expected, f"PYTHONHASHSEED={seed}"
+    assert output_under_other_hashseed(script, timeout=120) == expected
 
 
 # ---- schemas -----------------------------------------------------------------------

@@ -9,13 +9,11 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import math
-import os
 import random
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import output_under_other_hashseed
 
 from workers.config import load
 from workers.features import FeatureSpec
@@ -133,13 +131,7 @@ def test_snapshots_do_not_depend_on_pythonhashseed() -> None:
 
     expected = hashlib.sha256(repr(_run_model(7)).encode()).hexdigest()
     script = _SCRIPT.format(root=str(ROOT), tests=str(ROOT / "tests"))
-    # this process runs with some hash seed; the child with another one
-    seed = "12345" if os.environ.get("PYTHONHASHSEED") != "12345" else "0"
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, text=True, timeout=60,
-                          env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True,
-                          check=False)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == expected, f"PYTHONHASHSEED={seed}"
+    assert output_under_other_hashseed(script, timeout=60) == expected
 
 
 # ---- assign, score ------------------------------------------------------------------

@@ -23,7 +23,7 @@ on one core; routing, validation-free forwarding and failover are what scale.
 
 faust runs the service: lifecycle, signals, timers and the web server. The
 records do not go through a faust agent: faust hands an agent one message at a
-time through queues and tasks (~150 us of event-loop work per message, measured)
+time through queues and tasks (~120 us of event-loop work per message, measured)
 and its agent commits are where its known at-least-once bugs live. Both roles
 read with aiokafka's ``getmany`` (the client faust itself uses) and commit
 explicitly after their outputs are acknowledged.
