@@ -31,10 +31,11 @@ def test_defaults_load() -> None:
     assert "undefined" in config.identity.blocklist_values
     assert config.segmentation.model == "kmeans"
     assert config.metrics.port == 9464
+    assert config.state.store == "memory"
     # every section of defaults.yaml is used
     raw = yaml.safe_load(DEFAULTS_PATH.read_text(encoding="utf-8"))
     assert set(raw) == {"kafka", "intake", "identity", "features", "segmentation", "output",
-                        "metrics"}
+                        "metrics", "state"}
 
 
 def test_yaml_file_overrides_one_key_and_keeps_the_rest(tmp_path: Path) -> None:
@@ -135,6 +136,8 @@ def test_bad_enum_names_its_path(tmp_path: Path) -> None:
         load(env={"PERSONA_STREAM_SEGMENTATION__MODEL": "foo"})
     with pytest.raises(ConfigError, match=r"kafka\.security_protocol"):
         load(env={"PERSONA_STREAM_KAFKA__SECURITY_PROTOCOL": "TLS"})
+    with pytest.raises(ConfigError, match=r"state\.store"):
+        load(env={"PERSONA_STREAM_STATE__STORE": "redis"})
 
 
 def test_bad_regex_in_blocklist_names_its_path(tmp_path: Path) -> None:

@@ -124,6 +124,18 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class StateConfig:
+    # where profile states live: "memory" (fastest) or "rocksdb" (a local
+    # rocksdict store: resident memory holds identities and the model, not profiles)
+    store: str = "memory"
+    # rocksdb: the directory its (throw-away) store is created in; None = system temp
+    directory: str | None = None
+    # workers that are not the owner keep the newest checkpoint restored, so a
+    # takeover replays only what came after it instead of loading it first
+    standby: bool = True
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     host: str
     port: int
@@ -141,6 +153,7 @@ class Config:
     metrics: MetricsConfig = field(
         default_factory=lambda: MetricsConfig(host="0.0.0.0", port=9464, log_level="INFO")
     )
+    state: StateConfig = field(default_factory=StateConfig)
 
 
 T = TypeVar("T")
@@ -295,6 +308,7 @@ def validate(config: Config) -> Config:
          "kafka.security_protocol must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"),
         (config.kafka.sasl_mechanism in (None, "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
          "kafka.sasl_mechanism must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
+        (config.state.store in STORES, f"state.store must be one of {', '.join(STORES)}"),
         (config.kafka.checkpoint_interval_seconds > 0,
          "kafka.checkpoint_interval_seconds must be > 0"),
     ]
@@ -311,6 +325,7 @@ def validate(config: Config) -> Config:
 
 
 MODELS = ("kmeans", "streamkmeans", "dbstream", "clustream")
+STORES = ("memory", "rocksdb")
 
 
 def load(path: str | os.PathLike[str] | None = None,

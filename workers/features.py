@@ -97,6 +97,17 @@ class ProfileState:
         self.segment: int | None = None
         self.last_learned = -math.inf
 
+    def __getstate__(self) -> tuple[Any, ...]:
+        """Compact and store-independent: arrays as bytes, then the other slots in order."""
+        return (self.counts.tobytes(), self.recent_ids.tobytes(),
+                *(getattr(self, name) for name in _SCALARS))
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.counts = array("d", state[0])
+        self.recent_ids = array("q", state[1])
+        for name, value in zip(_SCALARS, state[2:], strict=True):
+            setattr(self, name, value)
+
     def seen(self, id_hash: int) -> bool:
         """Is this event id among the profile's recent ones (0 is never an id hash)?"""
         return id_hash in self.recent_ids
@@ -267,3 +278,6 @@ class ProfileState:
 
     def named(self, spec: FeatureSpec) -> dict[str, float]:
         return {n: round(v, 6) for n, v in zip(spec.names, self.vector(spec), strict=True)}
+
+
+_SCALARS = tuple(s for s in ProfileState.__slots__ if s not in ("counts", "recent_ids"))

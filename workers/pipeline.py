@@ -28,6 +28,7 @@ from workers.features import FeatureSpec, ProfileState
 from workers.identity import IdentityGraph, IdentityRules, ProfileId
 from workers.personas import name_segments, persona_cards
 from workers.segments import SegmentModel, Snapshot, assign, explain
+from workers.store import ProfileStore, open_store
 from workers.touchpoints import InvalidEvent, Touchpoint, TouchpointParser, format_time
 
 KNOWN_IDENTIFIERS = ("user_id", "email", "crm_id", "phone")
@@ -84,7 +85,7 @@ class Pipeline:
             ident.limits, ident.blocklist_values, ident.blocklist_patterns))
         self.spec = FeatureSpec(config.features)
         self.model = SegmentModel(config.segmentation, self.spec)
-        self.profiles: dict[ProfileId, ProfileState] = {}
+        self.profiles: ProfileStore = open_store(config.state)
         self.stats = Stats()
         self.names: dict[int, str] = {}
         self.sizes: dict[int, int] = {}
@@ -247,6 +248,7 @@ class Pipeline:
             if snapshot is not None:
                 self._assess(pid, state, vector, snapshot, "merge" if trigger.merged
                              else "assignment", trigger.trigger, trigger.ts, trigger.merged)
+        self.profiles.sync()
 
     def _publish(self, snapshot: Snapshot, ts: float) -> None:
         """A new model version: name it, then re-assess every profile it may move."""
@@ -260,15 +262,18 @@ class Pipeline:
         for sid in known:
             self.sizes.setdefault(sid, 0)
         min_events = self.config.segmentation.min_events
-        for pid in sorted(self.profiles):
-            state = self.profiles[pid]
+        profiles = self.profiles
+        for pid, state in profiles.sorted_items():
             if state.event_count < min_events:
                 continue
-            if state.segment is not None and state.segment not in known:
+            before = state.segment
+            if before is not None and before not in known:
                 state.segment = None  # retired segment: re-assigned below like a newcomer
             self._assess(pid, state, state.vector(self.spec), snapshot,
                          "assignment" if first or state.segment is None else "model_update",
                          None, ts, False)
+            if state.segment != before:
+                profiles[pid] = state  # a store that is not a dict writes it back
 
     def _assess(self, pid: ProfileId, state: ProfileState, vector: list[float],
                 snapshot: Snapshot, reason: str, trigger: str | None, ts: float,

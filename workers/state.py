@@ -25,10 +25,12 @@ from workers import __version__
 from workers.config import Config
 from workers.pipeline import Pipeline
 from workers.sources import SourceError
+from workers.store import open_store
 
 MAGIC = b"persona-stream-state"
 FORMAT = 1  # bump when the header or the pickled layout changes incompatibly
-_IGNORED_SECTIONS = ("kafka", "metrics")
+# where records go and where profiles are kept, not what they are
+_IGNORED_SECTIONS = ("kafka", "metrics", "state")
 
 
 class StateError(SourceError):
@@ -99,6 +101,8 @@ def restore_state(data: bytes, config: Config, where: str) -> Pipeline:
     if not isinstance(pipeline, Pipeline):
         raise StateError(f"{path} does not hold a pipeline state")
     pipeline.config = config  # equal where it matters; current kafka/metrics settings win
+    if config.state.store != "memory":  # a pickled store comes back in memory
+        pipeline.profiles = open_store(config.state, pipeline.profiles.dump())
     return pipeline
 
 
