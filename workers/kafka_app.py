@@ -52,9 +52,14 @@ from workers.state import dump_state, restore_state
 _BATCH = 5000  # records per getmany: amortises the event loop; ~0.2 s of pipeline work
 _BATCH_WAIT_MS = 200  # a partial batch waits this long before it is processed anyway
 # An idle owner flushes the events its event-time buffer holds once nothing has
-# arrived for this long and every router has caught up (so "idle" is not a pause
-# of a router during a rebalance, which would turn its records into late ones).
-_IDLE_FLUSH = 2.0
+# arrived for as long as the reorder window (an event that waited that long in
+# wall time has waited as long as the window promises), but at most 2 s and at
+# least 50 ms, and only when every router has caught up (so "idle" is not a
+# pause of a router during a rebalance, which would turn its records into late
+# ones). Tied to the window, a live profile's last events of a burst are not
+# held seconds longer than its steady stream.
+_IDLE_FLUSH_MAX = 2.0
+_IDLE_FLUSH_MIN = 0.05
 _FLUSH_KEY = b"\x00flush"  # a sequenced record that means "flush", so replays flush too
 _PERSONA_INTERVAL = 10.0  # seconds between persona-card publications
 # seconds between consumer-lag samples: well under the usual 15 s scrape interval, so
@@ -396,16 +401,34 @@ def build_app(config: Config, initial: Pipeline | None = None) -> Any:
         finally:
             await consumer.stop()
 
-    @app.timer(_IDLE_FLUSH / 2)
+    idle_flush = min(_IDLE_FLUSH_MAX, max(_IDLE_FLUSH_MIN,
+                                          config.intake.reorder_window_seconds))
+
+    async def input_ends() -> dict[tuple[str, int], int]:
+        """End offset of every input partition, asked with the router's client."""
+        from aiokafka.errors import KafkaError
+
+        consumer = clients.get("router")
+        if consumer is None:
+            return {}
+        partitions = consumer.partitions_for_topic(k.input_topic) or set()
+        try:
+            ends = await consumer.end_offsets([TopicPartition(k.input_topic, p)
+                                               for p in partitions])
+        except KafkaError:
+            return {}
+        return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
+
+    @app.timer(idle_flush / 2)
     async def flush_when_idle() -> None:
         # a quiet stream must not leave events waiting in the event-time buffer; the
         # flush goes through the sequenced stream so that a replay flushes at the same place
         pipeline = worker.pipeline
         if (not worker.owner or pipeline is None or worker.flush_sent or pipeline.held == 0
-                or time.monotonic() - worker.last_input < _IDLE_FLUSH):
+                or time.monotonic() - worker.last_input < idle_flush):
             return
         # caught up: the sequenced stream holds every input record that exists now
-        ends = await asyncio.to_thread(_input_ends, config)
+        ends = await input_ends()
         if not ends or any(worker.forwarded.get(tp, 0) < end for tp, end in ends.items()):
             return
         worker.flush_sent = True
@@ -470,7 +493,7 @@ def build_app(config: Config, initial: Pipeline | None = None) -> Any:
         pipeline = worker.pipeline
         caught_up = None
         if pipeline is not None:
-            ends = await asyncio.to_thread(_input_ends, config)
+            ends = await input_ends()
             caught_up = (bool(ends) and pipeline.held == 0
                          and all(worker.forwarded.get(tp, 0) >= end for tp, end in ends.items()))
         return web.json({
@@ -541,27 +564,6 @@ def build_app(config: Config, initial: Pipeline | None = None) -> Any:
                 await clients["producer"].stop()
 
     return app
-
-
-def _input_ends(config: Config) -> dict[tuple[str, int], int]:
-    """End offset of every input partition (a blocking call: run it in a thread)."""
-    from kafka import KafkaConsumer, TopicPartition
-    from kafka.errors import KafkaError
-
-    k = config.kafka
-    try:
-        consumer = KafkaConsumer(bootstrap_servers=k.bootstrap_servers,
-                                 enable_auto_commit=False, **client_security(config))
-    except KafkaError:
-        return {}
-    try:
-        partitions = consumer.partitions_for_topic(k.input_topic) or set()
-        ends = consumer.end_offsets([TopicPartition(k.input_topic, p) for p in partitions])
-        return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
-    except KafkaError:
-        return {}
-    finally:
-        consumer.close()
 
 
 def run_worker(config: Config, initial: Pipeline | None = None) -> int:
