@@ -24,6 +24,7 @@ import yaml
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from workers.config import load
+from workers.kafka_app import origin_of
 from workers.pipeline import Pipeline
 from workers.simulate import simulate
 
@@ -43,7 +44,8 @@ def _free_port() -> int:
 
 
 def _config_file(tmp_path: Path, bootstrap: str, name: Callable[[str], str],
-                 partitions: int) -> tuple[Path, dict[str, Any]]:
+                 partitions: int, state: dict[str, Any] | None = None
+                 ) -> tuple[Path, dict[str, Any]]:
     settings = {
         "kafka": {"bootstrap_servers": bootstrap, "application_id": name("app"),
                   "input_topic": name("touchpoints"), "dlq_topic": name("dlq"),
@@ -52,6 +54,7 @@ def _config_file(tmp_path: Path, bootstrap: str, name: Callable[[str], str],
                   "partitions": partitions, "checkpoint_interval_seconds": 1},
         "segmentation": {"warmup_profiles": 50},
         "metrics": {"host": "127.0.0.1", "log_level": "WARNING"},
+        "state": state or {},
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(settings))
@@ -200,7 +203,7 @@ def _sequenced_change_ids(bootstrap: str, app: str, config: Path) -> set[str]:
     ids = set()
     for record in consumer:
         outputs = (pipeline.flush() if record.key == FLUSH_KEY else
-                   pipeline.feed(record.value))
+                   pipeline.feed(record.value, origin_of(record.key)))
         ids |= {o.record["event_id"] for o in outputs if o.kind == "segment_change"}
     consumer.close()
     return ids
@@ -250,3 +253,37 @@ def test_a_killed_worker_restarts_from_its_checkpoint_and_loses_nothing(
     for record in after:
         record.pop("emitted_at")
         assert by_id.setdefault(record["event_id"], record) == record
+
+
+def test_the_standby_takes_over_a_killed_owner_with_a_rocksdb_store(
+        kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path) -> None:
+    """Two workers with the production store: the non-owner keeps the newest checkpoint
+    restored; when the owner dies it takes over from that copy and loses nothing."""
+    lines, _, _ = simulate(500, seed=23, days=2)
+    (tmp_path / "state").mkdir()
+    config, settings = _config_file(tmp_path, kafka_bootstrap, unique_name, partitions=2,
+                                    state={"store": "rocksdb",
+                                           "directory": str(tmp_path / "state")})
+    with workers(config, tmp_path, 2) as group:
+        _wait_for(lambda: all((w.status() or {}).get("input_partitions") for w in group), 60,
+                  "both routers to share the input partitions")
+        _produce(kafka_bootstrap, settings["kafka"]["input_topic"], lines)
+        _wait_for(lambda: _owner(group) is not None, 60, "an owner")
+        owner = _owner(group)
+        assert owner is not None
+        standby = next(w for w in group if w is not owner)
+
+        def warm() -> bool:
+            mine, theirs = standby.status(), owner.status()
+            return bool(mine and theirs and mine["standby_offset"]
+                        and (theirs["events_read"] or 0) > len(lines) // 3)
+
+        _wait_for(warm, 120, "the standby to hold a checkpoint taken mid-stream")
+        owner.stop(signal.SIGKILL)
+        _wait_for(lambda: _done([standby]), 180, "the standby to take over and catch up")
+        status = standby.status()
+        assert status is not None and status["store"] == "rocksdb"
+        assert status["took_over_from_standby"] and status["restored_from"] > 0
+        expected = _expected(lines)
+        want = {pid: expected.profile_snapshot(pid) for pid in expected.profiles}
+        assert _groups_and_counts(_profiles(standby)) == _groups_and_counts(want)

@@ -42,8 +42,6 @@ def manifest_topic(config: Config) -> str:
 class Checkpoint:
     state: bytes
     next_offset: int  # the first sequenced offset the state has not seen
-    # per input "topic:partition", the offset after the last record the state has seen
-    forwarded: dict[str, int]
 
 
 class CheckpointStore:
@@ -54,23 +52,28 @@ class CheckpointStore:
         self.producer = producer
         self.client_options = client_options
 
-    async def save(self, state: bytes, next_offset: int, forwarded: dict[str, int]) -> None:
+    async def save(self, state: bytes, next_offset: int) -> None:
         chunks = [state[i:i + CHUNK_BYTES] for i in range(0, len(state), CHUNK_BYTES)]
         topic = chunk_topic(self.config)
         sent = [await self.producer.send(topic, value=chunk) for chunk in chunks]
         offsets = [meta.offset for meta in await asyncio.gather(*sent)]
-        manifest = {"next_offset": next_offset, "forwarded": forwarded,
+        manifest = {"next_offset": next_offset,
                     "chunks": offsets, "bytes": len(state),
                     "sha256": hashlib.sha256(state).hexdigest()}
         await (await self.producer.send(manifest_topic(self.config), key=_MANIFEST_KEY,
                                         value=orjson.dumps(manifest)))
 
-    async def load(self) -> Checkpoint | None:
-        """The newest complete checkpoint, or None when there is none yet."""
+    async def newest(self) -> dict[str, Any] | None:
+        """The newest manifest (small): what :meth:`load` would load, without loading it."""
         manifests = await self._read(manifest_topic(self.config), 0)
-        if not manifests:
-            return None
-        manifest = orjson.loads(manifests[-1].value)
+        return orjson.loads(manifests[-1].value) if manifests else None
+
+    async def load(self, manifest: dict[str, Any] | None = None) -> Checkpoint | None:
+        """The checkpoint of ``manifest`` (default: the newest), or None when there is none."""
+        if manifest is None:
+            manifest = await self.newest()
+            if manifest is None:
+                return None
         offsets = manifest["chunks"]
         records = await self._read(chunk_topic(self.config), offsets[0],
                                    until=offsets[-1] + 1)
@@ -78,7 +81,7 @@ class CheckpointStore:
         state = b"".join(by_offset[o] for o in offsets)
         if hashlib.sha256(state).hexdigest() != manifest["sha256"]:
             raise RuntimeError("checkpoint chunks do not match their manifest")
-        return Checkpoint(state, manifest["next_offset"], manifest["forwarded"])
+        return Checkpoint(state, manifest["next_offset"])
 
     async def _read(self, topic: str, start: int, until: int | None = None) -> list[Any]:
         """Records of partition 0 from ``start`` to ``until`` (default: the current end)."""

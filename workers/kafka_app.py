@@ -41,7 +41,7 @@ from typing import Any
 
 import orjson
 
-from workers.checkpoints import CheckpointStore, chunk_topic, manifest_topic
+from workers.checkpoints import Checkpoint, CheckpointStore, chunk_topic, manifest_topic
 from workers.config import Config
 from workers.logs import logging_config
 from workers.metrics import CONTENT_TYPE_LATEST, Metrics
@@ -61,6 +61,9 @@ _BATCH_WAIT_MS = 200  # a partial batch waits this long before it is processed a
 _IDLE_FLUSH_MAX = 2.0
 _IDLE_FLUSH_MIN = 0.05
 _FLUSH_KEY = b"\x00flush"  # a sequenced record that means "flush", so replays flush too
+# a standby looks for a newer checkpoint this often (and at least twice per
+# checkpoint interval): a manifest read is one small record
+_STANDBY_POLL_MAX = 5.0
 _PERSONA_INTERVAL = 10.0  # seconds between persona-card publications
 # seconds between consumer-lag samples: well under the usual 15 s scrape interval, so
 # every scrape sees a fresh value; cheap, as highwater marks come with each fetch
@@ -167,6 +170,13 @@ def provision_topics(config: Config) -> None:
         admin.close()
 
 
+@dataclass(frozen=True)
+class Standby:
+    manifest: dict[str, Any]
+    checkpoint: Checkpoint
+    pipeline: Pipeline
+
+
 @dataclass
 class WorkerState:
     """What one worker process knows; the web pages and the tests read it."""
@@ -183,8 +193,9 @@ class WorkerState:
     flush_sent: bool = True
     published_version: int = 0
     checkpoints: int = 0
-    # per input partition: the offset after the last record the owner has read
-    forwarded: dict[tuple[str, int], int] = field(default_factory=dict)
+    # a non-owner's copy of the newest checkpoint, restored ahead of a takeover
+    standby: Standby | None = None
+    took_over_from_standby: bool = False
 
     @property
     def model_version(self) -> int:
@@ -199,7 +210,8 @@ class WorkerState:
                       key=lambda c: c["segment_id"])
 
 
-def _origin(key: bytes | None) -> Origin | None:
+def origin_of(key: bytes | None) -> Origin | None:
+    """Where a sequenced record came from, read from its key ("topic:partition:offset")."""
     if not key:
         return None
     topic, partition, offset = key.decode().rsplit(":", 2)
@@ -318,9 +330,7 @@ def build_app(config: Config, initial: Pipeline | None = None) -> Any:
 
     async def checkpoint() -> None:
         if worker.pipeline is not None:
-            forwarded = {f"{t}:{p}": o for (t, p), o in worker.forwarded.items()}
-            await (await store()).save(dump_state(worker.pipeline), worker.next_offset,
-                                       forwarded)
+            await (await store()).save(dump_state(worker.pipeline), worker.next_offset)
             worker.checkpoints += 1
             log.info("checkpoint written", extra={"next_offset": worker.next_offset})
 
@@ -333,18 +343,23 @@ def build_app(config: Config, initial: Pipeline | None = None) -> Any:
         async def on_partitions_assigned(self, assigned: Any) -> None:
             if not assigned:
                 return
-            saved = await (await store()).load()
+            checkpoints = await store()
+            manifest = await checkpoints.newest()
+            standby, worker.standby = worker.standby, None
+            worker.took_over_from_standby = (manifest is not None and standby is not None
+                                             and standby.manifest == manifest)
+            if worker.took_over_from_standby:
+                assert standby is not None
+                saved, worker.pipeline = standby.checkpoint, standby.pipeline
+            else:
+                saved = None if manifest is None else await checkpoints.load(manifest)
+                if saved is not None:
+                    worker.pipeline = restore_state(saved.state, config, "the Kafka checkpoint")
             if saved is not None:
-                worker.pipeline = restore_state(saved.state, config, "the Kafka checkpoint")
                 worker.next_offset = saved.next_offset
-                worker.forwarded = {}
-                for key, offset in saved.forwarded.items():
-                    topic, _, partition = key.rpartition(":")
-                    worker.forwarded[(topic, int(partition))] = offset
             else:
                 worker.pipeline = initial if initial is not None else Pipeline(config)
                 worker.next_offset = 0
-                worker.forwarded = {}
             worker.restored_from = worker.next_offset
             clients["owner"].seek(TopicPartition(sequenced, 0), worker.next_offset)
             # a state checkpointed before its idle flush still holds events: flush them
@@ -352,7 +367,33 @@ def build_app(config: Config, initial: Pipeline | None = None) -> Any:
             worker.last_input, worker.flush_sent = time.monotonic(), False
             worker.owner = True
             log.info("owner of the sequenced stream",
-                     extra={"from_offset": worker.next_offset, "checkpoint": saved is not None})
+                     extra={"from_offset": worker.next_offset, "checkpoint": saved is not None,
+                            "standby": worker.took_over_from_standby})
+
+    async def stand_by() -> None:
+        """While another worker owns the state, keep its newest checkpoint restored here.
+
+        Like a faust standby replica: a takeover then starts from a state already in
+        memory and only replays the sequenced records after it.
+        """
+        checkpoints = await store()
+        while not stopping.is_set():
+            await asyncio.sleep(standby_poll)
+            if worker.owner:
+                continue
+            manifest = await checkpoints.newest()
+            held = worker.standby
+            if manifest is None or (held is not None and held.manifest == manifest):
+                continue
+            saved = await checkpoints.load(manifest)
+            if saved is None or worker.owner:
+                continue
+            # unpickling is CPU work: a thread lets the router's loop go on meanwhile
+            pipeline = await asyncio.to_thread(restore_state, saved.state, config,
+                                               "the Kafka checkpoint")
+            if not worker.owner:
+                worker.standby = Standby(manifest, saved, pipeline)
+                log.info("standby state updated", extra={"next_offset": saved.next_offset})
 
     async def own() -> None:
         consumer = AIOKafkaConsumer(
@@ -373,17 +414,13 @@ def build_app(config: Config, initial: Pipeline | None = None) -> Any:
                 outputs: list[Output] = []
                 count = 0
                 feed = pipeline.feed
-                forwarded = worker.forwarded
                 for records in batches.values():
                     for r in records:
                         if r.key == _FLUSH_KEY:
                             outputs.extend(pipeline.flush())
                             continue
-                        origin = _origin(r.key)
-                        outputs.extend(feed(r.value, origin))
+                        outputs.extend(feed(r.value, origin_of(r.key)))
                         count += 1
-                        if origin is not None:
-                            forwarded[(origin.topic, origin.partition)] = origin.offset + 1
                     worker.next_offset = records[-1].offset + 1
                 seconds = time.perf_counter() - started
                 worker.last_input = time.monotonic()
@@ -401,6 +438,7 @@ def build_app(config: Config, initial: Pipeline | None = None) -> Any:
         finally:
             await consumer.stop()
 
+    standby_poll = min(_STANDBY_POLL_MAX, k.checkpoint_interval_seconds / 2)
     idle_flush = min(_IDLE_FLUSH_MAX, max(_IDLE_FLUSH_MIN,
                                           config.intake.reorder_window_seconds))
 
@@ -429,7 +467,7 @@ def build_app(config: Config, initial: Pipeline | None = None) -> Any:
             return
         # caught up: the sequenced stream holds every input record that exists now
         ends = await input_ends()
-        if not ends or any(worker.forwarded.get(tp, 0) < end for tp, end in ends.items()):
+        if not ends or any(pipeline.positions.get(tp, 0) < end for tp, end in ends.items()):
             return
         worker.flush_sent = True
         await (await (await producer()).send(sequenced, key=_FLUSH_KEY, value=b""))
@@ -495,12 +533,17 @@ def build_app(config: Config, initial: Pipeline | None = None) -> Any:
         if pipeline is not None:
             ends = await input_ends()
             caught_up = (bool(ends) and pipeline.held == 0
-                         and all(worker.forwarded.get(tp, 0) >= end for tp, end in ends.items()))
+                         and all(pipeline.positions.get(tp, 0) >= end
+                                 for tp, end in ends.items()))
         return web.json({
             "owner": worker.owner, "model_version": worker.model_version,
             "routed": worker.routed, "input_partitions": worker.input_partitions,
             "next_offset": worker.next_offset,
             "restored_from": worker.restored_from, "checkpoints": worker.checkpoints,
+            "standby_offset": (None if worker.standby is None
+                               else worker.standby.checkpoint.next_offset),
+            "took_over_from_standby": worker.took_over_from_standby,
+            "store": config.state.store,
             "events_read": pipeline.stats.events_read if pipeline is not None else None,
             "held": pipeline.held if pipeline is not None else None,
             # every input record that exists now is processed, nothing held back
@@ -545,7 +588,8 @@ def build_app(config: Config, initial: Pipeline | None = None) -> Any:
         """Runs router, owner and follower loops; stops them in an order that loses nothing."""
 
         async def on_started(self) -> None:
-            self.loops = [asyncio.ensure_future(loop()) for loop in (route, own, follow_personas)]
+            loops = [route, own, follow_personas] + ([stand_by] if config.state.standby else [])
+            self.loops = [asyncio.ensure_future(loop()) for loop in loops]
             for task in self.loops:
                 task.add_done_callback(self._crash_on_error)
 

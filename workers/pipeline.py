@@ -96,12 +96,25 @@ class Pipeline:
         self._tick_end = -math.inf
         self._dirty: dict[ProfileId, _Dirty] = {}
         self._out: list[Output] = []
+        # per input (topic, partition): the offset after the last record fed from it
+        self.positions: dict[tuple[str, int], int] = {}
 
     # ---- intake -------------------------------------------------------------
 
     def feed(self, raw: bytes, origin: Origin | None = None) -> list[Output]:
-        """Take one raw record; returns the outputs it (or the watermark it moved) caused."""
+        """Take one raw record; returns the outputs it (or the watermark it moved) caused.
+
+        With an ``origin``, a record at or before an offset already fed from its input
+        partition is a re-delivery (a router re-forwards its uncommitted records after a
+        rebalance) and counts as a duplicate: exact, whatever its event time.
+        """
         self.stats.events_read += 1
+        if origin is not None:
+            where = (origin.topic, origin.partition)
+            if origin.offset < self.positions.get(where, 0):
+                self.stats.events_duplicate += 1
+                return []
+            self.positions[where] = origin.offset + 1
         try:
             tp = self.parser.parse(raw)
         except InvalidEvent as exc:

@@ -28,7 +28,7 @@ from workers.sources import SourceError
 from workers.store import open_store
 
 MAGIC = b"persona-stream-state"
-FORMAT = 1  # bump when the header or the pickled layout changes incompatibly
+FORMAT = 2  # bump when the header or the pickled layout changes incompatibly
 # where records go and where profiles are kept, not what they are
 _IGNORED_SECTIONS = ("kafka", "metrics", "state")
 
