@@ -348,6 +348,7 @@ def build_app(config: Config, initial: Pipeline | None = None) -> Any:
             standby, worker.standby = worker.standby, None
             worker.took_over_from_standby = (manifest is not None and standby is not None
                                              and standby.manifest == manifest)
+            saved: Checkpoint | None
             if worker.took_over_from_standby:
                 assert standby is not None
                 saved, worker.pipeline = standby.checkpoint, standby.pipeline
