@@ -161,19 +161,23 @@ WORKER_EVENTS = 200_000
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 
 
+def _kafka_names(tag: str) -> dict[str, Any]:
+    """The broker and fresh application id and topics: the `kafka` settings of a bench run."""
+    return {"bootstrap_servers": BOOTSTRAP, "application_id": f"bench-{tag}",
+            "input_topic": f"bench-{tag}-in", "dlq_topic": f"bench-{tag}-dlq",
+            "segment_changes_topic": f"bench-{tag}-changes",
+            "identity_merges_topic": f"bench-{tag}-merges",
+            "personas_topic": f"bench-{tag}-personas"}
+
+
 def _kafka_config(tag: str, **intake: float) -> Any:
     """Default config pointed at fresh topics on the local broker."""
     import dataclasses
 
     base = load()
-    k = base.kafka
     return dataclasses.replace(
         base,
-        kafka=dataclasses.replace(
-            k, bootstrap_servers=BOOTSTRAP, application_id=f"bench-{tag}",
-            input_topic=f"bench-{tag}-in", dlq_topic=f"bench-{tag}-dlq",
-            segment_changes_topic=f"bench-{tag}-changes",
-            identity_merges_topic=f"bench-{tag}-merges", personas_topic=f"bench-{tag}-personas"),
+        kafka=dataclasses.replace(base.kafka, **_kafka_names(tag)),
         intake=dataclasses.replace(base.intake, **intake),
         metrics=dataclasses.replace(base.metrics, host="127.0.0.1", port=_free_port()))
 
@@ -239,18 +243,28 @@ async def _worker_run(config: Any, count: int) -> float:
         await app.stop()
 
 
+def _worker_lines() -> list[bytes]:
+    """The events every worker bench reads: the first WORKER_EVENTS of the big stream."""
+    path, _ = stream(BIG_PROFILES, 7)
+    return lines_of(path)[:WORKER_EVENTS]
+
+
+def _prefilled(tag: str, lines: list[bytes]) -> Any:
+    """Fresh topics for ``tag`` (a 4-partition input among them), the input holding ``lines``."""
+    from workers.kafka_app import provision_topics
+
+    config = _kafka_config(tag)
+    provision_topics(config)
+    _fill(config.kafka.input_topic, lines)
+    return config
+
+
 def bench_worker() -> dict[str, Any]:
     """One worker end to end vs in-process `run` vs a bare consumer, same events."""
     import asyncio
 
-    path, _ = stream(BIG_PROFILES, 7)
-    lines = lines_of(path)[:WORKER_EVENTS]
-    tag = f"worker-{int(time.time())}"
-    config = _kafka_config(tag)
-    from workers.kafka_app import provision_topics
-
-    provision_topics(config)
-    _fill(config.kafka.input_topic, lines)
+    lines = _worker_lines()
+    config = _prefilled(f"worker-{int(time.time())}", lines)
     bare = asyncio.run(_bare_consume(config.kafka.input_topic, len(lines)))
     worker = asyncio.run(_worker_run(config, len(lines)))
     in_process = _in_process_seconds(lines)
@@ -297,31 +311,20 @@ LATENCY_SECONDS = 15  # per rate: long enough for thousands of segment changes
 def _latency_at(rate: int, lines: list[bytes]) -> dict[str, Any]:
     """Produce at ``rate`` events/s stamped with the wall clock; a worker process keeps up;
     event-time-to-emit of the segment changes it emits, from the records themselves."""
-    import subprocess
-    import tempfile
-
-    import yaml
     from kafka import KafkaConsumer, KafkaProducer
 
     from workers.touchpoints import parse_time
 
     tag = f"lat{rate}-{int(time.time())}"
     port = _free_port()
-    settings = {
-        "kafka": {"bootstrap_servers": BOOTSTRAP, "application_id": f"bench-{tag}",
-                  "input_topic": f"bench-{tag}-in", "dlq_topic": f"bench-{tag}-dlq",
-                  "segment_changes_topic": f"bench-{tag}-changes",
-                  "identity_merges_topic": f"bench-{tag}-merges",
-                  "personas_topic": f"bench-{tag}-personas"},
+    settings: dict[str, Any] = {
+        "kafka": _kafka_names(tag),
         # live latency profile: hold events 0.2 s for ordering, assess every 0.1 s
         "intake": {"reorder_window_seconds": 0.2},
         "segmentation": {"assign_tick_seconds": 0.1, "warmup_profiles": 100},
         "metrics": {"host": "127.0.0.1", "port": port, "log_level": "WARNING"},
     }
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
-        yaml.safe_dump(settings, handle)
-    worker = subprocess.Popen([sys.executable, "-m", "workers.cli", "worker", "--config",
-                               handle.name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = _start_worker(settings)
     try:
         _wait_ready(port)  # both groups joined, the owner restored: then the clock starts
         producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=2)
@@ -366,27 +369,170 @@ def _latency_at(rate: int, lines: list[bytes]) -> dict[str, Any]:
             "p50_ms": pct(0.5), "p99_ms": pct(0.99)}
 
 
-def _wait_ready(port: int, seconds: float = 60.0) -> None:
-    """Until the worker on ``port`` owns the state and routes input partitions."""
+def _start_worker(settings: dict[str, Any]) -> Any:
+    """A `persona-stream worker` process with ``settings`` as its config file."""
+    import subprocess
+    import tempfile
+
+    import yaml
+
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
+        yaml.safe_dump(settings, handle)
+    return subprocess.Popen([sys.executable, "-m", "workers.cli", "worker", "--config",
+                             handle.name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def _status(port: int) -> dict[str, Any] | None:
+    """GET /status of the worker on ``port``; None while it is not listening."""
     import urllib.request
 
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=2) as r:
+            return dict(orjson.loads(r.read()))
+    except OSError:
+        return None
+
+
+def _groups_stable(application_id: str, members: int) -> bool:
+    """Router and owner groups both stable with ``members`` members: no join pending."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    try:
+        groups = admin.describe_groups([f"{application_id}.router", f"{application_id}.owner"])
+    finally:
+        admin.close()
+    return all(g["group_state"] == "Stable" and len(g["members"]) == members
+               for g in groups.values())
+
+
+def _wait_ready(*ports: int, seconds: float = 60.0,
+                application_id: str | None = None) -> list[dict[str, Any]]:
+    """Until every worker on ``ports`` routes input partitions and exactly one of them owns
+    the state (and, given ``application_id``, both of its groups are stable with one member
+    per worker); the statuses then."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=2) as r:
-                status = orjson.loads(r.read())
-            if status["owner"] and status["input_partitions"]:
-                return
-        except OSError:
-            pass  # not listening yet
+        statuses = [_status(port) for port in ports]
+        if (all(s is not None and s["input_partitions"] for s in statuses)
+                and sum(bool(s and s["owner"]) for s in statuses) == 1
+                and (application_id is None or _groups_stable(application_id, len(ports)))):
+            return [s for s in statuses if s is not None]
         time.sleep(0.2)
-    raise RuntimeError(f"the worker on port {port} did not become ready")
+    raise RuntimeError(f"the workers on ports {ports} did not become ready")
 
 
 def bench_latency() -> dict[str, Any]:
     path, _ = stream(BIG_PROFILES, 7)
     lines = lines_of(path)
     return {"rates": [_latency_at(rate, lines) for rate in LATENCY_RATES]}
+
+
+SCALE_ORDER = (1, 2, 2, 1)  # worker counts, one run each: ABBA, so a drift hits both alike
+SCALE_POLL = 0.1  # seconds between /status polls: each costs the owner a ListOffsets request
+
+
+def _routed_end(config: Any, consumer: Any, admin: Any) -> int | None:
+    """End offset of the sequenced topic once the routers have committed every input record
+    (it then holds them all, with any a rebalance forwarded twice); None before that."""
+    from kafka import TopicPartition
+
+    from workers.kafka_app import sequenced_topic
+
+    k = config.kafka
+    ends = consumer.end_offsets([TopicPartition(k.input_topic, p)
+                                 for p in consumer.partitions_for_topic(k.input_topic)])
+    committed = admin.list_group_offsets({f"{k.application_id}.router": None})
+    done = committed.get(f"{k.application_id}.router", {})
+    if any(done.get(tp) is None or done[tp].offset < end for tp, end in ends.items()):
+        return None
+    seq = TopicPartition(sequenced_topic(config), 0)
+    return int(consumer.end_offsets([seq])[seq])
+
+
+def _scale_run(workers: int, lines: list[bytes]) -> dict[str, Any]:
+    """``workers`` worker processes started together on a fresh pre-filled input, polled
+    from the moment all are ready until the owner has read every record. As in bench_worker
+    progress is the owner's events read; a rebalance before ready may forward some records
+    twice, so the end is "the owner has read the whole sequenced topic after the routers
+    committed all input", and ``samples`` (seconds since ready, events read) discount those
+    ``duplicates``."""
+    from kafka import KafkaConsumer
+    from kafka.admin import KafkaAdminClient
+
+    tag = f"scale{workers}-{int(time.time())}"
+    config = _prefilled(tag, lines)
+    ports = [_free_port() for _ in range(workers)]
+    consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP)
+    admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    launched = time.perf_counter()
+    procs = [_start_worker({"kafka": _kafka_names(tag),
+                            "metrics": {"host": "127.0.0.1", "port": port,
+                                        "log_level": "WARNING"}}) for port in ports]
+    try:
+        statuses = _wait_ready(*ports, seconds=120,
+                               application_id=config.kafka.application_id)
+        start = time.perf_counter()
+        routed_when_ready = sum(s["routed"] for s in statuses)
+        samples: list[tuple[float, int]] = []
+        sequenced_end = None
+        deadline = time.monotonic() + 600
+        while True:
+            owner = next((s for s in statuses if s["owner"]), None)
+            read = (owner["events_read"] or 0) if owner else samples[-1][1]  # a hand-over
+            samples.append((time.perf_counter() - start, read))
+            if sequenced_end is None and sum(s["routed"] for s in statuses) >= len(lines):
+                sequenced_end = _routed_end(config, consumer, admin)
+            if sequenced_end is not None and owner and owner["next_offset"] >= sequenced_end:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{workers} worker(s) read {read} of {len(lines)} events")
+            time.sleep(SCALE_POLL)
+            statuses = [s for s in map(_status, ports) if s]
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=60)
+        consumer.close()
+        admin.close()
+    twice = samples[-1][1] - len(lines)
+    samples = [(t, n - twice) for t, n in samples]
+    return {"workers": workers, "ready_after_seconds": round(start - launched, 2),
+            "read_when_ready": samples[0][1], "duplicates": twice,
+            "routed_when_ready": routed_when_ready,
+            "from_launch_per_second": round(len(lines) / (start + samples[-1][0] - launched)),
+            "owners": sum(bool(s["owner"]) for s in statuses),
+            "input_partitions": [s["input_partitions"] for s in statuses], "samples": samples}
+
+
+def _rate_from(samples: list[tuple[float, int]], first: int) -> tuple[int, float]:
+    """Events read from the first sample at or past ``first`` to the last one, and seconds."""
+    t0, n0 = next((t, n) for t, n in samples if n >= first)
+    return samples[-1][1] - n0, samples[-1][0] - t0
+
+
+def bench_scale() -> dict[str, Any]:
+    """1 and 2 worker processes on the same events, each run on its own pre-filled topics;
+    every rate is over the same events: those no run had read when its workers were ready."""
+    lines = _worker_lines()
+    rounds = [_scale_run(n, lines) for n in SCALE_ORDER]
+    common = max(r["read_when_ready"] for r in rounds)
+    for r in rounds:
+        events, seconds = _rate_from(r.pop("samples"), common)
+        r.update(events_timed=events, seconds=round(seconds, 2),
+                 per_second=round(events / seconds))
+    runs = {}
+    for n in sorted(set(SCALE_ORDER)):
+        mine = [r for r in rounds if r["workers"] == n]
+        runs[str(n)] = {key: round(sum(r[key] for r in mine) / len(mine))
+                        for key in ("per_second", "from_launch_per_second")}
+        runs[str(n)]["rounds"] = mine
+    return {"events": len(lines), "partitions": load().kafka.partitions, "runs": runs,
+            "two_to_one": round(runs["2"]["per_second"] / runs["1"]["per_second"], 3),
+            "cpu_count": os.cpu_count(),
+            "note": f"{os.cpu_count()} cores shared by the broker, the workers and the bench; "
+                    "the pipeline runs in the one owner process either way"}
 
 
 def _rss() -> int:
@@ -461,7 +607,7 @@ def bench_profile() -> dict[str, Any]:
 
 BENCHES = {"intake": bench_intake, "pipeline": bench_pipeline, "quality": bench_quality,
            "memory": bench_memory, "profile": bench_profile, "worker": bench_worker,
-           "replay": bench_replay, "latency": bench_latency}
+           "replay": bench_replay, "latency": bench_latency, "scale": bench_scale}
 COMMAND = "python benchmarks/bench.py"
 
 
@@ -501,6 +647,14 @@ def write_table() -> None:
             what = "event time to segment-change emit, one worker keeping up (live profile)"
             value = "; ".join(f"{r['target_rate']:,}/s (sent {r['achieved_rate']:,}/s): p50 "
                               f"{r['p50_ms']} ms, p99 {r['p99_ms']} ms" for r in res["rates"])
+        elif name == "scale":
+            one, two = res["runs"]["1"], res["runs"]["2"]
+            what = (f"1 vs 2 worker processes on a pre-filled {res['partitions']}-partition "
+                    "topic, events/s from all ready to all read (mean of 2 runs each)")
+            value = (f"2 workers {two['per_second']:,} = {res['two_to_one']:.2f}x of 1 worker "
+                     f"{one['per_second']:,}/s (counting start-up and rebalance: "
+                     f"{two['from_launch_per_second']:,} vs {one['from_launch_per_second']:,}); "
+                     f"{res['events']:,} events; {res['note']}")
         elif name == "memory":
             what = "resident memory per profile (memory store, in process)"
             value = "; ".join(f"{int(k):,} profiles: {v['bytes_per_profile']:,} B/profile"
