@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from datetime import UTC, datetime
@@ -319,9 +320,9 @@ def _latency_at(rate: int, lines: list[bytes]) -> dict[str, Any]:
     port = _free_port()
     settings: dict[str, Any] = {
         "kafka": _kafka_names(tag),
-        # live latency profile: hold events 0.2 s for ordering, assess every 0.1 s
-        "intake": {"reorder_window_seconds": 0.2},
-        "segmentation": {"assign_tick_seconds": 0.1, "warmup_profiles": 100},
+        # live latency profile: hold events 50 ms for ordering, assess every 50 ms
+        "intake": {"reorder_window_seconds": 0.05},
+        "segmentation": {"assign_tick_seconds": 0.05, "warmup_profiles": 100},
         "metrics": {"host": "127.0.0.1", "port": port, "log_level": "WARNING"},
     }
     worker = _start_worker(settings)
@@ -540,11 +541,18 @@ def _rss() -> int:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def _memory_child(profiles: int) -> dict[str, Any]:
+def _memory_child(profiles: int, store: str) -> dict[str, Any]:
     """Resident bytes per profile: each person browses anonymously, then identifies."""
+    import dataclasses
     import gc
+    import tempfile
 
-    pipeline = Pipeline(load())
+    from workers.config import StateConfig
+
+    base = load()
+    directory = tempfile.mkdtemp(prefix="persona-stream-bench-")
+    pipeline = Pipeline(dataclasses.replace(base, state=StateConfig(store=store,
+                                                                    directory=directory)))
     spread = 30 * 86400 / profiles  # a month of event time, so de-dup holds ~1 day of ids
     gc.collect()
     before = _rss()
@@ -563,8 +571,12 @@ def _memory_child(profiles: int) -> dict[str, Any]:
     pipeline.flush()
     gc.collect()
     used = _rss() - before
-    return {"profiles": len(pipeline.profiles), "rss_bytes": used,
-            "bytes_per_profile": round(used / len(pipeline.profiles))}
+    disk = sum(f.stat().st_size for f in Path(directory).rglob("*") if f.is_file())
+    profiles_held = len(pipeline.profiles)
+    pipeline.profiles.close()
+    shutil.rmtree(directory, ignore_errors=True)
+    return {"profiles": profiles_held, "rss_bytes": used,
+            "bytes_per_profile": round(used / profiles_held), "disk_bytes": disk}
 
 
 def _iso(ts: float) -> str:
@@ -575,11 +587,13 @@ def bench_memory() -> dict[str, Any]:
     """Each size in a fresh process, so one run's heap does not count in the next."""
     import subprocess
 
-    out = {}
-    for profiles in (100_000, 1_000_000):
-        result = subprocess.run([sys.executable, __file__, "--memory-child", str(profiles)],
-                                capture_output=True, check=True, text=True)
-        out[str(profiles)] = json.loads(result.stdout)
+    out: dict[str, Any] = {}
+    for store in ("memory", "rocksdb"):
+        for profiles in (100_000, 1_000_000):
+            result = subprocess.run([sys.executable, __file__, "--memory-child", str(profiles),
+                                     "--store", store],
+                                    capture_output=True, check=True, text=True)
+            out.setdefault(store, {})[str(profiles)] = json.loads(result.stdout)
     return out
 
 
@@ -656,9 +670,10 @@ def write_table() -> None:
                      f"{two['from_launch_per_second']:,} vs {one['from_launch_per_second']:,}); "
                      f"{res['events']:,} events; {res['note']}")
         elif name == "memory":
-            what = "resident memory per profile (memory store, in process)"
-            value = "; ".join(f"{int(k):,} profiles: {v['bytes_per_profile']:,} B/profile"
-                              for k, v in res.items())
+            what = "resident memory per profile, in process (RSS growth / profiles)"
+            value = "; ".join(f"{store} store, {int(k):,} profiles: "
+                              f"{v['bytes_per_profile']:,} B/profile"
+                              for store, sizes in res.items() for k, v in sizes.items())
         elif name == "profile":
             what = "own time of the costliest functions (cProfile, 3,000 people)"
             value = ", ".join(f"{t['function']} {t['own_share']:.0%}" for t in res["top"][:5])
@@ -685,9 +700,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bench", nargs="*", help=f"benchmarks to run: {', '.join(BENCHES)}")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--store", default="memory", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
-        print(json.dumps(_memory_child(args.memory_child)))
+        print(json.dumps(_memory_child(args.memory_child, args.store)))
         return
     unknown = [b for b in args.bench if b not in BENCHES]
     if unknown:

@@ -50,8 +50,11 @@ def test_configmap_is_a_config_the_worker_accepts(tmp_path: Path) -> None:
     config = load(path, env={})
     assert config.metrics.port == load().metrics.port
     (container,) = objs["Deployment"]["spec"]["template"]["spec"]["containers"]
-    (mount,) = container["volumeMounts"]
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     config_arg = container["args"][container["args"].index("--config") + 1]
-    assert config_arg == f"{mount['mountPath']}/config.yaml"
-    volume = objs["Deployment"]["spec"]["template"]["spec"]["volumes"][0]
-    assert volume["configMap"]["name"] == objs["ConfigMap"]["metadata"]["name"]
+    assert config_arg == f"{mounts['config']}/config.yaml"
+    volumes = {v["name"]: v for v in objs["Deployment"]["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["config"]["configMap"]["name"] == objs["ConfigMap"]["metadata"]["name"]
+    # the production store lives on the pod's own volume
+    assert config.state.store == "rocksdb" and config.state.directory == mounts["state"]
+    assert "emptyDir" in volumes["state"]
