@@ -68,12 +68,8 @@ class CheckpointStore:
         manifests = await self._read(manifest_topic(self.config), 0)
         return orjson.loads(manifests[-1].value) if manifests else None
 
-    async def load(self, manifest: dict[str, Any] | None = None) -> Checkpoint | None:
-        """The checkpoint of ``manifest`` (default: the newest), or None when there is none."""
-        if manifest is None:
-            manifest = await self.newest()
-            if manifest is None:
-                return None
+    async def load(self, manifest: dict[str, Any]) -> Checkpoint:
+        """The checkpoint a manifest from :meth:`newest` names."""
         offsets = manifest["chunks"]
         records = await self._read(chunk_topic(self.config), offsets[0],
                                    until=offsets[-1] + 1)

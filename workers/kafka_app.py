@@ -41,7 +41,7 @@ from typing import Any
 
 import orjson
 
-from workers.checkpoints import Checkpoint, CheckpointStore, chunk_topic, manifest_topic
+from workers.checkpoints import CheckpointStore, chunk_topic, manifest_topic
 from workers.config import Config
 from workers.logs import logging_config
 from workers.metrics import CONTENT_TYPE_LATEST, Metrics
@@ -172,8 +172,9 @@ def provision_topics(config: Config) -> None:
 
 @dataclass(frozen=True)
 class Standby:
+    """A restored checkpoint: its manifest (which names its offset) and the pipeline."""
+
     manifest: dict[str, Any]
-    checkpoint: Checkpoint
     pipeline: Pipeline
 
 
@@ -348,16 +349,14 @@ def build_app(config: Config, initial: Pipeline | None = None) -> Any:
             standby, worker.standby = worker.standby, None
             worker.took_over_from_standby = (manifest is not None and standby is not None
                                              and standby.manifest == manifest)
-            saved: Checkpoint | None
             if worker.took_over_from_standby:
                 assert standby is not None
-                saved, worker.pipeline = standby.checkpoint, standby.pipeline
-            else:
-                saved = None if manifest is None else await checkpoints.load(manifest)
-                if saved is not None:
-                    worker.pipeline = restore_state(saved.state, config, "the Kafka checkpoint")
-            if saved is not None:
-                worker.next_offset = saved.next_offset
+                worker.pipeline = standby.pipeline
+            elif manifest is not None:
+                saved = await checkpoints.load(manifest)
+                worker.pipeline = restore_state(saved.state, config, "the Kafka checkpoint")
+            if manifest is not None:
+                worker.next_offset = manifest["next_offset"]
             else:
                 worker.pipeline = initial if initial is not None else Pipeline(config)
                 worker.next_offset = 0
@@ -368,7 +367,7 @@ def build_app(config: Config, initial: Pipeline | None = None) -> Any:
             worker.last_input, worker.flush_sent = time.monotonic(), False
             worker.owner = True
             log.info("owner of the sequenced stream",
-                     extra={"from_offset": worker.next_offset, "checkpoint": saved is not None,
+                     extra={"from_offset": worker.next_offset, "checkpoint": manifest is not None,
                             "standby": worker.took_over_from_standby})
 
     async def stand_by() -> None:
@@ -387,14 +386,14 @@ def build_app(config: Config, initial: Pipeline | None = None) -> Any:
             if manifest is None or (held is not None and held.manifest == manifest):
                 continue
             saved = await checkpoints.load(manifest)
-            if saved is None or worker.owner:
+            if worker.owner:
                 continue
             # unpickling is CPU work: a thread lets the router's loop go on meanwhile
             pipeline = await asyncio.to_thread(restore_state, saved.state, config,
                                                "the Kafka checkpoint")
             if not worker.owner:
-                worker.standby = Standby(manifest, saved, pipeline)
-                log.info("standby state updated", extra={"next_offset": saved.next_offset})
+                worker.standby = Standby(manifest, pipeline)
+                log.info("standby state updated", extra={"next_offset": manifest["next_offset"]})
 
     async def own() -> None:
         consumer = AIOKafkaConsumer(
@@ -542,7 +541,7 @@ def build_app(config: Config, initial: Pipeline | None = None) -> Any:
             "next_offset": worker.next_offset,
             "restored_from": worker.restored_from, "checkpoints": worker.checkpoints,
             "standby_offset": (None if worker.standby is None
-                               else worker.standby.checkpoint.next_offset),
+                               else worker.standby.manifest["next_offset"]),
             "took_over_from_standby": worker.took_over_from_standby,
             "store": config.state.store,
             "events_read": pipeline.stats.events_read if pipeline is not None else None,
