@@ -26,12 +26,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from workers.config import load  # noqa: E402
-from workers.dedup import Deduplicator  # noqa: E402
-from workers.identity import IdentityGraph, IdentityRules  # noqa: E402
-from workers.pipeline import Pipeline  # noqa: E402
-from workers.quality import adjusted_rand_index, profile_personas, stitching  # noqa: E402
-from workers.simulate import write_stream  # noqa: E402
-from workers.touchpoints import InvalidEvent, TouchpointParser  # noqa: E402
+from workers.core.dedup import Deduplicator  # noqa: E402
+from workers.core.identity import IdentityGraph, IdentityRules  # noqa: E402
+from workers.core.pipeline import Pipeline  # noqa: E402
+from workers.core.touchpoints import InvalidEvent, TouchpointParser  # noqa: E402
+from workers.simulation.generator import write_stream  # noqa: E402
+from workers.simulation.quality import adjusted_rand_index, profile_personas, stitching  # noqa: E402
 
 DATA = ROOT / "benchmarks" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -227,7 +227,7 @@ async def _worker_run(config: Any, count: int) -> float:
     """Start a worker on a pre-filled topic; time until every record's outputs are produced."""
     import asyncio
 
-    from workers.kafka_app import build_app, provision_topics
+    from workers.service.app import build_app, provision_topics
 
     provision_topics(config)
     app = build_app(config)
@@ -252,7 +252,7 @@ def _worker_lines() -> list[bytes]:
 
 def _prefilled(tag: str, lines: list[bytes]) -> Any:
     """Fresh topics for ``tag`` (a 4-partition input among them), the input holding ``lines``."""
-    from workers.kafka_app import provision_topics
+    from workers.service.app import provision_topics
 
     config = _kafka_config(tag)
     provision_topics(config)
@@ -280,8 +280,8 @@ def bench_replay() -> dict[str, Any]:
     """`replay` from a file and from a topic vs the in-process pipeline and parse-only."""
     import tempfile
 
-    from workers.kafka_app import provision_topics
     from workers.replay import ReplayRequest, run_replay
+    from workers.service.app import provision_topics
 
     path, _ = stream(QUALITY_PROFILES, 3)  # ~74k events: seconds per replay, rates are steady
     lines = lines_of(path)
@@ -314,7 +314,7 @@ def _latency_at(rate: int, lines: list[bytes]) -> dict[str, Any]:
     event-time-to-emit of the segment changes it emits, from the records themselves."""
     from kafka import KafkaConsumer, KafkaProducer
 
-    from workers.touchpoints import parse_time
+    from workers.core.touchpoints import parse_time
 
     tag = f"lat{rate}-{int(time.time())}"
     port = _free_port()
@@ -438,7 +438,7 @@ def _routed_end(config: Any, consumer: Any, admin: Any) -> int | None:
     (it then holds them all, with any a rebalance forwarded twice); None before that."""
     from kafka import TopicPartition
 
-    from workers.kafka_app import sequenced_topic
+    from workers.service.app import sequenced_topic
 
     k = config.kafka
     ends = consumer.end_offsets([TopicPartition(k.input_topic, p)

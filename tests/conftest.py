@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,17 +12,6 @@ import pytest
 
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def output_under_other_hashseed(script: str, timeout: float) -> str:
-    """Run ``script`` in a child Python whose PYTHONHASHSEED differs from this process's,
-    and return what it printed: determinism must not hang on set or dict order."""
-    seed = "4242" if os.environ.get("PYTHONHASHSEED") != "4242" else "1"
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONHASHSEED": seed}, capture_output=True,
-                          check=False)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,10 @@ import pytest
 
 from workers import cli
 from workers.config import Config, load
-from workers.pipeline import Origin, Pipeline
+from workers.core.pipeline import Origin, Pipeline
+from workers.core.touchpoints import parse_time
+from workers.io.drive import run_files
+from workers.io.sinks import FileSink
 from workers.replay import (
     FileSource,
     Progress,
@@ -27,11 +30,8 @@ from workers.replay import (
     replay,
     run_replay,
 )
-from workers.run import run_files
-from workers.simulate import simulate
-from workers.sinks import FileSink
-from workers.state import StateError, load_state, save_state
-from workers.touchpoints import parse_time
+from workers.simulation.generator import simulate
+from workers.state.saved import StateError, load_state, save_state
 
 OUTPUTS = ("segment_changes.jsonl", "identity_merges.jsonl", "dead_letters.jsonl")
 FINAL = ("profiles.jsonl", "personas.json")
@@ -368,7 +368,7 @@ def test_worker_starts_from_a_saved_state(tmp_path: Path, stream: list[bytes],
     import asyncio
     import socket
 
-    from workers.kafka_app import build_app, provision_topics
+    from workers.service.app import build_app, provision_topics
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -34,7 +34,7 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from workers.simulate import write_stream
+    from workers.simulation.generator import write_stream
 
     if args.profiles < 1:
         raise UsageError("--profiles must be at least 1")
@@ -49,7 +49,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from workers.run import run_files
+    from workers.io.drive import run_files
 
     summary = run_files(_config(args), args.input, args.out, progress=_tty(args))
     print(f"{summary['events_read']} events ({summary['events_invalid']} invalid, "
@@ -86,8 +86,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from workers.kafka_app import run_worker
-    from workers.state import load_state
+    from workers.service.app import run_worker
+    from workers.state.saved import load_state
 
     config = _config(args)
     initial = load_state(args.initial_state, config) if args.initial_state else None
@@ -282,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from workers.config import ConfigError
-    from workers.sources import SourceError
+    from workers.io.sources import SourceError
 
     args = build_parser().parse_args(argv)
     try:

@@ -1,7 +1,7 @@
 """``persona-stream replay``: history through the same core, into a fresh target.
 
 A replay reads a topic between two bounds (or JSON-lines files), feeds every
-record to a :class:`~workers.pipeline.Pipeline` in event-time order and sends
+record to a :class:`~workers.core.pipeline.Pipeline` in event-time order and sends
 the outputs to an output folder, to a separate set of topics, or nowhere (a
 dry run that reports what would change). It never joins a consumer group and
 never commits an offset, so live workers do not notice it.
@@ -31,12 +31,12 @@ from tqdm import tqdm
 
 from workers.cli import UsageError
 from workers.config import Config
-from workers.kafka_app import client_security
-from workers.pipeline import Origin, Output, Pipeline
-from workers.sinks import FileSink, stamp_emitted, wall_clock
-from workers.sources import SourceError, read_lines
-from workers.state import load_state, save_state
-from workers.touchpoints import format_time, parse_time
+from workers.core.pipeline import Origin, Output, Pipeline
+from workers.core.touchpoints import format_time, parse_time
+from workers.io.sinks import FileSink, stamp_emitted, wall_clock
+from workers.io.sources import SourceError, read_lines
+from workers.service.app import client_security
+from workers.state.saved import load_state, save_state
 
 _BATCH = 5000  # records per poll and outputs per sink write: amortises every round trip
 _PAUSE_AT = 20_000  # records buffered per partition before its fetching pauses (~20 MB)
@@ -476,7 +476,7 @@ def _serve_metrics(port: int | None,
         return None
     from prometheus_client import start_http_server
 
-    from workers.metrics import Metrics
+    from workers.service.metrics import Metrics
 
     metrics = Metrics()
     try:

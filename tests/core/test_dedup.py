@@ -1,0 +1,88 @@
+"""Exact de-duplication by event_id over a sliding event-time window."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from workers.core.dedup import Deduplicator
+
+
+def test_repeat_within_window_is_caught() -> None:
+    d = Deduplicator(100)
+    assert d.seen("a", 1000.0) is False
+    assert d.seen("a", 1000.0) is True
+    assert d.seen("a", 1099.0) is True  # a retry with another timestamp: still the same event
+    assert d.seen("b", 1000.0) is False
+    assert len(d) == 2
+
+
+def test_repeat_survives_expiry_while_inside_window() -> None:
+    d = Deduplicator(100)
+    d.seen("a", 1000.0)
+    d.expire(1100.0)  # exactly one window later
+    assert d.seen("a", 1000.0) is True
+    d.expire(1099.0)  # going back in time forgets nothing
+    assert d.seen("a", 1000.0) is True
+
+
+def test_ids_older_than_the_window_are_forgotten() -> None:
+    d = Deduplicator(100)
+    for i in range(50):
+        assert d.seen(f"old-{i}", 1000.0 + i / 10) is False
+    for i in range(5):
+        d.seen(f"new-{i}", 1200.0)
+    assert len(d) == 55
+    d.expire(1200.0)
+    assert len(d) == 5  # memory is bounded by the window, not by the stream
+    assert d.seen("new-0", 1200.0) is True
+    # once forgotten, the id is new again: it is accepted
+    assert d.seen("old-0", 1200.0) is False
+
+
+def test_id_older_than_what_is_remembered_is_accepted_not_stored() -> None:
+    d = Deduplicator(100)
+    d.seen("x", 5000.0)
+    d.expire(5000.0)
+    size = len(d)
+    assert d.seen("late", 100.0) is False  # far too old to tell: keep the event
+    assert len(d) == size  # and do not grow memory for it
+    assert d.seen("late", 100.0) is False
+
+
+def test_memory_stays_bounded_on_a_long_stream() -> None:
+    d = Deduplicator(60)
+    peak = 0
+    for i in range(5000):
+        ts = float(i)  # one event per second for ~83 windows
+        d.seen(f"e{i}", ts)
+        d.expire(ts)
+        peak = max(peak, len(d))
+    assert peak <= 60 + 6 + 1  # the window plus at most one bucket (a tenth) of slack
+    assert len(d) >= 60  # and everything inside the window is still remembered
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 30), st.floats(0, 1000, allow_nan=False)),
+                max_size=80),
+       st.sampled_from([10.0, 37.5, 100.0]))
+def test_model(events: list[tuple[int, float]], window: float) -> None:
+    """Driven like the pipeline: seen() then expire(newest). Compared with a plain model."""
+    d = Deduplicator(window)
+    stored: dict[str, float] = {}  # first accepted time of each id the model remembers
+    newest = float("-inf")
+    for n, ts in events:
+        eid = f"e{n}"
+        repeat = d.seen(eid, ts)
+        if eid in stored and stored[eid] >= newest - window:
+            assert repeat, f"{eid} first seen at {stored[eid]}, again at {ts}, newest {newest}"
+        if repeat:
+            assert eid in stored  # never reports an id it was not given
+        elif eid not in stored or stored[eid] < newest - window:
+            stored[eid] = ts
+        if ts > newest:
+            newest = ts
+            d.expire(ts)
+        # bounded: nothing remembered lies more than a window and a bucket behind
+        live = {e for e, t in stored.items() if t > newest - window - window / 10 - 1e-9}
+        assert len(d) <= len(live)

@@ -1,0 +1,383 @@
+"""Online segmentation (workers/segments.py): warm-up, determinism, assignment with
+hysteresis, scores, explanations and stable segment ids across model versions.
+
+Fast: synthetic feature vectors drawn from well separated blobs, no broker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import random
+from pathlib import Path
+
+import pytest
+
+from workers.config import load
+from workers.core.features import FeatureSpec
+from workers.core.segments import Segment, SegmentModel, Snapshot, assign, explain
+from workers.testing import output_under_other_hashseed
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = load()
+SPEC = FeatureSpec(CONFIG.features)
+WARMUP = 80
+K = 4
+CFG = dataclasses.replace(CONFIG.segmentation, warmup_profiles=WARMUP, n_clusters=K,
+                          snapshot_every_learns=50)
+
+# each blob: features set high (others near 0); picked among the model's weighted columns
+BLOBS = [
+    {"type.email_open": 0.7, "channel.email": 0.9},
+    {"type.product_view": 0.6, "channel.web": 0.9, "device.desktop": 0.8},
+    {"type.app_open": 0.7, "channel.mobile_app": 0.9, "device.mobile": 0.9},
+    {"type.ad_click": 0.6, "channel.ads": 0.8, "aov_log": 4.0},
+]
+
+
+def blob_vector(rng: random.Random, blob: int, shift: float = 0.0) -> list[float]:
+    v = [0.0] * len(SPEC.names)
+    for name, value in BLOBS[blob].items():
+        v[SPEC.index[name]] = value + shift + rng.gauss(0.0, 0.01)
+    return v
+
+
+def blob_stream(seed: int, n: int, shift: float = 0.0,
+                balanced: bool = False) -> list[tuple[int, list[float]]]:
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        blob = i % K if i < K or balanced else rng.randrange(K)
+        out.append((blob, blob_vector(rng, blob, shift)))
+    return out
+
+
+def warmed_model(seed: int = 1) -> tuple[SegmentModel, list[tuple[int, list[float]]]]:
+    model = SegmentModel(CFG, SPEC)
+    stream = blob_stream(seed, WARMUP)
+    for _, v in stream:
+        model.learn(v)
+    assert model.snapshot is not None
+    return model, stream
+
+
+def snapshot_fingerprint(snapshot: Snapshot | None) -> str:
+    return repr(snapshot)
+
+
+# ---- warm-up and determinism --------------------------------------------------------
+
+
+def test_first_snapshot_is_published_exactly_at_warmup() -> None:
+    model = SegmentModel(CFG, SPEC)
+    stream = blob_stream(3, WARMUP)
+    for _, v in stream[:-1]:
+        assert model.learn(v) is None
+        assert model.snapshot is None
+        assert model.warming_up
+    snapshot = model.learn(stream[-1][1])
+    assert snapshot is not None
+    assert model.snapshot is snapshot
+    assert not model.warming_up
+    assert snapshot.version == 1
+    assert len(snapshot.segments) == K
+    assert sorted(s.id for s in snapshot.segments) == list(range(K))
+    assert [SPEC.names[c] for c in snapshot.columns] == model.keys
+
+
+def test_warmup_finds_the_blobs() -> None:
+    model, stream = warmed_model()
+    snapshot = model.snapshot
+    assert snapshot is not None
+    by_blob: dict[int, set[int]] = {}
+    for blob, v in stream:
+        result = assign(snapshot, snapshot.transform(v), None, CFG.hysteresis)
+        by_blob.setdefault(blob, set()).add(result.segment_id)
+    # every blob lands in exactly one segment, a different one per blob
+    assert all(len(s) == 1 for s in by_blob.values())
+    assert len(set.union(*by_blob.values())) == K
+
+
+def _run_model(seed: int) -> list[str]:
+    model = SegmentModel(CFG, SPEC)
+    out = []
+    for _, v in blob_stream(seed, WARMUP) + blob_stream(seed + 1, 200, shift=0.15):
+        snapshot = model.learn(v)
+        if snapshot is not None:
+            out.append(snapshot_fingerprint(snapshot))
+    out.append(snapshot_fingerprint(model.snapshot))
+    out.append(repr(sorted((k, sorted(c.items())) for k, c in model.clusterer.centers.items())))
+    return out
+
+
+def test_two_models_fed_the_same_vectors_give_identical_snapshots() -> None:
+    first, second = _run_model(7), _run_model(7)
+    assert first == second
+    assert len(first) >= 3  # at least the warm-up snapshot and the final state
+
+
+_SCRIPT = """
+import hashlib, sys
+sys.path.insert(0, {root!r})
+sys.path.insert(0, {tests!r})
+import test_segments
+print(hashlib.sha256(repr(test_segments._run_model(7)).encode()).hexdigest())
+"""
+
+
+def test_snapshots_do_not_depend_on_pythonhashseed() -> None:
+    import hashlib
+
+    expected = hashlib.sha256(repr(_run_model(7)).encode()).hexdigest()
+    script = _SCRIPT.format(root=str(ROOT), tests=str(ROOT / "tests" / "core"))
+    assert output_under_other_hashseed(script, timeout=60) == expected
+
+
+# ---- assign, score ------------------------------------------------------------------
+
+
+def two_segment_snapshot() -> Snapshot:
+    columns = (SPEC.index["channel.email"], SPEC.index["channel.web"])
+    return Snapshot(version=1, columns=columns, weights=(1.0, 1.0), mean=(0.0, 0.0),
+                    std=(1.0, 1.0), segments=(Segment(0, (0.0, 0.0)), Segment(1, (10.0, 0.0))))
+
+
+def test_assign_picks_the_nearest_segment() -> None:
+    snap = two_segment_snapshot()
+    assert assign(snap, [1.0, 3.0], None, 0.15).segment_id == 0
+    assert assign(snap, [9.0, -3.0], None, 0.15).segment_id == 1
+    result = assign(snap, [4.9, 0.0], None, 0.15)
+    assert result.segment_id == 0
+    assert result.changed
+
+
+def test_assign_nearest_among_many_random_segments() -> None:
+    rng = random.Random(5)
+    segments = tuple(Segment(i * 3 + 1, tuple(rng.uniform(-5, 5) for _ in range(3)))
+                     for i in range(6))
+    snap = Snapshot(1, (0, 1, 2), (1.0,) * 3, (0.0,) * 3, (1.0,) * 3, segments)
+    for _ in range(200):
+        z = [rng.uniform(-6, 6) for _ in range(3)]
+        nearest = min(segments, key=lambda s: math.dist(z, s.centroid))
+        assert assign(snap, z, None, 0.15).segment_id == nearest.id
+        # hysteresis 0: always the nearest, whatever the current segment
+        assert assign(snap, z, segments[0].id, 0.0).segment_id == nearest.id
+
+
+@pytest.mark.parametrize(("x", "moves"), [
+    (4.0, True),    # d0=4.0, d1=6.0: 33% closer -> moves
+    (4.5, True),    # d0=4.5, d1=5.5: 18% closer -> moves
+    (4.7, False),   # d0=4.7, d1=5.3: 11% closer -> stays
+    (4.95, False),  # barely closer -> stays
+])
+def test_hysteresis_keeps_the_current_segment_unless_clearly_closer(x: float,
+                                                                     moves: bool) -> None:
+    snap = two_segment_snapshot()
+    result = assign(snap, [x, 0.0], 1, 0.15)
+    assert result.segment_id == (0 if moves else 1)
+    assert result.changed is moves
+    # without a current segment the nearest is always taken
+    assert assign(snap, [x, 0.0], None, 0.15).segment_id == 0
+    # staying where one already is nearest is not a change
+    same = assign(snap, [x, 0.0], 0, 0.15)
+    assert same.segment_id == 0
+    assert not same.changed
+
+
+def test_score_is_one_at_a_centroid_zero_on_the_border_and_in_range() -> None:
+    snap = two_segment_snapshot()
+    assert assign(snap, [0.0, 0.0], None, 0.15).score == 1.0
+    assert assign(snap, [10.0, 0.0], None, 0.15).score == 1.0
+    assert assign(snap, [5.0, 0.0], None, 0.15).score == pytest.approx(0.0, abs=1e-9)
+    assert assign(snap, [5.0, 7.0], None, 0.15).score == pytest.approx(0.0, abs=1e-9)
+    near = assign(snap, [1.0, 0.0], None, 0.15).score
+    far = assign(snap, [4.0, 0.0], None, 0.15).score
+    assert 1.0 > near > far > 0.0
+    rng = random.Random(2)
+    for _ in range(300):
+        z = [rng.uniform(-20, 30), rng.uniform(-20, 20)]
+        for current in (None, 0, 1):
+            assert 0.0 <= assign(snap, z, current, 0.15).score <= 1.0
+
+
+# ---- explain -----------------------------------------------------------------------
+
+
+def test_explain_names_features_that_deviate_with_the_segment() -> None:
+    model, stream = warmed_model()
+    snapshot = model.snapshot
+    assert snapshot is not None
+    size = CONFIG.output.explanation_size
+    checked = 0
+    for _, v in stream:
+        z = snapshot.transform(v)
+        sid = assign(snapshot, z, None, CFG.hysteresis).segment_id
+        seg = snapshot.segment(sid)
+        assert seg is not None
+        items = explain(snapshot, z, sid, v, SPEC.names, size)
+        assert 0 < len(items) <= size
+        raw_centroid = snapshot.raw(seg.centroid)
+        contributions = []
+        for item in items:
+            i = snapshot.columns.index(SPEC.index[item["feature"]])
+            zi, ci = z[i], seg.centroid[i]
+            # profile and segment on the same side of the population mean
+            assert zi * ci > 0, item
+            assert (item["value"] - item["population_value"]) * (
+                item["segment_value"] - item["population_value"]) > 0, item
+            assert item["value"] == pytest.approx(v[SPEC.index[item["feature"]]], abs=1e-6)
+            assert item["segment_value"] == pytest.approx(raw_centroid[i], abs=1e-6)
+            assert item["population_value"] == pytest.approx(snapshot.mean[i], abs=1e-6)
+            contributions.append(2 * zi * ci - ci * ci)
+        assert all(c > 0 for c in contributions)
+        assert contributions == sorted(contributions, reverse=True)
+        # nothing left out is more telling than what is listed
+        rest = [2 * a * b - b * b for j, (a, b) in enumerate(zip(z, seg.centroid, strict=True))
+                if snapshot.columns[j] not in {SPEC.index[it["feature"]] for it in items}]
+        if len(items) == size:
+            assert max(rest) <= min(contributions) + 1e-12
+        else:
+            assert all(r <= 0 for r in rest)
+        checked += 1
+    assert checked == WARMUP
+
+
+def test_explain_of_an_email_profile_names_email() -> None:
+    model, _ = warmed_model()
+    snapshot = model.snapshot
+    assert snapshot is not None
+    v = blob_vector(random.Random(99), 0)
+    z = snapshot.transform(v)
+    sid = assign(snapshot, z, None, CFG.hysteresis).segment_id
+    features = [it["feature"] for it in explain(snapshot, z, sid, v, SPEC.names, 5)]
+    assert {"channel.email", "type.email_open"} <= set(features[:3])
+    assert explain(snapshot, z, sid, v, SPEC.names, 1) == explain(
+        snapshot, z, sid, v, SPEC.names, 5)[:1]
+
+
+def test_explain_unknown_segment_is_empty() -> None:
+    snap = two_segment_snapshot()
+    assert explain(snap, [1.0, 1.0], 99, [0.0] * len(SPEC.names), SPEC.names, 5) == []
+
+
+# ---- versions and stable ids -------------------------------------------------------
+
+
+def test_drift_publishes_new_versions_with_stable_ids() -> None:
+    model, _ = warmed_model(seed=2)
+    first = model.snapshot
+    assert first is not None
+    published = [first]
+    # the blobs move a little: centroids drift, a new model is published
+    for i, (_, v) in enumerate(blob_stream(5, 600, shift=0.15)):
+        snapshot = model.learn(v, ts=i * 3600.0)  # one learn an hour of event time
+        if snapshot is not None:
+            published.append(snapshot)
+    assert len(published) >= 2, "a drift of the blobs must publish a new snapshot"
+    assert [s.version for s in published] == list(range(1, len(published) + 1))
+    for old, new in itertools.pairwise(published):
+        assert {s.id for s in new.segments} == {s.id for s in old.segments}
+    # the same blob keeps its segment id across versions
+    rng = random.Random(8)
+    for blob in range(K):
+        v = blob_vector(rng, blob, shift=0.15)
+        ids = {assign(s, s.transform(v), None, 0.0).segment_id for s in published}
+        assert len(ids) == 1, (blob, ids)
+
+
+def test_versions_are_at_most_one_per_min_publish_interval() -> None:
+    model, _ = warmed_model(seed=2)
+    published = 0
+    for _, v in blob_stream(5, 600, shift=0.15):
+        published += model.learn(v, ts=100.0) is not None  # all within one interval
+    assert published == 0
+    assert model.snapshot is not None and model.snapshot.version == 1
+
+
+def test_no_publish_without_drift() -> None:
+    model = SegmentModel(CFG, SPEC)
+    for _, v in blob_stream(2, WARMUP, balanced=True):
+        model.learn(v)
+    # the same blobs in the same proportions: centroids barely move
+    for _, v in blob_stream(3, 400, balanced=True):
+        assert model.learn(v) is None
+    assert model.snapshot is not None
+    assert model.snapshot.version == 1
+
+
+def test_match_keeps_ids_of_moved_centroids_and_gives_far_ones_a_fresh_id() -> None:
+    model, _ = warmed_model()
+    old = model.snapshot
+    assert old is not None
+    mean, std = old.mean, old.std
+    rng = random.Random(4)
+    moved = [[c + rng.uniform(-0.2, 0.2) for c in seg.centroid] for seg in old.segments]
+    moved.reverse()  # order of the new centroids must not matter
+    ids = model._match(moved, mean, std)
+    assert ids == [seg.id for seg in reversed(old.segments)]
+    # replace one centroid by one far from every old segment
+    far = [50.0] * len(old.columns)
+    ids = model._match([*moved[:-1], far], mean, std)
+    assert ids[:-1] == [seg.id for seg in reversed(old.segments)][:-1]
+    assert ids[-1] not in {seg.id for seg in old.segments}
+    fresh = ids[-1]
+    assert fresh == max(seg.id for seg in old.segments) + 1
+    # ids are never reused: a further new segment gets yet another id, even if an
+    # old id is free again
+    again = model._match([far, [-50.0] * len(old.columns)], mean, std)
+    assert again[0] != again[1]
+    assert not {again[0], again[1]} & {seg.id for seg in old.segments} - {again[0]}
+    assert fresh not in again or again.count(fresh) == 1
+    assert max(again) > fresh
+
+
+def test_match_compares_in_the_new_scaler_space() -> None:
+    """Old centroids are moved into the new statistics before matching: a segment that did
+    not move in feature units keeps its id although mean and std changed."""
+    model, _ = warmed_model()
+    old = model.snapshot
+    assert old is not None
+    new_mean = tuple(m + 0.3 * s for m, s in zip(old.mean, old.std, strict=True))
+    new_std = tuple(s * 1.7 for s in old.std)
+    zs = []
+    for seg in old.segments:
+        raw = old.raw(seg.centroid)
+        zs.append([(r - m) / s * w for r, m, s, w in zip(raw, new_mean, new_std, old.weights,
+                                                         strict=True)])
+    assert model._match(zs, new_mean, new_std) == [seg.id for seg in old.segments]
+
+
+def test_model_version_increases_by_one_per_publish() -> None:
+    model = SegmentModel(dataclasses.replace(CFG, publish_shift=0.0,
+                                             min_publish_interval_seconds=0.0), SPEC)
+    versions = []
+    for _, v in blob_stream(6, WARMUP) + blob_stream(7, 300, shift=0.2):
+        snapshot = model.learn(v)
+        if snapshot is not None:
+            versions.append(snapshot.version)
+    # publish_shift 0: every check (each snapshot_every_learns) publishes
+    checks = [n for n in range(WARMUP + 1, WARMUP + 301) if n % CFG.snapshot_every_learns == 0]
+    assert len(checks) >= 3
+    assert versions == list(range(1, 2 + len(checks)))
+
+
+@pytest.mark.parametrize("model", ["kmeans", "streamkmeans", "dbstream", "clustream"])
+def test_every_selectable_river_model_segments_a_stream(model: str) -> None:
+    """Each model named in the configuration runs the whole pipeline and publishes."""
+    from workers.core.pipeline import Pipeline
+    from workers.simulation.generator import simulate
+
+    lines, _, _ = simulate(400, seed=4, days=3)
+    base = load()
+    config = dataclasses.replace(base, segmentation=dataclasses.replace(
+        base.segmentation, model=model, warmup_profiles=60))
+    pipeline = Pipeline(config)
+    for line in lines:
+        pipeline.feed(line)
+    pipeline.flush()
+    snapshot = pipeline.model.snapshot
+    assert snapshot is not None and len(snapshot.segments) >= 2
+    assigned = [s.segment for s in pipeline.profiles.values() if s.segment is not None]
+    assert len(set(assigned)) >= 2
+    assert set(assigned) <= {seg.id for seg in snapshot.segments}

@@ -1,0 +1,260 @@
+"""A worker on the real local broker, observed the way operations observe it: its
+/metrics (parsed, checked by promtool, scraped by a real Prometheus), /readyz
+through start-up, and /personas rendered by headless Chromium.
+
+One worker serves every test of the module (started once in a thread, so the
+tests talk to it over HTTP like Prometheus does). Prometheus, promtool and
+Chromium are optional locally (the test skips) but required in CI (it fails).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import html
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from kafka import KafkaProducer
+from prometheus_client.parser import text_string_to_metric_families
+
+from workers.config import Config, load
+from workers.service import app as kafka_app
+from workers.service.app import build_app, provision_topics
+from workers.simulation.generator import simulate
+
+pytestmark = pytest.mark.integration
+ROOT = Path(__file__).resolve().parents[2]
+ARTIFACTS = ROOT / "artifacts"
+
+
+def need(binary: str) -> str:
+    """The tool's path; a missing tool skips locally and fails in CI."""
+    path = shutil.which(binary)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{binary} is not installed (CI must install it: see .ci/run)")
+        pytest.skip(f"{binary} is not installed")
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+@dataclasses.dataclass
+class Worker:
+    app: Any
+    url: str
+    port: int
+    lines: list[bytes]
+    readyz_codes: list[int]
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        _, body = get(f"{self.url}/metrics")
+        return {(s.name, tuple(sorted(s.labels.items()))): s.value
+                for fam in text_string_to_metric_families(body.decode()) for s in fam.samples}
+
+
+def _config(bootstrap: str, port: int) -> Config:
+    run = uuid.uuid4().hex[:8]
+    base = load()
+    return dataclasses.replace(
+        base,
+        kafka=dataclasses.replace(
+            base.kafka, bootstrap_servers=bootstrap, application_id=f"ops-{run}",
+            input_topic=f"ops-touchpoints-{run}", dlq_topic=f"ops-dlq-{run}",
+            segment_changes_topic=f"ops-changes-{run}",
+            identity_merges_topic=f"ops-merges-{run}", personas_topic=f"ops-personas-{run}",
+            partitions=1),
+        metrics=dataclasses.replace(base.metrics, host="127.0.0.1", port=port),
+        segmentation=dataclasses.replace(base.segmentation, warmup_profiles=50))
+
+
+@pytest.fixture(scope="module")
+def worker(kafka_bootstrap: str) -> Iterator[Worker]:
+    port = free_port()
+    config = _config(kafka_bootstrap, port)
+    provision_topics(config)
+    lines, _, _ = simulate(300, seed=11, days=3)
+    lines = [*lines, b"\xff\xfe not utf-8", lines[0]]  # plus an invalid and a duplicate
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
+    for line in lines:
+        producer.send(config.kafka.input_topic, value=line)
+    producer.flush()
+    producer.close()
+
+    box: dict[str, Any] = {}
+    started = threading.Event()
+
+    def serve() -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        box["loop"] = loop
+        app = box["app"] = build_app(config)
+        loop.run_until_complete(app.start())
+        started.set()
+        loop.run_forever()
+        loop.run_until_complete(app.stop())
+        loop.close()
+
+    url = f"http://127.0.0.1:{port}"
+    with pytest.MonkeyPatch.context() as mp:
+        # sample lag and sizes often, so a short test sees lag reach 0 and a drawn line
+        mp.setattr(kafka_app, "_LAG_INTERVAL", 0.5)
+        mp.setattr(kafka_app, "_HISTORY_INTERVAL", 0.3)
+        thread = threading.Thread(target=serve, name="worker", daemon=True)
+        thread.start()
+        codes = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                code, _ = get(f"{url}/readyz", timeout=1)
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.02)  # web server not listening yet
+                continue
+            codes.append(code)
+            if code == 200:
+                break
+            time.sleep(0.02)
+    assert started.wait(60), "worker did not start"
+    running = Worker(box["app"], url, port, lines, codes)
+    try:
+        state = running.app.worker_state
+        deadline = time.monotonic() + 90
+        read = held = lag = None
+        while time.monotonic() < deadline:
+            lag = running.metrics().get(("persona_stream_consumer_lag", (("partition", "0"),)))
+            pipeline = state.pipeline
+            if pipeline is not None:
+                read, held = pipeline.stats.events_read, pipeline.held
+                if read >= len(lines) and not held and lag == 0 and state.current_cards():
+                    break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"worker did not catch up: read {read} of {len(lines)}, {held} held, "
+                        f"lag {lag}, {len(state.current_cards())} persona cards followed")
+        time.sleep(1.0)  # one more history sample and lag sample after the idle flush
+        yield running
+    finally:
+        box["loop"].call_soon_threadsafe(box["loop"].stop)
+        thread.join(60)
+
+
+def test_readyz_is_503_until_partitions_are_assigned_then_200(worker: Worker) -> None:
+    assert worker.readyz_codes[-1] == 200
+    assert 503 in worker.readyz_codes, worker.readyz_codes
+    assert set(worker.readyz_codes) == {503, 200}
+    assert get(f"{worker.url}/healthz")[0] == 200
+
+
+def test_counters_equal_what_was_fed_and_lag_returns_to_zero(worker: Worker) -> None:
+    summary = worker.app.worker_state.pipeline.summary()
+    assert summary["events_read"] == len(worker.lines)
+    m = worker.metrics()
+    for outcome in ("valid", "invalid", "duplicate"):
+        assert m[("persona_stream_events_total", (("outcome", outcome),))] == summary[
+            f"events_{outcome}"], outcome
+    assert summary["events_invalid"] >= 1 and summary["events_duplicate"] >= 1
+    assert sum(v for (name, _), v in m.items()
+               if name == "persona_stream_invalid_events_total") == summary["events_invalid"]
+    assert m[("persona_stream_identity_merges_total", ())] == summary["identity_merges"]
+    assert m[("persona_stream_profiles", ())] == summary["profiles"]
+    assert m[("persona_stream_model_version", ())] == summary["model_version"] >= 1
+    assert m[("persona_stream_consumer_lag", (("partition", "0"),))] == 0
+    assert m[("persona_stream_last_event_time_seconds", (("partition", "0"),))] > 1e9
+    assert m[("persona_stream_event_processing_seconds_count", ())] >= 1
+    changes = sum(v for (name, _), v in m.items()
+                  if name == "persona_stream_segment_changes_total")
+    assert changes == summary["segment_changes"]
+
+
+def test_promtool_accepts_the_exposition(worker: Worker) -> None:
+    promtool = need("promtool")
+    _, body = get(f"{worker.url}/metrics")
+    result = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True,
+                            timeout=30, check=False)
+    assert result.returncode == 0, (result.stdout + result.stderr).decode()
+
+
+def test_a_real_prometheus_scrapes_the_worker(worker: Worker, tmp_path: Path) -> None:
+    prometheus = need("prometheus")
+    port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n"
+        "  - job_name: persona-stream\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{worker.port}']}}]\n",
+        encoding="utf-8")
+    proc = subprocess.Popen(
+        [prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+         f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    query = urllib.parse.urlencode({"query": "persona_stream_events_total"})
+    result: list[dict[str, Any]] = []
+    try:
+        deadline = time.monotonic() + 30  # start-up plus a couple of 1 s scrapes
+        while time.monotonic() < deadline and not result:
+            time.sleep(0.5)
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            try:
+                _, body = get(f"http://127.0.0.1:{port}/api/v1/query?{query}", timeout=2)
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                continue
+            result = orjson.loads(body).get("data", {}).get("result", [])
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert result, "Prometheus never answered with persona_stream_events_total"
+    scraped = {r["metric"]["outcome"]: float(r["value"][1]) for r in result}
+    summary = worker.app.worker_state.pipeline.summary()
+    assert scraped == {o: summary[f"events_{o}"] for o in ("valid", "invalid", "duplicate")}
+
+
+def test_personas_page_renders_in_chromium(worker: Worker, tmp_path: Path) -> None:
+    status, body = get(f"{worker.url}/personas")
+    assert status == 200
+    page = body.decode()
+    cards = worker.app.worker_state.current_cards()
+    assert cards
+    for card in cards:
+        assert html.escape(card["name"]) in page, card["name"]
+    assert page.count("<polyline") == len({s for _, sizes in worker.app.size_history
+                                           for s in sizes})
+    chromium = need("chromium")
+    ARTIFACTS.mkdir(exist_ok=True)
+    shot = ARTIFACTS / "personas.png"
+    shot.unlink(missing_ok=True)
+    subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+         "--no-first-run", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", f"--user-data-dir={tmp_path / 'chromium'}",
+         f"--screenshot={shot}", "--window-size=1280,2000", f"{worker.url}/personas"],
+        capture_output=True, timeout=60, check=False)
+    assert shot.is_file(), "chromium wrote no screenshot"
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20_000

@@ -1,0 +1,187 @@
+"""Metrics follow the pipeline's Stats by deltas: exact, monotonic, never counted twice."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from workers.config import load
+from workers.core.pipeline import Output, Pipeline
+from workers.service.logs import JsonFormatter, logging_config
+from workers.service.metrics import Metrics
+from workers.simulation.generator import simulate
+
+ROOT = Path(__file__).resolve().parents[2]
+ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
+DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "persona-stream.json"
+METRIC = re.compile(r"\bpersona_stream_[a-z0-9_]+")
+# series that exist once a label value is first seen (no zero series at start)
+LABELLED = {"persona_stream_identity_merges_refused_total", "persona_stream_consumer_lag",
+            "persona_stream_segment_size", "persona_stream_invalid_events_total",
+            "persona_stream_last_event_time_seconds"}
+
+
+@dataclass
+class Msg:
+    partition: int
+    offset: int
+    timestamp: int  # milliseconds
+
+
+def samples(metrics: Metrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    text = metrics.exposition().decode()
+    return {(s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def value(metrics: Metrics, name: str, **labels: str) -> float:
+    return samples(metrics)[(name, tuple(sorted(labels.items())))]
+
+
+def test_two_updates_do_not_double_count_and_end_equal_to_the_summary() -> None:
+    lines, _, _ = simulate(120, seed=3, days=2)
+    pipeline = Pipeline(load())
+    metrics = Metrics()
+    half = len(lines) // 2
+    for line in lines[:half]:
+        pipeline.feed(line)
+    metrics.sync(pipeline)
+    metrics.sync(pipeline)  # nothing new: nothing added
+    first = value(metrics, "persona_stream_events_total", outcome="duplicate")
+    assert first == pipeline.stats.events_duplicate
+    for line in lines[half:]:
+        pipeline.feed(line)
+    pipeline.flush()
+    metrics.sync(pipeline)
+    metrics.sync(pipeline)
+    summary = pipeline.summary()
+    for outcome in ("valid", "invalid", "duplicate"):
+        assert value(metrics, "persona_stream_events_total", outcome=outcome) == summary[
+            f"events_{outcome}"], outcome
+    for code, n in summary["invalid_by_error"].items():
+        assert value(metrics, "persona_stream_invalid_events_total", error=code) == n
+    for reason, n in summary["changes_by_reason"].items():
+        assert value(metrics, "persona_stream_segment_changes_total", reason=reason) == n
+    assert value(metrics, "persona_stream_identity_merges_total") == summary["identity_merges"]
+    assert value(metrics, "persona_stream_identifiers_blocked_total") == summary[
+        "identifiers_blocked"]
+    assert value(metrics, "persona_stream_profiles") == summary["profiles"]
+    assert value(metrics, "persona_stream_model_version") == summary["model_version"]
+    sizes = {k[1][0][1]: v for k, v in samples(metrics).items()
+             if k[0] == "persona_stream_segment_size"}
+    assert sizes == {str(sid): n for sid, n in pipeline.sizes.items()}
+
+
+def test_held_valid_events_are_counted_once_their_outcome_is_final() -> None:
+    lines, _, _ = simulate(40, seed=5, days=1)
+    pipeline = Pipeline(load())
+    metrics = Metrics()
+    for line in lines:
+        pipeline.feed(line)
+    assert pipeline.held > 0
+    metrics.sync(pipeline)
+    assert value(metrics, "persona_stream_events_total", outcome="valid") == (
+        pipeline.stats.events_valid - pipeline.held)
+    pipeline.flush()
+    metrics.sync(pipeline)
+    assert value(metrics, "persona_stream_events_total", outcome="valid") == (
+        pipeline.stats.events_valid)
+
+
+def test_retired_segments_lose_their_series() -> None:
+    metrics = Metrics()
+    metrics._set_segment_sizes({0: 3, 1: 4})
+    metrics._set_segment_sizes({1: 5, 2: 1})
+    sizes = {k[1][0][1]: v for k, v in samples(metrics).items()
+             if k[0] == "persona_stream_segment_size"}
+    assert sizes == {"1": 5, "2": 1}
+
+
+def test_batch_observations_lag_and_partitions() -> None:
+    pipeline = Pipeline(load())
+    metrics = Metrics()
+    outputs = [
+        Output("segment_change", "p", {"trigger_event_id": "e1", "occurred_at":
+                                       "2026-01-01T00:00:00.000Z",
+                                       "emitted_at": "2026-01-01T00:00:00.020Z"}),
+        Output("segment_change", "p", {"trigger_event_id": None, "occurred_at":
+                                       "2025-01-01T00:00:00.000Z",
+                                       "emitted_at": "2026-01-01T00:00:00.020Z"}),
+        Output("dead_letter", None, {"error": "not_json"}),
+    ]
+    metrics.observe_routed([Msg(0, 8, 1_600_000), Msg(0, 9, 1_700_000)])
+    metrics.observe_routed([Msg(1, 4, 1_800_000)])
+    metrics.observe_batch(pipeline, 2, 0.002, outputs)
+    assert value(metrics, "persona_stream_event_processing_seconds_count") == 1
+    assert value(metrics, "persona_stream_event_processing_seconds_sum") == 0.001
+    assert value(metrics, "persona_stream_event_to_emit_lag_seconds_count") == 1  # triggered only
+    assert value(metrics, "persona_stream_event_to_emit_lag_seconds_bucket", le="0.025") == 1
+    assert value(metrics, "persona_stream_event_to_emit_lag_seconds_bucket", le="0.01") == 0
+    assert value(metrics, "persona_stream_last_event_time_seconds", partition="1") == 1800.0
+    assert metrics.next_offset(0) == 10
+    metrics.observe_consumer_lag({0: 5, 1: 0})
+    metrics.forget_partitions([1])
+    metrics.observe_consumer_lag({0: 0})
+    lags = {k[1][0][1]: v for k, v in samples(metrics).items()
+            if k[0] == "persona_stream_consumer_lag"}
+    assert lags == {"0": 0}
+    assert metrics.next_offset(1) is None
+    metrics.replay_progress.set(0.5)
+    assert value(metrics, "persona_stream_replay_progress_ratio") == 0.5
+
+
+def test_registry_is_private_and_labels_carry_no_identifiers() -> None:
+    lines, _, _ = simulate(60, seed=2, days=1)
+    pipeline = Pipeline(load())
+    for line in lines:
+        pipeline.feed(line)
+    pipeline.flush()
+    a, b = Metrics(), Metrics()  # two registries: no "Duplicated timeseries" error
+    a.sync(pipeline)
+    allowed = {"outcome", "error", "reason", "segment", "partition", "le"}
+    for name, labels in samples(a):
+        assert name.startswith("persona_stream_"), name
+        assert {k for k, _ in labels} <= allowed, (name, labels)
+    assert value(b, "persona_stream_events_total", outcome="valid") == 0
+
+
+def test_json_log_lines_carry_extras() -> None:
+    record = logging.LogRecord("persona_stream.worker", logging.INFO, __file__, 1,
+                               "partitions %s", ("assigned",), None)
+    record.partitions = [0, 1]
+    line = orjson.loads(JsonFormatter().format(record))
+    assert line["level"] == "INFO" and line["logger"] == "persona_stream.worker"
+    assert line["message"] == "partitions assigned" and line["partitions"] == [0, 1]
+    assert line["ts"].endswith("Z")
+    assert logging_config("debug")["root"]["level"] == "DEBUG"
+
+
+def test_promtool_accepts_the_alert_rules() -> None:
+    """Unlike tests/test_deploy.py's check, this one fails in CI when promtool is missing."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        if os.environ.get("CI"):
+            pytest.fail("promtool is not installed (CI must install it: see .ci/run)")
+        pytest.skip("promtool is not installed")
+    result = subprocess.run([promtool, "check", "rules", str(ALERTS)], capture_output=True,
+                            text=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alerts_and_dashboard_use_only_exposed_metric_names() -> None:
+    exposed = {s.name for f in text_string_to_metric_families(Metrics().exposition().decode())
+               for s in f.samples}
+    exposed |= {f"{name}_bucket" for name in ("persona_stream_event_processing_seconds",
+                                               "persona_stream_event_to_emit_lag_seconds")}
+    used = set(METRIC.findall(ALERTS.read_text(encoding="utf-8")))
+    used |= set(METRIC.findall(DASHBOARD.read_text(encoding="utf-8")))
+    assert used and used <= exposed | LABELLED, used - exposed - LABELLED

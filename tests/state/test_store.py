@@ -1,0 +1,114 @@
+"""Profile stores (workers/store.py): the RocksDB store gives exactly the memory
+store's results, state round-trips through checkpoints between the two, and a
+RocksDB store leaves nothing behind on disk."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from workers.config import Config, StateConfig, load
+from workers.core.features import ProfileState
+from workers.core.pipeline import Output, Pipeline
+from workers.simulation.generator import simulate
+from workers.state.saved import dump_state, restore_state
+from workers.state.store import MemoryStore, RocksDBStore, decode, encode, open_store
+
+
+@cache
+def lines() -> list[bytes]:
+    return simulate(400, seed=11, days=7)[0]
+
+
+def config_with(store: str, directory: Path | None = None) -> Config:
+    """A model that publishes often, so model updates re-assess stored profiles."""
+    base = load(env={})
+    busy = dataclasses.replace(base.segmentation, warmup_profiles=50, snapshot_every_learns=20,
+                               min_publish_interval_seconds=3600, publish_shift=0.05)
+    return dataclasses.replace(base, segmentation=busy, state=StateConfig(
+        store=store, directory=None if directory is None else str(directory)))
+
+
+def run(pipeline: Pipeline, data: list[bytes]) -> list[Output]:
+    out: list[Output] = []
+    for line in data:
+        out.extend(pipeline.feed(line))
+    return out
+
+
+def final(pipeline: Pipeline) -> dict[str, Any]:
+    return {pid: pipeline.profile_snapshot(pid) for pid in pipeline.profiles}
+
+
+def test_profile_state_round_trips_compactly() -> None:
+    pipeline = Pipeline(load(env={}))
+    run(pipeline, lines()[:3000])
+    pipeline.flush()
+    state = max(pipeline.profiles.values(), key=lambda s: s.event_count)
+    copy = decode(encode(state))
+    assert all(getattr(copy, name) == getattr(state, name) for name in ProfileState.__slots__)
+    assert copy.vector(pipeline.spec) == state.vector(pipeline.spec)
+    # slot names are not repeated per profile, as pickle's default for __slots__ would
+    by_name = {name: getattr(state, name) for name in ProfileState.__slots__}
+    assert len(encode(state)) < len(pickle.dumps(by_name, protocol=pickle.HIGHEST_PROTOCOL)) - 200
+
+
+def test_rocksdb_store_gives_the_memory_store_results(tmp_path: Path) -> None:
+    memory = Pipeline(config_with("memory"))
+    assert memory.summary()["model_version"] == 0
+    rocks = Pipeline(config_with("rocksdb", tmp_path))
+    assert isinstance(memory.profiles, MemoryStore)
+    assert isinstance(rocks.profiles, RocksDBStore)
+    want = run(memory, lines()) + memory.flush()
+    got = run(rocks, lines()) + rocks.flush()
+    assert got == want
+    assert len(rocks.profiles) == len(memory.profiles)
+    assert list(rocks.profiles) == sorted(memory.profiles)
+    assert final(rocks) == final(memory)
+    assert rocks.personas() == memory.personas()
+    assert memory.summary()["model_version"] > 2
+    assert memory.summary()["changes_by_reason"].get("model_update", 0) > 0
+
+
+def test_state_moves_between_stores_through_a_checkpoint(tmp_path: Path) -> None:
+    """A checkpoint is store-independent: memory -> rocksdb -> memory mid-stream."""
+    half = len(lines()) // 2
+    straight = Pipeline(config_with("memory"))
+    want = run(straight, lines()) + straight.flush()
+
+    first = Pipeline(config_with("memory"))
+    got = run(first, lines()[:half])
+    second = restore_state(dump_state(first), config_with("rocksdb", tmp_path), "test")
+    assert isinstance(second.profiles, RocksDBStore)
+    got += run(second, lines()[half:half + 2000])
+    third = restore_state(dump_state(second), config_with("memory"), "test")
+    assert isinstance(third.profiles, MemoryStore)
+    got += run(third, lines()[half + 2000:]) + third.flush()
+    assert got == want
+    assert final(third) == final(straight)
+
+
+def test_rocksdb_store_mapping_and_cleanup(tmp_path: Path) -> None:
+    store = open_store(StateConfig(store="rocksdb", directory=str(tmp_path)))
+    assert isinstance(store, RocksDBStore)
+    assert os.listdir(tmp_path) == [os.path.basename(store.path)]
+    a, b = ProfileState(3, 100.0), ProfileState(3, 200.0)
+    store["p_b"] = b
+    store["p_a"] = a
+    a.event_count = 7  # changed after it was handed over: kept, as a dict would
+    store.sync()
+    assert len(store) == 2 and "p_a" in store and "p_z" not in store
+    assert store["p_a"].event_count == 7 and store.get("p_z") is None
+    assert [pid for pid, _ in store.sorted_items()] == ["p_a", "p_b"]
+    assert store.pop("p_b").base == 200.0
+    assert len(store) == 1 and "p_b" not in store
+    with pytest.raises(KeyError):
+        store["p_b"]
+    store.close()
+    assert os.listdir(tmp_path) == []

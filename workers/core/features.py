@@ -1,0 +1,283 @@
+"""Per-profile features, declared in configuration.
+
+Counts of event types, channels and devices decay with event time: each is kept
+as ``S = sum(exp(lam * (t_i - base)))`` against a per-profile ``base`` time, so
+adding events is order-independent and two profiles merge by aligning their
+bases and adding. Shares (a type's part of all activity) are ratios of such
+sums, so they need no "now" and are the same in a replay as live.
+"""
+
+from __future__ import annotations
+
+import math
+from array import array
+from collections.abc import Mapping
+from typing import Any
+
+from workers.config import FeaturesConfig
+from workers.core.touchpoints import Touchpoint
+
+# exp() of more than this would overflow soon; rebase before (e^50 ~ 5e21)
+_REBASE_EXPONENT = 50.0
+_RECENT_PRODUCTS = 8  # repeat views are counted against this many recent products
+# A profile remembers the ids of its last 16 events (8-byte hashes): the event-time
+# de-dup window cannot see a duplicate that arrives after the stream moved past its
+# time (a partition catching up a backlog behind the others); this ring can, in 128 B.
+RECENT_IDS = 16
+
+
+class FeatureSpec:
+    """Index maps and derived feature names compiled once from configuration."""
+
+    def __init__(self, cfg: FeaturesConfig) -> None:
+        self.cfg = cfg
+        self.lam = math.log(2) / (cfg.half_life_days * 86400.0)
+        self.session_gap = cfg.session_gap_minutes * 60.0
+        self.types = {t: i for i, t in enumerate(cfg.event_types)}
+        n_types = len(cfg.event_types) + 1  # + other
+        self.channel_base = n_types
+        self.channels = {c: i + self.channel_base for i, c in enumerate(cfg.channels)}
+        self.device_base = self.channel_base + len(cfg.channels) + 1
+        self.devices = {d: i + self.device_base for i, d in enumerate(cfg.devices)}
+        self.payment_base = self.device_base + len(cfg.devices) + 1
+        self.payments = {p: i + self.payment_base for i, p in enumerate(cfg.payment_methods)}
+        self.size = self.payment_base + len(cfg.payment_methods) + 1
+        self.conversions = frozenset(cfg.conversion_types)
+        self.engagements = frozenset(cfg.engagement_types)
+        self.product_view = "product_view"
+        names = [f"type.{t}" for t in cfg.event_types] + ["type.other"]
+        names += [f"channel.{c}" for c in cfg.channels] + ["channel.other"]
+        names += [f"device.{d}" for d in cfg.devices] + ["device.other"]
+        names += [f"payment.{p}" for p in cfg.payment_methods] + ["payment.other"]
+        names += ["monetary_log", "aov_log", "orders_log", "frequency_log", "sessions_log",
+                  "session_minutes", "repeat_view_ratio", "traits_disclosed"]
+        for trait, values in cfg.traits.categorical.items():
+            names += [f"trait.{trait}={v}" for v in values]
+        names += [f"trait.{trait}" for trait in cfg.traits.numeric]
+        self.names: list[str] = names
+        self.groups = ((0, self.channel_base), (self.channel_base, self.device_base),
+                       (self.device_base, self.payment_base), (self.payment_base, self.size))
+        self.zeros = [0.0] * self.size
+        # the trait part of the vector of someone who declared nothing
+        self.no_traits = [0.0] * sum(len(v) for v in cfg.traits.categorical.values())
+        self.no_traits += [0.5] * len(cfg.traits.numeric)
+        self.index = {n: i for i, n in enumerate(names)}
+
+    def label(self, name: str) -> str:
+        return self.cfg.labels.get(name, name)
+
+
+class ProfileState:
+    """Everything a profile accumulates; kept small (see BENCHMARKS.md, memory)."""
+
+    __slots__ = ("base", "conversions", "counts", "engaged", "event_count", "first_seen",
+                 "last_learned", "last_seen", "last_ts", "orders", "product_views",
+                 "recent_ids", "recent_products", "repeat_views", "revenue", "segment",
+                 "session_seconds", "session_start", "sessions", "traits")
+
+    def __init__(self, size: int, ts: float) -> None:
+        self.counts = array("d", bytes(8 * size))
+        self.base = ts
+        self.event_count = 0
+        self.first_seen = ts
+        self.last_seen = ts
+        self.last_ts = -math.inf
+        self.session_start = ts
+        self.sessions = 0
+        self.session_seconds = 0.0
+        self.revenue = 0.0
+        self.orders = 0
+        self.conversions = 0
+        self.engaged = 0
+        self.product_views = 0
+        self.repeat_views = 0
+        self.recent_products: list[str] = []
+        self.recent_ids = array("q", bytes(8 * RECENT_IDS))
+        self.traits: dict[str, tuple[float, Any]] | None = None
+        self.segment: int | None = None
+        self.last_learned = -math.inf
+
+    def __getstate__(self) -> tuple[Any, ...]:
+        """Compact and store-independent: arrays as bytes, then the other slots in order."""
+        return (self.counts.tobytes(), self.recent_ids.tobytes(),
+                *(getattr(self, name) for name in _SCALARS))
+
+    def __setstate__(self, state: tuple[Any, ...]) -> None:
+        self.counts = array("d", state[0])
+        self.recent_ids = array("q", state[1])
+        for name, value in zip(_SCALARS, state[2:], strict=True):
+            setattr(self, name, value)
+
+    def seen(self, id_hash: int) -> bool:
+        """Is this event id among the profile's recent ones (0 is never an id hash)?"""
+        return id_hash in self.recent_ids
+
+    def update(self, spec: FeatureSpec, tp: Touchpoint, id_hash: int = 0) -> None:
+        """Fold one event in. Called in event-time order except for very late events."""
+        if id_hash:
+            self.recent_ids[self.event_count % RECENT_IDS] = id_hash
+        ts = tp.ts
+        data = tp.data
+        counts = self.counts
+        exponent = spec.lam * (ts - self.base)
+        if exponent > _REBASE_EXPONENT:
+            self._rebase(spec, ts)
+            exponent = 0.0
+        w = math.exp(exponent)
+        counts[spec.types.get(tp.type, spec.channel_base - 1)] += w
+        channel = data.get("channel")
+        if channel is not None:
+            counts[spec.channels.get(channel, spec.device_base - 1)] += w
+        device = data.get("device")
+        if device is not None:
+            dtype = device.get("type")
+            if dtype is not None:
+                counts[spec.devices.get(dtype, spec.payment_base - 1)] += w
+        self.event_count += 1
+        if ts < self.first_seen:
+            self.first_seen = ts
+        if ts > self.last_seen:
+            self.last_seen = ts
+        if ts - self.last_ts > spec.session_gap or self.sessions == 0:
+            self.sessions += 1
+            self.session_start = ts
+        elif ts > self.last_ts:
+            self.session_seconds += ts - self.last_ts
+        if ts > self.last_ts:
+            self.last_ts = ts
+        type_ = tp.type
+        props = data.get("properties")
+        if type_ in spec.conversions:
+            self.conversions += 1
+            if props is not None:
+                self._purchase(spec, props)
+        elif type_ in spec.engagements:
+            self.engaged += 1
+        elif type_ == spec.product_view and props is not None:
+            self._product_view(props.get(spec.cfg.product_property))
+        traits = data.get("traits")
+        if traits:
+            self._declare(traits, ts)
+
+    def _purchase(self, spec: FeatureSpec, props: Mapping[str, Any]) -> None:
+        revenue = props.get(spec.cfg.revenue_property)
+        if (isinstance(revenue, int | float) and not isinstance(revenue, bool)
+                and math.isfinite(revenue) and revenue > 0):
+            self.revenue += revenue
+        self.orders += 1
+        method = props.get(spec.cfg.payment_property)
+        self.counts[spec.payments.get(method, spec.size - 1) if type(method) is str
+                    else spec.size - 1] += 1.0
+
+    def _product_view(self, product: Any) -> None:
+        if type(product) is not str:
+            return
+        self.product_views += 1
+        recent = self.recent_products
+        if product in recent:
+            self.repeat_views += 1
+            recent.remove(product)
+        elif len(recent) >= _RECENT_PRODUCTS:
+            del recent[0]
+        recent.append(product)
+
+    def _declare(self, traits: Mapping[str, Any], ts: float) -> None:
+        """Explicit data: the latest statement in event time wins, per trait."""
+        held = self.traits
+        if held is None:
+            held = self.traits = {}
+        for key, value in traits.items():
+            old = held.get(key)
+            if old is None or ts >= old[0]:
+                held[key] = (ts, value)
+
+    def _rebase(self, spec: FeatureSpec, new_base: float) -> None:
+        scale = math.exp(spec.lam * (self.base - new_base))
+        counts = self.counts
+        for i in range(spec.payment_base):
+            counts[i] *= scale
+        self.base = new_base
+
+    def absorb(self, spec: FeatureSpec, other: ProfileState) -> None:
+        """Merge another profile's state into this one: counts add, traits by time."""
+        if other.base > self.base:
+            self._rebase(spec, other.base)
+        scale = math.exp(spec.lam * (other.base - self.base))
+        counts, theirs = self.counts, other.counts
+        for i in range(spec.payment_base):
+            counts[i] += theirs[i] * scale
+        for i in range(spec.payment_base, spec.size):
+            counts[i] += theirs[i]
+        ids = ([i for i in self.recent_ids if i] + [i for i in other.recent_ids if i])
+        ids = ids[-RECENT_IDS:]
+        self.event_count += other.event_count
+        start = self.event_count - len(ids)  # the next write (at event_count) hits the oldest
+        for n, id_hash in enumerate(ids):
+            self.recent_ids[(start + n) % RECENT_IDS] = id_hash
+        self.first_seen = min(self.first_seen, other.first_seen)
+        self.last_seen = max(self.last_seen, other.last_seen)
+        if other.last_ts > self.last_ts:
+            self.last_ts = other.last_ts
+            self.session_start = other.session_start
+        self.sessions += other.sessions
+        self.session_seconds += other.session_seconds
+        self.revenue += other.revenue
+        self.orders += other.orders
+        self.conversions += other.conversions
+        self.engaged += other.engaged
+        self.product_views += other.product_views
+        self.repeat_views += other.repeat_views
+        for product in other.recent_products:
+            if product not in self.recent_products:
+                self.recent_products.append(product)
+        del self.recent_products[:-_RECENT_PRODUCTS]
+        if other.traits:
+            for key, (ts, value) in other.traits.items():
+                self._declare({key: value}, ts)
+        self.last_learned = max(self.last_learned, other.last_learned)
+
+    def vector(self, spec: FeatureSpec) -> list[float]:
+        """Derived features in ``spec.names`` order."""
+        c = self.counts
+        out: list[float] = []
+        for lo, hi in spec.groups:
+            part = c[lo:hi]
+            total = sum(part)
+            if total > 0:
+                inverse = 1.0 / total
+                out.extend([v * inverse for v in part])
+            else:
+                out.extend(spec.zeros[lo:hi])
+        weeks = max(1.0, (self.last_seen - self.first_seen) / 604800.0)
+        out += [
+            math.log1p(self.revenue),
+            math.log1p(self.revenue / self.orders) if self.orders else 0.0,
+            math.log1p(self.orders),
+            math.log1p(self.event_count / weeks),
+            math.log1p(self.sessions),
+            self.session_seconds / 60.0 / self.sessions if self.sessions else 0.0,
+            self.repeat_views / self.product_views if self.product_views else 0.0,
+            float(len(self.traits)) if self.traits else 0.0,
+        ]
+        traits = self.traits
+        if not traits:
+            out.extend(spec.no_traits)
+            return out
+        for trait, values in spec.cfg.traits.categorical.items():
+            held = traits.get(trait)
+            declared = held[1] if held is not None else None
+            out.extend([1.0 if declared == v else 0.0 for v in values])
+        for trait, (low, high) in spec.cfg.traits.numeric.items():
+            held = traits.get(trait)
+            value = held[1] if held is not None else None
+            if isinstance(value, int | float) and not isinstance(value, bool) and high > low:
+                out.append(min(1.0, max(0.0, (float(value) - low) / (high - low))))
+            else:
+                out.append(0.5)  # unknown: the middle of the range, not a made-up extreme
+        return out
+
+    def named(self, spec: FeatureSpec) -> dict[str, float]:
+        return {n: round(v, 6) for n, v in zip(spec.names, self.vector(spec), strict=True)}
+
+
+_SCALARS = tuple(s for s in ProfileState.__slots__ if s not in ("counts", "recent_ids"))

@@ -1,0 +1,92 @@
+"""Persona cards: what sets each segment apart, in words a marketer reads, with KPIs."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from workers.core.features import FeatureSpec, ProfileState
+from workers.core.segments import Snapshot
+
+_NAME_PARTS = 2  # features in a name; more are added only to tell two segments apart
+_DISTINGUISHING = 6
+_RETURN_SECONDS = 86400.0  # a profile "came back" when active on two moments a day apart
+
+
+def _deviations(snapshot: Snapshot, segment_id: int) -> list[tuple[float, int]]:
+    """(signed std-unit deviation from the population, column position), largest first."""
+    seg = snapshot.segment(segment_id)
+    assert seg is not None
+    devs = [(c / w if w else 0.0, i)
+            for i, (c, w) in enumerate(zip(seg.centroid, snapshot.weights, strict=True))]
+    devs.sort(key=lambda d: (-abs(d[0]), d[1]))
+    return devs
+
+
+def name_segments(snapshot: Snapshot, spec: FeatureSpec) -> dict[int, str]:
+    """Short, unique, deterministic names from each segment's strongest traits."""
+    words: dict[int, list[str]] = {}
+    for seg in snapshot.segments:
+        parts = []
+        for dev, i in _deviations(snapshot, seg.id):
+            label = spec.label(spec.names[snapshot.columns[i]])
+            parts.append(label if dev > 0 else f"few {label}")
+        # positive traits read better in a name: put them first, keep the order of strength
+        words[seg.id] = ([p for p in parts if not p.startswith("few ")]
+                         + [p for p in parts if p.startswith("few ")])
+    names: dict[int, str] = {}
+    for sid in sorted(words):
+        n = _NAME_PARTS
+        candidate = _join(words[sid][:n])
+        while candidate in names.values() and n < len(words[sid]):
+            n += 1
+            candidate = _join(words[sid][:n])
+        if candidate in names.values():
+            candidate = f"{candidate} #{sid}"
+        names[sid] = candidate
+    return names
+
+
+def _join(parts: list[str]) -> str:
+    text = ", ".join(parts)
+    return text[:1].upper() + text[1:]
+
+
+def persona_cards(snapshot: Snapshot, names: dict[int, str], spec: FeatureSpec,
+                  profiles: Iterable[ProfileState]) -> list[dict[str, Any]]:
+    """One card per segment of ``snapshot``, KPIs over the profiles it holds now."""
+    totals: dict[int, list[float]] = {s.id: [0, 0, 0.0, 0, 0] for s in snapshot.segments}
+    for state in profiles:
+        kpi = totals.get(state.segment) if state.segment is not None else None
+        if kpi is None:
+            continue
+        kpi[0] += 1
+        kpi[1] += state.conversions > 0
+        kpi[2] += state.revenue
+        kpi[3] += state.engaged > 0
+        kpi[4] += (state.last_seen - state.first_seen) >= _RETURN_SECONDS
+    cards = []
+    for seg in snapshot.segments:
+        size, converted, revenue, engaged, returned = totals[seg.id]
+        raw = snapshot.raw(seg.centroid)
+        feature = [spec.names[c] for c in snapshot.columns]
+        distinguishing = [
+            {"feature": feature[i], "value": round(raw[i], 6),
+             "population_value": round(snapshot.mean[i], 6),
+             "deviation": round(dev, 3)}
+            for dev, i in _deviations(snapshot, seg.id)[:_DISTINGUISHING]]
+        cards.append({
+            "segment_id": seg.id,
+            "name": names[seg.id],
+            "size": int(size),
+            "model_version": snapshot.version,
+            "centroid": {feature[i]: round(v, 6) for i, v in enumerate(raw)},
+            "distinguishing": distinguishing,
+            "kpis": {
+                "conversion_rate": round(converted / size, 6) if size else 0.0,
+                "revenue_per_profile": round(revenue / size, 2) if size else 0.0,
+                "engagement_rate": round(engaged / size, 6) if size else 0.0,
+                "retention_rate": round(returned / size, 6) if size else 0.0,
+            },
+        })
+    return cards

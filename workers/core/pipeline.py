@@ -1,0 +1,412 @@
+"""The processing core: raw records in, output records out. No Kafka, no clock.
+
+``run``, ``replay`` and the Kafka worker all drive a :class:`Pipeline`; what
+they add is only where bytes come from and where records go (plus the
+wall-clock ``emitted_at`` a sink stamps on each record).
+
+Order of work for one record: validate -> de-duplicate -> hold in an
+event-time buffer -> (once the watermark passes it, in event-time order)
+resolve identity -> update features -> mark the profile dirty. Dirty profiles
+are learned from and re-assessed once per tick of event time, in profile-id
+order, so a burst of a person's clicks costs one assessment and the result
+does not depend on how records were batched on the way in.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import heapq
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from workers.config import Config
+from workers.core.dedup import Deduplicator
+from workers.core.features import FeatureSpec, ProfileState
+from workers.core.identity import IdentityGraph, IdentityRules, ProfileId
+from workers.core.personas import name_segments, persona_cards
+from workers.core.segments import SegmentModel, Snapshot, assign, explain
+from workers.core.touchpoints import InvalidEvent, Touchpoint, TouchpointParser, format_time
+from workers.state.store import ProfileStore, open_store
+
+KNOWN_IDENTIFIERS = ("user_id", "email", "crm_id", "phone")
+
+
+class Output(NamedTuple):
+    """One record for a sink: ``kind`` names the topic/file, ``key`` the Kafka key."""
+
+    kind: str  # "segment_change" | "identity_merge" | "dead_letter"
+    key: str | None
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Where a raw record came from, for its dead letter."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass
+class Stats:
+    events_read: int = 0
+    events_valid: int = 0
+    events_invalid: int = 0
+    events_duplicate: int = 0
+    segment_changes: int = 0
+    identity_merges: int = 0
+    invalid_by_error: dict[str, int] = field(default_factory=dict)
+    merges_refused: dict[str, int] = field(default_factory=dict)
+    changes_by_reason: dict[str, int] = field(default_factory=dict)
+    identifiers_blocked: int = 0
+    identifiers_dropped: int = 0
+    model_updates: int = 0
+
+
+class _Dirty(NamedTuple):
+    trigger: str
+    ts: float
+    merged: bool
+
+
+class Pipeline:
+    """Stateful core shared by every shell."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.parser = TouchpointParser(config.intake.max_event_bytes)
+        self.dedup = Deduplicator(config.intake.dedup_window_seconds)
+        ident = config.identity
+        self.graph = IdentityGraph(IdentityRules.from_config(
+            ident.limits, ident.blocklist_values, ident.blocklist_patterns))
+        self.spec = FeatureSpec(config.features)
+        self.model = SegmentModel(config.segmentation, self.spec)
+        self.profiles: ProfileStore = open_store(config.state)
+        self.stats = Stats()
+        self.names: dict[int, str] = {}
+        self.sizes: dict[int, int] = {}
+        self._buffer: list[tuple[float, str, Touchpoint]] = []
+        self._max_ts = -math.inf
+        self._window = config.intake.reorder_window_seconds
+        self._tick = config.segmentation.assign_tick_seconds
+        self._tick_end = -math.inf
+        self._dirty: dict[ProfileId, _Dirty] = {}
+        self._out: list[Output] = []
+        # per input (topic, partition): the offset after the last record fed from it
+        self.positions: dict[tuple[str, int], int] = {}
+
+    # ---- intake -------------------------------------------------------------
+
+    def feed(self, raw: bytes, origin: Origin | None = None) -> list[Output]:
+        """Take one raw record; returns the outputs it (or the watermark it moved) caused.
+
+        With an ``origin``, a record at or before an offset already fed from its input
+        partition is a re-delivery (a router re-forwards its uncommitted records after a
+        rebalance) and counts as a duplicate: exact, whatever its event time.
+        """
+        self.stats.events_read += 1
+        if origin is not None:
+            where = (origin.topic, origin.partition)
+            if origin.offset < self.positions.get(where, 0):
+                self.stats.events_duplicate += 1
+                return []
+            self.positions[where] = origin.offset + 1
+        try:
+            tp = self.parser.parse(raw)
+        except InvalidEvent as exc:
+            self._dead_letter(raw, exc.code, exc.detail, origin)
+            return self._take()
+        self.accept(tp)
+        return self._take()
+
+    def feed_many(self, raws: Iterable[bytes]) -> Iterator[Output]:
+        for raw in raws:
+            yield from self.feed(raw)
+
+    def accept(self, tp: Touchpoint) -> None:
+        """A validated event: de-duplicate, then hold until the watermark passes it."""
+        if self.dedup.seen(tp.event_id, tp.ts):
+            self.stats.events_duplicate += 1
+            return
+        self.stats.events_valid += 1
+        ts = tp.ts
+        if ts > self._max_ts:
+            self._max_ts = ts
+            self.dedup.expire(ts)
+        watermark = self._max_ts - self._window
+        if ts < watermark:  # later than the window allows: apply now, out of order
+            self._process(tp)
+        else:
+            heapq.heappush(self._buffer, (ts, tp.event_id, tp))
+        buffer = self._buffer
+        while buffer and buffer[0][0] <= watermark:
+            self._process(heapq.heappop(buffer)[2])
+
+    def flush(self) -> list[Output]:
+        """End of input (or an idle stream): process everything held, close the tick."""
+        while self._buffer:
+            self._process(heapq.heappop(self._buffer)[2])
+        self._run_tick()
+        return self._take()
+
+    def _take(self) -> list[Output]:
+        out, self._out = self._out, []
+        return out
+
+    def _dead_letter(self, raw: bytes, code: str, detail: str, origin: Origin | None) -> None:
+        self.stats.events_invalid += 1
+        self.stats.invalid_by_error[code] = self.stats.invalid_by_error.get(code, 0) + 1
+        record: dict[str, Any] = {"schema": "dead_letter/v1", "error": code, "detail": detail}
+        try:
+            record["raw"] = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            record["raw_base64"] = base64.b64encode(raw).decode("ascii")
+        if origin is not None:
+            record.update(topic=origin.topic, partition=origin.partition, offset=origin.offset)
+        self._out.append(Output("dead_letter", None, record))
+
+    # ---- per event, in event-time order -------------------------------------
+
+    def _process(self, tp: Touchpoint) -> None:
+        ts = tp.ts
+        if ts >= self._tick_end:
+            self._run_tick()
+            self._tick_end = (ts // self._tick + 1) * self._tick
+        res = self.graph.resolve(tp.identity)
+        stats = self.stats
+        if res.blocked:
+            stats.identifiers_blocked += res.blocked
+        pid = res.profile_id
+        if pid is None:
+            # every identifier was junk: nobody to attribute it to, so it is not lost silently
+            stats.events_valid -= 1
+            self._dead_letter(tp.raw, "unattributable",
+                              "every identifier of the event is on the blocklist", None)
+            return
+        if res.refused is not None:
+            stats.merges_refused[res.refused] = stats.merges_refused.get(res.refused, 0) + 1
+        stats.identifiers_dropped += res.dropped
+        state = self.profiles.get(pid)
+        merged = bool(res.merged)
+        if merged:
+            state = self._merge(pid, res.merged, tp)
+        elif state is None:
+            state = self.profiles[pid] = ProfileState(self.spec.size, ts)
+        id_hash = _id_hash(tp.event_id)
+        if state.seen(id_hash):  # a duplicate the event-time window had already forgotten
+            stats.events_valid -= 1
+            stats.events_duplicate += 1
+            return
+        state.update(self.spec, tp, id_hash)
+        previous = self._dirty.get(pid)
+        self._dirty[pid] = _Dirty(tp.event_id, ts, merged or (previous is not None
+                                                             and previous.merged))
+
+    def _merge(self, survivor: ProfileId, absorbed: list[ProfileId],
+               tp: Touchpoint) -> ProfileState:
+        profiles = self.profiles
+        state = profiles.get(survivor)
+        for pid in absorbed:
+            other = profiles.pop(pid)
+            self._dirty.pop(pid, None)
+            if state is None:  # the survivor is a new id: the first absorbed becomes it
+                state = other
+                continue
+            if other.segment is not None:
+                self.sizes[other.segment] -= 1
+                if state.segment is None:
+                    state.segment = other.segment
+                    self.sizes[other.segment] += 1
+            state.absorb(self.spec, other)
+        assert state is not None
+        profiles[survivor] = state
+        self.stats.identity_merges += 1
+        merged_ids = sorted(absorbed)
+        self._out.append(Output("identity_merge", survivor, {
+            "schema": "identity_merge/v1",
+            "event_id": _digest("merge", survivor, *merged_ids, tp.event_id),
+            "profile_id": survivor,
+            "merged_profile_ids": merged_ids,
+            "identifiers": self._identifiers(survivor, KNOWN_IDENTIFIERS),
+            "trigger_event_id": tp.event_id,
+            "occurred_at": format_time(tp.ts),
+        }))
+        return state
+
+    # ---- per tick ------------------------------------------------------------
+
+    def _run_tick(self) -> None:
+        if not self._dirty:
+            return
+        dirty, self._dirty = self._dirty, {}
+        cfg = self.config.segmentation
+        spec = self.spec
+        for pid in sorted(dirty):
+            state = self.profiles.get(pid)
+            if state is None or state.event_count < cfg.min_events:
+                continue
+            trigger = dirty[pid]
+            vector = state.vector(spec)
+            if (state.event_count >= cfg.learn_min_events
+                    and trigger.ts - state.last_learned >= cfg.learn_interval_seconds):
+                state.last_learned = trigger.ts
+                snapshot = self.model.learn(vector, trigger.ts)
+                if snapshot is not None:
+                    self._publish(snapshot, trigger.ts)
+            snapshot = self.model.snapshot
+            if snapshot is not None:
+                self._assess(pid, state, vector, snapshot, "merge" if trigger.merged
+                             else "assignment", trigger.trigger, trigger.ts, trigger.merged)
+        self.profiles.sync()
+
+    def _publish(self, snapshot: Snapshot, ts: float) -> None:
+        """A new model version: name it, then re-assess every profile it may move."""
+        self.stats.model_updates += 1
+        first = snapshot.version == 1
+        self.names = name_segments(snapshot, self.spec)
+        known = {s.id for s in snapshot.segments}
+        for sid in list(self.sizes):
+            if sid not in known:
+                del self.sizes[sid]
+        for sid in known:
+            self.sizes.setdefault(sid, 0)
+        min_events = self.config.segmentation.min_events
+        profiles = self.profiles
+        for pid, state in profiles.sorted_items():
+            if state.event_count < min_events:
+                continue
+            before = state.segment
+            if before is not None and before not in known:
+                state.segment = None  # retired segment: re-assigned below like a newcomer
+            self._assess(pid, state, state.vector(self.spec), snapshot,
+                         "assignment" if first or state.segment is None else "model_update",
+                         None, ts, False)
+            if state.segment != before:
+                profiles[pid] = state  # a store that is not a dict writes it back
+
+    def _assess(self, pid: ProfileId, state: ProfileState, vector: list[float],
+                snapshot: Snapshot, reason: str, trigger: str | None, ts: float,
+                announce: bool) -> None:
+        z = snapshot.transform(vector)
+        previous = state.segment
+        result = assign(snapshot, z, previous, self.config.segmentation.hysteresis)
+        if not result.changed and not announce:
+            return
+        if result.changed:
+            if previous is not None and previous in self.sizes:
+                self.sizes[previous] -= 1
+            self.sizes[result.segment_id] = self.sizes.get(result.segment_id, 0) + 1
+            state.segment = result.segment_id
+        if previous is None and reason == "merge":
+            reason = "assignment"
+        self.stats.segment_changes += 1
+        self.stats.changes_by_reason[reason] = self.stats.changes_by_reason.get(reason, 0) + 1
+        sid = result.segment_id
+        self._out.append(Output("segment_change", pid, {
+            "schema": "segment_change/v1",
+            "event_id": _digest("change", pid, str(sid), str(snapshot.version),
+                                trigger or "", reason),
+            "profile_id": pid,
+            "previous_segment": (None if previous is None
+                                 else {"id": previous, "name": self._name(previous)}),
+            "segment": {"id": sid, "name": self._name(sid)},
+            "reason": reason,
+            "model_version": snapshot.version,
+            "score": result.score,
+            "explanation": explain(snapshot, z, sid, vector, self.spec.names,
+                                   self.config.output.explanation_size),
+            "identifiers": self._identifiers(pid, KNOWN_IDENTIFIERS),
+            "trigger_event_id": trigger,
+            "occurred_at": format_time(ts),
+        }))
+
+    def _name(self, segment_id: int) -> str:
+        return self.names.get(segment_id, f"Segment {segment_id}")
+
+    def _identifiers(self, pid: ProfileId, types: Iterable[str]) -> dict[str, list[str]]:
+        held = self.graph.identifiers(pid)
+        hashing = self.config.output.hash_identifiers
+        out = {}
+        for id_type in types:
+            values = held.get(id_type)
+            if values:
+                out[id_type] = sorted(_hash(v) for v in values) if hashing else sorted(values)
+        return out
+
+    # ---- read side ------------------------------------------------------------
+
+    @property
+    def held(self) -> int:
+        """Valid events waiting in the event-time buffer: their outcome is not final yet."""
+        return len(self._buffer)
+
+    def personas(self) -> list[dict[str, Any]]:
+        snapshot = self.model.snapshot
+        if snapshot is None:
+            return []
+        return persona_cards(snapshot, self.names, self.spec, self.profiles.values())
+
+    def profile_snapshot(self, pid: ProfileId) -> dict[str, Any]:
+        state = self.profiles[pid]
+        seg = state.segment
+        return {
+            "profile_id": pid,
+            "identifiers": self._identifiers(pid, self.graph.rules.limits),
+            "segment": None if seg is None else {"id": seg, "name": self._name(seg)},
+            "event_count": state.event_count,
+            "first_seen": format_time(state.first_seen),
+            "last_seen": format_time(state.last_seen),
+            "features": state.named(self.spec),
+        }
+
+    def lookup(self, key: str) -> ProfileId | None:
+        """A profile by its id or by any identifier, written ``value`` or ``type:value``."""
+        if key in self.profiles:
+            return key
+        id_type, _, value = key.partition(":")
+        if value and id_type in self.graph.rules.limits:
+            return self.graph.owner(id_type, value)
+        for id_type in self.graph.rules.limits:
+            pid = self.graph.owner(id_type, key)
+            if pid is not None:
+                return pid
+        return None
+
+    def summary(self) -> dict[str, Any]:
+        s = self.stats
+        snapshot = self.model.snapshot
+        return {
+            "events_read": s.events_read,
+            "events_valid": s.events_valid,
+            "events_invalid": s.events_invalid,
+            "events_duplicate": s.events_duplicate,
+            "profiles": len(self.profiles),
+            "segment_changes": s.segment_changes,
+            "identity_merges": s.identity_merges,
+            "segments": 0 if snapshot is None else len(snapshot.segments),
+            "model_version": 0 if snapshot is None else snapshot.version,
+            "invalid_by_error": dict(sorted(s.invalid_by_error.items())),
+            "merges_refused": dict(sorted(s.merges_refused.items())),
+            "changes_by_reason": dict(sorted(s.changes_by_reason.items())),
+            "identifiers_blocked": s.identifiers_blocked,
+            "identifiers_dropped": s.identifiers_dropped,
+        }
+
+
+def _digest(*parts: str) -> str:
+    """Deterministic output ids: same input, same id, so consumers de-duplicate exactly."""
+    return hashlib.blake2b("|".join(parts).encode(), digest_size=16).hexdigest()
+
+
+def _id_hash(event_id: str) -> int:
+    """A stable, non-zero 64-bit hash (not hash(): that changes between processes)."""
+    digest = hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True) or 1
+
+
+def _hash(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()

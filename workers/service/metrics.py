@@ -1,0 +1,206 @@
+"""Prometheus metrics of one worker process, driven from the pipeline's ``Stats``.
+
+The pure core only counts (``Stats``); this module turns those counts into
+Prometheus counters by *deltas* against the previous snapshot, so the core stays
+free of prometheus and a counter never counts the same event twice however
+often :meth:`Metrics.observe_batch` runs.
+
+Metrics live in their own :class:`CollectorRegistry`, not the global one, so
+several workers started in one test process do not collide and the exposition
+holds only persona-stream series. Each worker process serves its own
+``/metrics``; Prometheus scrapes every process and sums (README "Operations").
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from workers.core.pipeline import Output, Pipeline
+from workers.core.touchpoints import parse_time
+
+__all__ = ["CONTENT_TYPE_LATEST", "Message", "Metrics"]
+
+OUTCOMES = ("valid", "invalid", "duplicate")
+CHANGE_REASONS = ("assignment", "merge", "model_update", "forget")
+
+# Per-event processing time, a 1-2.5-5 series around the 10-100 µs a touchpoint
+# costs: 5 µs catches batches of duplicates and dead letters (cheap), 10 ms a
+# batch whose average is swamped by a model publish re-assessing every profile.
+PROCESSING_BUCKETS = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 1e-2)
+# Event-to-emit lag, 5 ms (a live event flushed at once) to 60 s (a minute behind:
+# the consumer-lag alert's territory), then 120-600 s: the default reorder window
+# (intake.reorder_window_seconds, 300 s) holds events that long on a busy stream.
+LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+               120.0, 300.0, 600.0)
+
+
+class Message(Protocol):
+    """What :meth:`Metrics.observe_routed` reads of a consumed record (aiokafka's)."""
+
+    partition: int
+    offset: int
+    timestamp: int  # milliseconds, as Kafka stores it
+
+
+class Metrics:
+    """Every persona-stream metric of one worker process, in a registry of its own."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry()
+        self.events = Counter(
+            "persona_stream_events", "Touchpoints read, by final outcome (valid events count "
+            "once they leave the event-time buffer, when their outcome is certain).",
+            ["outcome"], registry=r)
+        self.invalid = Counter("persona_stream_invalid_events",
+                               "Dead-lettered touchpoints by error code.", ["error"], registry=r)
+        self.merges = Counter("persona_stream_identity_merges",
+                              "Identity merges (profiles joined into one).", registry=r)
+        self.merges_refused = Counter(
+            "persona_stream_identity_merges_refused",
+            "Merges refused because the merged profile would break an identifier limit.",
+            ["reason"], registry=r)
+        self.blocked = Counter("persona_stream_identifiers_blocked",
+                               "Identifiers dropped by the junk-value blocklist.", registry=r)
+        self.changes = Counter("persona_stream_segment_changes",
+                               "Segment-change records emitted, by reason.", ["reason"],
+                               registry=r)
+        self.model_updates = Counter("persona_stream_model_updates",
+                                     "Model versions published.", registry=r)
+        self.profiles = Gauge("persona_stream_profiles", "Profiles held in memory.", registry=r)
+        self.segment_size = Gauge("persona_stream_segment_size", "Profiles per segment id.",
+                                  ["segment"], registry=r)
+        self.model_version = Gauge("persona_stream_model_version",
+                                   "Version of the model snapshot assigning segments (0: none).",
+                                   registry=r)
+        self.processing = Histogram(
+            "persona_stream_event_processing_seconds",
+            "Pipeline time per event, averaged over each consumed batch (one observation per "
+            "batch).", buckets=PROCESSING_BUCKETS, registry=r)
+        self.emit_lag = Histogram(
+            "persona_stream_event_to_emit_lag_seconds",
+            "Wall-clock emitted_at minus the triggering touchpoint's occurred_at.",
+            buckets=LAG_BUCKETS, registry=r)
+        self.consumer_lag = Gauge("persona_stream_consumer_lag",
+                                  "Input messages not yet processed, per assigned partition.",
+                                  ["partition"], registry=r)
+        self.last_event_time = Gauge(
+            "persona_stream_last_event_time_seconds",
+            "Kafka timestamp (epoch seconds) of the last processed input message.",
+            ["partition"], registry=r)
+        self.replay_progress = Gauge("persona_stream_replay_progress_ratio",
+                                     "Share of a running replay done, 0..1.", registry=r)
+        for outcome in OUTCOMES:  # zero series from the start, so rate() has a baseline
+            self.events.labels(outcome)
+        for reason in CHANGE_REASONS:
+            self.changes.labels(reason)
+        self._counters: dict[str, Any] = {
+            "events": self.events, "invalid": self.invalid, "merges": self.merges,
+            "refused": self.merges_refused, "blocked": self.blocked, "changes": self.changes,
+            "model_updates": self.model_updates,
+        }
+        self._exported: dict[tuple[str, str], int] = {}
+        self._segments: set[str] = set()
+        self._next_offset: dict[int, int] = {}
+        self._lag_partitions: set[int] = set()
+
+    # ---- driven by the agent -------------------------------------------------
+
+    def observe_routed(self, records: Sequence[Message]) -> None:
+        """Input records of one partition forwarded by this worker's router."""
+        if records:
+            last = records[-1]
+            self._next_offset[last.partition] = max(self._next_offset.get(last.partition, 0),
+                                                    last.offset + 1)
+            self.last_event_time.labels(str(last.partition)).set(last.timestamp / 1000.0)
+
+    def observe_batch(self, pipeline: Pipeline, count: int, seconds: float,
+                      outputs: Iterable[Output]) -> None:
+        """After the owner fed ``count`` records and emitted their outputs."""
+        if count:
+            self.processing.observe(seconds / count)
+        self._observe_emitted(outputs)
+        self.sync(pipeline)
+
+    def sync(self, pipeline: Pipeline) -> None:
+        """Counters advance by the growth of ``Stats`` since the last call; gauges are set."""
+        stats = pipeline.stats
+        current: dict[tuple[str, str], int] = {
+            # a held valid event may still turn out unattributable (then invalid), so it
+            # is counted once it leaves the buffer: this keeps the counter monotonic
+            ("events", "valid"): stats.events_valid - pipeline.held,
+            ("events", "invalid"): stats.events_invalid,
+            ("events", "duplicate"): stats.events_duplicate,
+            ("merges", ""): stats.identity_merges,
+            ("blocked", ""): stats.identifiers_blocked,
+            ("model_updates", ""): stats.model_updates,
+        }
+        for name, counts in (("invalid", stats.invalid_by_error),
+                             ("refused", stats.merges_refused),
+                             ("changes", stats.changes_by_reason)):
+            current.update(((name, label), n) for label, n in counts.items())
+        for key, value in current.items():
+            delta = value - self._exported.get(key, 0)
+            if delta > 0:
+                name, label = key
+                counter = self._counters[name]
+                (counter.labels(label) if label else counter).inc(delta)
+                self._exported[key] = value
+        self.profiles.set(len(pipeline.profiles))
+        snapshot = pipeline.model.snapshot
+        self.model_version.set(0 if snapshot is None else snapshot.version)
+        self._set_segment_sizes(pipeline.sizes)
+
+    def _set_segment_sizes(self, sizes: Mapping[int, int]) -> None:
+        live = {str(sid) for sid in sizes}
+        for stale in self._segments - live:  # retired by a model update
+            self.segment_size.remove(stale)
+        for sid, size in sizes.items():
+            self.segment_size.labels(str(sid)).set(size)
+        self._segments = live
+
+    def _observe_emitted(self, outputs: Iterable[Output]) -> None:
+        stamps: dict[str, float] = {}  # one emit shares one stamp: parse it once
+        for out in outputs:
+            record = out.record
+            if out.kind == "dead_letter" or record.get("trigger_event_id") is None:
+                continue  # model updates have no triggering touchpoint to measure from
+            emitted = record["emitted_at"]
+            if emitted not in stamps:
+                stamps[emitted] = parse_time(emitted)
+            self.emit_lag.observe(max(0.0, stamps[emitted] - parse_time(record["occurred_at"])))
+
+    # ---- driven by timers and rebalances ---------------------------------------
+
+    def next_offset(self, partition: int) -> int | None:
+        """The offset after the last one this process handled, if any."""
+        return self._next_offset.get(partition)
+
+    def observe_consumer_lag(self, lags: Mapping[int, int]) -> None:
+        """Lag per assigned partition; partitions no longer assigned lose their series."""
+        for partition in self._lag_partitions - set(lags):
+            _drop(self.consumer_lag, partition)
+        for partition, lag in lags.items():
+            self.consumer_lag.labels(str(partition)).set(max(0, lag))
+        self._lag_partitions = set(lags)
+
+    def forget_partitions(self, partitions: Iterable[int]) -> None:
+        """Revoked partitions: another worker moves their offsets on from now."""
+        for partition in partitions:
+            self._next_offset.pop(partition, None)
+            self._lag_partitions.discard(partition)
+            _drop(self.consumer_lag, partition)
+            _drop(self.last_event_time, partition)
+
+    def exposition(self) -> bytes:
+        """The text format Prometheus scrapes."""
+        return generate_latest(self.registry)
+
+
+def _drop(gauge: Gauge, partition: int) -> None:
+    with contextlib.suppress(KeyError):  # no series yet for this partition
+        gauge.remove(str(partition))

@@ -1,0 +1,1 @@
+"""Where the pipeline's state lives: profile stores (memory, RocksDB) and saved state files."""

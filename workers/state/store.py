@@ -1,0 +1,212 @@
+"""Where profile states live: in memory, or in a local RocksDB (rocksdict).
+
+The pipeline sees a :class:`ProfileStore`, a mutable mapping from profile id
+to :class:`~workers.core.features.ProfileState` with one extra duty: ``sync()``,
+called after every tick, when the states the tick touched are final. The
+memory store is a plain dict (``sync`` does nothing), so the hot path pays
+nothing for the abstraction. The RocksDB store keeps only the states handed
+out since the last ``sync`` decoded in memory and writes them back then, so
+resident memory holds the identity maps and the model, not every profile.
+
+Neither store is the durable copy: that is the Kafka checkpoint (or a state
+file), which holds the profiles in the store-independent form of
+:meth:`ProfileStore.dump`. A RocksDB store therefore lives in a fresh
+directory of its own and is deleted when it is closed or garbage-collected:
+a restarted worker rebuilds it from the checkpoint instead of trusting a
+local directory that may be older or newer than the checkpoint's offset.
+"""
+
+from __future__ import annotations
+
+import pickle
+import shutil
+import tempfile
+import weakref
+from collections.abc import Iterable, Iterator, MutableMapping
+from typing import Any, Protocol
+
+from workers.config import StateConfig
+from workers.core.features import ProfileState
+
+ProfileId = str
+# one profile as bytes: pickle of ProfileState's compact tuple state (see its __getstate__)
+Dumped = tuple[ProfileId, bytes]
+
+
+class ProfileStore(Protocol):
+    """The mapping the pipeline keeps profiles in."""
+
+    def get(self, pid: ProfileId, default: None = None) -> ProfileState | None: ...
+    def __getitem__(self, pid: ProfileId) -> ProfileState: ...
+    def __setitem__(self, pid: ProfileId, state: ProfileState) -> None: ...
+    def __contains__(self, pid: object) -> bool: ...
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[ProfileId]: ...
+    def pop(self, pid: ProfileId) -> ProfileState: ...
+    def values(self) -> Iterable[ProfileState]: ...
+    def items(self) -> Iterable[tuple[ProfileId, ProfileState]]: ...
+
+    def sorted_items(self) -> Iterator[tuple[ProfileId, ProfileState]]:
+        """Every profile in id order; a changed state must be assigned back."""
+        ...
+
+    def sync(self) -> None:
+        """The states handed out so far are final for now: persist them."""
+        ...
+
+    def dump(self) -> list[Dumped]:
+        """Every profile, store-independent, in id order (checkpoints, state files)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def encode(state: ProfileState) -> bytes:
+    return pickle.dumps(state.__getstate__(), protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def decode(data: bytes) -> ProfileState:
+    state = ProfileState.__new__(ProfileState)
+    state.__setstate__(pickle.loads(data))
+    return state
+
+
+class MemoryStore(dict[ProfileId, ProfileState]):
+    """A dict: every state decoded and resident, nothing to write back."""
+
+    def sorted_items(self) -> Iterator[tuple[ProfileId, ProfileState]]:
+        for pid in sorted(self):
+            yield pid, self[pid]
+
+    def sync(self) -> None:
+        pass
+
+    def dump(self) -> list[Dumped]:
+        return [(pid, encode(self[pid])) for pid in sorted(self)]
+
+    def close(self) -> None:
+        pass
+
+    def __reduce__(self) -> Any:
+        return (_undump, (self.dump(),))
+
+
+class RocksDBStore(MutableMapping[ProfileId, ProfileState]):
+    """Profiles in a local RocksDB; the states a tick touches stay decoded until ``sync``."""
+
+    def __init__(self, directory: str | None, contents: Iterable[Dumped] = ()) -> None:
+        from rocksdict import Options, Rdict, WriteBatch
+
+        self.path = tempfile.mkdtemp(prefix="persona-stream-profiles-", dir=directory)
+        options = Options(raw_mode=True)  # keys and values are bytes: no rocksdict pickling
+        self._db: Any = Rdict(self.path, options)  # raw mode: bytes only, which stubs cannot say
+        self._cache: dict[ProfileId, ProfileState] = {}
+        self._count = 0
+        self._closer = weakref.finalize(self, _destroy, self._db, self.path)
+        batch = WriteBatch(raw_mode=True)
+        for pid, data in contents:
+            batch.put(pid.encode(), data)
+            self._count += 1
+        self._db.write(batch)
+
+    # -- mapping ------------------------------------------------------------------------
+
+    def __getitem__(self, pid: ProfileId) -> ProfileState:
+        state = self._cache.get(pid)
+        if state is None:
+            data = self._db.get(pid.encode())
+            if data is None:
+                raise KeyError(pid)
+            state = self._cache[pid] = decode(data)
+        return state
+
+    def get(self, pid: ProfileId, default: None = None) -> ProfileState | None:  # type: ignore[override]
+        try:
+            return self[pid]
+        except KeyError:
+            return default
+
+    def __setitem__(self, pid: ProfileId, state: ProfileState) -> None:
+        if pid not in self:
+            self._count += 1
+        self._cache[pid] = state
+
+    def __delitem__(self, pid: ProfileId) -> None:
+        if pid not in self:
+            raise KeyError(pid)
+        self._cache.pop(pid, None)
+        self._db.delete(pid.encode())
+        self._count -= 1
+
+    def __contains__(self, pid: object) -> bool:
+        return pid in self._cache or (isinstance(pid, str)
+                                      and self._db.get(pid.encode()) is not None)
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __iter__(self) -> Iterator[ProfileId]:
+        self._write_back()
+        for key in self._db.keys():  # noqa: SIM118 (an Rdict, not a dict: no __iter__)
+            yield key.decode()
+
+    def items(self) -> Iterator[tuple[ProfileId, ProfileState]]:  # type: ignore[override]
+        """Decoded one at a time and not kept: reading every profile costs no memory.
+
+        A state handed out earlier (and maybe being changed) is yielded as that object.
+        """
+        self._write_back()
+        cache = self._cache
+        for key, value in self._db.items():
+            pid = key.decode()
+            state = cache.get(pid)
+            yield pid, decode(value) if state is None else state
+
+    def values(self) -> Iterator[ProfileState]:  # type: ignore[override]
+        return (state for _, state in self.items())
+
+    # -- store duties -------------------------------------------------------------------
+
+    def sorted_items(self) -> Iterator[tuple[ProfileId, ProfileState]]:
+        return self.items()  # RocksDB keeps keys in byte order: id order for ASCII ids
+
+    def sync(self) -> None:
+        self._write_back()
+        self._cache.clear()
+
+    def _write_back(self) -> None:
+        if not self._cache:
+            return
+        from rocksdict import WriteBatch
+
+        batch = WriteBatch(raw_mode=True)
+        for pid, state in self._cache.items():
+            batch.put(pid.encode(), encode(state))
+        self._db.write(batch)
+
+    def dump(self) -> list[Dumped]:
+        self._write_back()
+        return [(key.decode(), value) for key, value in self._db.items()]
+
+    def close(self) -> None:
+        self._closer()
+
+    def __reduce__(self) -> Any:
+        return (_undump, (self.dump(),))
+
+
+def _destroy(db: Any, path: str) -> None:
+    db.close()
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _undump(dumped: list[Dumped]) -> MemoryStore:
+    """Unpickled stores come back in memory; :func:`open_store` moves them if configured."""
+    return MemoryStore((pid, decode(data)) for pid, data in dumped)
+
+
+def open_store(cfg: StateConfig, contents: Iterable[Dumped] = ()) -> ProfileStore:
+    """The store ``state.store`` names, filled with ``contents`` (from :meth:`dump`)."""
+    if cfg.store == "memory":
+        return MemoryStore((pid, decode(data)) for pid, data in contents)
+    return RocksDBStore(cfg.directory, contents)
