@@ -44,6 +44,8 @@ def test_core_has_no_kafka_and_no_clock() -> None:
 def test_the_boundary_check_sees_a_violation(tmp_path: Path) -> None:
     """The check above can fail: an import of a shell is found, also inside a function."""
     module = tmp_path / "bad.py"
-    module.write_text("def f():\n    from workers.io.sinks import FileSink\n    import workers.cli\n")
+    module.write_text("def f():\n"
+                      "    from workers.io.sinks import FileSink\n"
+                      "    import workers.cli\n")
     assert {n for n in _imports(module) if _reaches_shell(n)} == {
         "workers.io.sinks", "workers.io.sinks.FileSink", "workers.cli"}
