@@ -29,7 +29,8 @@ from workers.config import load  # noqa: E402
 from workers.core.dedup import Deduplicator  # noqa: E402
 from workers.core.identity import IdentityGraph, IdentityRules  # noqa: E402
 from workers.core.pipeline import Pipeline  # noqa: E402
-from workers.core.touchpoints import InvalidEvent, TouchpointParser  # noqa: E402
+from workers.core.touchpoints import TouchpointParser  # noqa: E402
+from workers.errors import InvalidEvent  # noqa: E402
 from workers.simulation.generator import write_stream  # noqa: E402
 from workers.simulation.quality import adjusted_rand_index, profile_personas, stitching  # noqa: E402
 

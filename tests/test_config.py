@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from workers.config import DEFAULTS_PATH, Config, ConfigError, load
+from workers.config import DEFAULTS_PATH, Config, load
+from workers.errors import ConfigError
 
 
 def write(tmp_path: Path, text: str) -> Path:

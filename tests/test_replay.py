@@ -18,12 +18,12 @@ from workers import cli
 from workers.config import Config, load
 from workers.core.pipeline import Origin, Pipeline
 from workers.core.touchpoints import parse_time
+from workers.errors import BrokerError, StateError, UsageError
 from workers.io.drive import run_files
 from workers.io.sinks import FileSink
 from workers.replay import (
     FileSource,
     Progress,
-    ReplayError,
     ReplayInterrupted,
     ReplayRequest,
     event_time,
@@ -31,7 +31,7 @@ from workers.replay import (
     run_replay,
 )
 from workers.simulation.generator import simulate
-from workers.state.saved import StateError, load_state, save_state
+from workers.state.saved import load_state, save_state
 
 OUTPUTS = ("segment_changes.jsonl", "identity_merges.jsonl", "dead_letters.jsonl")
 FINAL = ("profiles.jsonl", "personas.json")
@@ -185,7 +185,7 @@ def test_refuses_live_topics_without_the_flag() -> None:
     base = load()
     config = dataclasses.replace(base, kafka=dataclasses.replace(
         base.kafka, segment_changes_topic="prod.segment-changes"))
-    with pytest.raises(cli.UsageError, match=r"live topic prod\.segment-changes"):
+    with pytest.raises(UsageError, match=r"live topic prod\.segment-changes"):
         run_replay(config, ReplayRequest(files=["-"], to_topic="prod"))
     env = {**os.environ, "PERSONA_STREAM_KAFKA__DLQ_TOPIC": "prod.dlq"}
     done = subprocess.run([sys.executable, "-m", "workers.cli", "replay", "--files", "x.jsonl",
@@ -356,7 +356,7 @@ def test_replay_to_a_new_prefix_leaves_live_group_offsets_alone(
 def test_missing_topic_is_one_line(kafka_bootstrap: str,
                                    unique_name: Callable[[str], str]) -> None:
     config = _config(kafka_bootstrap, unique_name)
-    with pytest.raises(ReplayError, match="does not exist"):
+    with pytest.raises(BrokerError, match="does not exist"):
         run_replay(config, ReplayRequest(topic=unique_name("nope"), dry_run=True))
 
 

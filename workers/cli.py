@@ -8,6 +8,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,10 +17,7 @@ from typing import Any, NoReturn
 import orjson
 
 from workers import __version__
-
-
-class UsageError(Exception):
-    """A problem the user can fix; printed as one line."""
+from workers.errors import Interrupted, PersonaStreamError, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -61,7 +59,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from workers.replay import ReplayInterrupted, ReplayRequest, run_replay
+    from workers.replay import ReplayRequest, run_replay
 
     request = ReplayRequest(
         topic=args.topic, files=args.files, start=args.start, stop=args.stop, out=args.out,
@@ -69,11 +67,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         state_in=args.state_in, state_out=args.state_out, personas_from=args.personas_from,
         progress="off" if args.quiet else "bar" if sys.stderr.isatty() else "log",
         metrics_port=args.metrics_port)
-    try:
-        result = run_replay(_config(args), request)
-    except ReplayInterrupted as exc:
-        print(f"persona-stream replay: {exc}", file=sys.stderr)
-        return 130
+    result = run_replay(_config(args), request)
     if result.report is not None:
         sys.stdout.write(result.report)
     s = result.summary
@@ -281,15 +275,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from workers.config import ConfigError
-    from workers.io.sources import SourceError
-
+    """Run one command; every failure a user can cause is one line and its exit code."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except (UsageError, ConfigError, SourceError) as exc:
-        print(f"persona-stream {args.command}: error: {exc}", file=sys.stderr)
-        return 2 if isinstance(exc, UsageError | ConfigError) else 1
+    except PersonaStreamError as exc:
+        print(f"persona-stream {args.command}: {_prefix(exc)}{exc}", file=sys.stderr)
+        return exc.exit_code
+    except BrokenPipeError:
+        # the reader went away (`... | head -1`): stop quietly, as Unix tools do; stdout is
+        # pointed at /dev/null so the interpreter's final flush does not complain either
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as exc:  # a file we were told to write cannot be written
         where = f" {exc.filename}" if exc.filename else ""
         print(f"persona-stream {args.command}: error:{where}: {exc.strerror or exc}",
@@ -297,14 +294,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         print(f"persona-stream {args.command}: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        return 0
+        return Interrupted.exit_code
+
+
+def _prefix(exc: PersonaStreamError) -> str:
+    """``error: `` for a failure; an interruption is not one (it says what was kept)."""
+    return "" if isinstance(exc, Interrupted) else "error: "
 
 
 if __name__ == "__main__":
-    # run the importable module's main, so `python -m workers.cli` and the modules it
-    # imports (which raise workers.cli.UsageError) share one UsageError class
-    from workers.cli import main as module_main
-
-    sys.exit(module_main())
+    sys.exit(main())

@@ -20,12 +20,10 @@ from typing import Any, TypeVar
 
 import yaml
 
+from workers.errors import ConfigError
+
 ENV_PREFIX = "PERSONA_STREAM_"
 DEFAULTS_PATH = Path(__file__).with_name("defaults.yaml")
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing, unknown or of the wrong type."""
 
 
 @dataclass(frozen=True)

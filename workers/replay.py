@@ -29,12 +29,12 @@ from typing import Any, Protocol
 import orjson
 from tqdm import tqdm
 
-from workers.cli import UsageError
 from workers.config import Config
 from workers.core.pipeline import Origin, Output, Pipeline
 from workers.core.touchpoints import format_time, parse_time
+from workers.errors import BrokerError, InputError, Interrupted, UsageError
 from workers.io.sinks import FileSink, stamp_emitted, wall_clock
-from workers.io.sources import SourceError, read_lines
+from workers.io.sources import read_lines
 from workers.service.app import client_security
 from workers.state.saved import load_state, save_state
 
@@ -48,11 +48,7 @@ OUTPUT_TOPICS = {"segment_change": "segment-changes", "identity_merge": "identit
                  "dead_letter": "dlq"}
 
 
-class ReplayError(SourceError):
-    """The broker, the topic or the target cannot be used."""
-
-
-class ReplayInterrupted(Exception):
+class ReplayInterrupted(Interrupted):
     """Ctrl-C: the replay stopped cleanly after ``events`` records."""
 
     def __init__(self, events: int, last_time: str | None) -> None:
@@ -147,7 +143,7 @@ def _uncompressed_size(path: str) -> int | None:
             handle.seek(-4, os.SEEK_END)
             return int.from_bytes(handle.read(4), "little")
     except OSError as exc:
-        raise SourceError(f"cannot read {path}: {exc.strerror}") from None
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
 
 
 @dataclass(frozen=True)
@@ -181,11 +177,11 @@ class TopicSource:
                 client_id="persona-stream-replay", request_timeout_ms=timeout_ms,
                 bootstrap_timeout_ms=timeout_ms, **client_security(config))
         except KafkaError as exc:
-            raise ReplayError(f"cannot reach Kafka at {k.bootstrap_servers}: {exc}") from None
+            raise BrokerError(f"cannot reach Kafka at {k.bootstrap_servers}: {exc}") from None
         try:
             partitions = sorted(self._consumer.partitions_for_topic(topic))
             if not partitions:
-                raise ReplayError(f"topic {topic!r} does not exist")
+                raise BrokerError(f"topic {topic!r} does not exist")
             self._tps = {p: TopicPartition(topic, p) for p in partitions}
             tps = list(self._tps.values())
             begin = self._consumer.beginning_offsets(tps)
@@ -194,8 +190,8 @@ class TopicSource:
             stops = self._resolve(stop, end, end)
         except KafkaError as exc:
             self._consumer.close()
-            raise ReplayError(f"cannot read topic {topic!r}: {exc}") from None
-        except ReplayError:
+            raise BrokerError(f"cannot read topic {topic!r}: {exc}") from None
+        except BrokerError:
             self._consumer.close()
             raise
         self.ranges = []
@@ -258,11 +254,11 @@ class TopicSource:
             try:
                 batches = consumer.poll(timeout_ms=_POLL_MS, max_records=_BATCH)
             except KafkaError as exc:
-                raise ReplayError(f"reading {self.topic!r} failed: {exc}") from None
+                raise BrokerError(f"reading {self.topic!r} failed: {exc}") from None
             if batches:
                 deadline = time.monotonic() + self._stall_seconds
             elif time.monotonic() > deadline:
-                raise ReplayError(f"no records from {self.topic!r} partition {partition} for "
+                raise BrokerError(f"no records from {self.topic!r} partition {partition} for "
                                   f"{self._stall_seconds:g} s; is the broker up?")
             for tp, records in batches.items():
                 p = tp.partition
@@ -338,7 +334,7 @@ class TopicSink:
                 client_id="persona-stream-replay",
                 **client_security(config))
         except KafkaError as exc:
-            raise ReplayError(f"cannot reach Kafka at {k.bootstrap_servers}: {exc}") from None
+            raise BrokerError(f"cannot reach Kafka at {k.bootstrap_servers}: {exc}") from None
 
     def _failed(self, exc: BaseException) -> None:
         if self._error is None:
@@ -361,7 +357,7 @@ class TopicSink:
         finally:
             self._producer.close(timeout=_FLUSH_SECONDS)
         if self._error is not None:
-            raise ReplayError(f"producing to {self.topics['segment_change']} and co. failed: "
+            raise BrokerError(f"producing to {self.topics['segment_change']} and co. failed: "
                               f"{self._error}")
 
 

@@ -20,12 +20,12 @@ from jsonschema import Draft202012Validator
 
 from workers.core.touchpoints import (
     IDENTIFIER_TYPES,
-    InvalidEvent,
     Touchpoint,
     TouchpointParser,
     format_time,
     parse_time,
 )
+from workers.errors import InvalidEvent
 
 SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schemas" / "touchpoint.v1.schema.json"
 SCHEMA = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))

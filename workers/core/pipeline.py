@@ -28,7 +28,8 @@ from workers.core.features import FeatureSpec, ProfileState
 from workers.core.identity import IdentityGraph, IdentityRules, ProfileId
 from workers.core.personas import name_segments, persona_cards
 from workers.core.segments import SegmentModel, Snapshot, assign, explain
-from workers.core.touchpoints import InvalidEvent, Touchpoint, TouchpointParser, format_time
+from workers.core.touchpoints import Touchpoint, TouchpointParser, format_time
+from workers.errors import InvalidEvent
 from workers.state.store import ProfileStore, open_store
 
 KNOWN_IDENTIFIERS = ("user_id", "email", "crm_id", "phone")

@@ -21,6 +21,7 @@ from river import cluster, preprocessing
 
 from workers.config import SegmentationConfig
 from workers.core.features import FeatureSpec
+from workers.errors import ConfigError
 
 # Lloyd iterations over the warm-up sample; k-means converges on a few hundred
 # points long before this
@@ -156,7 +157,8 @@ class SegmentModel:
                 columns.append(i)
                 weights.append(weight)
         if not columns:
-            raise ValueError("segmentation.features selects no feature")
+            raise ConfigError("'segmentation.features' selects no feature: its patterns match"
+                              f" none of {', '.join(spec.names[:4])}, ...")
         self.columns = tuple(columns)
         self.weights = tuple(weights)
         self.keys = [spec.names[c] for c in columns]
@@ -351,4 +353,4 @@ def _make_clusterer(cfg: SegmentationConfig) -> Any:
         return cluster.DBSTREAM(**params)
     if cfg.model == "clustream":
         return cluster.CluStream(n_macro_clusters=cfg.n_clusters, seed=cfg.seed, **params)
-    raise ValueError(f"unknown model {cfg.model}")
+    raise ConfigError(f"'segmentation.model' {cfg.model!r} is not a model persona-stream has")

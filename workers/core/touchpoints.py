@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 
+from workers.errors import InvalidEvent
+
 IDENTIFIER_TYPES = ("user_id", "crm_id", "email", "phone", "device_id", "anonymous_id")
 CHANNELS = frozenset(
     ("web", "mobile_app", "email", "social", "sms", "ads", "store", "call_center", "other")
@@ -28,15 +30,6 @@ _COUNTRY_RE = re.compile(r"[A-Z]{2}")
 _ABSENT: Any = object()
 _STRING_TRAITS = ("gender", "income_band", "country", "region", "city", "industry",
                   "company_size", "job_title")
-
-
-class InvalidEvent(Exception):
-    """Why an input record cannot be processed; becomes a dead letter."""
-
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.code = code
-        self.detail = detail
 
 
 class Touchpoint:

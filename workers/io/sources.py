@@ -7,9 +7,7 @@ import sys
 from collections.abc import Iterator
 from typing import BinaryIO
 
-
-class SourceError(Exception):
-    """The input cannot be read at all (as opposed to a bad record in it)."""
+from workers.errors import InputError
 
 
 def _open(path: str) -> BinaryIO:
@@ -18,7 +16,7 @@ def _open(path: str) -> BinaryIO:
     try:
         handle: BinaryIO = open(path, "rb")  # noqa: SIM115 - closed by read_lines
     except OSError as exc:
-        raise SourceError(f"cannot read {path}: {exc.strerror}") from None
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
     if path.endswith(".gz"):
         return gzip.GzipFile(fileobj=handle)  # type: ignore[return-value]
     return handle
@@ -34,7 +32,7 @@ def read_lines(paths: list[str]) -> Iterator[bytes]:
                 if line.strip():
                     yield line
         except (OSError, EOFError, gzip.BadGzipFile) as exc:
-            raise SourceError(f"cannot read {path}: {exc}") from None
+            raise InputError(f"cannot read {path}: {exc}") from None
         finally:
             if handle is not sys.stdin.buffer:
                 handle.close()

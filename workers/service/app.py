@@ -43,6 +43,7 @@ import orjson
 
 from workers.config import Config
 from workers.core.pipeline import Origin, Output, Pipeline
+from workers.errors import BrokerError
 from workers.service.checkpoints import CheckpointStore, chunk_topic, manifest_topic
 from workers.service.logs import logging_config
 from workers.service.metrics import CONTENT_TYPE_LATEST, Metrics
@@ -72,10 +73,6 @@ _LAG_INTERVAL = 5.0
 # (2,880 small dicts, well under a megabyte)
 _HISTORY_INTERVAL = 30.0
 _HISTORY_SAMPLES = 2880
-
-
-class BrokerUnavailable(Exception):
-    """The broker did not answer within ``kafka.connect_timeout_seconds``."""
 
 
 def _sasl(config: Config) -> dict[str, Any]:
@@ -144,7 +141,7 @@ def provision_topics(config: Config) -> None:
                                  request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms,
                                  **client_security(config))
     except KafkaError as exc:
-        raise BrokerUnavailable(f"cannot reach Kafka at {k.bootstrap_servers}: {exc}") from None
+        raise BrokerError(f"cannot reach Kafka at {k.bootstrap_servers}: {exc}") from None
     try:
         existing = set(admin.list_topics())
         retention = {"retention.ms": str(k.retention_ms)}
@@ -616,7 +613,7 @@ def run_worker(config: Config, initial: Pipeline | None = None) -> int:
 
     try:
         provision_topics(config)
-    except BrokerUnavailable as exc:
+    except BrokerError as exc:
         print(f"persona-stream worker: error: {exc}", file=sys.stderr)
         return 1
     app = build_app(config, initial)

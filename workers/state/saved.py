@@ -24,17 +24,13 @@ import orjson
 from workers import __version__
 from workers.config import Config
 from workers.core.pipeline import Pipeline
-from workers.io.sources import SourceError
+from workers.errors import StateError
 from workers.state.store import open_store
 
 MAGIC = b"persona-stream-state"
 FORMAT = 2  # bump when the header or the pickled layout changes incompatibly
 # where records go and where profiles are kept, not what they are
 _IGNORED_SECTIONS = ("kafka", "metrics", "state")
-
-
-class StateError(SourceError):
-    """A state file that cannot be used: unreadable, foreign, or made under other settings."""
 
 
 def _fingerprint(config: Config) -> dict[str, Any]:
