@@ -439,7 +439,7 @@ def _routed_end(config: Any, consumer: Any, admin: Any) -> int | None:
     (it then holds them all, with any a rebalance forwarded twice); None before that."""
     from kafka import TopicPartition
 
-    from workers.service.app import sequenced_topic
+    from workers.io.kafka import sequenced_topic
 
     k = config.kafka
     ends = consumer.end_offsets([TopicPartition(k.input_topic, p)

@@ -16,7 +16,8 @@ import pytest
 
 from workers import cli
 from workers.config import Config, load
-from workers.core.pipeline import Origin, Pipeline
+from workers.core.pipeline import Pipeline
+from workers.core.records import Origin
 from workers.core.touchpoints import parse_time
 from workers.errors import BrokerError, StateError, UsageError
 from workers.io.drive import run_files

@@ -24,18 +24,25 @@ from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import orjson
 from tqdm import tqdm
 
 from workers.config import Config
-from workers.core.pipeline import Origin, Output, Pipeline
+from workers.core.pipeline import Pipeline
+from workers.core.records import DeadLetter, Origin, Output, PersonaCard, SegmentChange
 from workers.core.touchpoints import format_time, parse_time
 from workers.errors import BrokerError, InputError, Interrupted, UsageError
+from workers.io.kafka import (
+    client_security,
+    live_topics,
+    output_topic_specs,
+    prefixed_output_topics,
+    provision,
+)
 from workers.io.sinks import FileSink, stamp_emitted, wall_clock
 from workers.io.sources import read_lines
-from workers.service.app import client_security
 from workers.state.saved import load_state, save_state
 
 _BATCH = 5000  # records per poll and outputs per sink write: amortises every round trip
@@ -44,8 +51,6 @@ _POLL_MS = 500  # one poll waits at most this long, so a stalled read is noticed
 _FLUSH_SECONDS = 120.0  # a healthy broker acknowledges the last batches in well under 1 s
 _LOG_SECONDS = 5.0  # progress line interval when stderr is not a terminal (CI logs)
 _OCCURRED_AT = re.compile(rb'"occurred_at"\s*:\s*"([^"\\]{1,64})"')
-OUTPUT_TOPICS = {"segment_change": "segment-changes", "identity_merge": "identity-merges",
-                 "dead_letter": "dlq"}
 
 
 class ReplayInterrupted(Interrupted):
@@ -285,16 +290,6 @@ class Sink(Protocol):
     def close(self, pipeline: Pipeline, summary: dict[str, Any]) -> None: ...
 
 
-def output_topics(prefix: str) -> dict[str, str]:
-    return {kind: f"{prefix}.{suffix}" for kind, suffix in OUTPUT_TOPICS.items()}
-
-
-def live_topics(config: Config) -> set[str]:
-    k = config.kafka
-    return {k.input_topic, k.dlq_topic, k.segment_changes_topic, k.identity_merges_topic,
-            k.personas_topic}
-
-
 class TopicSink:
     """Produces to ``PREFIX.segment-changes``, ``.identity-merges`` and ``.dlq``.
 
@@ -304,29 +299,16 @@ class TopicSink:
 
     def __init__(self, config: Config, prefix: str,
                  clock: Callable[[], str] = wall_clock) -> None:
-        from kafka import KafkaAdminClient, KafkaProducer
-        from kafka.admin import NewTopic
-        from kafka.errors import KafkaError, TopicAlreadyExistsError
+        from kafka import KafkaProducer
+        from kafka.errors import KafkaError
 
         k = config.kafka
-        self.topics = output_topics(prefix)
+        self.topics = prefixed_output_topics(prefix)
         self.clock = clock
         self._error: BaseException | None = None
         timeout_ms = int(k.connect_timeout_seconds * 1000)
+        provision(config, output_topic_specs(config, sorted(self.topics.values())))
         try:
-            admin = KafkaAdminClient(bootstrap_servers=k.bootstrap_servers,
-                                     request_timeout_ms=timeout_ms,
-                                     bootstrap_timeout_ms=timeout_ms, **client_security(config))
-            try:
-                missing = sorted(set(self.topics.values()) - set(admin.list_topics()))
-                if missing:
-                    with contextlib.suppress(TopicAlreadyExistsError):
-                        admin.create_topics([
-                            NewTopic(t, k.partitions, k.replication_factor,
-                                     topic_configs={"retention.ms": str(k.retention_ms)})
-                            for t in missing])
-            finally:
-                admin.close()
             self._producer = KafkaProducer(
                 bootstrap_servers=k.bootstrap_servers, acks="all",
                 linger_ms=20,  # fill batches instead of one request per record
@@ -368,25 +350,24 @@ class DryRun:
     changes: Counter[tuple[int | None, str]] = field(default_factory=Counter)
     merges: int = 0
     dead: Counter[str] = field(default_factory=Counter)
-    personas: list[dict[str, Any]] = field(default_factory=list)
+    personas: list[PersonaCard] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
 
     def write(self, outputs: list[Output]) -> None:
         for out in outputs:
             if out.kind == "segment_change":
-                segment = out.record["segment"]
-                self.changes[(None if segment is None else segment["id"],
-                              out.record["reason"])] += 1
+                change = cast(SegmentChange, out.record)
+                self.changes[(change["segment"]["id"], change["reason"])] += 1
             elif out.kind == "identity_merge":
                 self.merges += 1
             else:
-                self.dead[out.record["error"]] += 1
+                self.dead[cast(DeadLetter, out.record)["error"]] += 1
 
     def close(self, pipeline: Pipeline, summary: dict[str, Any]) -> None:
         self.personas = pipeline.personas()
         self.summary = summary
 
-    def report(self, current: list[dict[str, Any]] | None, current_from: str | None) -> str:
+    def report(self, current: list[PersonaCard] | None, current_from: str | None) -> str:
         s = self.summary
         lines = [f"dry run: {s['events_replayed']:,} events replayed in {s['seconds']} s;"
                  " nothing was emitted", ""]
@@ -585,7 +566,7 @@ def run_replay(config: Config, request: ReplayRequest,
             and stop.time is not None and start.time >= stop.time):
         raise UsageError(f"--from {r.start} is not before --to {r.stop}")
     if r.to_topic is not None:
-        clash = sorted(set(output_topics(r.to_topic).values()) & live_topics(config))
+        clash = sorted(set(prefixed_output_topics(r.to_topic).values()) & live_topics(config))
         if clash and not r.allow_live_topics:
             raise UsageError(f"--to-topic {r.to_topic} would write to the live topic {clash[0]};"
                              " add --allow-live-topics if that is really meant")
@@ -617,10 +598,10 @@ def run_replay(config: Config, request: ReplayRequest,
     return ReplayResult(summary, report)
 
 
-def _read_personas(folder: str) -> list[dict[str, Any]]:
+def _read_personas(folder: str) -> list[PersonaCard]:
     path = Path(folder) / "personas.json"
     try:
-        cards: list[dict[str, Any]] = orjson.loads(path.read_bytes())
+        cards: list[PersonaCard] = orjson.loads(path.read_bytes())
     except OSError as exc:
         raise UsageError(f"cannot read {path}: {exc.strerror}") from None
     except orjson.JSONDecodeError:

@@ -19,7 +19,8 @@ import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 
 from workers.config import load
-from workers.core.pipeline import Output, Pipeline
+from workers.core.pipeline import Pipeline
+from workers.core.records import Output
 from workers.simulation.generator import simulate
 from workers.testing import output_under_other_hashseed
 
@@ -302,7 +303,7 @@ def test_counters_add_up() -> None:
 def test_records_redelivered_from_an_input_partition_are_dropped_exactly() -> None:
     """A router that re-forwards its uncommitted records after a rebalance must not
     double-count them, however old their event time (the de-dup window cannot see that)."""
-    from workers.core.pipeline import Origin
+    from workers.core.records import Origin
 
     lines = stream()[0][:3000]
     once = Pipeline(load())

@@ -15,7 +15,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from workers.config import load
-from workers.core.pipeline import Output, Pipeline
+from workers.core.pipeline import Pipeline
+from workers.core.records import Output
 from workers.service.logs import JsonFormatter, logging_config
 from workers.service.metrics import Metrics
 from workers.simulation.generator import simulate

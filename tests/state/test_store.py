@@ -15,7 +15,8 @@ import pytest
 
 from workers.config import Config, StateConfig, load
 from workers.core.features import ProfileState
-from workers.core.pipeline import Output, Pipeline
+from workers.core.pipeline import Pipeline
+from workers.core.records import Output
 from workers.simulation.generator import simulate
 from workers.state.saved import dump_state, restore_state
 from workers.state.store import MemoryStore, RocksDBStore, decode, encode, open_store

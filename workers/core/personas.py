@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from workers.core.features import FeatureSpec, ProfileState
+from workers.core.records import Distinguishing, PersonaCard
 from workers.core.segments import Snapshot
 
 _NAME_PARTS = 2  # features in a name; more are added only to tell two segments apart
@@ -53,7 +53,7 @@ def _join(parts: list[str]) -> str:
 
 
 def persona_cards(snapshot: Snapshot, names: dict[int, str], spec: FeatureSpec,
-                  profiles: Iterable[ProfileState]) -> list[dict[str, Any]]:
+                  profiles: Iterable[ProfileState]) -> list[PersonaCard]:
     """One card per segment of ``snapshot``, KPIs over the profiles it holds now."""
     totals: dict[int, list[float]] = {s.id: [0, 0, 0.0, 0, 0] for s in snapshot.segments}
     for state in profiles:
@@ -65,12 +65,12 @@ def persona_cards(snapshot: Snapshot, names: dict[int, str], spec: FeatureSpec,
         kpi[2] += state.revenue
         kpi[3] += state.engaged > 0
         kpi[4] += (state.last_seen - state.first_seen) >= _RETURN_SECONDS
-    cards = []
+    cards: list[PersonaCard] = []
     for seg in snapshot.segments:
         size, converted, revenue, engaged, returned = totals[seg.id]
         raw = snapshot.raw(seg.centroid)
         feature = [spec.names[c] for c in snapshot.columns]
-        distinguishing = [
+        distinguishing: list[Distinguishing] = [
             {"feature": feature[i], "value": round(raw[i], 6),
              "population_value": round(snapshot.mean[i], 6),
              "deviation": round(dev, 3)}

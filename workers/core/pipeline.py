@@ -27,29 +27,20 @@ from workers.core.dedup import Deduplicator
 from workers.core.features import FeatureSpec, ProfileState
 from workers.core.identity import IdentityGraph, IdentityRules, ProfileId
 from workers.core.personas import name_segments, persona_cards
+from workers.core.records import (
+    ChangeReason,
+    DeadLetter,
+    Origin,
+    Output,
+    PersonaCard,
+    ProfileSnapshot,
+)
 from workers.core.segments import SegmentModel, Snapshot, assign, explain
 from workers.core.touchpoints import Touchpoint, TouchpointParser, format_time
 from workers.errors import InvalidEvent
 from workers.state.store import ProfileStore, open_store
 
 KNOWN_IDENTIFIERS = ("user_id", "email", "crm_id", "phone")
-
-
-class Output(NamedTuple):
-    """One record for a sink: ``kind`` names the topic/file, ``key`` the Kafka key."""
-
-    kind: str  # "segment_change" | "identity_merge" | "dead_letter"
-    key: str | None
-    record: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Origin:
-    """Where a raw record came from, for its dead letter."""
-
-    topic: str
-    partition: int
-    offset: int
 
 
 @dataclass
@@ -161,13 +152,15 @@ class Pipeline:
     def _dead_letter(self, raw: bytes, code: str, detail: str, origin: Origin | None) -> None:
         self.stats.events_invalid += 1
         self.stats.invalid_by_error[code] = self.stats.invalid_by_error.get(code, 0) + 1
-        record: dict[str, Any] = {"schema": "dead_letter/v1", "error": code, "detail": detail}
+        record: DeadLetter = {"schema": "dead_letter/v1", "error": code, "detail": detail}
         try:
             record["raw"] = raw.decode("utf-8")
         except UnicodeDecodeError:
             record["raw_base64"] = base64.b64encode(raw).decode("ascii")
         if origin is not None:
-            record.update(topic=origin.topic, partition=origin.partition, offset=origin.offset)
+            record["topic"] = origin.topic
+            record["partition"] = origin.partition
+            record["offset"] = origin.offset
         self._out.append(Output("dead_letter", None, record))
 
     # ---- per event, in event-time order -------------------------------------
@@ -290,7 +283,7 @@ class Pipeline:
                 profiles[pid] = state  # a store that is not a dict writes it back
 
     def _assess(self, pid: ProfileId, state: ProfileState, vector: list[float],
-                snapshot: Snapshot, reason: str, trigger: str | None, ts: float,
+                snapshot: Snapshot, reason: ChangeReason, trigger: str | None, ts: float,
                 announce: bool) -> None:
         z = snapshot.transform(vector)
         previous = state.segment
@@ -345,13 +338,13 @@ class Pipeline:
         """Valid events waiting in the event-time buffer: their outcome is not final yet."""
         return len(self._buffer)
 
-    def personas(self) -> list[dict[str, Any]]:
+    def personas(self) -> list[PersonaCard]:
         snapshot = self.model.snapshot
         if snapshot is None:
             return []
         return persona_cards(snapshot, self.names, self.spec, self.profiles.values())
 
-    def profile_snapshot(self, pid: ProfileId) -> dict[str, Any]:
+    def profile_snapshot(self, pid: ProfileId) -> ProfileSnapshot:
         state = self.profiles[pid]
         seg = state.segment
         return {

@@ -21,6 +21,7 @@ from river import cluster, preprocessing
 
 from workers.config import SegmentationConfig
 from workers.core.features import FeatureSpec
+from workers.core.records import Explanation
 from workers.errors import ConfigError
 
 # Lloyd iterations over the warm-up sample; k-means converges on a few hundred
@@ -116,7 +117,7 @@ def assign(snapshot: Snapshot, z: list[float], current: int | None,
 
 
 def explain(snapshot: Snapshot, z: list[float], segment_id: int,
-            vector: list[float], names: list[str], size: int) -> list[dict[str, Any]]:
+            vector: list[float], names: list[str], size: int) -> list[Explanation]:
     """The features that most put this profile nearer its segment than the average person.
 
     Each feature's share of ``d(z, population)^2 - d(z, segment)^2``, which is
@@ -133,7 +134,7 @@ def explain(snapshot: Snapshot, z: list[float], segment_id: int,
         if contribution > 0:
             parts.append((-contribution, i))
     parts.sort()
-    out = []
+    out: list[Explanation] = []
     for _, i in parts[:size]:
         column = snapshot.columns[i]
         # "+ 0.0" turns a rounded -0.0 into 0.0 in the JSON

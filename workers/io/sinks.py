@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import orjson
 
-from workers.core.pipeline import Output, Pipeline
+from workers.core.pipeline import Pipeline
+from workers.core.records import IdentityMerge, Output, SegmentChange
 
 FILES = {
     "segment_change": "segment_changes.jsonl",
@@ -29,7 +30,7 @@ def stamp_emitted(outputs: Iterable[Output], clock: Callable[[], str]) -> None:
         if out.kind != "dead_letter":
             if stamp is None:
                 stamp = clock()
-            out.record["emitted_at"] = stamp
+            cast(SegmentChange | IdentityMerge, out.record)["emitted_at"] = stamp
 
 
 class FileSink:

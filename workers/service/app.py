@@ -32,9 +32,7 @@ explicitly after their outputs are acknowledged.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,9 +40,17 @@ from typing import Any
 import orjson
 
 from workers.config import Config
-from workers.core.pipeline import Origin, Output, Pipeline
-from workers.errors import BrokerError
-from workers.service.checkpoints import CheckpointStore, chunk_topic, manifest_topic
+from workers.core.pipeline import Pipeline
+from workers.core.records import Origin, Output
+from workers.io.kafka import (
+    aiokafka_security,
+    faust_credentials,
+    live_output_topics,
+    provision,
+    sequenced_topic,
+    worker_topics,
+)
+from workers.service.checkpoints import CheckpointStore
 from workers.service.logs import logging_config
 from workers.service.metrics import CONTENT_TYPE_LATEST, Metrics
 from workers.service.persona_page import SizeHistory, render_page
@@ -75,96 +81,9 @@ _HISTORY_INTERVAL = 30.0
 _HISTORY_SAMPLES = 2880
 
 
-def _sasl(config: Config) -> dict[str, Any]:
-    """Protocol and SASL settings: the same names in kafka-python and aiokafka."""
-    k = config.kafka
-    opts: dict[str, Any] = {"security_protocol": k.security_protocol}
-    if k.sasl_mechanism:
-        opts.update(sasl_mechanism=k.sasl_mechanism, sasl_plain_username=k.sasl_username,
-                    sasl_plain_password=k.sasl_password)
-    return opts
-
-
-def client_security(config: Config) -> dict[str, Any]:
-    """kafka-python settings for the configured security protocol."""
-    k = config.kafka
-    opts = _sasl(config)
-    if k.ssl_cafile:
-        opts["ssl_cafile"] = k.ssl_cafile
-    if k.ssl_certfile:
-        opts["ssl_certfile"] = k.ssl_certfile
-    if k.ssl_keyfile:
-        opts["ssl_keyfile"] = k.ssl_keyfile
-    return opts
-
-
-def aiokafka_security(config: Config) -> dict[str, Any]:
-    """aiokafka settings for the configured security protocol (SSL as a context)."""
-    k = config.kafka
-    opts = _sasl(config)
-    if k.security_protocol in ("SSL", "SASL_SSL"):
-        from aiokafka.helpers import create_ssl_context
-
-        opts["ssl_context"] = create_ssl_context(cafile=k.ssl_cafile, certfile=k.ssl_certfile,
-                                                 keyfile=k.ssl_keyfile)
-    return opts
-
-
-def _faust_credentials(config: Config, security: dict[str, Any]) -> Any:
-    """The same security for faust's own clients (it connects even with no agents)."""
-    import faust
-
-    k = config.kafka
-    if k.sasl_mechanism:
-        return faust.SASLCredentials(username=k.sasl_username, password=k.sasl_password,
-                                     ssl_context=security.get("ssl_context"),
-                                     mechanism=k.sasl_mechanism)
-    if "ssl_context" in security:
-        return faust.SSLCredentials(security["ssl_context"])
-    return None
-
-
-def sequenced_topic(config: Config) -> str:
-    return f"{config.kafka.application_id}-sequenced"
-
-
 def provision_topics(config: Config) -> None:
     """Create the contract's topics and the internal ones if missing."""
-    from kafka import KafkaAdminClient
-    from kafka.admin import NewTopic
-    from kafka.errors import KafkaError, TopicAlreadyExistsError
-
-    k = config.kafka
-    timeout_ms = int(k.connect_timeout_seconds * 1000)
-    try:
-        admin = KafkaAdminClient(bootstrap_servers=k.bootstrap_servers,
-                                 request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms,
-                                 **client_security(config))
-    except KafkaError as exc:
-        raise BrokerError(f"cannot reach Kafka at {k.bootstrap_servers}: {exc}") from None
-    try:
-        existing = set(admin.list_topics())
-        retention = {"retention.ms": str(k.retention_ms)}
-        rf = k.replication_factor
-        wanted = [
-            NewTopic(k.input_topic, k.partitions, rf, topic_configs=retention),
-            NewTopic(k.dlq_topic, k.partitions, rf, topic_configs=retention),
-            NewTopic(k.segment_changes_topic, k.partitions, rf, topic_configs=retention),
-            NewTopic(k.identity_merges_topic, k.partitions, rf, topic_configs=retention),
-            NewTopic(k.personas_topic, 1, rf, topic_configs={"cleanup.policy": "compact"}),
-            # one partition: one order for the whole stream (see the module docstring);
-            # kept as long as the input, so a checkpoint can always be replayed from
-            NewTopic(sequenced_topic(config), 1, rf, topic_configs=retention),
-            NewTopic(chunk_topic(config), 1, rf, topic_configs=retention),
-            NewTopic(manifest_topic(config), 1, rf,
-                     topic_configs={"cleanup.policy": "compact"}),
-        ]
-        missing = [t for t in wanted if t.name not in existing]
-        if missing:
-            with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first
-                admin.create_topics(missing)
-    finally:
-        admin.close()
+    provision(config, worker_topics(config))
 
 
 @dataclass(frozen=True)
@@ -229,7 +148,7 @@ def build_app(config: Config, initial: Pipeline | None = None) -> Any:
     k = config.kafka
     security = aiokafka_security(config)
     app = faust.App(k.application_id, broker=f"kafka://{k.bootstrap_servers}",
-                    broker_credentials=_faust_credentials(config, security),
+                    broker_credentials=faust_credentials(config, security),
                     store="memory://", web_port=config.metrics.port,
                     web_bind=config.metrics.host)
     sequenced = sequenced_topic(config)
@@ -241,8 +160,7 @@ def build_app(config: Config, initial: Pipeline | None = None) -> Any:
     app.size_history = history  # type: ignore[attr-defined]
     log = logging.getLogger("persona_stream.worker")
     clients: dict[str, Any] = {}
-    topics = {"segment_change": k.segment_changes_topic,
-              "identity_merge": k.identity_merges_topic, "dead_letter": k.dlq_topic}
+    topics = live_output_topics(config)
 
     def instance(role: str) -> str | None:
         return f"{k.instance_id}-{role}" if k.instance_id else None
@@ -611,11 +529,7 @@ def run_worker(config: Config, initial: Pipeline | None = None) -> int:
     """Blocks until SIGTERM/SIGINT; faust shuts down gracefully on either."""
     import faust
 
-    try:
-        provision_topics(config)
-    except BrokerError as exc:
-        print(f"persona-stream worker: error: {exc}", file=sys.stderr)
-        return 1
+    provision_topics(config)  # an unreachable broker: BrokerError, one line from the CLI
     app = build_app(config, initial)
     worker = faust.Worker(app, loglevel=config.metrics.log_level.lower(),
                           logging_config=logging_config(config.metrics.log_level))

@@ -23,19 +23,12 @@ from typing import Any
 import orjson
 
 from workers.config import Config
+from workers.io.kafka import chunk_topic, manifest_topic
 
 CHUNK_BYTES = 900_000  # under the broker's default 1 MiB message limit, with headroom
 _MANIFEST_KEY = b"latest"
 # reading a topic to its end: stop waiting for records after this long without any
 _READ_IDLE_MS = 1000
-
-
-def chunk_topic(config: Config) -> str:
-    return f"{config.kafka.application_id}-checkpoint-chunks"
-
-
-def manifest_topic(config: Config) -> str:
-    return f"{config.kafka.application_id}-checkpoints"
 
 
 @dataclass(frozen=True)

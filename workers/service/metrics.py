@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
-from workers.core.pipeline import Output, Pipeline
+from workers.core.pipeline import Pipeline
+from workers.core.records import IdentityMerge, Output, SegmentChange
 from workers.core.touchpoints import parse_time
 
 __all__ = ["CONTENT_TYPE_LATEST", "Message", "Metrics"]
@@ -166,8 +167,10 @@ class Metrics:
     def _observe_emitted(self, outputs: Iterable[Output]) -> None:
         stamps: dict[str, float] = {}  # one emit shares one stamp: parse it once
         for out in outputs:
-            record = out.record
-            if out.kind == "dead_letter" or record.get("trigger_event_id") is None:
+            if out.kind == "dead_letter":
+                continue
+            record = cast(SegmentChange | IdentityMerge, out.record)
+            if record.get("trigger_event_id") is None:
                 continue  # model updates have no triggering touchpoint to measure from
             emitted = record["emitted_at"]
             if emitted not in stamps:

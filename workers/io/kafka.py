@@ -1,0 +1,169 @@
+"""Kafka in one place: client security settings, topic names, and topic provisioning.
+
+The worker and ``replay --to-topic`` both create their topics here, with the
+configured partitions, replication and retention; kafka-python (admin,
+replay) and aiokafka (the worker, faust) get the same security settings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from workers.config import Config
+from workers.core.records import OUTPUT_KINDS, OutputKind
+from workers.errors import BrokerError
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """A topic to create when it is missing."""
+
+    name: str
+    partitions: int
+    settings: dict[str, str] = field(default_factory=dict)
+
+
+def _sasl(config: Config) -> dict[str, Any]:
+    """Protocol and SASL settings: the same names in kafka-python and aiokafka."""
+    k = config.kafka
+    opts: dict[str, Any] = {"security_protocol": k.security_protocol}
+    if k.sasl_mechanism:
+        opts.update(sasl_mechanism=k.sasl_mechanism, sasl_plain_username=k.sasl_username,
+                    sasl_plain_password=k.sasl_password)
+    return opts
+
+
+def client_security(config: Config) -> dict[str, Any]:
+    """kafka-python settings for the configured security protocol."""
+    k = config.kafka
+    opts = _sasl(config)
+    if k.ssl_cafile:
+        opts["ssl_cafile"] = k.ssl_cafile
+    if k.ssl_certfile:
+        opts["ssl_certfile"] = k.ssl_certfile
+    if k.ssl_keyfile:
+        opts["ssl_keyfile"] = k.ssl_keyfile
+    return opts
+
+
+def aiokafka_security(config: Config) -> dict[str, Any]:
+    """aiokafka settings for the configured security protocol (SSL as a context)."""
+    k = config.kafka
+    opts = _sasl(config)
+    if k.security_protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        opts["ssl_context"] = create_ssl_context(cafile=k.ssl_cafile, certfile=k.ssl_certfile,
+                                                 keyfile=k.ssl_keyfile)
+    return opts
+
+
+def faust_credentials(config: Config, security: dict[str, Any]) -> Any:
+    """The same security for faust's own clients (it connects even with no agents)."""
+    import faust
+
+    k = config.kafka
+    if k.sasl_mechanism:
+        return faust.SASLCredentials(username=k.sasl_username, password=k.sasl_password,
+                                     ssl_context=security.get("ssl_context"),
+                                     mechanism=k.sasl_mechanism)
+    if "ssl_context" in security:
+        return faust.SSLCredentials(security["ssl_context"])
+    return None
+
+
+# ---- topic names ---------------------------------------------------------------------
+
+
+def live_output_topics(config: Config) -> dict[OutputKind, str]:
+    """Where the worker sends each kind of output record."""
+    k = config.kafka
+    return {"segment_change": k.segment_changes_topic,
+            "identity_merge": k.identity_merges_topic, "dead_letter": k.dlq_topic}
+
+
+def prefixed_output_topics(prefix: str) -> dict[OutputKind, str]:
+    """``replay --to-topic PREFIX``: ``PREFIX.segment-changes`` and so on."""
+    return {kind: f"{prefix}.{where.topic_suffix}" for kind, where in OUTPUT_KINDS.items()}
+
+
+def live_topics(config: Config) -> set[str]:
+    """The topics live workers read or write: a replay must not write to them by accident."""
+    k = config.kafka
+    return {k.input_topic, k.personas_topic, *live_output_topics(config).values()}
+
+
+def sequenced_topic(config: Config) -> str:
+    return f"{config.kafka.application_id}-sequenced"
+
+
+def chunk_topic(config: Config) -> str:
+    return f"{config.kafka.application_id}-checkpoint-chunks"
+
+
+def manifest_topic(config: Config) -> str:
+    return f"{config.kafka.application_id}-checkpoints"
+
+
+def worker_topics(config: Config) -> list[TopicSpec]:
+    """The contract's topics and the worker's internal ones."""
+    k = config.kafka
+    retention = {"retention.ms": str(k.retention_ms)}
+    compact = {"cleanup.policy": "compact"}
+    return [
+        TopicSpec(k.input_topic, k.partitions, retention),
+        *(TopicSpec(name, k.partitions, retention)
+          for name in live_output_topics(config).values()),
+        TopicSpec(k.personas_topic, 1, compact),
+        # one partition: one order for the whole stream (see workers.service.app); kept
+        # as long as the input, so a checkpoint can always be replayed from
+        TopicSpec(sequenced_topic(config), 1, retention),
+        TopicSpec(chunk_topic(config), 1, retention),
+        TopicSpec(manifest_topic(config), 1, compact),
+    ]
+
+
+def output_topic_specs(config: Config, names: Iterable[str]) -> list[TopicSpec]:
+    """Output topics with the configured partitions and retention."""
+    k = config.kafka
+    return [TopicSpec(name, k.partitions, {"retention.ms": str(k.retention_ms)})
+            for name in names]
+
+
+def admin_client(config: Config) -> Any:
+    """A kafka-python admin client, or a one-line :class:`BrokerError`."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    k = config.kafka
+    timeout_ms = int(k.connect_timeout_seconds * 1000)
+    try:
+        return KafkaAdminClient(bootstrap_servers=k.bootstrap_servers,
+                                request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms,
+                                **client_security(config))
+    except KafkaError as exc:
+        raise BrokerError(f"cannot reach Kafka at {k.bootstrap_servers}: {exc}") from None
+
+
+def provision(config: Config, topics: Iterable[TopicSpec]) -> None:
+    """Create the missing ones among ``topics``; an existing topic is left as it is."""
+    from kafka.admin import NewTopic
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    admin = admin_client(config)
+    try:
+        existing = set(admin.list_topics())
+        missing = [NewTopic(t.name, t.partitions, config.kafka.replication_factor,
+                            topic_configs=t.settings)
+                   for t in topics if t.name not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker was first
+                admin.create_topics(missing)
+    except KafkaError as exc:
+        raise BrokerError(f"cannot create topics on {config.kafka.bootstrap_servers}: "
+                          f"{exc}") from None
+    finally:
+        admin.close()
