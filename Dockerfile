@@ -2,7 +2,7 @@
 #   docker build -t persona-stream .
 #   docker run --rm persona-stream --help
 # Configuration: mount a YAML file over /etc/persona-stream/config.yaml, or set
-# PERSONA_STREAM_<SECTION>__<KEY> environment variables (CONTRACTS.md section 5).
+# PERSONA_STREAM_<SECTION>__<KEY> environment variables (docs/contracts.md section 5).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -1,4 +1,4 @@
-"""The JSON Schemas in schemas/ are valid and say what CONTRACTS.md says.
+"""The JSON Schemas in schemas/ are valid and say what docs/contracts.md says.
 
 Every schema is checked against draft 2020-12, then against examples that must
 pass and examples that must fail. Each failing example breaks exactly one rule
@@ -32,7 +32,7 @@ SCHEMA_FILES = {
     "run_summary": "run_summary.v1.schema.json",
 }
 
-# Required fields, copied from CONTRACTS.md (sections 1 and 2), independently of
+# Required fields, copied from docs/contracts.md (sections 1 and 2), independently of
 # the schemas: a schema that drops or adds a required field fails here.
 CONTRACT_REQUIRED = {
     "touchpoint": {"event_id", "occurred_at", "type", "identity"},
@@ -564,6 +564,14 @@ def test_required_fields_match_contract(name: str) -> None:
 def test_required_fields_are_described(name: str) -> None:
     props = load(name)["properties"]
     assert CONTRACT_REQUIRED[name] <= set(props)
+
+
+@pytest.mark.parametrize("name", sorted(SCHEMA_FILES))
+def test_contracts_page_names_every_required_field(name: str) -> None:
+    """The users' page and the schemas cannot drift apart: each required field is on it."""
+    page = (SCHEMAS_DIR.parent / "docs" / "contracts.md").read_text()
+    assert {f for f in CONTRACT_REQUIRED[name] if f"`{f}`" not in page} == set()
+    assert SCHEMA_FILES[name] in (SCHEMAS_DIR / "README.md").read_text()
 
 
 @pytest.mark.parametrize("name", sorted(SCHEMA_CONST))

@@ -1,4 +1,4 @@
-"""``persona-stream``: the one console script (CONTRACTS.md section 3).
+"""``persona-stream``: the one console script (docs/contracts.md section 4).
 
 Every failure a user can cause (bad flag, unreadable input, bad config,
 unreachable broker) ends in one line on stderr and a non-zero exit, never a

@@ -1,4 +1,4 @@
-"""Touchpoint intake (CONTRACTS.md section 1): error codes, timestamps, and the
+"""Touchpoint intake (docs/contracts.md section 1): error codes, timestamps, and the
 hand-written validator proven equal to ``schemas/touchpoint.v1.schema.json``.
 
 Fast: pure functions, no broker.

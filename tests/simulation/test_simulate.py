@@ -64,7 +64,7 @@ _CACHE: dict[bytes, dict[str, Any] | None] = {}
 
 
 def classify(line: bytes) -> dict[str, Any] | None:
-    """The event if the line is a valid touchpoint (CONTRACTS section 1), else None."""
+    """The event if the line is a valid touchpoint (docs/contracts.md section 1), else None."""
     if line not in _CACHE:
         _CACHE[line] = _classify(line)
     return _CACHE[line]

@@ -71,7 +71,7 @@ def format_time(ts: float) -> str:
 
 
 class TouchpointParser:
-    """Validates raw records against touchpoint v1 (CONTRACTS.md section 1)."""
+    """Validates raw records against touchpoint v1 (docs/contracts.md section 1)."""
 
     def __init__(self, max_event_bytes: int = 65536) -> None:
         self.max_event_bytes = max_event_bytes

@@ -1,4 +1,4 @@
-"""Where output records go when there is no Kafka: the files of CONTRACTS.md section 3."""
+"""Where output records go when there is no Kafka: the files of docs/contracts.md section 2."""
 
 from __future__ import annotations
 

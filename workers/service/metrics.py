@@ -21,13 +21,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from workers.core.pipeline import Pipeline
-from workers.core.records import IdentityMerge, Output, SegmentChange
+from workers.core.records import CHANGE_REASONS, IdentityMerge, Output, SegmentChange
 from workers.core.touchpoints import parse_time
 
 __all__ = ["CONTENT_TYPE_LATEST", "Message", "Metrics"]
 
 OUTCOMES = ("valid", "invalid", "duplicate")
-CHANGE_REASONS = ("assignment", "merge", "model_update", "forget")
 
 # Per-event processing time, a 1-2.5-5 series around the 10-100 µs a touchpoint
 # costs: 5 µs catches batches of duplicates and dead letters (cheap), 10 ms a
