@@ -139,6 +139,18 @@ def test_bad_enum_names_its_path(tmp_path: Path) -> None:
         load(env={"PERSONA_STREAM_KAFKA__SECURITY_PROTOCOL": "TLS"})
     with pytest.raises(ConfigError, match=r"state\.store"):
         load(env={"PERSONA_STREAM_STATE__STORE": "redis"})
+    with pytest.raises(ConfigError, match=r"metrics\.log_level' must be one of DEBUG, INFO, "
+                       r"WARNING, ERROR, CRITICAL, got 'LOUD'"):
+        load(env={"PERSONA_STREAM_METRICS__LOG_LEVEL": "LOUD"})
+    with pytest.raises(ConfigError, match=r"kafka\.sasl_mechanism"):
+        load(env={"PERSONA_STREAM_KAFKA__SASL_MECHANISM": "GSSAPI"})
+
+
+def test_enum_values_keep_their_literal_type() -> None:
+    config = load(env={"PERSONA_STREAM_KAFKA__SASL_MECHANISM": "SCRAM-SHA-512",
+                       "PERSONA_STREAM_STATE__STORE": "rocksdb"})
+    assert (config.kafka.sasl_mechanism, config.state.store) == ("SCRAM-SHA-512", "rocksdb")
+    assert load(env={"PERSONA_STREAM_KAFKA__SASL_MECHANISM": ""}).kafka.sasl_mechanism is None
 
 
 def test_bad_regex_in_blocklist_names_its_path(tmp_path: Path) -> None:

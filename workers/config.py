@@ -16,7 +16,7 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 
@@ -24,6 +24,13 @@ from workers.errors import ConfigError
 
 ENV_PREFIX = "PERSONA_STREAM_"
 DEFAULTS_PATH = Path(__file__).with_name("defaults.yaml")
+
+
+SecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+ModelName = Literal["kmeans", "streamkmeans", "dbstream", "clustream"]
+StoreName = Literal["memory", "rocksdb"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 
 
 @dataclass(frozen=True)
@@ -38,8 +45,8 @@ class KafkaConfig:
     partitions: int
     replication_factor: int
     retention_ms: int
-    security_protocol: str
-    sasl_mechanism: str | None
+    security_protocol: SecurityProtocol
+    sasl_mechanism: SaslMechanism | None
     sasl_username: str | None
     sasl_password: str | None
     ssl_cafile: str | None
@@ -97,7 +104,7 @@ class FeaturesConfig:
 
 @dataclass(frozen=True)
 class SegmentationConfig:
-    model: str
+    model: ModelName
     n_clusters: int
     seed: int
     halflife: float
@@ -125,7 +132,7 @@ class OutputConfig:
 class StateConfig:
     # where profile states live: "memory" (fastest) or "rocksdb" (a local
     # rocksdict store: resident memory holds identities and the model, not profiles)
-    store: str = "memory"
+    store: StoreName = "memory"
     # rocksdb: the directory its (throw-away) store is created in; None = system temp
     directory: str | None = None
     # workers that are not the owner keep the newest checkpoint restored, so a
@@ -137,7 +144,7 @@ class StateConfig:
 class MetricsConfig:
     host: str
     port: int
-    log_level: str
+    log_level: LogLevel
 
 
 @dataclass(frozen=True)
@@ -244,6 +251,12 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
         else:
             value = str(value)
     origin = typing.get_origin(hint)
+    if origin is Literal:
+        choices = typing.get_args(hint)
+        if value not in choices:
+            raise ConfigError(f"'{path}' must be one of {', '.join(map(str, choices))},"
+                              f" got {value!r}")
+        return value
     if dataclasses.is_dataclass(hint):
         return _build(hint, value, path + ".")  # type: ignore[arg-type]
     if origin in (types.UnionType, typing.Union):
@@ -291,8 +304,6 @@ def validate(config: Config) -> Config:
         (all(v >= 1 for v in config.identity.limits.values()),
          "identity.limits values must be >= 1"),
         (config.features.half_life_days > 0, "features.half_life_days must be > 0"),
-        (config.segmentation.model in MODELS,
-         f"segmentation.model must be one of {', '.join(MODELS)}"),
         (config.segmentation.learn_min_events >= 1,
          "segmentation.learn_min_events must be >= 1"),
         (config.segmentation.n_clusters >= 2, "segmentation.n_clusters must be >= 2"),
@@ -302,11 +313,6 @@ def validate(config: Config) -> Config:
         (config.segmentation.assign_tick_seconds > 0,
          "segmentation.assign_tick_seconds must be > 0"),
         (1 <= config.output.explanation_size <= 5, "output.explanation_size must be in 1..5"),
-        (config.kafka.security_protocol in ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"),
-         "kafka.security_protocol must be PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"),
-        (config.kafka.sasl_mechanism in (None, "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"),
-         "kafka.sasl_mechanism must be PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512"),
-        (config.state.store in STORES, f"state.store must be one of {', '.join(STORES)}"),
         (config.kafka.checkpoint_interval_seconds > 0,
          "kafka.checkpoint_interval_seconds must be > 0"),
     ]
@@ -320,10 +326,6 @@ def validate(config: Config) -> Config:
             raise ConfigError(
                 f"identity.blocklist_patterns: bad pattern {pattern!r}: {exc}") from None
     return config
-
-
-MODELS = ("kmeans", "streamkmeans", "dbstream", "clustream")
-STORES = ("memory", "rocksdb")
 
 
 def load(path: str | os.PathLike[str] | None = None,
