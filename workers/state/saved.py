@@ -28,7 +28,9 @@ from workers.errors import StateError
 from workers.state.store import open_store
 
 MAGIC = b"persona-stream-state"
-FORMAT = 2  # bump when the header or the pickled layout changes incompatibly
+# bump when the header or the pickled layout changes incompatibly; 3: the modules moved
+# into subpackages (class paths inside the pickle changed)
+FORMAT = 3
 # where records go and where profiles are kept, not what they are
 _IGNORED_SECTIONS = ("kafka", "metrics", "state")
 
