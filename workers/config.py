@@ -68,6 +68,13 @@ class IntakeConfig:
     reorder_window_seconds: float
     # exact de-duplication by event_id over this much event time
     dedup_window_seconds: float
+    # bounds a valid event stays within (workers.core.touchpoints.IntakeLimits)
+    earliest_event_time: str
+    latest_event_time: str
+    future_tolerance_seconds: float
+    max_depth: int
+    max_keys: int
+    max_amount: float
 
 
 @dataclass(frozen=True)
@@ -97,6 +104,7 @@ class FeaturesConfig:
     revenue_property: str
     payment_property: str
     product_property: str
+    max_traits: int
     traits: TraitsConfig
     # human words for features, used to name personas
     labels: dict[str, str]
@@ -126,6 +134,7 @@ class SegmentationConfig:
 class OutputConfig:
     hash_identifiers: bool
     explanation_size: int
+    dead_letter_raw_bytes: int
 
 
 @dataclass(frozen=True)
