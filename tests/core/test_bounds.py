@@ -19,9 +19,10 @@ from jsonschema import Draft202012Validator
 
 from workers.config import load
 from workers.core.clock import StreamClock
-from workers.core.pipeline import Pipeline
+from workers.core.pipeline import Pipeline, intake_limits
 from workers.core.records import Output
-from workers.core.touchpoints import format_time, parse_time
+from workers.core.touchpoints import TouchpointParser, format_time, parse_time
+from workers.errors import InvalidEvent
 from workers.simulation.generator import simulate
 from workers.state.saved import dump_state, restore_state
 
@@ -224,3 +225,50 @@ def test_hostile_records_inserted_in_a_stream_change_nothing_else() -> None:
     s = pipeline.stats
     assert s.events_read == s.events_valid + s.events_invalid + s.events_duplicate
     assert s.events_invalid == base_pipeline.stats.events_invalid + len(hostile)
+
+
+# ---- de-duplication under a backlog -------------------------------------------------
+
+
+def backlog(copies: int) -> tuple[list[bytes], int]:
+    """Two "partitions" of one stream: B arrives only after all of A (days behind the
+    stream), and B also carries copies of ``copies`` of A's events (a producer retry
+    that landed on the lagging partition)."""
+    lines = stream()
+    a, b = lines[0::2], lines[1::2]
+    parser = TouchpointParser(intake_limits(load()))
+    valid_a = [line for line in a if _parses(parser, line)]
+    return a + b + valid_a[:copies], len(valid_a[:copies])
+
+
+def _parses(parser: TouchpointParser, line: bytes) -> bool:
+    try:
+        parser.parse(line)
+    except InvalidEvent:
+        return False
+    return True
+
+
+def test_duplicates_in_a_backlog_within_the_window_are_all_caught() -> None:
+    lines, copies = backlog(200)
+    config = load(env={"PERSONA_STREAM_INTAKE__DEDUP_WINDOW_SECONDS": str(6 * 86400)})
+    plain, doubled = Pipeline(config), Pipeline(config)
+    for line in lines[:-copies]:
+        plain.feed(line)
+    for line in lines:
+        doubled.feed(line)
+    plain.flush()
+    doubled.flush()
+    assert doubled.stats.events_duplicate == plain.stats.events_duplicate + copies
+    assert doubled.stats.events_valid == plain.stats.events_valid
+    assert doubled.summary()["events_beyond_dedup_window"] == 0
+
+
+def test_events_beyond_the_window_are_counted_not_hidden() -> None:
+    lines, _ = backlog(0)
+    pipeline = Pipeline(load())  # a 24 h window; B's events are up to 5 days behind
+    for line in lines:
+        pipeline.feed(line)
+    pipeline.flush()
+    beyond = pipeline.summary()["events_beyond_dedup_window"]
+    assert 0 < beyond <= pipeline.stats.events_valid

@@ -420,6 +420,9 @@ class Pipeline:
             "identifiers_blocked": s.identifiers_blocked,
             "identifiers_dropped": s.identifiers_dropped,
             "traits_dropped": s.traits_dropped,
+            # valid events more than intake.dedup_window_seconds behind the stream's clock:
+            # checked for duplicates only against their profile's recent event ids
+            "events_beyond_dedup_window": self.dedup.beyond_window,
         }
 
 
