@@ -44,6 +44,6 @@ def test_sasl_against_a_plaintext_listener_says_so(kafka_bootstrap: str) -> None
 def test_nothing_listening_is_not_a_protocol_problem() -> None:
     config = load(env={"PERSONA_STREAM_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{_closed_port()}",
                        "PERSONA_STREAM_KAFKA__CONNECT_TIMEOUT_SECONDS": "2"})
-    with pytest.raises(BrokerError, match="cannot reach Kafka at 127.0.0.1:[0-9]+: Connection"
-                                          " refused"):
+    with pytest.raises(BrokerError, match=r"cannot reach Kafka at 127\.0\.0\.1:[0-9]+: Connection"
+                                          r" refused"):
         provision(config, worker_topics(config))
