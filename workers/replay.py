@@ -20,35 +20,28 @@ import os
 import re
 import sys
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol
 
 import orjson
 from tqdm import tqdm
 
 from workers.config import Config
 from workers.core.pipeline import Pipeline
-from workers.core.records import DeadLetter, Origin, Output, PersonaCard, SegmentChange
+from workers.core.records import Origin, Output, PersonaCard
 from workers.core.touchpoints import format_time, parse_time
 from workers.errors import BrokerError, InputError, Interrupted, UsageError
-from workers.io.kafka import (
-    client_security,
-    live_topics,
-    output_topic_specs,
-    prefixed_output_topics,
-    provision,
-)
-from workers.io.sinks import FileSink, stamp_emitted, wall_clock
+from workers.io.kafka import client_security, live_topics, prefixed_output_topics
+from workers.io.sinks import DryRun, EndOfRun, FileSink, Sink, TopicSink, wall_clock
 from workers.io.sources import read_lines
 from workers.state.saved import load_state, save_state
 
 _BATCH = 5000  # records per poll and outputs per sink write: amortises every round trip
 _PAUSE_AT = 20_000  # records buffered per partition before its fetching pauses (~20 MB)
 _POLL_MS = 500  # one poll waits at most this long, so a stalled read is noticed promptly
-_FLUSH_SECONDS = 120.0  # a healthy broker acknowledges the last batches in well under 1 s
 _LOG_SECONDS = 5.0  # progress line interval when stderr is not a terminal (CI logs)
 _OCCURRED_AT = re.compile(rb'"occurred_at"\s*:\s*"([^"\\]{1,64})"')
 
@@ -281,128 +274,6 @@ class TopicSource:
         self._consumer.close(autocommit=False)
 
 
-# ---- targets ----------------------------------------------------------------------
-
-
-class Sink(Protocol):
-    def write(self, outputs: list[Output]) -> None: ...
-
-    def close(self, pipeline: Pipeline, summary: dict[str, Any]) -> None: ...
-
-
-class TopicSink:
-    """Produces to ``PREFIX.segment-changes``, ``.identity-merges`` and ``.dlq``.
-
-    Sends are asynchronous and batched by the producer; ``close`` waits for
-    every acknowledgement and fails if any record was refused.
-    """
-
-    def __init__(self, config: Config, prefix: str,
-                 clock: Callable[[], str] = wall_clock) -> None:
-        from kafka import KafkaProducer
-        from kafka.errors import KafkaError
-
-        k = config.kafka
-        self.topics = prefixed_output_topics(prefix)
-        self.clock = clock
-        self._error: BaseException | None = None
-        timeout_ms = int(k.connect_timeout_seconds * 1000)
-        provision(config, output_topic_specs(config, sorted(self.topics.values())))
-        try:
-            self._producer = KafkaProducer(
-                bootstrap_servers=k.bootstrap_servers, acks="all",
-                linger_ms=20,  # fill batches instead of one request per record
-                batch_size=256 * 1024, max_block_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms,
-                client_id="persona-stream-replay",
-                **client_security(config))
-        except KafkaError as exc:
-            raise BrokerError(f"cannot reach Kafka at {k.bootstrap_servers}: {exc}") from None
-
-    def _failed(self, exc: BaseException) -> None:
-        if self._error is None:
-            self._error = exc
-
-    def write(self, outputs: list[Output]) -> None:
-        send, topics, failed = self._producer.send, self.topics, self._failed
-        stamp_emitted(outputs, self.clock)
-        for out in outputs:
-            key = None if out.key is None else out.key.encode()
-            send(topics[out.kind], key=key, value=orjson.dumps(out.record)).add_errback(failed)
-
-    def close(self, pipeline: Pipeline, summary: dict[str, Any]) -> None:
-        from kafka.errors import KafkaError
-
-        try:
-            self._producer.flush(timeout=_FLUSH_SECONDS)
-        except KafkaError as exc:
-            self._failed(exc)
-        finally:
-            self._producer.close(timeout=_FLUSH_SECONDS)
-        if self._error is not None:
-            raise BrokerError(f"producing to {self.topics['segment_change']} and co. failed: "
-                              f"{self._error}")
-
-
-@dataclass
-class DryRun:
-    """Counts what a replay would emit, and emits nothing."""
-
-    changes: Counter[tuple[int | None, str]] = field(default_factory=Counter)
-    merges: int = 0
-    dead: Counter[str] = field(default_factory=Counter)
-    personas: list[PersonaCard] = field(default_factory=list)
-    summary: dict[str, Any] = field(default_factory=dict)
-
-    def write(self, outputs: list[Output]) -> None:
-        for out in outputs:
-            if out.kind == "segment_change":
-                change = cast(SegmentChange, out.record)
-                self.changes[(change["segment"]["id"], change["reason"])] += 1
-            elif out.kind == "identity_merge":
-                self.merges += 1
-            else:
-                self.dead[cast(DeadLetter, out.record)["error"]] += 1
-
-    def close(self, pipeline: Pipeline, summary: dict[str, Any]) -> None:
-        self.personas = pipeline.personas()
-        self.summary = summary
-
-    def report(self, current: list[PersonaCard] | None, current_from: str | None) -> str:
-        s = self.summary
-        lines = [f"dry run: {s['events_replayed']:,} events replayed in {s['seconds']} s;"
-                 " nothing was emitted", ""]
-        names = {c["segment_id"]: c["name"] for c in self.personas}
-        reasons = ("assignment", "merge", "model_update", "forget")
-        lines.append(f"segment changes: {sum(self.changes.values()):,}")
-        lines.append(f"  {'segment':<44}" + "".join(f"{r:>13}" for r in reasons))
-        for sid in sorted({sid for sid, _ in self.changes}, key=lambda x: (x is None, x or 0)):
-            label = "(none)" if sid is None else f"{sid} {names.get(sid, f'Segment {sid}')}"
-            lines.append(f"  {label[:44]:<44}"
-                         + "".join(f"{self.changes[(sid, r)]:>13,}" for r in reasons))
-        lines += ["", f"identity merges: {self.merges:,}", "",
-                  f"dead letters: {sum(self.dead.values()):,}"]
-        lines += [f"  {error:<28}{count:>10,}" for error, count in sorted(self.dead.items())]
-        lines += ["", "segment distribution (profiles):"]
-        lines.append(f"  {'segment':<44}{'replay':>16}" + (
-            f"{'current':>16}{'change':>10}" if current is not None else ""))
-        replay_sizes = {c["segment_id"]: c["size"] for c in self.personas}
-        now_sizes = {c["segment_id"]: c["size"] for c in current or []}
-        names_now = {c["segment_id"]: c["name"] for c in current or []}
-        replay_total = sum(replay_sizes.values()) or 1
-        now_total = sum(now_sizes.values()) or 1
-        for sid in sorted(set(replay_sizes) | set(now_sizes)):
-            label = f"{sid} {names.get(sid) or names_now.get(sid, '')}"
-            a, b = replay_sizes.get(sid, 0), now_sizes.get(sid, 0)
-            row = f"  {label[:44]:<44}{a:>8,} {a / replay_total:>6.1%}"
-            if current is not None:
-                shift = 100 * (a / replay_total - b / now_total)
-                row += f"{b:>8,} {b / now_total:>6.1%}{shift:>+7.1f} pts"
-            lines.append(row)
-        if current is not None:
-            lines.append(f"  (current: {current_from})")
-        return "\n".join(lines) + "\n"
-
-
 # ---- progress ---------------------------------------------------------------------
 
 
@@ -516,7 +387,7 @@ def replay(pipeline: Pipeline, source: Source, sink: Sink, progress: Progress | 
     summary["events_per_second"] = round(events / seconds, 1) if seconds else 0.0
     if interrupted:
         summary["interrupted"] = True
-    sink.close(pipeline, summary)
+    sink.close(EndOfRun(summary, pipeline.personas(), pipeline.profile_snapshots()))
     if interrupted:
         raise ReplayInterrupted(events, None if last is None else _time_of(last))
     return summary

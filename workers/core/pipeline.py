@@ -357,6 +357,11 @@ class Pipeline:
             "features": state.named(self.spec),
         }
 
+    def profile_snapshots(self) -> Iterator[ProfileSnapshot]:
+        """Every profile in profile-id order: ``profiles.jsonl``, the same for every store."""
+        for pid in sorted(self.profiles):
+            yield self.profile_snapshot(pid)
+
     def lookup(self, key: str) -> ProfileId | None:
         """A profile by its id or by any identifier, written ``value`` or ``type:value``."""
         if key in self.profiles:

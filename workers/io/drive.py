@@ -10,7 +10,7 @@ from tqdm import tqdm
 
 from workers.config import Config
 from workers.core.pipeline import Pipeline
-from workers.io.sinks import FileSink
+from workers.io.sinks import EndOfRun, FileSink
 from workers.io.sources import read_lines
 
 _BATCH = 4096  # outputs are written per batch of input lines, not per line
@@ -41,5 +41,5 @@ def run_files(config: Config, inputs: list[str], out_dir: str | Path,
     summary = pipeline.summary()
     summary["seconds"] = round(seconds, 3)
     summary["events_per_second"] = round(summary["events_read"] / seconds, 1) if seconds else 0.0
-    sink.close(pipeline, summary)
+    sink.close(EndOfRun(summary, pipeline.personas(), pipeline.profile_snapshots()))
     return summary
