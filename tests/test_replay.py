@@ -22,12 +22,11 @@ from workers.core.touchpoints import parse_time
 from workers.errors import BrokerError, StateError, UsageError
 from workers.io.drive import run_files
 from workers.io.sinks import FileSink
+from workers.io.sources import FileSource, event_time
 from workers.replay import (
-    FileSource,
     Progress,
     ReplayInterrupted,
     ReplayRequest,
-    event_time,
     replay,
     run_replay,
 )
