@@ -21,10 +21,10 @@ from workers.core.records import Origin
 from workers.core.touchpoints import parse_time
 from workers.errors import BrokerError, StateError, UsageError
 from workers.io.drive import run_files
+from workers.io.progress import Progress
 from workers.io.sinks import FileSink
 from workers.io.sources import FileSource, event_time
 from workers.replay import (
-    Progress,
     ReplayInterrupted,
     ReplayRequest,
     replay,
@@ -162,9 +162,9 @@ def test_interrupt_stops_cleanly_with_how_far_it_got(tmp_path: Path,
 def test_progress_without_a_terminal_logs_plain_lines(
         tmp_path: Path, stream: list[bytes], monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr("workers.replay._LOG_SECONDS", 0.0)  # every batch, not every 5 s
+    monkeypatch.setattr("workers.io.progress._LOG_SECONDS", 0.0)  # every batch, not every 5 s
     source = FileSource([str(write_lines(tmp_path / "s.jsonl", stream))])
-    replay(Pipeline(load()), source, FileSink(tmp_path / "o"), Progress(source, "log"))
+    replay(Pipeline(load()), source, FileSink(tmp_path / "o"), Progress("log", "replay"))
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines and all(line.startswith("replay: ") and "events/s" in line for line in lines)
     assert f"{len(stream):,} events of ~{len(stream):,} (100%)" in lines[-1]

@@ -32,6 +32,7 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from workers.io.progress import progress_mode
     from workers.simulation.generator import write_stream
 
     if args.profiles < 1:
@@ -40,7 +41,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if path and path != "-":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
     stats = write_stream(args.output, profiles=args.profiles, seed=args.seed,
-                         truth=args.truth, progress=_tty(args), days=args.days)
+                         truth=args.truth, progress=progress_mode(args.quiet), days=args.days)
     print(f"wrote {stats.events} lines for {stats.persons} persons to {args.output}",
           file=sys.stderr)
     return 0
@@ -48,8 +49,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from workers.io.drive import run_files
+    from workers.io.progress import progress_mode
 
-    summary = run_files(_config(args), args.input, args.out, progress=_tty(args))
+    summary = run_files(_config(args), args.input, args.out, progress=progress_mode(args.quiet))
     print(f"{summary['events_read']} events ({summary['events_invalid']} invalid, "
           f"{summary['events_duplicate']} duplicates), {summary['profiles']} profiles, "
           f"{summary['segments']} segments, {summary['segment_changes']} segment changes "
@@ -59,13 +61,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from workers.io.progress import progress_mode
     from workers.replay import ReplayRequest, run_replay
 
     request = ReplayRequest(
         topic=args.topic, files=args.files, start=args.start, stop=args.stop, out=args.out,
         to_topic=args.to_topic, dry_run=args.dry_run, allow_live_topics=args.allow_live_topics,
         state_in=args.state_in, state_out=args.state_out, personas_from=args.personas_from,
-        progress="off" if args.quiet else "bar" if sys.stderr.isatty() else "log",
+        progress=progress_mode(args.quiet),
         metrics_port=args.metrics_port)
     result = run_replay(_config(args), request)
     if result.report is not None:
@@ -164,10 +167,6 @@ def cmd_profile(args: argparse.Namespace) -> int:
                                  + "\n")
                 return 0
     raise UsageError(f"no profile with id or identifier {key!r} in {path}")
-
-
-def _tty(args: argparse.Namespace) -> bool:
-    return not getattr(args, "quiet", False) and sys.stderr.isatty()
 
 
 def build_parser() -> argparse.ArgumentParser:

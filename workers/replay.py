@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from tqdm import tqdm
 
 from workers.config import Config
 from workers.core.pipeline import Pipeline
@@ -31,12 +29,12 @@ from workers.core.records import Output, PersonaCard
 from workers.core.touchpoints import format_time, parse_time
 from workers.errors import Interrupted, UsageError
 from workers.io.kafka import live_topics, prefixed_output_topics
+from workers.io.progress import Progress, ProgressMode
 from workers.io.sinks import DryRun, EndOfRun, FileSink, Sink, TopicSink, wall_clock
 from workers.io.sources import Bound, FileSource, Source, TopicSource, event_time
 from workers.state.saved import load_state, save_state
 
 _BATCH = 5000  # outputs per sink write: amortises every round trip
-_LOG_SECONDS = 5.0  # progress line interval when stderr is not a terminal (CI logs)
 
 
 class ReplayInterrupted(Interrupted):
@@ -68,46 +66,6 @@ def parse_bound(text: str, flag: str) -> Bound:
 # ---- progress ---------------------------------------------------------------------
 
 
-class Progress:
-    """A tqdm bar on a terminal; a plain line every few seconds otherwise (logs)."""
-
-    def __init__(self, source: Source, mode: str,
-                  report: Callable[[int, int | None], None] | None = None) -> None:
-        self.source = source
-        self.mode = mode  # "bar", "log" or "off"
-        self.report = report  # (events done, estimated total): the metrics gauge
-        self._started = self._logged = time.monotonic()
-        self._events = 0
-        self._bar = (tqdm(total=source.estimate(0), unit=" events", unit_scale=True,
-                          mininterval=0.5, desc="replay")
-                     if mode == "bar" else None)
-
-    def update(self, events: int, last_raw: bytes | None) -> None:
-        if self.report is not None:
-            self.report(events, self.source.estimate(events))
-        bar = self._bar
-        if bar is not None:
-            total = self.source.estimate(events)
-            if total is not None and total != bar.total:
-                bar.total = total
-            bar.update(events - self._events)
-            if last_raw is not None:
-                bar.set_postfix_str(_time_of(last_raw) or "", refresh=False)
-        elif self.mode == "log" and time.monotonic() - self._logged >= _LOG_SECONDS:
-            self._logged = time.monotonic()
-            rate = events / max(self._logged - self._started, 1e-9)
-            total = self.source.estimate(events)
-            share = f" of ~{total:,} ({events / total:.0%})" if total else ""
-            when = _time_of(last_raw) if last_raw is not None else None
-            print(f"replay: {events:,} events{share}, {rate:,.0f} events/s, "
-                  f"at event time {when or '-'}", file=sys.stderr, flush=True)
-        self._events = events
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-
-
 def _serve_metrics(port: int | None,
                    pipeline: Pipeline) -> Callable[[int, int | None], None] | None:
     """With a port: serve the worker's metrics for this replay; returns the progress hook."""
@@ -128,6 +86,11 @@ def _serve_metrics(port: int | None,
         metrics.sync(pipeline)
 
     return report
+
+
+def _note(last: bytes | None) -> str:
+    when = None if last is None else _time_of(last)
+    return f"at event time {when or '-'}"
 
 
 def _time_of(raw: bytes) -> str | None:
@@ -160,7 +123,7 @@ def replay(pipeline: Pipeline, source: Source, sink: Sink, progress: Progress | 
                 sink.write(pending)
                 pending.clear()
                 if progress is not None:
-                    progress.update(events, last)
+                    progress.update(events, source.estimate(events), _note(last))
         if flush:
             pending.extend(pipeline.flush())
     except KeyboardInterrupt:
@@ -168,7 +131,7 @@ def replay(pipeline: Pipeline, source: Source, sink: Sink, progress: Progress | 
     finally:
         source.close()
         if progress is not None:
-            progress.update(events, last)
+            progress.update(events, source.estimate(events), _note(last))
             progress.close()
     sink.write(pending)
     seconds = time.perf_counter() - started
@@ -199,7 +162,7 @@ class ReplayRequest:
     state_in: str | None = None
     state_out: str | None = None
     personas_from: str | None = None
-    progress: str = "off"  # "bar", "log" or "off"
+    progress: ProgressMode = "off"
     metrics_port: int | None = None  # serve /metrics (progress, counters) while running
 
 
@@ -252,7 +215,7 @@ def run_replay(config: Config, request: ReplayRequest,
     except BaseException:
         source.close()
         raise
-    progress = Progress(source, r.progress, _serve_metrics(r.metrics_port, pipeline))
+    progress = Progress(r.progress, "replay", listener=_serve_metrics(r.metrics_port, pipeline))
     summary = replay(pipeline, source, sink, progress, flush=r.state_out is None)
     if r.state_out is not None:
         save_state(pipeline, r.state_out)

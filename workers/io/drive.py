@@ -6,10 +6,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from workers.config import Config
 from workers.core.pipeline import Pipeline
+from workers.io.progress import Progress, ProgressMode
 from workers.io.sinks import EndOfRun, FileSink
 from workers.io.sources import read_lines
 
@@ -17,13 +16,13 @@ _BATCH = 4096  # outputs are written per batch of input lines, not per line
 
 
 def run_files(config: Config, inputs: list[str], out_dir: str | Path,
-              progress: bool = False, pipeline: Pipeline | None = None) -> dict[str, Any]:
+              progress: ProgressMode = "off", pipeline: Pipeline | None = None) -> dict[str, Any]:
     """Process ``inputs`` in order and write every output file into ``out_dir``."""
     pipeline = pipeline or Pipeline(config)
     sink = FileSink(out_dir)
     started = time.perf_counter()
     lines = read_lines(inputs)
-    bar = tqdm(unit=" events", unit_scale=True, disable=not progress, mininterval=0.5)
+    bar = Progress(progress, "run")
     feed = pipeline.feed
     pending = []
     try:
@@ -32,7 +31,7 @@ def run_files(config: Config, inputs: list[str], out_dir: str | Path,
             if n % _BATCH == 0:
                 sink.write(pending)
                 pending.clear()
-                bar.update(_BATCH)
+                bar.update(n)
         pending.extend(pipeline.flush())
         sink.write(pending)
     finally:
