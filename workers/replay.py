@@ -14,8 +14,6 @@ the core has no clock.
 from __future__ import annotations
 
 import contextlib
-import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,126 +23,15 @@ import orjson
 
 from workers.config import Config
 from workers.core.pipeline import Pipeline
-from workers.core.records import Output, PersonaCard
-from workers.core.touchpoints import format_time, parse_time
-from workers.errors import Interrupted, UsageError
+from workers.core.records import PersonaCard
+from workers.core.touchpoints import parse_time
+from workers.errors import UsageError
+from workers.io.drive import drive
 from workers.io.kafka import live_topics, prefixed_output_topics
 from workers.io.progress import Progress, ProgressMode
-from workers.io.sinks import DryRun, EndOfRun, FileSink, Sink, TopicSink, wall_clock
-from workers.io.sources import Bound, FileSource, Source, TopicSource, event_time
+from workers.io.sinks import DryRun, FileSink, Sink, TopicSink, wall_clock
+from workers.io.sources import Bound, FileSource, Source, TopicSource
 from workers.state.saved import load_state, save_state
-
-_BATCH = 5000  # outputs per sink write: amortises every round trip
-
-
-class ReplayInterrupted(Interrupted):
-    """Ctrl-C: the replay stopped cleanly after ``events`` records."""
-
-    def __init__(self, events: int, last_time: str | None) -> None:
-        super().__init__(f"interrupted after {events:,} events (last event time "
-                         f"{last_time or 'none'}); outputs up to there were written, "
-                         "no state was saved")
-        self.events = events
-        self.last_time = last_time
-
-
-# ---- bounds -----------------------------------------------------------------------
-
-
-def parse_bound(text: str, flag: str) -> Bound:
-    if text.startswith("offset:"):
-        digits = text[len("offset:"):]
-        if digits.isdigit():
-            return Bound(offset=int(digits))
-    else:
-        with contextlib.suppress(ValueError):
-            return Bound(time=parse_time(text))
-    raise UsageError(f"{flag} {text!r} is neither an RFC 3339 time (e.g. 2026-01-05T00:00:00Z)"
-                     " nor offset:N")
-
-
-# ---- progress ---------------------------------------------------------------------
-
-
-def _serve_metrics(port: int | None,
-                   pipeline: Pipeline) -> Callable[[int, int | None], None] | None:
-    """With a port: serve the worker's metrics for this replay; returns the progress hook."""
-    if port is None:
-        return None
-    from prometheus_client import start_http_server
-
-    from workers.service.metrics import Metrics
-
-    metrics = Metrics()
-    try:
-        start_http_server(port, registry=metrics.registry)
-    except OSError as exc:
-        raise UsageError(f"cannot serve metrics on port {port}: {exc.strerror}") from None
-
-    def report(events: int, total: int | None) -> None:
-        metrics.replay_progress.set(min(1.0, events / total) if total else 0.0)
-        metrics.sync(pipeline)
-
-    return report
-
-
-def _note(last: bytes | None) -> str:
-    when = None if last is None else _time_of(last)
-    return f"at event time {when or '-'}"
-
-
-def _time_of(raw: bytes) -> str | None:
-    ts = event_time(raw)
-    return None if ts == -math.inf else format_time(ts)
-
-
-# ---- the replay -------------------------------------------------------------------
-
-
-def replay(pipeline: Pipeline, source: Source, sink: Sink, progress: Progress | None = None,
-           flush: bool = True) -> dict[str, Any]:
-    """Feed every record of ``source`` to ``pipeline``; outputs go to ``sink`` in batches.
-
-    ``flush=False`` leaves events still inside the reorder window (and the open
-    tick) in the pipeline, so a saved state continues exactly where this ended.
-    """
-    feed = pipeline.feed
-    pending: list[Output] = []
-    events = 0
-    last: bytes | None = None
-    started = time.perf_counter()
-    interrupted = False
-    try:
-        for raw, origin in source:
-            pending.extend(feed(raw, origin))
-            events += 1
-            last = raw
-            if events % _BATCH == 0:
-                sink.write(pending)
-                pending.clear()
-                if progress is not None:
-                    progress.update(events, source.estimate(events), _note(last))
-        if flush:
-            pending.extend(pipeline.flush())
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        source.close()
-        if progress is not None:
-            progress.update(events, source.estimate(events), _note(last))
-            progress.close()
-    sink.write(pending)
-    seconds = time.perf_counter() - started
-    summary = pipeline.summary()
-    summary["events_replayed"] = events
-    summary["seconds"] = round(seconds, 3)
-    summary["events_per_second"] = round(events / seconds, 1) if seconds else 0.0
-    if interrupted:
-        summary["interrupted"] = True
-    sink.close(EndOfRun(summary, pipeline.personas(), pipeline.profile_snapshots()))
-    if interrupted:
-        raise ReplayInterrupted(events, None if last is None else _time_of(last))
-    return summary
 
 
 @dataclass(frozen=True)
@@ -168,6 +55,8 @@ class ReplayRequest:
 
 @dataclass
 class ReplayResult:
+    """The summary (as in ``summary.json``) and, for a dry run, the report to print."""
+
     summary: dict[str, Any]
     report: str | None = None
 
@@ -176,6 +65,32 @@ def run_replay(config: Config, request: ReplayRequest,
                clock: Callable[[], str] = wall_clock) -> ReplayResult:
     """Check the request, open source and target, replay, save the end state."""
     r = request
+    start, stop = _check(config, r)
+    current = _read_personas(r.personas_from) if r.personas_from is not None else None
+    pipeline = load_state(r.state_in, config) if r.state_in else Pipeline(config)
+    listener = _serve_metrics(r.metrics_port, pipeline)
+    source: Source
+    if r.topic is not None:
+        source = TopicSource(config, r.topic, start, stop)
+    else:
+        assert r.files is not None
+        source = FileSource(r.files)
+    try:
+        sink = _open_sink(config, r, clock)
+    except BaseException:
+        source.close()
+        raise
+    progress = Progress(r.progress, "replay", listener=listener)
+    summary = drive(pipeline, source, sink, progress, flush=r.state_out is None,
+                    count_as="events_replayed")
+    if r.state_out is not None:
+        save_state(pipeline, r.state_out)
+    report = sink.report(current, r.personas_from) if isinstance(sink, DryRun) else None
+    return ReplayResult(summary, report)
+
+
+def _check(config: Config, r: ReplayRequest) -> tuple[Bound | None, Bound | None]:
+    """Refuse a request that cannot work, in one line; returns the topic bounds."""
     if (r.topic is None) == (r.files is None):
         raise UsageError("replay needs exactly one source: --topic TOPIC or --files FILE...")
     if r.files is not None and (r.start or r.stop):
@@ -195,32 +110,50 @@ def run_replay(config: Config, request: ReplayRequest,
         if clash and not r.allow_live_topics:
             raise UsageError(f"--to-topic {r.to_topic} would write to the live topic {clash[0]};"
                              " add --allow-live-topics if that is really meant")
-    current = _read_personas(r.personas_from) if r.personas_from is not None else None
-    pipeline = load_state(r.state_in, config) if r.state_in else Pipeline(config)
+    return start, stop
 
-    source: Source
-    if r.topic is not None:
-        source = TopicSource(config, r.topic, start, stop)
+
+def parse_bound(text: str, flag: str) -> Bound:
+    """``--from``/``--to``: an RFC 3339 time or ``offset:N``."""
+    if text.startswith("offset:"):
+        digits = text[len("offset:"):]
+        if digits.isdigit():
+            return Bound(offset=int(digits))
     else:
-        assert r.files is not None
-        source = FileSource(r.files)
-    sink: Sink
+        with contextlib.suppress(ValueError):
+            return Bound(time=parse_time(text))
+    raise UsageError(f"{flag} {text!r} is neither an RFC 3339 time (e.g. 2026-01-05T00:00:00Z)"
+                     " nor offset:N")
+
+
+def _open_sink(config: Config, r: ReplayRequest, clock: Callable[[], str]) -> Sink | DryRun:
+    if r.out is not None:
+        return FileSink(r.out, clock=clock)
+    if r.to_topic is not None:
+        return TopicSink(config, r.to_topic, clock=clock)
+    return DryRun()
+
+
+def _serve_metrics(port: int | None,
+                   pipeline: Pipeline) -> Callable[[int, int | None], None] | None:
+    """With a port: serve the worker's metrics for this replay; returns the progress hook."""
+    if port is None:
+        return None
+    from prometheus_client import start_http_server
+
+    from workers.service.metrics import Metrics
+
+    metrics = Metrics()
     try:
-        if r.out is not None:
-            sink = FileSink(r.out, clock=clock)
-        elif r.to_topic is not None:
-            sink = TopicSink(config, r.to_topic, clock=clock)
-        else:
-            sink = DryRun()
-    except BaseException:
-        source.close()
-        raise
-    progress = Progress(r.progress, "replay", listener=_serve_metrics(r.metrics_port, pipeline))
-    summary = replay(pipeline, source, sink, progress, flush=r.state_out is None)
-    if r.state_out is not None:
-        save_state(pipeline, r.state_out)
-    report = sink.report(current, r.personas_from) if isinstance(sink, DryRun) else None
-    return ReplayResult(summary, report)
+        start_http_server(port, registry=metrics.registry)
+    except OSError as exc:
+        raise UsageError(f"cannot serve metrics on port {port}: {exc.strerror}") from None
+
+    def report(events: int, total: int | None) -> None:
+        metrics.replay_progress.set(min(1.0, events / total) if total else 0.0)
+        metrics.sync(pipeline)
+
+    return report
 
 
 def _read_personas(folder: str) -> list[PersonaCard]:
