@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 import orjson
 
 from workers import __version__
+from workers.core.records import PersonaCard
 from workers.errors import Interrupted, PersonaStreamError, UsageError
 
 
@@ -110,14 +111,10 @@ def _fetch(url: str) -> Any:
 
 
 def cmd_personas(args: argparse.Namespace) -> int:
-    if args.url:
-        cards = _fetch(f"{args.url.rstrip('/')}/personas.json")
-    else:
-        path = Path(args.source) / "personas.json"
-        try:
-            cards = orjson.loads(path.read_bytes())
-        except OSError as exc:
-            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    from workers.io.folder import read_personas
+
+    cards: list[PersonaCard] = (_fetch(f"{args.url.rstrip('/')}/personas.json") if args.url
+                                else read_personas(args.source))
     if args.json:
         sys.stdout.write(orjson.dumps(cards, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
@@ -125,7 +122,7 @@ def cmd_personas(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_personas(cards: list[dict[str, Any]]) -> str:
+def format_personas(cards: list[PersonaCard]) -> str:
     """A table a marketer can read in a terminal."""
     if not cards:
         return "no personas yet (the model is still warming up)\n"
@@ -150,23 +147,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
         profile = _fetch(f"{args.url.rstrip('/')}/profile/{quote(key, safe='')}")
         sys.stdout.write(orjson.dumps(profile, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
-    path = Path(args.source) / "profiles.jsonl"
-    id_type, _, value = key.partition(":")
-    try:
-        handle = open(path, "rb")  # noqa: SIM115
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    with handle:
-        for line in handle:
-            profile = orjson.loads(line)
-            ids = profile["identifiers"]
-            if (profile["profile_id"] == key
-                    or any(key in values for values in ids.values())
-                    or (value and value in ids.get(id_type, ()))):
-                sys.stdout.write(orjson.dumps(profile, option=orjson.OPT_INDENT_2).decode()
-                                 + "\n")
-                return 0
-    raise UsageError(f"no profile with id or identifier {key!r} in {path}")
+    from workers.io.folder import PROFILES, find_profile
+
+    profile = find_profile(args.source, key)
+    if profile is None:
+        raise UsageError(f"no profile with id or identifier {key!r} in "
+                         f"{Path(args.source) / PROFILES}")
+    sys.stdout.write(orjson.dumps(profile, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,17 +16,14 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-import orjson
 
 from workers.config import Config
 from workers.core.pipeline import Pipeline
-from workers.core.records import PersonaCard
 from workers.core.touchpoints import parse_time
 from workers.errors import UsageError
 from workers.io.drive import drive
+from workers.io.folder import read_personas
 from workers.io.kafka import live_topics, prefixed_output_topics
 from workers.io.progress import Progress, ProgressMode
 from workers.io.sinks import DryRun, FileSink, Sink, TopicSink, wall_clock
@@ -66,7 +63,7 @@ def run_replay(config: Config, request: ReplayRequest,
     """Check the request, open source and target, replay, save the end state."""
     r = request
     start, stop = _check(config, r)
-    current = _read_personas(r.personas_from) if r.personas_from is not None else None
+    current = read_personas(r.personas_from) if r.personas_from is not None else None
     pipeline = load_state(r.state_in, config) if r.state_in else Pipeline(config)
     listener = _serve_metrics(r.metrics_port, pipeline)
     source: Source
@@ -154,14 +151,3 @@ def _serve_metrics(port: int | None,
         metrics.sync(pipeline)
 
     return report
-
-
-def _read_personas(folder: str) -> list[PersonaCard]:
-    path = Path(folder) / "personas.json"
-    try:
-        cards: list[PersonaCard] = orjson.loads(path.read_bytes())
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    except orjson.JSONDecodeError:
-        raise UsageError(f"{path} is not a personas.json written by run or replay") from None
-    return cards
