@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truth", metavar="FILE",
                    help="also write the ground truth: each identifier's person and persona")
     p.add_argument("--days", type=int, default=28, help="days of event time (default 28)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("run", help="run the whole pipeline over files, no Kafka needed",
@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", nargs="+", metavar="INPUT",
                    help="JSON-lines file(s), '-' for stdin, .gz accepted")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
     config_flag(p)
     p.set_defaults(func=cmd_run)
 
