@@ -7,7 +7,7 @@ import math
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,20 +17,11 @@ import pytest
 from workers import cli
 from workers.config import Config, load
 from workers.core.pipeline import Pipeline
-from workers.core.records import Origin
 from workers.core.touchpoints import parse_time
 from workers.errors import BrokerError, StateError, UsageError
-from workers.io.drive import run_files
-from workers.io.sinks import FileSink
-from workers.replay import (
-    FileSource,
-    Progress,
-    ReplayInterrupted,
-    ReplayRequest,
-    event_time,
-    replay,
-    run_replay,
-)
+from workers.io.drive import StreamInterrupted, run_files
+from workers.io.sources import event_time
+from workers.replay import ReplayRequest, run_replay
 from workers.simulation.generator import simulate
 from workers.state.saved import load_state, save_state
 
@@ -80,6 +71,12 @@ def test_file_replay_equals_run(tmp_path: Path, stream: list[bytes]) -> None:
         assert records(tmp_path / "rep", name) == records(tmp_path / "run", name)
     for name in FINAL:
         assert (tmp_path / "rep" / name).read_bytes() == (tmp_path / "run" / name).read_bytes()
+    # the same summary, but for timing and the count of events this replay fed
+    summaries = [orjson.loads((tmp_path / d / "summary.json").read_bytes()) for d in ("run", "rep")]
+    for summary in summaries:
+        del summary["seconds"], summary["events_per_second"]
+    assert summaries[1].pop("events_replayed") == len(stream)
+    assert summaries[0] == summaries[1]
 
 
 def test_saved_state_continues_exactly(tmp_path: Path, stream: list[bytes]) -> None:
@@ -143,38 +140,10 @@ def test_dry_run_report_counts_what_would_change(tmp_path: Path, stream: list[by
     assert "not_json" in report and f"(current: {tmp_path / 'now'})" in report
 
 
-def test_interrupt_stops_cleanly_with_how_far_it_got(tmp_path: Path,
-                                                     stream: list[bytes]) -> None:
-    class Interrupted(FileSource):
-        def __iter__(self) -> Iterator[tuple[bytes, Origin | None]]:
-            for n, item in enumerate(super().__iter__()):
-                if n == 1000:
-                    raise KeyboardInterrupt
-                yield item
-
-    source = write_lines(tmp_path / "s.jsonl", stream)
-    with pytest.raises(ReplayInterrupted) as caught:
-        replay(Pipeline(load()), Interrupted([str(source)]), FileSink(tmp_path / "o"))
-    assert caught.value.events == 1000
-    assert caught.value.last_time is not None and caught.value.last_time.startswith("20")
-    assert orjson.loads((tmp_path / "o" / "summary.json").read_bytes())["interrupted"]
-
-
-def test_progress_without_a_terminal_logs_plain_lines(
-        tmp_path: Path, stream: list[bytes], monkeypatch: pytest.MonkeyPatch,
-        capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setattr("workers.replay._LOG_SECONDS", 0.0)  # every batch, not every 5 s
-    source = FileSource([str(write_lines(tmp_path / "s.jsonl", stream))])
-    replay(Pipeline(load()), source, FileSink(tmp_path / "o"), Progress(source, "log"))
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert lines and all(line.startswith("replay: ") and "events/s" in line for line in lines)
-    assert f"{len(stream):,} events of ~{len(stream):,} (100%)" in lines[-1]
-
-
 def test_cli_exit_130_on_interrupt(monkeypatch: pytest.MonkeyPatch,
                                    capsys: pytest.CaptureFixture[str]) -> None:
     def interrupted(*_: Any, **__: Any) -> None:
-        raise ReplayInterrupted(42, "2026-01-05T10:00:00.000Z")
+        raise StreamInterrupted(42, "2026-01-05T10:00:00.000Z")
 
     monkeypatch.setattr("workers.replay.run_replay", interrupted)
     assert cli.main(["replay", "--files", "x.jsonl", "--dry-run"]) == 130

@@ -17,6 +17,7 @@ from typing import Any, NoReturn
 import orjson
 
 from workers import __version__
+from workers.core.records import PersonaCard
 from workers.errors import Interrupted, PersonaStreamError, UsageError
 
 
@@ -32,6 +33,7 @@ def _config(args: argparse.Namespace) -> Any:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from workers.io.progress import progress_mode
     from workers.simulation.generator import write_stream
 
     if args.profiles < 1:
@@ -40,7 +42,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if path and path != "-":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
     stats = write_stream(args.output, profiles=args.profiles, seed=args.seed,
-                         truth=args.truth, progress=_tty(args), days=args.days)
+                         truth=args.truth, progress=progress_mode(args.quiet), days=args.days)
     print(f"wrote {stats.events} lines for {stats.persons} persons to {args.output}",
           file=sys.stderr)
     return 0
@@ -48,8 +50,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from workers.io.drive import run_files
+    from workers.io.progress import progress_mode
 
-    summary = run_files(_config(args), args.input, args.out, progress=_tty(args))
+    summary = run_files(_config(args), args.input, args.out, progress=progress_mode(args.quiet))
     print(f"{summary['events_read']} events ({summary['events_invalid']} invalid, "
           f"{summary['events_duplicate']} duplicates), {summary['profiles']} profiles, "
           f"{summary['segments']} segments, {summary['segment_changes']} segment changes "
@@ -59,13 +62,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
+    from workers.io.progress import progress_mode
     from workers.replay import ReplayRequest, run_replay
 
     request = ReplayRequest(
         topic=args.topic, files=args.files, start=args.start, stop=args.stop, out=args.out,
         to_topic=args.to_topic, dry_run=args.dry_run, allow_live_topics=args.allow_live_topics,
         state_in=args.state_in, state_out=args.state_out, personas_from=args.personas_from,
-        progress="off" if args.quiet else "bar" if sys.stderr.isatty() else "log",
+        progress=progress_mode(args.quiet),
         metrics_port=args.metrics_port)
     result = run_replay(_config(args), request)
     if result.report is not None:
@@ -107,14 +111,10 @@ def _fetch(url: str) -> Any:
 
 
 def cmd_personas(args: argparse.Namespace) -> int:
-    if args.url:
-        cards = _fetch(f"{args.url.rstrip('/')}/personas.json")
-    else:
-        path = Path(args.source) / "personas.json"
-        try:
-            cards = orjson.loads(path.read_bytes())
-        except OSError as exc:
-            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+    from workers.io.folder import read_personas
+
+    cards: list[PersonaCard] = (_fetch(f"{args.url.rstrip('/')}/personas.json") if args.url
+                                else read_personas(args.source))
     if args.json:
         sys.stdout.write(orjson.dumps(cards, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
@@ -122,7 +122,7 @@ def cmd_personas(args: argparse.Namespace) -> int:
     return 0
 
 
-def format_personas(cards: list[dict[str, Any]]) -> str:
+def format_personas(cards: list[PersonaCard]) -> str:
     """A table a marketer can read in a terminal."""
     if not cards:
         return "no personas yet (the model is still warming up)\n"
@@ -147,27 +147,14 @@ def cmd_profile(args: argparse.Namespace) -> int:
         profile = _fetch(f"{args.url.rstrip('/')}/profile/{quote(key, safe='')}")
         sys.stdout.write(orjson.dumps(profile, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
-    path = Path(args.source) / "profiles.jsonl"
-    id_type, _, value = key.partition(":")
-    try:
-        handle = open(path, "rb")  # noqa: SIM115
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    with handle:
-        for line in handle:
-            profile = orjson.loads(line)
-            ids = profile["identifiers"]
-            if (profile["profile_id"] == key
-                    or any(key in values for values in ids.values())
-                    or (value and value in ids.get(id_type, ()))):
-                sys.stdout.write(orjson.dumps(profile, option=orjson.OPT_INDENT_2).decode()
-                                 + "\n")
-                return 0
-    raise UsageError(f"no profile with id or identifier {key!r} in {path}")
+    from workers.io.folder import PROFILES, find_profile
 
-
-def _tty(args: argparse.Namespace) -> bool:
-    return not getattr(args, "quiet", False) and sys.stderr.isatty()
+    profile = find_profile(args.source, key)
+    if profile is None:
+        raise UsageError(f"no profile with id or identifier {key!r} in "
+                         f"{Path(args.source) / PROFILES}")
+    sys.stdout.write(orjson.dumps(profile, option=orjson.OPT_INDENT_2).decode() + "\n")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -200,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truth", metavar="FILE",
                    help="also write the ground truth: each identifier's person and persona")
     p.add_argument("--days", type=int, default=28, help="days of event time (default 28)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_simulate)
 
     p = sub.add_parser("run", help="run the whole pipeline over files, no Kafka needed",
@@ -210,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", nargs="+", metavar="INPUT",
                    help="JSON-lines file(s), '-' for stdin, .gz accepted")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
     config_flag(p)
     p.set_defaults(func=cmd_run)
 

@@ -14,83 +14,104 @@ the core has no clock.
 from __future__ import annotations
 
 import contextlib
-import heapq
-import math
-import os
-import re
-import sys
-import time
-from collections import Counter, deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol, cast
-
-import orjson
-from tqdm import tqdm
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from workers.config import Config
 from workers.core.pipeline import Pipeline
-from workers.core.records import DeadLetter, Origin, Output, PersonaCard, SegmentChange
-from workers.core.touchpoints import format_time, parse_time
-from workers.errors import BrokerError, InputError, Interrupted, UsageError
-from workers.io.kafka import (
-    client_security,
-    live_topics,
-    output_topic_specs,
-    prefixed_output_topics,
-    provision,
-)
-from workers.io.sinks import FileSink, stamp_emitted, wall_clock
-from workers.io.sources import read_lines
+from workers.core.touchpoints import parse_time
+from workers.errors import UsageError
+from workers.io.drive import drive
+from workers.io.folder import read_personas
+from workers.io.kafka import live_topics, prefixed_output_topics
+from workers.io.progress import Progress, ProgressMode
+from workers.io.sinks import DryRun, FileSink, Sink, TopicSink, wall_clock
+from workers.io.sources import Bound, FileSource, Source, TopicSource
 from workers.state.saved import load_state, save_state
-
-_BATCH = 5000  # records per poll and outputs per sink write: amortises every round trip
-_PAUSE_AT = 20_000  # records buffered per partition before its fetching pauses (~20 MB)
-_POLL_MS = 500  # one poll waits at most this long, so a stalled read is noticed promptly
-_FLUSH_SECONDS = 120.0  # a healthy broker acknowledges the last batches in well under 1 s
-_LOG_SECONDS = 5.0  # progress line interval when stderr is not a terminal (CI logs)
-_OCCURRED_AT = re.compile(rb'"occurred_at"\s*:\s*"([^"\\]{1,64})"')
-
-
-class ReplayInterrupted(Interrupted):
-    """Ctrl-C: the replay stopped cleanly after ``events`` records."""
-
-    def __init__(self, events: int, last_time: str | None) -> None:
-        super().__init__(f"interrupted after {events:,} events (last event time "
-                         f"{last_time or 'none'}); outputs up to there were written, "
-                         "no state was saved")
-        self.events = events
-        self.last_time = last_time
-
-
-def event_time(raw: bytes) -> float:
-    """``occurred_at`` without a full JSON parse; -inf when absent or unparsable.
-
-    Only the merge order depends on it: an unparsable record leaves its
-    partition as soon as it is at the head, so it still reaches the dead letters.
-    """
-    match = _OCCURRED_AT.search(raw)
-    if match is None:
-        return -math.inf
-    try:
-        return parse_time(match.group(1).decode("ascii"))
-    except (ValueError, UnicodeDecodeError):
-        return -math.inf
-
-
-# ---- bounds -----------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Bound:
-    """One end of a topic range: an event time (epoch seconds) or an offset."""
+class ReplayRequest:
+    """What ``persona-stream replay`` was asked to do (one source, one target)."""
 
-    time: float | None = None
-    offset: int | None = None
+    topic: str | None = None
+    files: list[str] | None = None
+    start: str | None = None
+    stop: str | None = None
+    out: str | None = None
+    to_topic: str | None = None
+    dry_run: bool = False
+    allow_live_topics: bool = False
+    state_in: str | None = None
+    state_out: str | None = None
+    personas_from: str | None = None
+    progress: ProgressMode = "off"
+    metrics_port: int | None = None  # serve /metrics (progress, counters) while running
+
+
+@dataclass
+class ReplayResult:
+    """The summary (as in ``summary.json``) and, for a dry run, the report to print."""
+
+    summary: dict[str, Any]
+    report: str | None = None
+
+
+def run_replay(config: Config, request: ReplayRequest,
+               clock: Callable[[], str] = wall_clock) -> ReplayResult:
+    """Check the request, open source and target, replay, save the end state."""
+    r = request
+    start, stop = _check(config, r)
+    current = read_personas(r.personas_from) if r.personas_from is not None else None
+    pipeline = load_state(r.state_in, config) if r.state_in else Pipeline(config)
+    listener = _serve_metrics(r.metrics_port, pipeline)
+    source: Source
+    if r.topic is not None:
+        source = TopicSource(config, r.topic, start, stop)
+    else:
+        assert r.files is not None
+        source = FileSource(r.files)
+    try:
+        sink = _open_sink(config, r, clock)
+    except BaseException:
+        source.close()
+        raise
+    progress = Progress(r.progress, "replay", listener=listener)
+    summary = drive(pipeline, source, sink, progress, flush=r.state_out is None,
+                    count_as="events_replayed")
+    if r.state_out is not None:
+        save_state(pipeline, r.state_out)
+    report = sink.report(current, r.personas_from) if isinstance(sink, DryRun) else None
+    return ReplayResult(summary, report)
+
+
+def _check(config: Config, r: ReplayRequest) -> tuple[Bound | None, Bound | None]:
+    """Refuse a request that cannot work, in one line; returns the topic bounds."""
+    if (r.topic is None) == (r.files is None):
+        raise UsageError("replay needs exactly one source: --topic TOPIC or --files FILE...")
+    if r.files is not None and (r.start or r.stop):
+        raise UsageError("--from/--to select a range of a --topic; with --files, pass the files")
+    if sum((r.out is not None, r.to_topic is not None, r.dry_run)) != 1:
+        raise UsageError("replay needs exactly one target: --out DIR, --to-topic PREFIX or"
+                         " --dry-run")
+    if r.personas_from is not None and not r.dry_run:
+        raise UsageError("--personas-from only applies to --dry-run")
+    start = None if r.start is None else parse_bound(r.start, "--from")
+    stop = None if r.stop is None else parse_bound(r.stop, "--to")
+    if (start is not None and stop is not None and start.time is not None
+            and stop.time is not None and start.time >= stop.time):
+        raise UsageError(f"--from {r.start} is not before --to {r.stop}")
+    if r.to_topic is not None:
+        clash = sorted(set(prefixed_output_topics(r.to_topic).values()) & live_topics(config))
+        if clash and not r.allow_live_topics:
+            raise UsageError(f"--to-topic {r.to_topic} would write to the live topic {clash[0]};"
+                             " add --allow-live-topics if that is really meant")
+    return start, stop
 
 
 def parse_bound(text: str, flag: str) -> Bound:
+    """``--from``/``--to``: an RFC 3339 time or ``offset:N``."""
     if text.startswith("offset:"):
         digits = text[len("offset:"):]
         if digits.isdigit():
@@ -102,348 +123,12 @@ def parse_bound(text: str, flag: str) -> Bound:
                      " nor offset:N")
 
 
-# ---- sources ----------------------------------------------------------------------
-
-
-class Source(Protocol):
-    def __iter__(self) -> Iterator[tuple[bytes, Origin | None]]: ...
-
-    def estimate(self, events: int) -> int | None:
-        """How many records the whole source holds, if known, after ``events`` were read."""
-
-    def close(self) -> None: ...
-
-
-class FileSource:
-    """JSON-lines files in order; the total is estimated from their (uncompressed) sizes."""
-
-    def __init__(self, paths: list[str]) -> None:
-        self.paths = paths
-        self.bytes_read = 0
-        sizes = [_uncompressed_size(p) for p in paths]
-        self.total_bytes = None if None in sizes else sum(s or 0 for s in sizes)
-
-    def __iter__(self) -> Iterator[tuple[bytes, Origin | None]]:
-        for line in read_lines(self.paths):
-            self.bytes_read += len(line) + 1
-            yield line, None
-
-    def estimate(self, events: int) -> int | None:
-        if not self.total_bytes or not self.bytes_read:
-            return None
-        return max(events, round(events * self.total_bytes / self.bytes_read))
-
-    def close(self) -> None:
-        """Nothing held: read_lines closes each file itself."""
-
-
-def _uncompressed_size(path: str) -> int | None:
-    """gzip keeps the uncompressed size (mod 2**32) in its last 4 bytes; stdin has none."""
-    if path == "-":
-        return None
-    try:
-        if not path.endswith(".gz"):
-            return os.path.getsize(path)
-        with open(path, "rb") as handle:
-            handle.seek(-4, os.SEEK_END)
-            return int.from_bytes(handle.read(4), "little")
-    except OSError as exc:
-        raise InputError(f"cannot read {path}: {exc.strerror}") from None
-
-
-@dataclass(frozen=True)
-class PartitionRange:
-    partition: int
-    start: int
-    stop: int  # exclusive; never past the end offset seen when the replay started
-
-
-class TopicSource:
-    """One topic between two bounds, merged across partitions in event-time order.
-
-    Partitions are ``assign()``-ed (no group, no commits); each stops at the
-    end offset captured at start, so records produced during the replay are
-    not chased.
-    """
-
-    def __init__(self, config: Config, topic: str, start: Bound | None,
-                 stop: Bound | None) -> None:
-        from kafka import KafkaConsumer, TopicPartition
-        from kafka.errors import KafkaError
-
-        k = config.kafka
-        self.topic = topic
-        self._stall_seconds = k.connect_timeout_seconds  # no data this long = broker gone
-        timeout_ms = int(k.connect_timeout_seconds * 1000)
-        try:
-            self._consumer = KafkaConsumer(
-                bootstrap_servers=k.bootstrap_servers, group_id=None, enable_auto_commit=False,
-                auto_offset_reset="earliest", max_poll_records=_BATCH,
-                client_id="persona-stream-replay", request_timeout_ms=timeout_ms,
-                bootstrap_timeout_ms=timeout_ms, **client_security(config))
-        except KafkaError as exc:
-            raise BrokerError(f"cannot reach Kafka at {k.bootstrap_servers}: {exc}") from None
-        try:
-            partitions = sorted(self._consumer.partitions_for_topic(topic))
-            if not partitions:
-                raise BrokerError(f"topic {topic!r} does not exist")
-            self._tps = {p: TopicPartition(topic, p) for p in partitions}
-            tps = list(self._tps.values())
-            begin = self._consumer.beginning_offsets(tps)
-            end = self._consumer.end_offsets(tps)
-            starts = self._resolve(start, begin, end)
-            stops = self._resolve(stop, end, end)
-        except KafkaError as exc:
-            self._consumer.close()
-            raise BrokerError(f"cannot read topic {topic!r}: {exc}") from None
-        except BrokerError:
-            self._consumer.close()
-            raise
-        self.ranges = []
-        for p, tp in self._tps.items():
-            first = min(max(starts[tp], begin[tp]), end[tp])
-            self.ranges.append(PartitionRange(p, first, min(max(stops[tp], first), end[tp])))
-        self.total = sum(r.stop - r.start for r in self.ranges)
-        self._buffers: dict[int, deque[Any]] = {p: deque() for p in partitions}
-        self._stops = {r.partition: r.stop for r in self.ranges}
-        self._done = {r.partition for r in self.ranges if r.start >= r.stop}
-        self._paused: set[int] = set()
-
-    def _resolve(self, bound: Bound | None, default: dict[Any, int],
-                 end: dict[Any, int]) -> dict[Any, int]:
-        """Offsets per partition; a time maps to the first record stamped at or after it."""
-        if bound is None:
-            return default
-        if bound.offset is not None:
-            return dict.fromkeys(default, bound.offset)
-        assert bound.time is not None
-        found = self._consumer.offsets_for_times(
-            dict.fromkeys(default, int(bound.time * 1000)))
-        return {tp: end[tp] if hit is None else hit.offset for tp, hit in found.items()}
-
-    def estimate(self, events: int) -> int | None:
-        return self.total
-
-    def __iter__(self) -> Iterator[tuple[bytes, Origin | None]]:
-        live = [r for r in self.ranges if r.start < r.stop]
-        self._consumer.assign([self._tps[r.partition] for r in live])
-        for r in live:
-            self._consumer.seek(self._tps[r.partition], r.start)
-        topic = self.topic
-        for _, partition, offset, value in heapq.merge(*(self._partition(r.partition)
-                                                         for r in live)):
-            yield value, Origin(topic, partition, offset)
-
-    def _partition(self, partition: int) -> Iterator[tuple[float, int, int, bytes]]:
-        """One partition's records in offset order, keyed for the merge."""
-        buffer = self._buffers[partition]
-        while True:
-            while buffer:
-                record = buffer.popleft()
-                value = record.value or b""  # a tombstone becomes a dead letter, not a crash
-                yield event_time(value), partition, record.offset, value
-            if partition in self._done:
-                return
-            self._fill(partition)
-
-    def _fill(self, partition: int) -> None:
-        """Poll until ``partition`` has records or is done; others' records are kept."""
-        from kafka.errors import KafkaError
-
-        consumer = self._consumer
-        if partition in self._paused:
-            consumer.resume(self._tps[partition])
-            self._paused.discard(partition)
-        deadline = time.monotonic() + self._stall_seconds
-        while not self._buffers[partition] and partition not in self._done:
-            try:
-                batches = consumer.poll(timeout_ms=_POLL_MS, max_records=_BATCH)
-            except KafkaError as exc:
-                raise BrokerError(f"reading {self.topic!r} failed: {exc}") from None
-            if batches:
-                deadline = time.monotonic() + self._stall_seconds
-            elif time.monotonic() > deadline:
-                raise BrokerError(f"no records from {self.topic!r} partition {partition} for "
-                                  f"{self._stall_seconds:g} s; is the broker up?")
-            for tp, records in batches.items():
-                p = tp.partition
-                stop = self._stops[p]
-                buffer = self._buffers[p]
-                buffer.extend(r for r in records if r.offset < stop)
-                if consumer.position(tp) >= stop:
-                    self._done.add(p)
-                    consumer.pause(tp)
-                elif len(buffer) >= _PAUSE_AT:
-                    consumer.pause(tp)
-                    self._paused.add(p)
-
-    def close(self) -> None:
-        self._consumer.close(autocommit=False)
-
-
-# ---- targets ----------------------------------------------------------------------
-
-
-class Sink(Protocol):
-    def write(self, outputs: list[Output]) -> None: ...
-
-    def close(self, pipeline: Pipeline, summary: dict[str, Any]) -> None: ...
-
-
-class TopicSink:
-    """Produces to ``PREFIX.segment-changes``, ``.identity-merges`` and ``.dlq``.
-
-    Sends are asynchronous and batched by the producer; ``close`` waits for
-    every acknowledgement and fails if any record was refused.
-    """
-
-    def __init__(self, config: Config, prefix: str,
-                 clock: Callable[[], str] = wall_clock) -> None:
-        from kafka import KafkaProducer
-        from kafka.errors import KafkaError
-
-        k = config.kafka
-        self.topics = prefixed_output_topics(prefix)
-        self.clock = clock
-        self._error: BaseException | None = None
-        timeout_ms = int(k.connect_timeout_seconds * 1000)
-        provision(config, output_topic_specs(config, sorted(self.topics.values())))
-        try:
-            self._producer = KafkaProducer(
-                bootstrap_servers=k.bootstrap_servers, acks="all",
-                linger_ms=20,  # fill batches instead of one request per record
-                batch_size=256 * 1024, max_block_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms,
-                client_id="persona-stream-replay",
-                **client_security(config))
-        except KafkaError as exc:
-            raise BrokerError(f"cannot reach Kafka at {k.bootstrap_servers}: {exc}") from None
-
-    def _failed(self, exc: BaseException) -> None:
-        if self._error is None:
-            self._error = exc
-
-    def write(self, outputs: list[Output]) -> None:
-        send, topics, failed = self._producer.send, self.topics, self._failed
-        stamp_emitted(outputs, self.clock)
-        for out in outputs:
-            key = None if out.key is None else out.key.encode()
-            send(topics[out.kind], key=key, value=orjson.dumps(out.record)).add_errback(failed)
-
-    def close(self, pipeline: Pipeline, summary: dict[str, Any]) -> None:
-        from kafka.errors import KafkaError
-
-        try:
-            self._producer.flush(timeout=_FLUSH_SECONDS)
-        except KafkaError as exc:
-            self._failed(exc)
-        finally:
-            self._producer.close(timeout=_FLUSH_SECONDS)
-        if self._error is not None:
-            raise BrokerError(f"producing to {self.topics['segment_change']} and co. failed: "
-                              f"{self._error}")
-
-
-@dataclass
-class DryRun:
-    """Counts what a replay would emit, and emits nothing."""
-
-    changes: Counter[tuple[int | None, str]] = field(default_factory=Counter)
-    merges: int = 0
-    dead: Counter[str] = field(default_factory=Counter)
-    personas: list[PersonaCard] = field(default_factory=list)
-    summary: dict[str, Any] = field(default_factory=dict)
-
-    def write(self, outputs: list[Output]) -> None:
-        for out in outputs:
-            if out.kind == "segment_change":
-                change = cast(SegmentChange, out.record)
-                self.changes[(change["segment"]["id"], change["reason"])] += 1
-            elif out.kind == "identity_merge":
-                self.merges += 1
-            else:
-                self.dead[cast(DeadLetter, out.record)["error"]] += 1
-
-    def close(self, pipeline: Pipeline, summary: dict[str, Any]) -> None:
-        self.personas = pipeline.personas()
-        self.summary = summary
-
-    def report(self, current: list[PersonaCard] | None, current_from: str | None) -> str:
-        s = self.summary
-        lines = [f"dry run: {s['events_replayed']:,} events replayed in {s['seconds']} s;"
-                 " nothing was emitted", ""]
-        names = {c["segment_id"]: c["name"] for c in self.personas}
-        reasons = ("assignment", "merge", "model_update", "forget")
-        lines.append(f"segment changes: {sum(self.changes.values()):,}")
-        lines.append(f"  {'segment':<44}" + "".join(f"{r:>13}" for r in reasons))
-        for sid in sorted({sid for sid, _ in self.changes}, key=lambda x: (x is None, x or 0)):
-            label = "(none)" if sid is None else f"{sid} {names.get(sid, f'Segment {sid}')}"
-            lines.append(f"  {label[:44]:<44}"
-                         + "".join(f"{self.changes[(sid, r)]:>13,}" for r in reasons))
-        lines += ["", f"identity merges: {self.merges:,}", "",
-                  f"dead letters: {sum(self.dead.values()):,}"]
-        lines += [f"  {error:<28}{count:>10,}" for error, count in sorted(self.dead.items())]
-        lines += ["", "segment distribution (profiles):"]
-        lines.append(f"  {'segment':<44}{'replay':>16}" + (
-            f"{'current':>16}{'change':>10}" if current is not None else ""))
-        replay_sizes = {c["segment_id"]: c["size"] for c in self.personas}
-        now_sizes = {c["segment_id"]: c["size"] for c in current or []}
-        names_now = {c["segment_id"]: c["name"] for c in current or []}
-        replay_total = sum(replay_sizes.values()) or 1
-        now_total = sum(now_sizes.values()) or 1
-        for sid in sorted(set(replay_sizes) | set(now_sizes)):
-            label = f"{sid} {names.get(sid) or names_now.get(sid, '')}"
-            a, b = replay_sizes.get(sid, 0), now_sizes.get(sid, 0)
-            row = f"  {label[:44]:<44}{a:>8,} {a / replay_total:>6.1%}"
-            if current is not None:
-                shift = 100 * (a / replay_total - b / now_total)
-                row += f"{b:>8,} {b / now_total:>6.1%}{shift:>+7.1f} pts"
-            lines.append(row)
-        if current is not None:
-            lines.append(f"  (current: {current_from})")
-        return "\n".join(lines) + "\n"
-
-
-# ---- progress ---------------------------------------------------------------------
-
-
-class Progress:
-    """A tqdm bar on a terminal; a plain line every few seconds otherwise (logs)."""
-
-    def __init__(self, source: Source, mode: str,
-                  report: Callable[[int, int | None], None] | None = None) -> None:
-        self.source = source
-        self.mode = mode  # "bar", "log" or "off"
-        self.report = report  # (events done, estimated total): the metrics gauge
-        self._started = self._logged = time.monotonic()
-        self._events = 0
-        self._bar = (tqdm(total=source.estimate(0), unit=" events", unit_scale=True,
-                          mininterval=0.5, desc="replay")
-                     if mode == "bar" else None)
-
-    def update(self, events: int, last_raw: bytes | None) -> None:
-        if self.report is not None:
-            self.report(events, self.source.estimate(events))
-        bar = self._bar
-        if bar is not None:
-            total = self.source.estimate(events)
-            if total is not None and total != bar.total:
-                bar.total = total
-            bar.update(events - self._events)
-            if last_raw is not None:
-                bar.set_postfix_str(_time_of(last_raw) or "", refresh=False)
-        elif self.mode == "log" and time.monotonic() - self._logged >= _LOG_SECONDS:
-            self._logged = time.monotonic()
-            rate = events / max(self._logged - self._started, 1e-9)
-            total = self.source.estimate(events)
-            share = f" of ~{total:,} ({events / total:.0%})" if total else ""
-            when = _time_of(last_raw) if last_raw is not None else None
-            print(f"replay: {events:,} events{share}, {rate:,.0f} events/s, "
-                  f"at event time {when or '-'}", file=sys.stderr, flush=True)
-        self._events = events
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+def _open_sink(config: Config, r: ReplayRequest, clock: Callable[[], str]) -> Sink | DryRun:
+    if r.out is not None:
+        return FileSink(r.out, clock=clock)
+    if r.to_topic is not None:
+        return TopicSink(config, r.to_topic, clock=clock)
+    return DryRun()
 
 
 def _serve_metrics(port: int | None,
@@ -466,144 +151,3 @@ def _serve_metrics(port: int | None,
         metrics.sync(pipeline)
 
     return report
-
-
-def _time_of(raw: bytes) -> str | None:
-    ts = event_time(raw)
-    return None if ts == -math.inf else format_time(ts)
-
-
-# ---- the replay -------------------------------------------------------------------
-
-
-def replay(pipeline: Pipeline, source: Source, sink: Sink, progress: Progress | None = None,
-           flush: bool = True) -> dict[str, Any]:
-    """Feed every record of ``source`` to ``pipeline``; outputs go to ``sink`` in batches.
-
-    ``flush=False`` leaves events still inside the reorder window (and the open
-    tick) in the pipeline, so a saved state continues exactly where this ended.
-    """
-    feed = pipeline.feed
-    pending: list[Output] = []
-    events = 0
-    last: bytes | None = None
-    started = time.perf_counter()
-    interrupted = False
-    try:
-        for raw, origin in source:
-            pending.extend(feed(raw, origin))
-            events += 1
-            last = raw
-            if events % _BATCH == 0:
-                sink.write(pending)
-                pending.clear()
-                if progress is not None:
-                    progress.update(events, last)
-        if flush:
-            pending.extend(pipeline.flush())
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        source.close()
-        if progress is not None:
-            progress.update(events, last)
-            progress.close()
-    sink.write(pending)
-    seconds = time.perf_counter() - started
-    summary = pipeline.summary()
-    summary["events_replayed"] = events
-    summary["seconds"] = round(seconds, 3)
-    summary["events_per_second"] = round(events / seconds, 1) if seconds else 0.0
-    if interrupted:
-        summary["interrupted"] = True
-    sink.close(pipeline, summary)
-    if interrupted:
-        raise ReplayInterrupted(events, None if last is None else _time_of(last))
-    return summary
-
-
-@dataclass(frozen=True)
-class ReplayRequest:
-    """What ``persona-stream replay`` was asked to do (one source, one target)."""
-
-    topic: str | None = None
-    files: list[str] | None = None
-    start: str | None = None
-    stop: str | None = None
-    out: str | None = None
-    to_topic: str | None = None
-    dry_run: bool = False
-    allow_live_topics: bool = False
-    state_in: str | None = None
-    state_out: str | None = None
-    personas_from: str | None = None
-    progress: str = "off"  # "bar", "log" or "off"
-    metrics_port: int | None = None  # serve /metrics (progress, counters) while running
-
-
-@dataclass
-class ReplayResult:
-    summary: dict[str, Any]
-    report: str | None = None
-
-
-def run_replay(config: Config, request: ReplayRequest,
-               clock: Callable[[], str] = wall_clock) -> ReplayResult:
-    """Check the request, open source and target, replay, save the end state."""
-    r = request
-    if (r.topic is None) == (r.files is None):
-        raise UsageError("replay needs exactly one source: --topic TOPIC or --files FILE...")
-    if r.files is not None and (r.start or r.stop):
-        raise UsageError("--from/--to select a range of a --topic; with --files, pass the files")
-    if sum((r.out is not None, r.to_topic is not None, r.dry_run)) != 1:
-        raise UsageError("replay needs exactly one target: --out DIR, --to-topic PREFIX or"
-                         " --dry-run")
-    if r.personas_from is not None and not r.dry_run:
-        raise UsageError("--personas-from only applies to --dry-run")
-    start = None if r.start is None else parse_bound(r.start, "--from")
-    stop = None if r.stop is None else parse_bound(r.stop, "--to")
-    if (start is not None and stop is not None and start.time is not None
-            and stop.time is not None and start.time >= stop.time):
-        raise UsageError(f"--from {r.start} is not before --to {r.stop}")
-    if r.to_topic is not None:
-        clash = sorted(set(prefixed_output_topics(r.to_topic).values()) & live_topics(config))
-        if clash and not r.allow_live_topics:
-            raise UsageError(f"--to-topic {r.to_topic} would write to the live topic {clash[0]};"
-                             " add --allow-live-topics if that is really meant")
-    current = _read_personas(r.personas_from) if r.personas_from is not None else None
-    pipeline = load_state(r.state_in, config) if r.state_in else Pipeline(config)
-
-    source: Source
-    if r.topic is not None:
-        source = TopicSource(config, r.topic, start, stop)
-    else:
-        assert r.files is not None
-        source = FileSource(r.files)
-    sink: Sink
-    try:
-        if r.out is not None:
-            sink = FileSink(r.out, clock=clock)
-        elif r.to_topic is not None:
-            sink = TopicSink(config, r.to_topic, clock=clock)
-        else:
-            sink = DryRun()
-    except BaseException:
-        source.close()
-        raise
-    progress = Progress(source, r.progress, _serve_metrics(r.metrics_port, pipeline))
-    summary = replay(pipeline, source, sink, progress, flush=r.state_out is None)
-    if r.state_out is not None:
-        save_state(pipeline, r.state_out)
-    report = sink.report(current, r.personas_from) if isinstance(sink, DryRun) else None
-    return ReplayResult(summary, report)
-
-
-def _read_personas(folder: str) -> list[PersonaCard]:
-    path = Path(folder) / "personas.json"
-    try:
-        cards: list[PersonaCard] = orjson.loads(path.read_bytes())
-    except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
-    except orjson.JSONDecodeError:
-        raise UsageError(f"{path} is not a personas.json written by run or replay") from None
-    return cards

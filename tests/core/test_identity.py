@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from workers.config import Config, load
-from workers.core.identity import IdentityGraph, IdentityRules, profile_id_for
+from workers.core.identity import IdentityGraph, IdentityRules, lookup_keys, profile_id_for
 from workers.core.pipeline import Pipeline
 from workers.core.touchpoints import format_time
 
@@ -355,3 +355,12 @@ def test_only_junk_identifiers_is_dead_lettered_not_lost() -> None:
     assert pipeline.profiles == {}
     assert pipeline.stats.identifiers_blocked == 1
     assert [o.record["error"] for o in out if o.kind == "dead_letter"] == ["unattributable"]
+
+
+def test_a_lookup_key_is_type_value_only_for_a_known_type() -> None:
+    """``profile KEY``: ``email:a@b.c`` is one email; a colon in an unknown-type key (a URN, a
+    time) is part of the value, tried under every type, strongest first."""
+    assert lookup_keys("email:a@b.c", TYPES) == [("email", "a@b.c")]
+    assert lookup_keys("urn:x:1", TYPES) == [(t, "urn:x:1") for t in TYPES]
+    assert lookup_keys("a@b.c", TYPES) == [(t, "a@b.c") for t in TYPES]
+    assert lookup_keys("email:", TYPES) == [(t, "email:") for t in TYPES]

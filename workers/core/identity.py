@@ -53,6 +53,20 @@ def profile_id_for(id_type: str, value: str) -> ProfileId:
     return f"p_{digest}"
 
 
+def lookup_keys(key: str, id_types: Iterable[str]) -> list[tuple[str, str]]:
+    """The identifiers a lookup key names, as (type, value), in the order to try them.
+
+    ``type:value`` names one identifier when ``type`` is one of ``id_types``;
+    any other key (a value that holds a colon included) may be a value of any
+    type. The worker's ``/profile`` and ``profile --from`` read keys alike.
+    """
+    id_type, _, value = key.partition(":")
+    types = list(id_types)
+    if value and id_type in types:
+        return [(id_type, value)]
+    return [(t, key) for t in types]
+
+
 class IdentityGraph:
     """Owns the identifier -> profile map and each profile's identifiers."""
 

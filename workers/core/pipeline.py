@@ -26,7 +26,7 @@ from workers.config import Config
 from workers.core.clock import StreamClock
 from workers.core.dedup import Deduplicator
 from workers.core.features import FeatureSpec, ProfileState
-from workers.core.identity import IdentityGraph, IdentityRules, ProfileId
+from workers.core.identity import IdentityGraph, IdentityRules, ProfileId, lookup_keys
 from workers.core.personas import name_segments, persona_cards
 from workers.core.records import (
     ChangeReason,
@@ -388,15 +388,17 @@ class Pipeline:
             "features": state.named(self.spec),
         }
 
+    def profile_snapshots(self) -> Iterator[ProfileSnapshot]:
+        """Every profile in profile-id order: ``profiles.jsonl``, the same for every store."""
+        for pid in sorted(self.profiles):
+            yield self.profile_snapshot(pid)
+
     def lookup(self, key: str) -> ProfileId | None:
         """A profile by its id or by any identifier, written ``value`` or ``type:value``."""
         if key in self.profiles:
             return key
-        id_type, _, value = key.partition(":")
-        if value and id_type in self.graph.rules.limits:
-            return self.graph.owner(id_type, value)
-        for id_type in self.graph.rules.limits:
-            pid = self.graph.owner(id_type, key)
+        for id_type, value in lookup_keys(key, self.graph.rules.limits):
+            pid = self.graph.owner(id_type, value)
             if pid is not None:
                 return pid
         return None

@@ -1,45 +1,110 @@
-"""``persona-stream run``: the whole pipeline over JSON-lines files, in one process."""
+"""The one loop outside the worker: source -> pipeline -> sink, for ``run`` and ``replay``.
+
+Outputs reach the sink in batches (one write per few thousand events, one
+``emitted_at`` reading per batch); the progress display hears of each batch.
+Ctrl-C stops the loop cleanly: what was fed so far goes to the sink, end
+state included, and :class:`StreamInterrupted` says how far it got.
+"""
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from workers.config import Config
 from workers.core.pipeline import Pipeline
-from workers.io.sinks import FileSink
-from workers.io.sources import read_lines
+from workers.core.records import Output
+from workers.core.touchpoints import format_time
+from workers.errors import Interrupted
+from workers.io.progress import Progress, ProgressMode
+from workers.io.sinks import EndOfRun, FileSink, Sink
+from workers.io.sources import FileSource, Source, event_time
 
-_BATCH = 4096  # outputs are written per batch of input lines, not per line
+_BATCH = 5000  # events per sink write: amortises the file or producer round trip
+
+
+class StreamInterrupted(Interrupted):
+    """Ctrl-C: the loop stopped cleanly after ``events`` records."""
+
+    def __init__(self, events: int, last_time: str | None) -> None:
+        super().__init__(f"interrupted after {events:,} events (last event time "
+                         f"{last_time or 'none'}); outputs up to there were written, "
+                         "no state was saved")
+        self.events = events
+        self.last_time = last_time
+
+
+def drive(pipeline: Pipeline, source: Source, sink: Sink, progress: Progress | None = None,
+          *, flush: bool = True, count_as: str | None = None) -> dict[str, Any]:
+    """Feed every record of ``source`` to ``pipeline``; outputs go to ``sink`` in batches.
+
+    ``flush=False`` leaves events still inside the reorder window (and the open
+    tick) in the pipeline, so a saved state continues exactly where this ended.
+    ``count_as`` names the summary field for the events fed here (a pipeline
+    restored from a saved state counted earlier ones in ``events_read``).
+    Returns the summary, which the sink also got.
+    """
+    feed = pipeline.feed
+    pending: list[Output] = []
+    events = 0
+    last: bytes | None = None
+    started = time.perf_counter()
+    interrupted = False
+    try:
+        if progress is not None:
+            progress.update(0, source.estimate(0))
+        for raw, origin in source:
+            pending.extend(feed(raw, origin))
+            events += 1
+            last = raw
+            if events % _BATCH == 0:
+                sink.write(pending)
+                pending.clear()
+                if progress is not None:
+                    progress.update(events, source.estimate(events), _note(last))
+        if flush:
+            pending.extend(pipeline.flush())
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        source.close()
+        if progress is not None:
+            progress.update(events, source.estimate(events), _note(last))
+            progress.close()
+    sink.write(pending)
+    summary = _summary(pipeline, events, time.perf_counter() - started, count_as, interrupted)
+    sink.close(EndOfRun(summary, pipeline.personas(), pipeline.profile_snapshots()))
+    if interrupted:
+        raise StreamInterrupted(events, None if last is None else _time_of(last))
+    return summary
+
+
+def _summary(pipeline: Pipeline, events: int, seconds: float, count_as: str | None,
+             interrupted: bool) -> dict[str, Any]:
+    summary = pipeline.summary()
+    if count_as is not None:
+        summary[count_as] = events
+    summary["seconds"] = round(seconds, 3)
+    summary["events_per_second"] = round(events / seconds, 1) if seconds else 0.0
+    if interrupted:
+        summary["interrupted"] = True
+    return summary
+
+
+def _note(last: bytes | None) -> str:
+    when = None if last is None else _time_of(last)
+    return f"at event time {when or '-'}"
+
+
+def _time_of(raw: bytes) -> str | None:
+    ts = event_time(raw)
+    return None if ts == -math.inf else format_time(ts)
 
 
 def run_files(config: Config, inputs: list[str], out_dir: str | Path,
-              progress: bool = False, pipeline: Pipeline | None = None) -> dict[str, Any]:
-    """Process ``inputs`` in order and write every output file into ``out_dir``."""
-    pipeline = pipeline or Pipeline(config)
-    sink = FileSink(out_dir)
-    started = time.perf_counter()
-    lines = read_lines(inputs)
-    bar = tqdm(unit=" events", unit_scale=True, disable=not progress, mininterval=0.5)
-    feed = pipeline.feed
-    pending = []
-    try:
-        for n, raw in enumerate(lines, 1):
-            pending.extend(feed(raw))
-            if n % _BATCH == 0:
-                sink.write(pending)
-                pending.clear()
-                bar.update(_BATCH)
-        pending.extend(pipeline.flush())
-        sink.write(pending)
-    finally:
-        bar.close()
-    seconds = time.perf_counter() - started
-    summary = pipeline.summary()
-    summary["seconds"] = round(seconds, 3)
-    summary["events_per_second"] = round(summary["events_read"] / seconds, 1) if seconds else 0.0
-    sink.close(pipeline, summary)
-    return summary
+              progress: ProgressMode = "off") -> dict[str, Any]:
+    """``persona-stream run``: ``inputs`` in order through a fresh pipeline into ``out_dir``."""
+    source = FileSource(inputs)
+    return drive(Pipeline(config), source, FileSink(out_dir), Progress(progress, "run"))

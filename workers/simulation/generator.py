@@ -32,6 +32,8 @@ from typing import IO, Any
 
 import orjson
 
+from workers.io.progress import Progress, ProgressMode
+
 __all__ = [
     "MAX_LATE_SECONDS",
     "PERSONAS",
@@ -359,7 +361,7 @@ def write_stream(
     profiles: int,
     seed: int,
     truth: str | None = None,
-    progress: bool = False,
+    progress: ProgressMode = "off",
     days: int = 28,
     start: str = DEFAULT_START,
 ) -> SimulationStats:
@@ -526,7 +528,7 @@ class _Simulator:
     """Builds the event skeleton, then renders it in time order (see module docs)."""
 
     def __init__(
-        self, profiles: int, seed: int, days: int, start: str, progress: bool = False
+        self, profiles: int, seed: int, days: int, start: str, progress: ProgressMode = "off"
     ) -> None:
         if profiles < 0:
             raise ValueError("profiles must be >= 0")
@@ -647,7 +649,7 @@ class _Simulator:
             n_households = 1
         pair_starts = sorted(2 * k for k in rng.sample(range(n // 2), min(n_households, n // 2)))
         households = set(pair_starts)
-        bar = _progress_bar(self.progress, n, "generating persons", "person")
+        progress = Progress(self.progress, "generating persons", "persons", total=n)
         idx = 0
         while idx < n:
             if idx in households:
@@ -668,11 +670,10 @@ class _Simulator:
                 self.persons.append(person)
                 self._journey(person, rng)
                 idx += 1
-            if bar is not None and idx - bar.n >= 1000:
-                bar.update(idx - bar.n)
-        if bar is not None:
-            bar.n = n
-            bar.close()
+            if idx - progress.done >= 1000:
+                progress.update(idx, n)
+        progress.update(n, n)
+        progress.close()
         self.records.sort()
 
     def _journey(self, person: _Person, rng: Random) -> None:
@@ -844,7 +845,7 @@ class _Simulator:
         running_max = -1
         seed = self.seed
         dumps = orjson.dumps
-        bar = _progress_bar(self.progress, total, "writing events", "event")
+        progress = Progress(self.progress, "writing events", total=total)
         persons = self.persons
         for i, rec in enumerate(records):
             t_ms = rec[0]
@@ -881,16 +882,14 @@ class _Simulator:
                 running_max = t_ms
             self._lines += 1
             yield line
-            if bar is not None and i % 10_000 == 0:
-                bar.n = i
-                bar.refresh()
+            if i % 10_000 == 0:
+                progress.update(i, total)
         while pending:
             rel, _, is_dup, held = heapq.heappop(pending)
             self._account(held, rel, running_max, is_dup)
             yield held
-        if bar is not None:
-            bar.n = total
-            bar.close()
+        progress.update(total, total)
+        progress.close()
         self._done = True
 
     def _account(self, line: bytes, release_ms: int, running_max: int, is_dup: bool) -> None:
@@ -1143,14 +1142,6 @@ def _parse_line_ms(line: bytes) -> int:
     text = orjson.loads(line)["occurred_at"]
     dt = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     return round(dt.timestamp() * 1000)
-
-
-def _progress_bar(enabled: bool, total: int, desc: str, unit: str) -> Any:
-    if not enabled:
-        return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit=unit, file=sys.stderr, unit_scale=True)
 
 
 class _Output:
