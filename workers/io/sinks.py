@@ -31,7 +31,13 @@ from workers.core.records import (
 )
 from workers.errors import BrokerError
 from workers.io import folder
-from workers.io.kafka import client_security, output_topic_specs, prefixed_output_topics, provision
+from workers.io.kafka import (
+    client_security,
+    output_topic_specs,
+    prefixed_output_topics,
+    provision,
+    unreachable,
+)
 
 _FLUSH_SECONDS = 120.0  # a healthy broker acknowledges the last batches in well under 1 s
 
@@ -124,7 +130,7 @@ class TopicSink:
                 client_id="persona-stream-replay",
                 **client_security(config))
         except KafkaError as exc:
-            raise BrokerError(f"cannot reach Kafka at {k.bootstrap_servers}: {exc}") from None
+            raise BrokerError(unreachable(config, exc)) from None
 
     def _failed(self, exc: BaseException) -> None:
         if self._error is None:
