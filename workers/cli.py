@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 import orjson
 
 from workers import __version__
-from workers.errors import Interrupted, PersonaStreamError, UsageError
+from workers.errors import InputError, Interrupted, PersonaStreamError, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -103,7 +103,7 @@ def _fetch(url: str) -> Any:
             reason = exc.reason
         raise UsageError(f"{url}: {reason}") from None
     except (urllib.error.URLError, OSError) as exc:
-        raise UsageError(f"cannot reach the worker at {url}: {exc}") from None
+        raise InputError(f"cannot reach the worker at {url}: {exc}") from None
 
 
 def cmd_personas(args: argparse.Namespace) -> int:
@@ -114,7 +114,7 @@ def cmd_personas(args: argparse.Namespace) -> int:
         try:
             cards = orjson.loads(path.read_bytes())
         except OSError as exc:
-            raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+            raise InputError(f"cannot read {path}: {exc.strerror}") from None
     if args.json:
         sys.stdout.write(orjson.dumps(cards, option=orjson.OPT_INDENT_2).decode() + "\n")
     else:
@@ -152,7 +152,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     try:
         handle = open(path, "rb")  # noqa: SIM115
     except OSError as exc:
-        raise UsageError(f"cannot read {path}: {exc.strerror}") from None
+        raise InputError(f"cannot read {path}: {exc.strerror}") from None
     with handle:
         for line in handle:
             profile = orjson.loads(line)
@@ -276,7 +276,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every failure a user can cause is one line and its exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # argparse would name "persona-stream", not the command given the flag
+        parser.exit(2, f"persona-stream {args.command}: error: unrecognized arguments: "
+                    f"{' '.join(unknown)} (see --help)\n")
     try:
         return int(args.func(args))
     except PersonaStreamError as exc:
