@@ -30,7 +30,15 @@ from workers.replay import (
 )
 from workers.simulation.generator import simulate
 from workers.state.saved import load_state, save_state
-from workers.testing import Record, free_port, fresh_config, identity_key, produce, run_cli
+from workers.testing import (
+    Record,
+    free_port,
+    fresh_config,
+    http_get,
+    identity_key,
+    produce,
+    run_cli,
+)
 
 OUTPUTS = ("segment_changes.jsonl", "identity_merges.jsonl", "dead_letters.jsonl")
 FINAL = ("profiles.jsonl", "personas.json")
@@ -381,8 +389,6 @@ def test_worker_starts_from_a_saved_state(tmp_path: Path, stream: list[bytes],
 
 
 def test_replay_serves_its_progress_as_a_metric(tmp_path: Path, stream: list[bytes]) -> None:
-    import urllib.request
-
     from workers.replay import ReplayRequest, run_replay
 
     source = tmp_path / "in.jsonl"
@@ -390,8 +396,9 @@ def test_replay_serves_its_progress_as_a_metric(tmp_path: Path, stream: list[byt
     port = free_port()
     result = run_replay(load(), ReplayRequest(files=[str(source)], out=str(tmp_path / "o"),
                                               metrics_port=port))
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
+    status, body = http_get(f"http://127.0.0.1:{port}/metrics")
+    text = body.decode()
+    assert status == 200
     assert "persona_stream_replay_progress_ratio 1.0" in text
     valid = result.summary["events_valid"]
     assert f'persona_stream_events_total{{outcome="valid"}} {float(valid)}' in text
