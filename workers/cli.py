@@ -18,7 +18,7 @@ import orjson
 
 from workers import __version__
 from workers.core.records import PersonaCard
-from workers.errors import Interrupted, PersonaStreamError, UsageError
+from workers.errors import InputError, Interrupted, PersonaStreamError, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -107,7 +107,7 @@ def _fetch(url: str) -> Any:
             reason = exc.reason
         raise UsageError(f"{url}: {reason}") from None
     except (urllib.error.URLError, OSError) as exc:
-        raise UsageError(f"cannot reach the worker at {url}: {exc}") from None
+        raise InputError(f"cannot reach the worker at {url}: {exc}") from None
 
 
 def cmd_personas(args: argparse.Namespace) -> int:
@@ -263,7 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every failure a user can cause is one line and its exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # argparse would name "persona-stream", not the command given the flag
+        parser.exit(2, f"persona-stream {args.command}: error: unrecognized arguments: "
+                    f"{' '.join(unknown)} (see --help)\n")
     try:
         return int(args.func(args))
     except PersonaStreamError as exc:
