@@ -33,6 +33,21 @@ from workers.core.touchpoints import TouchpointParser  # noqa: E402
 from workers.errors import InvalidEvent  # noqa: E402
 from workers.simulation.generator import write_stream  # noqa: E402
 from workers.simulation.quality import adjusted_rand_index, profile_personas, stitching  # noqa: E402
+from workers.testing import (  # noqa: E402
+    BOOTSTRAP,
+    Settings,
+    WorkerProcess,
+    config_from,
+    free_port,
+    fresh_settings,
+    pipeline_over,
+    produce,
+    producer,
+    topic_records,
+    unique_names,
+    worker_status,
+    write_config,
+)
 
 DATA = ROOT / "benchmarks" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -65,11 +80,8 @@ def parse_only(lines: list[bytes]) -> float:
 
 def _in_process_seconds(lines: list[bytes]) -> float:
     """The in-process pipeline over ``lines``: the reference every Kafka figure is set against."""
-    pipeline = Pipeline(load())
     start = time.perf_counter()
-    for line in lines:
-        pipeline.feed(line)
-    pipeline.flush()
+    pipeline_over(lines)
     return time.perf_counter() - start
 
 
@@ -132,10 +144,7 @@ def bench_quality() -> dict[str, Any]:
     path, truth_path = stream(QUALITY_PROFILES, 3)
     truth = json.loads(truth_path.read_bytes())
     config = load()
-    pipeline = Pipeline(config)
-    for line in lines_of(path):
-        pipeline.feed(line)
-    pipeline.flush()
+    pipeline = pipeline_over(lines_of(path), config)
     groups = [[f"{t}:{v}" for t, vs in pipeline.graph.identifiers(pid).items() for v in vs]
               for pid in pipeline.profiles]
     score = stitching(groups, truth)
@@ -160,47 +169,14 @@ def bench_quality() -> dict[str, Any]:
 
 
 WORKER_EVENTS = 200_000
-BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 
 
-def _kafka_names(tag: str) -> dict[str, Any]:
-    """The broker and fresh application id and topics: the `kafka` settings of a bench run."""
-    return {"bootstrap_servers": BOOTSTRAP, "application_id": f"bench-{tag}",
-            "input_topic": f"bench-{tag}-in", "dlq_topic": f"bench-{tag}-dlq",
-            "segment_changes_topic": f"bench-{tag}-changes",
-            "identity_merges_topic": f"bench-{tag}-merges",
-            "personas_topic": f"bench-{tag}-personas"}
-
-
-def _kafka_config(tag: str, **intake: float) -> Any:
-    """Default config pointed at fresh topics on the local broker."""
-    import dataclasses
-
-    base = load()
-    return dataclasses.replace(
-        base,
-        kafka=dataclasses.replace(base.kafka, **_kafka_names(tag)),
-        intake=dataclasses.replace(base.intake, **intake),
-        metrics=dataclasses.replace(base.metrics, host="127.0.0.1", port=_free_port()))
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _fill(topic: str, lines: list[bytes]) -> None:
-    from kafka import KafkaProducer
-
-    producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=20, batch_size=262144,
-                             max_request_size=1_048_576)
-    for line in lines:
-        producer.send(topic, value=line)
-    producer.flush()
-    producer.close()
+def _settings(tag: str, **sections: Any) -> Settings:
+    """A bench run's configuration: fresh topics on the local broker (named after ``tag``
+    and the time), pages on 127.0.0.1 at a free port, quiet worker logs."""
+    return fresh_settings(unique_names(f"bench-{tag}-{int(time.time())}"), **sections,
+                          metrics={"host": "127.0.0.1", "port": free_port(),
+                                   "log_level": "WARNING"})
 
 
 async def _bare_consume(topic: str, count: int) -> float:
@@ -251,13 +227,14 @@ def _worker_lines() -> list[bytes]:
     return lines_of(path)[:WORKER_EVENTS]
 
 
-def _prefilled(tag: str, lines: list[bytes]) -> Any:
-    """Fresh topics for ``tag`` (a 4-partition input among them), the input holding ``lines``."""
+def _prefilled(settings: Settings, lines: list[bytes]) -> Any:
+    """The configuration of ``settings`` with its topics made (a 4-partition input among
+    them) and its input holding ``lines``."""
     from workers.service.app import provision_topics
 
-    config = _kafka_config(tag)
+    config = config_from(settings)
     provision_topics(config)
-    _fill(config.kafka.input_topic, lines)
+    produce(config.kafka.input_topic, lines)
     return config
 
 
@@ -266,7 +243,7 @@ def bench_worker() -> dict[str, Any]:
     import asyncio
 
     lines = _worker_lines()
-    config = _prefilled(f"worker-{int(time.time())}", lines)
+    config = _prefilled(_settings("worker"), lines)
     bare = asyncio.run(_bare_consume(config.kafka.input_topic, len(lines)))
     worker = asyncio.run(_worker_run(config, len(lines)))
     in_process = _in_process_seconds(lines)
@@ -282,16 +259,13 @@ def bench_replay() -> dict[str, Any]:
     import tempfile
 
     from workers.replay import ReplayRequest, run_replay
-    from workers.service.app import provision_topics
 
     path, _ = stream(QUALITY_PROFILES, 3)  # ~74k events: seconds per replay, rates are steady
     lines = lines_of(path)
     n = len(lines)
     baseline = parse_only(lines)
     in_process = _in_process_seconds(lines)
-    config = _kafka_config(f"replay-{int(time.time())}")
-    provision_topics(config)
-    _fill(config.kafka.input_topic, lines)
+    config = _prefilled(_settings("replay"), lines)
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         run_replay(config, ReplayRequest(files=[str(path)], out=f"{tmp}/file"))
@@ -313,23 +287,15 @@ LATENCY_SECONDS = 15  # per rate: long enough for thousands of segment changes
 def _latency_at(rate: int, lines: list[bytes]) -> dict[str, Any]:
     """Produce at ``rate`` events/s stamped with the wall clock; a worker process keeps up;
     event-time-to-emit of the segment changes it emits, from the records themselves."""
-    from kafka import KafkaConsumer, KafkaProducer
-
     from workers.core.touchpoints import parse_time
 
-    tag = f"lat{rate}-{int(time.time())}"
-    port = _free_port()
-    settings: dict[str, Any] = {
-        "kafka": _kafka_names(tag),
-        # live latency profile: hold events 50 ms for ordering, assess every 50 ms
-        "intake": {"reorder_window_seconds": 0.05},
-        "segmentation": {"assign_tick_seconds": 0.05, "warmup_profiles": 100},
-        "metrics": {"host": "127.0.0.1", "port": port, "log_level": "WARNING"},
-    }
-    worker = _start_worker(settings)
+    # live latency profile: hold events 50 ms for ordering, assess every 50 ms
+    settings = _settings(f"lat{rate}", intake={"reorder_window_seconds": 0.05},
+                         segmentation={"assign_tick_seconds": 0.05, "warmup_profiles": 100})
+    worker = WorkerProcess(_config_file(settings))
     try:
-        _wait_ready(port)  # both groups joined, the owner restored: then the clock starts
-        producer = KafkaProducer(bootstrap_servers=BOOTSTRAP, linger_ms=2)
+        _wait_ready(worker.port)  # both groups joined, the owner restored: the clock starts
+        client = producer(linger_ms=2)
         start = time.time()
         sent = 0
         for line in lines:
@@ -348,21 +314,17 @@ def _latency_at(rate: int, lines: list[bytes]) -> dict[str, Any]:
                 line = orjson.dumps(event)
             except (orjson.JSONDecodeError, TypeError):
                 pass  # malformed lines stay malformed
-            producer.send(settings["kafka"]["input_topic"], value=line)
+            client.send(settings["kafka"]["input_topic"], value=line)
             sent += 1
-        producer.flush()
+        client.flush()
+        client.close()
         achieved = sent / (time.time() - start)
         time.sleep(3)  # the last batches
     finally:
-        worker.terminate()
-        worker.wait(timeout=60)
-    consumer = KafkaConsumer(settings["kafka"]["segment_changes_topic"],
-                             bootstrap_servers=BOOTSTRAP, auto_offset_reset="earliest",
-                             consumer_timeout_ms=3000)
+        worker.stop()
     lags = sorted(parse_time(r["emitted_at"]) - parse_time(r["occurred_at"])
-                  for r in (orjson.loads(m.value) for m in consumer)
+                  for r in topic_records(settings["kafka"]["segment_changes_topic"])
                   if r["trigger_event_id"] is not None)
-    consumer.close()
 
     def pct(q: float) -> float:
         return round(lags[min(len(lags) - 1, int(q * len(lags)))] * 1000, 1) if lags else -1.0
@@ -371,28 +333,12 @@ def _latency_at(rate: int, lines: list[bytes]) -> dict[str, Any]:
             "p50_ms": pct(0.5), "p99_ms": pct(0.99)}
 
 
-def _start_worker(settings: dict[str, Any]) -> Any:
-    """A `persona-stream worker` process with ``settings`` as its config file."""
-    import subprocess
+def _config_file(settings: Settings) -> Path:
+    """``settings`` as a config file for worker processes (in a fresh temporary folder)."""
     import tempfile
 
-    import yaml
-
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as handle:
-        yaml.safe_dump(settings, handle)
-    return subprocess.Popen([sys.executable, "-m", "workers.cli", "worker", "--config",
-                             handle.name], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def _status(port: int) -> dict[str, Any] | None:
-    """GET /status of the worker on ``port``; None while it is not listening."""
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/status", timeout=2) as r:
-            return dict(orjson.loads(r.read()))
-    except OSError:
-        return None
+    folder = Path(tempfile.mkdtemp(prefix="persona-stream-bench-"))
+    return write_config(folder / "config.yaml", settings)
 
 
 def _groups_stable(application_id: str, members: int) -> bool:
@@ -415,7 +361,7 @@ def _wait_ready(*ports: int, seconds: float = 60.0,
     per worker); the statuses then."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        statuses = [_status(port) for port in ports]
+        statuses = [worker_status(port, timeout=2) for port in ports]
         if (all(s is not None and s["input_partitions"] for s in statuses)
                 and sum(bool(s and s["owner"]) for s in statuses) == 1
                 and (application_id is None or _groups_stable(application_id, len(ports)))):
@@ -462,15 +408,14 @@ def _scale_run(workers: int, lines: list[bytes]) -> dict[str, Any]:
     from kafka import KafkaConsumer
     from kafka.admin import KafkaAdminClient
 
-    tag = f"scale{workers}-{int(time.time())}"
-    config = _prefilled(tag, lines)
-    ports = [_free_port() for _ in range(workers)]
+    settings = _settings(f"scale{workers}")
+    config = _prefilled(settings, lines)
+    config_file = _config_file(settings)
     consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP)
     admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
     launched = time.perf_counter()
-    procs = [_start_worker({"kafka": _kafka_names(tag),
-                            "metrics": {"host": "127.0.0.1", "port": port,
-                                        "log_level": "WARNING"}}) for port in ports]
+    procs = [WorkerProcess(config_file) for _ in range(workers)]  # each on a port of its own
+    ports = [proc.port for proc in procs]
     try:
         statuses = _wait_ready(*ports, seconds=120,
                                application_id=config.kafka.application_id)
@@ -490,12 +435,10 @@ def _scale_run(workers: int, lines: list[bytes]) -> dict[str, Any]:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{workers} worker(s) read {read} of {len(lines)} events")
             time.sleep(SCALE_POLL)
-            statuses = [s for s in map(_status, ports) if s]
+            statuses = [s for s in (worker_status(port, timeout=2) for port in ports) if s]
     finally:
         for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=60)
+            proc.stop()
         consumer.close()
         admin.close()
     twice = samples[-1][1] - len(lines)
@@ -639,12 +582,9 @@ def write_table() -> None:
             continue
         r = json.loads(path.read_text())
         res = r["result"]
-        if name == "intake":
-            what = "validation + de-dup + identity, events/s"
-            value = (f"{res['events_per_second']:,} ({res['ratio_to_parse_only']:.2f}x of "
-                     f"parse-only {res['parse_only_per_second']:,}/s), {res['events']:,} events")
-        elif name == "pipeline":
-            what = "whole `run` pipeline in process, events/s"
+        if name in ("intake", "pipeline"):
+            what = ("validation + de-dup + identity, events/s" if name == "intake"
+                    else "whole `run` pipeline in process, events/s")
             value = (f"{res['events_per_second']:,} ({res['ratio_to_parse_only']:.2f}x of "
                      f"parse-only {res['parse_only_per_second']:,}/s), {res['events']:,} events")
         elif name == "worker":

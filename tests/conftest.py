@@ -3,15 +3,11 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
-BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-ROOT = Path(__file__).resolve().parent.parent
+from workers.testing import BOOTSTRAP, unique_names
 
 
 @pytest.fixture(scope="session")
@@ -32,8 +28,7 @@ def kafka_bootstrap() -> str:
 @pytest.fixture
 def unique_name() -> Callable[[str], str]:
     """Topic and group names no other test (or earlier run) uses."""
-    run = uuid.uuid4().hex[:8]
-    return lambda prefix: f"{prefix}-{run}"
+    return unique_names()
 
 
 @pytest.fixture

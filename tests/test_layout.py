@@ -49,3 +49,11 @@ def test_the_boundary_check_sees_a_violation(tmp_path: Path) -> None:
                       "    import workers.cli\n")
     assert {n for n in _imports(module) if _reaches_shell(n)} == {
         "workers.io.sinks", "workers.io.sinks.FileSink", "workers.cli"}
+
+
+def test_the_product_never_imports_the_test_helpers() -> None:
+    offenders = {str(path.relative_to(PACKAGE)) for path in sorted(PACKAGE.rglob("*.py"))
+                 if path.name != "testing.py"
+                 and any(n == "workers.testing" or n.startswith("workers.testing.")
+                         for n in _imports(path))}
+    assert offenders == set()

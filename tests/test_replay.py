@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,6 +21,15 @@ from workers.io.sources import event_time
 from workers.replay import ReplayRequest, run_replay
 from workers.simulation.generator import simulate
 from workers.state.saved import load_state, save_state
+from workers.testing import (
+    Record,
+    free_port,
+    fresh_config,
+    http_get,
+    identity_key,
+    produce,
+    run_cli,
+)
 
 OUTPUTS = ("segment_changes.jsonl", "identity_merges.jsonl", "dead_letters.jsonl")
 FINAL = ("profiles.jsonl", "personas.json")
@@ -91,11 +97,8 @@ def test_saved_state_continues_exactly(tmp_path: Path, stream: list[bytes]) -> N
                                      state_out=str(state)), clock=fixed_clock)
     # the continuation runs in a fresh process with another hash seed: nothing in the state
     # may depend on set or dict iteration order of the process that wrote it
-    env = {**os.environ, "PYTHONHASHSEED": "12345"}
-    done = subprocess.run(
-        [sys.executable, "-m", "workers.cli", "replay", "--files", str(second), "--state-in",
-         str(state), "--out", str(tmp_path / "b"), "--quiet"],
-        env=env, capture_output=True, timeout=120, check=False)
+    done = run_cli("replay", "--files", str(second), "--state-in", str(state),
+                   "--out", str(tmp_path / "b"), "--quiet", env={"PYTHONHASHSEED": "12345"})
     assert done.returncode == 0, done.stderr
     for name in OUTPUTS:
         a, b = records(tmp_path / "a", name), records(tmp_path / "b", name)
@@ -157,10 +160,8 @@ def test_refuses_live_topics_without_the_flag() -> None:
         base.kafka, segment_changes_topic="prod.segment-changes"))
     with pytest.raises(UsageError, match=r"live topic prod\.segment-changes"):
         run_replay(config, ReplayRequest(files=["-"], to_topic="prod"))
-    env = {**os.environ, "PERSONA_STREAM_KAFKA__DLQ_TOPIC": "prod.dlq"}
-    done = subprocess.run([sys.executable, "-m", "workers.cli", "replay", "--files", "x.jsonl",
-                           "--to-topic", "prod"], env=env, capture_output=True, timeout=60,
-                          check=False)
+    done = run_cli("replay", "--files", "x.jsonl", "--to-topic", "prod",
+                   env={"PERSONA_STREAM_KAFKA__DLQ_TOPIC": "prod.dlq"})
     assert done.returncode == 2
     assert done.stderr.decode().strip().count("\n") == 0
     assert b"--allow-live-topics" in done.stderr
@@ -178,34 +179,21 @@ def test_bad_from_is_one_line(bound: str, capsys: pytest.CaptureFixture[str]) ->
 
 def _config(bootstrap: str, unique_name: Callable[[str], str]) -> Config:
     """Every live topic name unique to the test, so nothing it checks is shared."""
-    base = load()
-    return dataclasses.replace(base, kafka=dataclasses.replace(
-        base.kafka, bootstrap_servers=bootstrap, application_id=unique_name("app"),
-        input_topic=unique_name("touchpoints"), dlq_topic=unique_name("dlq"),
-        segment_changes_topic=unique_name("changes"),
-        identity_merges_topic=unique_name("merges"), personas_topic=unique_name("personas"),
-        connect_timeout_seconds=10.0))
+    return fresh_config(unique_name, bootstrap=bootstrap, kafka={"connect_timeout_seconds": 10.0})
 
 
 def _produce(bootstrap: str, admin: Any, topic: str, lines: list[bytes]) -> list[float]:
     """To 3 partitions keyed by anonymous_id, each record stamped with the newest event time
     so far (what a producer stamps when it sends events as they happen); returns the stamps."""
-    from kafka import KafkaProducer
     from kafka.admin import NewTopic
 
     admin.create_topics([NewTopic(topic, 3, 1)])
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024)
     stamps, newest = [], 0.0
     for line in lines:
         newest = max(newest, event_time(line))
         stamps.append(newest)
-        try:
-            key = orjson.loads(line)["identity"]["anonymous_id"].encode()
-        except (orjson.JSONDecodeError, TypeError, KeyError, AttributeError):
-            key = None
-        producer.send(topic, key=key, value=line, timestamp_ms=int(newest * 1000))
-    producer.flush()
-    producer.close()
+    produce(topic, [Record(line, identity_key(line, "anonymous_id"), int(stamp * 1000))
+                    for line, stamp in zip(lines, stamps, strict=True)], bootstrap)
     return stamps
 
 
@@ -336,16 +324,12 @@ def test_worker_starts_from_a_saved_state(tmp_path: Path, stream: list[bytes],
                                           kafka_bootstrap: str,
                                           unique_name: Callable[[str], str]) -> None:
     import asyncio
-    import socket
 
     from workers.service.app import build_app, provision_topics
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
     base = _config(kafka_bootstrap, unique_name)
     config = dataclasses.replace(base, metrics=dataclasses.replace(
-        base.metrics, host="127.0.0.1", port=port))
+        base.metrics, host="127.0.0.1", port=free_port()))
     pipeline = Pipeline(config)
     for line in stream[:500]:
         pipeline.feed(line)
@@ -374,20 +358,16 @@ def test_worker_starts_from_a_saved_state(tmp_path: Path, stream: list[bytes],
 
 
 def test_replay_serves_its_progress_as_a_metric(tmp_path: Path, stream: list[bytes]) -> None:
-    import socket
-    import urllib.request
-
     from workers.replay import ReplayRequest, run_replay
 
     source = tmp_path / "in.jsonl"
     source.write_bytes(b"\n".join(stream[:800]) + b"\n")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = free_port()
     result = run_replay(load(), ReplayRequest(files=[str(source)], out=str(tmp_path / "o"),
                                               metrics_port=port))
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        text = response.read().decode()
+    status, body = http_get(f"http://127.0.0.1:{port}/metrics")
+    text = body.decode()
+    assert status == 200
     assert "persona_stream_replay_progress_ratio 1.0" in text
     valid = result.summary["events_valid"]
     assert f'persona_stream_events_total{{outcome="valid"}} {float(valid)}' in text

@@ -271,7 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every failure a user can cause is one line and its exit code."""
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # argparse would name "persona-stream", not the command given the flag
+        parser.exit(2, f"persona-stream {args.command}: error: unrecognized arguments: "
+                    f"{' '.join(unknown)} (see --help)\n")
     try:
         return int(args.func(args))
     except PersonaStreamError as exc:

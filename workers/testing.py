@@ -1,16 +1,319 @@
 """Helpers shared by the tests and the benchmarks (like Bytewax's ``testing.py``).
 
-Nothing in the product imports this module.
+Nothing in the product imports this module. Each helper is written once, here:
+
+- ports and names: :func:`free_port`, :func:`unique_names`
+- configurations on fresh topics: :func:`fresh_topics`, :func:`fresh_settings`,
+  :func:`fresh_config`, :func:`config_from`, :func:`write_config`
+- the broker: :func:`producer`, :func:`produce` (with :class:`Record` and
+  :func:`identity_key`), :func:`topic_records`
+- the in-process reference: :func:`pipeline_over`
+- processes and pages: :func:`run_cli`, :class:`WorkerProcess`,
+  :func:`worker_processes`, :func:`http_get`, :func:`worker_status`,
+  :func:`require_tool`, :func:`output_under_other_hashseed`
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
+import signal
+import socket
 import subprocess
 import sys
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import orjson
+import yaml
+
+from workers.config import Config, load, validate
+
+if TYPE_CHECKING:
+    from workers.core.pipeline import Pipeline
 
 ROOT = Path(__file__).resolve().parent.parent  # the checkout (tests run from one)
+BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+"""The local broker the integration tests and the Kafka benchmarks use."""
+
+Settings = dict[str, dict[str, Any]]
+"""Configuration overrides by section, the shape of a ``--config`` file."""
+
+
+# ---- ports and names --------------------------------------------------------------------
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that nothing listens on now (the system picks it; use it soon,
+    nothing holds it)."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def unique_names(run: str | None = None) -> Callable[[str], str]:
+    """``name(prefix) -> "prefix-RUN"``: topic and group names that no other test, bench or
+    earlier run uses; RUN is ``run``, or 8 random hex digits."""
+    suffix = run or uuid.uuid4().hex[:8]
+    return lambda prefix: f"{prefix}-{suffix}"
+
+
+# ---- configurations on fresh topics -----------------------------------------------------
+
+
+def fresh_topics(name: Callable[[str], str] | None = None,
+                 bootstrap: str = BOOTSTRAP) -> dict[str, str]:
+    """The ``kafka`` settings of a run of its own: the broker at ``bootstrap``, and an
+    application id and input/output topics named by ``name`` (fresh ones by default)."""
+    name = name or unique_names()
+    return {"bootstrap_servers": bootstrap, "application_id": name("app"),
+            "input_topic": name("touchpoints"), "dlq_topic": name("dlq"),
+            "segment_changes_topic": name("changes"), "identity_merges_topic": name("merges"),
+            "personas_topic": name("personas")}
+
+
+def fresh_settings(name: Callable[[str], str] | None = None, *, bootstrap: str = BOOTSTRAP,
+                   **sections: Mapping[str, Any]) -> Settings:
+    """Configuration overrides whose ``kafka`` section is :func:`fresh_topics`; each keyword
+    is a section whose keys are set too (``kafka={"partitions": 1}``,
+    ``segmentation={"warmup_profiles": 50}``)."""
+    settings = {section: dict(values) for section, values in sections.items()}
+    settings["kafka"] = {**fresh_topics(name, bootstrap), **settings.get("kafka", {})}
+    return settings
+
+
+def config_from(settings: Mapping[str, Mapping[str, Any]]) -> Config:
+    """The defaults (and any ``PERSONA_STREAM_*`` variables) with ``settings`` set over them,
+    checked as the loader checks a configuration."""
+    base = load()
+    return validate(dataclasses.replace(base, **{
+        section: dataclasses.replace(getattr(base, section), **values)
+        for section, values in settings.items()}))
+
+
+def fresh_config(name: Callable[[str], str] | None = None, *, bootstrap: str = BOOTSTRAP,
+                 **sections: Mapping[str, Any]) -> Config:
+    """:func:`fresh_settings` as a :class:`Config`, for a pipeline, replay or worker run
+    in this process."""
+    return config_from(fresh_settings(name, bootstrap=bootstrap, **sections))
+
+
+def write_config(path: Path, settings: Mapping[str, Mapping[str, Any]]) -> Path:
+    """Write ``settings`` as a YAML file for ``--config``; returns ``path``."""
+    path.write_text(yaml.safe_dump({k: dict(v) for k, v in settings.items()}),
+                    encoding="utf-8")
+    return path
+
+
+# ---- the broker -------------------------------------------------------------------------
+
+
+class Record(NamedTuple):
+    """One record to produce: its value, and optionally a key and a timestamp."""
+
+    value: bytes
+    key: bytes | None = None
+    timestamp_ms: int | None = None
+
+
+def producer(bootstrap: str = BOOTSTRAP, **options: Any) -> Any:
+    """A kafka-python ``KafkaProducer`` set up for test and bench data (batched, every
+    record acknowledged); ``options`` override its settings. Close it when done."""
+    from kafka import KafkaProducer
+
+    settings: dict[str, Any] = {"linger_ms": 20, "batch_size": 256 * 1024, "acks": "all",
+                                **options}
+    return KafkaProducer(bootstrap_servers=bootstrap, **settings)
+
+
+def produce(topic: str, records: Iterable[bytes | Record], bootstrap: str = BOOTSTRAP,
+            **options: Any) -> int:
+    """Send ``records`` (raw values, or :class:`Record`) to ``topic`` in order and wait until
+    the broker has every one; returns how many were sent. ``options`` go to
+    :func:`producer`."""
+    client = producer(bootstrap, **options)
+    sent = 0
+    try:
+        for record in records:
+            value, key, timestamp_ms = record if isinstance(record, Record) else (record,
+                                                                                  None, None)
+            client.send(topic, value=value, key=key, timestamp_ms=timestamp_ms)
+            sent += 1
+        client.flush()
+    finally:
+        client.close()
+    return sent
+
+
+def identity_key(line: bytes, id_type: str | None = None) -> bytes | None:
+    """The key a tracking SDK gives an event: the value of its ``id_type`` identifier (its
+    first identifier when None); None for a line that has no such identifier."""
+    try:
+        identity = orjson.loads(line)["identity"]
+        value = identity[id_type] if id_type else next(iter(identity.values()))
+        return value.encode()
+    except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, StopIteration):
+        return None
+
+
+def topic_records(topic: str, bootstrap: str = BOOTSTRAP,
+                  idle_ms: int = 3000) -> list[dict[str, Any]]:
+    """Every JSON record in ``topic``, from the beginning until none arrives for ``idle_ms``
+    (no consumer group, nothing committed)."""
+    from kafka import KafkaConsumer
+
+    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                             enable_auto_commit=False, consumer_timeout_ms=idle_ms)
+    try:
+        return [orjson.loads(message.value) for message in consumer]
+    finally:
+        consumer.close()
+
+
+# ---- the in-process reference -----------------------------------------------------------
+
+
+def pipeline_over(lines: Iterable[bytes], config: Config | None = None) -> Pipeline:
+    """A pipeline (default configuration unless ``config``) fed ``lines`` in order and
+    flushed: what one process makes of them, the reference the shells are held to."""
+    from workers.core.pipeline import Pipeline
+
+    pipeline = Pipeline(config or load())
+    for line in lines:
+        pipeline.feed(line)
+    pipeline.flush()
+    return pipeline
+
+
+# ---- processes and pages ----------------------------------------------------------------
+
+
+def _cli_command() -> list[str]:
+    """The installed console script next to this interpreter, as an operator runs it;
+    ``python -m workers.cli`` where it is not installed."""
+    script = Path(sys.executable).with_name("persona-stream")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "workers.cli"]
+
+
+CLI: list[str] = _cli_command()
+"""The command line that starts ``persona-stream``."""
+
+
+def run_cli(*args: str, stdin: bytes | None = None, env: Mapping[str, str] | None = None,
+            timeout: float = 120.0) -> subprocess.CompletedProcess[bytes]:
+    """Run ``persona-stream ARGS`` in a fresh process and wait: exit code, stdout and
+    stderr (bytes). ``env`` adds to (or overrides) this process's environment."""
+    return subprocess.run([*CLI, *args], input=stdin, capture_output=True, timeout=timeout,
+                          env=None if env is None else {**os.environ, **env}, check=False)
+
+
+def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
+    """GET ``url``: its status and body, also for an error status; raises ``OSError``
+    (``URLError``, ``ConnectionError``, ``TimeoutError``) when nothing answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return int(response.status), bytes(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, bytes(exc.read())
+
+
+def worker_status(port: int, host: str = "127.0.0.1",
+                  timeout: float = 5.0) -> dict[str, Any] | None:
+    """The ``/status`` page of the worker on ``port``; None while none answers there."""
+    try:
+        status, body = http_get(f"http://{host}:{port}/status", timeout)
+    except OSError:
+        return None
+    return dict(orjson.loads(body)) if status == 200 else None
+
+
+class WorkerProcess:
+    """A ``persona-stream worker --config FILE`` process with its pages on ``port`` (a free
+    one by default), its static group membership ``instance_id`` and, given ``log_dir``, its
+    output in ``log_dir/worker-INSTANCE-PORT.log``. A context manager: leaving it stops
+    the process."""
+
+    def __init__(self, config: str | os.PathLike[str], *, port: int | None = None,
+                 instance_id: str | None = None, log_dir: Path | None = None) -> None:
+        self.port = port or free_port()
+        env = {"PERSONA_STREAM_METRICS__PORT": str(self.port)}
+        if instance_id is not None:
+            env["PERSONA_STREAM_KAFKA__INSTANCE_ID"] = instance_id
+        self._log = None if log_dir is None else open(  # noqa: SIM115
+            log_dir / f"worker-{instance_id or 'worker'}-{self.port}.log", "wb")
+        self.proc = subprocess.Popen(
+            [*CLI, "worker", "--config", os.fspath(config)], env={**os.environ, **env},
+            stdout=self._log or subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def get(self, path: str) -> bytes | None:
+        """The body of the page at ``path``; None unless it answers 200."""
+        try:
+            status, body = http_get(self.url + path)
+        except OSError:
+            return None
+        return body if status == 200 else None
+
+    def status(self) -> dict[str, Any] | None:
+        """Its ``/status`` page; None while it does not answer."""
+        return worker_status(self.port)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> None:
+        """Send ``sig`` (SIGKILL: no goodbye) and wait; killed when it outstays ``timeout``."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self._log is not None:
+            self._log.close()
+
+    def __enter__(self) -> WorkerProcess:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+@contextmanager
+def worker_processes(config: str | os.PathLike[str], count: int,
+                     log_dir: Path | None = None) -> Iterator[list[WorkerProcess]]:
+    """``count`` worker processes on one configuration file (instances ``w0``, ``w1``...),
+    started together and stopped on leaving."""
+    started: list[WorkerProcess] = []
+    try:
+        for i in range(count):
+            started.append(WorkerProcess(config, instance_id=f"w{i}", log_dir=log_dir))
+        yield started
+    finally:
+        for worker in started:
+            worker.stop()
+
+
+def require_tool(binary: str) -> str:
+    """The path of ``binary``: a missing tool skips the test locally and fails it in CI
+    (where ``CI`` is set: CI must install it)."""
+    import pytest
+
+    path = shutil.which(binary)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{binary} is not installed (CI must install it: see .ci/run)")
+        pytest.skip(f"{binary} is not installed")
+    return path
 
 
 def output_under_other_hashseed(script: str, timeout: float) -> str:

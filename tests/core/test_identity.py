@@ -16,6 +16,7 @@ from workers.config import Config, load
 from workers.core.identity import IdentityGraph, IdentityRules, lookup_keys, profile_id_for
 from workers.core.pipeline import Pipeline
 from workers.core.touchpoints import format_time
+from workers.testing import pipeline_over
 
 CONFIG: Config = load(env={})
 LIMITS = CONFIG.identity.limits
@@ -284,14 +285,6 @@ def _is_junk(value: str) -> bool:
     return value.lower() in _JUNK_LOWER
 
 
-def _run(raws: list[bytes]) -> Pipeline:
-    pipeline = Pipeline(CONFIG)
-    for raw in raws:
-        pipeline.feed(raw)
-    pipeline.flush()
-    return pipeline
-
-
 def _groups(pipeline: Pipeline) -> set[frozenset[tuple[str, str]]]:
     return {frozenset((t, v) for t, vs in pipeline.graph.identifiers(pid).items() for v in vs)
             for pid in pipeline.profiles}
@@ -304,10 +297,10 @@ def test_pipeline_result_does_not_depend_on_arrival_order(
         records: list[tuple[float, bytes, bool]], rnd: random.Random) -> None:
     window = CONFIG.intake.reorder_window_seconds
     assert window == 300
-    in_order = _run([raw for _, raw, _ in records])
+    in_order = pipeline_over([raw for _, raw, _ in records], CONFIG)
     # each record delayed by less than the reorder window, then taken in arrival order
     delayed = sorted(records, key=lambda r: r[0] + rnd.uniform(0, window - 1))
-    shuffled = _run([raw for _, raw, _ in delayed])
+    shuffled = pipeline_over([raw for _, raw, _ in delayed], CONFIG)
 
     assert _groups(in_order) == _groups(shuffled)
     assert set(in_order.profiles) == set(shuffled.profiles)

@@ -365,17 +365,14 @@ def test_model_version_increases_by_one_per_publish() -> None:
 @pytest.mark.parametrize("model", ["kmeans", "streamkmeans", "dbstream", "clustream"])
 def test_every_selectable_river_model_segments_a_stream(model: str) -> None:
     """Each model named in the configuration runs the whole pipeline and publishes."""
-    from workers.core.pipeline import Pipeline
     from workers.simulation.generator import simulate
+    from workers.testing import pipeline_over
 
     lines, _, _ = simulate(400, seed=4, days=3)
     base = load()
     config = dataclasses.replace(base, segmentation=dataclasses.replace(
         base.segmentation, model=model, warmup_profiles=60))
-    pipeline = Pipeline(config)
-    for line in lines:
-        pipeline.feed(line)
-    pipeline.flush()
+    pipeline = pipeline_over(lines, config)
     snapshot = pipeline.model.snapshot
     assert snapshot is not None and len(snapshot.segments) >= 2
     assigned = [s.segment for s in pipeline.profiles.values() if s.segment is not None]

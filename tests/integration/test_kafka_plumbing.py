@@ -7,8 +7,9 @@ import asyncio
 from collections.abc import Callable
 
 import pytest
-from kafka import KafkaProducer
 from kafka.admin import NewTopic
+
+from workers.testing import Record, produce
 
 pytestmark = pytest.mark.integration
 
@@ -16,11 +17,8 @@ MESSAGES = 40
 
 
 def _produce(bootstrap: str, topic: str) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    for i in range(MESSAGES):
-        producer.send(topic, key=f"k{i % 7}".encode(), value=f"v{i}".encode())
-    producer.flush()
-    producer.close()
+    produce(topic, [Record(f"v{i}".encode(), f"k{i % 7}".encode()) for i in range(MESSAGES)],
+            bootstrap)
 
 
 def test_admin_creates_partitioned_topic_and_aiokafka_reads_what_kafka_python_wrote(

@@ -12,57 +12,28 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import html
-import os
-import shutil
-import socket
 import subprocess
 import threading
 import time
 import urllib.error
 import urllib.parse
-import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from kafka import KafkaProducer
 from prometheus_client.parser import text_string_to_metric_families
 
-from workers.config import Config, load
 from workers.service import app as kafka_app
 from workers.service.app import build_app, provision_topics
 from workers.simulation.generator import simulate
+from workers.testing import free_port, fresh_config, produce, require_tool
+from workers.testing import http_get as get
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts"
-
-
-def need(binary: str) -> str:
-    """The tool's path; a missing tool skips locally and fails in CI."""
-    path = shutil.which(binary)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{binary} is not installed (CI must install it: see .ci/run)")
-        pytest.skip(f"{binary} is not installed")
-    return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status, resp.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
 
 
 @dataclasses.dataclass
@@ -79,33 +50,16 @@ class Worker:
                 for fam in text_string_to_metric_families(body.decode()) for s in fam.samples}
 
 
-def _config(bootstrap: str, port: int) -> Config:
-    run = uuid.uuid4().hex[:8]
-    base = load()
-    return dataclasses.replace(
-        base,
-        kafka=dataclasses.replace(
-            base.kafka, bootstrap_servers=bootstrap, application_id=f"ops-{run}",
-            input_topic=f"ops-touchpoints-{run}", dlq_topic=f"ops-dlq-{run}",
-            segment_changes_topic=f"ops-changes-{run}",
-            identity_merges_topic=f"ops-merges-{run}", personas_topic=f"ops-personas-{run}",
-            partitions=1),
-        metrics=dataclasses.replace(base.metrics, host="127.0.0.1", port=port),
-        segmentation=dataclasses.replace(base.segmentation, warmup_profiles=50))
-
-
 @pytest.fixture(scope="module")
 def worker(kafka_bootstrap: str) -> Iterator[Worker]:
     port = free_port()
-    config = _config(kafka_bootstrap, port)
+    config = fresh_config(bootstrap=kafka_bootstrap, kafka={"partitions": 1},
+                          metrics={"host": "127.0.0.1", "port": port},
+                          segmentation={"warmup_profiles": 50})
     provision_topics(config)
     lines, _, _ = simulate(300, seed=11, days=3)
     lines = [*lines, b"\xff\xfe not utf-8", lines[0]]  # plus an invalid and a duplicate
-    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap)
-    for line in lines:
-        producer.send(config.kafka.input_topic, value=line)
-    producer.flush()
-    producer.close()
+    produce(config.kafka.input_topic, lines, kafka_bootstrap)
 
     box: dict[str, Any] = {}
     started = threading.Event()
@@ -193,7 +147,7 @@ def test_counters_equal_what_was_fed_and_lag_returns_to_zero(worker: Worker) -> 
 
 
 def test_promtool_accepts_the_exposition(worker: Worker) -> None:
-    promtool = need("promtool")
+    promtool = require_tool("promtool")
     _, body = get(f"{worker.url}/metrics")
     result = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True,
                             timeout=30, check=False)
@@ -201,7 +155,7 @@ def test_promtool_accepts_the_exposition(worker: Worker) -> None:
 
 
 def test_a_real_prometheus_scrapes_the_worker(worker: Worker, tmp_path: Path) -> None:
-    prometheus = need("prometheus")
+    prometheus = require_tool("prometheus")
     port = free_port()
     config = tmp_path / "prometheus.yml"
     config.write_text(
@@ -245,7 +199,7 @@ def test_personas_page_renders_in_chromium(worker: Worker, tmp_path: Path) -> No
         assert html.escape(card["name"]) in page, card["name"]
     assert page.count("<polyline") == len({s for _, sizes in worker.app.size_history
                                            for s in sizes})
-    chromium = need("chromium")
+    chromium = require_tool("chromium")
     ARTIFACTS.mkdir(exist_ok=True)
     shot = ARTIFACTS / "personas.png"
     shot.unlink(missing_ok=True)

@@ -6,114 +6,51 @@ fresh topics, and compares the end state with the in-process pipeline.
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-import yaml
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
 from workers.config import load
 from workers.core.pipeline import Pipeline
 from workers.service.app import origin_of
 from workers.simulation.generator import simulate
+from workers.testing import (
+    Record,
+    WorkerProcess,
+    fresh_settings,
+    identity_key,
+    pipeline_over,
+    produce,
+    run_cli,
+    topic_records,
+    worker_processes,
+    write_config,
+)
 
 pytestmark = pytest.mark.integration
 FLUSH_KEY = b"\x00flush"
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run([sys.executable, "-m", "workers.cli", *args], capture_output=True,
-                          timeout=60, check=False)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _config_file(tmp_path: Path, bootstrap: str, name: Callable[[str], str],
                  partitions: int, state: dict[str, Any] | None = None
                  ) -> tuple[Path, dict[str, Any]]:
-    settings = {
-        "kafka": {"bootstrap_servers": bootstrap, "application_id": name("app"),
-                  "input_topic": name("touchpoints"), "dlq_topic": name("dlq"),
-                  "segment_changes_topic": name("changes"),
-                  "identity_merges_topic": name("merges"), "personas_topic": name("personas"),
-                  "partitions": partitions, "checkpoint_interval_seconds": 1},
-        "segmentation": {"warmup_profiles": 50},
-        "metrics": {"host": "127.0.0.1", "log_level": "WARNING"},
-        "state": state or {},
-    }
-    path = tmp_path / "config.yaml"
-    path.write_text(yaml.safe_dump(settings))
-    return path, settings
-
-
-class Worker:
-    def __init__(self, config: Path, tmp_path: Path, tag: str) -> None:
-        self.port = _free_port()
-        env = dict(os.environ, PERSONA_STREAM_METRICS__PORT=str(self.port),
-                   PERSONA_STREAM_KAFKA__INSTANCE_ID=tag)
-        self.log = open(tmp_path / f"worker-{tag}-{self.port}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "worker", "--config",
-                                      str(config)], env=env, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-
-    def get(self, path: str) -> bytes | None:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}{path}", timeout=5) as r:
-                return bytes(r.read())
-        except OSError:
-            return None
-
-    def status(self) -> dict[str, Any] | None:
-        body = self.get("/status")
-        return None if body is None else orjson.loads(body)
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-
-
-@contextmanager
-def workers(config: Path, tmp_path: Path, count: int) -> Iterator[list[Worker]]:
-    started = [Worker(config, tmp_path, f"w{i}") for i in range(count)]
-    try:
-        yield started
-    finally:
-        for w in started:
-            w.stop()
+    settings = fresh_settings(name, bootstrap=bootstrap,
+                              kafka={"partitions": partitions, "checkpoint_interval_seconds": 1},
+                              segmentation={"warmup_profiles": 50},
+                              metrics={"host": "127.0.0.1", "log_level": "WARNING"},
+                              state=state or {})
+    return write_config(tmp_path / "config.yaml", settings), settings
 
 
 def _produce(bootstrap: str, topic: str, lines: list[bytes]) -> None:
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=10)
-    for line in lines:
-        try:  # keyed like a web SDK would: by the first identifier of the event
-            identity = orjson.loads(line)["identity"]
-            key = next(iter(identity.values())).encode()
-        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError, StopIteration):
-            key = None
-        producer.send(topic, key=key, value=line)
-    producer.flush()
-    producer.close()
+    # keyed like a web SDK would: by the first identifier of the event
+    produce(topic, [Record(line, identity_key(line)) for line in lines], bootstrap)
 
 
 def _wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
@@ -125,7 +62,7 @@ def _wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
     pytest.fail(f"timed out waiting for {what}")
 
 
-def _owner(group: list[Worker]) -> Worker | None:
+def _owner(group: list[WorkerProcess]) -> WorkerProcess | None:
     for w in group:
         status = w.status()
         if status and status["owner"]:
@@ -133,24 +70,16 @@ def _owner(group: list[Worker]) -> Worker | None:
     return None
 
 
-def _done(group: list[Worker]) -> bool:
+def _done(group: list[WorkerProcess]) -> bool:
     owner = _owner(group)
     status = owner.status() if owner else None
     return bool(status and status["caught_up"])
 
 
-def _profiles(owner: Worker) -> dict[str, dict[str, Any]]:
+def _profiles(owner: WorkerProcess) -> dict[str, dict[str, Any]]:
     body = owner.get("/profiles")
     assert body is not None
     return {p["profile_id"]: p for p in map(orjson.loads, body.splitlines())}
-
-
-def _expected(lines: list[bytes]) -> Pipeline:
-    pipeline = Pipeline(load())
-    for line in lines:
-        pipeline.feed(line)
-    pipeline.flush()
-    return pipeline
 
 
 def _groups_and_counts(profiles: dict[str, dict[str, Any]]) -> dict[str, tuple[Any, int]]:
@@ -158,11 +87,18 @@ def _groups_and_counts(profiles: dict[str, dict[str, Any]]) -> dict[str, tuple[A
             for pid, p in profiles.items()}
 
 
+def _assert_as_one_process(got: dict[str, dict[str, Any]], lines: list[bytes]) -> None:
+    """The same profiles (identifier groups and event counts) as one process makes."""
+    expected = pipeline_over(lines)
+    want = {pid: expected.profile_snapshot(pid) for pid in expected.profiles}
+    assert _groups_and_counts(got) == _groups_and_counts(want)
+
+
 def test_two_workers_on_four_partitions_match_one_process(
         kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path) -> None:
     lines, _, _ = simulate(400, seed=21, days=2)
     config, settings = _config_file(tmp_path, kafka_bootstrap, unique_name, partitions=4)
-    with workers(config, tmp_path, 2) as group:
+    with worker_processes(config, 2, tmp_path) as group:
         _wait_for(lambda: all((w.status() or {}).get("input_partitions") for w in group), 60,
                   "both routers to share the input partitions")
         _produce(kafka_bootstrap, settings["kafka"]["input_topic"], lines)
@@ -171,24 +107,22 @@ def test_two_workers_on_four_partitions_match_one_process(
         assert owner is not None
         # both routers took part: the input partitions were shared
         assert all(w.status()["routed"] > 0 for w in group)  # type: ignore[index]
-        expected = _expected(lines)
         got = _profiles(owner)
-        want = {pid: expected.profile_snapshot(pid) for pid in expected.profiles}
-        assert _groups_and_counts(got) == _groups_and_counts(want)
+        _assert_as_one_process(got, lines)
         _wait_for(lambda: len({w.status()["model_version"] for w in group}) == 1  # type: ignore[index]
                   and group[0].status()["model_version"] > 0,  # type: ignore[index]
                   30, "every worker to report the owner's model version")
         # `persona-stream profile --url` looks a profile up in the running deployment
         known = next(p for p in got.values() if "email" in p["identifiers"])
         email = known["identifiers"]["email"][0]
-        shown = _cli("profile", f"email:{email}", "--url", f"http://127.0.0.1:{owner.port}")
+        shown = run_cli("profile", f"email:{email}", "--url", f"http://127.0.0.1:{owner.port}")
         assert shown.returncode == 0
         assert orjson.loads(shown.stdout)["profile_id"] == known["profile_id"]
         other = next(w for w in group if w is not owner)
-        refused = _cli("profile", email, "--url", f"http://127.0.0.1:{other.port}")
+        refused = run_cli("profile", email, "--url", f"http://127.0.0.1:{other.port}")
         assert refused.returncode == 2
         assert len(refused.stderr.decode().strip().splitlines()) == 1
-        table = _cli("personas", "--url", f"http://127.0.0.1:{other.port}")
+        table = run_cli("personas", "--url", f"http://127.0.0.1:{other.port}")
         assert table.returncode == 0 and b"size" in table.stdout
 
 
@@ -209,20 +143,12 @@ def _sequenced_change_ids(bootstrap: str, app: str, config: Path) -> set[str]:
     return ids
 
 
-def _topic_records(bootstrap: str, topic: str) -> list[dict[str, Any]]:
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False, consumer_timeout_ms=3000)
-    records = [orjson.loads(r.value) for r in consumer]
-    consumer.close()
-    return records
-
-
 def test_a_killed_worker_restarts_from_its_checkpoint_and_loses_nothing(
         kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path) -> None:
     lines, _, _ = simulate(500, seed=22, days=2)
     config, settings = _config_file(tmp_path, kafka_bootstrap, unique_name, partitions=2)
     k = settings["kafka"]
-    first = Worker(config, tmp_path, "solo")
+    first = WorkerProcess(config, instance_id="solo", log_dir=tmp_path)
     try:
         _wait_for(lambda: first.status() is not None, 60, "the worker to serve /status")
         _produce(kafka_bootstrap, k["input_topic"], lines)
@@ -233,17 +159,15 @@ def test_a_killed_worker_restarts_from_its_checkpoint_and_loses_nothing(
                         and (status["events_read"] or 0) > len(lines) // 3)
 
         _wait_for(midway, 120, "a checkpoint in the middle of the stream")
-        before = _topic_records(kafka_bootstrap, k["segment_changes_topic"])
+        before = topic_records(k["segment_changes_topic"], kafka_bootstrap)
     finally:
         first.stop(signal.SIGKILL)  # no goodbye: no final checkpoint, no commit
-    with workers(config, tmp_path, 1) as (second,):
+    with worker_processes(config, 1, tmp_path) as (second,):
         _wait_for(lambda: _done([second]), 180, "the restarted worker to catch up")
         restored = second.status()
         assert restored is not None and restored["restored_from"] > 0  # a checkpoint was used
-        expected = _expected(lines)
-        want = {pid: expected.profile_snapshot(pid) for pid in expected.profiles}
-        assert _groups_and_counts(_profiles(second)) == _groups_and_counts(want)
-    after = _topic_records(kafka_bootstrap, k["segment_changes_topic"])
+        _assert_as_one_process(_profiles(second), lines)
+    after = topic_records(k["segment_changes_topic"], kafka_bootstrap)
     ids = [r["event_id"] for r in after]
     # at-least-once: whatever was re-emitted repeats its id exactly; nothing is missing
     # and nothing new was invented compared with one uninterrupted pass
@@ -264,7 +188,7 @@ def test_the_standby_takes_over_a_killed_owner_with_a_rocksdb_store(
     config, settings = _config_file(tmp_path, kafka_bootstrap, unique_name, partitions=2,
                                     state={"store": "rocksdb",
                                            "directory": str(tmp_path / "state")})
-    with workers(config, tmp_path, 2) as group:
+    with worker_processes(config, 2, tmp_path) as group:
         _wait_for(lambda: all((w.status() or {}).get("input_partitions") for w in group), 60,
                   "both routers to share the input partitions")
         _produce(kafka_bootstrap, settings["kafka"]["input_topic"], lines)
@@ -284,6 +208,4 @@ def test_the_standby_takes_over_a_killed_owner_with_a_rocksdb_store(
         status = standby.status()
         assert status is not None and status["store"] == "rocksdb"
         assert status["took_over_from_standby"] and status["restored_from"] > 0
-        expected = _expected(lines)
-        want = {pid: expected.profile_snapshot(pid) for pid in expected.profiles}
-        assert _groups_and_counts(_profiles(standby)) == _groups_and_counts(want)
+        _assert_as_one_process(_profiles(standby), lines)

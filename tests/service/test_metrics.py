@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
 import re
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from workers.config import load
@@ -20,6 +17,7 @@ from workers.core.records import Output
 from workers.service.logs import JsonFormatter, logging_config
 from workers.service.metrics import Metrics
 from workers.simulation.generator import simulate
+from workers.testing import pipeline_over, require_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 ALERTS = ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -142,10 +140,7 @@ def test_batch_observations_lag_and_partitions() -> None:
 
 def test_registry_is_private_and_labels_carry_no_identifiers() -> None:
     lines, _, _ = simulate(60, seed=2, days=1)
-    pipeline = Pipeline(load())
-    for line in lines:
-        pipeline.feed(line)
-    pipeline.flush()
+    pipeline = pipeline_over(lines)
     a, b = Metrics(), Metrics()  # two registries: no "Duplicated timeseries" error
     a.sync(pipeline)
     allowed = {"outcome", "error", "reason", "segment", "partition", "le"}
@@ -168,11 +163,7 @@ def test_json_log_lines_carry_extras() -> None:
 
 def test_promtool_accepts_the_alert_rules() -> None:
     """Unlike tests/test_deploy.py's check, this one fails in CI when promtool is missing."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        if os.environ.get("CI"):
-            pytest.fail("promtool is not installed (CI must install it: see .ci/run)")
-        pytest.skip("promtool is not installed")
+    promtool = require_tool("promtool")
     result = subprocess.run([promtool, "check", "rules", str(ALERTS)], capture_output=True,
                             text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr

@@ -5,10 +5,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from workers.config import load
-from workers.core.pipeline import Pipeline
 from workers.service.persona_page import SizeHistory, render_page
 from workers.simulation.generator import simulate
+from workers.testing import pipeline_over
 
 
 def card(sid: int, name: str, size: int, **over: Any) -> dict[str, Any]:
@@ -67,12 +66,8 @@ def test_empty_states_render() -> None:
 
 
 def test_real_persona_cards_render() -> None:
-    config = load()
-    pipeline = Pipeline(config)
     lines, _, _ = simulate(400, seed=4, days=3)
-    for line in lines:
-        pipeline.feed(line)
-    pipeline.flush()
+    pipeline = pipeline_over(lines)
     cards = pipeline.personas()
     assert cards
     html = render_page(cards, [(0.0, pipeline.sizes)], pipeline.spec.label)

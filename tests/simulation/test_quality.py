@@ -6,20 +6,16 @@ from typing import Any
 
 import pytest
 
-from workers.config import load
 from workers.core.pipeline import Pipeline
 from workers.simulation.generator import simulate
 from workers.simulation.quality import adjusted_rand_index, profile_personas, stitching
+from workers.testing import pipeline_over
 
 
 @pytest.fixture(scope="module")
 def finished() -> tuple[Pipeline, dict[str, Any]]:
     lines, truth, _ = simulate(3000, seed=3)
-    pipeline = Pipeline(load())
-    for line in lines:
-        pipeline.feed(line)
-    pipeline.flush()
-    return pipeline, truth
+    return pipeline_over(lines), truth
 
 
 def test_stitching_precision_and_recall_against_truth(finished) -> None:
