@@ -35,13 +35,14 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import orjson
 
 from workers.config import Config
 from workers.core.pipeline import Pipeline
-from workers.core.records import Origin, Output
+from workers.core.records import Output
 from workers.io.kafka import (
     aiokafka_security,
     faust_credentials,
@@ -50,6 +51,7 @@ from workers.io.kafka import (
     sequenced_topic,
     worker_topics,
 )
+from workers.service.batch import FLUSH_KEY, process_batch
 from workers.service.checkpoints import CheckpointStore
 from workers.service.logs import logging_config
 from workers.service.metrics import CONTENT_TYPE_LATEST, Metrics
@@ -67,7 +69,6 @@ _BATCH_WAIT_MS = 200  # a partial batch waits this long before it is processed a
 # held seconds longer than its steady stream.
 _IDLE_FLUSH_MAX = 2.0
 _IDLE_FLUSH_MIN = 0.05
-_FLUSH_KEY = b"\x00flush"  # a sequenced record that means "flush", so replays flush too
 # a standby looks for a newer checkpoint this often (and at least twice per
 # checkpoint interval): a manifest read is one small record
 _STANDBY_POLL_MAX = 5.0
@@ -125,14 +126,6 @@ class WorkerState:
         version = max((c["model_version"] for c in self.cards.values()), default=0)
         return sorted((c for c in self.cards.values() if c["model_version"] == version),
                       key=lambda c: c["segment_id"])
-
-
-def origin_of(key: bytes | None) -> Origin | None:
-    """Where a sequenced record came from, read from its key ("topic:partition:offset")."""
-    if not key:
-        return None
-    topic, partition, offset = key.decode().rsplit(":", 2)
-    return Origin(topic, int(partition), int(offset))
 
 
 def build_app(config: Config, initial: Pipeline | None = None) -> Any:
@@ -326,23 +319,14 @@ def build_app(config: Config, initial: Pipeline | None = None) -> Any:
                 if pipeline is None or not batches:
                     continue
                 started = time.perf_counter()
-                outputs: list[Output] = []
-                count = 0
-                feed = pipeline.feed
-                for records in batches.values():
-                    for r in records:
-                        if r.key == _FLUSH_KEY:
-                            outputs.extend(pipeline.flush())
-                            continue
-                        outputs.extend(feed(r.value, origin_of(r.key)))
-                        count += 1
-                    worker.next_offset = records[-1].offset + 1
+                done = process_batch(pipeline, chain.from_iterable(batches.values()))
                 seconds = time.perf_counter() - started
+                worker.next_offset = done.next_offset
                 worker.last_input = time.monotonic()
                 worker.flush_sent = False
-                await emit(outputs)
+                await emit(done.outputs)
                 await consumer.commit()
-                metrics.observe_batch(pipeline, count, seconds, outputs)
+                metrics.observe_batch(pipeline, done.fed, seconds, done.outputs)
                 snapshot = pipeline.model.snapshot
                 if snapshot is not None and snapshot.version != worker.published_version:
                     await publish_cards(pipeline)  # followers learn a new model at once
@@ -385,7 +369,7 @@ def build_app(config: Config, initial: Pipeline | None = None) -> Any:
         if not ends or any(pipeline.positions.get(tp, 0) < end for tp, end in ends.items()):
             return
         worker.flush_sent = True
-        await (await (await producer()).send(sequenced, key=_FLUSH_KEY, value=b""))
+        await (await (await producer()).send(sequenced, key=FLUSH_KEY, value=b""))
 
     @app.timer(_PERSONA_INTERVAL)
     async def publish_personas() -> None:
