@@ -1,0 +1,38 @@
+"""Every worker follows the owner's persona cards: one model version shown everywhere.
+
+The owner publishes the cards of each model version (and their sizes now and
+then) to the compacted personas topic; each worker reads it from the start, so
+``/status``, ``/personas`` and ``persona-stream personas --url`` agree on every
+worker, owner or not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+
+from workers.config import Config
+from workers.service.clients import BATCH_WAIT_MS, Clients
+from workers.service.state import WorkerState
+
+
+class CardFollower:
+    """Keeps :attr:`WorkerState.cards` up to date from the personas topic."""
+
+    def __init__(self, config: Config, clients: Clients, state: WorkerState) -> None:
+        self.config = config
+        self.clients = clients
+        self.state = state
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        consumer = self.clients.consumer(self.config.kafka.personas_topic)  # no group
+        await consumer.start()
+        try:
+            while not stopping.is_set():
+                for records in (await consumer.getmany(timeout_ms=BATCH_WAIT_MS)).values():
+                    for r in records:
+                        card = orjson.loads(r.value)
+                        self.state.cards[int(card["segment_id"])] = card
+        finally:
+            await consumer.stop()
