@@ -13,7 +13,7 @@ import asyncio
 import orjson
 
 from workers.config import Config
-from workers.service.clients import BATCH_WAIT_MS, Clients
+from workers.service.clients import Batches, Clients, read_until
 from workers.service.state import WorkerState
 
 
@@ -27,12 +27,10 @@ class CardFollower:
 
     async def run(self, stopping: asyncio.Event) -> None:
         consumer = self.clients.consumer(self.config.kafka.personas_topic)  # no group
-        await consumer.start()
-        try:
-            while not stopping.is_set():
-                for records in (await consumer.getmany(timeout_ms=BATCH_WAIT_MS)).values():
-                    for r in records:
-                        card = orjson.loads(r.value)
-                        self.state.cards[int(card["segment_id"])] = card
-        finally:
-            await consumer.stop()
+        await read_until(stopping, consumer, self._follow)
+
+    async def _follow(self, batches: Batches) -> None:
+        for records in batches.values():
+            for r in records:
+                card = orjson.loads(r.value)
+                self.state.cards[int(card["segment_id"])] = card

@@ -9,15 +9,19 @@ rebalance the group.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord
 
 from workers.config import Config
 from workers.io.kafka import aiokafka_security
 from workers.service.checkpoints import CheckpointStore
 
 GroupRole = Literal["router", "owner"]  # consumer group <app>.<role>
+Batches = dict[TopicPartition, list[ConsumerRecord]]  # what getmany returns
 
 BATCH = 5000  # records per getmany: amortises the event loop; ~0.2 s of pipeline work
 BATCH_WAIT_MS = 200  # a partial batch waits this long before it is processed anyway
@@ -67,3 +71,17 @@ class Clients:
         """Stops the producer; each role stops its own consumer when its loop ends."""
         if self._producer is not None:
             await self._producer.stop()
+
+
+async def read_until(stopping: asyncio.Event, consumer: AIOKafkaConsumer,
+                     handle: Callable[[Batches], Awaitable[None]],
+                     max_records: int | None = None) -> None:
+    """Start ``consumer``, hand each ``getmany`` result to ``handle`` until ``stopping``
+    is set (within one wait), then stop it: the read loop of every role."""
+    await consumer.start()
+    try:
+        while not stopping.is_set():
+            await handle(await consumer.getmany(timeout_ms=BATCH_WAIT_MS,
+                                                max_records=max_records))
+    finally:
+        await consumer.stop()

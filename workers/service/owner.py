@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
 from itertools import chain
 from typing import Any, Protocol
 
@@ -27,9 +26,9 @@ from workers.core.pipeline import Pipeline
 from workers.core.records import Output
 from workers.io.kafka import live_output_topics, sequenced_topic
 from workers.io.sinks import stamp_emitted, wall_clock
-from workers.service.batch import FLUSH_KEY, SequencedRecord, process_batch
+from workers.service.batch import FLUSH_KEY, process_batch
 from workers.service.checkpoints import Manifest
-from workers.service.clients import BATCH, BATCH_WAIT_MS, Clients
+from workers.service.clients import BATCH, Batches, Clients, read_until
 from workers.service.logs import worker_log
 from workers.service.metrics import Metrics
 from workers.service.state import WorkerState
@@ -70,6 +69,8 @@ class Owner(ConsumerRebalanceListener):
         self.idle_flush = min(_IDLE_FLUSH_MAX, max(_IDLE_FLUSH_MIN,
                                                    config.intake.reorder_window_seconds))
         self.consumer: AIOKafkaConsumer | None = None
+        self.checkpoint_interval = config.kafka.checkpoint_interval_seconds
+        self._last_checkpoint = 0.0  # monotonic clock; set when the loop starts
 
     def register(self, app: faust.App) -> None:
         """The owner's timers: the idle flush, and the cards' sizes now and then."""
@@ -82,25 +83,15 @@ class Owner(ConsumerRebalanceListener):
         consumer = self.consumer = self.clients.consumer(
             role="owner", max_partition_fetch_bytes=_FETCH_BYTES)
         consumer.subscribe([self.sequenced], listener=self)
-        await consumer.start()
-        last_checkpoint = time.monotonic()
-        try:
-            while not stopping.is_set():
-                batches = await consumer.getmany(timeout_ms=BATCH_WAIT_MS, max_records=BATCH)
-                pipeline = self.state.pipeline
-                if pipeline is None or not batches:
-                    continue
-                await self._handle(consumer, pipeline, batches)
-                if (time.monotonic() - last_checkpoint
-                        >= self.config.kafka.checkpoint_interval_seconds):
-                    await self.checkpoint()
-                    last_checkpoint = time.monotonic()
-        finally:
-            await consumer.stop()
+        self._last_checkpoint = time.monotonic()
+        await read_until(stopping, consumer, self._process, max_records=BATCH)
 
-    async def _handle(self, consumer: AIOKafkaConsumer, pipeline: Pipeline,
-                      batches: Mapping[Any, Sequence[SequencedRecord]]) -> None:
+    async def _process(self, batches: Batches) -> None:
         """One batch: process, produce and wait for the acknowledgements, then commit."""
+        pipeline = self.state.pipeline
+        if pipeline is None or not batches:
+            return
+        assert self.consumer is not None  # the consumer that read the batch
         started = time.perf_counter()
         done = process_batch(pipeline, chain.from_iterable(batches.values()))
         seconds = time.perf_counter() - started
@@ -109,12 +100,15 @@ class Owner(ConsumerRebalanceListener):
         state.last_input = time.monotonic()
         state.flush_sent = False
         await self._emit(done.outputs)
-        await consumer.commit()
+        await self.consumer.commit()
         self.metrics.observe_batch(pipeline, done.fed, seconds, done.outputs)
         snapshot = pipeline.model.snapshot
         if snapshot is not None and snapshot.version != state.published_version:
             await self._publish_cards(pipeline)  # followers learn a new model at once
             state.published_version = snapshot.version
+        if time.monotonic() - self._last_checkpoint >= self.checkpoint_interval:
+            await self.checkpoint()
+            self._last_checkpoint = time.monotonic()
 
     async def _emit(self, outputs: list[Output]) -> None:
         if not outputs:

@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError
 from workers.config import Config
 from workers.core.pipeline import Pipeline
 from workers.io.kafka import sequenced_topic
-from workers.service.clients import BATCH, BATCH_WAIT_MS, Clients
+from workers.service.clients import BATCH, Batches, Clients, read_until
 from workers.service.logs import worker_log
 from workers.service.metrics import Metrics
 from workers.service.state import WorkerState
@@ -50,24 +50,23 @@ class Router(ConsumerRebalanceListener):
     async def run(self, stopping: asyncio.Event) -> None:
         consumer = self.consumer = self.clients.consumer(role="router")
         consumer.subscribe([self.config.kafka.input_topic], listener=self)
-        await consumer.start()
-        try:
-            send = (await self.clients.producer()).send
-            while not stopping.is_set():
-                batches = await consumer.getmany(timeout_ms=BATCH_WAIT_MS, max_records=BATCH)
-                futures = []
-                for tp, records in batches.items():
-                    prefix = f"{tp.topic}:{tp.partition}:"
-                    for r in records:
-                        futures.append(await send(self.sequenced, value=r.value,
-                                                  key=f"{prefix}{r.offset}".encode()))
-                    self.metrics.observe_routed(records)
-                if futures:
-                    await asyncio.gather(*futures)
-                    await consumer.commit()  # only once the owner's input holds them
-                    self.state.routed += len(futures)
-        finally:
-            await consumer.stop()
+        await read_until(stopping, consumer, self._forward, max_records=BATCH)
+
+    async def _forward(self, batches: Batches) -> None:
+        """Forward a batch, wait for the acknowledgements, then commit the input offsets."""
+        assert self.consumer is not None  # the consumer that read the batch
+        send = (await self.clients.producer()).send
+        futures = []
+        for tp, records in batches.items():
+            prefix = f"{tp.topic}:{tp.partition}:"
+            for r in records:
+                futures.append(await send(self.sequenced, value=r.value,
+                                          key=f"{prefix}{r.offset}".encode()))
+            self.metrics.observe_routed(records)
+        if futures:
+            await asyncio.gather(*futures)
+            await self.consumer.commit()  # only once the owner's input holds them
+            self.state.routed += len(futures)
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         self.metrics.forget_partitions(tp.partition for tp in revoked)
