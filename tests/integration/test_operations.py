@@ -25,7 +25,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from workers.service import app as kafka_app
+from workers.service import router, web
 from workers.service.app import build_app, provision_topics
 from workers.simulation.generator import simulate
 from workers.testing import free_port, fresh_config, produce, require_tool
@@ -78,8 +78,8 @@ def worker(kafka_bootstrap: str) -> Iterator[Worker]:
     url = f"http://127.0.0.1:{port}"
     with pytest.MonkeyPatch.context() as mp:
         # sample lag and sizes often, so a short test sees lag reach 0 and a drawn line
-        mp.setattr(kafka_app, "_LAG_INTERVAL", 0.5)
-        mp.setattr(kafka_app, "_HISTORY_INTERVAL", 0.3)
+        mp.setattr(router, "LAG_INTERVAL", 0.5)
+        mp.setattr(web, "HISTORY_INTERVAL", 0.3)
         thread = threading.Thread(target=serve, name="worker", daemon=True)
         thread.start()
         codes = []

@@ -18,7 +18,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from workers.config import load
 from workers.core.pipeline import Pipeline
-from workers.service.app import origin_of
+from workers.service.batch import process_batch
 from workers.simulation.generator import simulate
 from workers.testing import (
     Record,
@@ -34,7 +34,6 @@ from workers.testing import (
 )
 
 pytestmark = pytest.mark.integration
-FLUSH_KEY = b"\x00flush"
 
 
 def _config_file(tmp_path: Path, bootstrap: str, name: Callable[[str], str],
@@ -135,9 +134,8 @@ def _sequenced_change_ids(bootstrap: str, app: str, config: Path) -> set[str]:
     consumer.seek_to_beginning(tp)
     pipeline = Pipeline(load(config))
     ids = set()
-    for record in consumer:
-        outputs = (pipeline.flush() if record.key == FLUSH_KEY else
-                   pipeline.feed(record.value, origin_of(record.key)))
+    for record in consumer:  # record by record, through the owner's own batch step
+        outputs = process_batch(pipeline, [record]).outputs
         ids |= {o.record["event_id"] for o in outputs if o.kind == "segment_change"}
     consumer.close()
     return ids

@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict, cast
 
 import orjson
 
@@ -29,6 +29,15 @@ CHUNK_BYTES = 900_000  # under the broker's default 1 MiB message limit, with he
 _MANIFEST_KEY = b"latest"
 # reading a topic to its end: stop waiting for records after this long without any
 _READ_IDLE_MS = 1000
+
+
+class Manifest(TypedDict):
+    """Names one checkpoint: the chunks' offsets, and the sequenced offset it covers."""
+
+    next_offset: int  # the first sequenced offset the state has not seen
+    chunks: list[int]
+    bytes: int
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -50,18 +59,18 @@ class CheckpointStore:
         topic = chunk_topic(self.config)
         sent = [await self.producer.send(topic, value=chunk) for chunk in chunks]
         offsets = [meta.offset for meta in await asyncio.gather(*sent)]
-        manifest = {"next_offset": next_offset,
-                    "chunks": offsets, "bytes": len(state),
-                    "sha256": hashlib.sha256(state).hexdigest()}
+        manifest: Manifest = {"next_offset": next_offset,
+                              "chunks": offsets, "bytes": len(state),
+                              "sha256": hashlib.sha256(state).hexdigest()}
         await (await self.producer.send(manifest_topic(self.config), key=_MANIFEST_KEY,
                                         value=orjson.dumps(manifest)))
 
-    async def newest(self) -> dict[str, Any] | None:
+    async def newest(self) -> Manifest | None:
         """The newest manifest (small): what :meth:`load` would load, without loading it."""
         manifests = await self._read(manifest_topic(self.config), 0)
-        return orjson.loads(manifests[-1].value) if manifests else None
+        return cast(Manifest, orjson.loads(manifests[-1].value)) if manifests else None
 
-    async def load(self, manifest: dict[str, Any]) -> Checkpoint:
+    async def load(self, manifest: Manifest) -> Checkpoint:
         """The checkpoint a manifest from :meth:`newest` names."""
         offsets = manifest["chunks"]
         records = await self._read(chunk_topic(self.config), offsets[0],

@@ -14,6 +14,8 @@ from typing import Any
 
 import orjson
 
+worker_log = logging.getLogger("persona_stream.worker")  # every role of the worker logs here
+
 # attributes every LogRecord has: anything else on a record came from ``extra``
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message", "asctime", "taskName"}

@@ -1,0 +1,128 @@
+"""The owner's batch step without a broker: fake sequenced records in, outputs out."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from workers.config import Config, load
+from workers.core.pipeline import Pipeline
+from workers.core.records import Origin, Output
+from workers.service.batch import FLUSH_KEY, origin_of, process_batch
+from workers.simulation.generator import simulate
+
+INPUT = "touchpoints"
+
+
+@dataclasses.dataclass(frozen=True)
+class Record:
+    """A sequenced record as the owner reads it."""
+
+    key: bytes | None
+    value: bytes
+    offset: int
+
+
+def forwarded(lines: list[bytes], first_input: int = 0, first_offset: int = 0,
+              partition: int = 0) -> list[Record]:
+    """``lines`` as a router forwards them: input position in the key, new sequenced offsets."""
+    return [Record(f"{INPUT}:{partition}:{first_input + i}".encode(), line, first_offset + i)
+            for i, line in enumerate(lines)]
+
+
+def flush_marker(offset: int) -> Record:
+    return Record(FLUSH_KEY, b"", offset)
+
+
+@pytest.fixture(scope="module")
+def lines() -> list[bytes]:
+    return simulate(150, seed=5, days=2)[0]
+
+
+@pytest.fixture(scope="module")
+def config() -> Config:
+    base = load()  # a model early on, so the stream has segment changes to compare
+    return dataclasses.replace(base, segmentation=dataclasses.replace(
+        base.segmentation, warmup_profiles=50))
+
+
+def test_outputs_equal_feeding_the_pipeline_directly(lines: list[bytes], config: Config) -> None:
+    expected = Pipeline(config)
+    want: list[Output] = []
+    for i, line in enumerate(lines):
+        want.extend(expected.feed(line, Origin(INPUT, 0, i)))
+    want.extend(expected.flush())
+
+    pipeline = Pipeline(config)
+    records = [*forwarded(lines), flush_marker(len(lines))]
+    got: list[Output] = []
+    for start in range(0, len(records), 97):  # batch edges fall anywhere
+        got.extend(process_batch(pipeline, records[start:start + 97]).outputs)
+
+    assert got == want
+    assert pipeline.summary() == expected.summary()
+    assert any(o.kind == "segment_change" for o in got)
+
+
+def test_a_flush_marker_flushes_the_held_events(lines: list[bytes], config: Config) -> None:
+    head = lines[:400]  # its held events include a merge: the flush has an output to show
+    pipeline = Pipeline(config)
+    first = process_batch(pipeline, forwarded(head))
+    assert pipeline.held > 0  # inside the reorder window: waiting for later events
+    twin = Pipeline(config)
+    for record in forwarded(head):
+        twin.feed(record.value, origin_of(record.key))
+
+    done = process_batch(pipeline, [flush_marker(len(head))])
+
+    assert pipeline.held == 0
+    assert done.outputs == twin.flush() != []
+    assert done.fed == 0  # a marker is not an event
+    assert first.fed == len(head)
+
+
+def test_the_next_offset_is_the_last_offset_plus_one(lines: list[bytes]) -> None:
+    pipeline = Pipeline(load())
+    assert process_batch(pipeline, forwarded(lines[:10], first_offset=500)).next_offset == 510
+    assert process_batch(pipeline, [flush_marker(510)]).next_offset == 511
+    # getmany's grouping (one list per partition) flattened: still the last record
+    grouped = {("sequenced", 0): forwarded(lines[10:13], 10, 511)}
+    done = process_batch(pipeline, (r for rs in grouped.values() for r in rs))
+    assert done.next_offset == 514
+    with pytest.raises(ValueError):
+        process_batch(pipeline, [])
+
+
+def test_records_forwarded_twice_from_an_input_partition_are_dropped(
+        lines: list[bytes]) -> None:
+    pipeline = Pipeline(load())
+    process_batch(pipeline, forwarded(lines[:40]))
+    stats = dataclasses.replace(pipeline.stats)
+    # after a rebalance a router re-forwards what it had not committed: same input
+    # offsets, new sequenced offsets
+    again = process_batch(pipeline, forwarded(lines[30:40], first_input=30, first_offset=40))
+    assert again.outputs == []
+    assert again.next_offset == 50
+    assert pipeline.stats.events_duplicate == stats.events_duplicate + 10
+    assert pipeline.stats.events_valid == stats.events_valid
+    # the same bytes from another input partition are new records there (de-dup by
+    # event id then decides), so a partition's position never hides another's
+    other = process_batch(pipeline, forwarded(lines[40:45], first_input=30, first_offset=50,
+                                              partition=1))
+    assert pipeline.stats.events_read == stats.events_read + 15
+    assert other.fed == 5
+    assert pipeline.positions == {(INPUT, 0): 40, (INPUT, 1): 35}
+
+
+def test_a_dead_letter_names_its_input_position_from_the_key() -> None:
+    pipeline = Pipeline(load())
+    done = process_batch(pipeline, [Record(b"in:put:3:41", b"\xff not utf-8", 7),
+                                    Record(None, b"{", 8)])
+    letters = [o.record for o in done.outputs]
+    assert [o.kind for o in done.outputs] == ["dead_letter", "dead_letter"]
+    assert (letters[0]["topic"], letters[0]["partition"], letters[0]["offset"]) == (
+        "in:put", 3, 41)  # a topic name may hold a colon: the key is split from the right
+    assert "topic" not in letters[1]  # no key, no origin
+    assert origin_of(b"") is None
+

@@ -1,0 +1,74 @@
+"""One batch of the sequenced stream through the pipeline: the owner's rule, without I/O.
+
+The owner reads a batch, hands it to :func:`process_batch`, then produces the
+outputs and commits (:mod:`workers.service.owner`). Keeping this step pure lets a
+unit test drive it with a list of fake records, and lets a test replay the
+sequenced topic exactly as the owner does.
+
+A sequenced record's key says where its bytes came from (``topic:partition:offset``
+of the input, see :func:`origin_of`), so the pipeline drops a record a router
+forwarded twice; the key :data:`FLUSH_KEY` marks an idle flush, written into the
+stream so that a replay of it flushes at the same place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Protocol
+
+from workers.core.pipeline import Pipeline
+from workers.core.records import Origin, Output
+
+FLUSH_KEY = b"\x00flush"
+
+
+class SequencedRecord(Protocol):
+    """What the owner reads of a sequenced record (aiokafka's and kafka-python's have it)."""
+
+    @property
+    def key(self) -> bytes | None: ...
+
+    @property
+    def value(self) -> bytes: ...
+
+    @property
+    def offset(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What a batch did: the outputs to produce before committing, and where it ended."""
+
+    outputs: list[Output]
+    fed: int  # records fed to the pipeline; flush markers are not counted
+    next_offset: int  # the first sequenced offset after the batch
+
+
+def origin_of(key: bytes | None) -> Origin | None:
+    """Where a sequenced record came from, read from its key ("topic:partition:offset")."""
+    if not key:
+        return None
+    topic, partition, offset = key.decode().rsplit(":", 2)
+    return Origin(topic, int(partition), int(offset))
+
+
+def process_batch(pipeline: Pipeline, records: Iterable[SequencedRecord]) -> BatchResult:
+    """Feed ``records`` (in sequenced order, at least one) to ``pipeline``.
+
+    The sequenced topic has one partition, so the last record's offset is where
+    the batch ends, however the caller grouped the records.
+    """
+    outputs: list[Output] = []
+    fed = 0
+    feed = pipeline.feed
+    record: SequencedRecord | None = None
+    for record in records:
+        if record.key == FLUSH_KEY:
+            outputs.extend(pipeline.flush())
+            continue
+        outputs.extend(feed(record.value, origin_of(record.key)))
+        fed += 1
+    if record is None:
+        raise ValueError("an empty batch has no position")
+    return BatchResult(outputs, fed, record.offset + 1)

@@ -1,0 +1,112 @@
+"""The router role: members of ``<app>.router`` share the input partitions and forward them.
+
+A router forwards each record's bytes, untouched, to the one-partition
+``<app>-sequenced`` topic, keyed by the record's input topic, partition and
+offset (:func:`workers.service.batch.origin_of` reads it back), and commits its
+input offsets only once the sequenced topic holds them. Its client also answers
+how far the input goes, which the owner's idle flush and ``/status`` compare
+with the pipeline's positions, and how far behind the router is (the lag gauge).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
+
+from workers.config import Config
+from workers.core.pipeline import Pipeline
+from workers.io.kafka import sequenced_topic
+from workers.service.clients import BATCH, Batches, Clients, read_until
+from workers.service.logs import worker_log
+from workers.service.metrics import Metrics
+from workers.service.state import WorkerState
+
+# seconds between consumer-lag samples: well under the usual 15 s scrape interval, so
+# every scrape sees a fresh value; cheap, as highwater marks come with each fetch
+LAG_INTERVAL = 5.0
+
+
+class Router(ConsumerRebalanceListener):
+    """Forwards the input partitions it is assigned; its own rebalance listener."""
+
+    def __init__(self, config: Config, clients: Clients, state: WorkerState,
+                 metrics: Metrics) -> None:
+        self.config = config
+        self.clients = clients
+        self.state = state
+        self.metrics = metrics
+        self.sequenced = sequenced_topic(config)
+        self.consumer: AIOKafkaConsumer | None = None
+
+    def register(self, app: faust.App) -> None:
+        """The router's timer: a fresh lag sample for every scrape."""
+        app.timer(LAG_INTERVAL)(self.sample_consumer_lag)
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        consumer = self.consumer = self.clients.consumer(role="router")
+        consumer.subscribe([self.config.kafka.input_topic], listener=self)
+        await read_until(stopping, consumer, self._forward, max_records=BATCH)
+
+    async def _forward(self, batches: Batches) -> None:
+        """Forward a batch, wait for the acknowledgements, then commit the input offsets."""
+        assert self.consumer is not None  # the consumer that read the batch
+        send = (await self.clients.producer()).send
+        futures = []
+        for tp, records in batches.items():
+            prefix = f"{tp.topic}:{tp.partition}:"
+            for r in records:
+                futures.append(await send(self.sequenced, value=r.value,
+                                          key=f"{prefix}{r.offset}".encode()))
+            self.metrics.observe_routed(records)
+        if futures:
+            await asyncio.gather(*futures)
+            await self.consumer.commit()  # only once the owner's input holds them
+            self.state.routed += len(futures)
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        self.metrics.forget_partitions(tp.partition for tp in revoked)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        # an empty assignment counts too: a worker beyond the partition count is healthy
+        self.state.router_assigned = True
+        self.state.input_partitions = sorted(tp.partition for tp in assigned)
+        worker_log.info("input partitions assigned",
+                        extra={"partitions": self.state.input_partitions})
+
+    async def fed_all_input(self, pipeline: Pipeline) -> bool:
+        """Whether ``pipeline`` has fed every input record that exists now."""
+        ends = await self._input_ends()
+        return bool(ends) and all(pipeline.positions.get(tp, 0) >= end
+                                  for tp, end in ends.items())
+
+    async def _input_ends(self) -> dict[tuple[str, int], int]:
+        """End offset of every input partition (none before the consumer exists)."""
+        consumer = self.consumer
+        if consumer is None:
+            return {}
+        topic = self.config.kafka.input_topic
+        partitions = consumer.partitions_for_topic(topic) or set()
+        try:
+            ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        except KafkaError:
+            return {}
+        return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
+
+    async def sample_consumer_lag(self) -> None:
+        consumer = self.consumer
+        if consumer is None or not self.state.router_assigned:
+            return  # no assignment yet: the consumer has no positions to compare
+        lags = {}
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            done = self.metrics.next_offset(tp.partition)
+            if done is None:  # nothing handled here yet: the fetch position is where we stand
+                done = await consumer.position(tp)
+            if highwater is not None and done is not None:
+                lags[tp.partition] = highwater - done
+        self.metrics.observe_consumer_lag(lags)

@@ -1,0 +1,59 @@
+"""What one worker process knows: one small object its roles share and its pages read.
+
+The roles (:mod:`~workers.service.router`, :mod:`~workers.service.owner`,
+:mod:`~workers.service.standby`, :mod:`~workers.service.cards`) each write their
+own fields; the web pages and the tests only read (``app.worker_state``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from workers.core.pipeline import Pipeline
+from workers.core.records import PersonaCard
+from workers.service.checkpoints import Manifest
+
+
+@dataclass(frozen=True)
+class RestoredCheckpoint:
+    """A checkpoint restored ahead of a takeover: its manifest (which names its offset)."""
+
+    manifest: Manifest
+    pipeline: Pipeline
+
+
+@dataclass
+class WorkerState:
+    """What one worker process knows; the web pages and the tests read it."""
+
+    # owner
+    owner: bool = False
+    pipeline: Pipeline | None = None
+    restored_from: int | None = None  # sequenced offset the owner's state started at
+    next_offset: int = 0  # first sequenced offset the owner's state has not seen
+    last_input: float = 0.0  # monotonic clock of the last batch, for the idle flush
+    flush_sent: bool = True
+    published_version: int = 0
+    checkpoints: int = 0
+    took_over_from_standby: bool = False
+    # router
+    routed: int = 0
+    router_assigned: bool = False
+    input_partitions: list[int] = field(default_factory=list)
+    # standby: a non-owner's copy of the newest checkpoint, restored ahead of a takeover
+    standby: RestoredCheckpoint | None = None
+    # every worker: the owner's persona cards, by segment id
+    cards: dict[int, PersonaCard] = field(default_factory=dict)
+
+    @property
+    def model_version(self) -> int:
+        """The newest model this worker knows: its own, or the owner's persona cards."""
+        own = self.pipeline.model.snapshot if self.pipeline is not None else None
+        followed = max((c["model_version"] for c in self.cards.values()), default=0)
+        return max(followed, own.version if own is not None else 0)
+
+    def current_cards(self) -> list[PersonaCard]:
+        """The cards of the newest model version followed, by segment id."""
+        version = max((c["model_version"] for c in self.cards.values()), default=0)
+        return sorted((c for c in self.cards.values() if c["model_version"] == version),
+                      key=lambda c: c["segment_id"])

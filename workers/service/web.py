@@ -1,0 +1,123 @@
+"""The worker's web pages, served by faust's web server on ``metrics.host:metrics.port``.
+
+``/healthz`` (alive), ``/readyz`` (partitions assigned: a rebalance in progress
+does not make a worker unready), ``/status`` (role and progress, for operators
+and tests), ``/metrics`` (Prometheus), ``/personas`` (the HTML page) and
+``/personas.json`` (the cards followed; every worker), ``/profile/{key}`` and
+``/profiles`` (the profiles: only the owner holds them; the others answer 503).
+"""
+
+from __future__ import annotations
+
+import time
+
+import faust
+import orjson
+from faust.web import Request, Response
+
+from workers.config import Config
+from workers.service.metrics import CONTENT_TYPE_LATEST, Metrics
+from workers.service.owner import InputProgress
+from workers.service.persona_page import SizeHistory, render_page
+from workers.service.state import WorkerState
+
+# segment sizes for the /personas chart: a sample every 30 s, the last 24 h kept
+# (2,880 small dicts, well under a megabyte)
+HISTORY_INTERVAL = 30.0
+HISTORY_SAMPLES = 2880
+
+
+class Pages:
+    """The pages and the segment-size history their chart draws."""
+
+    def __init__(self, app: faust.App, config: Config, state: WorkerState, metrics: Metrics,
+                 progress: InputProgress) -> None:
+        self.app = app
+        self.config = config
+        self.state = state
+        self.metrics = metrics
+        self.progress = progress
+        self.history = SizeHistory(HISTORY_SAMPLES)
+
+    def register(self) -> None:
+        """Adds the pages, and the timer that samples the history, to the app."""
+        app = self.app
+        for path, handler in (("/healthz", self.healthz), ("/readyz", self.readyz),
+                              ("/status", self.status), ("/metrics", self.metrics_page),
+                              ("/personas", self.personas_page),
+                              ("/personas.json", self.personas_json),
+                              ("/profile/{key}", self.profile), ("/profiles", self.profiles)):
+            # faust makes the handler its view's ``get``; a bound method stays bound to
+            # these pages, so it is called with the request (and the path's fields)
+            app.page(path)(handler)  # type: ignore[arg-type]
+        app.timer(HISTORY_INTERVAL)(self.sample_segment_sizes)
+
+    async def sample_segment_sizes(self) -> None:
+        cards = self.state.current_cards()
+        if cards:
+            self.history.sample(time.time(), {c["segment_id"]: c["size"] for c in cards})
+
+    async def healthz(self, request: Request) -> Response:
+        return self.app.web.json({"status": "ok"})
+
+    async def readyz(self, request: Request) -> Response:
+        # a rebalance in progress does not make a worker unready: it is routine, and
+        # flapping readiness would only stall rolling updates
+        if self.state.router_assigned and self.app.started and not self.app.should_stop:
+            return self.app.web.json({"status": "ready"})
+        return self.app.web.json({"status": "starting"}, status=503)
+
+    async def status(self, request: Request) -> Response:
+        """Role and progress of this worker, for operators and tests."""
+        state = self.state
+        pipeline = state.pipeline
+        caught_up = None
+        if pipeline is not None:
+            # every input record that exists now is processed, nothing held back
+            fed_all = await self.progress.fed_all_input(pipeline)
+            caught_up = fed_all and pipeline.held == 0
+        return self.app.web.json({
+            "owner": state.owner, "model_version": state.model_version,
+            "routed": state.routed, "input_partitions": state.input_partitions,
+            "next_offset": state.next_offset,
+            "restored_from": state.restored_from, "checkpoints": state.checkpoints,
+            "standby_offset": (None if state.standby is None
+                               else state.standby.manifest["next_offset"]),
+            "took_over_from_standby": state.took_over_from_standby,
+            "store": self.config.state.store,
+            "events_read": pipeline.stats.events_read if pipeline is not None else None,
+            "held": pipeline.held if pipeline is not None else None,
+            "caught_up": caught_up})
+
+    async def metrics_page(self, request: Request) -> Response:
+        return self.app.web.bytes(self.metrics.exposition(),
+                                  headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def personas_page(self, request: Request) -> Response:
+        pipeline = self.state.pipeline
+        label = pipeline.spec.label if pipeline is not None else str
+        return self.app.web.html(render_page(self.state.current_cards(), list(self.history),
+                                             label, time.time()))
+
+    async def personas_json(self, request: Request) -> Response:
+        return self.app.web.json(self.state.current_cards())
+
+    async def profile(self, request: Request, key: str) -> Response:
+        pipeline = self.state.pipeline
+        if pipeline is None:
+            return self.app.web.json({"error": "profiles live on the owner worker; ask it "
+                                      "(GET /status says which one is)"}, status=503)
+        pid = pipeline.lookup(key)
+        if pid is None:
+            return self.app.web.json({"error": "not found"}, status=404)
+        return self.app.web.json(pipeline.profile_snapshot(pid))
+
+    async def profiles(self, request: Request) -> Response:
+        """Every profile snapshot as JSON lines (the owner's ``profiles.jsonl``)."""
+        pipeline = self.state.pipeline
+        if pipeline is None:
+            return self.app.web.json({"error": "profiles live on the owner worker"},
+                                     status=503)
+        body = b"".join(orjson.dumps(pipeline.profile_snapshot(pid)) + b"\n"
+                        for pid in sorted(pipeline.profiles))
+        return self.app.web.bytes(body, content_type="application/x-ndjson")
