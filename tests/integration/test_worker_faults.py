@@ -157,3 +157,38 @@ def test_a_metrics_address_that_cannot_be_served_is_one_line(host: str, says: st
     err = done.stderr.decode().strip().splitlines()
     assert done.returncode == 2
     assert len(err) == 1 and says in err[0], err
+
+
+def test_an_output_topic_deleted_under_the_worker_comes_back_with_its_partitions(
+        kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path) -> None:
+    lines = simulate(300, seed=33, days=3)[0]
+    settings = fresh_settings(unique_name, bootstrap=kafka_bootstrap,
+                              kafka={"partitions": 4, "checkpoint_interval_seconds": 2},
+                              segmentation={"warmup_profiles": 50},
+                              metrics={"host": "127.0.0.1", "log_level": "WARNING"})
+    config = write_config(tmp_path / "config.yaml", settings)
+    k = settings["kafka"]
+    half = len(lines) // 2
+    with WorkerProcess(config, instance_id="solo", log_dir=tmp_path) as worker:
+        _wait_for(lambda: worker.status() is not None, 60, "the worker to serve /status")
+        produce(k["input_topic"], [Record(line) for line in lines[:half]], kafka_bootstrap)
+        _wait_for(lambda: (worker.status() or {}).get("events_read") == half, 120,
+                  "the first half to be processed")
+        time.sleep(6)  # the broker probe has seen the output topics as they are
+        admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+        try:
+            admin.delete_topics([k["segment_changes_topic"]])
+            produce(k["input_topic"], [Record(line) for line in lines[half:]],
+                    kafka_bootstrap)
+            _wait_for(lambda: _caught_up(worker, len(lines)), 120, "the rest to be processed")
+
+            def partitions() -> int:
+                found = admin.describe_topics([k["segment_changes_topic"]])
+                return 0 if found[0].get("error_code") else len(found[0]["partitions"])
+
+            _wait_for(lambda: partitions() == 4, 30, "the topic's four partitions")
+        finally:
+            admin.close()
+        assert worker.proc.poll() is None
+    log = next(tmp_path.glob("worker-solo-*.log")).read_text()
+    assert "an output topic was missing or lost partitions" in log

@@ -168,6 +168,33 @@ def unreachable(config: Config, exc: Exception) -> str:
             " (kafka.security_protocol SSL)?")
 
 
+def restore_topic(config: Config, spec: TopicSpec) -> str:
+    """Bring a topic that vanished or lost partitions back to ``spec``; says what it did.
+
+    A topic deleted under a running worker is created again by the broker's
+    auto-create (``auto.create.topics.enable``) with its default partition count,
+    not the configured one: partitions can be added back (keys hash anew from then on).
+    """
+    from kafka.errors import KafkaError
+
+    admin = admin_client(config)
+    try:
+        found = {t["name"]: len(t["partitions"]) for t in admin.describe_topics([spec.name])
+                 if not t.get("error_code")}
+        if spec.name not in found:
+            provision(config, [spec])
+            return f"created again with {spec.partitions} partitions"
+        if found[spec.name] < spec.partitions:
+            admin.create_partitions({spec.name: spec.partitions})
+            return (f"came back with {found[spec.name]} partition(s) (broker auto-create);"
+                    f" raised to {spec.partitions}")
+        return "as configured"
+    except KafkaError as exc:
+        raise BrokerError(f"cannot restore topic {spec.name}: {exc}") from None
+    finally:
+        admin.close()
+
+
 def provision(config: Config, topics: Iterable[TopicSpec]) -> None:
     """Create the missing ones among ``topics``; an existing topic is left as it is."""
     from kafka.admin import NewTopic
