@@ -13,8 +13,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from workers.config import Config
-from workers.core.records import OUTPUT_KINDS, OutputKind
+from workers.core.records import OUTPUT_KINDS, Output, OutputKind
 from workers.errors import BrokerError, ConfigError
 
 
@@ -74,6 +76,11 @@ def faust_credentials(config: Config, security: dict[str, Any]) -> Any:
     if "ssl_context" in security:
         return faust.SSLCredentials(security["ssl_context"])
     return None
+
+
+def message(out: Output) -> tuple[bytes | None, bytes]:
+    """An output as a Kafka message's key and value: how the worker and replay produce it."""
+    return (None if out.key is None else out.key.encode()), orjson.dumps(out.record)
 
 
 # ---- topic names ---------------------------------------------------------------------

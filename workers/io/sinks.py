@@ -33,6 +33,7 @@ from workers.errors import BrokerError
 from workers.io import folder
 from workers.io.kafka import (
     client_security,
+    message,
     output_topic_specs,
     prefixed_output_topics,
     provision,
@@ -140,8 +141,8 @@ class TopicSink:
         send, topics, failed = self._producer.send, self.topics, self._failed
         stamp_emitted(outputs, self.clock)
         for out in outputs:
-            key = None if out.key is None else out.key.encode()
-            send(topics[out.kind], key=key, value=orjson.dumps(out.record)).add_errback(failed)
+            key, value = message(out)
+            send(topics[out.kind], key=key, value=value).add_errback(failed)
 
     def close(self, end: EndOfRun) -> None:
         """Wait for every acknowledgement; the end state stays in the pipeline (or its saved

@@ -26,7 +26,7 @@ from workers.config import Config
 from workers.core.pipeline import Pipeline
 from workers.core.records import Output
 from workers.errors import BrokerError
-from workers.io.kafka import live_output_topics, sequenced_topic
+from workers.io.kafka import live_output_topics, message, sequenced_topic
 from workers.io.sinks import stamp_emitted, wall_clock
 from workers.service.batch import FLUSH_KEY, process_batch
 from workers.service.checkpoints import Manifest
@@ -129,9 +129,9 @@ class Owner(ConsumerRebalanceListener):
         sent = []
         for out in outputs:
             topic = self.output_topics[out.kind]
-            key = out.key.encode() if out.key is not None else None
+            key, value = message(out)
             try:
-                sent.append((topic, await send(topic, key=key, value=orjson.dumps(out.record))))
+                sent.append((topic, await send(topic, key=key, value=value)))
             except KafkaError as exc:
                 raise BrokerError(f"producing to {topic} failed: {exc!r}") from exc
         results = await asyncio.gather(*(future for _, future in sent), return_exceptions=True)
