@@ -209,6 +209,35 @@ def test_a_far_future_event_changes_nothing_else(when: str, where: int) -> None:
     assert pipeline.stats.events_duplicate == base_pipeline.stats.events_duplicate
 
 
+@pytest.mark.parametrize("gap_days", [2, 30])
+def test_a_stream_that_jumps_ahead_loses_nothing(gap_days: int) -> None:
+    """A quiet spell longer than the tolerance (a weekend, the next month of a backfill):
+    the events after it wait until the clock follows, then count as usual."""
+    lines = stream()
+    half = len(lines) // 2
+    shift = gap_days * 86400.0
+
+    def later(line: bytes) -> bytes:
+        body = orjson.loads(line)
+        body["occurred_at"] = format_time(parse_time(body["occurred_at"]) + shift)
+        return orjson.dumps(body)
+
+    parser = TouchpointParser(intake_limits(load()))
+    jumped = lines[:half] + [later(line) if _parses(parser, line) else line
+                             for line in lines[half:]]
+    strict, lenient = run(list(jumped)), run_with(jumped, tolerance=365 * 86400.0)
+    assert without_dead_letters(strict[1]) == without_dead_letters(lenient[1])
+    assert "future_time" not in strict[0].stats.invalid_by_error
+    assert strict[0].summary() == lenient[0].summary()
+
+
+def run_with(lines: list[bytes], tolerance: float) -> tuple[Pipeline, list[Output]]:
+    config = load(env={"PERSONA_STREAM_INTAKE__FUTURE_TOLERANCE_SECONDS": str(tolerance)})
+    pipeline = Pipeline(config)
+    outputs = [out for line in lines for out in pipeline.feed(line)] + pipeline.flush()
+    return pipeline, outputs
+
+
 def test_hostile_records_inserted_in_a_stream_change_nothing_else() -> None:
     hostile: list[bytes | None] = [
         None, b"", event("h-1", "9999-12-31T23:59:59Z"), event("h-2", "0001-01-01T00:00:00Z"),

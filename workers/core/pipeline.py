@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from workers.config import Config
-from workers.core.clock import StreamClock
+from workers.core.clock import FarFuture, StreamClock
 from workers.core.dedup import Deduplicator
 from workers.core.features import FeatureSpec, ProfileState
 from workers.core.identity import IdentityGraph, IdentityRules, ProfileId, lookup_keys
@@ -91,6 +91,7 @@ class Pipeline:
         self.sizes: dict[int, int] = {}
         self._buffer: list[tuple[float, str, Touchpoint]] = []
         self.clock = StreamClock(config.intake.future_tolerance_seconds)
+        self._far = FarFuture()
         self._window = config.intake.reorder_window_seconds
         self._tick = config.segmentation.assign_tick_seconds
         self._tick_end = -math.inf
@@ -128,18 +129,39 @@ class Pipeline:
             yield from self.feed(raw)
 
     def accept(self, tp: Touchpoint, origin: Origin | None = None) -> None:
-        """A validated event: de-duplicate, then hold until the watermark passes it."""
+        """A validated event: de-duplicate, then hold until the watermark passes it.
+
+        One dated beyond the clock's limit waits aside (:class:`FarFuture`) until the
+        stream confirms the jump, or becomes a dead letter at the next flush.
+        """
+        if tp.ts <= self.clock.limit:
+            self._admit(tp)
+        elif tp.event_id in self._far:
+            self.stats.events_duplicate += 1
+        else:
+            pushed_out = self._far.hold(tp, origin)
+            if pushed_out is not None:
+                self._dead_letter(pushed_out[0].raw, "future_time", _FUTURE_DETAIL,
+                                  pushed_out[1])
+            if self.clock.observe(tp.ts):
+                self._clock_moved()
+
+    def _clock_moved(self) -> None:
+        """Forget ids the window left behind; admit far-future events the clock reached."""
+        self.dedup.expire(self.clock.now)
+        if self._far:
+            for tp in self._far.release(self.clock.limit):
+                self._admit(tp, observed=True)
+
+    def _admit(self, tp: Touchpoint, observed: bool = False) -> None:
         ts = tp.ts
-        clock = self.clock
-        if ts > clock.limit:
-            self._dead_letter(tp.raw, "future_time", _FUTURE_DETAIL, origin)
-            return
         if self.dedup.seen(tp.event_id, ts):
             self.stats.events_duplicate += 1
             return
         self.stats.events_valid += 1
-        if clock.observe(ts):
-            self.dedup.expire(clock.now)
+        clock = self.clock
+        if not observed and clock.observe(ts):
+            self._clock_moved()
         watermark = clock.now - self._window
         if ts < watermark:  # later than the window allows: apply now, out of order
             self._process(tp)
@@ -155,6 +177,8 @@ class Pipeline:
         Events that arrived before the stream had a clock are checked against it now:
         one far-future record among the first few is not processed either.
         """
+        for tp, origin in self._far.drain():  # the stream never followed them there
+            self._dead_letter(tp.raw, "future_time", _FUTURE_DETAIL, origin)
         horizon = self.clock.limit
         while self._buffer:
             tp = heapq.heappop(self._buffer)[2]
@@ -366,7 +390,13 @@ class Pipeline:
 
     @property
     def held(self) -> int:
-        """Valid events waiting in the event-time buffer: their outcome is not final yet."""
+        """Events whose outcome is not final yet: in the event-time buffer (valid so far),
+        or waiting as far-future events (not counted yet)."""
+        return len(self._buffer) + len(self._far)
+
+    @property
+    def buffered(self) -> int:
+        """Valid events in the event-time buffer (counted valid, not processed yet)."""
         return len(self._buffer)
 
     def personas(self) -> list[PersonaCard]:
