@@ -104,30 +104,7 @@ class TouchpointParser:
 
     def parse(self, raw: bytes | None) -> Touchpoint:
         """``None`` is a Kafka record without a value (a tombstone): a dead letter too."""
-        if not raw:
-            raise InvalidEvent("empty", "the record has no value (a tombstone or an empty"
-                               " message)")
-        limits = self.limits
-        if len(raw) > limits.max_event_bytes:
-            raise InvalidEvent("too_large",
-                               f"event is {len(raw)} bytes, limit is {limits.max_event_bytes}")
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise InvalidEvent("not_utf8", "event is not valid UTF-8") from None
-            raise InvalidEvent("not_json", f"event is not JSON: {exc}") from None
-        if type(data) is not dict:
-            kind = type(data).__name__
-            raise InvalidEvent("not_object", f"event is a JSON {kind}, not an object")
-        # counting brackets is a C loop; only a record with many of them is walked
-        if (raw.count(b"{") + raw.count(b"[") > limits.max_depth
-                and _depth(data, limits.max_depth) > limits.max_depth):
-            raise InvalidEvent("too_deep", f"event nests objects and arrays deeper than"
-                               f" {limits.max_depth} levels")
-        return self.check(data, raw)
+        return self.check(decode_object(check_size(raw, self.limits), self.limits), raw or b"")
 
     def check(self, data: dict[str, Any], raw: bytes = b"") -> Touchpoint:
         event_id = _required_str(data, "event_id", 128)
@@ -182,6 +159,38 @@ class TouchpointParser:
                     and not (math.isfinite(amount) and abs(amount) <= limits.max_amount)):
                 raise InvalidEvent("out_of_range", f"properties.{limits.amount_key} {amount!r}"
                                    f" is beyond intake.max_amount ({limits.max_amount:g})")
+
+
+def check_size(raw: bytes | None, limits: IntakeLimits) -> bytes:
+    """A record of any format is not empty and not over ``max_event_bytes``."""
+    if not raw:
+        raise InvalidEvent("empty", "the record has no value (a tombstone or an empty"
+                           " message)")
+    if len(raw) > limits.max_event_bytes:
+        raise InvalidEvent("too_large",
+                           f"event is {len(raw)} bytes, limit is {limits.max_event_bytes}")
+    return raw
+
+
+def decode_object(raw: bytes, limits: IntakeLimits) -> dict[str, Any]:
+    """One JSON object, within the nesting limit: what every JSON format starts from."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidEvent("not_utf8", "event is not valid UTF-8") from None
+        raise InvalidEvent("not_json", f"event is not JSON: {exc}") from None
+    if type(data) is not dict:
+        kind = type(data).__name__
+        raise InvalidEvent("not_object", f"event is a JSON {kind}, not an object")
+    # counting brackets is a C loop; only a record with many of them is walked
+    if (raw.count(b"{") + raw.count(b"[") > limits.max_depth
+            and _depth(data, limits.max_depth) > limits.max_depth):
+        raise InvalidEvent("too_deep", f"event nests objects and arrays deeper than"
+                           f" {limits.max_depth} levels")
+    return data
 
 
 def _required_str(data: dict[str, Any], key: str, max_len: int) -> str:
