@@ -42,7 +42,6 @@ from workers.core.touchpoints import (
     Touchpoint,
     TouchpointParser,
     format_time,
-    parse_time,
 )
 from workers.errors import InvalidEvent
 from workers.state.store import ProfileStore, open_store
@@ -78,7 +77,7 @@ class Pipeline:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.parser = TouchpointParser(intake_limits(config))
+        self.parser = TouchpointParser(IntakeLimits.from_config(config))
         self.dedup = Deduplicator(config.intake.dedup_window_seconds)
         ident = config.identity
         self.graph = IdentityGraph(IdentityRules.from_config(
@@ -460,17 +459,6 @@ class Pipeline:
 
 _FUTURE_DETAIL = ("occurred_at is further ahead of the stream's clock than"
                   " intake.future_tolerance_seconds")
-
-
-def intake_limits(config: Config) -> IntakeLimits:
-    """The parser's bounds, from ``intake`` (and the revenue property of ``features``)."""
-    intake = config.intake
-    return IntakeLimits(
-        max_event_bytes=intake.max_event_bytes,
-        earliest=parse_time(intake.earliest_event_time),
-        latest=parse_time(intake.latest_event_time), max_depth=intake.max_depth,
-        max_keys=intake.max_keys, max_amount=intake.max_amount,
-        amount_key=config.features.revenue_property)
 
 
 def _digest(*parts: str) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 import orjson
 
+from workers.config import Config
 from workers.errors import InvalidEvent
 
 IDENTIFIER_TYPES = ("user_id", "crm_id", "email", "phone", "device_id", "anonymous_id")
@@ -67,6 +68,16 @@ class IntakeLimits:
     max_keys: int = 256  # members of ``properties`` or of ``traits``
     max_amount: float = 1e9  # |revenue| beyond this is a tracking bug, and sums would overflow
     amount_key: str = "revenue"
+
+    @classmethod
+    def from_config(cls, config: Config) -> IntakeLimits:
+        """The bounds of ``intake`` (and the revenue property of ``features``)."""
+        intake = config.intake
+        return cls(max_event_bytes=intake.max_event_bytes,
+                   earliest=parse_time(intake.earliest_event_time),
+                   latest=parse_time(intake.latest_event_time), max_depth=intake.max_depth,
+                   max_keys=intake.max_keys, max_amount=intake.max_amount,
+                   amount_key=config.features.revenue_property)
 
 
 def parse_time(value: str) -> float:
