@@ -541,6 +541,47 @@ def bench_memory() -> dict[str, Any]:
     return out
 
 
+def _peak_of_run(source: Path, out: Path) -> tuple[int, float]:
+    """Peak resident memory (VmHWM, bytes: a forked child's ru_maxrss would count the
+    parent's) and seconds of ``persona-stream run`` over ``source``, in a fresh process."""
+    import subprocess
+
+    script = ("import re, sys, time\nfrom workers.cli import main\nstart = time.perf_counter()\n"
+              "main(sys.argv[1:])\nseconds = time.perf_counter() - start\n"
+              "peak = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())\n"
+              "print(int(peak.group(1)) * 1024, seconds, file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", script, "run", str(source), "--out", str(out),
+                           "--quiet"], capture_output=True, text=True, check=True)
+    peak, seconds = done.stderr.split()[-2:]
+    return int(peak), float(seconds)
+
+
+def bench_hostile() -> dict[str, Any]:
+    """`run` over a stream, over it with the hostile corpus mixed in, and with the corpus
+    40 times (200 MB of poison): peak memory and time, side by side."""
+    import tempfile
+
+    from workers.simulation.hostile import hostile_records
+
+    lines = lines_of(stream(2000, 9)[0])
+    corpus = [r for r in hostile_records(kafka=False) if r is not None]
+    step = len(lines) // len(corpus)
+    mixed = list(lines)
+    for i, record in enumerate(corpus):
+        mixed.insert(i * (step + 1), record)
+    runs = {"stream": lines, "stream + corpus": mixed,
+            "stream + corpus x40": mixed + corpus * 39}
+    out: dict[str, Any] = {"corpus_records": len(corpus), "runs": {}}
+    with tempfile.TemporaryDirectory(prefix="persona-stream-bench-") as tmp:
+        for name, data in runs.items():
+            source = Path(tmp) / "in.jsonl"
+            source.write_bytes(b"".join(line + b"\n" for line in data))
+            peak, seconds = _peak_of_run(source, Path(tmp) / "out")
+            out["runs"][name] = {"lines": len(data), "input_bytes": source.stat().st_size,
+                                 "peak_bytes": peak, "seconds": round(seconds, 2)}
+    return out
+
+
 def bench_profile() -> dict[str, Any]:
     """Where the time goes on the per-event path (cProfile, top functions by own time)."""
     import cProfile
@@ -565,7 +606,8 @@ def bench_profile() -> dict[str, Any]:
 
 BENCHES = {"intake": bench_intake, "pipeline": bench_pipeline, "quality": bench_quality,
            "memory": bench_memory, "profile": bench_profile, "worker": bench_worker,
-           "replay": bench_replay, "latency": bench_latency, "scale": bench_scale}
+           "replay": bench_replay, "latency": bench_latency, "scale": bench_scale,
+           "hostile": bench_hostile}
 COMMAND = "python benchmarks/bench.py"
 
 
@@ -615,6 +657,12 @@ def write_table() -> None:
             value = "; ".join(f"{store} store, {int(k):,} profiles: "
                               f"{v['bytes_per_profile']:,} B/profile"
                               for store, sizes in res.items() for k, v in sizes.items())
+        elif name == "hostile":
+            what = ("`run` peak memory (VmHWM) with the hostile corpus "
+                    f"({res['corpus_records']} records) mixed into a 2,000-person stream")
+            value = "; ".join(f"{k}: {v['input_bytes'] / 2**20:,.0f} MiB in, peak "
+                              f"{v['peak_bytes'] / 2**20:,.0f} MiB, {v['seconds']} s"
+                              for k, v in res["runs"].items())
         elif name == "profile":
             what = "own time of the costliest functions (cProfile, 3,000 people)"
             value = ", ".join(f"{t['function']} {t['own_share']:.0%}" for t in res["top"][:5])

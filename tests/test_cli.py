@@ -79,7 +79,7 @@ MISTAKES = {
         RUN, CONFIG, "'segmentation.n_clusters' must be an integer, got 'many'",
         env={"PERSONA_STREAM_SEGMENTATION__N_CLUSTERS": "many"}),
     "config-value-not-yaml": Mistake(
-        RUN, CONFIG, "'segmentation.n_clusters' must be an integer, got '['",
+        RUN, CONFIG, "'segmentation.n_clusters' from the environment is not valid YAML",
         env={"PERSONA_STREAM_SEGMENTATION__N_CLUSTERS": "["}),
     "config-value-impossible": Mistake(RUN, CONFIG, "segmentation.n_clusters must be >= 2",
                                        env={"PERSONA_STREAM_SEGMENTATION__N_CLUSTERS": "1"}),
@@ -95,6 +95,50 @@ MISTAKES = {
                                     config="segmentation:\n  features: [unclosed\n"),
     "config-file-missing": Mistake((*RUN, "--config", "{tmp}/missing.yaml"), CONFIG,
                                    "cannot read config file"),
+    # the mistakes that once ended in a stack trace, or said the wrong thing (issue 13)
+    "simulate-zero-days": Mistake(("simulate", "--profiles", "5", "--days", "0", "--output",
+                                   "{tmp}/s"), USAGE, "--days must be at least 1"),
+    "simulate-negative-days": Mistake(("simulate", "--profiles", "5", "--days", "-3",
+                                       "--output", "{tmp}/s"), USAGE, "--days must be at least 1"),
+    "personas-url-not-a-url": Mistake(("personas", "--url", "notaurl"), USAGE,
+                                      "--url must be a worker's http:// address"),
+    "config-model-params-river-refuses": Mistake(
+        RUN, CONFIG, "'segmentation.model_params' {{'bogus': 1.0}} do not suit kmeans",
+        config="segmentation:\n  model_params: {bogus: 1}\n"),
+    "config-trait-range-of-one": Mistake(
+        RUN, CONFIG, "features.traits.numeric.age must be [low, high]",
+        env={"PERSONA_STREAM_FEATURES__TRAITS__NUMERIC": "{{age: [90]}}"}),
+    "config-python-tag-in-env": Mistake(
+        RUN, CONFIG, "'segmentation.seed' from the environment is not valid YAML",
+        env={"PERSONA_STREAM_SEGMENTATION__SEED": "!!python/object/apply:os.getpid []"}),
+    "config-infinite-window": Mistake(
+        RUN, CONFIG, "'intake.dedup_window_seconds' must be a finite number",
+        config="intake:\n  dedup_window_seconds: .inf\n"),
+    "config-bootstrap-not-host-port": Mistake(
+        ("worker",), CONFIG, "kafka.bootstrap_servers: 'not a host:::' is not host:port",
+        env={"PERSONA_STREAM_KAFKA__BOOTSTRAP_SERVERS": "not a host:::"}),
+    "config-application-id-not-a-topic-name": Mistake(
+        ("worker",), CONFIG, "kafka.application_id 'my app/v1' is not a Kafka topic name",
+        env={"PERSONA_STREAM_KAFKA__APPLICATION_ID": "my app/v1"}),
+    "config-zero-partitions": Mistake(("worker",), CONFIG, "kafka.partitions must be >= 1",
+                                      env={"PERSONA_STREAM_KAFKA__PARTITIONS": "0"}),
+    "config-negative-timeout": Mistake(
+        ("worker",), CONFIG, "kafka.connect_timeout_seconds must be > 0",
+        env={"PERSONA_STREAM_KAFKA__CONNECT_TIMEOUT_SECONDS": "-1"}),
+    "config-sasl-mechanism-without-sasl": Mistake(
+        ("worker",), CONFIG, "kafka.security_protocol PLAINTEXT does not use SASL",
+        env={"PERSONA_STREAM_KAFKA__SASL_MECHANISM": "PLAIN"}),
+    "config-ssl-ca-file-missing": Mistake(
+        ("worker",), CONFIG, "kafka.ssl_cafile: no such file {tmp}/ca.pem",
+        env={"PERSONA_STREAM_KAFKA__SECURITY_PROTOCOL": "SSL",
+             "PERSONA_STREAM_KAFKA__SSL_CAFILE": "{tmp}/ca.pem"}),
+    "config-log-level-unknown": Mistake(
+        RUN, CONFIG, "'metrics.log_level' must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL",
+        env={"PERSONA_STREAM_METRICS__LOG_LEVEL": "LOUD"}),
+    "personas-from-corrupt-file": Mistake(("personas", "--from", "{tmp}/broken"), INPUT,
+                                          "personas.json"),
+    "profile-from-corrupt-file": Mistake(("profile", "p_1", "--from", "{tmp}/broken"), INPUT,
+                                         "profiles.jsonl"),
     # an input that cannot be read
     "run-input-missing": Mistake(("run", "{tmp}/missing.jsonl", "--out", "{tmp}/out"), INPUT,
                                  "cannot read"),
@@ -124,6 +168,10 @@ def test_an_operator_mistake_is_one_line_and_its_exit_code(mistake: Mistake,
         return text.format(tmp=tmp_path, port=port)
 
     port = free_port()  # nothing listens there
+    broken = tmp_path / "broken"  # an output folder whose files were cut short
+    broken.mkdir()
+    (broken / "personas.json").write_bytes(b'[{"segment_id": 1, "na')
+    (broken / "profiles.jsonl").write_bytes(b'{"profile_id": "p_1", "identif')
     args = [fill(a) for a in mistake.args]
     if mistake.config is not None:
         (tmp_path / "config.yaml").write_text(mistake.config, encoding="utf-8")

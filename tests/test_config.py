@@ -75,10 +75,14 @@ def test_env_wins_over_file(tmp_path: Path) -> None:
     assert config.kafka.partitions == 12
 
 
+SASL = {"PERSONA_STREAM_KAFKA__SECURITY_PROTOCOL": "SASL_SSL",
+        "PERSONA_STREAM_KAFKA__SASL_USERNAME": "svc", "PERSONA_STREAM_KAFKA__SASL_PASSWORD": "pw"}
+
+
 def test_env_typed_values() -> None:
     config = load(env={"PERSONA_STREAM_KAFKA__PARTITIONS": "16",
                        "PERSONA_STREAM_OUTPUT__HASH_IDENTIFIERS": "true",
-                       "PERSONA_STREAM_KAFKA__SASL_MECHANISM": "PLAIN",
+                       **SASL, "PERSONA_STREAM_KAFKA__SASL_MECHANISM": "PLAIN",
                        "PERSONA_STREAM_INTAKE__REORDER_WINDOW_SECONDS": "60"})
     assert config.kafka.partitions == 16
     assert config.output.hash_identifiers is True
@@ -147,7 +151,7 @@ def test_bad_enum_names_its_path(tmp_path: Path) -> None:
 
 
 def test_enum_values_keep_their_literal_type() -> None:
-    config = load(env={"PERSONA_STREAM_KAFKA__SASL_MECHANISM": "SCRAM-SHA-512",
+    config = load(env={**SASL, "PERSONA_STREAM_KAFKA__SASL_MECHANISM": "SCRAM-SHA-512",
                        "PERSONA_STREAM_STATE__STORE": "rocksdb"})
     assert (config.kafka.sasl_mechanism, config.state.store) == ("SCRAM-SHA-512", "rocksdb")
     assert load(env={"PERSONA_STREAM_KAFKA__SASL_MECHANISM": ""}).kafka.sasl_mechanism is None
@@ -167,3 +171,47 @@ def test_unreadable_or_invalid_file(tmp_path: Path) -> None:
         load(write(tmp_path, "kafka: [unclosed\n"), env={})
     with pytest.raises(ConfigError, match="mapping"):
         load(write(tmp_path, "- a\n- b\n"), env={})
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"PERSONA_STREAM_SEGMENTATION__MODEL_PARAMS": "{bogus: 1}"},
+     r"'segmentation\.model_params' \{'bogus': 1\.0\} do not suit kmeans"),
+    ({"PERSONA_STREAM_SEGMENTATION__FEATURES": "{nope: 1}"},
+     r"'segmentation\.features' selects no feature"),
+    ({"PERSONA_STREAM_FEATURES__TRAITS__NUMERIC": "{age: [90]}"},
+     r"features\.traits\.numeric\.age must be \[low, high\]"),
+    ({"PERSONA_STREAM_SEGMENTATION__N_CLUSTERS": "[1, 2"},
+     r"'segmentation\.n_clusters' from the environment is not valid YAML"),
+    ({"PERSONA_STREAM_SEGMENTATION__N_CLUSTERS": "!!python/object/apply:os.system ['id']"},
+     r"'segmentation\.n_clusters' from the environment is not valid YAML"),
+    ({"PERSONA_STREAM_INTAKE__DEDUP_WINDOW_SECONDS": ".inf"},
+     r"'intake\.dedup_window_seconds' must be a finite number"),
+    ({"PERSONA_STREAM_SEGMENTATION__HYSTERESIS": ".nan"},
+     r"'segmentation\.hysteresis' must be a finite number"),
+    ({"PERSONA_STREAM_KAFKA__BOOTSTRAP_SERVERS": "not a host:::"},
+     r"kafka\.bootstrap_servers: 'not a host:::' is not host:port"),
+    ({"PERSONA_STREAM_KAFKA__BOOTSTRAP_SERVERS": "a:9092,b:99999"},
+     r"'b:99999' is not host:port"),
+    ({"PERSONA_STREAM_KAFKA__APPLICATION_ID": "my app/v1"},
+     r"kafka\.application_id 'my app/v1' is not a Kafka topic name"),
+    ({"PERSONA_STREAM_KAFKA__PARTITIONS": "0"}, r"kafka\.partitions must be >= 1"),
+    ({"PERSONA_STREAM_KAFKA__CONNECT_TIMEOUT_SECONDS": "-1"},
+     r"kafka\.connect_timeout_seconds must be > 0"),
+    ({"PERSONA_STREAM_KAFKA__SASL_MECHANISM": "PLAIN"},
+     r"kafka\.security_protocol PLAINTEXT does not use SASL"),
+    ({"PERSONA_STREAM_KAFKA__SECURITY_PROTOCOL": "SASL_SSL"},
+     r"SASL_SSL needs kafka\.sasl_mechanism, kafka\.sasl_username and kafka\.sasl_password"),
+    ({"PERSONA_STREAM_KAFKA__SECURITY_PROTOCOL": "SSL",
+      "PERSONA_STREAM_KAFKA__SSL_CAFILE": "/no/such/ca.pem"},
+     r"kafka\.ssl_cafile: no such file /no/such/ca\.pem"),
+    ({"PERSONA_STREAM_METRICS__PORT": "70000"}, r"metrics\.port 70000 is not a TCP port"),
+    ({"PERSONA_STREAM_METRICS__LOG_LEVEL": "LOUD"}, r"'metrics\.log_level' must be one of"),
+    ({"PERSONA_STREAM_INTAKE__LATEST_EVENT_TIME": "1980-01-01T00:00:00Z"},
+     r"intake\.earliest_event_time must be before intake\.latest_event_time"),
+    ({"PERSONA_STREAM_INTAKE__EARLIEST_EVENT_TIME": "last year"},
+     r"intake\.earliest_event_time 'last year' is not an RFC 3339 time"),
+])
+def test_operator_mistakes_name_the_setting(env: dict[str, str], message: str) -> None:
+    """Each is refused when the configuration is loaded, before any broker or data."""
+    with pytest.raises(ConfigError, match=message):
+        load(env=env)

@@ -38,6 +38,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
     if args.profiles < 1:
         raise UsageError("--profiles must be at least 1")
+    if args.days < 1:
+        raise UsageError("--days must be at least 1")
     for path in (args.output, args.truth):
         if path and path != "-":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
@@ -97,6 +99,9 @@ def _fetch(url: str) -> Any:
     import urllib.error
     import urllib.request
 
+    if not url.startswith(("http://", "https://")):
+        raise UsageError(f"--url must be a worker's http:// address, e.g. http://worker:9464;"
+                         f" got {url.rsplit('/', 1)[0]!r}")
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
             return orjson.loads(response.read())
@@ -106,7 +111,10 @@ def _fetch(url: str) -> Any:
         except (orjson.JSONDecodeError, AttributeError):
             reason = exc.reason
         raise UsageError(f"{url}: {reason}") from None
-    except (urllib.error.URLError, OSError) as exc:
+    except orjson.JSONDecodeError:
+        raise InputError(f"{url} did not answer with JSON: is it a persona-stream worker?"
+                         ) from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
         raise InputError(f"cannot reach the worker at {url}: {exc}") from None
 
 

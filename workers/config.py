@@ -9,12 +9,14 @@ full path instead of surfacing as a wrong segment hours later.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -68,6 +70,13 @@ class IntakeConfig:
     reorder_window_seconds: float
     # exact de-duplication by event_id over this much event time
     dedup_window_seconds: float
+    # bounds a valid event stays within (workers.core.touchpoints.IntakeLimits)
+    earliest_event_time: str
+    latest_event_time: str
+    future_tolerance_seconds: float
+    max_depth: int
+    max_keys: int
+    max_amount: float
 
 
 @dataclass(frozen=True)
@@ -97,6 +106,7 @@ class FeaturesConfig:
     revenue_property: str
     payment_property: str
     product_property: str
+    max_traits: int
     traits: TraitsConfig
     # human words for features, used to name personas
     labels: dict[str, str]
@@ -126,6 +136,7 @@ class SegmentationConfig:
 class OutputConfig:
     hash_identifiers: bool
     explanation_size: int
+    dead_letter_raw_bytes: int
 
 
 @dataclass(frozen=True)
@@ -254,11 +265,13 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
     if isinstance(value, _EnvValue):
         if value == "":
             value = None
-        elif hint is not str and str not in typing.get_args(hint):
+        elif not _is_text(hint):
             try:
                 value = yaml.safe_load(value)
-            except yaml.YAMLError:
-                value = str(value)  # not YAML at all: the type check below names the key
+            except yaml.YAMLError as exc:  # also a !!python tag: safe_load refuses it
+                problem = str(exc).splitlines()[0]
+                raise ConfigError(f"'{path}' from the environment is not valid YAML:"
+                                  f" {problem}") from None
         else:
             value = str(value)
     origin = typing.get_origin(hint)
@@ -297,6 +310,8 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"'{path}' must be a number, got {value!r}")
+        if not math.isfinite(value):  # .inf, .nan: no window, bound or weight is infinite
+            raise ConfigError(f"'{path}' must be a finite number, got {value!r}")
         return float(value)
     if hint is str:
         if not isinstance(value, str | int | float) or isinstance(value, bool):
@@ -305,38 +320,136 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
     raise ConfigError(f"'{path}': unsupported type {hint}")  # pragma: no cover
 
 
+def _is_text(hint: Any) -> bool:
+    """A string setting (``str`` or ``str | None``), whose environment value is taken as is."""
+    return hint is str or (typing.get_origin(hint) in (types.UnionType, typing.Union)
+                           and str in typing.get_args(hint))
+
+
 def validate(config: Config) -> Config:
-    """Cross-field checks that types alone cannot express."""
+    """Cross-field checks that types alone cannot express; the first problem is raised."""
+    problems = chain(_ranges(config), _kafka_problems(config.kafka),
+                     _metrics_problems(config.metrics), _intake_problems(config.intake),
+                     _trait_problems(config.features.traits), _pattern_problems(config.identity),
+                     _model_problems(config))
+    problem = next(problems, None)
+    if problem is not None:
+        raise ConfigError(problem)
+    return config
+
+
+def _ranges(config: Config) -> Iterator[str]:
+    k, i, seg = config.kafka, config.intake, config.segmentation
     checks: list[tuple[bool, str]] = [
-        (config.intake.max_event_bytes > 0, "intake.max_event_bytes must be > 0"),
-        (config.intake.reorder_window_seconds >= 0, "intake.reorder_window_seconds must be >= 0"),
-        (config.intake.dedup_window_seconds > 0, "intake.dedup_window_seconds must be > 0"),
+        (i.max_event_bytes > 0, "intake.max_event_bytes must be > 0"),
+        (i.reorder_window_seconds >= 0, "intake.reorder_window_seconds must be >= 0"),
+        (i.dedup_window_seconds > 0, "intake.dedup_window_seconds must be > 0"),
+        (i.future_tolerance_seconds > 0, "intake.future_tolerance_seconds must be > 0"),
+        (i.max_depth >= 2, "intake.max_depth must be >= 2 (the event and its fields)"),
+        (i.max_keys >= 1, "intake.max_keys must be >= 1"),
+        (i.max_amount > 0, "intake.max_amount must be > 0"),
         (bool(config.identity.limits), "identity.limits must name at least one identifier type"),
         (all(v >= 1 for v in config.identity.limits.values()),
          "identity.limits values must be >= 1"),
         (config.features.half_life_days > 0, "features.half_life_days must be > 0"),
-        (config.segmentation.learn_min_events >= 1,
-         "segmentation.learn_min_events must be >= 1"),
-        (config.segmentation.n_clusters >= 2, "segmentation.n_clusters must be >= 2"),
-        (0 <= config.segmentation.hysteresis < 1, "segmentation.hysteresis must be in [0, 1)"),
-        (config.segmentation.warmup_profiles >= config.segmentation.n_clusters,
+        (config.features.max_traits >= 0, "features.max_traits must be >= 0"),
+        (seg.learn_min_events >= 1, "segmentation.learn_min_events must be >= 1"),
+        (seg.n_clusters >= 2, "segmentation.n_clusters must be >= 2"),
+        (0 <= seg.hysteresis < 1, "segmentation.hysteresis must be in [0, 1)"),
+        (seg.warmup_profiles >= seg.n_clusters,
          "segmentation.warmup_profiles must be >= n_clusters"),
-        (config.segmentation.assign_tick_seconds > 0,
-         "segmentation.assign_tick_seconds must be > 0"),
+        (seg.assign_tick_seconds > 0, "segmentation.assign_tick_seconds must be > 0"),
         (1 <= config.output.explanation_size <= 5, "output.explanation_size must be in 1..5"),
-        (config.kafka.checkpoint_interval_seconds > 0,
-         "kafka.checkpoint_interval_seconds must be > 0"),
+        # a dead letter holds the kept bytes escaped (up to 6x): it must stay under 1 MiB
+        (1024 <= config.output.dead_letter_raw_bytes <= 131072,
+         "output.dead_letter_raw_bytes must be in 1024..131072"),
+        (k.checkpoint_interval_seconds > 0, "kafka.checkpoint_interval_seconds must be > 0"),
+        (k.connect_timeout_seconds > 0, "kafka.connect_timeout_seconds must be > 0"),
+        (k.partitions >= 1, "kafka.partitions must be >= 1"),
+        (k.replication_factor >= 1, "kafka.replication_factor must be >= 1"),
+        (k.retention_ms >= 1 or k.retention_ms == -1,
+         "kafka.retention_ms must be >= 1, or -1 to keep records forever"),
     ]
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message)
-    for pattern in config.identity.blocklist_patterns:
+    return (message for ok, message in checks if not ok)
+
+
+def _kafka_problems(k: KafkaConfig) -> Iterator[str]:
+    for server in k.bootstrap_servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        if not _HOST_RE.fullmatch(host) or not port.isdigit() or not 1 <= int(port) <= 65535:
+            yield (f"kafka.bootstrap_servers: {server.strip()!r} is not host:port (several"
+                   " are separated by commas)")
+    names = {"application_id": k.application_id, "input_topic": k.input_topic,
+             "dlq_topic": k.dlq_topic, "segment_changes_topic": k.segment_changes_topic,
+             "identity_merges_topic": k.identity_merges_topic,
+             "personas_topic": k.personas_topic}
+    for key, name in names.items():
+        if not _TOPIC_RE.fullmatch(name):
+            yield (f"kafka.{key} {name!r} is not a Kafka topic name: 1..200 of the letters,"
+                   " digits, '.', '_' and '-'")
+    sasl = k.security_protocol.startswith("SASL_")
+    if sasl and (k.sasl_mechanism is None or not k.sasl_username or not k.sasl_password):
+        yield (f"kafka.security_protocol {k.security_protocol} needs kafka.sasl_mechanism,"
+               " kafka.sasl_username and kafka.sasl_password")
+    if not sasl and k.sasl_mechanism is not None:
+        yield (f"kafka.sasl_mechanism is set, but kafka.security_protocol"
+               f" {k.security_protocol} does not use SASL (SASL_PLAINTEXT or SASL_SSL does)")
+    for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+        path = getattr(k, key)
+        if path is not None and not os.path.isfile(path):
+            yield f"kafka.{key}: no such file {path}"
+
+
+def _metrics_problems(m: MetricsConfig) -> Iterator[str]:
+    if not 1 <= m.port <= 65535:
+        yield f"metrics.port {m.port} is not a TCP port (1..65535)"
+    if not m.host:
+        yield "metrics.host must not be empty (0.0.0.0 listens on every address)"
+
+
+def _intake_problems(i: IntakeConfig) -> Iterator[str]:
+    from workers.core.touchpoints import parse_time
+
+    times = {}
+    for key in ("earliest_event_time", "latest_event_time"):
+        text = getattr(i, key)
+        try:
+            times[key] = parse_time(text)
+        except ValueError:
+            yield f"intake.{key} {text!r} is not an RFC 3339 time (e.g. 1990-01-01T00:00:00Z)"
+    if len(times) == 2 and times["earliest_event_time"] >= times["latest_event_time"]:
+        yield "intake.earliest_event_time must be before intake.latest_event_time"
+
+
+def _trait_problems(traits: TraitsConfig) -> Iterator[str]:
+    for trait, bounds in traits.numeric.items():
+        if len(bounds) != 2 or not bounds[0] < bounds[1]:
+            yield (f"features.traits.numeric.{trait} must be [low, high] with low < high,"
+                   f" got {bounds}")
+
+
+def _pattern_problems(identity: IdentityConfig) -> Iterator[str]:
+    for pattern in identity.blocklist_patterns:
         try:
             re.compile(pattern)
         except re.error as exc:
-            raise ConfigError(
-                f"identity.blocklist_patterns: bad pattern {pattern!r}: {exc}") from None
-    return config
+            yield f"identity.blocklist_patterns: bad pattern {pattern!r}: {exc}"
+
+
+def _model_problems(config: Config) -> Iterator[str]:
+    """The model is built once here, so a bad parameter fails at start, not at warm-up."""
+    from workers.core.features import FeatureSpec
+    from workers.core.segments import feature_columns, make_clusterer
+
+    try:
+        feature_columns(FeatureSpec(config.features), config.segmentation)
+        make_clusterer(config.segmentation)
+    except ConfigError as exc:
+        yield str(exc)
+
+
+_HOST_RE = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\]")
+_TOPIC_RE = re.compile(r"[A-Za-z0-9._-]{1,200}")
 
 
 def load(path: str | os.PathLike[str] | None = None,

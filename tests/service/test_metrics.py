@@ -86,10 +86,10 @@ def test_held_valid_events_are_counted_once_their_outcome_is_final() -> None:
     metrics = Metrics()
     for line in lines:
         pipeline.feed(line)
-    assert pipeline.held > 0
+    assert pipeline.buffered > 0
     metrics.sync(pipeline)
     assert value(metrics, "persona_stream_events_total", outcome="valid") == (
-        pipeline.stats.events_valid - pipeline.held)
+        pipeline.stats.events_valid - pipeline.buffered)
     pipeline.flush()
     metrics.sync(pipeline)
     assert value(metrics, "persona_stream_events_total", outcome="valid") == (
@@ -177,3 +177,29 @@ def test_alerts_and_dashboard_use_only_exposed_metric_names() -> None:
     used = set(METRIC.findall(ALERTS.read_text(encoding="utf-8")))
     used |= set(METRIC.findall(DASHBOARD.read_text(encoding="utf-8")))
     assert used and used <= exposed | LABELLED, used - exposed - LABELLED
+
+
+def test_what_is_not_kept_is_counted() -> None:
+    """Trait keys past the per-profile limit, and events too late for the de-dup window."""
+    pipeline = Pipeline(load())
+    base = 1_767_600_000.0
+    for i in range(70):  # one person, a new trait key each time: 64 kept, 6 not
+        pipeline.feed(orjson.dumps({"event_id": f"t-{i}", "occurred_at": _at(base + i),
+                                    "type": "identify", "identity": {"user_id": "u-1"},
+                                    "traits": {f"k{i}": i}}))
+    for i in range(3):  # the stream moves two days on, then three events from before
+        pipeline.feed(orjson.dumps({"event_id": f"n-{i}", "occurred_at": _at(base + 2e5 + i),
+                                    "type": "page_view", "identity": {"user_id": "u-2"}}))
+    pipeline.feed(orjson.dumps({"event_id": "late", "occurred_at": _at(base + 100),
+                                "type": "page_view", "identity": {"user_id": "u-3"}}))
+    pipeline.flush()
+    metrics = Metrics()
+    metrics.sync(pipeline)
+    assert value(metrics, "persona_stream_traits_dropped_total") == 6
+    assert value(metrics, "persona_stream_events_beyond_dedup_window_total") == 1
+
+
+def _at(ts: float) -> str:
+    from workers.core.touchpoints import format_time
+
+    return format_time(ts)

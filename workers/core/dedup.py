@@ -3,9 +3,15 @@
 Memory is bounded by the ids seen within the window (one dict entry each),
 not by the stream's length: ids are filed in buckets of a tenth of the window
 and a whole bucket is dropped once the newest event time has left it behind.
-A duplicate that arrives more than a window after its original is not caught;
-the window (``intake.dedup_window_seconds``, 24 h by default) is chosen far
-beyond the retry horizon of tracking SDKs and Kafka producers.
+The window is measured against the stream's clock (the third newest event
+time), not against the order records arrive in, so de-duplication is exact for
+any backlog whose events are less than a window behind the stream, however
+long the backlog took to arrive. An event further behind than that cannot be
+checked here (its original may have been forgotten): it is counted in
+:attr:`Deduplicator.beyond_window` and the pipeline checks it against its
+profile's ring of recent event ids instead. The window
+(``intake.dedup_window_seconds``, 24 h by default) is the memory knob: about
+160 MB per million event ids inside it (36-character ids; BENCHMARKS.md).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ class Deduplicator:
         self._ids: dict[str, int] = {}
         self._buckets: dict[int, list[str]] = {}
         self._oldest = -math.inf
+        self.beyond_window = 0  # events too old to check against the window
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -32,7 +39,8 @@ class Deduplicator:
             return True
         bucket = int(ts // self._width)
         if bucket < self._oldest:
-            return False  # older than anything still remembered: cannot tell, keep it
+            self.beyond_window += 1  # older than anything remembered: cannot tell, keep it
+            return False
         self._ids[event_id] = bucket
         members = self._buckets.get(bucket)
         if members is None:

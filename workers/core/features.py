@@ -112,8 +112,11 @@ class ProfileState:
         """Is this event id among the profile's recent ones (0 is never an id hash)?"""
         return id_hash in self.recent_ids
 
-    def update(self, spec: FeatureSpec, tp: Touchpoint, id_hash: int = 0) -> None:
-        """Fold one event in. Called in event-time order except for very late events."""
+    def update(self, spec: FeatureSpec, tp: Touchpoint, id_hash: int = 0) -> int:
+        """Fold one event in. Called in event-time order except for very late events.
+
+        Returns how many of its trait keys were not kept (``features.max_traits``).
+        """
         if id_hash:
             self.recent_ids[self.event_count % RECENT_IDS] = id_hash
         ts = tp.ts
@@ -157,7 +160,8 @@ class ProfileState:
             self._product_view(props.get(spec.cfg.product_property))
         traits = data.get("traits")
         if traits:
-            self._declare(traits, ts)
+            return self._declare(traits, ts, spec.cfg.max_traits)
+        return 0
 
     def _purchase(self, spec: FeatureSpec, props: Mapping[str, Any]) -> None:
         revenue = props.get(spec.cfg.revenue_property)
@@ -181,15 +185,26 @@ class ProfileState:
             del recent[0]
         recent.append(product)
 
-    def _declare(self, traits: Mapping[str, Any], ts: float) -> None:
-        """Explicit data: the latest statement in event time wins, per trait."""
+    def _declare(self, traits: Mapping[str, Any], ts: float, limit: int) -> int:
+        """Explicit data: the latest statement in event time wins, per trait.
+
+        At most ``limit`` distinct keys are kept, so a tracker that sends a new key
+        on every event cannot grow a profile without bound; returns how many were not.
+        """
         held = self.traits
         if held is None:
             held = self.traits = {}
+        dropped = 0
         for key, value in traits.items():
             old = held.get(key)
-            if old is None or ts >= old[0]:
+            if old is None:
+                if len(held) >= limit:
+                    dropped += 1
+                    continue
                 held[key] = (ts, value)
+            elif ts >= old[0]:
+                held[key] = (ts, value)
+        return dropped
 
     def _rebase(self, spec: FeatureSpec, new_base: float) -> None:
         scale = math.exp(spec.lam * (self.base - new_base))
@@ -198,8 +213,11 @@ class ProfileState:
             counts[i] *= scale
         self.base = new_base
 
-    def absorb(self, spec: FeatureSpec, other: ProfileState) -> None:
-        """Merge another profile's state into this one: counts add, traits by time."""
+    def absorb(self, spec: FeatureSpec, other: ProfileState) -> int:
+        """Merge another profile's state into this one: counts add, traits by time.
+
+        Returns how many trait keys were not kept (``features.max_traits``).
+        """
         if other.base > self.base:
             self._rebase(spec, other.base)
         scale = math.exp(spec.lam * (other.base - self.base))
@@ -231,10 +249,12 @@ class ProfileState:
             if product not in self.recent_products:
                 self.recent_products.append(product)
         del self.recent_products[:-_RECENT_PRODUCTS]
+        dropped = 0
         if other.traits:
             for key, (ts, value) in other.traits.items():
-                self._declare({key: value}, ts)
+                dropped += self._declare({key: value}, ts, spec.cfg.max_traits)
         self.last_learned = max(self.last_learned, other.last_learned)
+        return dropped
 
     def vector(self, spec: FeatureSpec) -> list[float]:
         """Derived features in ``spec.names`` order."""

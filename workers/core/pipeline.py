@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from workers.config import Config
+from workers.core.clock import FarFuture, StreamClock
 from workers.core.dedup import Deduplicator
 from workers.core.features import FeatureSpec, ProfileState
 from workers.core.identity import IdentityGraph, IdentityRules, ProfileId, lookup_keys
@@ -36,7 +37,13 @@ from workers.core.records import (
     ProfileSnapshot,
 )
 from workers.core.segments import SegmentModel, Snapshot, assign, explain
-from workers.core.touchpoints import Touchpoint, TouchpointParser, format_time
+from workers.core.touchpoints import (
+    IntakeLimits,
+    Touchpoint,
+    TouchpointParser,
+    format_time,
+    parse_time,
+)
 from workers.errors import InvalidEvent
 from workers.state.store import ProfileStore, open_store
 
@@ -56,6 +63,7 @@ class Stats:
     changes_by_reason: dict[str, int] = field(default_factory=dict)
     identifiers_blocked: int = 0
     identifiers_dropped: int = 0
+    traits_dropped: int = 0
     model_updates: int = 0
 
 
@@ -70,7 +78,7 @@ class Pipeline:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.parser = TouchpointParser(config.intake.max_event_bytes)
+        self.parser = TouchpointParser(intake_limits(config))
         self.dedup = Deduplicator(config.intake.dedup_window_seconds)
         ident = config.identity
         self.graph = IdentityGraph(IdentityRules.from_config(
@@ -82,7 +90,8 @@ class Pipeline:
         self.names: dict[int, str] = {}
         self.sizes: dict[int, int] = {}
         self._buffer: list[tuple[float, str, Touchpoint]] = []
-        self._max_ts = -math.inf
+        self.clock = StreamClock(config.intake.future_tolerance_seconds)
+        self._far = FarFuture()
         self._window = config.intake.reorder_window_seconds
         self._tick = config.segmentation.assign_tick_seconds
         self._tick_end = -math.inf
@@ -93,7 +102,7 @@ class Pipeline:
 
     # ---- intake -------------------------------------------------------------
 
-    def feed(self, raw: bytes, origin: Origin | None = None) -> list[Output]:
+    def feed(self, raw: bytes | None, origin: Origin | None = None) -> list[Output]:
         """Take one raw record; returns the outputs it (or the watermark it moved) caused.
 
         With an ``origin``, a record at or before an offset already fed from its input
@@ -112,24 +121,48 @@ class Pipeline:
         except InvalidEvent as exc:
             self._dead_letter(raw, exc.code, exc.detail, origin)
             return self._take()
-        self.accept(tp)
+        self.accept(tp, origin)
         return self._take()
 
     def feed_many(self, raws: Iterable[bytes]) -> Iterator[Output]:
         for raw in raws:
             yield from self.feed(raw)
 
-    def accept(self, tp: Touchpoint) -> None:
-        """A validated event: de-duplicate, then hold until the watermark passes it."""
-        if self.dedup.seen(tp.event_id, tp.ts):
+    def accept(self, tp: Touchpoint, origin: Origin | None = None) -> None:
+        """A validated event: de-duplicate, then hold until the watermark passes it.
+
+        One dated beyond the clock's limit waits aside (:class:`FarFuture`) until the
+        stream confirms the jump, or becomes a dead letter at the next flush.
+        """
+        if tp.ts <= self.clock.limit:
+            self._admit(tp)
+        elif tp.event_id in self._far:
+            self.stats.events_duplicate += 1
+        else:
+            pushed_out = self._far.hold(tp, origin)
+            if pushed_out is not None:
+                self._dead_letter(pushed_out[0].raw, "future_time", _FUTURE_DETAIL,
+                                  pushed_out[1])
+            if self.clock.observe(tp.ts):
+                self._clock_moved()
+
+    def _clock_moved(self) -> None:
+        """Forget ids the window left behind; admit far-future events the clock reached."""
+        self.dedup.expire(self.clock.now)
+        if self._far:
+            for tp in self._far.release(self.clock.limit):
+                self._admit(tp, observed=True)
+
+    def _admit(self, tp: Touchpoint, observed: bool = False) -> None:
+        ts = tp.ts
+        if self.dedup.seen(tp.event_id, ts):
             self.stats.events_duplicate += 1
             return
         self.stats.events_valid += 1
-        ts = tp.ts
-        if ts > self._max_ts:
-            self._max_ts = ts
-            self.dedup.expire(ts)
-        watermark = self._max_ts - self._window
+        clock = self.clock
+        if not observed and clock.observe(ts):
+            self._clock_moved()
+        watermark = clock.now - self._window
         if ts < watermark:  # later than the window allows: apply now, out of order
             self._process(tp)
         else:
@@ -139,9 +172,21 @@ class Pipeline:
             self._process(heapq.heappop(buffer)[2])
 
     def flush(self) -> list[Output]:
-        """End of input (or an idle stream): process everything held, close the tick."""
+        """End of input (or an idle stream): process everything held, close the tick.
+
+        Events that arrived before the stream had a clock are checked against it now:
+        one far-future record among the first few is not processed either.
+        """
+        for tp, origin in self._far.drain():  # the stream never followed them there
+            self._dead_letter(tp.raw, "future_time", _FUTURE_DETAIL, origin)
+        horizon = self.clock.limit
         while self._buffer:
-            self._process(heapq.heappop(self._buffer)[2])
+            tp = heapq.heappop(self._buffer)[2]
+            if tp.ts > horizon:
+                self.stats.events_valid -= 1
+                self._dead_letter(tp.raw, "future_time", _FUTURE_DETAIL, None)
+            else:
+                self._process(tp)
         self._run_tick()
         return self._take()
 
@@ -149,14 +194,24 @@ class Pipeline:
         out, self._out = self._out, []
         return out
 
-    def _dead_letter(self, raw: bytes, code: str, detail: str, origin: Origin | None) -> None:
+    def _dead_letter(self, raw: bytes | None, code: str, detail: str,
+                     origin: Origin | None) -> None:
         self.stats.events_invalid += 1
         self.stats.invalid_by_error[code] = self.stats.invalid_by_error.get(code, 0) + 1
         record: DeadLetter = {"schema": "dead_letter/v1", "error": code, "detail": detail}
+        raw = raw or b""
+        keep = self.config.output.dead_letter_raw_bytes
+        if len(raw) > keep:  # the dead letter must fit on its topic: keep a head, say the rest
+            record["raw_bytes"] = len(raw)
+            record["raw_sha256"] = hashlib.sha256(raw).hexdigest()
+            raw = raw[:keep]
         try:
             record["raw"] = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            record["raw_base64"] = base64.b64encode(raw).decode("ascii")
+        except UnicodeDecodeError as exc:
+            if "raw_bytes" in record and exc.start >= len(raw) - 3:  # a character cut in two
+                record["raw"] = raw[:exc.start].decode("utf-8")
+            else:
+                record["raw_base64"] = base64.b64encode(raw).decode("ascii")
         if origin is not None:
             record["topic"] = origin.topic
             record["partition"] = origin.partition
@@ -195,7 +250,7 @@ class Pipeline:
             stats.events_valid -= 1
             stats.events_duplicate += 1
             return
-        state.update(self.spec, tp, id_hash)
+        stats.traits_dropped += state.update(self.spec, tp, id_hash)
         previous = self._dirty.get(pid)
         self._dirty[pid] = _Dirty(tp.event_id, ts, merged or (previous is not None
                                                              and previous.merged))
@@ -215,7 +270,7 @@ class Pipeline:
                 if state.segment is None:
                     state.segment = other.segment
                     self.sizes[other.segment] += 1
-            state.absorb(self.spec, other)
+            self.stats.traits_dropped += state.absorb(self.spec, other)
         assert state is not None
         profiles[survivor] = state
         self.stats.identity_merges += 1
@@ -335,7 +390,13 @@ class Pipeline:
 
     @property
     def held(self) -> int:
-        """Valid events waiting in the event-time buffer: their outcome is not final yet."""
+        """Events whose outcome is not final yet: in the event-time buffer (valid so far),
+        or waiting as far-future events (not counted yet)."""
+        return len(self._buffer) + len(self._far)
+
+    @property
+    def buffered(self) -> int:
+        """Valid events in the event-time buffer (counted valid, not processed yet)."""
         return len(self._buffer)
 
     def personas(self) -> list[PersonaCard]:
@@ -390,7 +451,26 @@ class Pipeline:
             "changes_by_reason": dict(sorted(s.changes_by_reason.items())),
             "identifiers_blocked": s.identifiers_blocked,
             "identifiers_dropped": s.identifiers_dropped,
+            "traits_dropped": s.traits_dropped,
+            # valid events more than intake.dedup_window_seconds behind the stream's clock:
+            # checked for duplicates only against their profile's recent event ids
+            "events_beyond_dedup_window": self.dedup.beyond_window,
         }
+
+
+_FUTURE_DETAIL = ("occurred_at is further ahead of the stream's clock than"
+                  " intake.future_tolerance_seconds")
+
+
+def intake_limits(config: Config) -> IntakeLimits:
+    """The parser's bounds, from ``intake`` (and the revenue property of ``features``)."""
+    intake = config.intake
+    return IntakeLimits(
+        max_event_bytes=intake.max_event_bytes,
+        earliest=parse_time(intake.earliest_event_time),
+        latest=parse_time(intake.latest_event_time), max_depth=intake.max_depth,
+        max_keys=intake.max_keys, max_amount=intake.max_amount,
+        amount_key=config.features.revenue_property)
 
 
 def _digest(*parts: str) -> str:

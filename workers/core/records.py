@@ -80,6 +80,8 @@ class DeadLetter(TypedDict):
     detail: str
     raw: NotRequired[str]
     raw_base64: NotRequired[str]
+    raw_bytes: NotRequired[int]  # only when raw is cut to output.dead_letter_raw_bytes
+    raw_sha256: NotRequired[str]  # of the whole record, with raw_bytes
     topic: NotRequired[str]
     partition: NotRequired[int]
     offset: NotRequired[int]

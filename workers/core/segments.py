@@ -150,21 +150,12 @@ class SegmentModel:
     def __init__(self, cfg: SegmentationConfig, spec: FeatureSpec) -> None:
         self.cfg = cfg
         self.spec = spec
-        columns, weights = [], []
-        for i, name in enumerate(spec.names):
-            weight = next((w for pattern, w in cfg.features.items()
-                           if fnmatch.fnmatchcase(name, pattern)), 0.0)
-            if weight > 0:
-                columns.append(i)
-                weights.append(weight)
-        if not columns:
-            raise ConfigError("'segmentation.features' selects no feature: its patterns match"
-                              f" none of {', '.join(spec.names[:4])}, ...")
+        columns, weights = feature_columns(spec, cfg)
         self.columns = tuple(columns)
         self.weights = tuple(weights)
         self.keys = [spec.names[c] for c in columns]
         self.scaler = preprocessing.StandardScaler()
-        self.clusterer = _make_clusterer(cfg)
+        self.clusterer = make_clusterer(cfg)
         self._warmup: list[dict[str, float]] | None = []
         self.learned = 0
         self.snapshot: Snapshot | None = None
@@ -341,7 +332,32 @@ def _kmeans(points: list[list[float]], k: int, rng: random.Random) -> list[list[
     return centres
 
 
-def _make_clusterer(cfg: SegmentationConfig) -> Any:
+def feature_columns(spec: FeatureSpec,
+                    cfg: SegmentationConfig) -> tuple[list[int], list[float]]:
+    """The features ``segmentation.features`` selects (first matching pattern), and weights."""
+    columns, weights = [], []
+    for i, name in enumerate(spec.names):
+        weight = next((w for pattern, w in cfg.features.items()
+                       if fnmatch.fnmatchcase(name, pattern)), 0.0)
+        if weight > 0:
+            columns.append(i)
+            weights.append(weight)
+    if not columns:
+        raise ConfigError("'segmentation.features' selects no feature: its patterns match"
+                          f" none of {', '.join(spec.names[:4])}, ...")
+    return columns, weights
+
+
+def make_clusterer(cfg: SegmentationConfig) -> Any:
+    """The configured river clusterer; a parameter river does not take is a ConfigError."""
+    try:
+        return _clusterer(cfg)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"'segmentation.model_params' {dict(cfg.model_params)} do not suit"
+                          f" {cfg.model}: {exc}") from None
+
+
+def _clusterer(cfg: SegmentationConfig) -> Any:
     params: dict[str, Any] = dict(cfg.model_params)
     if cfg.model == "kmeans":
         return cluster.KMeans(n_clusters=cfg.n_clusters, halflife=cfg.halflife, seed=cfg.seed,

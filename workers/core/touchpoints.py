@@ -7,7 +7,9 @@ for every event; ``tests/test_touchpoints.py`` proves them equal to
 
 from __future__ import annotations
 
+import math
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,8 +52,29 @@ class Touchpoint:
         return f"Touchpoint({self.event_id!r}, {self.type!r}, ts={self.ts})"
 
 
+@dataclass(frozen=True)
+class IntakeLimits:
+    """Bounds a valid event stays within, so no single record can crash, hang or bloat us.
+
+    Each bound has its own dead-letter reason; the defaults match
+    ``workers/defaults.yaml``.
+    """
+
+    max_event_bytes: int = 65536
+    earliest: float = 631152000.0  # 1990-01-01T00:00:00Z
+    latest: float = 7258118400.0  # 2200-01-01T00:00:00Z
+    max_depth: int = 16  # nesting of objects and arrays, the event itself being 1
+    max_keys: int = 256  # members of ``properties`` or of ``traits``
+    max_amount: float = 1e9  # |revenue| beyond this is a tracking bug, and sums would overflow
+    amount_key: str = "revenue"
+
+
 def parse_time(value: str) -> float:
-    """RFC 3339 with an offset or Z, to epoch seconds (leap second :60 = next second)."""
+    """RFC 3339 with an offset or Z, to epoch seconds (leap second :60 = next second).
+
+    A time whose UTC equivalent leaves the years 1..9999 still gets its number of
+    seconds; the intake's range check (``IntakeLimits``) keeps it out of any output.
+    """
     match = _TIME_RE.fullmatch(value)
     if match is None:
         raise ValueError(value)
@@ -66,21 +89,28 @@ def parse_time(value: str) -> float:
 def format_time(ts: float) -> str:
     """Epoch seconds to RFC 3339 UTC with milliseconds, the form every output uses."""
     ms = round(ts * 1000)
-    return (datetime.fromtimestamp(ms // 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-            + f".{ms % 1000:03d}Z")
+    t = datetime.fromtimestamp(ms // 1000, UTC)
+    # by hand: strftime's %Y gives "1" for the year 1, which is not RFC 3339
+    return (f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:"
+            f"{t.second:02d}.{ms % 1000:03d}Z")
 
 
 class TouchpointParser:
     """Validates raw records against touchpoint v1 (docs/contracts.md section 1)."""
 
-    def __init__(self, max_event_bytes: int = 65536) -> None:
-        self.max_event_bytes = max_event_bytes
+    def __init__(self, limits: IntakeLimits = IntakeLimits()) -> None:
+        self.limits = limits
         self._known_types: set[str] = set()
 
-    def parse(self, raw: bytes) -> Touchpoint:
-        if len(raw) > self.max_event_bytes:
+    def parse(self, raw: bytes | None) -> Touchpoint:
+        """``None`` is a Kafka record without a value (a tombstone): a dead letter too."""
+        if not raw:
+            raise InvalidEvent("empty", "the record has no value (a tombstone or an empty"
+                               " message)")
+        limits = self.limits
+        if len(raw) > limits.max_event_bytes:
             raise InvalidEvent("too_large",
-                               f"event is {len(raw)} bytes, limit is {self.max_event_bytes}")
+                               f"event is {len(raw)} bytes, limit is {limits.max_event_bytes}")
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
@@ -92,6 +122,11 @@ class TouchpointParser:
         if type(data) is not dict:
             kind = type(data).__name__
             raise InvalidEvent("not_object", f"event is a JSON {kind}, not an object")
+        # counting brackets is a C loop; only a record with many of them is walked
+        if (raw.count(b"{") + raw.count(b"[") > limits.max_depth
+                and _depth(data, limits.max_depth) > limits.max_depth):
+            raise InvalidEvent("too_deep", f"event nests objects and arrays deeper than"
+                               f" {limits.max_depth} levels")
         return self.check(data, raw)
 
     def check(self, data: dict[str, Any], raw: bytes = b"") -> Touchpoint:
@@ -103,6 +138,11 @@ class TouchpointParser:
             raise InvalidEvent("bad_timestamp",
                                f"occurred_at {occurred_at!r} is not an RFC 3339 timestamp"
                                " with offset") from None
+        limits = self.limits
+        if not limits.earliest <= ts <= limits.latest:
+            raise InvalidEvent("time_out_of_range",
+                               f"occurred_at {occurred_at!r} is outside intake.earliest_event_time"
+                               "..intake.latest_event_time")
         type_ = _required_str(data, "type", 64)
         if type_ not in self._known_types:
             if _TYPE_RE.fullmatch(type_) is None:
@@ -124,7 +164,24 @@ class TouchpointParser:
                                    f"identity.{key} must be a string of 1..256 characters")
         if len(data) > 4:  # only the four required fields: nothing optional to check
             _check_optional(data)
+            self._check_bounds(data)
         return Touchpoint(data, event_id, ts, type_, identity, raw)
+
+    def _check_bounds(self, data: dict[str, Any]) -> None:
+        """What every type check passes but would grow a profile or overflow a sum."""
+        limits = self.limits
+        for key in ("properties", "traits"):
+            members = data.get(key)
+            if members is not None and len(members) > limits.max_keys:
+                raise InvalidEvent("too_many_keys", f"{key} has {len(members)} members,"
+                                   f" limit is {limits.max_keys}")
+        properties = data.get("properties")
+        if properties is not None:
+            amount = properties.get(limits.amount_key)
+            if (type(amount) in (int, float)
+                    and not (math.isfinite(amount) and abs(amount) <= limits.max_amount)):
+                raise InvalidEvent("out_of_range", f"properties.{limits.amount_key} {amount!r}"
+                                   f" is beyond intake.max_amount ({limits.max_amount:g})")
 
 
 def _required_str(data: dict[str, Any], key: str, max_len: int) -> str:
@@ -185,6 +242,22 @@ def _check_optional(data: dict[str, Any]) -> None:
     source = data.get("source", _ABSENT)
     if source is not _ABSENT and type(source) is not str:
         raise InvalidEvent("wrong_type", "source must be a string")
+
+
+def _depth(value: Any, limit: int) -> int:
+    """How deep objects and arrays nest (the value itself is 1); stops counting past ``limit``."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > deepest:
+            deepest = depth
+            if deepest > limit:
+                return deepest
+        children = node.values() if type(node) is dict else node
+        stack.extend((child, depth + 1) for child in children
+                     if type(child) is dict or type(child) is list)
+    return deepest
 
 
 def _obj(value: Any, where: str) -> None:

@@ -8,7 +8,6 @@ state included, and :class:`StreamInterrupted` says how far it got.
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,9 @@ from workers.io.sinks import EndOfRun, FileSink, Sink
 from workers.io.sources import FileSource, Source, event_time
 
 _BATCH = 5000  # events per sink write: amortises the file or producer round trip
+# ...and at most this much input per write: a dead letter carries its record (up to
+# output.dead_letter_raw_bytes), so a run of large bad records cannot pile up in memory
+_BATCH_BYTES = 16 * 1_048_576
 
 
 class StreamInterrupted(Interrupted):
@@ -48,7 +50,7 @@ def drive(pipeline: Pipeline, source: Source, sink: Sink, progress: Progress | N
     """
     feed = pipeline.feed
     pending: list[Output] = []
-    events = 0
+    events = held = 0
     last: bytes | None = None
     started = time.perf_counter()
     interrupted = False
@@ -58,10 +60,12 @@ def drive(pipeline: Pipeline, source: Source, sink: Sink, progress: Progress | N
         for raw, origin in source:
             pending.extend(feed(raw, origin))
             events += 1
+            held += len(raw)
             last = raw
-            if events % _BATCH == 0:
+            if events % _BATCH == 0 or held > _BATCH_BYTES:
                 sink.write(pending)
                 pending.clear()
+                held = 0
                 if progress is not None:
                     progress.update(events, source.estimate(events), _note(last))
         if flush:
@@ -99,8 +103,14 @@ def _note(last: bytes | None) -> str:
 
 
 def _time_of(raw: bytes) -> str | None:
+    """The record's event time for a progress line; None when it has none a person can
+    read (missing, or outside the years 1..9999: the record is a dead letter anyway)."""
     ts = event_time(raw)
-    return None if ts == -math.inf else format_time(ts)
+    return format_time(ts) if _FIRST_YEAR <= ts < _AFTER_YEAR_9999 else None
+
+
+_FIRST_YEAR = -62135596800.0  # 0001-01-01T00:00:00Z
+_AFTER_YEAR_9999 = 253402300800.0  # 10000-01-01T00:00:00Z
 
 
 def run_files(config: Config, inputs: list[str], out_dir: str | Path,

@@ -8,13 +8,16 @@ replay) and aiokafka (the worker, faust) get the same security settings.
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from workers.config import Config
-from workers.core.records import OUTPUT_KINDS, OutputKind
-from workers.errors import BrokerError
+from workers.core.records import OUTPUT_KINDS, Output, OutputKind
+from workers.errors import BrokerError, ConfigError
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,11 @@ def faust_credentials(config: Config, security: dict[str, Any]) -> Any:
     if "ssl_context" in security:
         return faust.SSLCredentials(security["ssl_context"])
     return None
+
+
+def message(out: Output) -> tuple[bytes | None, bytes]:
+    """An output as a Kafka message's key and value: how the worker and replay produce it."""
+    return (None if out.key is None else out.key.encode()), orjson.dumps(out.record)
 
 
 # ---- topic names ---------------------------------------------------------------------
@@ -145,7 +153,53 @@ def admin_client(config: Config) -> Any:
                                 request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms,
                                 **client_security(config))
     except KafkaError as exc:
-        raise BrokerError(f"cannot reach Kafka at {k.bootstrap_servers}: {exc}") from None
+        raise BrokerError(unreachable(config, exc)) from None
+
+
+def unreachable(config: Config, exc: Exception) -> str:
+    """Why the broker did not answer, as precisely as a plain TCP connect can tell."""
+    k = config.kafka
+    host, _, port = k.bootstrap_servers.split(",")[0].strip().rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)),
+                                      timeout=min(k.connect_timeout_seconds, 5.0)):
+            pass
+    except OSError as error:
+        return f"cannot reach Kafka at {k.bootstrap_servers}: {error.strerror or error}"
+    if k.security_protocol != "PLAINTEXT":
+        return (f"Kafka at {k.bootstrap_servers} accepts connections but did not complete a"
+                f" {k.security_protocol} handshake: check kafka.security_protocol,"
+                " kafka.sasl_mechanism and the credentials for this listener")
+    return (f"Kafka at {k.bootstrap_servers} accepts connections but did not answer as a"
+            f" broker within {k.connect_timeout_seconds:g} s ({exc}); is the listener TLS"
+            " (kafka.security_protocol SSL)?")
+
+
+def restore_topic(config: Config, spec: TopicSpec) -> str:
+    """Bring a topic that vanished or lost partitions back to ``spec``; says what it did.
+
+    A topic deleted under a running worker is created again by the broker's
+    auto-create (``auto.create.topics.enable``) with its default partition count,
+    not the configured one: partitions can be added back (keys hash anew from then on).
+    """
+    from kafka.errors import KafkaError
+
+    admin = admin_client(config)
+    try:
+        found = {t["name"]: len(t["partitions"]) for t in admin.describe_topics([spec.name])
+                 if not t.get("error_code")}
+        if spec.name not in found:
+            provision(config, [spec])
+            return f"created again with {spec.partitions} partitions"
+        if found[spec.name] < spec.partitions:
+            admin.create_partitions({spec.name: spec.partitions})
+            return (f"came back with {found[spec.name]} partition(s) (broker auto-create);"
+                    f" raised to {spec.partitions}")
+        return "as configured"
+    except KafkaError as exc:
+        raise BrokerError(f"cannot restore topic {spec.name}: {exc}") from None
+    finally:
+        admin.close()
 
 
 def provision(config: Config, topics: Iterable[TopicSpec]) -> None:
@@ -155,6 +209,11 @@ def provision(config: Config, topics: Iterable[TopicSpec]) -> None:
 
     admin = admin_client(config)
     try:
+        brokers = len(admin.describe_cluster()["brokers"])
+        if config.kafka.replication_factor > brokers:
+            raise ConfigError(f"kafka.replication_factor {config.kafka.replication_factor} is"
+                              f" more than the {brokers} broker(s) of the cluster at"
+                              f" {config.kafka.bootstrap_servers}")
         existing = set(admin.list_topics())
         missing = [NewTopic(t.name, t.partitions, config.kafka.replication_factor,
                             topic_configs=t.settings)

@@ -31,7 +31,14 @@ from workers.core.records import (
 )
 from workers.errors import BrokerError
 from workers.io import folder
-from workers.io.kafka import client_security, output_topic_specs, prefixed_output_topics, provision
+from workers.io.kafka import (
+    client_security,
+    message,
+    output_topic_specs,
+    prefixed_output_topics,
+    provision,
+    unreachable,
+)
 
 _FLUSH_SECONDS = 120.0  # a healthy broker acknowledges the last batches in well under 1 s
 
@@ -124,7 +131,7 @@ class TopicSink:
                 client_id="persona-stream-replay",
                 **client_security(config))
         except KafkaError as exc:
-            raise BrokerError(f"cannot reach Kafka at {k.bootstrap_servers}: {exc}") from None
+            raise BrokerError(unreachable(config, exc)) from None
 
     def _failed(self, exc: BaseException) -> None:
         if self._error is None:
@@ -134,8 +141,8 @@ class TopicSink:
         send, topics, failed = self._producer.send, self.topics, self._failed
         stamp_emitted(outputs, self.clock)
         for out in outputs:
-            key = None if out.key is None else out.key.encode()
-            send(topics[out.kind], key=key, value=orjson.dumps(out.record)).add_errback(failed)
+            key, value = message(out)
+            send(topics[out.kind], key=key, value=value).add_errback(failed)
 
     def close(self, end: EndOfRun) -> None:
         """Wait for every acknowledgement; the end state stays in the pipeline (or its saved

@@ -23,7 +23,7 @@ from workers.config import Config
 from workers.core.records import Origin
 from workers.core.touchpoints import parse_time
 from workers.errors import BrokerError, InputError
-from workers.io.kafka import client_security
+from workers.io.kafka import client_security, unreachable
 
 _POLL_RECORDS = 5000  # records per poll: amortises the round trip
 _PAUSE_AT = 20_000  # records buffered per partition before its fetching pauses (~20 MB)
@@ -165,7 +165,7 @@ class TopicSource:
                 client_id="persona-stream-replay", request_timeout_ms=timeout_ms,
                 bootstrap_timeout_ms=timeout_ms, **client_security(config))
         except KafkaError as exc:
-            raise BrokerError(f"cannot reach Kafka at {k.bootstrap_servers}: {exc}") from None
+            raise BrokerError(unreachable(config, exc)) from None
         try:
             partitions = sorted(self._consumer.partitions_for_topic(topic))
             if not partitions:

@@ -44,6 +44,8 @@ Where each rule lives (this module only wires them into the faust app):
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -51,9 +53,11 @@ import faust
 
 from workers.config import Config
 from workers.core.pipeline import Pipeline
+from workers.errors import ConfigError
 from workers.io.kafka import faust_credentials, provision, worker_topics
 from workers.service.cards import CardFollower
 from workers.service.clients import Clients
+from workers.service.health import BrokerProbe
 from workers.service.logs import logging_config, worker_log
 from workers.service.metrics import Metrics
 from workers.service.owner import Owner
@@ -81,11 +85,13 @@ class WorkerApp(faust.App):
 class Roles(faust.Service):
     """Runs the role loops; stops them in an order that loses nothing."""
 
-    def __init__(self, loops: Sequence[Loop], owner: Owner, clients: Clients) -> None:
+    def __init__(self, loops: Sequence[Loop], owner: Owner, clients: Clients,
+                 probe: BrokerProbe) -> None:
         super().__init__()
         self.roles = list(loops)
         self.owner = owner
         self.clients = clients
+        self.probe = probe
         self.stopping = asyncio.Event()
         self.tasks: list[asyncio.Future[None]] = []
 
@@ -105,6 +111,26 @@ class Roles(faust.Service):
         await asyncio.gather(*self.tasks, return_exceptions=True)
         await self.owner.hand_over()  # the next owner starts from here: nothing to replay
         await self.clients.stop()
+        await self.probe.close()
+
+
+def check_listen(host: str, port: int) -> None:
+    """The pages' address can be served: a ConfigError now, not a traceback from faust."""
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.bind((host, port))
+    except socket.gaierror:
+        raise ConfigError(f"metrics.host {host!r} is not a host name or address") from None
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise ConfigError(f"metrics.port {port} is in use on {host}: another worker or"
+                              " program listens there") from None
+        if exc.errno == errno.EADDRNOTAVAIL:
+            raise ConfigError(f"metrics.host {host} is not an address of this machine"
+                              " (0.0.0.0 listens on all of them)") from None
+        raise ConfigError(f"cannot listen on metrics.host:metrics.port {host}:{port}:"
+                          f" {exc.strerror}") from None
 
 
 def provision_topics(config: Config) -> None:
@@ -131,17 +157,20 @@ def build_app(config: Config, initial: Pipeline | None = None) -> WorkerApp:
     loops: list[Loop] = [router, owner, CardFollower(config, clients, state)]
     if config.state.standby:
         loops.append(StandbyReplica(config, clients, state))
+    probe = BrokerProbe(config, state)
     router.register(app)
     owner.register(app)
+    probe.register(app)
     pages.register()
     # an instance, started with the app like a decorated class (App._prepare_subservice)
-    app.service(Roles(loops, owner, clients))  # type: ignore[arg-type]
+    app.service(Roles(loops, owner, clients, probe))  # type: ignore[arg-type]
     app.worker_state, app.metrics, app.size_history = state, metrics, pages.history
     return app
 
 
 def run_worker(config: Config, initial: Pipeline | None = None) -> int:
     """Blocks until SIGTERM/SIGINT; faust shuts down gracefully on either."""
+    check_listen(config.metrics.host, config.metrics.port)
     provision_topics(config)  # an unreachable broker: BrokerError, one line from the CLI
     app = build_app(config, initial)
     worker = faust.Worker(app, loglevel=config.metrics.log_level.lower(),

@@ -14,6 +14,7 @@ import orjson
 
 from workers.config import Config
 from workers.service.clients import Batches, Clients, read_until
+from workers.service.logs import worker_log
 from workers.service.state import WorkerState
 
 
@@ -30,7 +31,17 @@ class CardFollower:
         await read_until(stopping, consumer, self._follow)
 
     async def _follow(self, batches: Batches) -> None:
+        """A tombstone deletes its segment's card; a record that is no card is skipped."""
+        cards = self.state.cards
         for records in batches.values():
             for r in records:
-                card = orjson.loads(r.value)
-                self.state.cards[int(card["segment_id"])] = card
+                if r.value is None:
+                    if r.key is not None and r.key.isdigit():
+                        cards.pop(int(r.key), None)
+                    continue
+                try:
+                    card = orjson.loads(r.value)
+                    cards[int(card["segment_id"])] = card
+                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                    worker_log.warning("skipped a record on the personas topic that is not a"
+                                       " persona card", extra={"offset": r.offset})

@@ -23,6 +23,7 @@ from typing import Any, TypedDict, cast
 import orjson
 
 from workers.config import Config
+from workers.errors import StateError
 from workers.io.kafka import chunk_topic, manifest_topic
 
 CHUNK_BYTES = 900_000  # under the broker's default 1 MiB message limit, with headroom
@@ -68,7 +69,14 @@ class CheckpointStore:
     async def newest(self) -> Manifest | None:
         """The newest manifest (small): what :meth:`load` would load, without loading it."""
         manifests = await self._read(manifest_topic(self.config), 0)
-        return cast(Manifest, orjson.loads(manifests[-1].value)) if manifests else None
+        if not manifests or manifests[-1].value is None:  # none, or deleted (a tombstone)
+            return None
+        try:
+            return cast(Manifest, orjson.loads(manifests[-1].value))
+        except orjson.JSONDecodeError:
+            raise StateError(f"the newest record on {manifest_topic(self.config)} is no"
+                             " checkpoint manifest; delete it (a tombstone) to start over"
+                             ) from None
 
     async def load(self, manifest: Manifest) -> Checkpoint:
         """The checkpoint a manifest from :meth:`newest` names."""
@@ -78,7 +86,8 @@ class CheckpointStore:
         by_offset = {r.offset: r.value for r in records}
         state = b"".join(by_offset[o] for o in offsets)
         if hashlib.sha256(state).hexdigest() != manifest["sha256"]:
-            raise RuntimeError("checkpoint chunks do not match their manifest")
+            raise StateError(f"the checkpoint chunks on {chunk_topic(self.config)} do not"
+                             " match their manifest (deleted by retention?)")
         return Checkpoint(state, manifest["next_offset"])
 
     async def _read(self, topic: str, start: int, until: int | None = None) -> list[Any]:

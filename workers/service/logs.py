@@ -41,13 +41,45 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(entry, default=str).decode()
 
 
+class ClientNoise(logging.Filter):
+    """At most one line a minute per message of the client libraries (aiokafka, kafka,
+    faust); the next one that passes says how many were left out.
+
+    Through a broker outage they repeat the same connection errors thousands of times;
+    what happened is said once by the worker itself (:mod:`workers.service.health`).
+    """
+
+    libraries = ("aiokafka", "kafka", "faust", "mode")
+
+    def __init__(self, interval: float = 60.0) -> None:
+        super().__init__()
+        self.interval = interval
+        self._last: dict[tuple[str, str], float] = {}
+        self._left_out: dict[tuple[str, str], int] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.libraries):
+            return True
+        key = (record.name, str(record.msg))
+        last = self._last.get(key)
+        if last is not None and record.created - last < self.interval:
+            self._left_out[key] = self._left_out.get(key, 0) + 1
+            return False
+        self._last[key] = record.created
+        left_out = self._left_out.pop(key, 0)
+        if left_out:
+            record.left_out = left_out  # a field of the JSON line
+        return True
+
+
 def logging_config(level: str) -> dict[str, Any]:
     """A ``logging.config.dictConfig`` mapping: JSON lines on stderr at ``level``."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"json": {"()": JsonFormatter}},
+        "filters": {"client_noise": {"()": ClientNoise}},
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json",
-                                "stream": "ext://sys.stderr"}},
+                                "filters": ["client_noise"], "stream": "ext://sys.stderr"}},
         "root": {"level": level.upper(), "handlers": ["stderr"]},
     }

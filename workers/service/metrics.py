@@ -71,6 +71,15 @@ class Metrics:
                                registry=r)
         self.model_updates = Counter("persona_stream_model_updates",
                                      "Model versions published.", registry=r)
+        self.traits_dropped = Counter(
+            "persona_stream_traits_dropped",
+            "Trait keys not kept: past features.max_traits distinct keys of a profile.",
+            registry=r)
+        self.beyond_dedup_window = Counter(
+            "persona_stream_events_beyond_dedup_window",
+            "Valid events more than intake.dedup_window_seconds behind the stream's clock:"
+            " checked for duplicates only against their profile's recent event ids.",
+            registry=r)
         self.profiles = Gauge("persona_stream_profiles", "Profiles held in memory.", registry=r)
         self.segment_size = Gauge("persona_stream_segment_size", "Profiles per segment id.",
                                   ["segment"], registry=r)
@@ -101,7 +110,8 @@ class Metrics:
         self._counters: dict[str, Any] = {
             "events": self.events, "invalid": self.invalid, "merges": self.merges,
             "refused": self.merges_refused, "blocked": self.blocked, "changes": self.changes,
-            "model_updates": self.model_updates,
+            "model_updates": self.model_updates, "traits_dropped": self.traits_dropped,
+            "beyond_dedup_window": self.beyond_dedup_window,
         }
         self._exported: dict[tuple[str, str], int] = {}
         self._segments: set[str] = set()
@@ -132,12 +142,14 @@ class Metrics:
         current: dict[tuple[str, str], int] = {
             # a held valid event may still turn out unattributable (then invalid), so it
             # is counted once it leaves the buffer: this keeps the counter monotonic
-            ("events", "valid"): stats.events_valid - pipeline.held,
+            ("events", "valid"): stats.events_valid - pipeline.buffered,
             ("events", "invalid"): stats.events_invalid,
             ("events", "duplicate"): stats.events_duplicate,
             ("merges", ""): stats.identity_merges,
             ("blocked", ""): stats.identifiers_blocked,
             ("model_updates", ""): stats.model_updates,
+            ("traits_dropped", ""): stats.traits_dropped,
+            ("beyond_dedup_window", ""): pipeline.dedup.beyond_window,
         }
         for name, counts in (("invalid", stats.invalid_by_error),
                              ("refused", stats.merges_refused),

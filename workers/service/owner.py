@@ -20,11 +20,13 @@ import faust
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
 
 from workers.config import Config
 from workers.core.pipeline import Pipeline
 from workers.core.records import Output
-from workers.io.kafka import live_output_topics, sequenced_topic
+from workers.errors import BrokerError
+from workers.io.kafka import live_output_topics, message, sequenced_topic
 from workers.io.sinks import stamp_emitted, wall_clock
 from workers.service.batch import FLUSH_KEY, process_batch
 from workers.service.checkpoints import Manifest
@@ -71,6 +73,9 @@ class Owner(ConsumerRebalanceListener):
         self.consumer: AIOKafkaConsumer | None = None
         self.checkpoint_interval = config.kafka.checkpoint_interval_seconds
         self._last_checkpoint = 0.0  # monotonic clock; set when the loop starts
+        # the pipeline holds a batch whose outputs are not all acknowledged: its state
+        # must never be checkpointed (the next owner replays the batch instead)
+        self._unacknowledged = False
 
     def register(self, app: faust.App) -> None:
         """The owner's timers: the idle flush, and the cards' sizes now and then."""
@@ -93,6 +98,7 @@ class Owner(ConsumerRebalanceListener):
             return
         assert self.consumer is not None  # the consumer that read the batch
         started = time.perf_counter()
+        self._unacknowledged = True
         done = process_batch(pipeline, chain.from_iterable(batches.values()))
         seconds = time.perf_counter() - started
         state = self.state
@@ -101,6 +107,7 @@ class Owner(ConsumerRebalanceListener):
         state.flush_sent = False
         await self._emit(done.outputs)
         await self.consumer.commit()
+        self._unacknowledged = False
         self.metrics.observe_batch(pipeline, done.fed, seconds, done.outputs)
         snapshot = pipeline.model.snapshot
         if snapshot is not None and snapshot.version != state.published_version:
@@ -111,16 +118,26 @@ class Owner(ConsumerRebalanceListener):
             self._last_checkpoint = time.monotonic()
 
     async def _emit(self, outputs: list[Output]) -> None:
+        """Produce, and wait until every record is acknowledged (before the commit).
+
+        A refused record is a :class:`BrokerError` naming its topic and the reason.
+        """
         if not outputs:
             return
         send = (await self.clients.producer()).send
         stamp_emitted(outputs, wall_clock)
-        futures = []
+        sent = []
         for out in outputs:
-            key = out.key.encode() if out.key is not None else None
-            futures.append(await send(self.output_topics[out.kind], key=key,
-                                      value=orjson.dumps(out.record)))
-        await asyncio.gather(*futures)  # acknowledged before the batch is committed
+            topic = self.output_topics[out.kind]
+            key, value = message(out)
+            try:
+                sent.append((topic, await send(topic, key=key, value=value)))
+            except KafkaError as exc:
+                raise BrokerError(f"producing to {topic} failed: {exc!r}") from exc
+        results = await asyncio.gather(*(future for _, future in sent), return_exceptions=True)
+        for (topic, _), result in zip(sent, results, strict=True):
+            if isinstance(result, BaseException):
+                raise BrokerError(f"producing to {topic} failed: {result!r}") from result
 
     async def _publish_cards(self, pipeline: Pipeline) -> None:
         send = (await self.clients.producer()).send
@@ -168,9 +185,19 @@ class Owner(ConsumerRebalanceListener):
         self.state.owner, self.state.pipeline = False, None
 
     async def hand_over(self) -> None:
-        """Checkpoint if this worker owns the state: the next owner has nothing to replay."""
-        if self.state.owner:
-            await self.checkpoint()
+        """Checkpoint if this worker owns the state: the next owner has nothing to replay.
+
+        Not after a batch whose outputs were not all acknowledged: that state is ahead of
+        what consumers have; the next owner replays from the last good checkpoint.
+        """
+        if not self.state.owner:
+            return
+        if self._unacknowledged:
+            worker_log.warning("no checkpoint at hand-over: the last batch's outputs were not"
+                               " all acknowledged; the next owner replays it",
+                               extra={"next_offset": self.state.next_offset})
+            return
+        await self.checkpoint()
 
     async def checkpoint(self) -> None:
         state = self.state

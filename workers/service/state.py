@@ -23,6 +23,15 @@ class RestoredCheckpoint:
 
 
 @dataclass
+class BrokerHealth:
+    """What the broker probe (:mod:`workers.service.health`) found, since when (wall clock)."""
+
+    reachable: bool = True
+    since: float = 0.0
+    reason: str | None = None
+
+
+@dataclass
 class WorkerState:
     """What one worker process knows; the web pages and the tests read it."""
 
@@ -44,6 +53,7 @@ class WorkerState:
     standby: RestoredCheckpoint | None = None
     # every worker: the owner's persona cards, by segment id
     cards: dict[int, PersonaCard] = field(default_factory=dict)
+    broker: BrokerHealth = field(default_factory=BrokerHealth)
 
     @property
     def model_version(self) -> int:

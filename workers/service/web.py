@@ -1,14 +1,16 @@
 """The worker's web pages, served by faust's web server on ``metrics.host:metrics.port``.
 
-``/healthz`` (alive), ``/readyz`` (partitions assigned: a rebalance in progress
-does not make a worker unready), ``/status`` (role and progress, for operators
-and tests), ``/metrics`` (Prometheus), ``/personas`` (the HTML page) and
+``/healthz`` (alive), ``/readyz`` (partitions assigned and the broker answering:
+a rebalance in progress does not make a worker unready), ``/status`` (role and
+progress, for operators and tests), ``/metrics`` (Prometheus), ``/personas`` (the HTML page) and
 ``/personas.json`` (the cards followed; every worker), ``/profile/{key}`` and
 ``/profiles`` (the profiles: only the owner holds them; the others answer 503).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 
 import faust
@@ -16,6 +18,7 @@ import orjson
 from faust.web import Request, Response
 
 from workers.config import Config
+from workers.core.touchpoints import format_time
 from workers.service.metrics import CONTENT_TYPE_LATEST, Metrics
 from workers.service.owner import InputProgress
 from workers.service.persona_page import SizeHistory, render_page
@@ -63,6 +66,10 @@ class Pages:
     async def readyz(self, request: Request) -> Response:
         # a rebalance in progress does not make a worker unready: it is routine, and
         # flapping readiness would only stall rolling updates
+        broker = self.state.broker
+        if not broker.reachable:
+            return self.app.web.json({"status": "broker unreachable",
+                                      "reason": broker.reason}, status=503)
         if self.state.router_assigned and self.app.started and not self.app.should_stop:
             return self.app.web.json({"status": "ready"})
         return self.app.web.json({"status": "starting"}, status=503)
@@ -72,10 +79,12 @@ class Pages:
         state = self.state
         pipeline = state.pipeline
         caught_up = None
-        if pipeline is not None:
-            # every input record that exists now is processed, nothing held back
-            fed_all = await self.progress.fed_all_input(pipeline)
-            caught_up = fed_all and pipeline.held == 0
+        if pipeline is not None and state.broker.reachable:
+            # every input record that exists now is processed, nothing held back; the
+            # page answers within a second, also when the broker does not
+            with contextlib.suppress(TimeoutError):
+                fed_all = await asyncio.wait_for(self.progress.fed_all_input(pipeline), 1.0)
+                caught_up = fed_all and pipeline.held == 0
         return self.app.web.json({
             "owner": state.owner, "model_version": state.model_version,
             "routed": state.routed, "input_partitions": state.input_partitions,
@@ -87,7 +96,10 @@ class Pages:
             "store": self.config.state.store,
             "events_read": pipeline.stats.events_read if pipeline is not None else None,
             "held": pipeline.held if pipeline is not None else None,
-            "caught_up": caught_up})
+            "caught_up": caught_up,
+            "broker": {"reachable": state.broker.reachable, "reason": state.broker.reason,
+                       "since": (None if not state.broker.since
+                                 else format_time(state.broker.since))}})
 
     async def metrics_page(self, request: Request) -> Response:
         return self.app.web.bytes(self.metrics.exposition(),

@@ -14,19 +14,32 @@ file), which holds the profiles in the store-independent form of
 directory of its own and is deleted when it is closed or garbage-collected:
 a restarted worker rebuilds it from the checkpoint instead of trusting a
 local directory that may be older or newer than the checkpoint's offset.
+
+A process killed outright cannot delete its directory, so each store holds a
+lock on a file inside it while it lives; a new store first deletes the
+directories under ``state.directory`` whose lock nobody holds. A write that
+fails (a full disk) is a :class:`~workers.errors.StateError` naming the
+directory, and the store deletes its directory at once, so the space is free
+for the next start.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
 import pickle
 import shutil
 import tempfile
+import time
 import weakref
 from collections.abc import Iterable, Iterator, MutableMapping
+from pathlib import Path
 from typing import Any, Protocol
 
 from workers.config import StateConfig
 from workers.core.features import ProfileState
+from workers.errors import StateError
 
 ProfileId = str
 # one profile as bytes: pickle of ProfileState's compact tuple state (see its __getstate__)
@@ -97,17 +110,23 @@ class RocksDBStore(MutableMapping[ProfileId, ProfileState]):
     def __init__(self, directory: str | None, contents: Iterable[Dumped] = ()) -> None:
         from rocksdict import Options, Rdict, WriteBatch
 
-        self.path = tempfile.mkdtemp(prefix="persona-stream-profiles-", dir=directory)
-        options = Options(raw_mode=True)  # keys and values are bytes: no rocksdict pickling
-        self._db: Any = Rdict(self.path, options)  # raw mode: bytes only, which stubs cannot say
+        _sweep(directory)
+        try:
+            self.path = tempfile.mkdtemp(prefix=_PREFIX, dir=directory)
+            self._lock = os.open(os.path.join(self.path, _LOCK), os.O_CREAT | os.O_RDWR)
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            options = Options(raw_mode=True)  # keys and values are bytes: no rocksdict pickling
+            self._db: Any = Rdict(self.path, options)  # raw mode: bytes, which stubs cannot say
+        except Exception as exc:  # rocksdict raises plain Exceptions
+            raise StateError(_failed("create the profile store in", directory, exc)) from None
         self._cache: dict[ProfileId, ProfileState] = {}
         self._count = 0
-        self._closer = weakref.finalize(self, _destroy, self._db, self.path)
+        self._closer = weakref.finalize(self, _destroy, self._db, self.path, self._lock)
         batch = WriteBatch(raw_mode=True)
         for pid, data in contents:
             batch.put(pid.encode(), data)
             self._count += 1
-        self._db.write(batch)
+        self._write(batch)
 
     # -- mapping ------------------------------------------------------------------------
 
@@ -182,7 +201,15 @@ class RocksDBStore(MutableMapping[ProfileId, ProfileState]):
         batch = WriteBatch(raw_mode=True)
         for pid, state in self._cache.items():
             batch.put(pid.encode(), encode(state))
-        self._db.write(batch)
+        self._write(batch)
+
+    def _write(self, batch: Any) -> None:
+        """Write ``batch``; on failure (a full disk) delete the store and say where."""
+        try:
+            self._db.write(batch)
+        except Exception as exc:  # rocksdict raises plain Exceptions
+            self._closer()
+            raise StateError(_failed("write the profile store in", self.path, exc)) from None
 
     def dump(self) -> list[Dumped]:
         self._write_back()
@@ -195,9 +222,39 @@ class RocksDBStore(MutableMapping[ProfileId, ProfileState]):
         return (_undump, (self.dump(),))
 
 
-def _destroy(db: Any, path: str) -> None:
-    db.close()
+_PREFIX = "persona-stream-profiles-"
+_LOCK = "owner.lock"
+_YOUNG = 60.0  # seconds: a directory this new is left alone by the sweep
+
+
+def _destroy(db: Any, path: str, lock: int) -> None:
+    with contextlib.suppress(Exception):  # after a failed write, closing fails too: no matter
+        db.close()
     shutil.rmtree(path, ignore_errors=True)
+    os.close(lock)
+
+
+def _sweep(directory: str | None) -> None:
+    """Delete the stores of processes that died without deleting theirs."""
+    for path in Path(directory or tempfile.gettempdir()).glob(_PREFIX + "*"):
+        if time.time() - path.stat().st_mtime < _YOUNG:
+            continue  # may be a store another process is creating right now
+        try:
+            lock = os.open(path / _LOCK, os.O_RDWR)
+        except OSError:
+            continue  # no lock file: not ours, or still being created
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # a living store holds it
+        finally:
+            os.close(lock)
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _failed(doing: str, where: str | None, exc: Exception) -> str:
+    return (f"cannot {doing} {where or tempfile.gettempdir()} (state.directory): {exc};"
+            " the store was deleted, free space there and start again")
 
 
 def _undump(dumped: list[Dumped]) -> MemoryStore:

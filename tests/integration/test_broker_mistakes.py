@@ -1,0 +1,49 @@
+"""Broker-side operator mistakes are one clear line that names the setting (real broker)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+
+import pytest
+
+from workers.config import load
+from workers.errors import BrokerError, ConfigError
+from workers.io.kafka import provision, worker_topics
+
+pytestmark = pytest.mark.integration
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])  # closed again when the block ends: nothing listens
+
+
+def test_replication_above_the_broker_count_names_the_setting(
+        kafka_bootstrap: str, unique_name: Callable[[str], str]) -> None:
+    config = load(env={"PERSONA_STREAM_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
+                       "PERSONA_STREAM_KAFKA__APPLICATION_ID": unique_name("rf"),
+                       "PERSONA_STREAM_KAFKA__REPLICATION_FACTOR": "3"})
+    with pytest.raises(ConfigError, match=r"kafka\.replication_factor 3 is more than the 1"):
+        provision(config, worker_topics(config))
+
+
+def test_sasl_against_a_plaintext_listener_says_so(kafka_bootstrap: str) -> None:
+    config = load(env={"PERSONA_STREAM_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
+                       "PERSONA_STREAM_KAFKA__SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+                       "PERSONA_STREAM_KAFKA__SASL_MECHANISM": "PLAIN",
+                       "PERSONA_STREAM_KAFKA__SASL_USERNAME": "svc",
+                       "PERSONA_STREAM_KAFKA__SASL_PASSWORD": "pw",
+                       "PERSONA_STREAM_KAFKA__CONNECT_TIMEOUT_SECONDS": "3"})
+    with pytest.raises(BrokerError, match="accepts connections but did not complete a"
+                                          " SASL_PLAINTEXT handshake"):
+        provision(config, worker_topics(config))
+
+
+def test_nothing_listening_is_not_a_protocol_problem() -> None:
+    config = load(env={"PERSONA_STREAM_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{_closed_port()}",
+                       "PERSONA_STREAM_KAFKA__CONNECT_TIMEOUT_SECONDS": "2"})
+    with pytest.raises(BrokerError, match=r"cannot reach Kafka at 127\.0\.0\.1:[0-9]+: Connection"
+                                          r" refused"):
+        provision(config, worker_topics(config))

@@ -1,0 +1,126 @@
+"""A broker outage, on a second real broker of its own (the suite's broker stays up).
+
+The worker keeps answering ``/healthz``, ``/readyz`` goes 503 with the reason and
+``/status`` says since when, persona-stream itself says it once (a WARNING when
+the broker goes, one when it is back), the client libraries' retry lines are
+rate-limited, and once the broker is back nothing was lost.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from workers.simulation.generator import simulate
+from workers.testing import (
+    ROOT,
+    Record,
+    WorkerProcess,
+    free_port,
+    fresh_settings,
+    http_get,
+    produce,
+    write_config,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def _kafka(command: str, port: int, data: Path) -> None:
+    env = {**os.environ, "KAFKA_PORT": str(port), "KAFKA_DATA": str(data),
+           "KAFKA_HEAP": "256m"}
+    subprocess.run(["bash", str(ROOT / "deploy" / "kafka.sh"), command], env=env, check=True,
+                   capture_output=True, timeout=180)
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[tuple[int, Path]]:
+    """A broker of this test's own on a free port pair (client, controller)."""
+    port = _port_pair()
+    data = tmp_path / "kafka"
+    _kafka("start", port, data)
+    try:
+        yield port, data
+    finally:
+        _kafka("stop", port, data)
+
+
+def _port_pair() -> int:
+    """A free port whose next one is free too (the broker's controller listens there)."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    pytest.fail("no two free ports in a row")
+
+
+def _wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+def _page(worker: WorkerProcess, path: str) -> tuple[int, dict[str, object]]:
+    status, body = http_get(worker.url + path, timeout=3.0)
+    return status, orjson.loads(body)
+
+
+def test_an_outage_is_said_plainly_and_loses_nothing(
+        own_broker: tuple[int, Path], unique_name: Callable[[str], str],
+        tmp_path: Path) -> None:
+    port, data = own_broker
+    bootstrap = f"127.0.0.1:{port}"
+    lines = simulate(150, seed=41, days=2)[0]
+    settings = fresh_settings(unique_name, bootstrap=bootstrap,
+                              kafka={"partitions": 1, "connect_timeout_seconds": 3},
+                              segmentation={"warmup_profiles": 50},
+                              metrics={"host": "127.0.0.1", "log_level": "WARNING"})
+    config = write_config(tmp_path / "config.yaml", settings)
+    topic = settings["kafka"]["input_topic"]
+    half = len(lines) // 2
+    with WorkerProcess(config, instance_id="solo", log_dir=tmp_path) as worker:
+        _wait_for(lambda: _page(worker, "/readyz")[0] == 200 if worker.status() else False,
+                  90, "the worker to be ready")
+        produce(topic, [Record(line) for line in lines[:half]], bootstrap)
+        _wait_for(lambda: (worker.status() or {}).get("events_read") == half, 120,
+                  "the first half to be processed")
+
+        _kafka("stop", port, data)
+        _wait_for(lambda: _page(worker, "/readyz")[0] == 503, 30, "readiness to drop")
+        code, ready = _page(worker, "/readyz")
+        assert code == 503 and ready["status"] == "broker unreachable" and ready["reason"]
+        assert _page(worker, "/healthz")[0] == 200  # alive: no restart for an outage
+        started = time.monotonic()
+        status = worker.status()
+        assert time.monotonic() - started < 3.0  # /status answers during the outage
+        assert status is not None and status["broker"]["reachable"] is False
+        assert status["broker"]["since"]
+        time.sleep(15)  # an outage long enough for the client libraries to retry a lot
+
+        _kafka("start", port, data)
+        _wait_for(lambda: _page(worker, "/readyz")[0] == 200, 90, "readiness to come back")
+        produce(topic, [Record(line) for line in lines[half:]], bootstrap)
+        _wait_for(lambda: (worker.status() or {}).get("events_read") == len(lines), 120,
+                  "the second half to be processed")
+        assert worker.proc.poll() is None
+    log = [orjson.loads(line) for line in (tmp_path / f"worker-solo-{worker.port}.log")
+           .read_text().splitlines() if line.startswith("{")]
+    said = [entry["message"] for entry in log if entry["logger"] == "persona_stream.worker"]
+    assert said.count("the broker does not answer; outputs wait, nothing is lost") == 1
+    assert said.count("the broker answers again") == 1
+    from_clients = [e for e in log if e["logger"].startswith(("aiokafka", "kafka", "faust"))]
+    assert len(from_clients) < 60, [e["message"] for e in from_clients][:20]
