@@ -187,7 +187,9 @@ def _produce(bootstrap: str, admin: Any, topic: str, lines: list[bytes]) -> list
     so far (what a producer stamps when it sends events as they happen); returns the stamps."""
     from kafka.admin import NewTopic
 
-    admin.create_topics([NewTopic(topic, 3, 1)])
+    # history stamped months back: without retention.ms -1 the broker's retention check
+    # (every 5 min) may delete it in the middle of the test
+    admin.create_topics([NewTopic(topic, 3, 1, topic_configs={"retention.ms": "-1"})])
     stamps, newest = [], 0.0
     for line in lines:
         newest = max(newest, event_time(line))

@@ -172,18 +172,29 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=_Parser)
+    for add in (_add_simulate, _add_run, _add_worker, _add_replay, _add_personas,
+                _add_profile):
+        add(sub)
+    return parser
 
-    def source_flags(p: argparse.ArgumentParser, url_help: str) -> None:
-        where = p.add_mutually_exclusive_group(required=True)
-        where.add_argument("--from", dest="source", metavar="DIR",
-                           help="output folder of 'run' or 'replay'")
-        where.add_argument("--url", metavar="URL", help=url_help)
 
-    def config_flag(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--config", metavar="FILE",
-                       help="YAML configuration merged over the defaults; every key can also be"
-                       " set as PERSONA_STREAM_<SECTION>__<KEY>")
+Commands = Any  # argparse's subparsers action (a private class)
 
+
+def _source_flags(p: argparse.ArgumentParser, url_help: str) -> None:
+    where = p.add_mutually_exclusive_group(required=True)
+    where.add_argument("--from", dest="source", metavar="DIR",
+                       help="output folder of 'run' or 'replay'")
+    where.add_argument("--url", metavar="URL", help=url_help)
+
+
+def _config_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE",
+                   help="YAML configuration merged over the defaults; every key can also be"
+                   " set as PERSONA_STREAM_<SECTION>__<KEY>")
+
+
+def _add_simulate(sub: Commands) -> None:
     p = sub.add_parser("simulate", help="write a realistic synthetic touchpoint stream",
                        description="Write a synthetic, time-ordered touchpoint stream (JSON lines)"
                        " with personas, cross-device journeys, junk identifiers, duplicates,"
@@ -198,6 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_simulate)
 
+
+def _add_run(sub: Commands) -> None:
     p = sub.add_parser("run", help="run the whole pipeline over files, no Kafka needed",
                        description="Run the whole pipeline in one process over JSON-lines input"
                        " and write segment_changes.jsonl, identity_merges.jsonl, profiles.jsonl,"
@@ -206,17 +219,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="JSON-lines file(s), '-' for stdin, .gz accepted")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress output")
-    config_flag(p)
+    _config_flag(p)
     p.set_defaults(func=cmd_run)
 
+
+def _add_worker(sub: Commands) -> None:
     p = sub.add_parser("worker", help="run a Kafka stream worker (run several to scale out)",
                        description="Consume touchpoints from Kafka and produce segment changes,"
                        " identity merges, persona cards and dead letters.")
     p.add_argument("--initial-state", metavar="FILE",
                    help="start from a state saved by 'replay --state-out' (same configuration)")
-    config_flag(p)
+    _config_flag(p)
     p.set_defaults(func=cmd_worker)
 
+
+def _add_replay(sub: Commands) -> None:
     p = sub.add_parser("replay", help="backfill: replay history through the pipeline",
                        description="Replay a topic range or recorded files, in event-time order,"
                        " through the pipeline into an output folder, separate topics or nowhere"
@@ -249,24 +266,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--metrics-port", type=int, metavar="PORT",
                    help="serve Prometheus metrics (replay progress included) while replaying")
-    config_flag(p)
+    _config_flag(p)
     p.set_defaults(func=cmd_replay)
 
+
+def _add_personas(sub: Commands) -> None:
     p = sub.add_parser("personas", help="print the current persona cards",
                        description="Print the persona cards of a run's output folder, or of a"
                        " running deployment, as a table.")
-    source_flags(p, "a running worker's web address, e.g. http://worker:9464")
+    _source_flags(p, "a running worker's web address, e.g. http://worker:9464")
     p.add_argument("--json", action="store_true", help="print the cards as JSON")
     p.set_defaults(func=cmd_personas)
 
+
+def _add_profile(sub: Commands) -> None:
     p = sub.add_parser("profile", help="print one profile, by profile id or any identifier",
                        description="Look a profile up by profile id or identifier (value or"
                        " type:value) and print its snapshot.")
     p.add_argument("id", metavar="ID", help="profile id, identifier value, or type:value")
-    source_flags(p, "the owner worker's web address, e.g. http://worker:9464 (a worker that"
-                 " does not own the state says so)")
+    _source_flags(p, "the owner worker's web address, e.g. http://worker:9464 (a worker that"
+                  " does not own the state says so)")
     p.set_defaults(func=cmd_profile)
-    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:

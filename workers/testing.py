@@ -22,6 +22,7 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -56,6 +57,17 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
+    """Poll ``check`` twice a second until it holds; TimeoutError naming ``what`` after
+    ``seconds`` (a test fails with it, a benchmark stops)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.5)
+    raise TimeoutError(f"timed out waiting for {what}")
 
 
 def unique_names(run: str | None = None) -> Callable[[str], str]:
@@ -110,6 +122,19 @@ def write_config(path: Path, settings: Mapping[str, Mapping[str, Any]]) -> Path:
     path.write_text(yaml.safe_dump({k: dict(v) for k, v in settings.items()}),
                     encoding="utf-8")
     return path
+
+
+def worker_config(directory: Path, name: Callable[[str], str] | None = None, *,
+                  bootstrap: str = BOOTSTRAP, state: Mapping[str, Any] | None = None,
+                  **kafka: Any) -> tuple[Path, Settings]:
+    """What the worker-process tests run: fresh topics, the ``kafka`` keys given, a small
+    warm-up (50 profiles, so models appear on small streams), pages on 127.0.0.1, WARNING
+    logs; written to ``directory/config.yaml``. Returns the file and the settings."""
+    settings = fresh_settings(name, bootstrap=bootstrap, kafka=kafka,
+                              segmentation={"warmup_profiles": 50},
+                              metrics={"host": "127.0.0.1", "log_level": "WARNING"},
+                              state=state or {})
+    return write_config(directory / "config.yaml", settings), settings
 
 
 # ---- the broker -------------------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 
 import pytest
@@ -10,14 +9,9 @@ import pytest
 from workers.config import load
 from workers.errors import BrokerError, ConfigError
 from workers.io.kafka import provision, worker_topics
+from workers.testing import free_port
 
 pytestmark = pytest.mark.integration
-
-
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])  # closed again when the block ends: nothing listens
 
 
 def test_replication_above_the_broker_count_names_the_setting(
@@ -42,7 +36,7 @@ def test_sasl_against_a_plaintext_listener_says_so(kafka_bootstrap: str) -> None
 
 
 def test_nothing_listening_is_not_a_protocol_problem() -> None:
-    config = load(env={"PERSONA_STREAM_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{_closed_port()}",
+    config = load(env={"PERSONA_STREAM_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
                        "PERSONA_STREAM_KAFKA__CONNECT_TIMEOUT_SECONDS": "2"})
     with pytest.raises(BrokerError, match=r"cannot reach Kafka at 127\.0\.0\.1:[0-9]+: Connection"
                                           r" refused"):

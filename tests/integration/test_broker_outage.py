@@ -24,10 +24,10 @@ from workers.testing import (
     Record,
     WorkerProcess,
     free_port,
-    fresh_settings,
     http_get,
     produce,
-    write_config,
+    wait_for,
+    worker_config,
 )
 
 pytestmark = pytest.mark.integration
@@ -65,14 +65,6 @@ def _port_pair() -> int:
     pytest.fail("no two free ports in a row")
 
 
-def _wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    pytest.fail(f"timed out waiting for {what}")
-
 
 def _page(worker: WorkerProcess, path: str) -> tuple[int, dict[str, object]]:
     status, body = http_get(worker.url + path, timeout=3.0)
@@ -85,22 +77,19 @@ def test_an_outage_is_said_plainly_and_loses_nothing(
     port, data = own_broker
     bootstrap = f"127.0.0.1:{port}"
     lines = simulate(150, seed=41, days=2)[0]
-    settings = fresh_settings(unique_name, bootstrap=bootstrap,
-                              kafka={"partitions": 1, "connect_timeout_seconds": 3},
-                              segmentation={"warmup_profiles": 50},
-                              metrics={"host": "127.0.0.1", "log_level": "WARNING"})
-    config = write_config(tmp_path / "config.yaml", settings)
+    config, settings = worker_config(tmp_path, unique_name, bootstrap=bootstrap, partitions=1,
+                                     connect_timeout_seconds=3)
     topic = settings["kafka"]["input_topic"]
     half = len(lines) // 2
     with WorkerProcess(config, instance_id="solo", log_dir=tmp_path) as worker:
-        _wait_for(lambda: _page(worker, "/readyz")[0] == 200 if worker.status() else False,
-                  90, "the worker to be ready")
+        wait_for(lambda: _page(worker, "/readyz")[0] == 200 if worker.status() else False,
+                 90, "the worker to be ready")
         produce(topic, [Record(line) for line in lines[:half]], bootstrap)
-        _wait_for(lambda: (worker.status() or {}).get("events_read") == half, 120,
-                  "the first half to be processed")
+        wait_for(lambda: (worker.status() or {}).get("events_read") == half, 120,
+                 "the first half to be processed")
 
         _kafka("stop", port, data)
-        _wait_for(lambda: _page(worker, "/readyz")[0] == 503, 30, "readiness to drop")
+        wait_for(lambda: _page(worker, "/readyz")[0] == 503, 30, "readiness to drop")
         code, ready = _page(worker, "/readyz")
         assert code == 503 and ready["status"] == "broker unreachable" and ready["reason"]
         assert _page(worker, "/healthz")[0] == 200  # alive: no restart for an outage
@@ -112,10 +101,10 @@ def test_an_outage_is_said_plainly_and_loses_nothing(
         time.sleep(15)  # an outage long enough for the client libraries to retry a lot
 
         _kafka("start", port, data)
-        _wait_for(lambda: _page(worker, "/readyz")[0] == 200, 90, "readiness to come back")
+        wait_for(lambda: _page(worker, "/readyz")[0] == 200, 90, "readiness to come back")
         produce(topic, [Record(line) for line in lines[half:]], bootstrap)
-        _wait_for(lambda: (worker.status() or {}).get("events_read") == len(lines), 120,
-                  "the second half to be processed")
+        wait_for(lambda: (worker.status() or {}).get("events_read") == len(lines), 120,
+                 "the second half to be processed")
         assert worker.proc.poll() is None
     log = [orjson.loads(line) for line in (tmp_path / f"worker-solo-{worker.port}.log")
            .read_text().splitlines() if line.startswith("{")]

@@ -7,7 +7,6 @@ fresh topics, and compares the end state with the in-process pipeline.
 from __future__ import annotations
 
 import signal
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,42 +22,23 @@ from workers.simulation.generator import simulate
 from workers.testing import (
     Record,
     WorkerProcess,
-    fresh_settings,
     identity_key,
     pipeline_over,
     produce,
     run_cli,
     topic_records,
+    wait_for,
+    worker_config,
     worker_processes,
-    write_config,
 )
 
 pytestmark = pytest.mark.integration
-
-
-def _config_file(tmp_path: Path, bootstrap: str, name: Callable[[str], str],
-                 partitions: int, state: dict[str, Any] | None = None
-                 ) -> tuple[Path, dict[str, Any]]:
-    settings = fresh_settings(name, bootstrap=bootstrap,
-                              kafka={"partitions": partitions, "checkpoint_interval_seconds": 1},
-                              segmentation={"warmup_profiles": 50},
-                              metrics={"host": "127.0.0.1", "log_level": "WARNING"},
-                              state=state or {})
-    return write_config(tmp_path / "config.yaml", settings), settings
 
 
 def _produce(bootstrap: str, topic: str, lines: list[bytes]) -> None:
     # keyed like a web SDK would: by the first identifier of the event
     produce(topic, [Record(line, identity_key(line)) for line in lines], bootstrap)
 
-
-def _wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def _owner(group: list[WorkerProcess]) -> WorkerProcess | None:
@@ -96,19 +76,20 @@ def _assert_as_one_process(got: dict[str, dict[str, Any]], lines: list[bytes]) -
 def test_two_workers_on_four_partitions_match_one_process(
         kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path) -> None:
     lines, _, _ = simulate(400, seed=21, days=2)
-    config, settings = _config_file(tmp_path, kafka_bootstrap, unique_name, partitions=4)
+    config, settings = worker_config(tmp_path, unique_name, bootstrap=kafka_bootstrap,
+                                     partitions=4, checkpoint_interval_seconds=1)
     with worker_processes(config, 2, tmp_path) as group:
-        _wait_for(lambda: all((w.status() or {}).get("input_partitions") for w in group), 60,
-                  "both routers to share the input partitions")
+        wait_for(lambda: all((w.status() or {}).get("input_partitions") for w in group), 60,
+                 "both routers to share the input partitions")
         _produce(kafka_bootstrap, settings["kafka"]["input_topic"], lines)
-        _wait_for(lambda: _done(group), 180, "the owner to process every record")
+        wait_for(lambda: _done(group), 180, "the owner to process every record")
         owner = _owner(group)
         assert owner is not None
         # both routers took part: the input partitions were shared
         assert all(w.status()["routed"] > 0 for w in group)  # type: ignore[index]
         got = _profiles(owner)
         _assert_as_one_process(got, lines)
-        _wait_for(lambda: len({w.status()["model_version"] for w in group}) == 1  # type: ignore[index]
+        wait_for(lambda: len({w.status()["model_version"] for w in group}) == 1  # type: ignore[index]
                   and group[0].status()["model_version"] > 0,  # type: ignore[index]
                   30, "every worker to report the owner's model version")
         # `persona-stream profile --url` looks a profile up in the running deployment
@@ -144,11 +125,12 @@ def _sequenced_change_ids(bootstrap: str, app: str, config: Path) -> set[str]:
 def test_a_killed_worker_restarts_from_its_checkpoint_and_loses_nothing(
         kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path) -> None:
     lines, _, _ = simulate(500, seed=22, days=2)
-    config, settings = _config_file(tmp_path, kafka_bootstrap, unique_name, partitions=2)
+    config, settings = worker_config(tmp_path, unique_name, bootstrap=kafka_bootstrap,
+                                     partitions=2, checkpoint_interval_seconds=1)
     k = settings["kafka"]
     first = WorkerProcess(config, instance_id="solo", log_dir=tmp_path)
     try:
-        _wait_for(lambda: first.status() is not None, 60, "the worker to serve /status")
+        wait_for(lambda: first.status() is not None, 60, "the worker to serve /status")
         _produce(kafka_bootstrap, k["input_topic"], lines)
 
         def midway() -> bool:
@@ -156,12 +138,12 @@ def test_a_killed_worker_restarts_from_its_checkpoint_and_loses_nothing(
             return bool(status and status["owner"] and status["checkpoints"] >= 1
                         and (status["events_read"] or 0) > len(lines) // 3)
 
-        _wait_for(midway, 120, "a checkpoint in the middle of the stream")
+        wait_for(midway, 120, "a checkpoint in the middle of the stream")
         before = topic_records(k["segment_changes_topic"], kafka_bootstrap)
     finally:
         first.stop(signal.SIGKILL)  # no goodbye: no final checkpoint, no commit
     with worker_processes(config, 1, tmp_path) as (second,):
-        _wait_for(lambda: _done([second]), 180, "the restarted worker to catch up")
+        wait_for(lambda: _done([second]), 180, "the restarted worker to catch up")
         restored = second.status()
         assert restored is not None and restored["restored_from"] > 0  # a checkpoint was used
         _assert_as_one_process(_profiles(second), lines)
@@ -183,14 +165,15 @@ def test_the_standby_takes_over_a_killed_owner_with_a_rocksdb_store(
     restored; when the owner dies it takes over from that copy and loses nothing."""
     lines, _, _ = simulate(500, seed=23, days=2)
     (tmp_path / "state").mkdir()
-    config, settings = _config_file(tmp_path, kafka_bootstrap, unique_name, partitions=2,
-                                    state={"store": "rocksdb",
-                                           "directory": str(tmp_path / "state")})
+    config, settings = worker_config(tmp_path, unique_name, bootstrap=kafka_bootstrap,
+                                     partitions=2, checkpoint_interval_seconds=1,
+                                     state={"store": "rocksdb",
+                                            "directory": str(tmp_path / "state")})
     with worker_processes(config, 2, tmp_path) as group:
-        _wait_for(lambda: all((w.status() or {}).get("input_partitions") for w in group), 60,
-                  "both routers to share the input partitions")
+        wait_for(lambda: all((w.status() or {}).get("input_partitions") for w in group), 60,
+                 "both routers to share the input partitions")
         _produce(kafka_bootstrap, settings["kafka"]["input_topic"], lines)
-        _wait_for(lambda: _owner(group) is not None, 60, "an owner")
+        wait_for(lambda: _owner(group) is not None, 60, "an owner")
         owner = _owner(group)
         assert owner is not None
         standby = next(w for w in group if w is not owner)
@@ -200,9 +183,9 @@ def test_the_standby_takes_over_a_killed_owner_with_a_rocksdb_store(
             return bool(mine and theirs and mine["standby_offset"]
                         and (theirs["events_read"] or 0) > len(lines) // 3)
 
-        _wait_for(warm, 120, "the standby to hold a checkpoint taken mid-stream")
+        wait_for(warm, 120, "the standby to hold a checkpoint taken mid-stream")
         owner.stop(signal.SIGKILL)
-        _wait_for(lambda: _done([standby]), 180, "the standby to take over and catch up")
+        wait_for(lambda: _done([standby]), 180, "the standby to take over and catch up")
         status = standby.status()
         assert status is not None and status["store"] == "rocksdb"
         assert status["took_over_from_standby"] and status["restored_from"] > 0

@@ -11,7 +11,6 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kafka import KafkaAdminClient
@@ -25,34 +24,16 @@ from workers.simulation.hostile import hostile_records
 from workers.testing import (
     Record,
     WorkerProcess,
-    fresh_settings,
     pipeline_over,
     produce,
     run_cli,
     topic_records,
-    write_config,
+    wait_for,
+    worker_config,
 )
 
 pytestmark = pytest.mark.integration
 
-
-def _config(tmp_path: Path, bootstrap: str, name: Callable[[str], str]
-            ) -> tuple[Path, dict[str, Any]]:
-    # one input partition: the sequenced order is the order produced, as in the reference
-    settings = fresh_settings(name, bootstrap=bootstrap,
-                              kafka={"partitions": 1, "checkpoint_interval_seconds": 2},
-                              segmentation={"warmup_profiles": 50},
-                              metrics={"host": "127.0.0.1", "log_level": "WARNING"})
-    return write_config(tmp_path / "config.yaml", settings), settings
-
-
-def _wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def _caught_up(worker: WorkerProcess, records: int) -> bool:
@@ -73,11 +54,13 @@ def test_poison_records_leave_the_worker_up_and_every_output_as_without_them(
     step = len(lines) // len(corpus)
     for i, record in enumerate(corpus):
         mixed.insert(i * (step + 1) + 7, record)
-    config, settings = _config(tmp_path, kafka_bootstrap, unique_name)
+    # one input partition: the sequenced order is the order produced, as in the reference
+    config, settings = worker_config(tmp_path, unique_name, bootstrap=kafka_bootstrap,
+                                     partitions=1, checkpoint_interval_seconds=2)
     k = settings["kafka"]
     # everything is on the topic before the worker starts: no idle flush mid-stream
     with WorkerProcess(config, instance_id="solo", log_dir=tmp_path) as worker:
-        _wait_for(lambda: worker.status() is not None, 60, "the worker to serve /status")
+        wait_for(lambda: worker.status() is not None, 60, "the worker to serve /status")
         produce(k["input_topic"], [Record(r, b"k") for r in mixed[:len(mixed) // 2]],
                 kafka_bootstrap)
         # a tombstone and a record that is no card on the personas topic, mid-stream
@@ -85,7 +68,7 @@ def test_poison_records_leave_the_worker_up_and_every_output_as_without_them(
                 kafka_bootstrap)
         produce(k["input_topic"], [Record(r, b"k") for r in mixed[len(mixed) // 2:]],
                 kafka_bootstrap)
-        _wait_for(lambda: _caught_up(worker, len(mixed)), 240, "every record to be processed")
+        wait_for(lambda: _caught_up(worker, len(mixed)), 240, "every record to be processed")
         assert worker.proc.poll() is None  # still up
         status = worker.status()
         assert status is not None and status["model_version"] > 0
@@ -123,14 +106,16 @@ def test_a_produce_failure_then_a_restart_loses_nothing(
     owner stops naming the topic, with no checkpoint past the failed batch; restarted
     once the topic takes records again, it emits every change one pass would."""
     lines = simulate(300, seed=32, days=3)[0]
-    config, settings = _config(tmp_path, kafka_bootstrap, unique_name)
+    # one input partition: the sequenced order is the order produced, as in the reference
+    config, settings = worker_config(tmp_path, unique_name, bootstrap=kafka_bootstrap,
+                                     partitions=1, checkpoint_interval_seconds=2)
     k = settings["kafka"]
     provision(load(config), worker_topics(load(config)))
     _topic_setting(kafka_bootstrap, k["segment_changes_topic"], "max.message.bytes", "64")
     produce(k["input_topic"], [Record(line) for line in lines], kafka_bootstrap)
     first = WorkerProcess(config, instance_id="solo", log_dir=tmp_path)
     try:
-        _wait_for(lambda: first.proc.poll() is not None, 180, "the owner to stop")
+        wait_for(lambda: first.proc.poll() is not None, 180, "the owner to stop")
     finally:
         first.stop()
     log = next(tmp_path.glob("worker-solo-*.log")).read_text()
@@ -138,7 +123,7 @@ def test_a_produce_failure_then_a_restart_loses_nothing(
     _topic_setting(kafka_bootstrap, k["segment_changes_topic"], "max.message.bytes",
                    "1048588")
     with WorkerProcess(config, instance_id="solo", log_dir=tmp_path) as second:
-        _wait_for(lambda: _caught_up(second, len(lines)), 240, "the restart to catch up")
+        wait_for(lambda: _caught_up(second, len(lines)), 240, "the restart to catch up")
     assert _ids(k["segment_changes_topic"], kafka_bootstrap) == _ids_of(
         lines, "segment_change", config)
 
@@ -162,31 +147,28 @@ def test_a_metrics_address_that_cannot_be_served_is_one_line(host: str, says: st
 def test_an_output_topic_deleted_under_the_worker_comes_back_with_its_partitions(
         kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path) -> None:
     lines = simulate(300, seed=33, days=3)[0]
-    settings = fresh_settings(unique_name, bootstrap=kafka_bootstrap,
-                              kafka={"partitions": 4, "checkpoint_interval_seconds": 2},
-                              segmentation={"warmup_profiles": 50},
-                              metrics={"host": "127.0.0.1", "log_level": "WARNING"})
-    config = write_config(tmp_path / "config.yaml", settings)
+    config, settings = worker_config(tmp_path, unique_name, bootstrap=kafka_bootstrap,
+                                     partitions=4, checkpoint_interval_seconds=2)
     k = settings["kafka"]
     half = len(lines) // 2
     with WorkerProcess(config, instance_id="solo", log_dir=tmp_path) as worker:
-        _wait_for(lambda: worker.status() is not None, 60, "the worker to serve /status")
+        wait_for(lambda: worker.status() is not None, 60, "the worker to serve /status")
         produce(k["input_topic"], [Record(line) for line in lines[:half]], kafka_bootstrap)
-        _wait_for(lambda: (worker.status() or {}).get("events_read") == half, 120,
-                  "the first half to be processed")
+        wait_for(lambda: (worker.status() or {}).get("events_read") == half, 120,
+                 "the first half to be processed")
         time.sleep(6)  # the broker probe has seen the output topics as they are
         admin = KafkaAdminClient(bootstrap_servers=kafka_bootstrap)
         try:
             admin.delete_topics([k["segment_changes_topic"]])
             produce(k["input_topic"], [Record(line) for line in lines[half:]],
                     kafka_bootstrap)
-            _wait_for(lambda: _caught_up(worker, len(lines)), 120, "the rest to be processed")
+            wait_for(lambda: _caught_up(worker, len(lines)), 120, "the rest to be processed")
 
             def partitions() -> int:
                 found = admin.describe_topics([k["segment_changes_topic"]])
                 return 0 if found[0].get("error_code") else len(found[0]["partitions"])
 
-            _wait_for(lambda: partitions() == 4, 30, "the topic's four partitions")
+            wait_for(lambda: partitions() == 4, 30, "the topic's four partitions")
         finally:
             admin.close()
         assert worker.proc.poll() is None
