@@ -16,23 +16,18 @@ from typing import Any
 import orjson
 
 from workers.config import Config
+from workers.core.repair import OptionalFields
 from workers.errors import InvalidEvent
 
 IDENTIFIER_TYPES = ("user_id", "crm_id", "email", "phone", "device_id", "anonymous_id")
-CHANNELS = frozenset(
-    ("web", "mobile_app", "email", "social", "sms", "ads", "store", "call_center", "other")
-)
-DEVICE_TYPES = frozenset(("mobile", "desktop", "tablet", "other"))
 
 _TYPE_RE = re.compile(r"[a-z0-9_.:-]{1,64}")
 # the same grammar as schemas/touchpoint.v1.schema.json ($defs/timestamp)
 _TIME_RE = re.compile(r"(?!0000)(\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01]))[Tt ]"
                       r"((?:[01]\d|2[0-3]):[0-5]\d):([0-5]\d|60)(\.\d+)?"
                       r"([Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)")
-_COUNTRY_RE = re.compile(r"[A-Z]{2}")
-_ABSENT: Any = object()
-_STRING_TRAITS = ("gender", "income_band", "country", "region", "city", "industry",
-                  "company_size", "job_title")
+# offsets as many trackers write them (ISO 8601 basic "+0000", or hours only "+00")
+_LOOSE_OFFSET = re.compile(r"(.*[0-9])([+-](?:[01]\d|2[0-3]))([0-5]\d)?")
 
 
 class Touchpoint:
@@ -111,6 +106,7 @@ class TouchpointParser:
 
     def __init__(self, limits: IntakeLimits = IntakeLimits()) -> None:
         self.limits = limits
+        self.optional = OptionalFields(limits.amount_key)
         self._known_types: set[str] = set()
 
     def parse(self, raw: bytes | None) -> Touchpoint:
@@ -123,9 +119,7 @@ class TouchpointParser:
         try:
             ts = parse_time(occurred_at)
         except ValueError:
-            raise InvalidEvent("bad_timestamp",
-                               f"occurred_at {occurred_at!r} is not an RFC 3339 timestamp"
-                               " with offset") from None
+            ts = self._loose_time(data, occurred_at)
         limits = self.limits
         if not limits.earliest <= ts <= limits.latest:
             raise InvalidEvent("time_out_of_range",
@@ -151,9 +145,25 @@ class TouchpointParser:
                 raise InvalidEvent("bad_identifier",
                                    f"identity.{key} must be a string of 1..256 characters")
         if len(data) > 4:  # only the four required fields: nothing optional to check
-            _check_optional(data)
+            self.optional.repair(data)
             self._check_bounds(data)
         return Touchpoint(data, event_id, ts, type_, identity, raw)
+
+    def _loose_time(self, data: dict[str, Any], occurred_at: str) -> float:
+        """``+0000`` and ``+00`` offsets: read, written back as RFC 3339, counted."""
+        match = _LOOSE_OFFSET.fullmatch(occurred_at)
+        try:
+            if match is None:
+                raise ValueError(occurred_at)
+            head, hours, minutes = match.groups()
+            ts = parse_time(f"{head}{hours}:{minutes or '00'}")
+        except ValueError:
+            raise InvalidEvent("bad_timestamp",
+                               f"occurred_at {occurred_at!r} is not an RFC 3339 timestamp"
+                               " with offset") from None
+        data["occurred_at"] = format_time(ts)
+        self.optional.coerced["occurred_at"] = self.optional.coerced.get("occurred_at", 0) + 1
+        return ts
 
     def _check_bounds(self, data: dict[str, Any]) -> None:
         """What every type check passes but would grow a profile or overflow a sum."""
@@ -215,55 +225,6 @@ def _required_str(data: dict[str, Any], key: str, max_len: int) -> str:
     return value
 
 
-def _check_optional(data: dict[str, Any]) -> None:
-    channel = data.get("channel", _ABSENT)
-    if channel is not _ABSENT and (type(channel) is not str or channel not in CHANNELS):
-        raise InvalidEvent("bad_enum", f"channel {channel!r} is not one of {sorted(CHANNELS)}")
-    device = data.get("device", _ABSENT)
-    if device is not _ABSENT:
-        _obj(device, "device")
-        dtype = device.get("type", _ABSENT)
-        if dtype is not _ABSENT and (type(dtype) is not str or dtype not in DEVICE_TYPES):
-            raise InvalidEvent("bad_enum", f"device.type {dtype!r} is not one of "
-                               f"{sorted(DEVICE_TYPES)}")
-        _strs(device, "device", ("os", "app_version"))
-    context = data.get("context", _ABSENT)
-    if context is not _ABSENT:
-        _obj(context, "context")
-        _strs(context, "context", ("session_id", "page_url", "referrer", "user_agent"))
-        campaign = context.get("campaign", _ABSENT)
-        if campaign is not _ABSENT:
-            _obj(campaign, "context.campaign")
-            _strs(campaign, "context.campaign", ("source", "medium", "name"))
-        geo = context.get("geo", _ABSENT)
-        if geo is not _ABSENT:
-            _obj(geo, "context.geo")
-            _strs(geo, "context.geo", ("country", "region", "city"))
-            country = geo.get("country", _ABSENT)
-            if country is not _ABSENT and _COUNTRY_RE.fullmatch(country) is None:
-                raise InvalidEvent("bad_value", "context.geo.country must be ISO 3166-1 alpha-2")
-    properties = data.get("properties", _ABSENT)
-    if properties is not _ABSENT:
-        _obj(properties, "properties")
-    traits = data.get("traits", _ABSENT)
-    if traits is not _ABSENT:
-        _obj(traits, "traits")
-        age = traits.get("age", _ABSENT)
-        if age is not _ABSENT and (type(age) not in (int, float)):
-            raise InvalidEvent("wrong_type", "traits.age must be a number")
-        _strs(traits, "traits", _STRING_TRAITS)
-        interests = traits.get("interests", _ABSENT)
-        if interests is not _ABSENT and (type(interests) is not list
-                                      or any(type(i) is not str for i in interests)):
-            raise InvalidEvent("wrong_type", "traits.interests must be an array of strings")
-        opt_in = traits.get("newsletter_opt_in", _ABSENT)
-        if opt_in is not _ABSENT and type(opt_in) is not bool:
-            raise InvalidEvent("wrong_type", "traits.newsletter_opt_in must be a boolean")
-    source = data.get("source", _ABSENT)
-    if source is not _ABSENT and type(source) is not str:
-        raise InvalidEvent("wrong_type", "source must be a string")
-
-
 def _depth(value: Any, limit: int) -> int:
     """How deep objects and arrays nest (the value itself is 1); stops counting past ``limit``."""
     deepest = 0
@@ -278,15 +239,3 @@ def _depth(value: Any, limit: int) -> int:
         stack.extend((child, depth + 1) for child in children
                      if type(child) is dict or type(child) is list)
     return deepest
-
-
-def _obj(value: Any, where: str) -> None:
-    if type(value) is not dict:
-        raise InvalidEvent("wrong_type", f"{where} must be an object")
-
-
-def _strs(obj: dict[str, Any], where: str, keys: tuple[str, ...]) -> None:
-    for key in keys:
-        value = obj.get(key, _ABSENT)
-        if value is not _ABSENT and type(value) is not str:
-            raise InvalidEvent("wrong_type", f"{where}.{key} must be a string")
