@@ -475,3 +475,10 @@ def test_segment_stream_gives_the_same_profiles_and_segments() -> None:
         if tp.get("properties") == {}:
             del tp["properties"]
         assert orjson.loads(back) == tp
+
+
+def test_the_worked_example_of_the_docs() -> None:
+    doc = (Path(__file__).resolve().parents[3] / "docs" / "formats" / "segment.md").read_text()
+    call, touchpoint = (orjson.loads(block.split("```", 1)[0])
+                        for block in doc.split("## Worked example", 1)[1].split("```json")[1:])
+    assert adapt(call) == touchpoint
