@@ -477,6 +477,9 @@ def _segment_problems(seg: SegmentConfig) -> Iterator[str]:
         yield f"{where}.employee_bands must be ascending upper bounds >= 1, got {bounds}"
     if seg.max_batch_bytes < 1:
         yield f"{where}.max_batch_bytes must be >= 1"
+    if seg.alias_previous_id == "user_id":
+        yield (f"{where}.alias_previous_id cannot be user_id: an alias's userId holds that"
+               " slot of the event")
 
 
 def _trait_problems(traits: TraitsConfig) -> Iterator[str]:

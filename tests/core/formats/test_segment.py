@@ -376,8 +376,8 @@ def test_device_type(dtype: str, expected: str) -> None:
 
 
 def test_config_env_override_and_validation() -> None:
-    env = {"PERSONA_STREAM_INTAKE__SEGMENT__ALIAS_PREVIOUS_ID": "user_id"}
-    assert load(env=env).intake.segment.alias_previous_id == "user_id"
+    env = {"PERSONA_STREAM_INTAKE__SEGMENT__ALIAS_PREVIOUS_ID": "crm_id"}
+    assert load(env=env).intake.segment.alias_previous_id == "crm_id"
     bad = [({"PERSONA_STREAM_INTAKE__SEGMENT__CALLS": "{page: Page View}"}, "calls.page"),
            ({"PERSONA_STREAM_INTAKE__SEGMENT__CHANNELS": "{pos: shop}"}, "channels.pos"),
            ({"PERSONA_STREAM_INTAKE__SEGMENT__DEVICE_TYPES": "{tv: television}"},
@@ -385,6 +385,8 @@ def test_config_env_override_and_validation() -> None:
            ({"PERSONA_STREAM_INTAKE__SEGMENT__EMPLOYEE_BANDS": "{big: 100, small: 10}"},
             "employee_bands"),
            ({"PERSONA_STREAM_INTAKE__SEGMENT__ALIAS_PREVIOUS_ID": "cookie"},
+            "alias_previous_id"),
+           ({"PERSONA_STREAM_INTAKE__SEGMENT__ALIAS_PREVIOUS_ID": "user_id"},
             "alias_previous_id")]
     for env, key in bad:
         with pytest.raises(ConfigError, match=f"intake.segment.{key}"):

@@ -11,7 +11,10 @@ A batch member that cannot be read does not spoil its neighbours: it is
 *yielded* as an :class:`InvalidMember` (an ``InvalidEvent`` with the member's
 index and its own bytes), so the caller dead-letters each bad member on its own
 and goes on with the good ones. Everything else yielded is a touchpoint-shaped
-dict for ``TouchpointParser.check``.
+dict for ``TouchpointParser.check``. A record may be up to
+``intake.segment.max_batch_bytes``, each call up to ``intake.max_event_bytes``;
+the envelope's two levels of nesting are not counted against ``intake.max_depth``
+(a single call, parsed before it is known not to be a batch, gets them too).
 
 What is not mapped: ``context.ip`` (personal data, and no touchpoint field needs
 it); a ``context.location.country`` that is not an ISO 3166-1 alpha-2 code
