@@ -33,6 +33,7 @@ SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 ModelName = Literal["kmeans", "streamkmeans", "dbstream", "clustream"]
 StoreName = Literal["memory", "rocksdb"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+IdentifierType = Literal["user_id", "crm_id", "email", "phone", "device_id", "anonymous_id"]
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,37 @@ class KafkaConfig:
 
 
 @dataclass(frozen=True)
+class SegmentConfig:
+    """How Segment Spec / RudderStack calls become touchpoints (docs/formats/segment.md)."""
+
+    # track event name -> touchpoint type; names are compared snake_cased, so
+    # "Order Completed" and "order_completed" are one; unlisted names are snake_cased
+    events: dict[str, str]
+    # your own names, read over ``events`` (so adding one does not repeat the table)
+    custom_events: dict[str, str]
+    # the type of every other call: identify, page, screen, alias, group
+    calls: dict[str, str]
+    # the call's ``channel`` (lowercased) -> touchpoint channel; null = says nothing
+    channels: dict[str, str | None]
+    # context.library.name -> channel, when ``channel`` gave none
+    library_channels: dict[str, str]
+    # context.device.type (lowercased) -> device.type; null = says nothing
+    device_types: dict[str, str | None]
+    # trait key (in traits or context.traits) -> identifier type
+    identity_traits: dict[str, IdentifierType]
+    # trait key -> touchpoint trait key; null = personal data, left out
+    traits: dict[str, str | None]
+    # company_size band -> most employees in it, ascending
+    employee_bands: dict[str, int]
+    # a conversion without properties.<features.revenue_property> takes the first of these
+    revenue_keys: list[str]
+    # the identifier type an alias call's previousId is
+    alias_previous_id: IdentifierType
+    # a batch envelope may be this large; each call in it still has max_event_bytes
+    max_batch_bytes: int
+
+
+@dataclass(frozen=True)
 class IntakeConfig:
     max_event_bytes: int
     # events are processed in event-time order inside this window, so that
@@ -77,6 +109,7 @@ class IntakeConfig:
     max_depth: int
     max_keys: int
     max_amount: float
+    segment: SegmentConfig
 
 
 @dataclass(frozen=True)
@@ -331,7 +364,7 @@ def validate(config: Config) -> Config:
     problems = chain(_ranges(config), _kafka_problems(config.kafka),
                      _metrics_problems(config.metrics), _intake_problems(config.intake),
                      _trait_problems(config.features.traits), _pattern_problems(config.identity),
-                     _model_problems(config))
+                     _model_problems(config), _segment_problems(config.intake.segment))
     problem = next(problems, None)
     if problem is not None:
         raise ConfigError(problem)
@@ -419,6 +452,34 @@ def _intake_problems(i: IntakeConfig) -> Iterator[str]:
             yield f"intake.{key} {text!r} is not an RFC 3339 time (e.g. 1990-01-01T00:00:00Z)"
     if len(times) == 2 and times["earliest_event_time"] >= times["latest_event_time"]:
         yield "intake.earliest_event_time must be before intake.latest_event_time"
+
+
+def _segment_problems(seg: SegmentConfig) -> Iterator[str]:
+    """Every value the Segment tables can produce must be valid in a touchpoint."""
+    from workers.core.formats.segment import TYPE_RE
+    from workers.core.touchpoints import CHANNELS, DEVICE_TYPES
+
+    where = "intake.segment"
+    for key in ("events", "custom_events", "calls"):
+        for name, type_ in getattr(seg, key).items():
+            if TYPE_RE.fullmatch(type_) is None:
+                yield f"{where}.{key}.{name}: {type_!r} must match [a-z0-9_.:-]{{1,64}}"
+    for key in ("channels", "library_channels"):
+        for name, channel in getattr(seg, key).items():
+            if channel is not None and channel not in CHANNELS:
+                yield f"{where}.{key}.{name}: {channel!r} is not one of {sorted(CHANNELS)}"
+    for name, device in seg.device_types.items():
+        if device is not None and device not in DEVICE_TYPES:
+            yield (f"{where}.device_types.{name}: {device!r} is not one of"
+                   f" {sorted(DEVICE_TYPES)}")
+    bounds = list(seg.employee_bands.values())
+    if not bounds or bounds != sorted(set(bounds)) or bounds[0] < 1:
+        yield f"{where}.employee_bands must be ascending upper bounds >= 1, got {bounds}"
+    if seg.max_batch_bytes < 1:
+        yield f"{where}.max_batch_bytes must be >= 1"
+    if seg.alias_previous_id == "user_id":
+        yield (f"{where}.alias_previous_id cannot be user_id: an alias's userId holds that"
+               " slot of the event")
 
 
 def _trait_problems(traits: TraitsConfig) -> Iterator[str]:
