@@ -36,7 +36,9 @@ _CAMPAIGNS = (("collected_traffic_source", "manual_source", "manual_medium",
                "manual_campaign_name"),
               (None, "source", "medium", "campaign"),
               ("traffic_source", "source", "medium", "name"))
-_NOT_SET = "(not set)"
+_NOT_SET = frozenset(("(not set)",))
+# GA4's stand-ins where there was no campaign: direct traffic names none
+_NO_CAMPAIGN = frozenset(("(not set)", "(direct)", "(none)", "(organic)", "(referral)"))
 
 
 def problems(cfg: Ga4Config) -> Iterator[str]:
@@ -165,10 +167,10 @@ def _obj(row: dict[str, Any], key: str) -> dict[str, Any]:
     return value
 
 
-def _set(value: Any) -> str | None:
-    """A string GA4 really set: not empty and not its ``(not set)`` placeholder."""
+def _set(value: Any, placeholders: frozenset[str] = _NOT_SET) -> str | None:
+    """A string GA4 really set: not empty and not one of its placeholders."""
     found = text(value)
-    return None if found == _NOT_SET else found
+    return None if found in placeholders else found
 
 
 def _session(value: Any) -> str | None:
@@ -177,11 +179,15 @@ def _session(value: Any) -> str | None:
 
 
 def _campaign(row: dict[str, Any], params: dict[str, Any]) -> dict[str, str | None]:
-    """The first campaign source that names anything (sources are never mixed)."""
+    """The first campaign source that names anything (sources are never mixed).
+
+    traffic_source is the user's first touch, not this event's: it is the last resort.
+    """
     for record, source, medium, name in _CAMPAIGNS:
         values = params if record is None else _obj(row, record)
-        campaign = {"source": _set(values.get(source)), "medium": _set(values.get(medium)),
-                    "name": _set(values.get(name))}
+        campaign = {"source": _set(values.get(source), _NO_CAMPAIGN),
+                    "medium": _set(values.get(medium), _NO_CAMPAIGN),
+                    "name": _set(values.get(name), _NO_CAMPAIGN)}
         if any(campaign.values()):
             return campaign
     return {}
