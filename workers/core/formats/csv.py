@@ -19,6 +19,7 @@ from workers.config import Config, CsvConfig
 from workers.core.formats.common import (
     Table,
     compact,
+    country_code,
     epoch_time,
     required_number,
     table_problems,
@@ -39,6 +40,7 @@ _MEMBERS = {"identity": IDENTIFIER_TYPES, "device": ("type", "os", "app_version"
 _FREE = ("properties", "traits")
 _BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 _Convert = Callable[[str, str], Any]
+_NO_NAMES = Table({})
 
 
 def line_id(line: str) -> str:
@@ -87,7 +89,8 @@ class CsvAdapter:
         self.types = Table(cfg.event_types)
         self.has_id = "event_id" in cfg.columns
         special: dict[str, _Convert] = {"occurred_at": self._time_reader(cfg.time_format),
-                                        "type": lambda cell, _: self.types.event_type([cell], cell)}
+                                        "type": lambda cell, _: self.types.event_type([cell], cell),
+                                        "context.geo.country": _country}
         special.update({path: required_number for path in cfg.numbers})
         special.update({path: _boolean for path in cfg.booleans})
         self.columns = [(tuple(path.split(".")), self.fields.index(column), column,
@@ -132,6 +135,11 @@ def _put(event: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
 
 def _as_text(cell: str, where: str) -> str:
     return cell
+
+
+def _country(cell: str, where: str) -> str | None:
+    """ISO 3166-1 alpha-2 in either case; anything else is left out."""
+    return country_code(cell.upper(), _NO_NAMES)
 
 
 def _boolean(cell: str, where: str) -> bool:
