@@ -63,6 +63,40 @@ class KafkaConfig:
     checkpoint_interval_seconds: float
 
 
+CsvTimeFormat = Literal["iso", "epoch_s", "epoch_ms", "epoch_us"]
+
+
+@dataclass(frozen=True)
+class SnowplowConfig:
+    # event name (event_name, unstruct schema name, "schema:data.type", or for
+    # structured events "se_category:se_action" / "se_action") -> touchpoint type
+    event_types: dict[str, str]
+    # enriched field -> identifier type; the first field giving a type wins
+    identity: dict[str, str]
+    channels: dict[str, str]  # platform -> channel
+    devices: dict[str, str]  # dvce_type or br_type -> device type
+
+
+@dataclass(frozen=True)
+class Ga4Config:
+    event_types: dict[str, str]  # event_name -> touchpoint type
+    channels: dict[str, str]  # platform -> channel
+    devices: dict[str, str]  # device.category -> device type
+    countries: dict[str, str]  # geo.country (a name) -> ISO 3166-1 alpha-2
+
+
+@dataclass(frozen=True)
+class CsvConfig:
+    fields: list[str]  # the file's columns, in order (its header line when it has one)
+    header: bool  # a line equal to `fields` is the header: skipped, not a dead letter
+    delimiter: str
+    columns: dict[str, str]  # touchpoint path (identity.user_id...) -> column name
+    time_format: CsvTimeFormat
+    numbers: list[str]  # touchpoint paths whose cells are numbers
+    booleans: list[str]  # ...and true/false
+    event_types: dict[str, str]  # the type column's values -> touchpoint type
+
+
 @dataclass(frozen=True)
 class SegmentConfig:
     """How Segment Spec / RudderStack calls become touchpoints (docs/formats/segment.md)."""
@@ -110,6 +144,10 @@ class IntakeConfig:
     max_keys: int
     max_amount: float
     segment: SegmentConfig
+    # input formats: their mapping tables (docs/formats/)
+    snowplow: SnowplowConfig
+    ga4: Ga4Config
+    csv: CsvConfig
 
 
 @dataclass(frozen=True)
@@ -363,8 +401,9 @@ def validate(config: Config) -> Config:
     """Cross-field checks that types alone cannot express; the first problem is raised."""
     problems = chain(_ranges(config), _kafka_problems(config.kafka),
                      _metrics_problems(config.metrics), _intake_problems(config.intake),
+                     _format_problems(config.intake),
                      _trait_problems(config.features.traits), _pattern_problems(config.identity),
-                     _model_problems(config), _segment_problems(config.intake.segment))
+                     _model_problems(config))
     problem = next(problems, None)
     if problem is not None:
         raise ConfigError(problem)
@@ -454,32 +493,14 @@ def _intake_problems(i: IntakeConfig) -> Iterator[str]:
         yield "intake.earliest_event_time must be before intake.latest_event_time"
 
 
-def _segment_problems(seg: SegmentConfig) -> Iterator[str]:
-    """Every value the Segment tables can produce must be valid in a touchpoint."""
-    from workers.core.formats.segment import TYPE_RE
-    from workers.core.touchpoints import CHANNELS, DEVICE_TYPES
+def _format_problems(i: IntakeConfig) -> Iterator[str]:
+    """Each input format's tables name only what a touchpoint can hold."""
+    from workers.core.formats import csv, ga4, segment, snowplow
 
-    where = "intake.segment"
-    for key in ("events", "custom_events", "calls"):
-        for name, type_ in getattr(seg, key).items():
-            if TYPE_RE.fullmatch(type_) is None:
-                yield f"{where}.{key}.{name}: {type_!r} must match [a-z0-9_.:-]{{1,64}}"
-    for key in ("channels", "library_channels"):
-        for name, channel in getattr(seg, key).items():
-            if channel is not None and channel not in CHANNELS:
-                yield f"{where}.{key}.{name}: {channel!r} is not one of {sorted(CHANNELS)}"
-    for name, device in seg.device_types.items():
-        if device is not None and device not in DEVICE_TYPES:
-            yield (f"{where}.device_types.{name}: {device!r} is not one of"
-                   f" {sorted(DEVICE_TYPES)}")
-    bounds = list(seg.employee_bands.values())
-    if not bounds or bounds != sorted(set(bounds)) or bounds[0] < 1:
-        yield f"{where}.employee_bands must be ascending upper bounds >= 1, got {bounds}"
-    if seg.max_batch_bytes < 1:
-        yield f"{where}.max_batch_bytes must be >= 1"
-    if seg.alias_previous_id == "user_id":
-        yield (f"{where}.alias_previous_id cannot be user_id: an alias's userId holds that"
-               " slot of the event")
+    yield from segment.problems(i.segment)
+    yield from snowplow.problems(i.snowplow)
+    yield from ga4.problems(i.ga4)
+    yield from csv.problems(i.csv)
 
 
 def _trait_problems(traits: TraitsConfig) -> Iterator[str]:

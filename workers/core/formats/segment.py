@@ -35,7 +35,8 @@ from typing import Any, Literal, cast
 
 import orjson
 
-from workers.config import Config
+from workers.config import Config, SegmentConfig
+from workers.core.repair import CHANNELS, DEVICE_TYPES
 from workers.core.touchpoints import (
     IntakeLimits,
     check_size,
@@ -386,3 +387,28 @@ def _put(obj: dict[str, Any], key: str, value: Any, keep: bool = False) -> None:
     if keep and key in obj:
         return
     obj[key] = value
+
+
+def problems(seg: SegmentConfig) -> Iterator[str]:
+    """Every value the Segment tables can produce must be valid in a touchpoint."""
+    where = "intake.segment"
+    for key in ("events", "custom_events", "calls"):
+        for name, type_ in getattr(seg, key).items():
+            if TYPE_RE.fullmatch(type_) is None:
+                yield f"{where}.{key}.{name}: {type_!r} must match [a-z0-9_.:-]{{1,64}}"
+    for key in ("channels", "library_channels"):
+        for name, channel in getattr(seg, key).items():
+            if channel is not None and channel not in CHANNELS:
+                yield f"{where}.{key}.{name}: {channel!r} is not one of {sorted(CHANNELS)}"
+    for name, device in seg.device_types.items():
+        if device is not None and device not in DEVICE_TYPES:
+            yield (f"{where}.device_types.{name}: {device!r} is not one of"
+                   f" {sorted(DEVICE_TYPES)}")
+    bounds = list(seg.employee_bands.values())
+    if not bounds or bounds != sorted(set(bounds)) or bounds[0] < 1:
+        yield f"{where}.employee_bands must be ascending upper bounds >= 1, got {bounds}"
+    if seg.max_batch_bytes < 1:
+        yield f"{where}.max_batch_bytes must be >= 1"
+    if seg.alias_previous_id == "user_id":
+        yield (f"{where}.alias_previous_id cannot be user_id: an alias's userId holds that"
+               " slot of the event")
