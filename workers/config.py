@@ -64,6 +64,7 @@ class KafkaConfig:
 
 
 CsvTimeFormat = Literal["iso", "epoch_s", "epoch_ms", "epoch_us"]
+InputFormat = Literal["touchpoint", "segment", "snowplow", "ga4", "csv", "auto"]
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,10 @@ class IntakeConfig:
     max_depth: int
     max_keys: int
     max_amount: float
+    # the format of every source (touchpoint, segment, snowplow, ga4, csv, or auto: per
+    # record), and a format per input topic; docs/formats/
+    format: InputFormat
+    formats: dict[str, InputFormat]
     segment: SegmentConfig
     # input formats: their mapping tables (docs/formats/)
     snowplow: SnowplowConfig

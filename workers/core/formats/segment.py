@@ -36,6 +36,7 @@ from typing import Any, Literal, cast
 import orjson
 
 from workers.config import Config, SegmentConfig
+from workers.core.formats import InvalidMember
 from workers.core.repair import CHANNELS, DEVICE_TYPES
 from workers.core.touchpoints import (
     IntakeLimits,
@@ -58,15 +59,6 @@ _ISO_RE = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2})(:\d{2}(?:[.,]\d+)?)
                      r"(?:([Zz])|([+-]\d{2}):?(\d{2})?)?")
 _COMPANY_KEYS = {"name": "company_name", "id": "company_id"}
 _ENVELOPE_DEPTH = 2  # {"batch": [ ... ]}: a member sits two levels down
-
-
-class InvalidMember(InvalidEvent):
-    """One batch member that cannot be read; the others of its batch still are."""
-
-    def __init__(self, code: str, detail: str, index: int, raw: bytes) -> None:
-        super().__init__(code, detail)
-        self.index = index
-        self.raw = raw  # the member alone, for its dead letter
 
 
 @dataclass(frozen=True, slots=True)
