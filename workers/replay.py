@@ -70,7 +70,7 @@ def run_replay(config: Config, request: ReplayRequest,
     listener = _serve_metrics(r.metrics_port, pipeline)
     source: Source
     if r.topic is not None:
-        source = TopicSource(config, r.topic, start, stop)
+        source = TopicSource(config, r.topic, start, stop, r.format)
     else:
         assert r.files is not None
         source = FileSource(r.files)
