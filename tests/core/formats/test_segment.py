@@ -27,6 +27,7 @@ from workers.core.formats.segment import (
 from workers.core.pipeline import Pipeline
 from workers.core.touchpoints import IntakeLimits, TouchpointParser, format_time
 from workers.errors import ConfigError, InvalidEvent
+from workers.simulation.as_segment import to_segment
 from workers.simulation.generator import simulate
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "segment"
@@ -395,82 +396,48 @@ def test_config_env_override_and_validation() -> None:
 
 # ---- a Segment stream and its touchpoint equivalent -----------------------------------
 
-_REVERSE = {"product_view": "Product Viewed", "search": "Products Searched",
-            "add_to_cart": "Product Added", "checkout_started": "Checkout Started",
-            "purchase": "Order Completed", "email_open": "Email Opened",
-            "email_click": "Email Link Clicked", "video_play": "Video Playback Started",
-            "signup": "Signed Up", "form_submit": "Form Submitted",
-            "download": "File Downloaded", "ad_click": "Ad Clicked"}
-
-
-def to_segment(tp: dict[str, Any]) -> dict[str, Any]:
-    """A touchpoint written as the Segment call a tracker would have sent."""
-    identity, device = tp["identity"], tp.get("device", {})
-    ctx = tp.get("context", {})
-    context: dict[str, Any] = {"library": {"name": tp["source"]}}
-    traits = {k: identity[k] for k in ("email", "phone", "crm_id") if k in identity}
-    assert set(identity) <= {"anonymous_id", "user_id", "device_id", "email", "phone",
-                             "crm_id"}
-    context["device"] = {k: v for k, v in (("id", identity.get("device_id")),
-                                           ("type", device.get("type"))) if v}
-    for key, field in (("os", "os"), ("app", "app_version")):
-        if field in device:
-            context[key] = {"name" if key == "os" else "version": device[field]}
-    context.update({"page": {"url": ctx["page_url"]}} if "page_url" in ctx else {})
-    context.update({"sessionId": ctx["session_id"]} if "session_id" in ctx else {})
-    context.update({"location": ctx["geo"]} if "geo" in ctx else {})
-    context.update({"campaign": ctx["campaign"]} if "campaign" in ctx else {})
-    call: dict[str, Any] = {"messageId": tp["event_id"], "timestamp": tp["occurred_at"],
-                            "channel": tp["channel"], "context": context,
-                            "properties": tp.get("properties", {})}
-    call.update({"userId": identity["user_id"]} if "user_id" in identity else {})
-    call.update({"anonymousId": identity["anonymous_id"]} if "anonymous_id" in identity
-                else {})
-    kind = {"identify": "identify", "page_view": "page", "app_open": "screen"}
-    call["type"] = kind.get(tp["type"], "track")
-    if call["type"] == "track":
-        call["event"] = _REVERSE.get(tp["type"], tp["type"])
-    if call["type"] == "identify":
-        call["traits"] = {**tp.get("traits", {}), **traits}
-    elif traits or "traits" in tp:
-        context["traits"] = {**tp.get("traits", {}), **traits}
-    return call
-
-
 @cache
-def equivalent_streams() -> tuple[list[bytes], list[bytes]]:
-    """The valid touchpoints of a simulated stream, and the same adapted from Segment."""
+def equivalent_streams() -> tuple[list[bytes], list[bytes], list[bytes]]:
+    """The valid touchpoints of a simulated stream, the same as Segment calls, and those
+    calls adapted back."""
     parser = TouchpointParser(IntakeLimits.from_config(config()))
     # a CRM's id is a trait in Segment: intake.segment.identity_traits says which
     seg = adapter(identity_traits={**config().intake.segment.identity_traits,
                                    "crm_id": "crm_id"})
-    touchpoints, adapted = [], []
+    touchpoints, calls, adapted = [], [], []
     for line in simulate(300, seed=16, days=7)[0]:
         try:
             tp = parser.parse(line).data
         except InvalidEvent:
             continue  # the simulator's hostile records: not a Segment matter
         touchpoints.append(line)
-        (event,) = seg.events(orjson.dumps(to_segment(tp)))
+        calls.append(orjson.dumps(to_segment(tp)))
+        (event,) = seg.events(calls[-1])
         assert isinstance(event, dict)
         adapted.append(orjson.dumps(event))
-    return touchpoints, adapted
+    return touchpoints, calls, adapted
 
 
-def run(lines: list[bytes]) -> tuple[list[Any], list[Any], dict[str, Any]]:
-    pipeline = Pipeline(config())
-    outputs = [o for line in lines for o in pipeline.feed(line)] + pipeline.flush()
+def run(lines: list[bytes], fmt: Any = None,
+        cfg: Config | None = None) -> tuple[list[Any], list[Any], dict[str, Any]]:
+    pipeline = Pipeline(cfg or config())
+    outputs = [o for line in lines for o in pipeline.feed(line, None, fmt)] + pipeline.flush()
     summary = {k: v for k, v in pipeline.summary().items()
                if k not in ("seconds", "events_per_second")}
     return outputs, list(pipeline.profile_snapshots()), summary
 
 
 def test_segment_stream_gives_the_same_profiles_and_segments() -> None:
-    touchpoints, adapted = equivalent_streams()
+    touchpoints, calls, adapted = equivalent_streams()
     assert len(touchpoints) > 3000
     outputs, profiles, summary = run(touchpoints)
     assert summary["profiles"] >= 300 and summary["segment_changes"] > 0
     assert run(adapted) == (outputs, profiles, summary)
+    # and as the pipeline reads them itself, with intake.format: segment
+    crm = load(env={"PERSONA_STREAM_INTAKE__FORMAT": "segment",
+                    "PERSONA_STREAM_INTAKE__SEGMENT__IDENTITY_TRAITS":
+                        "{email: email, phone: phone, crm_id: crm_id}"})
+    assert run(calls, cfg=crm) == (outputs, profiles, summary)
     # and event by event, the same touchpoints (an identify's empty properties aside)
     for original, back in zip(touchpoints, adapted, strict=True):
         tp = orjson.loads(original)
