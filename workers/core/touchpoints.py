@@ -92,6 +92,12 @@ def parse_time(value: str) -> float:
     return ts + 1.0 if leap else ts
 
 
+def is_rfc3339(value: str) -> bool:
+    """Whether ``value`` has the RFC 3339 form the intake reads as it is (not that the day
+    exists: ``parse_time`` says that)."""
+    return _TIME_RE.fullmatch(value) is not None
+
+
 def format_time(ts: float) -> str:
     """Epoch seconds to RFC 3339 UTC with milliseconds, the form every output uses."""
     ms = round(ts * 1000)

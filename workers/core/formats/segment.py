@@ -43,6 +43,7 @@ from workers.core.touchpoints import (
     check_size,
     decode_object,
     format_time,
+    is_rfc3339,
     parse_time,
 )
 from workers.errors import InvalidEvent
@@ -58,6 +59,7 @@ _NOT_TYPE = re.compile(r"[^a-z0-9.:-]+")
 _ISO_RE = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2})(:\d{2}(?:[.,]\d+)?)?"
                      r"(?:([Zz])|([+-]\d{2}):?(\d{2})?)?")
 _COMPANY_KEYS = {"name": "company_name", "id": "company_id"}
+_NAMES_REMEMBERED = 10_000  # event names are a small vocabulary; bounded all the same
 _ENVELOPE_DEPTH = 2  # {"batch": [ ... ]}: a member sits two levels down
 
 
@@ -102,6 +104,7 @@ class SegmentAdapter:
             self.limits, max_event_bytes=max(seg.max_batch_bytes, self.limits.max_event_bytes),
             max_depth=self.limits.max_depth + _ENVELOPE_DEPTH)
         self._events = {snake_case(k): v for k, v in {**seg.events, **seg.custom_events}.items()}
+        self._types: dict[str, str] = {}  # event name as sent -> type: names are few
         self._calls = seg.calls
         self._channels = seg.channels
         self._library_channels = seg.library_channels
@@ -175,11 +178,16 @@ class SegmentAdapter:
         name = call.get("event")
         if type(name) is not str or not name:
             raise InvalidEvent("missing_field", "a track call needs its event name")
-        key = snake_case(name)
-        if not key:
-            raise InvalidEvent("bad_value", f"event {name!r} has no letter or digit to name"
-                               " a touchpoint type")
-        return self._events.get(key, key)
+        type_ = self._types.get(name)
+        if type_ is None:
+            key = snake_case(name)
+            if not key:
+                raise InvalidEvent("bad_value", f"event {name!r} has no letter or digit to"
+                                   " name a touchpoint type")
+            type_ = self._events.get(key, key)
+            if len(self._types) < _NAMES_REMEMBERED:
+                self._types[name] = type_
+        return type_
 
     def _channel(self, call: Mapping[str, Any], context: Mapping[str, Any]) -> Any:
         """The call's channel when it names one, else the library's."""
@@ -310,8 +318,11 @@ def _occurred_at(call: Mapping[str, Any], envelope: _Envelope) -> str:
     """Segment's rule: timestamp; else originalTimestamp corrected for the device's clock
     by receivedAt - sentAt when both are there; else originalTimestamp; else receivedAt."""
     try:
-        if call.get("timestamp") is not None:
-            return format_time(parse_iso(call["timestamp"]))
+        stamp = call.get("timestamp")
+        if stamp is not None:
+            if type(stamp) is str and is_rfc3339(stamp):
+                return stamp  # the common case: the intake reads it as it is
+            return format_time(parse_iso(stamp))
         original = call.get("originalTimestamp")
         received = call.get("receivedAt")
         sent = call.get("sentAt", envelope.sent_at)
