@@ -29,7 +29,7 @@ from workers.config import load  # noqa: E402
 from workers.core.dedup import Deduplicator  # noqa: E402
 from workers.core.identity import IdentityGraph, IdentityRules  # noqa: E402
 from workers.core.pipeline import Pipeline  # noqa: E402
-from workers.core.touchpoints import TouchpointParser  # noqa: E402
+from workers.core.touchpoints import IntakeLimits, TouchpointParser  # noqa: E402
 from workers.errors import InvalidEvent  # noqa: E402
 from workers.simulation.generator import write_stream  # noqa: E402
 from workers.simulation.quality import adjusted_rand_index, profile_personas, stitching  # noqa: E402
@@ -90,7 +90,7 @@ def bench_intake() -> dict[str, Any]:
     path, _ = stream(BIG_PROFILES, 7)
     lines = lines_of(path)
     config = load()
-    parser = TouchpointParser(config.intake.max_event_bytes)
+    parser = TouchpointParser(IntakeLimits.from_config(config))
     dedup = Deduplicator(config.intake.dedup_window_seconds)
     ident = config.identity
     graph = IdentityGraph(IdentityRules.from_config(ident.limits, ident.blocklist_values,
@@ -582,6 +582,60 @@ def bench_hostile() -> dict[str, Any]:
     return out
 
 
+def bench_formats() -> dict[str, Any]:
+    """Intake per event: the touchpoint parser, and the Segment format (adapter + the same
+    checks) on the same events written as Segment calls, side by side, best of 3."""
+    from workers.core.formats.segment import SegmentAdapter
+    from workers.simulation.as_segment import to_segment
+
+    config = load()
+    parser = TouchpointParser(IntakeLimits.from_config(config))
+    lines = []
+    for line in lines_of(stream(3000, 7)[0]):
+        try:
+            parser.parse(line)
+        except InvalidEvent:
+            continue
+        lines.append(line)
+    calls = [orjson.dumps(to_segment(orjson.loads(line))) for line in lines]
+    segment = SegmentAdapter(config)
+
+    def touchpoints() -> None:
+        parse = TouchpointParser(IntakeLimits.from_config(config)).parse
+        for line in lines:
+            parse(line)
+
+    def segment_calls() -> None:
+        check = TouchpointParser(IntakeLimits.from_config(config)).check
+        for call in calls:
+            for item in segment.events(call):
+                check(item, call)  # type: ignore[arg-type]
+
+    def whole(records: list[bytes], fmt: Any) -> Any:
+        def run() -> None:
+            pipeline = Pipeline(config)
+            for record in records:
+                pipeline.feed(record, None, fmt)
+            pipeline.flush()
+        return run
+
+    timings = {name: min(_seconds(run) for _ in range(3))
+               for name, run in (("touchpoint", touchpoints), ("segment", segment_calls))}
+    pipeline = {name: _seconds(run) for name, run in (
+        ("touchpoint", whole(lines, None)), ("segment", whole(calls, "segment")))}
+    per_event = {name: round(seconds / len(lines) * 1e6, 2) for name, seconds in timings.items()}
+    return {"events": len(lines), "us_per_event": per_event,
+            "segment_to_touchpoint": round(timings["segment"] / timings["touchpoint"], 2),
+            "pipeline_segment_to_touchpoint": round(pipeline["segment"]
+                                                    / pipeline["touchpoint"], 2)}
+
+
+def _seconds(run: Any) -> float:
+    started = time.perf_counter()
+    run()
+    return time.perf_counter() - started
+
+
 def bench_profile() -> dict[str, Any]:
     """Where the time goes on the per-event path (cProfile, top functions by own time)."""
     import cProfile
@@ -607,7 +661,7 @@ def bench_profile() -> dict[str, Any]:
 BENCHES = {"intake": bench_intake, "pipeline": bench_pipeline, "quality": bench_quality,
            "memory": bench_memory, "profile": bench_profile, "worker": bench_worker,
            "replay": bench_replay, "latency": bench_latency, "scale": bench_scale,
-           "hostile": bench_hostile}
+           "hostile": bench_hostile, "formats": bench_formats}
 COMMAND = "python benchmarks/bench.py"
 
 
@@ -657,6 +711,12 @@ def write_table() -> None:
             value = "; ".join(f"{store} store, {int(k):,} profiles: "
                               f"{v['bytes_per_profile']:,} B/profile"
                               for store, sizes in res.items() for k, v in sizes.items())
+        elif name == "formats":
+            what = "intake per event: Segment calls vs the same events as touchpoints"
+            value = (f"Segment {res['us_per_event']['segment']} µs = "
+                     f"{res['segment_to_touchpoint']:.2f}x of touchpoint "
+                     f"{res['us_per_event']['touchpoint']} µs; the whole `run` pipeline "
+                     f"{res['pipeline_segment_to_touchpoint']:.2f}x; {res['events']:,} events")
         elif name == "hostile":
             what = ("`run` peak memory (VmHWM) with the hostile corpus "
                     f"({res['corpus_records']} records) mixed into a 2,000-person stream")

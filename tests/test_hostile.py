@@ -18,8 +18,7 @@ import orjson
 import pytest
 
 from workers.config import load
-from workers.core.pipeline import intake_limits
-from workers.core.touchpoints import TouchpointParser
+from workers.core.touchpoints import IntakeLimits, TouchpointParser
 from workers.errors import InvalidEvent
 from workers.io.drive import run_files
 from workers.simulation.generator import simulate
@@ -93,7 +92,7 @@ def test_every_record_has_an_outcome(runs: dict[str, Any]) -> None:
     assert all(d["error"] and d["detail"] for d in dead)
     # every hostile record the intake refuses is among the dead letters, with its bytes
     # (or, when cut, its hash)
-    parser = TouchpointParser(intake_limits(load()))
+    parser = TouchpointParser(IntakeLimits.from_config(load()))
     kept = {kept_as(d) for d in dead}
     for record in corpus:
         try:

@@ -14,7 +14,7 @@ import pytest
 from workers import cli
 from workers.config import Config, load
 from workers.core.pipeline import Pipeline
-from workers.core.touchpoints import parse_time
+from workers.core.touchpoints import format_time, parse_time
 from workers.errors import BrokerError, StateError, UsageError
 from workers.io.drive import StreamInterrupted, run_files
 from workers.io.sources import event_time
@@ -258,6 +258,31 @@ def test_topic_window_equals_run_over_the_same_events(
     # offset bounds: offset:0 to the end is the whole topic
     whole = run_replay(config, ReplayRequest(topic=topic, start="offset:0", dry_run=True))
     assert whole.summary["events_replayed"] == len(stream)
+
+
+@pytest.mark.integration
+def test_a_record_that_will_be_refused_does_not_hold_its_partition_back(
+        tmp_path: Path, kafka_bootstrap: str, unique_name: Callable[[str], str], admin: Any,
+        stream: list[bytes]) -> None:
+    """An oversized record dated a day ahead, early in one partition: merged by its date,
+    it would hold that partition's later events back until every other partition had
+    passed them, and they would come out of order. Merged as a dead letter, it does not."""
+    config = _config(kafka_bootstrap, unique_name)
+    newest = max(event_time(line) for line in stream)
+    ahead = orjson.dumps({"event_id": "oversized", "occurred_at": format_time(newest + 86400),
+                          "type": "page_view", "identity": {"anonymous_id": "x"},
+                          "properties": {"blob": "x" * 70_000}})
+    with_it, without = unique_name("with"), unique_name("without")
+    _produce(kafka_bootstrap, admin, without, stream)
+    _produce(kafka_bootstrap, admin, with_it, [stream[0], ahead, *stream[1:]])
+    outs = {}
+    for topic in (with_it, without):
+        outs[topic] = tmp_path / topic
+        run_replay(config, ReplayRequest(topic=topic, out=str(outs[topic])), clock=fixed_clock)
+    for name in ("segment_changes.jsonl", "identity_merges.jsonl"):
+        assert records(outs[with_it], name) == records(outs[without], name), name
+    assert len(records(outs[with_it], "dead_letters.jsonl")) == len(
+        records(outs[without], "dead_letters.jsonl")) + 1
 
 
 @pytest.mark.integration

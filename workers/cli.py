@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -17,6 +18,7 @@ from typing import Any, NoReturn
 import orjson
 
 from workers import __version__
+from workers.config import InputFormat
 from workers.core.records import PersonaCard
 from workers.errors import InputError, Interrupted, PersonaStreamError, UsageError
 
@@ -54,7 +56,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from workers.io.drive import run_files
     from workers.io.progress import progress_mode
 
-    summary = run_files(_config(args), args.input, args.out, progress=progress_mode(args.quiet))
+    summary = run_files(_config(args), args.input, args.out, progress=progress_mode(args.quiet),
+                        fmt=args.format)
     print(f"{summary['events_read']} events ({summary['events_invalid']} invalid, "
           f"{summary['events_duplicate']} duplicates), {summary['profiles']} profiles, "
           f"{summary['segments']} segments, {summary['segment_changes']} segment changes "
@@ -72,7 +75,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         to_topic=args.to_topic, dry_run=args.dry_run, allow_live_topics=args.allow_live_topics,
         state_in=args.state_in, state_out=args.state_out, personas_from=args.personas_from,
         progress=progress_mode(args.quiet),
-        metrics_port=args.metrics_port)
+        metrics_port=args.metrics_port, format=args.format)
     result = run_replay(_config(args), request)
     if result.report is not None:
         sys.stdout.write(result.report)
@@ -179,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 Commands = Any  # argparse's subparsers action (a private class)
+FORMATS = typing.get_args(InputFormat)
 
 
 def _source_flags(p: argparse.ArgumentParser, url_help: str) -> None:
@@ -186,6 +190,12 @@ def _source_flags(p: argparse.ArgumentParser, url_help: str) -> None:
     where.add_argument("--from", dest="source", metavar="DIR",
                        help="output folder of 'run' or 'replay'")
     where.add_argument("--url", metavar="URL", help=url_help)
+
+
+def _format_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=FORMATS, metavar="FORMAT",
+                   help="what the input is: " + ", ".join(FORMATS) + " (auto: told per record;"
+                   " default: intake.format of the configuration); docs/formats/")
 
 
 def _config_flag(p: argparse.ArgumentParser) -> None:
@@ -219,6 +229,7 @@ def _add_run(sub: Commands) -> None:
                    help="JSON-lines file(s), '-' for stdin, .gz accepted")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    _format_flag(p)
     _config_flag(p)
     p.set_defaults(func=cmd_run)
 
@@ -266,6 +277,7 @@ def _add_replay(sub: Commands) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--metrics-port", type=int, metavar="PORT",
                    help="serve Prometheus metrics (replay progress included) while replaying")
+    _format_flag(p)
     _config_flag(p)
     p.set_defaults(func=cmd_replay)
 

@@ -33,6 +33,7 @@ SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 ModelName = Literal["kmeans", "streamkmeans", "dbstream", "clustream"]
 StoreName = Literal["memory", "rocksdb"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+IdentifierType = Literal["user_id", "crm_id", "email", "phone", "device_id", "anonymous_id"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,72 @@ class KafkaConfig:
     checkpoint_interval_seconds: float
 
 
+CsvTimeFormat = Literal["iso", "epoch_s", "epoch_ms", "epoch_us"]
+InputFormat = Literal["touchpoint", "segment", "snowplow", "ga4", "csv", "auto"]
+
+
+@dataclass(frozen=True)
+class SnowplowConfig:
+    # event name (event_name, unstruct schema name, "schema:data.type", or for
+    # structured events "se_category:se_action" / "se_action") -> touchpoint type
+    event_types: dict[str, str]
+    # enriched field -> identifier type; the first field giving a type wins
+    identity: dict[str, str]
+    channels: dict[str, str]  # platform -> channel
+    devices: dict[str, str]  # dvce_type or br_type -> device type
+
+
+@dataclass(frozen=True)
+class Ga4Config:
+    event_types: dict[str, str]  # event_name -> touchpoint type
+    channels: dict[str, str]  # platform -> channel
+    devices: dict[str, str]  # device.category -> device type
+    countries: dict[str, str]  # geo.country (a name) -> ISO 3166-1 alpha-2
+
+
+@dataclass(frozen=True)
+class CsvConfig:
+    fields: list[str]  # the file's columns, in order (its header line when it has one)
+    header: bool  # a line equal to `fields` is the header: skipped, not a dead letter
+    delimiter: str
+    columns: dict[str, str]  # touchpoint path (identity.user_id...) -> column name
+    time_format: CsvTimeFormat
+    numbers: list[str]  # touchpoint paths whose cells are numbers
+    booleans: list[str]  # ...and true/false
+    event_types: dict[str, str]  # the type column's values -> touchpoint type
+
+
+@dataclass(frozen=True)
+class SegmentConfig:
+    """How Segment Spec / RudderStack calls become touchpoints (docs/formats/segment.md)."""
+
+    # track event name -> touchpoint type; names are compared snake_cased, so
+    # "Order Completed" and "order_completed" are one; unlisted names are snake_cased
+    events: dict[str, str]
+    # your own names, read over ``events`` (so adding one does not repeat the table)
+    custom_events: dict[str, str]
+    # the type of every other call: identify, page, screen, alias, group
+    calls: dict[str, str]
+    # the call's ``channel`` (lowercased) -> touchpoint channel; null = says nothing
+    channels: dict[str, str | None]
+    # context.library.name -> channel, when ``channel`` gave none
+    library_channels: dict[str, str]
+    # context.device.type (lowercased) -> device.type; null = says nothing
+    device_types: dict[str, str | None]
+    # trait key (in traits or context.traits) -> identifier type
+    identity_traits: dict[str, IdentifierType]
+    # trait key -> touchpoint trait key; null = personal data, left out
+    traits: dict[str, str | None]
+    # company_size band -> most employees in it, ascending
+    employee_bands: dict[str, int]
+    # a conversion without properties.<features.revenue_property> takes the first of these
+    revenue_keys: list[str]
+    # the identifier type an alias call's previousId is
+    alias_previous_id: IdentifierType
+    # a batch envelope may be this large; each call in it still has max_event_bytes
+    max_batch_bytes: int
+
+
 @dataclass(frozen=True)
 class IntakeConfig:
     max_event_bytes: int
@@ -77,6 +144,15 @@ class IntakeConfig:
     max_depth: int
     max_keys: int
     max_amount: float
+    # the format of every source (touchpoint, segment, snowplow, ga4, csv, or auto: per
+    # record), and a format per input topic; docs/formats/
+    format: InputFormat
+    formats: dict[str, InputFormat]
+    segment: SegmentConfig
+    # input formats: their mapping tables (docs/formats/)
+    snowplow: SnowplowConfig
+    ga4: Ga4Config
+    csv: CsvConfig
 
 
 @dataclass(frozen=True)
@@ -330,6 +406,7 @@ def validate(config: Config) -> Config:
     """Cross-field checks that types alone cannot express; the first problem is raised."""
     problems = chain(_ranges(config), _kafka_problems(config.kafka),
                      _metrics_problems(config.metrics), _intake_problems(config.intake),
+                     _format_problems(config.intake),
                      _trait_problems(config.features.traits), _pattern_problems(config.identity),
                      _model_problems(config))
     problem = next(problems, None)
@@ -419,6 +496,16 @@ def _intake_problems(i: IntakeConfig) -> Iterator[str]:
             yield f"intake.{key} {text!r} is not an RFC 3339 time (e.g. 1990-01-01T00:00:00Z)"
     if len(times) == 2 and times["earliest_event_time"] >= times["latest_event_time"]:
         yield "intake.earliest_event_time must be before intake.latest_event_time"
+
+
+def _format_problems(i: IntakeConfig) -> Iterator[str]:
+    """Each input format's tables name only what a touchpoint can hold."""
+    from workers.core.formats import csv, ga4, segment, snowplow
+
+    yield from segment.problems(i.segment)
+    yield from snowplow.problems(i.snowplow)
+    yield from ga4.problems(i.ga4)
+    yield from csv.problems(i.csv)
 
 
 def _trait_problems(traits: TraitsConfig) -> Iterator[str]:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workers.config import Config
+from workers.core.formats import Format
 from workers.core.pipeline import Pipeline
 from workers.core.touchpoints import parse_time
 from workers.errors import UsageError
@@ -48,6 +49,7 @@ class ReplayRequest:
     personas_from: str | None = None
     progress: ProgressMode = "off"
     metrics_port: int | None = None  # serve /metrics (progress, counters) while running
+    format: Format | None = None  # the input format (default: the configuration's)
 
 
 @dataclass
@@ -68,7 +70,7 @@ def run_replay(config: Config, request: ReplayRequest,
     listener = _serve_metrics(r.metrics_port, pipeline)
     source: Source
     if r.topic is not None:
-        source = TopicSource(config, r.topic, start, stop)
+        source = TopicSource(config, r.topic, start, stop, r.format)
     else:
         assert r.files is not None
         source = FileSource(r.files)
@@ -79,7 +81,7 @@ def run_replay(config: Config, request: ReplayRequest,
         raise
     progress = Progress(r.progress, "replay", listener=listener)
     summary = drive(pipeline, source, sink, progress, flush=r.state_out is None,
-                    count_as="events_replayed")
+                    count_as="events_replayed", fmt=r.format)
     if r.state_out is not None:
         save_state(pipeline, r.state_out)
     report = sink.report(current, r.personas_from) if isinstance(sink, DryRun) else None

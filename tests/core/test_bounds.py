@@ -19,9 +19,9 @@ from jsonschema import Draft202012Validator
 
 from workers.config import load
 from workers.core.clock import StreamClock
-from workers.core.pipeline import Pipeline, intake_limits
+from workers.core.pipeline import Pipeline
 from workers.core.records import Output
-from workers.core.touchpoints import TouchpointParser, format_time, parse_time
+from workers.core.touchpoints import IntakeLimits, TouchpointParser, format_time, parse_time
 from workers.errors import InvalidEvent
 from workers.simulation.generator import simulate
 from workers.state.saved import dump_state, restore_state
@@ -222,7 +222,7 @@ def test_a_stream_that_jumps_ahead_loses_nothing(gap_days: int) -> None:
         body["occurred_at"] = format_time(parse_time(body["occurred_at"]) + shift)
         return orjson.dumps(body)
 
-    parser = TouchpointParser(intake_limits(load()))
+    parser = TouchpointParser(IntakeLimits.from_config(load()))
     jumped = lines[:half] + [later(line) if _parses(parser, line) else line
                              for line in lines[half:]]
     strict, lenient = run(list(jumped)), run_with(jumped, tolerance=365 * 86400.0)
@@ -265,7 +265,7 @@ def backlog(copies: int) -> tuple[list[bytes], int]:
     that landed on the lagging partition)."""
     lines = stream()
     a, b = lines[0::2], lines[1::2]
-    parser = TouchpointParser(intake_limits(load()))
+    parser = TouchpointParser(IntakeLimits.from_config(load()))
     valid_a = [line for line in a if _parses(parser, line)]
     return a + b + valid_a[:copies], len(valid_a[:copies])
 

@@ -284,14 +284,16 @@ def test_revenue_aov_orders_and_payment_shares() -> None:
 
 
 def test_bad_revenue_and_unknown_payment_method() -> None:
+    """A negative revenue adds nothing; a numeric string was coerced at intake (counted
+    there); an unknown payment method is "other"."""
     events = [tp("purchase", T0, properties={"revenue": -20, "payment_method": "crypto"}),
               tp("purchase", T0 + 1, properties={"revenue": "100", "payment_method": 3}),
               tp("purchase", T0 + 2, properties={"revenue": 40})]
     state = state_of(events)
     f = feats(state)
-    assert state.revenue == 40
+    assert state.revenue == 140
     assert state.orders == 3
-    assert f["aov_log"] == pytest.approx(math.log1p(40 / 3))
+    assert f["aov_log"] == pytest.approx(math.log1p(140 / 3))
     assert f["payment.other"] == 1.0  # the two named ones are unknown; the third names none
 
 

@@ -22,10 +22,13 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import orjson
+
 from workers.config import Config
 from workers.core.clock import FarFuture, StreamClock
 from workers.core.dedup import Deduplicator
 from workers.core.features import FeatureSpec, ProfileState
+from workers.core.formats import Adapter, Format, Formats, InvalidMember
 from workers.core.identity import IdentityGraph, IdentityRules, ProfileId, lookup_keys
 from workers.core.personas import name_segments, persona_cards
 from workers.core.records import (
@@ -42,7 +45,6 @@ from workers.core.touchpoints import (
     Touchpoint,
     TouchpointParser,
     format_time,
-    parse_time,
 )
 from workers.errors import InvalidEvent
 from workers.state.store import ProfileStore, open_store
@@ -64,6 +66,7 @@ class Stats:
     identifiers_blocked: int = 0
     identifiers_dropped: int = 0
     traits_dropped: int = 0
+    records_without_events: int = 0  # read but holding no event (a CSV header line)
     model_updates: int = 0
 
 
@@ -78,7 +81,8 @@ class Pipeline:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.parser = TouchpointParser(intake_limits(config))
+        self.parser = TouchpointParser(IntakeLimits.from_config(config))
+        self.formats = Formats(config)
         self.dedup = Deduplicator(config.intake.dedup_window_seconds)
         ident = config.identity
         self.graph = IdentityGraph(IdentityRules.from_config(
@@ -102,20 +106,28 @@ class Pipeline:
 
     # ---- intake -------------------------------------------------------------
 
-    def feed(self, raw: bytes | None, origin: Origin | None = None) -> list[Output]:
+    def feed(self, raw: bytes | None, origin: Origin | None = None,
+             fmt: Format | None = None) -> list[Output]:
         """Take one raw record; returns the outputs it (or the watermark it moved) caused.
 
         With an ``origin``, a record at or before an offset already fed from its input
         partition is a re-delivery (a router re-forwards its uncommitted records after a
-        rebalance) and counts as a duplicate: exact, whatever its event time.
+        rebalance) and counts as a duplicate: exact, whatever its event time. ``fmt``
+        overrides the configured format (``intake.format``, ``intake.formats``).
         """
-        self.stats.events_read += 1
         if origin is not None:
             where = (origin.topic, origin.partition)
             if origin.offset < self.positions.get(where, 0):
+                self.stats.events_read += 1
                 self.stats.events_duplicate += 1
                 return []
             self.positions[where] = origin.offset + 1
+        fmt = self.formats.of(None if origin is None else origin.topic, fmt)
+        adapter = None if fmt == "touchpoint" or not raw else self.formats.adapter(fmt, raw)
+        if adapter is not None:
+            self._feed_adapted(adapter, raw or b"", origin)
+            return self._take()
+        self.stats.events_read += 1
         try:
             tp = self.parser.parse(raw)
         except InvalidEvent as exc:
@@ -123,6 +135,32 @@ class Pipeline:
             return self._take()
         self.accept(tp, origin)
         return self._take()
+
+    def _feed_adapted(self, adapter: Adapter, raw: bytes, origin: Origin | None) -> None:
+        """A record of another format: each of its events counts and ends like a touchpoint
+        (a batch member that cannot be read is a dead letter of its own)."""
+        stats = self.stats
+        try:
+            items = list(adapter.events(raw))
+        except InvalidEvent as exc:
+            stats.events_read += 1
+            self._dead_letter(raw, exc.code, exc.detail, origin)
+            return
+        if not items:  # a line without an event, such as a CSV header
+            stats.records_without_events += 1
+            return
+        for item in items:
+            stats.events_read += 1
+            if isinstance(item, InvalidMember):
+                self._dead_letter(item.raw, item.code, item.detail, origin)
+                continue
+            member = raw if len(items) == 1 else orjson.dumps(item)
+            try:
+                tp = self.parser.check(item, member)
+            except InvalidEvent as exc:
+                self._dead_letter(member, exc.code, exc.detail, origin)
+                continue
+            self.accept(tp, origin)
 
     def feed_many(self, raws: Iterable[bytes]) -> Iterator[Output]:
         for raw in raws:
@@ -452,6 +490,10 @@ class Pipeline:
             "identifiers_blocked": s.identifiers_blocked,
             "identifiers_dropped": s.identifiers_dropped,
             "traits_dropped": s.traits_dropped,
+            # optional fields left out, and values made usable, by field (docs/contracts.md)
+            "fields_dropped": dict(sorted(self.parser.optional.dropped.items())),
+            "values_coerced": dict(sorted(self.parser.optional.coerced.items())),
+            "records_without_events": s.records_without_events,
             # valid events more than intake.dedup_window_seconds behind the stream's clock:
             # checked for duplicates only against their profile's recent event ids
             "events_beyond_dedup_window": self.dedup.beyond_window,
@@ -460,17 +502,6 @@ class Pipeline:
 
 _FUTURE_DETAIL = ("occurred_at is further ahead of the stream's clock than"
                   " intake.future_tolerance_seconds")
-
-
-def intake_limits(config: Config) -> IntakeLimits:
-    """The parser's bounds, from ``intake`` (and the revenue property of ``features``)."""
-    intake = config.intake
-    return IntakeLimits(
-        max_event_bytes=intake.max_event_bytes,
-        earliest=parse_time(intake.earliest_event_time),
-        latest=parse_time(intake.latest_event_time), max_depth=intake.max_depth,
-        max_keys=intake.max_keys, max_amount=intake.max_amount,
-        amount_key=config.features.revenue_property)
 
 
 def _digest(*parts: str) -> str:

@@ -15,23 +15,19 @@ from typing import Any
 
 import orjson
 
+from workers.config import Config
+from workers.core.repair import OptionalFields
 from workers.errors import InvalidEvent
 
 IDENTIFIER_TYPES = ("user_id", "crm_id", "email", "phone", "device_id", "anonymous_id")
-CHANNELS = frozenset(
-    ("web", "mobile_app", "email", "social", "sms", "ads", "store", "call_center", "other")
-)
-DEVICE_TYPES = frozenset(("mobile", "desktop", "tablet", "other"))
 
 _TYPE_RE = re.compile(r"[a-z0-9_.:-]{1,64}")
 # the same grammar as schemas/touchpoint.v1.schema.json ($defs/timestamp)
 _TIME_RE = re.compile(r"(?!0000)(\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01]))[Tt ]"
                       r"((?:[01]\d|2[0-3]):[0-5]\d):([0-5]\d|60)(\.\d+)?"
                       r"([Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)")
-_COUNTRY_RE = re.compile(r"[A-Z]{2}")
-_ABSENT: Any = object()
-_STRING_TRAITS = ("gender", "income_band", "country", "region", "city", "industry",
-                  "company_size", "job_title")
+# offsets as many trackers write them (ISO 8601 basic "+0000", or hours only "+00")
+_LOOSE_OFFSET = re.compile(r"(.*[0-9])([+-](?:[01]\d|2[0-3]))([0-5]\d)?")
 
 
 class Touchpoint:
@@ -68,6 +64,16 @@ class IntakeLimits:
     max_amount: float = 1e9  # |revenue| beyond this is a tracking bug, and sums would overflow
     amount_key: str = "revenue"
 
+    @classmethod
+    def from_config(cls, config: Config) -> IntakeLimits:
+        """The bounds of ``intake`` (and the revenue property of ``features``)."""
+        intake = config.intake
+        return cls(max_event_bytes=intake.max_event_bytes,
+                   earliest=parse_time(intake.earliest_event_time),
+                   latest=parse_time(intake.latest_event_time), max_depth=intake.max_depth,
+                   max_keys=intake.max_keys, max_amount=intake.max_amount,
+                   amount_key=config.features.revenue_property)
+
 
 def parse_time(value: str) -> float:
     """RFC 3339 with an offset or Z, to epoch seconds (leap second :60 = next second).
@@ -86,6 +92,12 @@ def parse_time(value: str) -> float:
     return ts + 1.0 if leap else ts
 
 
+def is_rfc3339(value: str) -> bool:
+    """Whether ``value`` has the RFC 3339 form the intake reads as it is (not that the day
+    exists: ``parse_time`` says that)."""
+    return _TIME_RE.fullmatch(value) is not None
+
+
 def format_time(ts: float) -> str:
     """Epoch seconds to RFC 3339 UTC with milliseconds, the form every output uses."""
     ms = round(ts * 1000)
@@ -100,34 +112,12 @@ class TouchpointParser:
 
     def __init__(self, limits: IntakeLimits = IntakeLimits()) -> None:
         self.limits = limits
+        self.optional = OptionalFields(limits.amount_key)
         self._known_types: set[str] = set()
 
     def parse(self, raw: bytes | None) -> Touchpoint:
         """``None`` is a Kafka record without a value (a tombstone): a dead letter too."""
-        if not raw:
-            raise InvalidEvent("empty", "the record has no value (a tombstone or an empty"
-                               " message)")
-        limits = self.limits
-        if len(raw) > limits.max_event_bytes:
-            raise InvalidEvent("too_large",
-                               f"event is {len(raw)} bytes, limit is {limits.max_event_bytes}")
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            try:
-                raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise InvalidEvent("not_utf8", "event is not valid UTF-8") from None
-            raise InvalidEvent("not_json", f"event is not JSON: {exc}") from None
-        if type(data) is not dict:
-            kind = type(data).__name__
-            raise InvalidEvent("not_object", f"event is a JSON {kind}, not an object")
-        # counting brackets is a C loop; only a record with many of them is walked
-        if (raw.count(b"{") + raw.count(b"[") > limits.max_depth
-                and _depth(data, limits.max_depth) > limits.max_depth):
-            raise InvalidEvent("too_deep", f"event nests objects and arrays deeper than"
-                               f" {limits.max_depth} levels")
-        return self.check(data, raw)
+        return self.check(decode_object(check_size(raw, self.limits), self.limits), raw or b"")
 
     def check(self, data: dict[str, Any], raw: bytes = b"") -> Touchpoint:
         event_id = _required_str(data, "event_id", 128)
@@ -135,9 +125,7 @@ class TouchpointParser:
         try:
             ts = parse_time(occurred_at)
         except ValueError:
-            raise InvalidEvent("bad_timestamp",
-                               f"occurred_at {occurred_at!r} is not an RFC 3339 timestamp"
-                               " with offset") from None
+            ts = self._loose_time(data, occurred_at)
         limits = self.limits
         if not limits.earliest <= ts <= limits.latest:
             raise InvalidEvent("time_out_of_range",
@@ -163,9 +151,25 @@ class TouchpointParser:
                 raise InvalidEvent("bad_identifier",
                                    f"identity.{key} must be a string of 1..256 characters")
         if len(data) > 4:  # only the four required fields: nothing optional to check
-            _check_optional(data)
+            self.optional.repair(data)
             self._check_bounds(data)
         return Touchpoint(data, event_id, ts, type_, identity, raw)
+
+    def _loose_time(self, data: dict[str, Any], occurred_at: str) -> float:
+        """``+0000`` and ``+00`` offsets: read, written back as RFC 3339, counted."""
+        match = _LOOSE_OFFSET.fullmatch(occurred_at)
+        try:
+            if match is None:
+                raise ValueError(occurred_at)
+            head, hours, minutes = match.groups()
+            ts = parse_time(f"{head}{hours}:{minutes or '00'}")
+        except ValueError:
+            raise InvalidEvent("bad_timestamp",
+                               f"occurred_at {occurred_at!r} is not an RFC 3339 timestamp"
+                               " with offset") from None
+        data["occurred_at"] = format_time(ts)
+        self.optional.coerced["occurred_at"] = self.optional.coerced.get("occurred_at", 0) + 1
+        return ts
 
     def _check_bounds(self, data: dict[str, Any]) -> None:
         """What every type check passes but would grow a profile or overflow a sum."""
@@ -184,6 +188,38 @@ class TouchpointParser:
                                    f" is beyond intake.max_amount ({limits.max_amount:g})")
 
 
+def check_size(raw: bytes | None, limits: IntakeLimits) -> bytes:
+    """A record of any format is not empty and not over ``max_event_bytes``."""
+    if not raw:
+        raise InvalidEvent("empty", "the record has no value (a tombstone or an empty"
+                           " message)")
+    if len(raw) > limits.max_event_bytes:
+        raise InvalidEvent("too_large",
+                           f"event is {len(raw)} bytes, limit is {limits.max_event_bytes}")
+    return raw
+
+
+def decode_object(raw: bytes, limits: IntakeLimits) -> dict[str, Any]:
+    """One JSON object, within the nesting limit: what every JSON format starts from."""
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidEvent("not_utf8", "event is not valid UTF-8") from None
+        raise InvalidEvent("not_json", f"event is not JSON: {exc}") from None
+    if type(data) is not dict:
+        kind = type(data).__name__
+        raise InvalidEvent("not_object", f"event is a JSON {kind}, not an object")
+    # counting brackets is a C loop; only a record with many of them is walked
+    if (raw.count(b"{") + raw.count(b"[") > limits.max_depth
+            and _depth(data, limits.max_depth) > limits.max_depth):
+        raise InvalidEvent("too_deep", f"event nests objects and arrays deeper than"
+                           f" {limits.max_depth} levels")
+    return data
+
+
 def _required_str(data: dict[str, Any], key: str, max_len: int) -> str:
     value = data.get(key)
     if value is None:
@@ -193,55 +229,6 @@ def _required_str(data: dict[str, Any], key: str, max_len: int) -> str:
     if not 1 <= len(value) <= max_len:
         raise InvalidEvent("bad_value", f"{key} must have 1..{max_len} characters")
     return value
-
-
-def _check_optional(data: dict[str, Any]) -> None:
-    channel = data.get("channel", _ABSENT)
-    if channel is not _ABSENT and (type(channel) is not str or channel not in CHANNELS):
-        raise InvalidEvent("bad_enum", f"channel {channel!r} is not one of {sorted(CHANNELS)}")
-    device = data.get("device", _ABSENT)
-    if device is not _ABSENT:
-        _obj(device, "device")
-        dtype = device.get("type", _ABSENT)
-        if dtype is not _ABSENT and (type(dtype) is not str or dtype not in DEVICE_TYPES):
-            raise InvalidEvent("bad_enum", f"device.type {dtype!r} is not one of "
-                               f"{sorted(DEVICE_TYPES)}")
-        _strs(device, "device", ("os", "app_version"))
-    context = data.get("context", _ABSENT)
-    if context is not _ABSENT:
-        _obj(context, "context")
-        _strs(context, "context", ("session_id", "page_url", "referrer", "user_agent"))
-        campaign = context.get("campaign", _ABSENT)
-        if campaign is not _ABSENT:
-            _obj(campaign, "context.campaign")
-            _strs(campaign, "context.campaign", ("source", "medium", "name"))
-        geo = context.get("geo", _ABSENT)
-        if geo is not _ABSENT:
-            _obj(geo, "context.geo")
-            _strs(geo, "context.geo", ("country", "region", "city"))
-            country = geo.get("country", _ABSENT)
-            if country is not _ABSENT and _COUNTRY_RE.fullmatch(country) is None:
-                raise InvalidEvent("bad_value", "context.geo.country must be ISO 3166-1 alpha-2")
-    properties = data.get("properties", _ABSENT)
-    if properties is not _ABSENT:
-        _obj(properties, "properties")
-    traits = data.get("traits", _ABSENT)
-    if traits is not _ABSENT:
-        _obj(traits, "traits")
-        age = traits.get("age", _ABSENT)
-        if age is not _ABSENT and (type(age) not in (int, float)):
-            raise InvalidEvent("wrong_type", "traits.age must be a number")
-        _strs(traits, "traits", _STRING_TRAITS)
-        interests = traits.get("interests", _ABSENT)
-        if interests is not _ABSENT and (type(interests) is not list
-                                      or any(type(i) is not str for i in interests)):
-            raise InvalidEvent("wrong_type", "traits.interests must be an array of strings")
-        opt_in = traits.get("newsletter_opt_in", _ABSENT)
-        if opt_in is not _ABSENT and type(opt_in) is not bool:
-            raise InvalidEvent("wrong_type", "traits.newsletter_opt_in must be a boolean")
-    source = data.get("source", _ABSENT)
-    if source is not _ABSENT and type(source) is not str:
-        raise InvalidEvent("wrong_type", "source must be a string")
 
 
 def _depth(value: Any, limit: int) -> int:
@@ -258,15 +245,3 @@ def _depth(value: Any, limit: int) -> int:
         stack.extend((child, depth + 1) for child in children
                      if type(child) is dict or type(child) is list)
     return deepest
-
-
-def _obj(value: Any, where: str) -> None:
-    if type(value) is not dict:
-        raise InvalidEvent("wrong_type", f"{where} must be an object")
-
-
-def _strs(obj: dict[str, Any], where: str, keys: tuple[str, ...]) -> None:
-    for key in keys:
-        value = obj.get(key, _ABSENT)
-        if value is not _ABSENT and type(value) is not str:
-            raise InvalidEvent("wrong_type", f"{where}.{key} must be a string")

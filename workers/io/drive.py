@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from workers.config import Config
+from workers.core.formats import Format
 from workers.core.pipeline import Pipeline
 from workers.core.records import Output
 from workers.core.touchpoints import format_time
@@ -39,13 +40,15 @@ class StreamInterrupted(Interrupted):
 
 
 def drive(pipeline: Pipeline, source: Source, sink: Sink, progress: Progress | None = None,
-          *, flush: bool = True, count_as: str | None = None) -> dict[str, Any]:
+          *, flush: bool = True, count_as: str | None = None,
+          fmt: Format | None = None) -> dict[str, Any]:
     """Feed every record of ``source`` to ``pipeline``; outputs go to ``sink`` in batches.
 
     ``flush=False`` leaves events still inside the reorder window (and the open
     tick) in the pipeline, so a saved state continues exactly where this ended.
     ``count_as`` names the summary field for the events fed here (a pipeline
     restored from a saved state counted earlier ones in ``events_read``).
+    ``fmt`` is the input format of every record (default: the configuration's).
     Returns the summary, which the sink also got.
     """
     feed = pipeline.feed
@@ -58,7 +61,7 @@ def drive(pipeline: Pipeline, source: Source, sink: Sink, progress: Progress | N
         if progress is not None:
             progress.update(0, source.estimate(0))
         for raw, origin in source:
-            pending.extend(feed(raw, origin))
+            pending.extend(feed(raw, origin, fmt))
             events += 1
             held += len(raw)
             last = raw
@@ -114,7 +117,8 @@ _AFTER_YEAR_9999 = 253402300800.0  # 10000-01-01T00:00:00Z
 
 
 def run_files(config: Config, inputs: list[str], out_dir: str | Path,
-              progress: ProgressMode = "off") -> dict[str, Any]:
+              progress: ProgressMode = "off", fmt: Format | None = None) -> dict[str, Any]:
     """``persona-stream run``: ``inputs`` in order through a fresh pipeline into ``out_dir``."""
     source = FileSource(inputs)
-    return drive(Pipeline(config), source, FileSink(out_dir), Progress(progress, "run"))
+    return drive(Pipeline(config), source, FileSink(out_dir), Progress(progress, "run"),
+                 fmt=fmt)

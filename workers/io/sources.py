@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
 from workers.config import Config
+from workers.core.formats import Format, Formats
 from workers.core.records import Origin
-from workers.core.touchpoints import parse_time
-from workers.errors import BrokerError, InputError
+from workers.core.touchpoints import IntakeLimits, TouchpointParser, parse_time
+from workers.errors import BrokerError, InputError, InvalidEvent
 from workers.io.kafka import client_security, unreachable
 
 _POLL_RECORDS = 5000  # records per poll: amortises the round trip
@@ -141,21 +142,49 @@ class PartitionRange:
     stop: int  # exclusive; never past the end offset seen when the replay started
 
 
+class ValidTime:
+    """The time a record will be processed at; -inf for one that will be a dead letter.
+
+    What a replay merges partitions by: a record that will be refused (too large,
+    unreadable, dated out of range) must not hold its partition back, or the valid
+    events behind it would come out of order. The record is read as the pipeline
+    will read it (its format included), by a parser whose counts are not kept.
+    """
+
+    def __init__(self, config: Config, fmt: Format | None = None) -> None:
+        self.parser = TouchpointParser(IntakeLimits.from_config(config))
+        self.formats = Formats(config)
+        self.fmt = fmt
+
+    def __call__(self, raw: bytes, topic: str) -> float:
+        try:
+            adapter = self.formats.adapter(self.formats.of(topic, self.fmt), raw) if raw else None
+            if adapter is None:
+                return self.parser.parse(raw).ts
+            for item in adapter.events(raw):
+                if not isinstance(item, InvalidEvent):
+                    return self.parser.check(item).ts
+        except InvalidEvent:
+            pass
+        return -math.inf
+
+
 class TopicSource:
     """One topic between two bounds, merged across partitions in event-time order.
 
     Partitions are ``assign()``-ed (no group, no commits); each stops at the
     end offset captured at start, so records produced during the replay are
-    not chased.
+    not chased. The merge goes by :class:`ValidTime`.
     """
 
     def __init__(self, config: Config, topic: str, start: Bound | None,
-                 stop: Bound | None) -> None:
+                 stop: Bound | None, fmt: Format | None = None) -> None:
         from kafka import KafkaConsumer, TopicPartition
         from kafka.errors import KafkaError
 
         k = config.kafka
         self.topic = topic
+        self._time_of = ValidTime(config, fmt)
         self._stall_seconds = k.connect_timeout_seconds  # no data this long = broker gone
         timeout_ms = int(k.connect_timeout_seconds * 1000)
         try:
@@ -224,7 +253,7 @@ class TopicSource:
             while buffer:
                 record = buffer.popleft()
                 value = record.value or b""  # a tombstone becomes a dead letter, not a crash
-                yield event_time(value), partition, record.offset, value
+                yield self._time_of(value, self.topic), partition, record.offset, value
             if partition in self._done:
                 return
             self._fill(partition)

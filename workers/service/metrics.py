@@ -75,6 +75,14 @@ class Metrics:
             "persona_stream_traits_dropped",
             "Trait keys not kept: past features.max_traits distinct keys of a profile.",
             registry=r)
+        self.fields_dropped = Counter(
+            "persona_stream_fields_dropped",
+            "Optional fields left out of an event because they could not be used, by field.",
+            ["field"], registry=r)
+        self.values_coerced = Counter(
+            "persona_stream_values_coerced",
+            "Values made usable (a numeric string, a +0000 offset...), by field.",
+            ["field"], registry=r)
         self.beyond_dedup_window = Counter(
             "persona_stream_events_beyond_dedup_window",
             "Valid events more than intake.dedup_window_seconds behind the stream's clock:"
@@ -112,6 +120,7 @@ class Metrics:
             "refused": self.merges_refused, "blocked": self.blocked, "changes": self.changes,
             "model_updates": self.model_updates, "traits_dropped": self.traits_dropped,
             "beyond_dedup_window": self.beyond_dedup_window,
+            "dropped": self.fields_dropped, "coerced": self.values_coerced,
         }
         self._exported: dict[tuple[str, str], int] = {}
         self._segments: set[str] = set()
@@ -151,7 +160,9 @@ class Metrics:
             ("traits_dropped", ""): stats.traits_dropped,
             ("beyond_dedup_window", ""): pipeline.dedup.beyond_window,
         }
+        optional = pipeline.parser.optional
         for name, counts in (("invalid", stats.invalid_by_error),
+                             ("dropped", optional.dropped), ("coerced", optional.coerced),
                              ("refused", stats.merges_refused),
                              ("changes", stats.changes_by_reason)):
             current.update(((name, label), n) for label, n in counts.items())

@@ -1039,8 +1039,8 @@ class _Simulator:
             ev["occurred_at"] = "yesterday"
         elif kind == 6:
             ev["type"] = rng.randrange(1, 100)
-        elif kind == 7:
-            ev["channel"] = "carrier_pigeon"
+        elif kind == 7:  # a bad *optional* field would be repaired: break a required one
+            ev["type"] = "Carrier Pigeon"
         else:
             return orjson.dumps(ev).replace(b'"event_id":"', b'"event_id":"\xff\xfe', 1)
         return orjson.dumps(ev)

@@ -1,0 +1,417 @@
+"""Segment Spec / RudderStack calls read into touchpoints (docs/formats/segment.md).
+
+One record is one call (track, identify, page, screen, alias, group) or a batch
+envelope ``{"batch": [...]}`` (Segment's and RudderStack's), whose ``context``
+and ``sentAt`` apply to every member that lacks its own.
+
+API, and why: :meth:`SegmentAdapter.events` raises :class:`InvalidEvent` when
+the *record* cannot be used (empty, too large, not a JSON object, ``batch`` not
+an array, or a single call that cannot be read): the record is the dead letter.
+A batch member that cannot be read does not spoil its neighbours: it is
+*yielded* as an :class:`InvalidMember` (an ``InvalidEvent`` with the member's
+index and its own bytes), so the caller dead-letters each bad member on its own
+and goes on with the good ones. Everything else yielded is a touchpoint-shaped
+dict for ``TouchpointParser.check``. A record may be up to
+``intake.segment.max_batch_bytes``, each call up to ``intake.max_event_bytes``;
+the envelope's two levels of nesting are not counted against ``intake.max_depth``
+(a single call, parsed before it is known not to be a batch, gets them too).
+
+What is not mapped: ``context.ip`` (personal data, and no touchpoint field needs
+it); a ``context.location.country`` that is not an ISO 3166-1 alpha-2 code
+(Segment sends names such as "United States"); personal traits (names,
+username, birthday, street address...: ``intake.segment.traits``). Values the
+adapter cannot translate (an unlisted ``channel`` or ``context.device.type``, a
+string revenue) are passed on as they are, for the intake to check and count.
+Pure: no clock, no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Literal, cast
+
+import orjson
+
+from workers.config import Config, SegmentConfig
+from workers.core.formats import InvalidMember
+from workers.core.repair import CHANNELS, DEVICE_TYPES
+from workers.core.touchpoints import (
+    IntakeLimits,
+    check_size,
+    decode_object,
+    format_time,
+    is_rfc3339,
+    parse_time,
+)
+from workers.errors import InvalidEvent
+
+CallType = Literal["track", "identify", "page", "screen", "alias", "group"]
+CALL_TYPES: tuple[CallType, ...] = ("track", "identify", "page", "screen", "alias", "group")
+TYPE_RE = re.compile(r"[a-z0-9_.:-]{1,64}")
+
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+_NOT_TYPE = re.compile(r"[^a-z0-9.:-]+")
+# ISO 8601 forms trackers send beside RFC 3339: +0000, +00, no seconds, a comma, no
+# offset at all (Segment's timestamps are UTC)
+_ISO_RE = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2})(:\d{2}(?:[.,]\d+)?)?"
+                     r"(?:([Zz])|([+-]\d{2}):?(\d{2})?)?")
+_COMPANY_KEYS = {"name": "company_name", "id": "company_id"}
+_NAMES_REMEMBERED = 10_000  # event names are a small vocabulary; bounded all the same
+_ENVELOPE_DEPTH = 2  # {"batch": [ ... ]}: a member sits two levels down
+
+
+@dataclass(frozen=True, slots=True)
+class _Envelope:
+    """What a batch gives each of its members."""
+
+    context: Mapping[str, Any]
+    sent_at: Any
+
+
+_NO_ENVELOPE = _Envelope({}, None)
+
+
+def snake_case(name: str) -> str:
+    """An event name as a touchpoint type: "Video Played" and "videoPlayed" -> video_played."""
+    return _NOT_TYPE.sub("_", _CAMEL.sub("_", name).lower()).strip("_")[:64].rstrip("_")
+
+
+def parse_iso(value: Any) -> float:
+    """An ISO 8601 time to epoch seconds; ValueError when it is none."""
+    if type(value) is not str:
+        raise ValueError(value)
+    try:
+        return parse_time(value)
+    except ValueError:
+        match = _ISO_RE.fullmatch(value.strip())
+        if match is None:
+            raise
+    date, clock, seconds, zulu, hours, minutes = match.groups()
+    offset = "Z" if zulu or hours is None else f"{hours}:{minutes or '00'}"
+    return parse_time(f"{date}T{clock}{(seconds or ':00').replace(',', '.')}{offset}")
+
+
+class SegmentAdapter:
+    """Reads Segment / RudderStack records; see the module docstring for the API."""
+
+    def __init__(self, config: Config) -> None:
+        seg = config.intake.segment
+        self.limits = IntakeLimits.from_config(config)
+        self._record_limits = replace(
+            self.limits, max_event_bytes=max(seg.max_batch_bytes, self.limits.max_event_bytes),
+            max_depth=self.limits.max_depth + _ENVELOPE_DEPTH)
+        self._events = {snake_case(k): v for k, v in {**seg.events, **seg.custom_events}.items()}
+        self._types: dict[str, str] = {}  # event name as sent -> type: names are few
+        self._calls = seg.calls
+        self._channels = seg.channels
+        self._library_channels = seg.library_channels
+        self._device_types = seg.device_types
+        self._identity_traits: Mapping[str, str] = seg.identity_traits
+        self._trait_names = seg.traits
+        self._bands = list(seg.employee_bands.items())
+        self._revenue_keys = seg.revenue_keys
+        self._alias_id = seg.alias_previous_id
+        self._revenue = config.features.revenue_property
+        self._conversions = frozenset(config.features.conversion_types)
+
+    def events(self, raw: bytes) -> Iterator[dict[str, Any] | InvalidMember]:
+        """The record's touchpoints in order; bad batch members as InvalidMember."""
+        data = decode_object(check_size(raw, self._record_limits), self._record_limits)
+        if "batch" not in data:
+            if len(raw) > self.limits.max_event_bytes:
+                raise InvalidEvent("too_large", f"call is {len(raw)} bytes, limit is"
+                                   f" {self.limits.max_event_bytes}")
+            yield self.adapt(data)
+            return
+        batch = data["batch"]
+        if type(batch) is not list:
+            raise InvalidEvent("wrong_type", "batch must be an array of calls")
+        context = data.get("context")
+        envelope = _Envelope(context if type(context) is dict else {}, data.get("sentAt"))
+        for index, member in enumerate(batch):
+            item: dict[str, Any] | InvalidMember
+            try:
+                item = self._member(member, envelope)
+            except InvalidEvent as exc:
+                item = InvalidMember(exc.code, f"batch[{index}]: {exc.detail}", index,
+                                     orjson.dumps(member))
+            yield item
+
+    def _member(self, member: Any, envelope: _Envelope) -> dict[str, Any]:
+        if type(member) is not dict:
+            raise InvalidEvent("not_object", f"a JSON {type(member).__name__}, not a call")
+        size = len(orjson.dumps(member))
+        if size > self.limits.max_event_bytes:
+            raise InvalidEvent("too_large", f"call is {size} bytes, limit is"
+                               f" {self.limits.max_event_bytes}")
+        return self.adapt(member, envelope)
+
+    def adapt(self, call: dict[str, Any], envelope: _Envelope = _NO_ENVELOPE) -> dict[str, Any]:
+        """One call as a touchpoint-shaped dict; InvalidEvent when it cannot be read."""
+        kind = _call_type(call)
+        context = call.get("context")
+        context = context if type(context) is dict else {}
+        if envelope.context:
+            context = {**envelope.context, **context}
+        identity = _identity(call, kind, context, self._alias_id)
+        traits = self._traits(call, kind, context, identity)
+        type_ = self._type(call, kind)
+        event: dict[str, Any] = {"event_id": _event_id(call),
+                                 "occurred_at": _occurred_at(call, envelope),
+                                 "type": type_, "identity": identity}
+        channel = self._channel(call, context)
+        if channel is not None:
+            event["channel"] = channel
+        _put(event, "device", self._device(context))
+        _put(event, "context", _context(call, kind, context))
+        _put(event, "properties", self._properties(call, kind, type_))
+        _put(event, "traits", traits)
+        _put(event, "source", _dig(context, "library", "name"))
+        return event
+
+    def _type(self, call: Mapping[str, Any], kind: CallType) -> str:
+        if kind != "track":
+            return self._calls.get(kind, kind)
+        name = call.get("event")
+        if type(name) is not str or not name:
+            raise InvalidEvent("missing_field", "a track call needs its event name")
+        type_ = self._types.get(name)
+        if type_ is None:
+            key = snake_case(name)
+            if not key:
+                raise InvalidEvent("bad_value", f"event {name!r} has no letter or digit to"
+                                   " name a touchpoint type")
+            type_ = self._events.get(key, key)
+            if len(self._types) < _NAMES_REMEMBERED:
+                self._types[name] = type_
+        return type_
+
+    def _channel(self, call: Mapping[str, Any], context: Mapping[str, Any]) -> Any:
+        """The call's channel when it names one, else the library's."""
+        channel = call.get("channel")
+        if type(channel) is str and channel:
+            known = channel.lower()
+            if known not in self._channels:
+                return channel  # unknown: the intake says what is wrong with it
+            if self._channels[known] is not None:
+                return self._channels[known]
+        library = _dig(context, "library", "name")
+        return self._library_channels.get(library) if type(library) is str else None
+
+    def _device(self, context: Mapping[str, Any]) -> dict[str, Any]:
+        device: dict[str, Any] = {}
+        dtype = _dig(context, "device", "type")
+        if type(dtype) is str and dtype:
+            known = dtype.lower()
+            dtype = self._device_types.get(known, dtype)
+        if dtype:
+            device["type"] = dtype
+        _put(device, "os", _dig(context, "os", "name"))
+        _put(device, "app_version", _dig(context, "app", "version"))
+        return device
+
+    def _properties(self, call: Mapping[str, Any], kind: CallType, type_: str) -> Any:
+        props = call.get("properties")
+        if props is not None and type(props) is not dict:
+            return props  # not an object: the intake says so
+        props = dict(props) if props else {}
+        if kind in ("page", "screen"):
+            _put(props, "name", call.get("name"), keep=True)
+            _put(props, "content_category", call.get("category"), keep=True)
+        if type_ in self._conversions and self._revenue not in props:
+            amount = next((props[k] for k in self._revenue_keys if k in props), None)
+            _put(props, self._revenue, amount)
+        return props
+
+    def _traits(self, call: Mapping[str, Any], kind: CallType, context: Mapping[str, Any],
+                identity: dict[str, Any]) -> dict[str, Any]:
+        """Person traits (context.traits, an identify's traits) and a group's firmographics.
+
+        Identifier traits (email, phone) go to ``identity`` instead.
+        """
+        out: dict[str, Any] = {}
+        declared = call.get("traits")
+        for source in (context.get("traits"), declared if kind != "group" else None):
+            if type(source) is dict:
+                self._person(source, out, identity)
+        if kind == "group":
+            if type(declared) is dict:
+                self._company(declared, out)
+            _put(out, "company_id", _identifier(call.get("groupId")))
+        return out
+
+    def _person(self, traits: Mapping[str, Any], out: dict[str, Any],
+                identity: dict[str, Any]) -> None:
+        for key, value in traits.items():
+            id_type = self._identity_traits.get(key)
+            if id_type is not None:
+                _put(identity, id_type, _identifier(value), keep=True)
+            elif key == "address" and type(value) is dict:
+                _put(out, "city", value.get("city"))
+                _put(out, "region", value.get("state") or value.get("region"))
+                _put(out, "country", _country(value.get("country")))
+            elif key == "company" and type(value) is dict:
+                self._company(value, out)
+            else:
+                name = self._trait_names.get(key, key)
+                if name is not None:  # None: personal data, left out
+                    out[name] = value
+
+    def _company(self, traits: Mapping[str, Any], out: dict[str, Any]) -> None:
+        """Group (or traits.company) traits as the person's firmographics."""
+        for key, value in traits.items():
+            if key in ("employees", "employee_count") and type(value) in (int, float):
+                _put(out, "company_size", self._band(value))
+            elif key == "industry" and type(value) is str:
+                out["industry"] = value.lower()
+            elif key in _COMPANY_KEYS:
+                out[_COMPANY_KEYS[key]] = value
+            elif key in self._identity_traits or self._trait_names.get(key, "") is None:
+                continue  # the company's contact details, or personal data
+            else:
+                out[f"company_{snake_case(key) or 'trait'}"] = value
+
+    def _band(self, employees: float) -> str | None:
+        return next((band for band, most in self._bands if employees <= most), None)
+
+
+def _call_type(call: Mapping[str, Any]) -> CallType:
+    """The call's ``type``; a call posted to /v1/track etc. may have none: inferred."""
+    kind = call.get("type")
+    if kind is None:
+        kind = ("track" if "event" in call else "alias" if "previousId" in call
+                else "group" if "groupId" in call else None)
+        if kind is None:
+            raise InvalidEvent("missing_field", "the call has no type (track, identify,"
+                               " page, screen, alias, group)")
+    if type(kind) is not str or kind.lower() not in CALL_TYPES:
+        raise InvalidEvent("bad_value", f"type {kind!r} is not a Segment call type")
+    return cast(CallType, kind.lower())
+
+
+def _identity(call: Mapping[str, Any], kind: CallType, context: Mapping[str, Any],
+              alias_id: str) -> dict[str, Any]:
+    """The call's own ids (they win over ids found in traits, which come after)."""
+    identity: dict[str, Any] = {}
+    _put(identity, "device_id", _identifier(_dig(context, "device", "id")))
+    _put(identity, "anonymous_id", _identifier(call.get("anonymousId")))
+    _put(identity, "user_id", _identifier(call.get("userId")))
+    if kind == "alias":
+        # previousId is what the alias is about: it wins its slot over anonymousId
+        _put(identity, alias_id, _identifier(call.get("previousId")))
+    return identity
+
+
+def _event_id(call: Mapping[str, Any]) -> Any:
+    """messageId, else a hash of the call (sorted keys: the same call, the same id)."""
+    message_id = _identifier(call.get("messageId"))
+    if message_id is not None:
+        return message_id
+    digest = hashlib.sha256(orjson.dumps(call, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    return f"seg-{digest[:32]}"
+
+
+def _occurred_at(call: Mapping[str, Any], envelope: _Envelope) -> str:
+    """Segment's rule: timestamp; else originalTimestamp corrected for the device's clock
+    by receivedAt - sentAt when both are there; else originalTimestamp; else receivedAt."""
+    try:
+        stamp = call.get("timestamp")
+        if stamp is not None:
+            if type(stamp) is str and is_rfc3339(stamp):
+                return stamp  # the common case: the intake reads it as it is
+            return format_time(parse_iso(stamp))
+        original = call.get("originalTimestamp")
+        received = call.get("receivedAt")
+        sent = call.get("sentAt", envelope.sent_at)
+        if original is not None:
+            ts = parse_iso(original)
+            if received is not None and sent is not None:
+                ts += parse_iso(received) - parse_iso(sent)
+            return format_time(ts)
+        if received is not None:
+            return format_time(parse_iso(received))
+    except (ValueError, OverflowError, OSError):
+        raise InvalidEvent("bad_timestamp", "timestamp, originalTimestamp, sentAt or"
+                           " receivedAt is not an ISO 8601 time") from None
+    raise InvalidEvent("missing_field", "the call has no timestamp, originalTimestamp or"
+                       " receivedAt")
+
+
+def _context(call: Mapping[str, Any], kind: CallType,
+             context: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    props = call.get("properties")
+    page_props = props if kind == "page" and type(props) is dict else {}
+    _put(out, "session_id", _identifier(context.get("sessionId")))
+    _put(out, "page_url", _dig(context, "page", "url") or page_props.get("url"))
+    _put(out, "referrer", _dig(context, "page", "referrer") or page_props.get("referrer"))
+    campaign = context.get("campaign")
+    if type(campaign) is dict:
+        _put(out, "campaign", {k: campaign[k] for k in ("source", "medium", "name")
+                               if campaign.get(k) not in (None, "")})
+    location = context.get("location")
+    if type(location) is dict:
+        geo = {"country": _country(location.get("country")),
+               "region": location.get("region"), "city": location.get("city")}
+        _put(out, "geo", {k: v for k, v in geo.items() if v not in (None, "")})
+    _put(out, "user_agent", context.get("userAgent"))
+    _put(out, "locale", context.get("locale"))
+    return out
+
+
+def _country(value: Any) -> str | None:
+    """ISO 3166-1 alpha-2 only: a country name cannot be told from a typo here."""
+    if type(value) is str and len(value) == 2 and value.isascii() and value.isalpha():
+        return value.upper()
+    return None
+
+
+def _identifier(value: Any) -> Any:
+    """An id as a string: a number (userId 42) becomes "42"; null and "" are no id."""
+    if value is None or value == "":
+        return None
+    if type(value) is int or (type(value) is float and value.is_integer()):
+        return str(int(value))
+    return value  # a string, or something the intake will refuse with its reason
+
+
+def _dig(obj: Mapping[str, Any], key: str, inner: str) -> Any:
+    value = obj.get(key)
+    return value.get(inner) if type(value) is dict else None
+
+
+def _put(obj: dict[str, Any], key: str, value: Any, keep: bool = False) -> None:
+    """Set when there is something to say; ``keep``: an earlier value wins."""
+    if value is None or value == "" or value == {}:
+        return
+    if keep and key in obj:
+        return
+    obj[key] = value
+
+
+def problems(seg: SegmentConfig) -> Iterator[str]:
+    """Every value the Segment tables can produce must be valid in a touchpoint."""
+    where = "intake.segment"
+    for key in ("events", "custom_events", "calls"):
+        for name, type_ in getattr(seg, key).items():
+            if TYPE_RE.fullmatch(type_) is None:
+                yield f"{where}.{key}.{name}: {type_!r} must match [a-z0-9_.:-]{{1,64}}"
+    for key in ("channels", "library_channels"):
+        for name, channel in getattr(seg, key).items():
+            if channel is not None and channel not in CHANNELS:
+                yield f"{where}.{key}.{name}: {channel!r} is not one of {sorted(CHANNELS)}"
+    for name, device in seg.device_types.items():
+        if device is not None and device not in DEVICE_TYPES:
+            yield (f"{where}.device_types.{name}: {device!r} is not one of"
+                   f" {sorted(DEVICE_TYPES)}")
+    bounds = list(seg.employee_bands.values())
+    if not bounds or bounds != sorted(set(bounds)) or bounds[0] < 1:
+        yield f"{where}.employee_bands must be ascending upper bounds >= 1, got {bounds}"
+    if seg.max_batch_bytes < 1:
+        yield f"{where}.max_batch_bytes must be >= 1"
+    if seg.alias_previous_id == "user_id":
+        yield (f"{where}.alias_previous_id cannot be user_id: an alias's userId holds that"
+               " slot of the event")
