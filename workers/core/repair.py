@@ -40,34 +40,52 @@ class OptionalFields:
         self.coerced: dict[str, int] = {}
 
     def repair(self, data: dict[str, Any]) -> None:
-        """Drop what cannot be used, coerce what is unambiguous; never raises."""
+        """Drop what cannot be used, coerce what is unambiguous; never raises.
+
+        Written for the usual case, a valid event: one look per field, no call
+        unless something is wrong.
+        """
         channel = data.get("channel", _ABSENT)
         if channel is not _ABSENT and (type(channel) is not str or channel not in CHANNELS):
             self._drop(data, "channel", "channel")
-        if "source" in data and type(data["source"]) is not str:
+        source = data.get("source", _ABSENT)
+        if source is not _ABSENT and type(source) is not str:
             self._drop(data, "source", "source")
-        device = self._object(data, "device", "device")
-        if device is not None:
+        device = data.get("device", _ABSENT)
+        if type(device) is dict:
             dtype = device.get("type", _ABSENT)
             if dtype is not _ABSENT and (type(dtype) is not str or dtype not in DEVICE_TYPES):
                 self._drop(device, "type", "device.type")
             self._strings(device, "device")
-        self._context(data)
-        properties = self._object(data, "properties", "properties")
-        if properties is not None and self.amount_key in properties:
-            self._number(properties, self.amount_key, f"properties.{self.amount_key}")
-        self._traits(data)
+        elif device is not _ABSENT:
+            self._drop(data, "device", "device")
+        context = data.get("context", _ABSENT)
+        if type(context) is dict:
+            self._context(context)
+        elif context is not _ABSENT:
+            self._drop(data, "context", "context")
+        properties = data.get("properties", _ABSENT)
+        if type(properties) is dict:
+            amount = properties.get(self.amount_key, _ABSENT)
+            if amount is not _ABSENT and type(amount) is not int and type(amount) is not float:
+                self._number(properties, self.amount_key, f"properties.{self.amount_key}")
+        elif properties is not _ABSENT:
+            self._drop(data, "properties", "properties")
+        traits = data.get("traits", _ABSENT)
+        if type(traits) is dict:
+            self._traits(traits)
+        elif traits is not _ABSENT:
+            self._drop(data, "traits", "traits")
 
-    def _context(self, data: dict[str, Any]) -> None:
-        context = self._object(data, "context", "context")
-        if context is None:
-            return
+    def _context(self, context: dict[str, Any]) -> None:
         self._strings(context, "context")
-        campaign = self._object(context, "campaign", "context.campaign")
-        if campaign is not None:
+        campaign = context.get("campaign", _ABSENT)
+        if type(campaign) is dict:
             self._strings(campaign, "context.campaign")
-        geo = self._object(context, "geo", "context.geo")
-        if geo is not None:
+        elif campaign is not _ABSENT:
+            self._drop(context, "campaign", "context.campaign")
+        geo = context.get("geo", _ABSENT)
+        if type(geo) is dict:
             self._strings(geo, "context.geo")
             country = geo.get("country", _ABSENT)
             if country is not _ABSENT and _COUNTRY_RE.fullmatch(country) is None:
@@ -76,15 +94,16 @@ class OptionalFields:
                     self._count(self.coerced, "context.geo.country")
                 else:
                     self._drop(geo, "country", "context.geo.country")
+        elif geo is not _ABSENT:
+            self._drop(context, "geo", "context.geo")
 
-    def _traits(self, data: dict[str, Any]) -> None:
-        traits = self._object(data, "traits", "traits")
-        if traits is None:
-            return
-        if "age" in traits:
+    def _traits(self, traits: dict[str, Any]) -> None:
+        age = traits.get("age", _ABSENT)
+        if age is not _ABSENT and type(age) is not int and type(age) is not float:
             self._number(traits, "age", "traits.age")
         for key in STRING_TRAITS:
-            if key in traits and type(traits[key]) is not str:
+            value = traits.get(key, _ABSENT)
+            if value is not _ABSENT and type(value) is not str:
                 self._drop(traits, key, f"traits.{key}")
         interests = traits.get("interests", _ABSENT)
         if interests is not _ABSENT and (type(interests) is not list
@@ -98,18 +117,10 @@ class OptionalFields:
             else:
                 self._drop(traits, "newsletter_opt_in", "traits.newsletter_opt_in")
 
-    def _object(self, parent: dict[str, Any], key: str, name: str) -> dict[str, Any] | None:
-        value = parent.get(key, _ABSENT)
-        if value is _ABSENT:
-            return None
-        if type(value) is dict:
-            return value
-        self._drop(parent, key, name)
-        return None
-
     def _strings(self, obj: dict[str, Any], name: str) -> None:
         for key in _STRUCT[name]:
-            if key in obj and type(obj[key]) is not str:
+            value = obj.get(key, _ABSENT)
+            if value is not _ABSENT and type(value) is not str:
                 self._drop(obj, key, f"{name}.{key}")
 
     def _number(self, obj: dict[str, Any], key: str, name: str) -> None:
