@@ -146,6 +146,13 @@ class Pipeline:
             stats.events_read += 1
             self._dead_letter(raw, exc.code, exc.detail, origin)
             return
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
+            # a record shaped in a way the adapter did not foresee: a dead letter that says
+            # so (a bug to report), never a stopped worker
+            stats.events_read += 1
+            self._dead_letter(raw, "unreadable", f"the {type(adapter).__name__} could not"
+                              f" read this record ({type(exc).__name__}: {exc})", origin)
+            return
         if not items:  # a line without an event, such as a CSV header
             stats.records_without_events += 1
             return

@@ -89,3 +89,18 @@ def test_a_revenue_sent_as_a_string_counts_and_says_so() -> None:
     (state,) = pipeline.profiles.values()
     assert state.revenue == 22.5 and state.orders == 1
     assert pipeline.summary()["values_coerced"] == {"properties.revenue": 1}
+
+
+def test_an_adapter_that_trips_over_a_record_makes_a_dead_letter_not_a_crash(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from workers.core.formats.segment import SegmentAdapter
+
+    def trips(self: SegmentAdapter, raw: bytes) -> Any:
+        raise TypeError("unhashable type: 'list'")
+
+    monkeypatch.setattr(SegmentAdapter, "events", trips)
+    pipeline = Pipeline(load())
+    outputs = pipeline.feed(lines("segment/calls.jsonl")[0], fmt="segment")
+    (dead,) = [o.record for o in outputs if o.kind == "dead_letter"]
+    assert dead["error"] == "unreadable" and "SegmentAdapter" in dead["detail"]
+    assert pipeline.stats.events_read == pipeline.stats.events_invalid == 1

@@ -212,7 +212,7 @@ class SnowplowAdapter:
         props: dict[str, Any] = {}
         if unstruct is not None:
             props.update(unstruct[1])
-        for field, prop in self.properties.get(f.get("event") or "", {}).items():
+        for field, prop in self.properties.get(text(f.get("event")) or "", {}).items():
             value = f.get(field)
             if value is not None and value != "":
                 props[prop] = required_number(value, field) if field in _NUMERIC else value
