@@ -164,8 +164,8 @@ class ValidTime:
             for item in adapter.events(raw):
                 if not isinstance(item, InvalidEvent):
                     return self.parser.check(item).ts
-        except InvalidEvent:
-            pass
+        except (InvalidEvent, TypeError, ValueError, KeyError, AttributeError, IndexError):
+            pass  # a dead letter to be: it does not hold its partition back
         return -math.inf
 
 
