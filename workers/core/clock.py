@@ -3,10 +3,13 @@
 The reorder buffer's watermark, de-duplication expiry and the far-future check
 all hang on it. Taking the newest event time seen would let one record dated
 9999 move "now" for good (the buffer would release everything, de-duplication
-would forget everything, no tick would run again); the third newest cannot be
-moved by fewer than three records. Until three events have been seen the stream
-has no clock yet (``now`` is -inf). Events dated beyond ``now`` plus the tolerance
-wait in :class:`FarFuture` until the stream confirms the jump or is flushed.
+would forget everything, no tick would run again); the second newest cannot be
+moved by one record. Two is enough: a tracker with a broken clock sends all its
+events wrong, not one, and a third witness would cost small inputs (a handful
+of sample events of mixed dates) their later events. Until two events have been
+seen the stream has no clock yet (``now`` is -inf). Events dated beyond ``now`` plus the tolerance
+are not seen by the clock: they wait in :class:`FarFuture` until other events
+confirm the jump, or the stream is flushed.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from bisect import insort
 from workers.core.records import Origin
 from workers.core.touchpoints import Touchpoint
 
-OUTLIERS = 2  # records that cannot move the clock, however far ahead they are dated
+OUTLIERS = 1  # records that cannot move the clock, however far ahead they are dated
 
 
 class StreamClock:
@@ -51,15 +54,19 @@ class StreamClock:
 class FarFuture:
     """Events dated beyond the clock's limit, waiting to see whether the stream follows.
 
-    One record dated decades ahead must not move the clock; but a stream that really
-    jumps ahead (a quiet weekend, a backfill of a later month) must not lose its first
-    events either. So a far-future event waits here: once enough events confirm the
-    jump, the clock moves and it is released, in event-time order, as if it had just
-    arrived; if the stream is flushed first, it becomes a dead letter. At most
-    ``MAX_HELD`` wait; past that the furthest ahead goes first.
+    One record dated decades ahead must not move the clock, and neither may several
+    such records scattered over months; but a stream that really jumps ahead (a
+    quiet weekend, a backfill of a later month) must not lose its first events. So
+    a far-future event waits here, unseen by the clock: once ``CONFIRM`` waiting
+    events lie within the tolerance of one another, the stream is there, and they
+    are released (in event-time order) and move the clock as any event does; the
+    others are released once the clock reaches them. One still waiting when the
+    stream is flushed becomes a dead letter. At most ``MAX_HELD`` wait; past that
+    the furthest ahead goes first.
     """
 
     MAX_HELD = 1000
+    CONFIRM = 2
 
     def __init__(self) -> None:
         self._held: dict[str, tuple[Touchpoint, Origin | None]] = {}
@@ -78,6 +85,17 @@ class FarFuture:
             return None
         furthest = max(self._held.values(), key=lambda held: (held[0].ts, held[0].event_id))
         return self._held.pop(furthest[0].event_id)
+
+    def confirmed(self, ts: float, tolerance: float) -> list[Touchpoint]:
+        """The waiting events within ``tolerance`` of ``ts``, released, when there are at
+        least ``CONFIRM`` of them (the stream moved there); else none."""
+        near = [tp for tp, _ in self._held.values() if abs(tp.ts - ts) <= tolerance]
+        if len(near) < self.CONFIRM:
+            return []
+        near.sort(key=lambda tp: (tp.ts, tp.event_id))
+        for tp in near:
+            del self._held[tp.event_id]
+        return near
 
     def release(self, limit: float) -> list[Touchpoint]:
         """The events now within ``limit``, in event-time order."""

@@ -3,7 +3,7 @@
 Memory is bounded by the ids seen within the window (one dict entry each),
 not by the stream's length: ids are filed in buckets of a tenth of the window
 and a whole bucket is dropped once the newest event time has left it behind.
-The window is measured against the stream's clock (the third newest event
+The window is measured against the stream's clock (the second newest event
 time), not against the order records arrive in, so de-duplication is exact for
 any backlog whose events are less than a window behind the stream, however
 long the backlog took to arrive. An event further behind than that cannot be

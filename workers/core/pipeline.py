@@ -188,8 +188,9 @@ class Pipeline:
             if pushed_out is not None:
                 self._dead_letter(pushed_out[0].raw, "future_time", _FUTURE_DETAIL,
                                   pushed_out[1])
-            if self.clock.observe(tp.ts):
-                self._clock_moved()
+            # a second event near this one says the stream itself moved there
+            for confirmed in self._far.confirmed(tp.ts, self.clock.tolerance):
+                self._admit(confirmed)
 
     def _clock_moved(self) -> None:
         """Forget ids the window left behind; admit far-future events the clock reached."""
