@@ -636,6 +636,21 @@ def _seconds(run: Any) -> float:
     return time.perf_counter() - started
 
 
+def bench_dedup() -> dict[str, Any]:
+    """Resident bytes per event id the de-dup window holds (1M UUID ids over a week)."""
+    import gc
+    import uuid
+
+    gc.collect()
+    before = _rss()
+    dedup = Deduplicator(7 * 86400.0)
+    for i in range(1_000_000):  # an id string is kept by the window, as in the pipeline
+        dedup.seen(str(uuid.UUID(int=i + 1)), 1_767_571_200 + i * 0.6)
+    gc.collect()
+    held = len(dedup)
+    return {"ids": held, "bytes_per_id": round((_rss() - before) / held)}
+
+
 def bench_profile() -> dict[str, Any]:
     """Where the time goes on the per-event path (cProfile, top functions by own time)."""
     import cProfile
@@ -661,7 +676,7 @@ def bench_profile() -> dict[str, Any]:
 BENCHES = {"intake": bench_intake, "pipeline": bench_pipeline, "quality": bench_quality,
            "memory": bench_memory, "profile": bench_profile, "worker": bench_worker,
            "replay": bench_replay, "latency": bench_latency, "scale": bench_scale,
-           "hostile": bench_hostile, "formats": bench_formats}
+           "hostile": bench_hostile, "formats": bench_formats, "dedup": bench_dedup}
 COMMAND = "python benchmarks/bench.py"
 
 
@@ -711,6 +726,9 @@ def write_table() -> None:
             value = "; ".join(f"{store} store, {int(k):,} profiles: "
                               f"{v['bytes_per_profile']:,} B/profile"
                               for store, sizes in res.items() for k, v in sizes.items())
+        elif name == "dedup":
+            what = "de-dup window memory per event id held (UUID ids)"
+            value = f"{res['bytes_per_id']:,} B/id, {res['ids']:,} ids"
         elif name == "formats":
             what = "intake per event: Segment calls vs the same events as touchpoints"
             value = (f"Segment {res['us_per_event']['segment']} µs = "

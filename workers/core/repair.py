@@ -22,7 +22,7 @@ CHANNELS = frozenset(
 DEVICE_TYPES = frozenset(("mobile", "desktop", "tablet", "other"))
 STRING_TRAITS = ("gender", "income_band", "country", "region", "city", "industry",
                  "company_size", "job_title")
-_COUNTRY_RE = re.compile(r"[A-Z]{2}")
+COUNTRY_RE = re.compile(r"[A-Z]{2}")  # ISO 3166-1 alpha-2
 _ABSENT: Any = object()
 _NUMBER_RE = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?")
 _STRUCT = {"device": ("os", "app_version"),
@@ -88,7 +88,7 @@ class OptionalFields:
         if type(geo) is dict:
             self._strings(geo, "context.geo")
             country = geo.get("country", _ABSENT)
-            if country is not _ABSENT and _COUNTRY_RE.fullmatch(country) is None:
+            if country is not _ABSENT and COUNTRY_RE.fullmatch(country) is None:
                 if len(country) == 2 and country.isalpha() and country.isascii():
                     geo["country"] = country.upper()
                     self._count(self.coerced, "context.geo.country")

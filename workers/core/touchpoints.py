@@ -21,7 +21,7 @@ from workers.errors import InvalidEvent
 
 IDENTIFIER_TYPES = ("user_id", "crm_id", "email", "phone", "device_id", "anonymous_id")
 
-_TYPE_RE = re.compile(r"[a-z0-9_.:-]{1,64}")
+TYPE_RE = re.compile(r"[a-z0-9_.:-]{1,64}")  # what a touchpoint type may be
 # the same grammar as schemas/touchpoint.v1.schema.json ($defs/timestamp)
 _TIME_RE = re.compile(r"(?!0000)(\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01]))[Tt ]"
                       r"((?:[01]\d|2[0-3]):[0-5]\d):([0-5]\d|60)(\.\d+)?"
@@ -133,7 +133,7 @@ class TouchpointParser:
                                "..intake.latest_event_time")
         type_ = _required_str(data, "type", 64)
         if type_ not in self._known_types:
-            if _TYPE_RE.fullmatch(type_) is None:
+            if TYPE_RE.fullmatch(type_) is None:
                 raise InvalidEvent("bad_value", f"type {type_!r} must match [a-z0-9_.:-]{{1,64}}")
             if len(self._known_types) < 10_000:  # bounded: types are a small vocabulary
                 self._known_types.add(type_)

@@ -18,14 +18,13 @@ import pytest
 
 from workers.config import Config, load
 from workers.core.formats.segment import (
-    TYPE_RE,
     InvalidMember,
     SegmentAdapter,
     parse_iso,
     snake_case,
 )
 from workers.core.pipeline import Pipeline
-from workers.core.touchpoints import IntakeLimits, TouchpointParser, format_time
+from workers.core.touchpoints import TYPE_RE, IntakeLimits, TouchpointParser, format_time
 from workers.errors import ConfigError, InvalidEvent
 from workers.simulation.as_segment import to_segment
 from workers.simulation.generator import simulate

@@ -10,24 +10,22 @@ import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from workers.core.repair import CHANNELS, DEVICE_TYPES
-from workers.core.touchpoints import IDENTIFIER_TYPES, format_time, parse_time
+from workers.core.repair import CHANNELS, COUNTRY_RE, DEVICE_TYPES
+from workers.core.touchpoints import IDENTIFIER_TYPES, TYPE_RE, format_time, parse_time
 from workers.errors import InvalidEvent
 
 _NAIVE_RE = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d+)?")
 _NUMBER_RE = re.compile(r"-?(0|[1-9]\d*)(\.\d+)?([eE][-+]?\d+)?")
-_COUNTRY_RE = re.compile(r"[A-Z]{2}")
 _NOT_TYPE_RE = re.compile(r"[^a-z0-9_.:-]+")
-_TYPE_RE = re.compile(r"[a-z0-9_.:-]{1,64}")
 
 # what a table's values may be, by the kind of table (for the configuration check)
 VALUE_RULES: dict[str, tuple[Callable[[str], bool], str]] = {
-    "event_types": (lambda v: _TYPE_RE.fullmatch(v) is not None,
+    "event_types": (lambda v: TYPE_RE.fullmatch(v) is not None,
                     "a type of 1..64 characters of [a-z0-9_.:-]"),
     "channels": (CHANNELS.__contains__, f"one of {', '.join(sorted(CHANNELS))}"),
     "devices": (DEVICE_TYPES.__contains__, f"one of {', '.join(sorted(DEVICE_TYPES))}"),
     "identity": (IDENTIFIER_TYPES.__contains__, f"one of {', '.join(IDENTIFIER_TYPES)}"),
-    "countries": (lambda v: _COUNTRY_RE.fullmatch(v) is not None, "ISO 3166-1 alpha-2"),
+    "countries": (lambda v: COUNTRY_RE.fullmatch(v) is not None, "ISO 3166-1 alpha-2"),
 }
 
 
@@ -112,7 +110,7 @@ def country_code(value: Any, names: Table) -> str | None:
     """ISO 3166-1 alpha-2 as is, a known country name via ``names``; else None (left out)."""
     if type(value) is not str:
         return None
-    return value if _COUNTRY_RE.fullmatch(value) else names.get(value)
+    return value if COUNTRY_RE.fullmatch(value) else names.get(value)
 
 
 def compact(data: dict[str, Any], depth: int = 2) -> dict[str, Any]:

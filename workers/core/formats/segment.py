@@ -39,6 +39,7 @@ from workers.config import Config, SegmentConfig
 from workers.core.formats import InvalidMember
 from workers.core.repair import CHANNELS, DEVICE_TYPES
 from workers.core.touchpoints import (
+    TYPE_RE,
     IntakeLimits,
     check_size,
     decode_object,
@@ -50,7 +51,6 @@ from workers.errors import InvalidEvent
 
 CallType = Literal["track", "identify", "page", "screen", "alias", "group"]
 CALL_TYPES: tuple[CallType, ...] = ("track", "identify", "page", "screen", "alias", "group")
-TYPE_RE = re.compile(r"[a-z0-9_.:-]{1,64}")
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
 _NOT_TYPE = re.compile(r"[^a-z0-9.:-]+")
