@@ -11,7 +11,7 @@ checked here (its original may have been forgotten): it is counted in
 :attr:`Deduplicator.beyond_window` and the pipeline checks it against its
 profile's ring of recent event ids instead. The window
 (``intake.dedup_window_seconds``, 24 h by default) is the memory knob: about
-160 MB per million event ids inside it (36-character ids; BENCHMARKS.md).
+166 bytes per event id inside it (UUID ids; `bench.py dedup`, BENCHMARKS.md).
 """
 
 from __future__ import annotations
