@@ -188,14 +188,16 @@ def identity_key(line: bytes, id_type: str | None = None) -> bytes | None:
         return None
 
 
-def topic_records(topic: str, bootstrap: str = BOOTSTRAP,
-                  idle_ms: int = 3000) -> list[dict[str, Any]]:
+def topic_records(topic: str, bootstrap: str = BOOTSTRAP, idle_ms: int = 3000,
+                  isolation_level: str = "read_uncommitted") -> list[dict[str, Any]]:
     """Every JSON record in ``topic``, from the beginning until none arrives for ``idle_ms``
-    (no consumer group, nothing committed)."""
+    (no consumer group, nothing committed); ``read_committed`` skips what transactions
+    aborted or have not committed yet."""
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False, consumer_timeout_ms=idle_ms)
+                             enable_auto_commit=False, consumer_timeout_ms=idle_ms,
+                             isolation_level=isolation_level)
     try:
         return [orjson.loads(message.value) for message in consumer]
     finally:

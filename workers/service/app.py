@@ -152,7 +152,11 @@ def build_app(config: Config, initial: Pipeline | None = None) -> WorkerApp:
     app = WorkerApp(k.application_id, broker=f"kafka://{k.bootstrap_servers}",
                     broker_credentials=faust_credentials(config, clients.security),
                     store="memory://", web_port=config.metrics.port,
-                    web_bind=config.metrics.host)
+                    web_bind=config.metrics.host,
+                    # faust's own group (its assignor's topic) is static too: without it a
+                    # worker restarted after SIGKILL waits out its dead self's session
+                    consumer_group_instance_id=(f"{k.instance_id}-faust" if k.instance_id
+                                                else None))
     state, metrics = WorkerState(), Metrics()
     router = Router(config, clients, state, metrics)
     owner = Owner(config, clients, state, metrics, router, initial)

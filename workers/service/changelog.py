@@ -43,6 +43,7 @@ from workers.state.codec import pack, unpack
 SEQUENCED_KEY = b"sequenced"  # meta store: the first sequenced offset the state has not seen
 _FETCH_BYTES = 8 * 1_048_576
 _READ_MS = 500
+_TRANSACTION_MS = 300_000  # under the broker's transaction.max.timeout.ms (15 min)
 
 
 class ChangelogCopy:
@@ -120,6 +121,8 @@ class ChangelogWriter:
         self.producer = AIOKafkaProducer(
             bootstrap_servers=k.bootstrap_servers, acks="all", enable_idempotence=True,
             transactional_id=f"{k.application_id}.owner", linger_ms=5,
+            # a first commit writes the whole state (a worker started from a state file)
+            transaction_timeout_ms=_TRANSACTION_MS,
             max_request_size=1_048_576, **security)
         self._topics = {s: changelog_topic(config, s) for s in STORES}
         self._open = False
