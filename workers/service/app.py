@@ -50,7 +50,7 @@ import asyncio
 import errno
 import socket
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import faust
 
@@ -136,6 +136,20 @@ def check_listen(host: str, port: int) -> None:
                           f" {exc.strerror}") from None
 
 
+def _static_faust(instance_id: str | None) -> dict[str, Any]:
+    """faust's own group (its assignor's topic) static too: without it a worker restarted
+    after SIGKILL waits out its dead self's session (faust's 60 s) before it is ready.
+
+    faust's assignor keeps each member's URL in the group and insists a returning static
+    member has the same one, so the URL is named after the instance, not after a port
+    that may change between restarts (faust's URL routes agent and table requests,
+    which this worker has none of)."""
+    if instance_id is None:
+        return {}
+    return {"consumer_group_instance_id": f"{instance_id}-faust",
+            "canonical_url": f"http://{instance_id}"}
+
+
 def provision_topics(config: Config) -> None:
     """Create the contract's topics and the internal ones if missing."""
     provision(config, worker_topics(config))
@@ -153,10 +167,7 @@ def build_app(config: Config, initial: Pipeline | None = None) -> WorkerApp:
                     broker_credentials=faust_credentials(config, clients.security),
                     store="memory://", web_port=config.metrics.port,
                     web_bind=config.metrics.host,
-                    # faust's own group (its assignor's topic) is static too: without it a
-                    # worker restarted after SIGKILL waits out its dead self's session
-                    consumer_group_instance_id=(f"{k.instance_id}-faust" if k.instance_id
-                                                else None))
+                    **_static_faust(k.instance_id))
     state, metrics = WorkerState(), Metrics()
     router = Router(config, clients, state, metrics)
     owner = Owner(config, clients, state, metrics, router, initial)
