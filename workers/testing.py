@@ -6,7 +6,7 @@ Nothing in the product imports this module. Each helper is written once, here:
 - configurations on fresh topics: :func:`fresh_topics`, :func:`fresh_settings`,
   :func:`fresh_config`, :func:`config_from`, :func:`write_config`
 - the broker: :func:`producer`, :func:`produce` (with :class:`Record` and
-  :func:`identity_key`), :func:`topic_records`
+  :func:`identity_key`), :func:`topic_records`, :func:`sasl_listener`
 - the in-process reference: :func:`pipeline_over`
 - processes and pages: :func:`run_cli`, :class:`WorkerProcess`,
   :func:`worker_processes`, :func:`http_get`, :func:`worker_status`,
@@ -138,6 +138,28 @@ def worker_config(directory: Path, name: Callable[[str], str] | None = None, *,
 
 
 # ---- the broker -------------------------------------------------------------------------
+
+
+def sasl_listener(bootstrap: str = BOOTSTRAP) -> dict[str, str] | None:
+    """The ``kafka`` settings of the local broker's SASL_SSL listener (SCRAM-SHA-512, its own
+    CA): from ``KAFKA_SASL_BOOTSTRAP``, ``KAFKA_SASL_USERNAME``, ``KAFKA_SASL_PASSWORD`` and
+    ``KAFKA_SSL_CAFILE`` when set, else from ``deploy/kafka.sh env`` for the broker at
+    ``bootstrap``; None when that broker has no such listener."""
+    names = ("KAFKA_SASL_BOOTSTRAP", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD",
+             "KAFKA_SSL_CAFILE")
+    found = {name: os.environ[name] for name in names if os.environ.get(name)}
+    if len(found) < len(names):
+        port = bootstrap.rpartition(":")[2]
+        done = subprocess.run(["bash", str(ROOT / "deploy" / "kafka.sh"), "env"],
+                              env={**os.environ, "KAFKA_PORT": port}, capture_output=True,
+                              text=True, check=False)
+        if done.returncode != 0:
+            return None
+        found = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    return {"bootstrap_servers": found["KAFKA_SASL_BOOTSTRAP"], "security_protocol": "SASL_SSL",
+            "sasl_mechanism": "SCRAM-SHA-512", "sasl_username": found["KAFKA_SASL_USERNAME"],
+            "sasl_password": found["KAFKA_SASL_PASSWORD"],
+            "ssl_cafile": found["KAFKA_SSL_CAFILE"]}
 
 
 class Record(NamedTuple):
