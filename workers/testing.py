@@ -93,11 +93,12 @@ def fresh_topics(name: Callable[[str], str] | None = None,
 
 def fresh_settings(name: Callable[[str], str] | None = None, *, bootstrap: str = BOOTSTRAP,
                    **sections: Mapping[str, Any]) -> Settings:
-    """Configuration overrides whose ``kafka`` section is :func:`fresh_topics`; each keyword
-    is a section whose keys are set too (``kafka={"partitions": 1}``,
-    ``segmentation={"warmup_profiles": 50}``)."""
+    """Configuration overrides whose ``kafka`` section is :func:`fresh_topics` and whose admin
+    listener is on a free port; each keyword is a section whose keys are set too
+    (``kafka={"partitions": 1}``, ``segmentation={"warmup_profiles": 50}``)."""
     settings = {section: dict(values) for section, values in sections.items()}
     settings["kafka"] = {**fresh_topics(name, bootstrap), **settings.get("kafka", {})}
+    settings["admin"] = {"port": free_port(), **settings.get("admin", {})}
     return settings
 
 
@@ -261,11 +262,13 @@ def run_cli(*args: str, stdin: bytes | None = None, env: Mapping[str, str] | Non
                           env=None if env is None else {**os.environ, **env}, check=False)
 
 
-def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    """GET ``url``: its status and body, also for an error status; raises ``OSError``
-    (``URLError``, ``ConnectionError``, ``TimeoutError``) when nothing answers."""
+def http_get(url: str, timeout: float = 5.0,
+             headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
+    """GET ``url`` (with ``headers``): its status and body, also for an error status; raises
+    ``OSError`` (``URLError``, ``ConnectionError``, ``TimeoutError``) when nothing answers."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        request = urllib.request.Request(url, headers=dict(headers or {}))
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return int(response.status), bytes(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, bytes(exc.read())
@@ -282,15 +285,19 @@ def worker_status(port: int, host: str = "127.0.0.1",
 
 
 class WorkerProcess:
-    """A ``persona-stream worker --config FILE`` process with its pages on ``port`` (a free
-    one by default), its static group membership ``instance_id`` and, given ``log_dir``, its
-    output in ``log_dir/worker-INSTANCE-PORT.log``. A context manager: leaving it stops
-    the process."""
+    """A ``persona-stream worker --config FILE`` process with its public pages on ``port``
+    and its admin pages on ``admin_port`` (free ones by default), its static group
+    membership ``instance_id``, ``env`` added to its environment and, given ``log_dir``,
+    its output in ``log_dir/worker-INSTANCE-PORT.log``. A context manager: leaving it
+    stops the process."""
 
     def __init__(self, config: str | os.PathLike[str], *, port: int | None = None,
-                 instance_id: str | None = None, log_dir: Path | None = None) -> None:
+                 instance_id: str | None = None, log_dir: Path | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
         self.port = port or free_port()
-        env = {"PERSONA_STREAM_METRICS__PORT": str(self.port)}
+        self.admin_port = free_port()
+        env = {"PERSONA_STREAM_METRICS__PORT": str(self.port),
+               "PERSONA_STREAM_ADMIN__PORT": str(self.admin_port), **(env or {})}
         if instance_id is not None:
             env["PERSONA_STREAM_KAFKA__INSTANCE_ID"] = instance_id
         self._log = None if log_dir is None else open(  # noqa: SIM115
@@ -310,6 +317,15 @@ class WorkerProcess:
         except OSError:
             return None
         return body if status == 200 else None
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def admin_get(self, path: str, token: str | None = None) -> tuple[int, bytes]:
+        """Status and body of the admin page at ``path``, with ``token`` as the bearer."""
+        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        return http_get(self.admin_url + path, headers=headers)
 
     def status(self) -> dict[str, Any] | None:
         """Its ``/status`` page; None while it does not answer."""

@@ -31,6 +31,7 @@ from workers.core.features import FeatureSpec, ProfileState
 from workers.core.formats import Adapter, Format, Formats, InvalidMember
 from workers.core.identity import IdentityGraph, IdentityRules, ProfileId, lookup_keys
 from workers.core.personas import name_segments, persona_cards
+from workers.core.privacy import Pseudonymiser, redact
 from workers.core.records import (
     ChangeReason,
     DeadLetter,
@@ -87,6 +88,10 @@ class Pipeline:
         ident = config.identity
         self.graph = IdentityGraph(IdentityRules.from_config(
             ident.limits, ident.blocklist_values, ident.blocklist_patterns))
+        key = ident.pseudonymise_key if ident.pseudonymise else None
+        self.pseudonymiser = (None if key is None
+                              else Pseudonymiser(key.reveal().encode(), self.graph.is_junk))
+        self._redact = config.intake.dead_letter_raw == "redact"
         self.spec = FeatureSpec(config.features)
         self.model = SegmentModel(config.segmentation, self.spec)
         self.profiles: ProfileStore = open_store(config.state)
@@ -179,8 +184,12 @@ class Pipeline:
         """A validated event: de-duplicate, then hold until the watermark passes it.
 
         One dated beyond the clock's limit waits aside (:class:`FarFuture`) until the
-        stream confirms the jump, or becomes a dead letter at the next flush.
+        stream confirms the jump, or becomes a dead letter at the next flush. With
+        ``identity.pseudonymise``, its identifiers are hashed first: nothing after this
+        line sees a raw one.
         """
+        if self.pseudonymiser is not None:
+            tp = self.pseudonymiser.event(tp)
         if tp.ts <= self.clock.limit:
             self._admit(tp)
         elif tp.event_id in self._far:
@@ -248,6 +257,8 @@ class Pipeline:
         self.stats.invalid_by_error[code] = self.stats.invalid_by_error.get(code, 0) + 1
         record: DeadLetter = {"schema": "dead_letter/v1", "error": code, "detail": detail}
         raw = raw or b""
+        if self._redact:
+            raw = redact(raw)
         keep = self.config.output.dead_letter_raw_bytes
         if len(raw) > keep:  # the dead letter must fit on its topic: keep a head, say the rest
             record["raw_bytes"] = len(raw)
@@ -519,10 +530,14 @@ class Pipeline:
         """A profile by its id or by any identifier, written ``value`` or ``type:value``."""
         if key in self.profiles:
             return key
+        hashed = self.pseudonymiser
         for id_type, value in lookup_keys(key, self.graph.rules.limits):
-            pid = self.graph.owner(id_type, value)
-            if pid is not None:
-                return pid
+            # pseudonymised, the graph holds hashes: the hash of the key, or the key itself
+            # when it is one (as an output's identifiers show it)
+            for candidate in (value,) if hashed is None else (hashed.value(value), value):
+                pid = self.graph.owner(id_type, candidate)
+                if pid is not None:
+                    return pid
         return None
 
     def summary(self) -> dict[str, Any]:
