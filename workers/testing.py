@@ -7,6 +7,7 @@ Nothing in the product imports this module. Each helper is written once, here:
   :func:`fresh_config`, :func:`config_from`, :func:`write_config`
 - the broker: :func:`producer`, :func:`produce` (with :class:`Record` and
   :func:`identity_key`), :func:`topic_records`, :func:`sasl_listener`
+- streams with personal data: :func:`personal_stream`
 - the in-process reference: :func:`pipeline_over`
 - processes and pages: :func:`run_cli`, :class:`WorkerProcess`,
   :func:`worker_processes`, :func:`http_get`, :func:`worker_status`,
@@ -223,6 +224,47 @@ def topic_records(topic: str, bootstrap: str = BOOTSTRAP,
         return [orjson.loads(message.value) for message in consumer]
     finally:
         consumer.close()
+
+
+# ---- streams with personal data ---------------------------------------------------------
+
+
+def personal_stream(profiles: int, seed: int) -> tuple[list[bytes], set[str]]:
+    """A simulated stream whose people also give a phone number (with every email, the
+    person's own), plus three invalid records that carry an email and a phone: the lines,
+    and every identifier value in them that is not junk (what must not show where
+    identifiers do not go; junk such as ``null`` is no one's and shows everywhere)."""
+    import hashlib
+
+    from workers.core.identity import IdentityGraph, IdentityRules
+    from workers.simulation.generator import simulate
+
+    rules = load(env={}).identity
+    junk = IdentityGraph(IdentityRules.from_config(
+        rules.limits, rules.blocklist_values, rules.blocklist_patterns)).is_junk
+
+    lines: list[bytes] = []
+    values: set[str] = set()
+    for line in simulate(profiles, seed=seed, days=2)[0]:
+        try:
+            event = orjson.loads(line)
+            identity = event["identity"]
+            email = identity.get("email")
+        except (orjson.JSONDecodeError, TypeError, KeyError, AttributeError):
+            lines.append(line)
+            continue
+        if isinstance(email, str):
+            digits = int(hashlib.blake2b(email.encode(), digest_size=4).hexdigest(), 16)
+            identity["phone"] = f"+44 7700 {digits % 1_000_000:06d}"
+            line = orjson.dumps(event)
+        values.update(v for v in identity.values() if isinstance(v, str) and not junk(v))
+        lines.append(line)
+    lines += [b'{"event_id": "bad-1", "occurred_at": "yesterday", "type": "page_view",'
+              b' "identity": {"email": "lost.person@mailbox.org", "phone": "+31 6 1234 5678"}}',
+              b"email=lost.person@mailbox.org phone=+31612345678 not json",
+              b'{"event_id": "bad-2", "type": "purchase", "identity": {"user_id": "u-lost-42"}}']
+    values |= {"lost.person@mailbox.org", "+31 6 1234 5678", "+31612345678", "u-lost-42"}
+    return lines, values
 
 
 # ---- the in-process reference -----------------------------------------------------------

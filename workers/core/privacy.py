@@ -36,9 +36,10 @@ _MEMBER = re.compile(
     rb'"(?:[^"\\]|\\.)*"', re.IGNORECASE)
 # an email address anywhere (also URL-encoded, name%40example.com)
 _EMAIL = re.compile(rb"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+(?:@|%40)[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
-# a phone number in international form anywhere: "+", then 7..15 digits with spaces,
-# dots, dashes or brackets between them (a time offset such as +01:00 is not one)
-_PHONE = re.compile(rb"\+\d(?:[ ().-]?\d){6,14}")
+# a phone number in international form anywhere: "+", then 7..15 digits, at most two
+# spaces, dots, dashes or brackets between two of them (+44 (0)20 7946 0958); a time
+# offset such as +01:00 is not one
+_PHONE = re.compile(rb"\+\d(?:[ ().-]{0,2}\d){6,14}")
 
 
 def redact(raw: bytes) -> bytes:
