@@ -183,5 +183,4 @@ def test_an_admin_listener_open_to_others_without_a_token_is_one_line(
     done = run_cli("worker", env=env)
     err = done.stderr.decode().strip().splitlines()
     assert done.returncode == 2
-    assert err == [f"persona-stream worker: error: {says}"
-                   + err[0].partition(says)[2]] and says in err[0]
+    assert len(err) == 1 and err[0].startswith(f"persona-stream worker: error: {says}")
