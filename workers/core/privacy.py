@@ -54,15 +54,18 @@ def redact(raw: bytes) -> bytes:
 class Pseudonymiser:
     """Keyed hashes of identifier values; one per pipeline, built from its configured key."""
 
-    __slots__ = ("_is_junk", "_key")
+    __slots__ = ("_is_junk", "_keyed")
 
     def __init__(self, key: bytes, is_junk: Callable[[str], bool]) -> None:
-        self._key = key
+        # the HMAC with its key already absorbed: a copy per value costs half a new one
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
         self._is_junk = is_junk
 
     def value(self, value: str) -> str:
         """HMAC-SHA256 of ``value`` under the key, as 64 hex digits."""
-        return hmac.new(self._key, value.encode(), hashlib.sha256).hexdigest()
+        mac = self._keyed.copy()
+        mac.update(value.encode())
+        return mac.hexdigest()
 
     def event(self, tp: Touchpoint) -> Touchpoint:
         """``tp`` with its identity hashed, in the event, its data and its raw bytes (which
