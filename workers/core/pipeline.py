@@ -90,7 +90,7 @@ class Pipeline:
             ident.limits, ident.blocklist_values, ident.blocklist_patterns))
         key = ident.pseudonymise_key if ident.pseudonymise else None
         self.pseudonymiser = (None if key is None
-                              else Pseudonymiser(key.reveal().encode(), self.graph.is_junk))
+                              else Pseudonymiser(key.reveal().encode(), self.graph))
         self._redact = config.intake.dead_letter_raw == "redact"
         self.spec = FeatureSpec(config.features)
         self.model = SegmentModel(config.segmentation, self.spec)
@@ -197,7 +197,7 @@ class Pipeline:
         else:
             pushed_out = self._far.hold(tp, origin)
             if pushed_out is not None:
-                self._dead_letter(pushed_out[0].raw, "future_time", _FUTURE_DETAIL,
+                self._dead_letter(pushed_out[0].record(), "future_time", _FUTURE_DETAIL,
                                   pushed_out[1])
             # a second event near this one says the stream itself moved there
             for confirmed in self._far.confirmed(tp.ts, self.clock.tolerance):
@@ -235,13 +235,13 @@ class Pipeline:
         one far-future record among the first few is not processed either.
         """
         for tp, origin in self._far.drain():  # the stream never followed them there
-            self._dead_letter(tp.raw, "future_time", _FUTURE_DETAIL, origin)
+            self._dead_letter(tp.record(), "future_time", _FUTURE_DETAIL, origin)
         horizon = self.clock.limit
         while self._buffer:
             tp = heapq.heappop(self._buffer)[2]
             if tp.ts > horizon:
                 self.stats.events_valid -= 1
-                self._dead_letter(tp.raw, "future_time", _FUTURE_DETAIL, None)
+                self._dead_letter(tp.record(), "future_time", _FUTURE_DETAIL, None)
             else:
                 self._process(tp)
         self._run_tick()
@@ -292,7 +292,7 @@ class Pipeline:
         if pid is None:
             # every identifier was junk: nobody to attribute it to, so it is not lost silently
             stats.events_valid -= 1
-            self._dead_letter(tp.raw, "unattributable",
+            self._dead_letter(tp.record(), "unattributable",
                               "every identifier of the event is on the blocklist", None)
             return
         if res.refused is not None:

@@ -17,10 +17,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Callable
 
-import orjson
-
+from workers.core.identity import IdentityGraph
 from workers.core.touchpoints import Touchpoint
 
 REDACTED = b"[redacted]"
@@ -54,12 +52,12 @@ def redact(raw: bytes) -> bytes:
 class Pseudonymiser:
     """Keyed hashes of identifier values; one per pipeline, built from its configured key."""
 
-    __slots__ = ("_is_junk", "_keyed")
+    __slots__ = ("_graph", "_keyed")
 
-    def __init__(self, key: bytes, is_junk: Callable[[str], bool]) -> None:
+    def __init__(self, key: bytes, graph: IdentityGraph) -> None:
         # the HMAC with its key already absorbed: a copy per value costs half a new one
         self._keyed = hmac.new(key, digestmod=hashlib.sha256)
-        self._is_junk = is_junk
+        self._graph = graph
 
     def value(self, value: str) -> str:
         """HMAC-SHA256 of ``value`` under the key, as 64 hex digits."""
@@ -68,9 +66,15 @@ class Pseudonymiser:
         return mac.hexdigest()
 
     def event(self, tp: Touchpoint) -> Touchpoint:
-        """``tp`` with its identity hashed, in the event, its data and its raw bytes (which
-        a held event keeps, and a later dead letter shows)."""
-        identity = {id_type: value if self._is_junk(value) else self.value(value)
-                    for id_type, value in tp.identity.items()}
-        data = {**tp.data, "identity": identity}
-        return Touchpoint(data, tp.event_id, tp.ts, tp.type, identity, orjson.dumps(data))
+        """``tp`` with its identity hashed, in the event and its data; the bytes it came in
+        are let go (a later dead letter shows the data: :meth:`Touchpoint.record`)."""
+        graph = self._graph
+        identity = {}
+        for id_type, value in tp.identity.items():
+            hashed = self.value(value)
+            # a hash the graph knows came from a value that was no junk: the blocklist is
+            # only asked about the others, as the identity step itself does
+            known = graph.owner(id_type, hashed) is not None
+            identity[id_type] = hashed if known or not graph.is_junk(value) else value
+        return Touchpoint({**tp.data, "identity": identity}, tp.event_id, tp.ts, tp.type,
+                          identity)
