@@ -125,3 +125,14 @@ def test_a_state_made_under_another_key_is_refused() -> None:
                                          r" in the state, 'sha256:[0-9a-f]+' now"):
         restore_state(state, configured(pseudonymise=True, key="another key of 16+"), "state")
 
+
+
+def test_the_admin_listener_settings_do_not_tie_a_state_to_them() -> None:
+    """A checkpoint made before the admin port or token changed still restores."""
+    pipeline = Pipeline(configured())
+    state = dump_state(pipeline)
+    base = configured()
+    moved = dataclasses.replace(base, admin=dataclasses.replace(
+        base.admin, host="0.0.0.0", port=19465, token=Secret("a token of 16+ chars")))
+    restore_state(state, moved, "state")
+    assert b"a token of 16+ chars" not in dump_state(Pipeline(moved))
