@@ -36,7 +36,7 @@ MAGIC = b"persona-stream-state"
 # bump when the header or the records change incompatibly; 4: records in msgpack, no pickle
 FORMAT = 4
 # where records go and where profiles are kept, not what they are
-_IGNORED_SECTIONS = ("kafka", "metrics", "state")
+_IGNORED_SECTIONS = ("kafka", "metrics", "state", "admin")
 
 
 def fingerprint(config: Config) -> dict[str, Any]:
