@@ -62,7 +62,7 @@ def deployment(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
     where = tmp_path_factory.mktemp("privacy")
     lines, values = personal_stream(200, seed=17)
     config, settings = worker_config(where, bootstrap=kafka_bootstrap, partitions=1,
-                                     checkpoint_interval_seconds=2)
+                                     commit_interval_seconds=2)
     settings["metrics"]["log_level"] = "DEBUG"
     settings["admin"]["host"] = "0.0.0.0"
     write_config(config, settings)
