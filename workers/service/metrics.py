@@ -206,7 +206,7 @@ class Metrics:
     def _observe_emitted(self, outputs: Iterable[Output]) -> None:
         stamps: dict[str, float] = {}  # one emit shares one stamp: parse it once
         for out in outputs:
-            if out.kind == "dead_letter":
+            if out.kind not in ("segment_change", "identity_merge"):
                 continue
             record = cast(SegmentChange | IdentityMerge, out.record)
             if record.get("trigger_event_id") is None:

@@ -17,7 +17,6 @@ from itertools import chain
 from typing import Any, Protocol
 
 import faust
-import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
@@ -26,7 +25,8 @@ from workers.config import Config
 from workers.core.pipeline import Pipeline
 from workers.core.records import Output
 from workers.errors import BrokerError
-from workers.io.kafka import live_output_topics, message, sequenced_topic
+from workers.io.cloudevents import Envelope
+from workers.io.kafka import live_output_topics, sequenced_topic
 from workers.io.sinks import stamp_emitted, wall_clock
 from workers.service.batch import FLUSH_KEY, process_batch
 from workers.service.checkpoints import Manifest
@@ -68,6 +68,7 @@ class Owner(ConsumerRebalanceListener):
         self.initial = initial  # the state to start from while Kafka holds no checkpoint
         self.sequenced = sequenced_topic(config)
         self.output_topics = live_output_topics(config)
+        self.envelope = Envelope(config)
         self.idle_flush = min(_IDLE_FLUSH_MAX, max(_IDLE_FLUSH_MIN,
                                                    config.intake.reorder_window_seconds))
         self.consumer: AIOKafkaConsumer | None = None
@@ -125,13 +126,14 @@ class Owner(ConsumerRebalanceListener):
         if not outputs:
             return
         send = (await self.clients.producer()).send
+        message = self.envelope.message
         stamp_emitted(outputs, wall_clock)
         sent = []
         for out in outputs:
             topic = self.output_topics[out.kind]
-            key, value = message(out)
+            key, value, headers = message(out)
             try:
-                sent.append((topic, await send(topic, key=key, value=value)))
+                sent.append((topic, await send(topic, key=key, value=value, headers=headers)))
             except KafkaError as exc:
                 raise BrokerError(f"producing to {topic} failed: {exc!r}") from exc
         results = await asyncio.gather(*(future for _, future in sent), return_exceptions=True)
@@ -142,8 +144,10 @@ class Owner(ConsumerRebalanceListener):
     async def _publish_cards(self, pipeline: Pipeline) -> None:
         send = (await self.clients.producer()).send
         topic = self.config.kafka.personas_topic
-        futures = [await send(topic, key=str(card["segment_id"]).encode(),
-                              value=orjson.dumps(card)) for card in pipeline.personas()]
+        futures = []
+        for card in pipeline.personas():
+            key, value, headers = self.envelope.card(card)
+            futures.append(await send(topic, key=key, value=value, headers=headers))
         await asyncio.gather(*futures)
 
     # ---- ownership: taking over, checkpointing, handing over ------------------------

@@ -29,10 +29,12 @@ from workers.state.store import open_store
 
 MAGIC = b"persona-stream-state"
 # bump when the header or the pickled layout changes incompatibly; 3: the modules moved
-# into subpackages (class paths inside the pickle changed)
-FORMAT = 3
-# where records go and where profiles are kept, not what they are
-_IGNORED_SECTIONS = ("kafka", "metrics", "state")
+# into subpackages (class paths inside the pickle changed); 4: the pipeline keeps its
+# segments' audience keys
+FORMAT = 4
+# where records go and where profiles are kept, not what they are; and which audience
+# keys a marketer chose (they rename audiences, and change no segment)
+_IGNORED_SECTIONS = ("kafka", "metrics", "state", "audiences")
 
 
 def _fingerprint(config: Config) -> dict[str, Any]:
