@@ -48,3 +48,13 @@ def test_worker_down_is_tested_under_compose_and_kubernetes_scraping() -> None:
                 quiet_jobs |= {s["series"].split('job="')[1].split('"')[0]
                                for s in test["input_series"]}
     assert quiet_jobs == {"persona-stream", "kubernetes-pods"}
+
+
+def test_the_dashboard_counts_workers_under_both_scrapes() -> None:
+    """A workers-up panel reading only job="persona-stream" shows 0 on Kubernetes."""
+    dashboard = (PROM.parent / "grafana" / "dashboards" / "persona-stream.json").read_text()
+    ups = [line for line in dashboard.splitlines() if "up{" in line]
+    assert ups
+    for line in ups:
+        assert 'up{job=\\"persona-stream\\"}' in line, line
+        assert 'up{app_kubernetes_io_name=\\"persona-stream\\"}' in line, line
