@@ -205,3 +205,15 @@ def test_audience_calls_are_off_by_default() -> None:
 def test_bad_audience_keys_are_one_clear_line(keys: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         config_from({"audiences": {"keys": keys}})
+
+
+def test_a_dry_run_counts_the_audience_calls_it_would_send() -> None:
+    from workers.io.sinks import DryRun, EndOfRun
+
+    dry = DryRun()
+    dry.write(pipeline_outputs())
+    dry.close(EndOfRun({"events_replayed": 1, "seconds": 0.1}, [], []))
+    calls = Counter(cast(AudienceCall, o.record).get("event", "identify")
+                    for o in pipeline_outputs() if o.kind == "audience")
+    assert dry.audience_calls == calls and calls[ENTERED] > 0
+    assert f"audience calls: {sum(calls.values()):,}" in dry.report(None, None)
