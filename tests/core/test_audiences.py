@@ -217,3 +217,24 @@ def test_a_dry_run_counts_the_audience_calls_it_would_send() -> None:
                     for o in pipeline_outputs() if o.kind == "audience")
     assert dry.audience_calls == calls and calls[ENTERED] > 0
     assert f"audience calls: {sum(calls.values()):,}" in dry.report(None, None)
+
+
+def test_keys_travel_with_the_saved_state_as_plain_data() -> None:
+    """A state saved and loaded (a replay's --state-out, a worker's changelog) continues
+    with the keys its segments were born with: the same calls as one pass."""
+    from workers.state.saved import dump_state, restore_state
+
+    config = config_from({"audiences": {"enabled": True}})
+    lines = simulate(600, seed=5, days=7)[0]
+    half = len(lines) * 2 // 3
+    first = Pipeline(config)
+    for line in lines[:half]:
+        first.feed(line)
+    assert first.audience_keys.born
+    second = restore_state(dump_state(first), config, "test")
+    assert second.audience_keys.born == first.audience_keys.born
+    rest = [o for line in lines[half:] for o in second.feed(line)] + second.flush()
+    whole = Pipeline(config)
+    for line in lines[:half]:
+        whole.feed(line)
+    assert rest == [o for line in lines[half:] for o in whole.feed(line)] + whole.flush()

@@ -105,6 +105,10 @@ class FarFuture:
             del self._held[tp.event_id]
         return ready
 
+    def waiting(self) -> list[tuple[Touchpoint, Origin | None]]:
+        """Every event waiting, without releasing it (saved state)."""
+        return list(self._held.values())
+
     def drain(self) -> list[tuple[Touchpoint, Origin | None]]:
         """Every event still waiting, in event-time order (the stream is being flushed)."""
         held = sorted(self._held.values(), key=lambda held: (held[0].ts, held[0].event_id))

@@ -29,6 +29,10 @@ class Deduplicator:
         self._buckets: dict[int, list[str]] = {}
         self._oldest = -math.inf
         self.beyond_window = 0  # events too old to check against the window
+        # what the state's changelog holds of each bucket: the starts of its chunks
+        self._saved: dict[int, list[int]] = {}
+        self._last_chunk: dict[int, int] = {}  # each saved bucket's last chunk's length
+        self._gone: list[int] = []  # saved buckets expired since the last take_chunks()
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -58,3 +62,55 @@ class Deduplicator:
         for bucket in [b for b in self._buckets if b < horizon]:
             for event_id in self._buckets.pop(bucket):
                 del self._ids[event_id]
+            if bucket in self._saved:
+                self._gone.append(bucket)
+                self._last_chunk.pop(bucket, None)
+
+    # ---- state as keyed chunks: each commit appends the ids new in a bucket ---------
+
+    def take_chunks(self, everything: bool = False) -> list[tuple[str, list[str] | None]]:
+        """The chunks to write since the last call: ``bucket:start`` -> the ids filed in
+        the bucket from ``start`` on, or None for a chunk of an expired bucket. What a
+        commit writes is the ids seen since the last one, never the whole window.
+        ``everything``: one chunk per bucket with all its ids (a state written afresh)."""
+        out: list[tuple[str, list[str] | None]] = []
+        saved = self._saved
+        if everything:
+            saved.clear()
+            self._last_chunk.clear()
+            self._gone = []
+        for bucket in self._gone:
+            out.extend((f"{bucket}:{start}", None) for start in saved.pop(bucket))
+        self._gone = []
+        for bucket, members in self._buckets.items():
+            starts = saved.setdefault(bucket, [])
+            start = starts[-1] + self._last_chunk[bucket] if starts else 0
+            if start < len(members):
+                starts.append(start)
+                self._last_chunk[bucket] = len(members) - start
+                out.append((f"{bucket}:{start}", members[start:]))
+        return out
+
+    def meta(self) -> dict[str, float]:
+        """What the chunks do not say: how far the window has moved, and its counter."""
+        return {"oldest": self._oldest, "beyond_window": self.beyond_window}
+
+    def load_meta(self, meta: dict[str, float]) -> None:
+        self._oldest = meta["oldest"]
+        self.beyond_window = int(meta["beyond_window"])
+
+    def load_chunk(self, key: str, ids: list[str]) -> None:
+        """One chunk read back from the changelog (any order of chunks)."""
+        bucket_text, start_text = key.split(":")
+        bucket, start = int(bucket_text), int(start_text)
+        starts = self._saved.setdefault(bucket, [])
+        members = self._buckets.setdefault(bucket, [])
+        starts.append(start)
+        starts.sort()
+        if len(members) < start + len(ids):
+            members.extend([""] * (start + len(ids) - len(members)))
+        members[start:start + len(ids)] = ids
+        for event_id in ids:
+            self._ids[event_id] = bucket
+        if start == starts[-1]:
+            self._last_chunk[bucket] = len(ids)

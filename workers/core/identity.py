@@ -79,6 +79,8 @@ class IdentityGraph:
         self._members: dict[ProfileId, dict[str, list[str]]] = {}
         # each profile's strongest identifier as (rank, value): decides survivors
         self._best: dict[ProfileId, tuple[int, str]] = {}
+        # profiles whose identifiers changed (or which were absorbed) since take_changed()
+        self.changed: set[ProfileId] = set()
         self._junk = (re.compile("|".join(f"(?:{p})" for p in rules.blocklist_patterns),
                                  re.IGNORECASE)
                       if rules.blocklist_patterns else None)
@@ -161,7 +163,31 @@ class IdentityGraph:
             self._owners[id_type][value] = survivor
             target.setdefault(id_type, []).append(value)
         self._best[survivor] = best
+        self.changed.add(survivor)
+        self.changed.update(merged)
         return survivor, merged
+
+    # ---- state as one record per profile -----------------------------------------------
+
+    def take_changed(self) -> list[tuple[ProfileId, tuple[dict[str, list[str]], tuple[int, str]]
+                                         | None]]:
+        """The profiles changed since the last call, each with its identifiers and strongest
+        one, or None when it was absorbed; the owner map follows from them."""
+        changed, self.changed = self.changed, set()
+        return [(pid, self.record(pid)) for pid in sorted(changed)]
+
+    def record(self, pid: ProfileId) -> tuple[dict[str, list[str]], tuple[int, str]] | None:
+        members = self._members.get(pid)
+        return None if members is None else (members, self._best[pid])
+
+    def load(self, pid: ProfileId, members: dict[str, list[str]], best: tuple[int, str]) -> None:
+        """One profile read back from the changelog."""
+        self._members[pid] = members
+        self._best[pid] = (best[0], best[1])
+        for id_type, values in members.items():
+            owners = self._owners[id_type]
+            for value in values:
+                owners[value] = pid
 
     def _refuse(self, found: list[ProfileId], new: list[tuple[int, str, str]],
                 identity: Mapping[str, str], reason: str, blocked: int) -> Resolution:

@@ -106,6 +106,8 @@ class Pipeline:
         self._out: list[Output] = []
         # per input (topic, partition): the offset after the last record fed from it
         self.positions: dict[tuple[str, int], int] = {}
+        # profiles changed (or absorbed) since the state's last commit took them
+        self.changed_profiles: set[ProfileId] = set()
 
     # ---- intake -------------------------------------------------------------
 
@@ -300,6 +302,7 @@ class Pipeline:
             stats.events_duplicate += 1
             return
         stats.traits_dropped += state.update(self.spec, tp, id_hash)
+        self.changed_profiles.add(pid)
         previous = self._dirty.get(pid)
         self._dirty[pid] = _Dirty(tp.event_id, ts, merged or (previous is not None
                                                              and previous.merged))
@@ -308,6 +311,7 @@ class Pipeline:
                tp: Touchpoint) -> ProfileState:
         profiles = self.profiles
         state = profiles.get(survivor)
+        self.changed_profiles.update(absorbed)
         for pid in absorbed:
             other = profiles.pop(pid)
             self._dirty.pop(pid, None)
@@ -341,6 +345,7 @@ class Pipeline:
         if not self._dirty:
             return
         dirty, self._dirty = self._dirty, {}
+        self.changed_profiles.update(dirty)  # learning and assessing change them too
         cfg = self.config.segmentation
         spec = self.spec
         for pid in sorted(dirty):
@@ -385,6 +390,7 @@ class Pipeline:
                          None, ts, False)
             if state.segment != before:
                 profiles[pid] = state  # a store that is not a dict writes it back
+                self.changed_profiles.add(pid)
 
     def _assess(self, pid: ProfileId, state: ProfileState, vector: list[float],
                 snapshot: Snapshot, reason: ChangeReason, trigger: str | None, ts: float,
@@ -444,6 +450,48 @@ class Pipeline:
             if values:
                 out[id_type] = sorted(_hash(v) for v in values) if hashing else sorted(values)
         return out
+
+    # ---- state as data (workers.state.changelog writes and reads it) ----------------
+
+    def meta_state(self) -> dict[str, Any]:
+        """Everything but the keyed stores (profiles, identities, de-dup ids, held events):
+        small, written whole at every commit."""
+        return {
+            "stats": self.stats, "names": self.names, "sizes": self.sizes,
+            "clock": self.clock, "tick_end": self._tick_end,
+            "dirty": {pid: tuple(d) for pid, d in self._dirty.items()},
+            "positions": self.positions, "dedup": self.dedup.meta(),
+            "model": self.model.state(),
+            "fields_dropped": self.parser.optional.dropped,
+            "values_coerced": self.parser.optional.coerced,
+            "audience_keys": self.audience_keys.born,
+        }
+
+    def load_meta(self, meta: dict[str, Any]) -> None:
+        self.stats, self.names, self.sizes = meta["stats"], meta["names"], meta["sizes"]
+        self.clock, self._tick_end = meta["clock"], meta["tick_end"]
+        self._dirty = {pid: _Dirty(*d) for pid, d in meta["dirty"].items()}
+        self.positions = meta["positions"]
+        self.dedup.load_meta(meta["dedup"])
+        self.model.load(meta["model"])
+        self.parser.optional.dropped = meta["fields_dropped"]
+        self.parser.optional.coerced = meta["values_coerced"]
+        self.audience_keys.born = meta["audience_keys"]
+
+    def held_events(self) -> dict[str, tuple[bool, Touchpoint, Origin | None]]:
+        """Events not processed yet, by id: (far ahead?, event, origin)."""
+        held: dict[str, tuple[bool, Touchpoint, Origin | None]] = {
+            tp.event_id: (False, tp, None) for _, _, tp in self._buffer}
+        for tp, origin in self._far.waiting():
+            held[tp.event_id] = (True, tp, origin)
+        return held
+
+    def hold_again(self, far: bool, tp: Touchpoint, origin: Origin | None) -> None:
+        """An event of :meth:`held_events` read back from the changelog."""
+        if far:
+            self._far.hold(tp, origin)
+        else:
+            heapq.heappush(self._buffer, (tp.ts, tp.event_id, tp))
 
     # ---- read side ------------------------------------------------------------
 

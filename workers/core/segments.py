@@ -162,6 +162,27 @@ class SegmentModel:
         self._published_at = -math.inf
         self._next_id = 0
 
+    # what the model has learned, as data: river's objects and plain values (no config)
+    _LEARNED = ("scaler", "clusterer", "_warmup", "learned", "_published_at", "_next_id")
+
+    def state(self) -> dict[str, Any]:
+        """What the model learned, for saved state (workers.state.codec packs it)."""
+        learned = {name: getattr(self, name) for name in self._LEARNED}
+        snap = self.snapshot
+        learned["snapshot"] = None if snap is None else (
+            snap.version, snap.columns, snap.weights, snap.mean, snap.std,
+            tuple((seg.id, seg.centroid) for seg in snap.segments))
+        return learned
+
+    def load(self, learned: dict[str, Any]) -> None:
+        """Continue from :meth:`state` (made under the same configuration)."""
+        for name in self._LEARNED:
+            setattr(self, name, learned[name])
+        snap = learned["snapshot"]
+        self.snapshot = None if snap is None else Snapshot(
+            snap[0], snap[1], snap[2], snap[3], snap[4],
+            tuple(Segment(sid, centroid) for sid, centroid in snap[5]))
+
     @property
     def warming_up(self) -> bool:
         return self._warmup is not None

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
-import pickle
 import shutil
 import tempfile
 import time
@@ -40,9 +39,11 @@ from typing import Any, Protocol
 from workers.config import StateConfig
 from workers.core.features import ProfileState
 from workers.errors import StateError
+from workers.state.codec import pack, unpack
 
 ProfileId = str
-# one profile as bytes: pickle of ProfileState's compact tuple state (see its __getstate__)
+# one profile as bytes: ProfileState's compact tuple state (its __getstate__), packed by
+# workers.state.codec
 Dumped = tuple[ProfileId, bytes]
 
 
@@ -75,12 +76,12 @@ class ProfileStore(Protocol):
 
 
 def encode(state: ProfileState) -> bytes:
-    return pickle.dumps(state.__getstate__(), protocol=pickle.HIGHEST_PROTOCOL)
+    return pack(state.__getstate__())
 
 
 def decode(data: bytes) -> ProfileState:
     state = ProfileState.__new__(ProfileState)
-    state.__setstate__(pickle.loads(data))
+    state.__setstate__(unpack(data))
     return state
 
 
@@ -99,9 +100,6 @@ class MemoryStore(dict[ProfileId, ProfileState]):
 
     def close(self) -> None:
         pass
-
-    def __reduce__(self) -> Any:
-        return (_undump, (self.dump(),))
 
 
 class RocksDBStore(MutableMapping[ProfileId, ProfileState]):
@@ -218,9 +216,6 @@ class RocksDBStore(MutableMapping[ProfileId, ProfileState]):
     def close(self) -> None:
         self._closer()
 
-    def __reduce__(self) -> Any:
-        return (_undump, (self.dump(),))
-
 
 _PREFIX = "persona-stream-profiles-"
 _LOCK = "owner.lock"
@@ -255,11 +250,6 @@ def _sweep(directory: str | None) -> None:
 def _failed(doing: str, where: str | None, exc: Exception) -> str:
     return (f"cannot {doing} {where or tempfile.gettempdir()} (state.directory): {exc};"
             " the store was deleted, free space there and start again")
-
-
-def _undump(dumped: list[Dumped]) -> MemoryStore:
-    """Unpickled stores come back in memory; :func:`open_store` moves them if configured."""
-    return MemoryStore((pid, decode(data)) for pid, data in dumped)
 
 
 def open_store(cfg: StateConfig, contents: Iterable[Dumped] = ()) -> ProfileStore:
