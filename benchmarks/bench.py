@@ -523,6 +523,89 @@ def _memory_child(profiles: int, store: str) -> dict[str, Any]:
             "bytes_per_profile": round(used / profiles_held), "disk_bytes": disk}
 
 
+def _people(pipeline: Pipeline, first: int, count: int, t0: float, spread: float) -> None:
+    """``count`` known people from ``first`` on: an identify and a purchase each."""
+    for i in range(first, first + count):
+        t = t0 + i * spread
+        known = {"user_id": f"u-{i:09d}", "email": f"person{i}@mail.example"}
+        for j, kind in enumerate(("identify", "purchase")):
+            pipeline.feed(orjson.dumps({
+                "event_id": f"e-{i}-{j}-{t0}", "occurred_at": _iso(t + j * 60), "type": kind,
+                "identity": known, "channel": "web",
+                "properties": {"product_id": f"sku-{i % 500}", "revenue": 20.0}}))
+
+
+def bench_state() -> dict[str, Any]:
+    """Changelog commits at 1M profiles: (a) bytes a commit writes when 1% of the people
+    come back, next to the whole state's bytes; (b) restoring the state from Kafka: the
+    changelog topics read to their end, then the pipeline rebuilt."""
+    import asyncio
+
+    from workers.io.kafka import sequenced_topic
+    from workers.service.changelog import ChangelogCopy, ChangelogWriter
+    from workers.state.changelog import StateWriter, everything, rebuild
+
+    profiles = int(os.environ.get("BENCH_STATE_PROFILES", 1_000_000))
+    settings = _settings("state")
+    config = _prefilled(settings, [])
+    pipeline = Pipeline(config)
+    spread = 30 * 86400 / profiles
+    t0 = 1_767_571_200.0
+    _people(pipeline, 0, profiles, t0, spread)
+    pipeline.flush()
+    writer = StateWriter(pipeline, saved=False)
+    full = writer.changes()
+    full_bytes = sum(len(r.key) + len(r.value or b"") for r in full)
+    # 1% of the people come back a day after the stream's end: one more purchase each
+    returning = profiles // 100
+    back = t0 + 31 * 86400
+    for i in range(0, profiles, 100):
+        pipeline.feed(orjson.dumps({
+            "event_id": f"again-{i}", "occurred_at": _iso(back + i * spread / 100),
+            "type": "purchase", "identity": {"user_id": f"u-{i:09d}"}, "channel": "web",
+            "properties": {"revenue": 5.0}}))
+    pipeline.flush()
+    started = time.perf_counter()
+    commit = writer.changes()
+    take_seconds = time.perf_counter() - started
+    commit_bytes = sum(len(r.key) + len(r.value or b"") for r in commit)
+    by_store: dict[str, int] = {}
+    for r in commit:
+        by_store[r.store] = by_store.get(r.store, 0) + len(r.key) + len(r.value or b"")
+
+    async def restore() -> dict[str, Any]:
+        security: dict[str, Any] = {}
+        out = ChangelogWriter(config, security)
+        await out.start()
+        from aiokafka import TopicPartition
+
+        started = time.perf_counter()
+        records = list(everything(pipeline))
+        for i in range(0, len(records), 100_000):  # a transaction each, as commits are
+            await out.commit(records[i:i + 100_000],
+                             TopicPartition(sequenced_topic(config), 0), 0)
+        written = time.perf_counter() - started
+        await out.stop()
+        copy = ChangelogCopy(config, security)
+        started = time.perf_counter()
+        records = await copy.catch_up()
+        read = time.perf_counter() - started
+        started = time.perf_counter()
+        restored = rebuild(config, copy.records(), "bench")
+        built = time.perf_counter() - started
+        assert len(restored.profiles) == len(pipeline.profiles)
+        return {"records": records, "write_seconds": round(written, 1),
+                "read_seconds": round(read, 1), "rebuild_seconds": round(built, 1),
+                "partitions": config.kafka.partitions}
+
+    restored = asyncio.run(restore())
+    return {"profiles": len(pipeline.profiles), "returning": returning,
+            "full_state_bytes": full_bytes, "commit_bytes": commit_bytes,
+            "commit_share": round(commit_bytes / full_bytes, 4),
+            "commit_records": len(commit), "commit_bytes_by_store": by_store,
+            "take_changes_seconds": round(take_seconds, 3), "restore": restored}
+
+
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 
@@ -676,7 +759,8 @@ def bench_profile() -> dict[str, Any]:
 BENCHES = {"intake": bench_intake, "pipeline": bench_pipeline, "quality": bench_quality,
            "memory": bench_memory, "profile": bench_profile, "worker": bench_worker,
            "replay": bench_replay, "latency": bench_latency, "scale": bench_scale,
-           "hostile": bench_hostile, "formats": bench_formats, "dedup": bench_dedup}
+           "hostile": bench_hostile, "formats": bench_formats, "dedup": bench_dedup,
+           "state": bench_state}
 COMMAND = "python benchmarks/bench.py"
 
 
@@ -741,6 +825,15 @@ def write_table() -> None:
             value = "; ".join(f"{k}: {v['input_bytes'] / 2**20:,.0f} MiB in, peak "
                               f"{v['peak_bytes'] / 2**20:,.0f} MiB, {v['seconds']} s"
                               for k, v in res["runs"].items())
+        elif name == "state":
+            rest = res["restore"]
+            what = (f"owner state on changelog topics at {res['profiles']:,} profiles: a commit"
+                    f" after {res['returning']:,} people (1%) came back, and a full restore")
+            value = (f"commit {res['commit_bytes'] / 2**20:,.1f} MiB = "
+                     f"{res['commit_share']:.2%} of the whole state's "
+                     f"{res['full_state_bytes'] / 2**20:,.0f} MiB; restore of "
+                     f"{rest['records']:,} records from {rest['partitions']} partitions: read "
+                     f"{rest['read_seconds']} s + rebuild {rest['rebuild_seconds']} s")
         elif name == "profile":
             what = "own time of the costliest functions (cProfile, 3,000 people)"
             value = ", ".join(f"{t['function']} {t['own_share']:.0%}" for t in res["top"][:5])

@@ -34,6 +34,7 @@ ModelName = Literal["kmeans", "streamkmeans", "dbstream", "clustream"]
 StoreName = Literal["memory", "rocksdb"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 IdentifierType = Literal["user_id", "crm_id", "email", "phone", "device_id", "anonymous_id"]
+ProcessingGuarantee = Literal["at_least_once", "exactly_once"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,9 @@ class KafkaConfig:
     partitions: int
     replication_factor: int
     retention_ms: int
+    # the input topic's retention: -1 keeps records however old their timestamps
+    input_retention_ms: int
+    input_retention_bytes: int
     security_protocol: SecurityProtocol
     sasl_mechanism: SaslMechanism | None
     sasl_username: str | None
@@ -61,7 +65,9 @@ class KafkaConfig:
     # static group membership: a restarted worker with the same id gets its
     # partitions back without a rebalance of the whole group
     instance_id: str | None
-    checkpoint_interval_seconds: float
+    # the owner commits its state (changed keys only) and its offset this often
+    commit_interval_seconds: float
+    processing_guarantee: ProcessingGuarantee
 
 
 CsvTimeFormat = Literal["iso", "epoch_s", "epoch_ms", "epoch_us"]
@@ -237,8 +243,8 @@ class StateConfig:
     store: StoreName = "memory"
     # rocksdb: the directory its (throw-away) store is created in; None = system temp
     directory: str | None = None
-    # workers that are not the owner keep the newest checkpoint restored, so a
-    # takeover replays only what came after it instead of loading it first
+    # workers that are not the owner keep a copy of the owner's changelogs, so a
+    # takeover reads only the newest changes instead of the whole state
     standby: bool = True
 
 
@@ -456,7 +462,10 @@ def _ranges(config: Config) -> Iterator[str]:
         # a dead letter holds the kept bytes escaped (up to 6x): it must stay under 1 MiB
         (1024 <= config.output.dead_letter_raw_bytes <= 131072,
          "output.dead_letter_raw_bytes must be in 1024..131072"),
-        (k.checkpoint_interval_seconds > 0, "kafka.checkpoint_interval_seconds must be > 0"),
+        (k.commit_interval_seconds > 0, "kafka.commit_interval_seconds must be > 0"),
+        (k.input_retention_ms >= -1, "kafka.input_retention_ms must be -1 (forever) or >= 0"),
+        (k.input_retention_bytes >= -1,
+         "kafka.input_retention_bytes must be -1 (no limit) or >= 0"),
         (k.connect_timeout_seconds > 0, "kafka.connect_timeout_seconds must be > 0"),
         (k.partitions >= 1, "kafka.partitions must be >= 1"),
         (k.replication_factor >= 1, "kafka.replication_factor must be >= 1"),

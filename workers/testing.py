@@ -188,20 +188,23 @@ def identity_key(line: bytes, id_type: str | None = None) -> bytes | None:
         return None
 
 
-def topic_records(topic: str, bootstrap: str = BOOTSTRAP,
-                  idle_ms: int = 3000) -> list[dict[str, Any]]:
+def topic_records(topic: str, bootstrap: str = BOOTSTRAP, idle_ms: int = 3000,
+                  isolation_level: str = "read_uncommitted") -> list[dict[str, Any]]:
     """Every JSON record in ``topic``, from the beginning until none arrives for ``idle_ms``
-    (no consumer group, nothing committed)."""
-    return [record for record, _ in topic_messages(topic, bootstrap, idle_ms)]
+    (no consumer group, nothing committed); ``read_committed`` skips what transactions
+    aborted or have not committed yet."""
+    return [record for record, _ in topic_messages(topic, bootstrap, idle_ms, isolation_level)]
 
 
-def topic_messages(topic: str, bootstrap: str = BOOTSTRAP,
-                   idle_ms: int = 3000) -> list[tuple[dict[str, Any], dict[str, bytes]]]:
+def topic_messages(topic: str, bootstrap: str = BOOTSTRAP, idle_ms: int = 3000,
+                   isolation_level: str = "read_uncommitted",
+                   ) -> list[tuple[dict[str, Any], dict[str, bytes]]]:
     """As :func:`topic_records`, with each record's headers."""
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False, consumer_timeout_ms=idle_ms)
+                             enable_auto_commit=False, consumer_timeout_ms=idle_ms,
+                             isolation_level=isolation_level)
     try:
         return [(orjson.loads(message.value), dict(message.headers or []))
                 for message in consumer]

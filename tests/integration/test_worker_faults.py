@@ -56,7 +56,7 @@ def test_poison_records_leave_the_worker_up_and_every_output_as_without_them(
         mixed.insert(i * (step + 1) + 7, record)
     # one input partition: the sequenced order is the order produced, as in the reference
     config, settings = worker_config(tmp_path, unique_name, bootstrap=kafka_bootstrap,
-                                     partitions=1, checkpoint_interval_seconds=2)
+                                     partitions=1, commit_interval_seconds=2)
     k = settings["kafka"]
     # everything is on the topic before the worker starts: no idle flush mid-stream
     with WorkerProcess(config, instance_id="solo", log_dir=tmp_path) as worker:
@@ -108,7 +108,7 @@ def test_a_produce_failure_then_a_restart_loses_nothing(
     lines = simulate(300, seed=32, days=3)[0]
     # one input partition: the sequenced order is the order produced, as in the reference
     config, settings = worker_config(tmp_path, unique_name, bootstrap=kafka_bootstrap,
-                                     partitions=1, checkpoint_interval_seconds=2)
+                                     partitions=1, commit_interval_seconds=2)
     k = settings["kafka"]
     provision(load(config), worker_topics(load(config)))
     _topic_setting(kafka_bootstrap, k["segment_changes_topic"], "max.message.bytes", "64")
@@ -148,7 +148,7 @@ def test_an_output_topic_deleted_under_the_worker_comes_back_with_its_partitions
         kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path) -> None:
     lines = simulate(300, seed=33, days=3)[0]
     config, settings = worker_config(tmp_path, unique_name, bootstrap=kafka_bootstrap,
-                                     partitions=4, checkpoint_interval_seconds=2)
+                                     partitions=4, commit_interval_seconds=2)
     k = settings["kafka"]
     half = len(lines) // 2
     with WorkerProcess(config, instance_id="solo", log_dir=tmp_path) as worker:

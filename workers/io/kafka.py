@@ -16,6 +16,7 @@ from typing import Any
 from workers.config import Config
 from workers.core.records import OUTPUT_KINDS, OutputKind, output_kinds
 from workers.errors import BrokerError, ConfigError
+from workers.state.changelog import STORES
 
 
 @dataclass(frozen=True)
@@ -104,12 +105,9 @@ def sequenced_topic(config: Config) -> str:
     return f"{config.kafka.application_id}-sequenced"
 
 
-def chunk_topic(config: Config) -> str:
-    return f"{config.kafka.application_id}-checkpoint-chunks"
-
-
-def manifest_topic(config: Config) -> str:
-    return f"{config.kafka.application_id}-checkpoints"
+def changelog_topic(config: Config, store: str) -> str:
+    """The compacted topic holding one store of the owner's state (workers.state.changelog)."""
+    return f"{config.kafka.application_id}-{store}-changelog"
 
 
 def worker_topics(config: Config) -> list[TopicSpec]:
@@ -118,15 +116,20 @@ def worker_topics(config: Config) -> list[TopicSpec]:
     retention = {"retention.ms": str(k.retention_ms)}
     compact = {"cleanup.policy": "compact"}
     return [
-        TopicSpec(k.input_topic, k.partitions, retention),
+        # the input keeps records however old their timestamps (a backfill stamped with
+        # event time): by size, or forever, unless kafka.input_retention_ms says otherwise
+        TopicSpec(k.input_topic, k.partitions, {"retention.ms": str(k.input_retention_ms),
+                                                "retention.bytes": str(k.input_retention_bytes)}),
         *(TopicSpec(name, k.partitions, retention)
           for name in live_output_topics(config).values()),
         TopicSpec(k.personas_topic, 1, compact),
-        # one partition: one order for the whole stream (see workers.service.app); kept
-        # as long as the input, so a checkpoint can always be replayed from
-        TopicSpec(sequenced_topic(config), 1, retention),
-        TopicSpec(chunk_topic(config), 1, retention),
-        TopicSpec(manifest_topic(config), 1, compact),
+        # one partition: one order for the whole stream (see workers.service.app). Stamped
+        # by the broker on arrival, so retention counts from then, not from a router's
+        # timestamps; a commit every few seconds needs only the records after it
+        TopicSpec(sequenced_topic(config), 1,
+                  {**retention, "message.timestamp.type": "LogAppendTime"}),
+        *(TopicSpec(changelog_topic(config, store), 1 if store == "meta" else k.partitions,
+                    compact) for store in STORES),
     ]
 
 

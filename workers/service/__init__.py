@@ -1,1 +1,1 @@
-"""The Kafka worker: its roles (router, owner, standby), checkpoints, web pages, metrics, logs."""
+"""The Kafka worker: its roles (router, owner, standby), changelogs, web pages, metrics, logs."""

@@ -9,12 +9,14 @@ Every worker plays two roles (README "Scaling and recovery" has the diagram):
 * **owner**: the one member of ``<app>.owner`` that holds partition 0 of
   ``<app>-sequenced`` runs the :class:`~workers.core.pipeline.Pipeline` over it.
   One partition is one order, and the core is deterministic, so the owner's
-  state is a function of the sequenced offset it reached: it checkpoints that
-  state to Kafka (:mod:`workers.service.checkpoints`) and a replacement owner (another
-  worker, or the same one restarted) restores the newest checkpoint and
-  replays from its offset, recomputing the lost outputs with the same
-  ``event_id`` s. Outputs are produced and acknowledged before the owner
-  commits; delivery is at-least-once with exactly repeatable records.
+  state is a function of the sequenced offset it reached: it commits what
+  changed in that state to compacted changelog topics, in one Kafka
+  transaction with the offset (:mod:`workers.service.changelog`), and a
+  replacement owner (another worker, or the same one restarted) restores the
+  changelogs and replays from their offset, recomputing the lost outputs with
+  the same ``event_id`` s. Outputs are acknowledged before the commit (at
+  least once, exactly repeatable records) or committed in its transaction
+  (``kafka.processing_guarantee: exactly_once``).
 
 Identity across partitions is therefore decided in one place, in one order: N
 workers on P partitions end with exactly the groups of one process. What this
@@ -31,10 +33,11 @@ explicitly after their outputs are acknowledged.
 Where each rule lives (this module only wires them into the faust app):
 
 * :mod:`~workers.service.router`: forwarding input records, input ends, consumer lag.
-* :mod:`~workers.service.owner`: takeover, the batch loop, checkpoints, idle flush,
+* :mod:`~workers.service.owner`: takeover, the batch loop, commits, idle flush,
   persona-card publication.
+* :mod:`~workers.service.changelog`: the state's changelog topics, written and read.
 * :mod:`~workers.service.batch`: one batch through the pipeline (pure).
-* :mod:`~workers.service.standby`: the standby copy of the newest checkpoint.
+* :mod:`~workers.service.standby`: the standby copy of the changelogs.
 * :mod:`~workers.service.cards`: following the owner's persona cards.
 * :mod:`~workers.service.web`: the HTTP pages.
 * :mod:`~workers.service.clients`: the Kafka clients; :mod:`~workers.service.state`:
@@ -109,7 +112,7 @@ class Roles(faust.Service):
     async def on_stop(self) -> None:
         self.stopping.set()  # each loop ends within one getmany wait
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        await self.owner.hand_over()  # the next owner starts from here: nothing to replay
+        await self.owner.close()  # the next owner starts from here: nothing to replay
         await self.clients.stop()
         await self.probe.close()
 
@@ -141,7 +144,7 @@ def provision_topics(config: Config) -> None:
 def build_app(config: Config, initial: Pipeline | None = None) -> WorkerApp:
     """The faust app with the worker's roles, timers and pages; tests start it in-process.
 
-    ``initial``: the state the owner starts from when Kafka holds no checkpoint
+    ``initial``: the state the owner starts from when the changelogs hold none
     yet (a state saved by ``replay --state-out``).
     """
     k = config.kafka
@@ -149,7 +152,11 @@ def build_app(config: Config, initial: Pipeline | None = None) -> WorkerApp:
     app = WorkerApp(k.application_id, broker=f"kafka://{k.bootstrap_servers}",
                     broker_credentials=faust_credentials(config, clients.security),
                     store="memory://", web_port=config.metrics.port,
-                    web_bind=config.metrics.host)
+                    web_bind=config.metrics.host,
+                    # faust's own group (its assignor's topic) is static too: without it a
+                    # worker restarted after SIGKILL waits out its dead self's session
+                    consumer_group_instance_id=(f"{k.instance_id}-faust" if k.instance_id
+                                                else None))
     state, metrics = WorkerState(), Metrics()
     router = Router(config, clients, state, metrics)
     owner = Owner(config, clients, state, metrics, router, initial)

@@ -1,4 +1,4 @@
-"""The worker's Kafka clients: one shared producer, a consumer per role, the checkpoint store.
+"""The worker's Kafka clients: one shared producer and a consumer per role.
 
 Every client gets the configured security. Consumers commit explicitly (after
 their outputs are acknowledged), never automatically. With ``kafka.instance_id``
@@ -18,7 +18,6 @@ from aiokafka.structs import ConsumerRecord
 
 from workers.config import Config
 from workers.io.kafka import aiokafka_security
-from workers.service.checkpoints import CheckpointStore
 
 GroupRole = Literal["router", "owner"]  # consumer group <app>.<role>
 Batches = dict[TopicPartition, list[ConsumerRecord]]  # what getmany returns
@@ -34,7 +33,6 @@ class Clients:
         self.config = config
         self.security = aiokafka_security(config)
         self._producer: AIOKafkaProducer | None = None
-        self._checkpoints: CheckpointStore | None = None
 
     async def producer(self) -> AIOKafkaProducer:
         """The one producer of this process, started on first use."""
@@ -47,13 +45,6 @@ class Clients:
                 **self.security)
             await self._producer.start()
         return self._producer
-
-    async def checkpoints(self) -> CheckpointStore:
-        """The checkpoint store (owner and standby share it), writing with the producer."""
-        if self._checkpoints is None:
-            self._checkpoints = CheckpointStore(self.config, await self.producer(),
-                                                self.security)
-        return self._checkpoints
 
     def consumer(self, *topics: str, role: GroupRole | None = None,
                  **options: Any) -> AIOKafkaConsumer:

@@ -126,6 +126,15 @@ class Metrics:
             "persona_stream_last_event_time_seconds",
             "Kafka timestamp (epoch seconds) of the last processed input message.",
             ["partition"], registry=r)
+        self.commits = Counter("persona_stream_state_commits",
+                               "Owner commits: changed state and offset in one transaction.",
+                               registry=r)
+        self.commit_records = Counter("persona_stream_state_commit_records",
+                                      "Changelog records written by the owner's commits.",
+                                      registry=r)
+        self.commit_bytes = Counter("persona_stream_state_commit_bytes",
+                                    "Bytes (keys and values) of changelog records written.",
+                                    registry=r)
         self.replay_progress = Gauge("persona_stream_replay_progress_ratio",
                                      "Share of a running replay done, 0..1.", registry=r)
         for outcome in OUTCOMES:  # zero series from the start, so rate() has a baseline
@@ -162,8 +171,35 @@ class Metrics:
         self._observe_emitted(outputs)
         self.sync(pipeline)
 
+    def observe_commit(self, records: int, written: int) -> None:
+        self.commits.inc()
+        self.commit_records.inc(records)
+        self.commit_bytes.inc(written)
+
+    def start_counting(self, pipeline: Pipeline) -> None:
+        """A state taken over: its counts so far are other processes' work (or this one's,
+        already exported), so this process's counters grow only by what it does next, and
+        ``sum()`` over workers stays right after any takeover."""
+        self._exported = self._current(pipeline)
+        self.sync(pipeline)
+
     def sync(self, pipeline: Pipeline) -> None:
         """Counters advance by the growth of ``Stats`` since the last call; gauges are set."""
+        for key, value in self._current(pipeline).items():
+            delta = value - self._exported.get(key, 0)
+            if delta > 0:
+                name, label = key
+                counter = self._counters[name]
+                (counter.labels(label) if label else counter).inc(delta)
+                self._exported[key] = value
+        self.profiles.set(len(pipeline.profiles))
+        snapshot = pipeline.model.snapshot
+        self.model_version.set(0 if snapshot is None else snapshot.version)
+        self._set_segment_sizes(pipeline.sizes)
+
+    @staticmethod
+    def _current(pipeline: Pipeline) -> dict[tuple[str, str], int]:
+        """Every counted quantity of ``pipeline``, keyed (counter, label)."""
         stats = pipeline.stats
         current: dict[tuple[str, str], int] = {
             # a held valid event may still turn out unattributable (then invalid), so it
@@ -183,17 +219,7 @@ class Metrics:
                              ("refused", stats.merges_refused),
                              ("changes", stats.changes_by_reason)):
             current.update(((name, label), n) for label, n in counts.items())
-        for key, value in current.items():
-            delta = value - self._exported.get(key, 0)
-            if delta > 0:
-                name, label = key
-                counter = self._counters[name]
-                (counter.labels(label) if label else counter).inc(delta)
-                self._exported[key] = value
-        self.profiles.set(len(pipeline.profiles))
-        snapshot = pipeline.model.snapshot
-        self.model_version.set(0 if snapshot is None else snapshot.version)
-        self._set_segment_sizes(pipeline.sizes)
+        return current
 
     def _set_segment_sizes(self, sizes: Mapping[int, int]) -> None:
         live = {str(sid) for sid in sizes}

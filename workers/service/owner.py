@@ -1,12 +1,14 @@
 """The owner role: the one member of ``<app>.owner`` holding ``<app>-sequenced`` runs the pipeline.
 
-On assignment it takes over the state: the standby copy when it holds the newest
-checkpoint, else that checkpoint loaded from Kafka, else the initial state (none
-in Kafka yet), and reads the sequenced stream from the state's offset. Then, per
-batch: :func:`~workers.service.batch.process_batch`, produce the outputs, wait for
-their acknowledgements, commit. It checkpoints every
-``kafka.checkpoint_interval_seconds``, on revocation and at shutdown, and
-publishes the persona cards of every new model version.
+On assignment it takes over the state: it brings a copy of the changelog topics
+up to date (the standby's, already nearly current, or a new one read from the
+start), rebuilds the pipeline from it (the initial state when the changelogs
+are empty) and reads the sequenced stream from the offset the state reached.
+Then, per batch: :func:`~workers.service.batch.process_batch` and produce the
+outputs; every ``kafka.commit_interval_seconds``, on revocation and at shutdown
+it commits (:mod:`workers.service.changelog`): the outputs' acknowledgements
+first (at least once), then the changed state and the offset in one
+transaction. It publishes the persona cards of every new model version.
 """
 
 from __future__ import annotations
@@ -29,12 +31,12 @@ from workers.io.cloudevents import Envelope
 from workers.io.kafka import live_output_topics, sequenced_topic
 from workers.io.sinks import stamp_emitted, wall_clock
 from workers.service.batch import FLUSH_KEY, process_batch
-from workers.service.checkpoints import Manifest
+from workers.service.changelog import ChangelogCopy, ChangelogWriter
 from workers.service.clients import BATCH, Batches, Clients, read_until
 from workers.service.logs import worker_log
 from workers.service.metrics import Metrics
 from workers.service.state import WorkerState
-from workers.state.saved import dump_state, restore_state
+from workers.state.changelog import StateWriter, rebuild
 
 # An idle owner flushes the events its event-time buffer holds once nothing has
 # arrived for as long as the reorder window (an event that waited that long in
@@ -65,22 +67,30 @@ class Owner(ConsumerRebalanceListener):
         self.state = state
         self.metrics = metrics
         self.progress = progress
-        self.initial = initial  # the state to start from while Kafka holds no checkpoint
+        self.initial = initial  # the state to start from while Kafka holds none
         self.sequenced = sequenced_topic(config)
+        self.partition = TopicPartition(self.sequenced, 0)
         self.output_topics = live_output_topics(config)
         self.envelope = Envelope(config)
+        self.exactly_once = config.kafka.processing_guarantee == "exactly_once"
         self.idle_flush = min(_IDLE_FLUSH_MAX, max(_IDLE_FLUSH_MIN,
                                                    config.intake.reorder_window_seconds))
         self.consumer: AIOKafkaConsumer | None = None
-        self.checkpoint_interval = config.kafka.checkpoint_interval_seconds
-        self._last_checkpoint = 0.0  # monotonic clock; set when the loop starts
-        # the pipeline holds a batch whose outputs are not all acknowledged: its state
-        # must never be checkpointed (the next owner replays the batch instead)
-        self._unacknowledged = False
+        self.commit_interval = config.kafka.commit_interval_seconds
+        self._last_commit = 0.0  # monotonic clock
+        self._writer: ChangelogWriter | None = None
+        self._changes: StateWriter | None = None
+        self._pending: list[tuple[str, asyncio.Future[Any]]] = []  # sent, not yet acknowledged
+        # a batch's outputs failed: the state is ahead of what consumers have, so it must
+        # never be committed (the next owner replays from the last commit instead)
+        self._failed = False
+        # a batch (its sends) and a commit never interleave: the timers commit too
+        self._lock = asyncio.Lock()
 
     def register(self, app: faust.App) -> None:
-        """The owner's timers: the idle flush, and the cards' sizes now and then."""
+        """The owner's timers: the idle flush, the commit of a quiet stream, the cards."""
         app.timer(self.idle_flush / 2)(self.flush_when_idle)
+        app.timer(self.commit_interval)(self.commit_when_due)
         app.timer(_PERSONA_INTERVAL)(self.publish_personas)
 
     # ---- the batch loop ------------------------------------------------------------
@@ -89,17 +99,25 @@ class Owner(ConsumerRebalanceListener):
         consumer = self.consumer = self.clients.consumer(
             role="owner", max_partition_fetch_bytes=_FETCH_BYTES)
         consumer.subscribe([self.sequenced], listener=self)
-        self._last_checkpoint = time.monotonic()
+        self._last_commit = time.monotonic()
         await read_until(stopping, consumer, self._process, max_records=BATCH)
 
     async def _process(self, batches: Batches) -> None:
-        """One batch: process, produce and wait for the acknowledgements, then commit."""
-        pipeline = self.state.pipeline
-        if pipeline is None or not batches:
+        """One batch: process and send the outputs; commit when the interval is up.
+
+        The acknowledgements are awaited at the commit, not per batch: the next batch is
+        processed while the broker writes this one's outputs.
+        """
+        if not batches:
             return
-        assert self.consumer is not None  # the consumer that read the batch
+        async with self._lock:
+            await self._process_locked(batches)
+
+    async def _process_locked(self, batches: Batches) -> None:
+        pipeline = self.state.pipeline
+        if pipeline is None or self._failed:
+            return
         started = time.perf_counter()
-        self._unacknowledged = True
         done = process_batch(pipeline, chain.from_iterable(batches.values()))
         seconds = time.perf_counter() - started
         state = self.state
@@ -107,38 +125,47 @@ class Owner(ConsumerRebalanceListener):
         state.last_input = time.monotonic()
         state.flush_sent = False
         await self._emit(done.outputs)
-        await self.consumer.commit()
-        self._unacknowledged = False
         self.metrics.observe_batch(pipeline, done.fed, seconds, done.outputs)
         snapshot = pipeline.model.snapshot
         if snapshot is not None and snapshot.version != state.published_version:
             await self._publish_cards(pipeline)  # followers learn a new model at once
             state.published_version = snapshot.version
-        if time.monotonic() - self._last_checkpoint >= self.checkpoint_interval:
-            await self.checkpoint()
-            self._last_checkpoint = time.monotonic()
+        if time.monotonic() - self._last_commit >= self.commit_interval:
+            await self._commit()
 
     async def _emit(self, outputs: list[Output]) -> None:
-        """Produce, and wait until every record is acknowledged (before the commit).
-
-        A refused record is a :class:`BrokerError` naming its topic and the reason.
-        """
+        """Send the outputs: in the open transaction (exactly once), or at once with their
+        acknowledgements awaited at the next commit (at least once)."""
         if not outputs:
             return
-        send = (await self.clients.producer()).send
+        if self.exactly_once:
+            assert self._writer is not None
+            await self._writer.begin()
+            producer = self._writer.producer
+        else:
+            producer = await self.clients.producer()
         message = self.envelope.message
         stamp_emitted(outputs, wall_clock)
-        sent = []
+        send = producer.send
+        pending = self._pending
         for out in outputs:
             topic = self.output_topics[out.kind]
             key, value, headers = message(out)
             try:
-                sent.append((topic, await send(topic, key=key, value=value, headers=headers)))
+                pending.append((topic, await send(topic, key=key, value=value,
+                                                  headers=headers)))
             except KafkaError as exc:
+                self._failed = True
                 raise BrokerError(f"producing to {topic} failed: {exc!r}") from exc
+
+    async def _acknowledged(self) -> None:
+        """Every output sent so far is acknowledged; a refused one is a BrokerError naming
+        its topic, and the state that made it is never committed."""
+        sent, self._pending = self._pending, []
         results = await asyncio.gather(*(future for _, future in sent), return_exceptions=True)
         for (topic, _), result in zip(sent, results, strict=True):
             if isinstance(result, BaseException):
+                self._failed = True
                 raise BrokerError(f"producing to {topic} failed: {result!r}") from result
 
     async def _publish_cards(self, pipeline: Pipeline) -> None:
@@ -150,66 +177,95 @@ class Owner(ConsumerRebalanceListener):
             futures.append(await send(topic, key=key, value=value, headers=headers))
         await asyncio.gather(*futures)
 
-    # ---- ownership: taking over, checkpointing, handing over ------------------------
+    # ---- commits ----------------------------------------------------------------------
+
+    async def commit_when_due(self) -> None:
+        """The timer's commit, for a stream gone quiet between batches."""
+        if time.monotonic() - self._last_commit >= self.commit_interval:
+            async with self._lock:
+                await self._commit()
+
+    async def _commit(self) -> None:
+        """Outputs acknowledged, then the changed state and the offset in one transaction.
+
+        Not after outputs that were refused: that state is ahead of what consumers have;
+        the next owner replays from the last commit instead.
+        """
+        state = self.state
+        if not state.owner or self._writer is None or self._changes is None or self._failed:
+            return
+        self._last_commit = time.monotonic()
+        await self._acknowledged()
+        records = self._changes.changes()
+        written = await self._writer.commit(records, self.partition, state.next_offset)
+        state.commits += 1
+        state.committed_offset = state.next_offset
+        self.metrics.observe_commit(len(records), written)
+
+    # ---- ownership: taking over, handing over ----------------------------------------
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         if not assigned:
             return
         assert self.consumer is not None  # the listener of this consumer
         state = self.state
-        manifest = await (await self.clients.checkpoints()).newest()
-        state.pipeline, state.next_offset = await self._take_over(manifest)
-        state.restored_from = state.next_offset
-        self.consumer.seek(TopicPartition(self.sequenced, 0), state.next_offset)
-        # a state checkpointed before its idle flush still holds events: flush them
-        # once the stream is quiet, as if they had just arrived
+        self._failed = False
+        self._writer = ChangelogWriter(self.config, self.clients.security)
+        await self._writer.start()  # fences a previous owner's producer first
+        copy, state.standby = state.standby, None
+        state.took_over_from_standby = copy is not None and not copy.empty
+        if copy is None:
+            copy = ChangelogCopy(self.config, self.clients.security)
+        started = time.monotonic()
+        read = await copy.catch_up()
+        if copy.empty:
+            pipeline = self.initial if self.initial is not None else Pipeline(self.config)
+            self._changes = StateWriter(pipeline, saved=False)
+        else:
+            # decoding the state is CPU work: a thread lets the router's loop go on meanwhile
+            pipeline = await asyncio.to_thread(rebuild, self.config, copy.records(),
+                                               "the changelog topics")
+            self._changes = StateWriter(pipeline, saved=True)
+        state.pipeline, state.next_offset = pipeline, copy.next_offset
+        state.restored_from = state.committed_offset = state.next_offset
+        self.metrics.start_counting(pipeline)
+        self.consumer.seek(self.partition, state.next_offset)
+        # a state committed before its idle flush still holds events: flush them once
+        # the stream is quiet, as if they had just arrived
         state.last_input, state.flush_sent = time.monotonic(), False
         state.owner = True
+        self._last_commit = time.monotonic()
         worker_log.info("owner of the sequenced stream",
-                        extra={"from_offset": state.next_offset,
-                               "checkpoint": manifest is not None,
-                               "standby": state.took_over_from_standby})
-
-    async def _take_over(self, manifest: Manifest | None) -> tuple[Pipeline, int]:
-        """The state to own and its next offset: the standby's copy when it is the newest
-        checkpoint, else that checkpoint loaded, else the initial state (none in Kafka)."""
-        standby, self.state.standby = self.state.standby, None
-        self.state.took_over_from_standby = False
-        if manifest is None:
-            return (self.initial if self.initial is not None else Pipeline(self.config)), 0
-        if standby is not None and standby.manifest == manifest:
-            self.state.took_over_from_standby = True
-            return standby.pipeline, manifest["next_offset"]
-        saved = await (await self.clients.checkpoints()).load(manifest)
-        return (restore_state(saved.state, self.config, "the Kafka checkpoint"),
-                manifest["next_offset"])
+                        extra={"from_offset": state.next_offset, "restored": not copy.empty,
+                               "standby": state.took_over_from_standby,
+                               "changelog_records_read": read,
+                               "restore_seconds": round(time.monotonic() - started, 3)})
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         await self.hand_over()  # hand over as fresh a state as possible
         self.state.owner, self.state.pipeline = False, None
+        if self._writer is not None:
+            await self._writer.stop()
+            self._writer = None
 
     async def hand_over(self) -> None:
-        """Checkpoint if this worker owns the state: the next owner has nothing to replay.
-
-        Not after a batch whose outputs were not all acknowledged: that state is ahead of
-        what consumers have; the next owner replays from the last good checkpoint.
-        """
+        """Commit if this worker owns the state: the next owner has nothing to replay."""
         if not self.state.owner:
             return
-        if self._unacknowledged:
-            worker_log.warning("no checkpoint at hand-over: the last batch's outputs were not"
-                               " all acknowledged; the next owner replays it",
-                               extra={"next_offset": self.state.next_offset})
+        if self._failed:
+            worker_log.warning("no commit at hand-over: outputs were refused; the next"
+                               " owner replays from the last commit",
+                               extra={"committed_offset": self.state.committed_offset})
             return
-        await self.checkpoint()
+        async with self._lock:
+            await self._commit()
 
-    async def checkpoint(self) -> None:
-        state = self.state
-        if state.pipeline is not None:
-            await (await self.clients.checkpoints()).save(dump_state(state.pipeline),
-                                                          state.next_offset)
-            state.checkpoints += 1
-            worker_log.info("checkpoint written", extra={"next_offset": state.next_offset})
+    async def close(self) -> None:
+        """Shutting down: a last commit, then the transactional producer goes."""
+        await self.hand_over()
+        if self._writer is not None:
+            await self._writer.stop()
+            self._writer = None
 
     # ---- timers -----------------------------------------------------------------------
 

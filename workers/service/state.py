@@ -11,15 +11,7 @@ from dataclasses import dataclass, field
 
 from workers.core.pipeline import Pipeline
 from workers.core.records import PersonaCard
-from workers.service.checkpoints import Manifest
-
-
-@dataclass(frozen=True)
-class RestoredCheckpoint:
-    """A checkpoint restored ahead of a takeover: its manifest (which names its offset)."""
-
-    manifest: Manifest
-    pipeline: Pipeline
+from workers.service.changelog import ChangelogCopy
 
 
 @dataclass
@@ -40,17 +32,18 @@ class WorkerState:
     pipeline: Pipeline | None = None
     restored_from: int | None = None  # sequenced offset the owner's state started at
     next_offset: int = 0  # first sequenced offset the owner's state has not seen
+    committed_offset: int = 0  # the same, for the state last committed to the changelogs
     last_input: float = 0.0  # monotonic clock of the last batch, for the idle flush
     flush_sent: bool = True
     published_version: int = 0
-    checkpoints: int = 0
+    commits: int = 0
     took_over_from_standby: bool = False
     # router
     routed: int = 0
     router_assigned: bool = False
     input_partitions: list[int] = field(default_factory=list)
-    # standby: a non-owner's copy of the newest checkpoint, restored ahead of a takeover
-    standby: RestoredCheckpoint | None = None
+    # standby: a non-owner's copy of the owner's changelogs, for a quick takeover
+    standby: ChangelogCopy | None = None
     # every worker: the owner's persona cards, by segment id
     cards: dict[int, PersonaCard] = field(default_factory=dict)
     broker: BrokerHealth = field(default_factory=BrokerHealth)

@@ -89,9 +89,9 @@ class Pages:
             "owner": state.owner, "model_version": state.model_version,
             "routed": state.routed, "input_partitions": state.input_partitions,
             "next_offset": state.next_offset,
-            "restored_from": state.restored_from, "checkpoints": state.checkpoints,
-            "standby_offset": (None if state.standby is None
-                               else state.standby.manifest["next_offset"]),
+            "restored_from": state.restored_from, "commits": state.commits,
+            "committed_offset": state.committed_offset,
+            "standby_offset": None if state.standby is None else state.standby.next_offset,
             "took_over_from_standby": state.took_over_from_standby,
             "store": self.config.state.store,
             "events_read": pipeline.stats.events_read if pipeline is not None else None,
