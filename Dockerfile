@@ -31,7 +31,8 @@ RUN groupadd --system --gid 10001 persona \
 USER 10001:10001
 WORKDIR /var/lib/persona-stream
 
-# Prometheus /metrics, /healthz and /readyz.
+# Prometheus /metrics, /healthz, /readyz and /personas. The admin pages (9465, with
+# identifiers) listen on the container's loopback by default and are not exposed.
 EXPOSE 9464
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9464/healthz', timeout=4)"]

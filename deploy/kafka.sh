@@ -2,11 +2,17 @@
 # A real single-node Apache Kafka (KRaft, broker+controller) on 127.0.0.1 for
 # development and CI, fetched from Maven Central with Maven: no Docker needed.
 #
-#   deploy/kafka.sh start|stop|status|fetch
+#   deploy/kafka.sh start|stop|status|fetch|reset|env
+#
+# Two client listeners: PLAINTEXT on KAFKA_PORT, and SASL_SSL (SCRAM-SHA-512,
+# TLS with a CA made for this run folder) on KAFKA_SASL_PORT. `env` prints the
+# SASL_SSL listener's address, user, password and CA file as shell variables
+# (KAFKA_SASL_BOOTSTRAP, KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD, KAFKA_SSL_CAFILE).
 #
 # Environment:
 #   KAFKA_VERSION  Kafka release (default 4.4.0; see README "Local Kafka")
 #   KAFKA_PORT     client port on 127.0.0.1 (default 9092; controller = port+1)
+#   KAFKA_SASL_PORT  SASL_SSL client port on 127.0.0.1 (default port+2)
 #   KAFKA_CACHE    where jars are cached across runs (default ~/.cache/persona-stream)
 #   KAFKA_DATA     run folder: logs, data, pid (default $KAFKA_CACHE/run-$KAFKA_PORT)
 #   KAFKA_HEAP     JVM heap (default 512m: plenty for tests on a 2-core machine)
@@ -16,10 +22,13 @@ KAFKA_VERSION="${KAFKA_VERSION:-4.4.0}"
 LOG4J_VERSION="2.24.3"
 KAFKA_PORT="${KAFKA_PORT:-9092}"
 CONTROLLER_PORT="$((KAFKA_PORT + 1))"
+KAFKA_SASL_PORT="${KAFKA_SASL_PORT:-$((KAFKA_PORT + 2))}"
+SCRAM_USER="persona-stream"
 KAFKA_CACHE="${KAFKA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/persona-stream}"
 LIB="$KAFKA_CACHE/kafka-$KAFKA_VERSION/lib"
 RUN="${KAFKA_DATA:-$KAFKA_CACHE/run-$KAFKA_PORT}"
 PIDFILE="$RUN/kafka.pid"
+TLS="$RUN/tls"
 LOG="$RUN/kafka.out"
 # The broker must answer within this many seconds; a cold JVM on a busy
 # 2-core machine takes 5-15 s, so 90 s only trips on a real failure.
@@ -55,23 +64,60 @@ POM
 
 running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
 
-answers() { (exec 3<>"/dev/tcp/127.0.0.1/$KAFKA_PORT") 2>/dev/null; }
+answers() { (exec 3<>"/dev/tcp/127.0.0.1/${1:-$KAFKA_PORT}") 2>/dev/null; }
 
 java_run() { # main class, args...
   java -cp "$LIB/*" -Dlog4j2.configurationFile="$RUN/log4j2.properties" "$@"
 }
 
+# A CA of this run folder and the broker's certificate (for 127.0.0.1 and localhost)
+# signed by it, as a PKCS12 keystore; the SCRAM user's password. Made once.
+make_tls() {
+  [ -f "$TLS/broker.p12" ] && return 0
+  command -v openssl >/dev/null || { say "openssl is needed for the SASL_SSL listener"; exit 1; }
+  rm -rf "$TLS"; mkdir -p "$TLS"; chmod 700 "$TLS"
+  local o="$TLS/openssl.log"
+  openssl rand -hex 16 >"$TLS/store.password"
+  openssl rand -hex 16 >"$TLS/scram.password"
+  { openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 3650 \
+      -subj "/CN=persona-stream local CA" -keyout "$TLS/ca.key" -out "$TLS/ca.pem" \
+    && openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+      -subj "/CN=localhost" -keyout "$TLS/broker.key" -out "$TLS/broker.csr" \
+    && printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$TLS/san.ext" \
+    && openssl x509 -req -in "$TLS/broker.csr" -CA "$TLS/ca.pem" -CAkey "$TLS/ca.key" \
+      -CAcreateserial -days 3650 -extfile "$TLS/san.ext" -out "$TLS/broker.pem" \
+    && openssl pkcs12 -export -in "$TLS/broker.pem" -inkey "$TLS/broker.key" \
+      -certfile "$TLS/ca.pem" -name broker -passout "file:$TLS/store.password" \
+      -out "$TLS/broker.p12.tmp"; } >"$o" 2>&1 \
+    || { cat "$o" >&2; say "making the test CA and broker certificate failed"; exit 1; }
+  mv "$TLS/broker.p12.tmp" "$TLS/broker.p12"
+}
+
 configure() {
+  if [ -f "$RUN/data/meta.properties" ] && [ ! -f "$RUN/scram-formatted" ]; then
+    # SCRAM users are written when the storage is formatted: a folder formatted
+    # before the SASL_SSL listener existed has none, and the test broker's data
+    # is throw-away
+    say "recreating $RUN: it was formatted without the SASL_SSL listener's user"
+    rm -rf "$RUN/data"
+  fi
   mkdir -p "$RUN/data"
+  make_tls
   cat > "$RUN/server.properties" <<PROPS
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$CONTROLLER_PORT
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT,CONTROLLER://127.0.0.1:$CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,SASL_SSL://127.0.0.1:$KAFKA_SASL_PORT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
+# the authenticated listener: SCRAM-SHA-512 over TLS with this folder's CA
+sasl.enabled.mechanisms=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+ssl.keystore.type=PKCS12
+ssl.keystore.location=$TLS/broker.p12
+ssl.keystore.password=$(cat "$TLS/store.password")
 log.dirs=$RUN/data
 # one node: internal topics cannot have more than one replica
 offsets.topic.replication.factor=1
@@ -109,14 +155,27 @@ L4J
   if [ ! -f "$RUN/data/meta.properties" ]; then
     java_run kafka.tools.StorageTool format \
       -t "$(java_run kafka.tools.StorageTool random-uuid)" \
-      -c "$RUN/server.properties" >"$RUN/format.log" 2>&1 \
+      -c "$RUN/server.properties" \
+      --add-scram "SCRAM-SHA-512=[name=$SCRAM_USER,password=$(cat "$TLS/scram.password")]" \
+      >"$RUN/format.log" 2>&1 \
       || { cat "$RUN/format.log" >&2; say "formatting KRaft storage failed"; exit 1; }
+    touch "$RUN/scram-formatted"
   fi
+}
+
+# the SASL_SSL listener, as shell variables for tests and clients
+print_env() {
+  [ -f "$TLS/scram.password" ] || { say "no SASL_SSL listener set up in $RUN (start first)"; exit 3; }
+  printf 'KAFKA_SASL_BOOTSTRAP=127.0.0.1:%s\n' "$KAFKA_SASL_PORT"
+  printf 'KAFKA_SASL_USERNAME=%s\n' "$SCRAM_USER"
+  printf 'KAFKA_SASL_PASSWORD=%s\n' "$(cat "$TLS/scram.password")"
+  printf 'KAFKA_SSL_CAFILE=%s\n' "$TLS/ca.pem"
 }
 
 start() {
   if running; then say "already running (pid $(cat "$PIDFILE")) on 127.0.0.1:$KAFKA_PORT"; return 0; fi
   if answers; then say "port $KAFKA_PORT is taken by another process"; exit 1; fi
+  if answers "$KAFKA_SASL_PORT"; then say "port $KAFKA_SASL_PORT (SASL_SSL) is taken by another process"; exit 1; fi
   fetch
   configure
   KAFKA_HEAP="${KAFKA_HEAP:-512m}"
@@ -126,7 +185,7 @@ start() {
     kafka.Kafka "$RUN/server.properties" >"$LOG" 2>&1 &
   echo $! >"$PIDFILE"
   local waited=0
-  until answers; do
+  until answers && answers "$KAFKA_SASL_PORT"; do
     if ! running || [ "$waited" -ge "$START_TIMEOUT" ]; then
       say "broker did not start; last lines of its logs:"
       tail -n 30 "$LOG" "$RUN/server.log" 2>/dev/null >&2 || true
@@ -134,7 +193,7 @@ start() {
     fi
     sleep 1; waited=$((waited + 1))
   done
-  say "Kafka $KAFKA_VERSION running on 127.0.0.1:$KAFKA_PORT (pid $(cat "$PIDFILE"), data $RUN)"
+  say "Kafka $KAFKA_VERSION running on 127.0.0.1:$KAFKA_PORT, SASL_SSL on 127.0.0.1:$KAFKA_SASL_PORT (pid $(cat "$PIDFILE"), data $RUN)"
 }
 
 stop_quiet() {
@@ -153,5 +212,6 @@ case "${1:-}" in
   status) if running && answers; then say "running (pid $(cat "$PIDFILE")) on 127.0.0.1:$KAFKA_PORT"; else say "not running"; exit 3; fi ;;
   fetch) fetch ;;
   reset) stop_quiet; rm -rf "$RUN"; say "stopped and removed $RUN" ;;
-  *) echo "usage: $0 start|stop|status|fetch|reset" >&2; exit 2 ;;
+  env) print_env ;;
+  *) echo "usage: $0 start|stop|status|fetch|reset|env" >&2; exit 2 ;;
 esac

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from workers.testing import BOOTSTRAP, unique_names
+from workers.testing import BOOTSTRAP, sasl_listener, unique_names
 
 
 @pytest.fixture(scope="session")
@@ -23,6 +23,17 @@ def kafka_bootstrap() -> str:
         pytest.fail(f"no Kafka broker at {BOOTSTRAP}: start one with `deploy/kafka.sh start`")
     admin.close()
     return BOOTSTRAP
+
+
+@pytest.fixture(scope="session")
+def kafka_sasl(kafka_bootstrap: str) -> dict[str, str]:
+    """The ``kafka`` settings of the local broker's SASL_SSL listener (``deploy/kafka.sh
+    start`` opens it); fails when there is none, like :func:`kafka_bootstrap`."""
+    settings = sasl_listener(kafka_bootstrap)
+    if settings is None:
+        pytest.fail(f"the broker at {kafka_bootstrap} has no SASL_SSL listener: restart it"
+                    " with `deploy/kafka.sh start`")
+    return settings
 
 
 @pytest.fixture

@@ -36,7 +36,7 @@ def test_defaults_load() -> None:
     # every section of defaults.yaml is used
     raw = yaml.safe_load(DEFAULTS_PATH.read_text(encoding="utf-8"))
     assert set(raw) == {"kafka", "intake", "identity", "features", "segmentation", "output",
-                        "metrics", "state", "audiences"}
+                        "metrics", "state", "admin", "audiences"}
 
 
 def test_yaml_file_overrides_one_key_and_keeps_the_rest(tmp_path: Path) -> None:
@@ -210,8 +210,52 @@ def test_unreadable_or_invalid_file(tmp_path: Path) -> None:
      r"intake\.earliest_event_time must be before intake\.latest_event_time"),
     ({"PERSONA_STREAM_INTAKE__EARLIEST_EVENT_TIME": "last year"},
      r"intake\.earliest_event_time 'last year' is not an RFC 3339 time"),
+    ({"PERSONA_STREAM_ADMIN__HOST": "0.0.0.0"},
+     r"admin\.host 0\.0\.0\.0 is reachable from other machines: set admin\.token"),
+    ({"PERSONA_STREAM_ADMIN__HOST": "worker-0.internal"},
+     r"admin\.host worker-0\.internal is reachable from other machines"),
+    ({"PERSONA_STREAM_ADMIN__TOKEN": "short"}, r"admin\.token must be at least 16 characters"),
+    ({"PERSONA_STREAM_ADMIN__TOKEN": "a" * 20, "PERSONA_STREAM_ADMIN__TOKEN_FILE": "/x"},
+     r"admin\.token and admin\.token_file are both set"),
+    ({"PERSONA_STREAM_ADMIN__TOKEN_FILE": "/no/such/token"},
+     r"admin\.token_file: cannot read /no/such/token: No such file"),
+    ({"PERSONA_STREAM_ADMIN__PORT": "9464"}, r"admin\.port 9464 is metrics\.port too"),
+    ({"PERSONA_STREAM_IDENTITY__PSEUDONYMISE": "true"},
+     r"identity\.pseudonymise is on: set identity\.pseudonymise_key"),
+    ({"PERSONA_STREAM_INTAKE__DEAD_LETTER_RAW": "drop"},
+     r"'intake\.dead_letter_raw' must be one of keep, redact"),
 ])
 def test_operator_mistakes_name_the_setting(env: dict[str, str], message: str) -> None:
     """Each is refused when the configuration is loaded, before any broker or data."""
     with pytest.raises(ConfigError, match=message):
         load(env=env)
+
+
+def test_secrets_come_from_the_environment_or_a_file_and_never_show(tmp_path: Path) -> None:
+    """A Kubernetes Secret mounted as a file (a trailing newline included) is the same token
+    as the environment variable; neither appears in the configuration's repr or in the
+    copy a saved state's fingerprint is made from (a digest tells two apart)."""
+    import dataclasses
+
+    token = "s3cret-token-0123456789"
+    (tmp_path / "token").write_text(token + "\n", encoding="utf-8")
+    from_file = load(env={"PERSONA_STREAM_ADMIN__HOST": "0.0.0.0",
+                          "PERSONA_STREAM_ADMIN__TOKEN_FILE": str(tmp_path / "token")})
+    from_env = load(env={"PERSONA_STREAM_ADMIN__HOST": "0.0.0.0",
+                         "PERSONA_STREAM_ADMIN__TOKEN": token})
+    assert from_file.admin.token == from_env.admin.token
+    assert from_file.admin.token is not None and from_file.admin.token.reveal() == token
+    key = load(env={"PERSONA_STREAM_IDENTITY__PSEUDONYMISE": "true",
+                    "PERSONA_STREAM_IDENTITY__PSEUDONYMISE_KEY": "0123456789012345"})
+    for config, secret in ((from_env, token), (key, "0123456789012345")):
+        assert secret not in repr(config)
+        assert secret not in str(dataclasses.asdict(config))
+    other = load(env={"PERSONA_STREAM_IDENTITY__PSEUDONYMISE": "true",
+                      "PERSONA_STREAM_IDENTITY__PSEUDONYMISE_KEY": "another key, 16 chars"})
+    assert (dataclasses.asdict(key)["identity"]["pseudonymise_key"]
+            != dataclasses.asdict(other)["identity"]["pseudonymise_key"])
+
+
+def test_a_loopback_admin_listener_needs_no_token() -> None:
+    for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
+        assert load(env={"PERSONA_STREAM_ADMIN__HOST": host}).admin.token is None

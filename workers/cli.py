@@ -97,16 +97,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return run_worker(config, initial)
 
 
-def _fetch(url: str) -> Any:
-    """GET a worker page as JSON; every failure is one line."""
+def _fetch(url: str, token: str | None = None) -> Any:
+    """GET a worker page as JSON (with ``token`` as its bearer); every failure is one line."""
     import urllib.error
     import urllib.request
 
     if not url.startswith(("http://", "https://")):
         raise UsageError(f"--url must be a worker's http:// address, e.g. http://worker:9464;"
                          f" got {url.rsplit('/', 1)[0]!r}")
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
     try:
-        with urllib.request.urlopen(url, timeout=10) as response:
+        request = urllib.request.Request(url, headers=headers)
+        with urllib.request.urlopen(request, timeout=10) as response:
             return orjson.loads(response.read())
     except urllib.error.HTTPError as exc:
         try:
@@ -155,7 +157,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if args.url:
         from urllib.parse import quote
 
-        profile = _fetch(f"{args.url.rstrip('/')}/profile/{quote(key, safe='')}")
+        # the admin listener's token, from where the worker reads it too (never a flag:
+        # a command line is visible to every user of the machine)
+        profile = _fetch(f"{args.url.rstrip('/')}/profile/{quote(key, safe='')}",
+                         os.environ.get("PERSONA_STREAM_ADMIN__TOKEN") or None)
         sys.stdout.write(orjson.dumps(profile, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
     from workers.io.folder import PROFILES, find_profile
@@ -296,8 +301,9 @@ def _add_profile(sub: Commands) -> None:
                        description="Look a profile up by profile id or identifier (value or"
                        " type:value) and print its snapshot.")
     p.add_argument("id", metavar="ID", help="profile id, identifier value, or type:value")
-    _source_flags(p, "the owner worker's web address, e.g. http://worker:9464 (a worker that"
-                  " does not own the state says so)")
+    _source_flags(p, "the owner worker's admin listener, e.g. http://127.0.0.1:9465 (a worker"
+                  " that does not own the state says so); its token, if it has one, is read"
+                  " from PERSONA_STREAM_ADMIN__TOKEN")
     p.set_defaults(func=cmd_profile)
 
 

@@ -9,12 +9,14 @@ full path instead of surfacing as a wrong segment hours later.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import hmac
 import math
 import os
 import re
 import types
 import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field
 from itertools import chain
 from pathlib import Path
@@ -25,6 +27,7 @@ import yaml
 from workers.errors import ConfigError
 
 ENV_PREFIX = "PERSONA_STREAM_"
+SECRET_MIN_LENGTH = 16
 DEFAULTS_PATH = Path(__file__).with_name("defaults.yaml")
 
 
@@ -35,6 +38,53 @@ StoreName = Literal["memory", "rocksdb"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 IdentifierType = Literal["user_id", "crm_id", "email", "phone", "device_id", "anonymous_id"]
 ProcessingGuarantee = Literal["at_least_once", "exactly_once"]
+
+
+class Secret:
+    """A secret setting (a token, a key): its value shows in no repr, log or saved state.
+
+    What a copy of the configuration holds of it (``dataclasses.asdict``, from which a
+    saved state's configuration fingerprint is made) is a digest: two secrets are told
+    apart without either being written down.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def digest(self) -> str:
+        return "sha256:" + hashlib.sha256(b"persona-stream secret\0"
+                                          + self._value.encode()).hexdigest()[:16]
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> str:
+        return self.digest()
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and hmac.compare_digest(self._value.encode(),
+                                                                 other._value.encode())
+
+    def __hash__(self) -> int:
+        return hash(self.digest())
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+
+def read_secret(value: Secret | None, file: str | None, key: str) -> Secret | None:
+    """A secret set directly (``KEY``, or its environment variable) or held in a file
+    (``KEY_file``, e.g. a mounted Kubernetes Secret: surrounding whitespace removed)."""
+    if file is None:
+        return value
+    try:
+        text = Path(file).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = getattr(exc, "strerror", None) or "not UTF-8 text"
+        raise ConfigError(f"{key}_file: cannot read {file}: {reason}") from None
+    return Secret(text) if text else None
 
 
 @dataclass(frozen=True)
@@ -72,6 +122,7 @@ class KafkaConfig:
 
 CsvTimeFormat = Literal["iso", "epoch_s", "epoch_ms", "epoch_us"]
 InputFormat = Literal["touchpoint", "segment", "snowplow", "ga4", "csv", "auto"]
+DeadLetterRaw = Literal["keep", "redact"]
 
 
 @dataclass(frozen=True)
@@ -155,6 +206,9 @@ class IntakeConfig:
     # record), and a format per input topic; docs/formats/
     format: InputFormat
     formats: dict[str, InputFormat]
+    # a dead letter's raw record as received, or with identifier values redacted
+    # (workers.core.privacy.redact; docs/contracts.md "Dead letter")
+    dead_letter_raw: DeadLetterRaw
     segment: SegmentConfig
     # input formats: their mapping tables (docs/formats/)
     snowplow: SnowplowConfig
@@ -168,6 +222,11 @@ class IdentityConfig:
     limits: dict[str, int]
     blocklist_values: list[str]
     blocklist_patterns: list[str]
+    # identifier values are replaced by HMAC-SHA256(key, value) at intake, before any
+    # store, output or log sees them (README "Security and privacy")
+    pseudonymise: bool = False
+    pseudonymise_key: Secret | None = None
+    pseudonymise_key_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -256,6 +315,19 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class AdminConfig:
+    """The listener of the pages that return identifiers (``/profile/{key}``, ``/profiles``)."""
+
+    host: str = "127.0.0.1"
+    port: int = 9465
+    # the bearer token those pages ask for; required on an address other than loopback.
+    # Set it from the environment (PERSONA_STREAM_ADMIN__TOKEN) or name a file holding
+    # it (a mounted Kubernetes Secret): never in a file under version control
+    token: Secret | None = None
+    token_file: str | None = None
+
+
+@dataclass(frozen=True)
 class Config:
     kafka: KafkaConfig
     intake: IntakeConfig
@@ -267,6 +339,7 @@ class Config:
         default_factory=lambda: MetricsConfig(host="0.0.0.0", port=9464, log_level="INFO")
     )
     state: StateConfig = field(default_factory=StateConfig)
+    admin: AdminConfig = field(default_factory=AdminConfig)
     audiences: AudiencesConfig = field(default_factory=AudiencesConfig)
 
 
@@ -372,6 +445,12 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
                                   f" {problem}") from None
         else:
             value = str(value)
+    if hint is Secret:
+        if isinstance(value, Secret):
+            return value
+        if not isinstance(value, str | int | float) or isinstance(value, bool):
+            raise ConfigError(f"'{path}' must be a string, got a {type(value).__name__}")
+        return Secret(str(value))
     origin = typing.get_origin(hint)
     if origin is Literal:
         choices = typing.get_args(hint)
@@ -420,21 +499,37 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
 
 def _is_text(hint: Any) -> bool:
     """A string setting (``str`` or ``str | None``), whose environment value is taken as is."""
-    return hint is str or (typing.get_origin(hint) in (types.UnionType, typing.Union)
-                           and str in typing.get_args(hint))
+    return hint in (str, Secret) or (
+        typing.get_origin(hint) in (types.UnionType, typing.Union)
+        and any(arg in (str, Secret) for arg in typing.get_args(hint)))
 
 
 def validate(config: Config) -> Config:
     """Cross-field checks that types alone cannot express; the first problem is raised."""
     problems = chain(_ranges(config), _kafka_problems(config.kafka),
-                     _metrics_problems(config.metrics), _intake_problems(config.intake),
+                     _metrics_problems(config.metrics), _admin_problems(config),
+                     _identity_problems(config.identity), _intake_problems(config.intake),
                      _format_problems(config.intake),
                      _trait_problems(config.features.traits), _pattern_problems(config.identity),
                      _audience_problems(config.audiences), _model_problems(config))
     problem = next(problems, None)
     if problem is not None:
         raise ConfigError(problem)
-    return config
+    return _secrets_read(config)
+
+
+def _secrets_read(config: Config) -> Config:
+    """Secrets given as files, read once at start: the rest of the code sees ``admin.token``
+    and ``identity.pseudonymise_key`` only, wherever they came from."""
+    a, i = config.admin, config.identity
+    if a.token_file is not None:
+        a = dataclasses.replace(a, token=read_secret(None, a.token_file, "admin.token"),
+                                token_file=None)
+    if i.pseudonymise_key_file is not None:
+        i = dataclasses.replace(i, pseudonymise_key=read_secret(
+            None, i.pseudonymise_key_file, "identity.pseudonymise_key"),
+            pseudonymise_key_file=None)
+    return dataclasses.replace(config, admin=a, identity=i)
 
 
 def _ranges(config: Config) -> Iterator[str]:
@@ -507,6 +602,58 @@ def _metrics_problems(m: MetricsConfig) -> Iterator[str]:
         yield f"metrics.port {m.port} is not a TCP port (1..65535)"
     if not m.host:
         yield "metrics.host must not be empty (0.0.0.0 listens on every address)"
+
+
+def is_loopback(host: str) -> bool:
+    """Only this machine can connect to ``host``: a loopback address, or ``localhost``."""
+    import ipaddress
+
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to any address
+
+
+def _admin_problems(config: Config) -> Iterator[str]:
+    a = config.admin
+    if not 1 <= a.port <= 65535:
+        yield f"admin.port {a.port} is not a TCP port (1..65535)"
+    if a.port == config.metrics.port:
+        yield (f"admin.port {a.port} is metrics.port too: the pages holding identifiers"
+               " need a listener of their own")
+    if not a.host:
+        yield "admin.host must not be empty (127.0.0.1 keeps the pages on this machine)"
+    token = yield from _secret_problems(a.token, a.token_file, "admin.token")
+    if token is None and a.host and not is_loopback(a.host):
+        yield (f"admin.host {a.host} is reachable from other machines: set admin.token"
+               " (PERSONA_STREAM_ADMIN__TOKEN) or admin.token_file, or keep it on 127.0.0.1")
+
+
+def _identity_problems(i: IdentityConfig) -> Iterator[str]:
+    key = yield from _secret_problems(i.pseudonymise_key, i.pseudonymise_key_file,
+                                      "identity.pseudonymise_key")
+    if i.pseudonymise and key is None:
+        yield ("identity.pseudonymise is on: set identity.pseudonymise_key"
+               " (PERSONA_STREAM_IDENTITY__PSEUDONYMISE_KEY) or identity.pseudonymise_key_file")
+
+
+def _secret_problems(value: Secret | None, file: str | None,
+                     key: str) -> Generator[str, None, Secret | None]:
+    """What is wrong with a secret set directly or in a file; returns it when usable."""
+    if value is not None and file is not None:
+        yield f"{key} and {key}_file are both set: set one"
+        return None
+    try:
+        secret = read_secret(value, file, key)
+    except ConfigError as exc:
+        yield str(exc)
+        return None
+    if secret is not None and len(secret.reveal()) < SECRET_MIN_LENGTH:
+        yield f"{key} must be at least {SECRET_MIN_LENGTH} characters"
+        return None
+    return secret
 
 
 def _intake_problems(i: IntakeConfig) -> Iterator[str]:

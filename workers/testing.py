@@ -6,7 +6,8 @@ Nothing in the product imports this module. Each helper is written once, here:
 - configurations on fresh topics: :func:`fresh_topics`, :func:`fresh_settings`,
   :func:`fresh_config`, :func:`config_from`, :func:`write_config`
 - the broker: :func:`producer`, :func:`produce` (with :class:`Record` and
-  :func:`identity_key`), :func:`topic_records`
+  :func:`identity_key`), :func:`topic_records`, :func:`sasl_listener`
+- streams with personal data: :func:`personal_stream`
 - the in-process reference: :func:`pipeline_over`
 - processes and pages: :func:`run_cli`, :class:`WorkerProcess`,
   :func:`worker_processes`, :func:`http_get`, :func:`worker_status`,
@@ -93,11 +94,12 @@ def fresh_topics(name: Callable[[str], str] | None = None,
 
 def fresh_settings(name: Callable[[str], str] | None = None, *, bootstrap: str = BOOTSTRAP,
                    **sections: Mapping[str, Any]) -> Settings:
-    """Configuration overrides whose ``kafka`` section is :func:`fresh_topics`; each keyword
-    is a section whose keys are set too (``kafka={"partitions": 1}``,
-    ``segmentation={"warmup_profiles": 50}``)."""
+    """Configuration overrides whose ``kafka`` section is :func:`fresh_topics` and whose admin
+    listener is on a free port; each keyword is a section whose keys are set too
+    (``kafka={"partitions": 1}``, ``segmentation={"warmup_profiles": 50}``)."""
     settings = {section: dict(values) for section, values in sections.items()}
     settings["kafka"] = {**fresh_topics(name, bootstrap), **settings.get("kafka", {})}
+    settings["admin"] = {"port": free_port(), **settings.get("admin", {})}
     return settings
 
 
@@ -138,6 +140,28 @@ def worker_config(directory: Path, name: Callable[[str], str] | None = None, *,
 
 
 # ---- the broker -------------------------------------------------------------------------
+
+
+def sasl_listener(bootstrap: str = BOOTSTRAP) -> dict[str, str] | None:
+    """The ``kafka`` settings of the local broker's SASL_SSL listener (SCRAM-SHA-512, its own
+    CA): from ``KAFKA_SASL_BOOTSTRAP``, ``KAFKA_SASL_USERNAME``, ``KAFKA_SASL_PASSWORD`` and
+    ``KAFKA_SSL_CAFILE`` when set, else from ``deploy/kafka.sh env`` for the broker at
+    ``bootstrap``; None when that broker has no such listener."""
+    names = ("KAFKA_SASL_BOOTSTRAP", "KAFKA_SASL_USERNAME", "KAFKA_SASL_PASSWORD",
+             "KAFKA_SSL_CAFILE")
+    found = {name: os.environ[name] for name in names if os.environ.get(name)}
+    if len(found) < len(names):
+        port = bootstrap.rpartition(":")[2]
+        done = subprocess.run(["bash", str(ROOT / "deploy" / "kafka.sh"), "env"],
+                              env={**os.environ, "KAFKA_PORT": port}, capture_output=True,
+                              text=True, check=False)
+        if done.returncode != 0:
+            return None
+        found = dict(line.split("=", 1) for line in done.stdout.splitlines() if "=" in line)
+    return {"bootstrap_servers": found["KAFKA_SASL_BOOTSTRAP"], "security_protocol": "SASL_SSL",
+            "sasl_mechanism": "SCRAM-SHA-512", "sasl_username": found["KAFKA_SASL_USERNAME"],
+            "sasl_password": found["KAFKA_SASL_PASSWORD"],
+            "ssl_cafile": found["KAFKA_SSL_CAFILE"]}
 
 
 class Record(NamedTuple):
@@ -236,6 +260,47 @@ def cloudevents_problems(kind: str, record: dict[str, Any], headers: dict[str, b
     return problems
 
 
+# ---- streams with personal data ---------------------------------------------------------
+
+
+def personal_stream(profiles: int, seed: int) -> tuple[list[bytes], set[str]]:
+    """A simulated stream whose people also give a phone number (with every email, the
+    person's own), plus three invalid records that carry an email and a phone: the lines,
+    and every identifier value in them that is not junk (what must not show where
+    identifiers do not go; junk such as ``null`` is no one's and shows everywhere)."""
+    import hashlib
+
+    from workers.core.identity import IdentityGraph, IdentityRules
+    from workers.simulation.generator import simulate
+
+    rules = load(env={}).identity
+    junk = IdentityGraph(IdentityRules.from_config(
+        rules.limits, rules.blocklist_values, rules.blocklist_patterns)).is_junk
+
+    lines: list[bytes] = []
+    values: set[str] = set()
+    for line in simulate(profiles, seed=seed, days=2)[0]:
+        try:
+            event = orjson.loads(line)
+            identity = event["identity"]
+            email = identity.get("email")
+        except (orjson.JSONDecodeError, TypeError, KeyError, AttributeError):
+            lines.append(line)
+            continue
+        if isinstance(email, str):
+            digits = int(hashlib.blake2b(email.encode(), digest_size=4).hexdigest(), 16)
+            identity["phone"] = f"+44 7700 {digits % 1_000_000:06d}"
+            line = orjson.dumps(event)
+        values.update(v for v in identity.values() if isinstance(v, str) and not junk(v))
+        lines.append(line)
+    lines += [b'{"event_id": "bad-1", "occurred_at": "yesterday", "type": "page_view",'
+              b' "identity": {"email": "lost.person@mailbox.org", "phone": "+31 6 1234 5678"}}',
+              b"email=lost.person@mailbox.org phone=+31612345678 not json",
+              b'{"event_id": "bad-2", "type": "purchase", "identity": {"user_id": "u-lost-42"}}']
+    values |= {"lost.person@mailbox.org", "+31 6 1234 5678", "+31612345678", "u-lost-42"}
+    return lines, values
+
+
 # ---- the in-process reference -----------------------------------------------------------
 
 
@@ -273,11 +338,13 @@ def run_cli(*args: str, stdin: bytes | None = None, env: Mapping[str, str] | Non
                           env=None if env is None else {**os.environ, **env}, check=False)
 
 
-def http_get(url: str, timeout: float = 5.0) -> tuple[int, bytes]:
-    """GET ``url``: its status and body, also for an error status; raises ``OSError``
-    (``URLError``, ``ConnectionError``, ``TimeoutError``) when nothing answers."""
+def http_get(url: str, timeout: float = 5.0,
+             headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
+    """GET ``url`` (with ``headers``): its status and body, also for an error status; raises
+    ``OSError`` (``URLError``, ``ConnectionError``, ``TimeoutError``) when nothing answers."""
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
+        request = urllib.request.Request(url, headers=dict(headers or {}))
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return int(response.status), bytes(response.read())
     except urllib.error.HTTPError as exc:
         return exc.code, bytes(exc.read())
@@ -294,15 +361,19 @@ def worker_status(port: int, host: str = "127.0.0.1",
 
 
 class WorkerProcess:
-    """A ``persona-stream worker --config FILE`` process with its pages on ``port`` (a free
-    one by default), its static group membership ``instance_id`` and, given ``log_dir``, its
-    output in ``log_dir/worker-INSTANCE-PORT.log``. A context manager: leaving it stops
-    the process."""
+    """A ``persona-stream worker --config FILE`` process with its public pages on ``port``
+    and its admin pages on ``admin_port`` (free ones by default), its static group
+    membership ``instance_id``, ``env`` added to its environment and, given ``log_dir``,
+    its output in ``log_dir/worker-INSTANCE-PORT.log``. A context manager: leaving it
+    stops the process."""
 
     def __init__(self, config: str | os.PathLike[str], *, port: int | None = None,
-                 instance_id: str | None = None, log_dir: Path | None = None) -> None:
+                 instance_id: str | None = None, log_dir: Path | None = None,
+                 env: Mapping[str, str] | None = None) -> None:
         self.port = port or free_port()
-        env = {"PERSONA_STREAM_METRICS__PORT": str(self.port)}
+        self.admin_port = free_port()
+        env = {"PERSONA_STREAM_METRICS__PORT": str(self.port),
+               "PERSONA_STREAM_ADMIN__PORT": str(self.admin_port), **(env or {})}
         if instance_id is not None:
             env["PERSONA_STREAM_KAFKA__INSTANCE_ID"] = instance_id
         self._log = None if log_dir is None else open(  # noqa: SIM115
@@ -322,6 +393,15 @@ class WorkerProcess:
         except OSError:
             return None
         return body if status == 200 else None
+
+    @property
+    def admin_url(self) -> str:
+        return f"http://127.0.0.1:{self.admin_port}"
+
+    def admin_get(self, path: str, token: str | None = None) -> tuple[int, bytes]:
+        """Status and body of the admin page at ``path``, with ``token`` as the bearer."""
+        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        return http_get(self.admin_url + path, headers=headers)
 
     def status(self) -> dict[str, Any] | None:
         """Its ``/status`` page; None while it does not answer."""

@@ -127,7 +127,8 @@ def test_only_the_public_port_is_reachable() -> None:
     pod_labels = objs["Deployment"]["spec"]["template"]["metadata"]["labels"]
     assert policy["podSelector"]["matchLabels"].items() <= pod_labels.items()
     assert [p["port"] for rule in policy["ingress"] for p in rule["ports"]] == [public]
-    assert "9999" not in yaml.safe_dump(list(objs.values())).replace("9999'", "")
+    # the worker's admin listener is that port, on the pod's loopback only
+    assert configuration(objs)["admin"] == {"host": "127.0.0.1", "port": 9999}
 
 
 def test_the_rendered_configuration_is_one_the_worker_accepts(tmp_path: Path) -> None:
@@ -142,6 +143,7 @@ def test_the_rendered_configuration_is_one_the_worker_accepts(tmp_path: Path) ->
     assert config.kafka.sasl_mechanism == "SCRAM-SHA-512"
     assert config.segmentation.n_clusters == 8
     assert config.audiences.enabled and config.audiences.chosen == {3: "vip_shoppers"}
+    assert config.admin.host == "127.0.0.1" and config.admin.port == 9465
     assert config.state.store == "rocksdb"
     mounts = {m["name"]: m["mountPath"] for m in container(objs)["volumeMounts"]}
     assert config.state.directory == mounts["state"]

@@ -59,3 +59,18 @@ def test_configmap_is_a_config_the_worker_accepts(tmp_path: Path) -> None:
     # the production store lives on the pod's own volume
     assert config.state.store == "rocksdb" and config.state.directory == mounts["state"]
     assert "emptyDir" in volumes["state"]
+
+
+def test_the_admin_listener_stays_inside_the_pod(tmp_path: Path) -> None:
+    """The pages holding identifiers are on the pod's loopback: no container port, no
+    Service port, and the ConfigMap's address is loopback (or behind a token)."""
+    objs = manifests()
+    path = tmp_path / "config.yaml"
+    path.write_text(objs["ConfigMap"]["data"]["config.yaml"], encoding="utf-8")
+    config = load(path, env={})
+    assert config.admin.host == "127.0.0.1" and config.admin.port != config.metrics.port
+    (container,) = objs["Deployment"]["spec"]["template"]["spec"]["containers"]
+    assert config.admin.port not in {p["containerPort"] for p in container["ports"]}
+    service_ports = {p["port"] for p in objs["Service"]["spec"]["ports"]}
+    assert config.admin.port not in service_ports
+    assert service_ports == {config.metrics.port}

@@ -58,8 +58,8 @@ def _done(group: list[WorkerProcess]) -> bool:
 
 
 def _profiles(owner: WorkerProcess) -> dict[str, dict[str, Any]]:
-    body = owner.get("/profiles")
-    assert body is not None
+    status, body = owner.admin_get("/profiles")
+    assert status == 200
     return {p["profile_id"]: p for p in map(orjson.loads, body.splitlines())}
 
 
@@ -97,11 +97,11 @@ def test_two_workers_on_four_partitions_match_one_process(
         # `persona-stream profile --url` looks a profile up in the running deployment
         known = next(p for p in got.values() if "email" in p["identifiers"])
         email = known["identifiers"]["email"][0]
-        shown = run_cli("profile", f"email:{email}", "--url", f"http://127.0.0.1:{owner.port}")
+        shown = run_cli("profile", f"email:{email}", "--url", owner.admin_url)
         assert shown.returncode == 0
         assert orjson.loads(shown.stdout)["profile_id"] == known["profile_id"]
         other = next(w for w in group if w is not owner)
-        refused = run_cli("profile", email, "--url", f"http://127.0.0.1:{other.port}")
+        refused = run_cli("profile", email, "--url", other.admin_url)
         assert refused.returncode == 2
         assert len(refused.stderr.decode().strip().splitlines()) == 1
         table = run_cli("personas", "--url", f"http://127.0.0.1:{other.port}")

@@ -32,6 +32,7 @@ from workers.core.features import FeatureSpec, ProfileState
 from workers.core.formats import Adapter, Format, Formats, InvalidMember
 from workers.core.identity import IdentityGraph, IdentityRules, ProfileId, lookup_keys
 from workers.core.personas import name_segments, persona_cards
+from workers.core.privacy import Pseudonymiser, redact
 from workers.core.records import (
     ChangeReason,
     DeadLetter,
@@ -89,6 +90,10 @@ class Pipeline:
         ident = config.identity
         self.graph = IdentityGraph(IdentityRules.from_config(
             ident.limits, ident.blocklist_values, ident.blocklist_patterns))
+        key = ident.pseudonymise_key if ident.pseudonymise else None
+        self.pseudonymiser = (None if key is None
+                              else Pseudonymiser(key.reveal().encode(), self.graph))
+        self._redact = config.intake.dead_letter_raw == "redact"
         self.spec = FeatureSpec(config.features)
         self.model = SegmentModel(config.segmentation, self.spec)
         self.profiles: ProfileStore = open_store(config.state)
@@ -182,8 +187,12 @@ class Pipeline:
         """A validated event: de-duplicate, then hold until the watermark passes it.
 
         One dated beyond the clock's limit waits aside (:class:`FarFuture`) until the
-        stream confirms the jump, or becomes a dead letter at the next flush.
+        stream confirms the jump, or becomes a dead letter at the next flush. With
+        ``identity.pseudonymise``, its identifiers are hashed first: nothing after this
+        line sees a raw one.
         """
+        if self.pseudonymiser is not None:
+            tp = self.pseudonymiser.event(tp)
         if tp.ts <= self.clock.limit:
             self._admit(tp)
         elif tp.event_id in self._far:
@@ -191,7 +200,7 @@ class Pipeline:
         else:
             pushed_out = self._far.hold(tp, origin)
             if pushed_out is not None:
-                self._dead_letter(pushed_out[0].raw, "future_time", _FUTURE_DETAIL,
+                self._dead_letter(pushed_out[0].record(), "future_time", _FUTURE_DETAIL,
                                   pushed_out[1])
             # a second event near this one says the stream itself moved there
             for confirmed in self._far.confirmed(tp.ts, self.clock.tolerance):
@@ -229,13 +238,13 @@ class Pipeline:
         one far-future record among the first few is not processed either.
         """
         for tp, origin in self._far.drain():  # the stream never followed them there
-            self._dead_letter(tp.raw, "future_time", _FUTURE_DETAIL, origin)
+            self._dead_letter(tp.record(), "future_time", _FUTURE_DETAIL, origin)
         horizon = self.clock.limit
         while self._buffer:
             tp = heapq.heappop(self._buffer)[2]
             if tp.ts > horizon:
                 self.stats.events_valid -= 1
-                self._dead_letter(tp.raw, "future_time", _FUTURE_DETAIL, None)
+                self._dead_letter(tp.record(), "future_time", _FUTURE_DETAIL, None)
             else:
                 self._process(tp)
         self._run_tick()
@@ -251,6 +260,8 @@ class Pipeline:
         self.stats.invalid_by_error[code] = self.stats.invalid_by_error.get(code, 0) + 1
         record: DeadLetter = {"schema": "dead_letter/v1", "error": code, "detail": detail}
         raw = raw or b""
+        if self._redact:
+            raw = redact(raw)
         keep = self.config.output.dead_letter_raw_bytes
         if len(raw) > keep:  # the dead letter must fit on its topic: keep a head, say the rest
             record["raw_bytes"] = len(raw)
@@ -284,7 +295,7 @@ class Pipeline:
         if pid is None:
             # every identifier was junk: nobody to attribute it to, so it is not lost silently
             stats.events_valid -= 1
-            self._dead_letter(tp.raw, "unattributable",
+            self._dead_letter(tp.record(), "unattributable",
                               "every identifier of the event is on the blocklist", None)
             return
         if res.refused is not None:
@@ -534,10 +545,14 @@ class Pipeline:
         """A profile by its id or by any identifier, written ``value`` or ``type:value``."""
         if key in self.profiles:
             return key
+        hashed = self.pseudonymiser
         for id_type, value in lookup_keys(key, self.graph.rules.limits):
-            pid = self.graph.owner(id_type, value)
-            if pid is not None:
-                return pid
+            # pseudonymised, the graph holds hashes: the hash of the key, or the key itself
+            # when it is one (as an output's identifiers show it)
+            for candidate in (value,) if hashed is None else (hashed.value(value), value):
+                pid = self.graph.owner(id_type, candidate)
+                if pid is not None:
+                    return pid
         return None
 
     def summary(self) -> dict[str, Any]:

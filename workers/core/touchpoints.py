@@ -44,6 +44,11 @@ class Touchpoint:
         self.type = type_
         self.identity = identity
 
+    def record(self) -> bytes:
+        """The event's bytes for a dead letter: as received, or its data as JSON when the
+        received bytes were let go (identifiers pseudonymised at intake)."""
+        return self.raw or orjson.dumps(self.data)
+
     def __repr__(self) -> str:
         return f"Touchpoint({self.event_id!r}, {self.type!r}, ts={self.ts})"
 

@@ -156,22 +156,50 @@ def admin_client(config: Config) -> Any:
 
 
 def unreachable(config: Config, exc: Exception) -> str:
-    """Why the broker did not answer, as precisely as a plain TCP connect can tell."""
+    """Why the broker did not answer, as precisely as a TCP connect and a TLS handshake tell."""
     k = config.kafka
     host, _, port = k.bootstrap_servers.split(",")[0].strip().rpartition(":")
+    timeout = min(k.connect_timeout_seconds, 5.0)
     try:
-        with socket.create_connection((host.strip("[]"), int(port)),
-                                      timeout=min(k.connect_timeout_seconds, 5.0)):
-            pass
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as sock:
+            if k.security_protocol in ("SSL", "SASL_SSL"):
+                tls_problem = _tls_problem(config, sock, host.strip("[]"))
+                if tls_problem:
+                    return f"Kafka at {k.bootstrap_servers}: {tls_problem}"
     except OSError as error:
         return f"cannot reach Kafka at {k.bootstrap_servers}: {error.strerror or error}"
+    if k.security_protocol.startswith("SASL_"):
+        return (f"Kafka at {k.bootstrap_servers} accepts connections but did not complete a"
+                f" {k.security_protocol} handshake with the {k.sasl_mechanism} login of"
+                f" {k.sasl_username!r}: check kafka.sasl_username, kafka.sasl_password,"
+                f" kafka.sasl_mechanism and that this listener is {k.security_protocol}")
     if k.security_protocol != "PLAINTEXT":
         return (f"Kafka at {k.bootstrap_servers} accepts connections but did not complete a"
-                f" {k.security_protocol} handshake: check kafka.security_protocol,"
-                " kafka.sasl_mechanism and the credentials for this listener")
+                f" {k.security_protocol} handshake: check kafka.security_protocol and the"
+                " certificates for this listener")
     return (f"Kafka at {k.bootstrap_servers} accepts connections but did not answer as a"
             f" broker within {k.connect_timeout_seconds:g} s ({exc}); is the listener TLS"
             " (kafka.security_protocol SSL)?")
+
+
+def _tls_problem(config: Config, sock: socket.socket, host: str) -> str | None:
+    """Why a TLS handshake with the configured CA fails on ``sock``; None when it succeeds."""
+    import ssl
+
+    k = config.kafka
+    context = ssl.create_default_context(cafile=k.ssl_cafile)
+    if k.ssl_certfile:
+        context.load_cert_chain(k.ssl_certfile, k.ssl_keyfile)
+    try:
+        with context.wrap_socket(sock, server_hostname=host):
+            return None
+    except ssl.SSLCertVerificationError as exc:
+        trusted = k.ssl_cafile or "the system's CAs"
+        return (f"its TLS certificate is not trusted by {trusted} ({exc.verify_message}):"
+                " check kafka.ssl_cafile")
+    except (ssl.SSLError, OSError) as exc:
+        return (f"no TLS handshake ({getattr(exc, 'reason', None) or exc}): is this listener"
+                f" {k.security_protocol}? check kafka.security_protocol")
 
 
 def restore_topic(config: Config, spec: TopicSpec) -> str:

@@ -39,7 +39,8 @@ Where each rule lives (this module only wires them into the faust app):
 * :mod:`~workers.service.batch`: one batch through the pipeline (pure).
 * :mod:`~workers.service.standby`: the standby copy of the changelogs.
 * :mod:`~workers.service.cards`: following the owner's persona cards.
-* :mod:`~workers.service.web`: the HTTP pages.
+* :mod:`~workers.service.web`: the public HTTP pages; :mod:`~workers.service.admin`: the
+  pages that return identifiers, on a listener of their own.
 * :mod:`~workers.service.clients`: the Kafka clients; :mod:`~workers.service.state`:
   what the roles share.
 """
@@ -50,7 +51,7 @@ import asyncio
 import errno
 import socket
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import faust
 
@@ -58,6 +59,7 @@ from workers.config import Config
 from workers.core.pipeline import Pipeline
 from workers.errors import ConfigError
 from workers.io.kafka import faust_credentials, provision, worker_topics
+from workers.service.admin import AdminPages
 from workers.service.cards import CardFollower
 from workers.service.clients import Clients
 from workers.service.health import BrokerProbe
@@ -117,23 +119,38 @@ class Roles(faust.Service):
         await self.probe.close()
 
 
-def check_listen(host: str, port: int) -> None:
-    """The pages' address can be served: a ConfigError now, not a traceback from faust."""
+def check_listen(host: str, port: int, section: str = "metrics") -> None:
+    """The pages' address (``section``.host and .port) can be served: a ConfigError now,
+    not a traceback from faust or aiohttp."""
     try:
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             probe.bind((host, port))
     except socket.gaierror:
-        raise ConfigError(f"metrics.host {host!r} is not a host name or address") from None
+        raise ConfigError(f"{section}.host {host!r} is not a host name or address") from None
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
-            raise ConfigError(f"metrics.port {port} is in use on {host}: another worker or"
+            raise ConfigError(f"{section}.port {port} is in use on {host}: another worker or"
                               " program listens there") from None
         if exc.errno == errno.EADDRNOTAVAIL:
-            raise ConfigError(f"metrics.host {host} is not an address of this machine"
+            raise ConfigError(f"{section}.host {host} is not an address of this machine"
                               " (0.0.0.0 listens on all of them)") from None
-        raise ConfigError(f"cannot listen on metrics.host:metrics.port {host}:{port}:"
+        raise ConfigError(f"cannot listen on {section}.host:{section}.port {host}:{port}:"
                           f" {exc.strerror}") from None
+
+
+def _static_faust(instance_id: str | None) -> dict[str, Any]:
+    """faust's own group (its assignor's topic) static too: without it a worker restarted
+    after SIGKILL waits out its dead self's session (faust's 60 s) before it is ready.
+
+    faust's assignor keeps each member's URL in the group and insists a returning static
+    member has the same one, so the URL is named after the instance, not after a port
+    that may change between restarts (faust's URL routes agent and table requests,
+    which this worker has none of)."""
+    if instance_id is None:
+        return {}
+    return {"consumer_group_instance_id": f"{instance_id}-faust",
+            "canonical_url": f"http://{instance_id}"}
 
 
 def provision_topics(config: Config) -> None:
@@ -153,10 +170,7 @@ def build_app(config: Config, initial: Pipeline | None = None) -> WorkerApp:
                     broker_credentials=faust_credentials(config, clients.security),
                     store="memory://", web_port=config.metrics.port,
                     web_bind=config.metrics.host,
-                    # faust's own group (its assignor's topic) is static too: without it a
-                    # worker restarted after SIGKILL waits out its dead self's session
-                    consumer_group_instance_id=(f"{k.instance_id}-faust" if k.instance_id
-                                                else None))
+                    **_static_faust(k.instance_id))
     state, metrics = WorkerState(), Metrics()
     router = Router(config, clients, state, metrics)
     owner = Owner(config, clients, state, metrics, router, initial)
@@ -171,6 +185,7 @@ def build_app(config: Config, initial: Pipeline | None = None) -> WorkerApp:
     pages.register()
     # an instance, started with the app like a decorated class (App._prepare_subservice)
     app.service(Roles(loops, owner, clients, probe))  # type: ignore[arg-type]
+    app.service(AdminPages(config, state))  # type: ignore[arg-type]
     app.worker_state, app.metrics, app.size_history = state, metrics, pages.history
     return app
 
@@ -178,6 +193,7 @@ def build_app(config: Config, initial: Pipeline | None = None) -> WorkerApp:
 def run_worker(config: Config, initial: Pipeline | None = None) -> int:
     """Blocks until SIGTERM/SIGINT; faust shuts down gracefully on either."""
     check_listen(config.metrics.host, config.metrics.port)
+    check_listen(config.admin.host, config.admin.port, "admin")
     provision_topics(config)  # an unreachable broker: BrokerError, one line from the CLI
     app = build_app(config, initial)
     worker = faust.Worker(app, loglevel=config.metrics.log_level.lower(),

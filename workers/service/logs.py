@@ -2,8 +2,10 @@
 
 Fields: ``ts`` (RFC 3339 UTC), ``level``, ``logger``, ``message``, every
 ``extra={...}`` field passed to the logging call, and ``exc_info`` when there is
-one. Policy: no identifier (email, user id, profile id...) at INFO or above;
-counts and partition numbers only. Identifiers belong in DEBUG, off by default.
+one. Policy: no identifier (email, phone, user id...) at any level; counts, offsets
+and partition numbers only. ``metrics.log_level: DEBUG`` is this program's DEBUG: the
+client libraries stay at INFO, since their DEBUG lines carry the records' bytes
+(aiokafka logs every value it sends).
 """
 
 from __future__ import annotations
@@ -82,4 +84,10 @@ def logging_config(level: str) -> dict[str, Any]:
         "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json",
                                 "filters": ["client_noise"], "stream": "ext://sys.stderr"}},
         "root": {"level": level.upper(), "handlers": ["stderr"]},
+        "loggers": {library: {"level": _at_least_info(level)}
+                    for library in ClientNoise.libraries},
     }
+
+
+def _at_least_info(level: str) -> str:
+    return "INFO" if logging.getLevelName(level.upper()) < logging.INFO else level.upper()

@@ -1,10 +1,10 @@
-"""The worker's web pages, served by faust's web server on ``metrics.host:metrics.port``.
+"""The worker's public pages, served by faust's web server on ``metrics.host:metrics.port``.
 
 ``/healthz`` (alive), ``/readyz`` (partitions assigned and the broker answering:
 a rebalance in progress does not make a worker unready), ``/status`` (role and
 progress, for operators and tests), ``/metrics`` (Prometheus), ``/personas`` (the HTML page) and
-``/personas.json`` (the cards followed; every worker), ``/profile/{key}`` and
-``/profiles`` (the profiles: only the owner holds them; the others answer 503).
+``/personas.json`` (the cards followed; every worker). None of them returns an
+identifier: the profiles are on the admin listener (:mod:`workers.service.admin`).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ import contextlib
 import time
 
 import faust
-import orjson
 from faust.web import Request, Response
 
 from workers.config import Config
@@ -48,8 +47,7 @@ class Pages:
         for path, handler in (("/healthz", self.healthz), ("/readyz", self.readyz),
                               ("/status", self.status), ("/metrics", self.metrics_page),
                               ("/personas", self.personas_page),
-                              ("/personas.json", self.personas_json),
-                              ("/profile/{key}", self.profile), ("/profiles", self.profiles)):
+                              ("/personas.json", self.personas_json)):
             # faust makes the handler its view's ``get``; a bound method stays bound to
             # these pages, so it is called with the request (and the path's fields)
             app.page(path)(handler)  # type: ignore[arg-type]
@@ -113,23 +111,3 @@ class Pages:
 
     async def personas_json(self, request: Request) -> Response:
         return self.app.web.json(self.state.current_cards())
-
-    async def profile(self, request: Request, key: str) -> Response:
-        pipeline = self.state.pipeline
-        if pipeline is None:
-            return self.app.web.json({"error": "profiles live on the owner worker; ask it "
-                                      "(GET /status says which one is)"}, status=503)
-        pid = pipeline.lookup(key)
-        if pid is None:
-            return self.app.web.json({"error": "not found"}, status=404)
-        return self.app.web.json(pipeline.profile_snapshot(pid))
-
-    async def profiles(self, request: Request) -> Response:
-        """Every profile snapshot as JSON lines (the owner's ``profiles.jsonl``)."""
-        pipeline = self.state.pipeline
-        if pipeline is None:
-            return self.app.web.json({"error": "profiles live on the owner worker"},
-                                     status=503)
-        body = b"".join(orjson.dumps(pipeline.profile_snapshot(pid)) + b"\n"
-                        for pid in sorted(pipeline.profiles))
-        return self.app.web.bytes(body, content_type="application/x-ndjson")

@@ -38,6 +38,7 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- $chart := dict "kafka" $kafka
       "state" (dict "store" "rocksdb" "directory" "/var/lib/persona-stream")
       "metrics" (dict "host" "0.0.0.0" "port" .Values.port)
+      "admin" (dict "host" "127.0.0.1" "port" .Values.adminPort)
       "audiences" (dict "enabled" .Values.audiences.enabled "keys" .Values.audiences.keys) -}}
 {{- toYaml (mergeOverwrite $chart (deepCopy .Values.config)) -}}
 {{- end -}}
