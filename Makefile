@@ -24,7 +24,7 @@ demo: $(PY)
 
 # the test command .ci/run uses: unit and integration tests (needs the local Kafka)
 test: $(PY)
-	$(VENV)/bin/ruff check workers tests
+	$(VENV)/bin/ruff check workers tests examples
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 

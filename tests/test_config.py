@@ -36,7 +36,7 @@ def test_defaults_load() -> None:
     # every section of defaults.yaml is used
     raw = yaml.safe_load(DEFAULTS_PATH.read_text(encoding="utf-8"))
     assert set(raw) == {"kafka", "intake", "identity", "features", "segmentation", "output",
-                        "metrics", "state", "admin"}
+                        "metrics", "state", "admin", "audiences"}
 
 
 def test_yaml_file_overrides_one_key_and_keeps_the_rest(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ SCHEMA_FILES = {
     "profile_snapshot": "profile_snapshot.v1.schema.json",
     "dead_letter": "dead_letter.v1.schema.json",
     "run_summary": "run_summary.v1.schema.json",
+    "audience_call": "audience_call.v1.schema.json",
 }
 
 # Required fields, copied from docs/contracts.md (sections 1 and 2), independently of
@@ -53,6 +54,7 @@ CONTRACT_REQUIRED = {
         "features",
     },
     "dead_letter": {"schema", "error", "detail"},
+    "audience_call": {"type", "messageId", "timestamp", "context"},
     "run_summary": {
         "events_read", "events_valid", "events_invalid", "events_duplicate", "profiles",
         "segment_changes", "identity_merges", "segments", "seconds", "events_per_second",
@@ -238,6 +240,19 @@ RUN_SUMMARY = {
     "events_per_second": 1190.5,
 }
 
+AUDIENCE_TRACK = {
+    "type": "track", "event": "Audience Entered", "userId": "u-1",
+    "messageId": "3f2a:entered", "timestamp": "2025-03-01T12:30:00Z",
+    "properties": {"audience_key": "deal_hunters", "deal_hunters": True,
+                   "audience_name": "Deal Hunters", "segment_id": 1},
+    "context": {"library": {"name": "persona-stream"}, "traits": {"email": "a@example.com"}},
+}
+AUDIENCE_IDENTIFY = {
+    "type": "identify", "anonymousId": "p-1", "messageId": "3f2a:identify",
+    "timestamp": "2025-03-01T12:30:00Z", "traits": {"deal_hunters": True, "vip": False},
+    "context": {"library": {"name": "persona-stream"}},
+}
+
 BASES = {
     "touchpoint": TOUCHPOINT_MIN,
     "segment_change": SEGMENT_CHANGE,
@@ -246,6 +261,7 @@ BASES = {
     "profile_snapshot": PROFILE_SNAPSHOT,
     "dead_letter": DEAD_LETTER_FILE,
     "run_summary": RUN_SUMMARY,
+    "audience_call": AUDIENCE_TRACK,
 }
 
 # --------------------------------------------------------------------------- valid
@@ -333,6 +349,10 @@ VALID: list[Any] = [
     pytest.param("run_summary",
                  {**dict.fromkeys(RUN_SUMMARY, 0), "config": {"model": "kmeans"}},
                  id="run_summary-zeros-extension"),
+    pytest.param("audience_call", AUDIENCE_TRACK, id="audience_call-track"),
+    pytest.param("audience_call", AUDIENCE_IDENTIFY, id="audience_call-identify"),
+    pytest.param("audience_call", mutate(AUDIENCE_TRACK, {"integrations": {"All": True}}),
+                 id="audience_call-segment-spec-extension"),
 ]
 
 # --------------------------------------------------------------------------- invalid
@@ -362,6 +382,14 @@ RS = RUN_SUMMARY
 
 INVALID: list[Any] = [
     *missing_field_cases(),
+    # audience call
+    bad("audience_call", "track-without-event", "required",
+        mutate(AUDIENCE_TRACK, {"event": DELETE})),
+    bad("audience_call", "identify-without-traits", "required",
+        mutate(AUDIENCE_IDENTIFY, {"traits": DELETE})),
+    bad("audience_call", "nobody", "anyOf", mutate(AUDIENCE_TRACK, {"userId": DELETE})),
+    bad("audience_call", "bad-audience-key", "pattern",
+        mutate(AUDIENCE_TRACK, {"properties": {"audience_key": "Deal Hunters"}})),
     # touchpoint
     bad("touchpoint", "not-an-object", "type", [TP]),
     bad("touchpoint", "event_id-empty", "minLength", mutate(TP, {"event_id": ""})),
@@ -598,7 +626,8 @@ def test_identity_members_closed_and_match_identifier_types() -> None:
 def test_timestamp_definition_is_shared() -> None:
     defs = {name: load(name)["$defs"]["timestamp"]
             for name in SCHEMA_FILES if "timestamp" in load(name).get("$defs", {})}
-    assert set(defs) == {"touchpoint", "segment_change", "identity_merge", "profile_snapshot"}
+    assert set(defs) == {"touchpoint", "segment_change", "identity_merge", "profile_snapshot",
+                         "audience_call"}
     assert len({json.dumps(d, sort_keys=True) for d in defs.values()}) == 1
 
 

@@ -96,6 +96,7 @@ class KafkaConfig:
     segment_changes_topic: str
     identity_merges_topic: str
     personas_topic: str
+    audiences_topic: str  # written only with audiences.enabled
     partitions: int
     replication_factor: int
     retention_ms: int
@@ -281,6 +282,20 @@ class OutputConfig:
 
 
 @dataclass(frozen=True)
+class AudiencesConfig:
+    """Audience calls for marketing tools (README "Connecting marketing tools")."""
+
+    enabled: bool = False
+    # segment id -> the audience key a marketer chose; other segments keep the key
+    # derived from their name when first seen
+    keys: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def chosen(self) -> dict[int, str]:
+        return {int(sid): key for sid, key in self.keys.items()}
+
+
+@dataclass(frozen=True)
 class StateConfig:
     # where profile states live: "memory" (fastest) or "rocksdb" (a local
     # rocksdict store: resident memory holds identities and the model, not profiles)
@@ -325,6 +340,7 @@ class Config:
     )
     state: StateConfig = field(default_factory=StateConfig)
     admin: AdminConfig = field(default_factory=AdminConfig)
+    audiences: AudiencesConfig = field(default_factory=AudiencesConfig)
 
 
 T = TypeVar("T")
@@ -495,7 +511,7 @@ def validate(config: Config) -> Config:
                      _identity_problems(config.identity), _intake_problems(config.intake),
                      _format_problems(config.intake),
                      _trait_problems(config.features.traits), _pattern_problems(config.identity),
-                     _model_problems(config))
+                     _audience_problems(config.audiences), _model_problems(config))
     problem = next(problems, None)
     if problem is not None:
         raise ConfigError(problem)
@@ -563,7 +579,7 @@ def _kafka_problems(k: KafkaConfig) -> Iterator[str]:
     names = {"application_id": k.application_id, "input_topic": k.input_topic,
              "dlq_topic": k.dlq_topic, "segment_changes_topic": k.segment_changes_topic,
              "identity_merges_topic": k.identity_merges_topic,
-             "personas_topic": k.personas_topic}
+             "personas_topic": k.personas_topic, "audiences_topic": k.audiences_topic}
     for key, name in names.items():
         if not _TOPIC_RE.fullmatch(name):
             yield (f"kafka.{key} {name!r} is not a Kafka topic name: 1..200 of the letters,"
@@ -677,6 +693,21 @@ def _pattern_problems(identity: IdentityConfig) -> Iterator[str]:
             re.compile(pattern)
         except re.error as exc:
             yield f"identity.blocklist_patterns: bad pattern {pattern!r}: {exc}"
+
+
+def _audience_problems(a: AudiencesConfig) -> Iterator[str]:
+    from workers.core.audiences import KEY_RE
+
+    seen: dict[str, str] = {}
+    for sid, key in a.keys.items():
+        if not sid.isdigit():
+            yield f"audiences.keys: {sid!r} is not a segment id (a whole number >= 0)"
+        elif not KEY_RE.fullmatch(key):
+            yield (f"audiences.keys.{sid}: {key!r} is not an audience key: a lower-case letter,"
+                   " then up to 63 of a-z, 0-9 and '_'")
+        elif key in seen:
+            yield f"audiences.keys.{sid}: {key!r} is already the key of segment {seen[key]}"
+        seen[key] = sid
 
 
 def _model_problems(config: Config) -> Iterator[str]:

@@ -21,6 +21,7 @@ from typing import Any
 from workers.config import Config
 from workers.core.formats import Format
 from workers.core.pipeline import Pipeline
+from workers.core.records import output_kinds
 from workers.core.touchpoints import parse_time
 from workers.errors import UsageError
 from workers.io.drive import drive
@@ -105,7 +106,8 @@ def _check(config: Config, r: ReplayRequest) -> tuple[Bound | None, Bound | None
             and stop.time is not None and start.time >= stop.time):
         raise UsageError(f"--from {r.start} is not before --to {r.stop}")
     if r.to_topic is not None:
-        clash = sorted(set(prefixed_output_topics(r.to_topic).values()) & live_topics(config))
+        targets = prefixed_output_topics(config, r.to_topic).values()
+        clash = sorted(set(targets) & live_topics(config))
         if clash and not r.allow_live_topics:
             raise UsageError(f"--to-topic {r.to_topic} would write to the live topic {clash[0]};"
                              " add --allow-live-topics if that is really meant")
@@ -127,7 +129,7 @@ def parse_bound(text: str, flag: str) -> Bound:
 
 def _open_sink(config: Config, r: ReplayRequest, clock: Callable[[], str]) -> Sink | DryRun:
     if r.out is not None:
-        return FileSink(r.out, clock=clock)
+        return FileSink(r.out, output_kinds(config), clock=clock)
     if r.to_topic is not None:
         return TopicSink(config, r.to_topic, clock=clock)
     return DryRun()

@@ -89,7 +89,7 @@ def fresh_topics(name: Callable[[str], str] | None = None,
     return {"bootstrap_servers": bootstrap, "application_id": name("app"),
             "input_topic": name("touchpoints"), "dlq_topic": name("dlq"),
             "segment_changes_topic": name("changes"), "identity_merges_topic": name("merges"),
-            "personas_topic": name("personas")}
+            "personas_topic": name("personas"), "audiences_topic": name("audiences")}
 
 
 def fresh_settings(name: Callable[[str], str] | None = None, *, bootstrap: str = BOOTSTRAP,
@@ -217,15 +217,47 @@ def topic_records(topic: str, bootstrap: str = BOOTSTRAP, idle_ms: int = 3000,
     """Every JSON record in ``topic``, from the beginning until none arrives for ``idle_ms``
     (no consumer group, nothing committed); ``read_committed`` skips what transactions
     aborted or have not committed yet."""
+    return [record for record, _ in topic_messages(topic, bootstrap, idle_ms, isolation_level)]
+
+
+def topic_messages(topic: str, bootstrap: str = BOOTSTRAP, idle_ms: int = 3000,
+                   isolation_level: str = "read_uncommitted",
+                   ) -> list[tuple[dict[str, Any], dict[str, bytes]]]:
+    """As :func:`topic_records`, with each record's headers."""
     from kafka import KafkaConsumer
 
     consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
                              enable_auto_commit=False, consumer_timeout_ms=idle_ms,
                              isolation_level=isolation_level)
     try:
-        return [orjson.loads(message.value) for message in consumer]
+        return [(orjson.loads(message.value), dict(message.headers or []))
+                for message in consumer]
     finally:
         consumer.close()
+
+
+def cloudevents_problems(kind: str, record: dict[str, Any], headers: dict[str, bytes],
+                         origin: str) -> list[str]:
+    """What a message of ``kind`` breaks of CloudEvents' binary mode (attributes as
+    ``ce_`` headers, the body the record itself, untouched); empty when nothing."""
+    from workers.io.cloudevents import SCHEMAS, event_type
+
+    text = {name: value.decode() for name, value in headers.items()}
+    ident, time = {"audience": ("messageId", "timestamp"),
+                   "segment_change": ("event_id", "occurred_at"),
+                   "identity_merge": ("event_id", "occurred_at")}.get(kind, (None, None))
+    expected = {"ce_specversion": "1.0", "ce_type": event_type(kind),  # type: ignore[arg-type]
+                "ce_source": origin, "content-type": "application/json",
+                "schema": SCHEMAS[kind],  # type: ignore[index]
+                "ce_id": record[ident] if ident else text.get("ce_id"),
+                "ce_time": record[time] if time else None}
+    problems = [f"{name}: {text.get(name)!r}, not {value!r}" for name, value in expected.items()
+                if text.get(name) != value]
+    if ident is None and len(text.get("ce_id", "")) != 32:
+        problems.append("ce_id: no value hash")
+    if "schema" in record and record["schema"] != text.get("schema"):
+        problems.append("the body's schema differs from the header's")
+    return problems
 
 
 # ---- streams with personal data ---------------------------------------------------------

@@ -356,7 +356,8 @@ def test_alert_expressions_are_balanced_and_use_project_metrics() -> None:
 @pytest.mark.parametrize(
     ("alert", "needles"),
     [
-        ("PersonaStreamWorkerDown", ['up{job="persona-stream"}', "== 0"]),
+        ("PersonaStreamWorkerDown", ['up{job="persona-stream"} == 0',
+                                     'up{app_kubernetes_io_name="persona-stream"} == 0']),
         ("PersonaStreamConsumerLagGrowing",
          ["deriv(persona_stream_consumer_lag[10m]) > 0", "persona_stream_consumer_lag > 1000"]),
         ("PersonaStreamDeadLetterRateHigh",
@@ -416,10 +417,32 @@ def test_dashboard_panels_query_project_metrics() -> None:
     assert re.search(r"histogram_quantile\(\s*0\.99\s*,", text), "no p99 panel"
 
 
-def test_dashboard_datasource_is_the_provisioned_one() -> None:
-    uids = {s.get("uid") for s in yaml_file(DATASOURCES)["datasources"]}
-    for panel in all_panels(dashboard().get("panels") or []):
-        for holder in [panel, *(panel.get("targets") or [])]:
-            ds = holder.get("datasource")
-            if isinstance(ds, dict) and "uid" in ds:
-                assert ds["uid"] in uids, f"{panel.get('title')}: unknown datasource {ds}"
+def _datasource_refs(node: Any) -> list[Any]:
+    """Every ``datasource`` value in the dashboard, wherever it sits."""
+    if isinstance(node, dict):
+        return [v for k, v in node.items() if k == "datasource"] + [
+            ref for k, v in node.items() if k != "datasource" for ref in _datasource_refs(v)]
+    if isinstance(node, list):
+        return [ref for item in node for ref in _datasource_refs(item)]
+    return []
+
+
+def test_dashboard_imports_with_a_chosen_datasource() -> None:
+    """No datasource uid is written into the dashboard: every panel and query names the
+    ``$datasource`` variable (a Prometheus datasource picker), so importing it into any
+    Grafana and choosing a datasource, or provisioning it next to compose's, just works."""
+    dash = dashboard()
+    variables = {v["name"]: v for v in dash["templating"]["list"]}
+    picker = variables["datasource"]
+    assert picker["type"] == "datasource" and picker["query"] == "prometheus"
+    assert not picker.get("current"), "a saved choice would pin one Grafana's uid"
+    refs = _datasource_refs(dash.get("panels"))
+    assert refs and all(ref == {"type": "prometheus", "uid": "${datasource}"} for ref in refs)
+
+    # what Grafana does on import: the chosen datasource becomes the variable's value,
+    # and every reference resolves to it
+    chosen = "mimir-eu-1"
+    text = json.dumps(dash).replace("${datasource}", chosen)
+    assert {ref["uid"] for ref in _datasource_refs(json.loads(text)["panels"])} == {chosen}
+    # compose provisions exactly one Prometheus, which the picker then selects by default
+    assert [s["type"] for s in yaml_file(DATASOURCES)["datasources"]] == ["prometheus"]

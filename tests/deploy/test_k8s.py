@@ -49,6 +49,7 @@ def test_configmap_is_a_config_the_worker_accepts(tmp_path: Path) -> None:
     path.write_text(text, encoding="utf-8")
     config = load(path, env={})
     assert config.metrics.port == load().metrics.port
+    assert config.kafka.replication_factor >= 3, "topics must survive a broker's loss"
     (container,) = objs["Deployment"]["spec"]["template"]["spec"]["containers"]
     mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
     config_arg = container["args"][container["args"].index("--config") + 1]

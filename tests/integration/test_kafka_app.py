@@ -5,14 +5,24 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 from jsonschema import Draft202012Validator
 
+from workers.io.cloudevents import Published, source
 from workers.service.app import build_app, provision_topics
 from workers.simulation.generator import simulate
-from workers.testing import free_port, fresh_config, pipeline_over, produce, topic_records
+from workers.testing import (
+    cloudevents_problems,
+    free_port,
+    fresh_config,
+    pipeline_over,
+    produce,
+    topic_messages,
+    topic_records,
+)
 
 pytestmark = pytest.mark.integration
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
@@ -24,7 +34,7 @@ def test_one_worker_matches_run_and_dead_letters_bad_input(
     lines = [*lines, b"\xff\xfe not utf-8", b"x" * 70_000]
     config = fresh_config(unique_name, bootstrap=kafka_bootstrap, kafka={"partitions": 1},
                           metrics={"host": "127.0.0.1", "port": free_port()},
-                          segmentation={"warmup_profiles": 50})
+                          segmentation={"warmup_profiles": 50}, audiences={"enabled": True})
     provision_topics(config)
     produce(config.kafka.input_topic, lines, kafka_bootstrap)
 
@@ -50,6 +60,20 @@ def test_one_worker_matches_run_and_dead_letters_bad_input(
     groups = {pid: worker.graph.identifiers(pid) for pid in worker.profiles}
     assert groups == {pid: expected.graph.identifiers(pid) for pid in expected.profiles}
 
+    k = config.kafka
+    topics: dict[Published, str] = {
+        "segment_change": k.segment_changes_topic, "identity_merge": k.identity_merges_topic,
+        "dead_letter": k.dlq_topic, "audience": k.audiences_topic,
+        "persona_card": k.personas_topic}
+    for kind, topic in topics.items():
+        messages = topic_messages(topic, kafka_bootstrap)
+        assert messages, topic
+        for record, headers in messages:
+            assert cloudevents_problems(kind, record, headers, source(config)) == []
+    audience = topic_records(k.audiences_topic, kafka_bootstrap)
+    assert audience == [o.record for o in expected_outputs(lines, config)
+                        if o.kind == "audience"]
+
     dead = topic_records(config.kafka.dlq_topic, kafka_bootstrap)
     assert len(dead) == expected.stats.events_invalid > 2
     assert {d["error"] for d in dead} >= {"not_utf8", "too_large"}
@@ -64,3 +88,12 @@ def test_one_worker_matches_run_and_dead_letters_bad_input(
         validator = Draft202012Validator(schema)
         for record in records:
             validator.validate(record)
+
+
+def expected_outputs(lines: list[bytes], config: Any) -> list[Any]:
+    from workers.core.pipeline import Pipeline
+
+    pipeline = Pipeline(config)
+    outputs = [out for line in lines for out in pipeline.feed(line)]
+    return outputs + pipeline.flush()
+

@@ -11,6 +11,7 @@ import pytest
 
 from workers.config import load
 from workers.core.pipeline import Pipeline
+from workers.core.records import output_kinds
 from workers.io.drive import drive
 from workers.io.folder import PERSONAS, PROFILES, find_profile, read_personas
 from workers.io.sinks import FileSink
@@ -25,7 +26,8 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pipeline]:
     tmp = tmp_path_factory.mktemp("folder")
     (tmp / "in.jsonl").write_bytes(b"\n".join(lines) + b"\n")
     pipeline = Pipeline(load())
-    drive(pipeline, FileSource([str(tmp / "in.jsonl")]), FileSink(tmp / "out"))
+    drive(pipeline, FileSource([str(tmp / "in.jsonl")]),
+          FileSink(tmp / "out", output_kinds(pipeline.config)))
     return tmp / "out", pipeline
 
 

@@ -145,9 +145,27 @@ def test_registry_is_private_and_labels_carry_no_identifiers() -> None:
     a.sync(pipeline)
     allowed = {"outcome", "error", "reason", "segment", "partition", "le"}
     for name, labels in samples(a):
+        if name.startswith(("process_", "python_info", "persona_stream_build_info")):
+            continue  # the standard collectors and the build: no identifier there
         assert name.startswith("persona_stream_"), name
         assert {k for k, _ in labels} <= allowed, (name, labels)
     assert value(b, "persona_stream_events_total", outcome="valid") == 0
+
+
+def test_process_metrics_and_build_info_are_exposed() -> None:
+    """What an operator reads first: memory and CPU of the process, and which build runs."""
+    import platform
+
+    from workers import __version__
+
+    exposed = samples(Metrics())
+    names = {name for name, _ in exposed}
+    assert {"process_resident_memory_bytes", "process_cpu_seconds_total",
+            "process_open_fds", "python_info"} <= names
+    assert value(Metrics(), "process_resident_memory_bytes") > 10_000_000
+    build = {labels: v for (name, labels), v in exposed.items()
+             if name == "persona_stream_build_info"}
+    assert build == {(("python", platform.python_version()), ("version", __version__)): 1.0}
 
 
 def test_json_log_lines_carry_extras() -> None:

@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from workers.config import Config
+from workers.core.audiences import AudienceKeys, audience_calls
 from workers.core.clock import FarFuture, StreamClock
 from workers.core.dedup import Deduplicator
 from workers.core.features import FeatureSpec, ProfileState
@@ -39,6 +40,7 @@ from workers.core.records import (
     Output,
     PersonaCard,
     ProfileSnapshot,
+    SegmentChange,
 )
 from workers.core.segments import SegmentModel, Snapshot, assign, explain
 from workers.core.touchpoints import (
@@ -98,6 +100,7 @@ class Pipeline:
         self.stats = Stats()
         self.names: dict[int, str] = {}
         self.sizes: dict[int, int] = {}
+        self.audience_keys = AudienceKeys()
         self._buffer: list[tuple[float, str, Touchpoint]] = []
         self.clock = StreamClock(config.intake.future_tolerance_seconds)
         self._far = FarFuture()
@@ -418,7 +421,7 @@ class Pipeline:
         self.stats.segment_changes += 1
         self.stats.changes_by_reason[reason] = self.stats.changes_by_reason.get(reason, 0) + 1
         sid = result.segment_id
-        self._out.append(Output("segment_change", pid, {
+        change: SegmentChange = {
             "schema": "segment_change/v1",
             "event_id": _digest("change", pid, str(sid), str(snapshot.version),
                                 trigger or "", reason),
@@ -434,7 +437,17 @@ class Pipeline:
             "identifiers": self._identifiers(pid, KNOWN_IDENTIFIERS),
             "trigger_event_id": trigger,
             "occurred_at": format_time(ts),
-        }))
+        }
+        self._out.append(Output("segment_change", pid, change))
+        # keys are born with the segment even while audience calls are off, so turning
+        # them on later gives the keys of the segments' first names
+        audiences = self.config.audiences
+        for segment in (change["segment"], change["previous_segment"]):
+            if segment is not None:
+                self.audience_keys.see(segment, audiences.chosen)
+        if audiences.enabled:
+            self._out.extend(Output("audience", pid, call) for call in audience_calls(
+                change, self.audience_keys.resolved(audiences.chosen)))
 
     def _name(self, segment_id: int) -> str:
         return self.names.get(segment_id, f"Segment {segment_id}")
@@ -462,6 +475,7 @@ class Pipeline:
             "model": self.model.state(),
             "fields_dropped": self.parser.optional.dropped,
             "values_coerced": self.parser.optional.coerced,
+            "audience_keys": self.audience_keys.born,
         }
 
     def load_meta(self, meta: dict[str, Any]) -> None:
@@ -473,6 +487,7 @@ class Pipeline:
         self.model.load(meta["model"])
         self.parser.optional.dropped = meta["fields_dropped"]
         self.parser.optional.coerced = meta["values_coerced"]
+        self.audience_keys.born = meta["audience_keys"]
 
     def held_events(self) -> dict[str, tuple[bool, Touchpoint, Origin | None]]:
         """Events not processed yet, by id: (far ahead?, event, origin)."""

@@ -3,15 +3,19 @@
 Each ``TypedDict`` mirrors one JSON Schema in ``schemas/``. :data:`OUTPUT_KINDS`
 is the one map from an output kind to where it lands: its file in an output
 folder and its topic (``replay --to-topic PREFIX`` adds the suffix to the
-prefix; the worker uses the configured live topics).
+prefix; the worker uses the configured live topics). :func:`output_kinds` says
+which of them a configuration emits.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, NotRequired, TypedDict
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, NotRequired, TypedDict
 
-OutputKind = Literal["segment_change", "identity_merge", "dead_letter"]
+if TYPE_CHECKING:
+    from workers.config import Config
+
+OutputKind = Literal["segment_change", "identity_merge", "dead_letter", "audience"]
 ChangeReason = Literal["assignment", "merge", "model_update", "forget"]
 CHANGE_REASONS: tuple[ChangeReason, ...] = ("assignment", "merge", "model_update", "forget")
 
@@ -26,7 +30,14 @@ OUTPUT_KINDS: dict[OutputKind, Destination] = {
     "segment_change": Destination("segment_changes.jsonl", "segment-changes"),
     "identity_merge": Destination("identity_merges.jsonl", "identity-merges"),
     "dead_letter": Destination("dead_letters.jsonl", "dlq"),
+    "audience": Destination("audiences.jsonl", "audiences"),
 }
+
+
+def output_kinds(config: Config) -> list[OutputKind]:
+    """The kinds of record a pipeline under ``config`` emits: audience calls only when
+    ``audiences.enabled``."""
+    return [kind for kind in OUTPUT_KINDS if kind != "audience" or config.audiences.enabled]
 
 
 class SegmentRef(TypedDict):
@@ -87,7 +98,22 @@ class DeadLetter(TypedDict):
     offset: NotRequired[int]
 
 
-OutputRecord = SegmentChange | IdentityMerge | DeadLetter
+class AudienceCall(TypedDict):
+    """A Segment-spec track or identify call about audience membership
+    (``schemas/audience_call.v1.schema.json``, :mod:`workers.core.audiences`)."""
+
+    type: Literal["track", "identify"]
+    event: NotRequired[str]  # track: "Audience Entered" or "Audience Exited"
+    userId: NotRequired[str]
+    anonymousId: NotRequired[str]  # the profile id, when there is no userId
+    messageId: str
+    timestamp: str
+    properties: NotRequired[dict[str, Any]]  # track
+    traits: NotRequired[dict[str, Any]]  # identify: one boolean per audience
+    context: dict[str, Any]
+
+
+OutputRecord = SegmentChange | IdentityMerge | DeadLetter | AudienceCall
 
 
 class Distinguishing(TypedDict):

@@ -15,7 +15,7 @@ from typing import Any
 from workers.config import Config
 from workers.core.formats import Format
 from workers.core.pipeline import Pipeline
-from workers.core.records import Output
+from workers.core.records import Output, output_kinds
 from workers.core.touchpoints import format_time
 from workers.errors import Interrupted
 from workers.io.progress import Progress, ProgressMode
@@ -120,5 +120,5 @@ def run_files(config: Config, inputs: list[str], out_dir: str | Path,
               progress: ProgressMode = "off", fmt: Format | None = None) -> dict[str, Any]:
     """``persona-stream run``: ``inputs`` in order through a fresh pipeline into ``out_dir``."""
     source = FileSource(inputs)
-    return drive(Pipeline(config), source, FileSink(out_dir), Progress(progress, "run"),
-                 fmt=fmt)
+    return drive(Pipeline(config), source, FileSink(out_dir, output_kinds(config)),
+                 Progress(progress, "run"), fmt=fmt)

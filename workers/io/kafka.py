@@ -13,10 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-import orjson
-
 from workers.config import Config
-from workers.core.records import OUTPUT_KINDS, Output, OutputKind
+from workers.core.records import OUTPUT_KINDS, OutputKind, output_kinds
 from workers.errors import BrokerError, ConfigError
 from workers.state.changelog import STORES
 
@@ -79,24 +77,22 @@ def faust_credentials(config: Config, security: dict[str, Any]) -> Any:
     return None
 
 
-def message(out: Output) -> tuple[bytes | None, bytes]:
-    """An output as a Kafka message's key and value: how the worker and replay produce it."""
-    return (None if out.key is None else out.key.encode()), orjson.dumps(out.record)
-
-
 # ---- topic names ---------------------------------------------------------------------
 
 
 def live_output_topics(config: Config) -> dict[OutputKind, str]:
-    """Where the worker sends each kind of output record."""
+    """Where the worker sends each kind of output record (audience calls only when on)."""
     k = config.kafka
-    return {"segment_change": k.segment_changes_topic,
-            "identity_merge": k.identity_merges_topic, "dead_letter": k.dlq_topic}
+    topics: dict[OutputKind, str] = {
+        "segment_change": k.segment_changes_topic, "identity_merge": k.identity_merges_topic,
+        "dead_letter": k.dlq_topic, "audience": k.audiences_topic}
+    return {kind: topics[kind] for kind in output_kinds(config)}
 
 
-def prefixed_output_topics(prefix: str) -> dict[OutputKind, str]:
+def prefixed_output_topics(config: Config, prefix: str) -> dict[OutputKind, str]:
     """``replay --to-topic PREFIX``: ``PREFIX.segment-changes`` and so on."""
-    return {kind: f"{prefix}.{where.topic_suffix}" for kind, where in OUTPUT_KINDS.items()}
+    return {kind: f"{prefix}.{OUTPUT_KINDS[kind].topic_suffix}"
+            for kind in output_kinds(config)}
 
 
 def live_topics(config: Config) -> set[str]:

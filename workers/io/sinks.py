@@ -21,6 +21,7 @@ from workers.config import Config
 from workers.core.records import (
     CHANGE_REASONS,
     OUTPUT_KINDS,
+    AudienceCall,
     DeadLetter,
     IdentityMerge,
     Output,
@@ -31,9 +32,9 @@ from workers.core.records import (
 )
 from workers.errors import BrokerError
 from workers.io import folder
+from workers.io.cloudevents import Envelope
 from workers.io.kafka import (
     client_security,
-    message,
     output_topic_specs,
     prefixed_output_topics,
     provision,
@@ -60,15 +61,19 @@ class Sink(Protocol):
         """The input is done: keep what this sink keeps of the end state, release the rest."""
 
 
+_STAMPED = ("segment_change", "identity_merge")
+
+
 def wall_clock() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 def stamp_emitted(outputs: Iterable[Output], clock: Callable[[], str]) -> None:
-    """Set ``emitted_at`` (one reading of the clock per batch; dead letters have none)."""
+    """Set ``emitted_at`` (one reading of the clock per batch); dead letters have none, and
+    audience calls keep to the Segment spec (their ``timestamp`` is the event time)."""
     stamp = None
     for out in outputs:
-        if out.kind != "dead_letter":
+        if out.kind in _STAMPED:
             if stamp is None:
                 stamp = clock()
             cast(SegmentChange | IdentityMerge, out.record)["emitted_at"] = stamp
@@ -81,13 +86,14 @@ def _pretty(value: object) -> bytes:
 class FileSink:
     """Streams records to JSON-lines files; the end state is written by :meth:`close`."""
 
-    def __init__(self, out_dir: str | Path, clock: Callable[[], str] = wall_clock) -> None:
+    def __init__(self, out_dir: str | Path, kinds: Iterable[OutputKind],
+                 clock: Callable[[], str] = wall_clock) -> None:
         self.dir = Path(out_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.clock = clock
         self._files: dict[OutputKind, IO[bytes]] = {
-            kind: open(self.dir / where.file, "wb")  # noqa: SIM115 - closed in close()
-            for kind, where in OUTPUT_KINDS.items()}
+            kind: open(self.dir / OUTPUT_KINDS[kind].file, "wb")  # noqa: SIM115 - closed in close()
+            for kind in kinds}
 
     def write(self, outputs: list[Output]) -> None:
         files = self._files
@@ -106,7 +112,8 @@ class FileSink:
 
 
 class TopicSink:
-    """Produces to ``PREFIX.segment-changes``, ``.identity-merges`` and ``.dlq``.
+    """Produces to ``PREFIX.segment-changes``, ``.identity-merges``, ``.dlq`` (and
+    ``.audiences`` with ``audiences.enabled``), with CloudEvents headers.
 
     Sends are asynchronous and batched by the producer; ``close`` waits for
     every acknowledgement and fails if any record was refused.
@@ -118,7 +125,8 @@ class TopicSink:
         from kafka.errors import KafkaError
 
         k = config.kafka
-        self.topics = prefixed_output_topics(prefix)
+        self.topics = prefixed_output_topics(config, prefix)
+        self.envelope = Envelope(config)
         self.clock = clock
         self._error: BaseException | None = None
         timeout_ms = int(k.connect_timeout_seconds * 1000)
@@ -139,10 +147,11 @@ class TopicSink:
 
     def write(self, outputs: list[Output]) -> None:
         send, topics, failed = self._producer.send, self.topics, self._failed
+        message = self.envelope.message
         stamp_emitted(outputs, self.clock)
         for out in outputs:
-            key, value = message(out)
-            send(topics[out.kind], key=key, value=value).add_errback(failed)
+            key, value, headers = message(out)
+            send(topics[out.kind], key=key, value=value, headers=headers).add_errback(failed)
 
     def close(self, end: EndOfRun) -> None:
         """Wait for every acknowledgement; the end state stays in the pipeline (or its saved
@@ -167,6 +176,7 @@ class DryRun:
     changes: Counter[tuple[int | None, str]] = field(default_factory=Counter)
     merges: int = 0
     dead: Counter[str] = field(default_factory=Counter)
+    audience_calls: Counter[str] = field(default_factory=Counter)  # by track event/identify
     personas: list[PersonaCard] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
 
@@ -177,6 +187,9 @@ class DryRun:
                 self.changes[(change["segment"]["id"], change["reason"])] += 1
             elif out.kind == "identity_merge":
                 self.merges += 1
+            elif out.kind == "audience":
+                call = cast(AudienceCall, out.record)
+                self.audience_calls[call.get("event", call["type"])] += 1
             else:
                 self.dead[cast(DeadLetter, out.record)["error"]] += 1
 
@@ -193,6 +206,10 @@ class DryRun:
                  f"identity merges: {self.merges:,}", "",
                  f"dead letters: {sum(self.dead.values()):,}"]
         lines += [f"  {error:<28}{count:>10,}" for error, count in sorted(self.dead.items())]
+        if self.audience_calls:
+            lines += ["", f"audience calls: {sum(self.audience_calls.values()):,}"]
+            lines += [f"  {call:<28}{count:>10,}"
+                      for call, count in sorted(self.audience_calls.items())]
         lines += ["", *self._distribution(current)]
         if current is not None:
             lines.append(f"  (current: {current_from})")

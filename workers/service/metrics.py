@@ -6,20 +6,31 @@ free of prometheus and a counter never counts the same event twice however
 often :meth:`Metrics.observe_batch` runs.
 
 Metrics live in their own :class:`CollectorRegistry`, not the global one, so
-several workers started in one test process do not collide and the exposition
-holds only persona-stream series. Each worker process serves its own
+several workers started in one test process do not collide; the registry holds
+the ``persona_stream_*`` series plus the standard ``process_*`` and
+``python_info`` collectors (CPU, memory, open files: what an operator checks
+first) and ``persona_stream_build_info``. Each worker process serves its own
 ``/metrics``; Prometheus scrapes every process and sums (README "Operations").
 """
 
 from __future__ import annotations
 
 import contextlib
+import platform
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol, cast
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
+from workers import __version__
 from workers.core.pipeline import Pipeline
 from workers.core.records import CHANGE_REASONS, IdentityMerge, Output, SegmentChange
 from workers.core.touchpoints import parse_time
@@ -52,6 +63,12 @@ class Metrics:
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry()
+        ProcessCollector(registry=r)  # process_cpu_seconds_total, resident memory, fds...
+        PlatformCollector(registry=r)  # python_info
+        build = Gauge("persona_stream_build_info", "Always 1: the running persona-stream's"
+                      " version and Python, to tell the versions of a rolling update apart.",
+                      ["version", "python"], registry=r)
+        build.labels(__version__, platform.python_version()).set(1)
         self.events = Counter(
             "persona_stream_events", "Touchpoints read, by final outcome (valid events count "
             "once they leave the event-time buffer, when their outcome is certain).",
@@ -215,7 +232,7 @@ class Metrics:
     def _observe_emitted(self, outputs: Iterable[Output]) -> None:
         stamps: dict[str, float] = {}  # one emit shares one stamp: parse it once
         for out in outputs:
-            if out.kind == "dead_letter":
+            if out.kind not in ("segment_change", "identity_merge"):
                 continue
             record = cast(SegmentChange | IdentityMerge, out.record)
             if record.get("trigger_event_id") is None:

@@ -19,7 +19,6 @@ from itertools import chain
 from typing import Any, Protocol
 
 import faust
-import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
@@ -28,7 +27,8 @@ from workers.config import Config
 from workers.core.pipeline import Pipeline
 from workers.core.records import Output
 from workers.errors import BrokerError
-from workers.io.kafka import live_output_topics, message, sequenced_topic
+from workers.io.cloudevents import Envelope
+from workers.io.kafka import live_output_topics, sequenced_topic
 from workers.io.sinks import stamp_emitted, wall_clock
 from workers.service.batch import FLUSH_KEY, process_batch
 from workers.service.changelog import ChangelogCopy, ChangelogWriter
@@ -71,6 +71,7 @@ class Owner(ConsumerRebalanceListener):
         self.sequenced = sequenced_topic(config)
         self.partition = TopicPartition(self.sequenced, 0)
         self.output_topics = live_output_topics(config)
+        self.envelope = Envelope(config)
         self.exactly_once = config.kafka.processing_guarantee == "exactly_once"
         self.idle_flush = min(_IDLE_FLUSH_MAX, max(_IDLE_FLUSH_MIN,
                                                    config.intake.reorder_window_seconds))
@@ -143,14 +144,16 @@ class Owner(ConsumerRebalanceListener):
             producer = self._writer.producer
         else:
             producer = await self.clients.producer()
+        message = self.envelope.message
         stamp_emitted(outputs, wall_clock)
         send = producer.send
         pending = self._pending
         for out in outputs:
             topic = self.output_topics[out.kind]
-            key, value = message(out)
+            key, value, headers = message(out)
             try:
-                pending.append((topic, await send(topic, key=key, value=value)))
+                pending.append((topic, await send(topic, key=key, value=value,
+                                                  headers=headers)))
             except KafkaError as exc:
                 self._failed = True
                 raise BrokerError(f"producing to {topic} failed: {exc!r}") from exc
@@ -168,8 +171,10 @@ class Owner(ConsumerRebalanceListener):
     async def _publish_cards(self, pipeline: Pipeline) -> None:
         send = (await self.clients.producer()).send
         topic = self.config.kafka.personas_topic
-        futures = [await send(topic, key=str(card["segment_id"]).encode(),
-                              value=orjson.dumps(card)) for card in pipeline.personas()]
+        futures = []
+        for card in pipeline.personas():
+            key, value, headers = self.envelope.card(card)
+            futures.append(await send(topic, key=key, value=value, headers=headers))
         await asyncio.gather(*futures)
 
     # ---- commits ----------------------------------------------------------------------
