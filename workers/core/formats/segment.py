@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterator, Mapping
-from contextlib import suppress
 from dataclasses import dataclass, replace
 from typing import Any, Literal, cast
 
@@ -66,11 +65,7 @@ _NAMES_REMEMBERED = 10_000  # event names are a small vocabulary; bounded all th
 _ENVELOPE_DEPTH = 2  # {"batch": [ ... ]}: a member sits two levels down
 _KINDS: dict[str, CallType] = {kind: kind for kind in CALL_TYPES}  # the type as usually sent
 _EMPTY: Mapping[str, Any] = {}
-# context.<key>.<inner> -> device.<name>
-_DEVICE = (("os", "name", "os"), ("app", "version", "app_version"))
-# context.<key> -> context.<name>, its members that say something
-_PICKED = (("campaign", "campaign", ("source", "medium", "name")),
-           ("location", "geo", ("region", "city")))
+_PAGES = ("page", "screen")
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,8 +177,9 @@ class SegmentAdapter(Adapter):
         That verdict is cheap here, where each value is looked at anyway: ids and texts
         are strings, what a table maps to is valid. In doubt (a value passed on as it is,
         traits with any keys and values, an amount) the time is None and the intake
-        checks the event as any touchpoint. Written for the usual call: one look per
-        field, no helper call on its path.
+        checks the event as any touchpoint. Written for the usual call, a string in each
+        field: one look per field, written out field by field (a loop over a table of
+        fields, with its tuples, cost a tenth more per event, measured).
         """
         kind = call.get("type")
         kind = _KINDS.get(kind) if type(kind) is str else None
@@ -200,7 +196,9 @@ class SegmentAdapter(Adapter):
         # the call's own ids (they win over ids found in traits, which come after)
         identity: dict[str, Any] = {}
         value = device.get("id")
-        if value is not None:
+        if type(value) is str and value:
+            identity["device_id"] = value
+        elif value is not None:
             _put(identity, "device_id", _identifier(value))
         value = call.get("anonymousId")
         if type(value) is str and value:
@@ -230,8 +228,10 @@ class SegmentAdapter(Adapter):
         stamp = call.get("timestamp")
         ts = None
         if type(stamp) is str and len(stamp) <= 64:
-            with suppress(ValueError, OverflowError):
+            try:
                 ts = parse_time(stamp)  # RFC 3339 already: the intake reads it as it is
+            except (ValueError, OverflowError):
+                ts = None  # not (or not a real day): _occurred_at says what it is
         event: dict[str, Any] = {
             "event_id": event_id,
             "occurred_at": stamp if ts is not None else _occurred_at(call, envelope),
@@ -239,8 +239,8 @@ class SegmentAdapter(Adapter):
         limits = self.limits
         clean = (ts is not None and limits.earliest <= ts <= limits.latest
                  and type(event_id) is str and len(event_id) <= 128 and not traits)
-        library = context.get("library")
-        source = library.get("name") if type(library) is dict else None
+        value = context.get("library")
+        source = value.get("name") if type(value) is dict else None
         channel = call.get("channel")
         if type(channel) is str and channel:
             channel = self._channels.get(channel.lower(), channel)  # not listed: passed on
@@ -251,6 +251,7 @@ class SegmentAdapter(Adapter):
         if channel is not None:
             event["channel"] = channel
             clean = clean and channel in CHANNELS
+        # device: what a table maps a type to is valid; the rest must be strings
         out: dict[str, Any] = {}
         value = device.get("type")
         if type(value) is str and value:
@@ -258,67 +259,102 @@ class SegmentAdapter(Adapter):
         if value:
             out["type"] = value
             clean = clean and type(value) is str and value in DEVICE_TYPES
-        for key, member, name in _DEVICE:
-            value = context.get(key)
-            if type(value) is dict:
-                value = value.get(member)
-                if type(value) is str:
-                    if value:
-                        out[name] = value
-                elif value is not None and value != {}:
-                    out[name] = value
-                    clean = False
+        value = context.get("os")
+        value = value.get("name") if type(value) is dict else None
+        if type(value) is str:
+            if value:
+                out["os"] = value
+        elif value is not None:
+            _put(out, "os", value)
+            clean = False
+        value = context.get("app")
+        value = value.get("version") if type(value) is dict else None
+        if type(value) is str:
+            if value:
+                out["app_version"] = value
+        elif value is not None:
+            _put(out, "app_version", value)
+            clean = False
         if out:
             event["device"] = out
             out = {}
+        # context
+        value = context.get("sessionId")
+        if type(value) is str:
+            if value:
+                out["session_id"] = value
+        elif value is not None:
+            _put(out, "session_id", _identifier(value))
+            clean = False
         page = context.get("page")
         if type(page) is not dict:
             page = _EMPTY
         props = call.get("properties")
         page_props = props if kind == "page" and type(props) is dict else _EMPTY
-        for name, value in (("session_id", _identifier(context.get("sessionId"))),
-                            ("page_url", page.get("url") or page_props.get("url")),
-                            ("referrer", page.get("referrer") or page_props.get("referrer"))):
-            if type(value) is str:
-                if value:
-                    out[name] = value
-            elif value is not None and value != {}:
-                out[name] = value
-                clean = False
-        for key, name, fields in _PICKED:
-            value = context.get(key)
-            if type(value) is dict:
-                picked: dict[str, Any] = {}
-                if key == "location":
-                    _put(picked, "country", _country(value.get("country")))
-                for field in fields:
-                    inner = value.get(field)
-                    if inner is not None and inner != "":
-                        picked[field] = inner
-                        clean = clean and type(inner) is str
-                if picked:
-                    out[name] = picked
+        value = page.get("url") or page_props.get("url")
+        if type(value) is str:
+            if value:
+                out["page_url"] = value
+        elif value is not None:
+            _put(out, "page_url", value)
+            clean = False
+        value = page.get("referrer") or page_props.get("referrer")
+        if type(value) is str:
+            if value:
+                out["referrer"] = value
+        elif value is not None:
+            _put(out, "referrer", value)
+            clean = False
+        value = context.get("campaign")
+        if type(value) is dict:
+            picked: dict[str, Any] = {}
+            for key in ("source", "medium", "name"):
+                inner = value.get(key)
+                if inner is not None and inner != "":
+                    picked[key] = inner
+                    clean = clean and type(inner) is str
+            if picked:
+                out["campaign"] = picked
+        value = context.get("location")
+        if type(value) is dict:
+            picked = {}
+            inner = _country(value.get("country"))
+            if inner is not None:
+                picked["country"] = inner
+            for key in ("region", "city"):
+                inner = value.get(key)
+                if inner is not None and inner != "":
+                    picked[key] = inner
+                    clean = clean and type(inner) is str
+            if picked:
+                out["geo"] = picked
         value = context.get("userAgent")
         if value is not None:
             _put(out, "user_agent", value)
             clean = clean and type(value) is str
-        _put(out, "locale", context.get("locale"))  # not a touchpoint field: not checked
+        value = context.get("locale")
+        if value is not None:
+            _put(out, "locale", value)  # not a touchpoint field: not checked
         if out:
             event["context"] = out
         if props is not None and type(props) is not dict:
             _put(event, "properties", props)
             clean = False  # not an object: the intake says so
         else:
-            props = self._properties(call, kind, type_, props)
+            if kind in _PAGES or type_ in self._conversions:
+                props = self._additions(call, kind, type_, props)
             if props:
                 event["properties"] = props
                 clean = (clean and len(props) <= limits.max_keys
                          and self._revenue not in props)
         if traits:
             event["traits"] = traits
-        if source is not None:
+        if type(source) is str:
+            if source:
+                event["source"] = source
+        elif source is not None:
             _put(event, "source", source)
-            clean = clean and type(source) is str
+            clean = False
         if not clean or not identity:
             return event, None
         for value in identity.values():
@@ -339,14 +375,12 @@ class SegmentAdapter(Adapter):
             self._types[name] = type_
         return type_
 
-    def _properties(self, call: Mapping[str, Any], kind: CallType, type_: str,
-                    props: dict[str, Any] | None) -> dict[str, Any] | None:
-        """The call's properties, plus what a page, a screen or a conversion adds to them
-        (on a copy: the call's own object is taken as it is only when nothing is added)."""
-        if kind not in ("page", "screen") and type_ not in self._conversions:
-            return props
+    def _additions(self, call: Mapping[str, Any], kind: CallType, type_: str,
+                   props: dict[str, Any] | None) -> dict[str, Any]:
+        """A page's or a screen's properties with its name and category, a conversion's
+        with its amount (on a copy: otherwise the call's own object is taken)."""
         props = dict(props) if props else {}
-        if kind in ("page", "screen"):
+        if kind in _PAGES:
             _put(props, "name", call.get("name"), keep=True)
             _put(props, "content_category", call.get("category"), keep=True)
         if type_ in self._conversions and self._revenue not in props:
