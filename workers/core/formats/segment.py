@@ -30,6 +30,7 @@ Pure: no clock, no I/O.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -176,10 +177,10 @@ class SegmentAdapter(Adapter):
 
         That verdict is cheap here, where each value is looked at anyway: ids and texts
         are strings, what a table maps to is valid. In doubt (a value passed on as it is,
-        traits with any keys and values, an amount) the time is None and the intake
-        checks the event as any touchpoint. Written for the usual call, a string in each
-        field: one look per field, written out field by field (a loop over a table of
-        fields, with its tuples, cost a tenth more per event, measured).
+        traits with any keys and values) the time is None and the intake checks the
+        event as any touchpoint. Written for the usual call, a string in each field: one
+        look per field, written out field by field (a loop over a table of fields, with
+        its tuples, cost a tenth more per event, measured).
         """
         kind = call.get("type")
         kind = _KINDS.get(kind) if type(kind) is str else None
@@ -345,8 +346,11 @@ class SegmentAdapter(Adapter):
                 props = self._additions(call, kind, type_, props)
             if props:
                 event["properties"] = props
-                clean = (clean and len(props) <= limits.max_keys
-                         and self._revenue not in props)
+                clean = clean and len(props) <= limits.max_keys
+                if clean and self._revenue in props:  # an amount the intake takes as it is
+                    amount = props[self._revenue]
+                    clean = ((type(amount) is int or type(amount) is float)
+                             and math.isfinite(amount) and abs(amount) <= limits.max_amount)
         if traits:
             event["traits"] = traits
         if type(source) is str:
