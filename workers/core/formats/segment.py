@@ -156,8 +156,9 @@ class SegmentAdapter(Adapter):
             yield event
 
     def vouch(self, event: dict[str, Any]) -> float | None:
-        """The time of an event of the record read last, when :meth:`events` found, as it
-        built it, nothing the intake would refuse, repair or bound (see :meth:`_adapt`)."""
+        """The time of an event of the record read last (as it was yielded), when
+        :meth:`events` found, as it built it, nothing the intake would refuse, repair or
+        bound (see :meth:`_adapt`); None otherwise. Held for one record only."""
         entry = self._vouched.get(id(event))
         return entry[1] if entry is not None and entry[0] is event else None
 
