@@ -122,11 +122,15 @@ class SegmentAdapter(Adapter):
         self._alias_id = seg.alias_previous_id
         self._revenue = config.features.revenue_property
         self._conversions = frozenset(config.features.conversion_types)
-        # id -> (event, its time): the events of the record read last that need no check
+        # the events of the record read last that need no check, and their times: a
+        # single call's apart (the usual record), a batch's by id
+        self._single: dict[str, Any] | None = None
+        self._single_ts = 0.0
         self._vouched: dict[int, tuple[dict[str, Any], float]] = {}
 
     def events(self, raw: bytes) -> Iterator[dict[str, Any] | InvalidMember]:
         """The record's touchpoints in order; bad batch members as InvalidMember."""
+        self._single = None
         vouched = self._vouched
         vouched.clear()
         data = decode_object(check_size(raw, self._record_limits), self._record_limits)
@@ -136,9 +140,13 @@ class SegmentAdapter(Adapter):
                                    f" {self.limits.max_event_bytes}")
             event, ts = self._adapt(data, _NO_ENVELOPE)
             if ts is not None:
-                vouched[id(event)] = (event, ts)
-            yield event
-            return
+                self._single, self._single_ts = event, ts
+            return iter((event,))
+        return self._members(data)
+
+    def _members(self, data: dict[str, Any]) -> Iterator[dict[str, Any] | InvalidMember]:
+        """A batch's calls; a member that cannot be read as an InvalidMember."""
+        vouched = self._vouched
         batch = data["batch"]
         if type(batch) is not list:
             raise InvalidEvent("wrong_type", "batch must be an array of calls")
@@ -159,6 +167,8 @@ class SegmentAdapter(Adapter):
         """The time of an event of the record read last (as it was yielded), when
         :meth:`events` found, as it built it, nothing the intake would refuse, repair or
         bound (see :meth:`_adapt`); None otherwise. Held for one record only."""
+        if event is self._single:
+            return self._single_ts
         entry = self._vouched.get(id(event))
         return entry[1] if entry is not None and entry[0] is event else None
 
