@@ -173,7 +173,7 @@ class Pipeline:
                 continue
             member = raw if len(items) == 1 else orjson.dumps(item)
             try:
-                tp = self.parser.check(item, member)
+                tp = self.parser.check(item, member, adapter.vouch(item))
             except InvalidEvent as exc:
                 self._dead_letter(member, exc.code, exc.detail, origin)
                 continue

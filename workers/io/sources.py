@@ -163,7 +163,7 @@ class ValidTime:
                 return self.parser.parse(raw).ts
             for item in adapter.events(raw):
                 if not isinstance(item, InvalidEvent):
-                    return self.parser.check(item).ts
+                    return self.parser.check(item, vouched=adapter.vouch(item)).ts
         except (InvalidEvent, TypeError, ValueError, KeyError, AttributeError, IndexError):
             pass  # a dead letter to be: it does not hold its partition back
         return -math.inf

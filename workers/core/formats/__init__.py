@@ -44,6 +44,13 @@ class Adapter(Protocol):
         """The record's events, in order; InvalidEvent when the record is unreadable."""
         ...
 
+    def vouch(self, event: Adapted) -> float | None:
+        """The time of one of this adapter's events when the adapter vouches that the
+        intake would find nothing to refuse, repair or bound in it, so that it need not
+        look (``TouchpointParser.check(..., vouched=...)``); None: the intake checks it as
+        any touchpoint. An adapter that builds no event it can vouch for keeps this."""
+        return None
+
 
 class Formats:
     """The adapter of each format, made on first use, and the choice of format."""

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from workers.config import Config, CsvConfig
+from workers.core.formats import Adapter
 from workers.core.formats.common import (
     Table,
     compact,
@@ -77,7 +78,7 @@ def _fillable(path: str) -> bool:
     return path in _TOP or (head in _FREE and bool(leaf)) or leaf in _MEMBERS.get(head, ())
 
 
-class CsvAdapter:
+class CsvAdapter(Adapter):
     """Reads one CSV line into one touchpoint (or, for the header line, none)."""
 
     def __init__(self, config: Config) -> None:

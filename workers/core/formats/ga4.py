@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from workers.config import Config, Ga4Config
+from workers.core.formats import Adapter
 from workers.core.formats.common import (
     Table,
     compact,
@@ -89,7 +90,7 @@ def event_id(row: dict[str, Any], params: dict[str, Any]) -> str:
     return f"ga4-{digest[:32]}"
 
 
-class Ga4Adapter:
+class Ga4Adapter(Adapter):
     """Reads one GA4 export row into one touchpoint."""
 
     def __init__(self, config: Config) -> None:

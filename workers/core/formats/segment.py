@@ -11,7 +11,9 @@ A batch member that cannot be read does not spoil its neighbours: it is
 *yielded* as an :class:`InvalidMember` (an ``InvalidEvent`` with the member's
 index and its own bytes), so the caller dead-letters each bad member on its own
 and goes on with the good ones. Everything else yielded is a touchpoint-shaped
-dict for ``TouchpointParser.check``. A record may be up to
+dict for ``TouchpointParser.check``; :meth:`SegmentAdapter.vouch` gives the time of
+each one the adapter saw nothing in to refuse, repair or bound while building it (the
+usual call), and the intake then skips its checks. A record may be up to
 ``intake.segment.max_batch_bytes``, each call up to ``intake.max_event_bytes``;
 the envelope's two levels of nesting are not counted against ``intake.max_depth``
 (a single call, parsed before it is known not to be a batch, gets them too).
@@ -28,6 +30,7 @@ Pure: no clock, no I/O.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
@@ -36,7 +39,7 @@ from typing import Any, Literal, cast
 import orjson
 
 from workers.config import Config, SegmentConfig
-from workers.core.formats import InvalidMember
+from workers.core.formats import Adapter, InvalidMember
 from workers.core.repair import CHANNELS, DEVICE_TYPES
 from workers.core.touchpoints import (
     TYPE_RE,
@@ -61,6 +64,9 @@ _ISO_RE = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2})(:\d{2}(?:[.,]\d+)?)
 _COMPANY_KEYS = {"name": "company_name", "id": "company_id"}
 _NAMES_REMEMBERED = 10_000  # event names are a small vocabulary; bounded all the same
 _ENVELOPE_DEPTH = 2  # {"batch": [ ... ]}: a member sits two levels down
+_KINDS: dict[str, CallType] = {kind: kind for kind in CALL_TYPES}  # the type as usually sent
+_EMPTY: Mapping[str, Any] = {}
+_PAGES = ("page", "screen")
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +100,7 @@ def parse_iso(value: Any) -> float:
     return parse_time(f"{date}T{clock}{(seconds or ':00').replace(',', '.')}{offset}")
 
 
-class SegmentAdapter:
+class SegmentAdapter(Adapter):
     """Reads Segment / RudderStack records; see the module docstring for the API."""
 
     def __init__(self, config: Config) -> None:
@@ -105,7 +111,7 @@ class SegmentAdapter:
             max_depth=self.limits.max_depth + _ENVELOPE_DEPTH)
         self._events = {snake_case(k): v for k, v in {**seg.events, **seg.custom_events}.items()}
         self._types: dict[str, str] = {}  # event name as sent -> type: names are few
-        self._calls = seg.calls
+        self._calls = {kind: seg.calls.get(kind, kind) for kind in CALL_TYPES}
         self._channels = seg.channels
         self._library_channels = seg.library_channels
         self._device_types = seg.device_types
@@ -116,109 +122,280 @@ class SegmentAdapter:
         self._alias_id = seg.alias_previous_id
         self._revenue = config.features.revenue_property
         self._conversions = frozenset(config.features.conversion_types)
+        # the events of the record read last that need no check, and their times: a
+        # single call's apart (the usual record), a batch's by id
+        self._single: dict[str, Any] | None = None
+        self._single_ts = 0.0
+        self._vouched: dict[int, tuple[dict[str, Any], float]] = {}
 
     def events(self, raw: bytes) -> Iterator[dict[str, Any] | InvalidMember]:
         """The record's touchpoints in order; bad batch members as InvalidMember."""
+        self._single = None
+        vouched = self._vouched
+        vouched.clear()
         data = decode_object(check_size(raw, self._record_limits), self._record_limits)
         if "batch" not in data:
             if len(raw) > self.limits.max_event_bytes:
                 raise InvalidEvent("too_large", f"call is {len(raw)} bytes, limit is"
                                    f" {self.limits.max_event_bytes}")
-            yield self.adapt(data)
-            return
+            event, ts = self._adapt(data, _NO_ENVELOPE)
+            if ts is not None:
+                self._single, self._single_ts = event, ts
+            return iter((event,))
+        return self._members(data)
+
+    def _members(self, data: dict[str, Any]) -> Iterator[dict[str, Any] | InvalidMember]:
+        """A batch's calls; a member that cannot be read as an InvalidMember."""
+        vouched = self._vouched
         batch = data["batch"]
         if type(batch) is not list:
             raise InvalidEvent("wrong_type", "batch must be an array of calls")
         context = data.get("context")
         envelope = _Envelope(context if type(context) is dict else {}, data.get("sentAt"))
         for index, member in enumerate(batch):
-            item: dict[str, Any] | InvalidMember
             try:
-                item = self._member(member, envelope)
+                event, ts = self._member(member, envelope)
             except InvalidEvent as exc:
-                item = InvalidMember(exc.code, f"batch[{index}]: {exc.detail}", index,
-                                     orjson.dumps(member))
-            yield item
+                yield InvalidMember(exc.code, f"batch[{index}]: {exc.detail}", index,
+                                    orjson.dumps(member))
+                continue
+            if ts is not None:
+                vouched[id(event)] = (event, ts)
+            yield event
 
-    def _member(self, member: Any, envelope: _Envelope) -> dict[str, Any]:
+    def vouch(self, event: dict[str, Any]) -> float | None:
+        """The time of an event of the record read last (as it was yielded), when
+        :meth:`events` found, as it built it, nothing the intake would refuse, repair or
+        bound (see :meth:`_adapt`); None otherwise. Held for one record only."""
+        if event is self._single:
+            return self._single_ts
+        entry = self._vouched.get(id(event))
+        return entry[1] if entry is not None and entry[0] is event else None
+
+    def _member(self, member: Any, envelope: _Envelope) -> tuple[dict[str, Any], float | None]:
         if type(member) is not dict:
             raise InvalidEvent("not_object", f"a JSON {type(member).__name__}, not a call")
         size = len(orjson.dumps(member))
         if size > self.limits.max_event_bytes:
             raise InvalidEvent("too_large", f"call is {size} bytes, limit is"
                                f" {self.limits.max_event_bytes}")
-        return self.adapt(member, envelope)
+        return self._adapt(member, envelope)
 
-    def adapt(self, call: dict[str, Any], envelope: _Envelope = _NO_ENVELOPE) -> dict[str, Any]:
-        """One call as a touchpoint-shaped dict; InvalidEvent when it cannot be read."""
-        kind = _call_type(call)
+    def _adapt(self, call: dict[str, Any],
+               envelope: _Envelope) -> tuple[dict[str, Any], float | None]:
+        """One call as a touchpoint-shaped dict, and its time when the intake would find
+        nothing in it to refuse, repair or bound; InvalidEvent when it cannot be read.
+
+        That verdict is cheap here, where each value is looked at anyway: ids and texts
+        are strings, what a table maps to is valid. In doubt (a value passed on as it is,
+        traits with any keys and values) the time is None and the intake checks the
+        event as any touchpoint. Written for the usual call, a string in each field: one
+        look per field, written out field by field (a loop over a table of fields, with
+        its tuples, cost a tenth more per event, measured).
+        """
+        kind = call.get("type")
+        kind = _KINDS.get(kind) if type(kind) is str else None
+        if kind is None:
+            kind = _call_type(call)
         context = call.get("context")
-        context = context if type(context) is dict else {}
+        if type(context) is not dict:
+            context = _EMPTY
         if envelope.context:
             context = {**envelope.context, **context}
-        identity = _identity(call, kind, context, self._alias_id)
-        traits = self._traits(call, kind, context, identity)
-        type_ = self._type(call, kind)
-        event: dict[str, Any] = {"event_id": _event_id(call),
-                                 "occurred_at": _occurred_at(call, envelope),
-                                 "type": type_, "identity": identity}
-        channel = self._channel(call, context)
-        if channel is not None:
-            event["channel"] = channel
-        _put(event, "device", self._device(context))
-        _put(event, "context", _context(call, kind, context))
-        _put(event, "properties", self._properties(call, kind, type_))
-        _put(event, "traits", traits)
-        _put(event, "source", _dig(context, "library", "name"))
-        return event
-
-    def _type(self, call: Mapping[str, Any], kind: CallType) -> str:
-        if kind != "track":
-            return self._calls.get(kind, kind)
-        name = call.get("event")
-        if type(name) is not str or not name:
-            raise InvalidEvent("missing_field", "a track call needs its event name")
-        type_ = self._types.get(name)
-        if type_ is None:
-            key = snake_case(name)
-            if not key:
-                raise InvalidEvent("bad_value", f"event {name!r} has no letter or digit to"
-                                   " name a touchpoint type")
-            type_ = self._events.get(key, key)
-            if len(self._types) < _NAMES_REMEMBERED:
-                self._types[name] = type_
-        return type_
-
-    def _channel(self, call: Mapping[str, Any], context: Mapping[str, Any]) -> Any:
-        """The call's channel when it names one, else the library's."""
+        device = context.get("device")
+        if type(device) is not dict:
+            device = _EMPTY
+        # the call's own ids (they win over ids found in traits, which come after)
+        identity: dict[str, Any] = {}
+        value = device.get("id")
+        if type(value) is str and value:
+            identity["device_id"] = value
+        elif value is not None:
+            _put(identity, "device_id", _identifier(value))
+        value = call.get("anonymousId")
+        if type(value) is str and value:
+            identity["anonymous_id"] = value
+        elif value is not None:
+            _put(identity, "anonymous_id", _identifier(value))
+        value = call.get("userId")
+        if type(value) is str and value:
+            identity["user_id"] = value
+        elif value is not None:
+            _put(identity, "user_id", _identifier(value))
+        if kind == "alias":
+            # previousId is what the alias is about: it wins its slot over anonymousId
+            _put(identity, self._alias_id, _identifier(call.get("previousId")))
+        traits = (self._traits(call, kind, context, identity)
+                  if "traits" in context or "traits" in call or kind == "group" else None)
+        if kind == "track":
+            name = call.get("event")
+            type_ = self._types.get(name) if type(name) is str else None
+            if type_ is None:
+                type_ = self._track_type(name)
+        else:
+            type_ = self._calls[kind]
+        event_id = call.get("messageId")
+        if type(event_id) is not str or not event_id:
+            event_id = _event_id(call)
+        stamp = call.get("timestamp")
+        ts = None
+        if type(stamp) is str and len(stamp) <= 64:
+            try:
+                ts = parse_time(stamp)  # RFC 3339 already: the intake reads it as it is
+            except (ValueError, OverflowError):
+                ts = None  # not (or not a real day): _occurred_at says what it is
+        event: dict[str, Any] = {
+            "event_id": event_id,
+            "occurred_at": stamp if ts is not None else _occurred_at(call, envelope),
+            "type": type_, "identity": identity}
+        limits = self.limits
+        clean = (ts is not None and limits.earliest <= ts <= limits.latest
+                 and type(event_id) is str and len(event_id) <= 128 and not traits)
+        value = context.get("library")
+        source = value.get("name") if type(value) is dict else None
         channel = call.get("channel")
         if type(channel) is str and channel:
-            known = channel.lower()
-            if known not in self._channels:
-                return channel  # unknown: the intake says what is wrong with it
-            if self._channels[known] is not None:
-                return self._channels[known]
-        library = _dig(context, "library", "name")
-        return self._library_channels.get(library) if type(library) is str else None
-
-    def _device(self, context: Mapping[str, Any]) -> dict[str, Any]:
-        device: dict[str, Any] = {}
-        dtype = _dig(context, "device", "type")
-        if type(dtype) is str and dtype:
-            known = dtype.lower()
-            dtype = self._device_types.get(known, dtype)
-        if dtype:
-            device["type"] = dtype
-        _put(device, "os", _dig(context, "os", "name"))
-        _put(device, "app_version", _dig(context, "app", "version"))
-        return device
-
-    def _properties(self, call: Mapping[str, Any], kind: CallType, type_: str) -> Any:
+            channel = self._channels.get(channel.lower(), channel)  # not listed: passed on
+        else:
+            channel = None
+        if channel is None and type(source) is str:
+            channel = self._library_channels.get(source)
+        if channel is not None:
+            event["channel"] = channel
+            clean = clean and channel in CHANNELS
+        # device: what a table maps a type to is valid; the rest must be strings
+        out: dict[str, Any] = {}
+        value = device.get("type")
+        if type(value) is str and value:
+            value = self._device_types.get(value.lower(), value)
+        if value:
+            out["type"] = value
+            clean = clean and type(value) is str and value in DEVICE_TYPES
+        value = context.get("os")
+        value = value.get("name") if type(value) is dict else None
+        if type(value) is str:
+            if value:
+                out["os"] = value
+        elif value is not None:
+            _put(out, "os", value)
+            clean = False
+        value = context.get("app")
+        value = value.get("version") if type(value) is dict else None
+        if type(value) is str:
+            if value:
+                out["app_version"] = value
+        elif value is not None:
+            _put(out, "app_version", value)
+            clean = False
+        if out:
+            event["device"] = out
+            out = {}
+        # context
+        value = context.get("sessionId")
+        if type(value) is str:
+            if value:
+                out["session_id"] = value
+        elif value is not None:
+            _put(out, "session_id", _identifier(value))
+            clean = False
+        page = context.get("page")
+        if type(page) is not dict:
+            page = _EMPTY
         props = call.get("properties")
+        page_props = props if kind == "page" and type(props) is dict else _EMPTY
+        value = page.get("url") or page_props.get("url")
+        if type(value) is str:
+            if value:
+                out["page_url"] = value
+        elif value is not None:
+            _put(out, "page_url", value)
+            clean = False
+        value = page.get("referrer") or page_props.get("referrer")
+        if type(value) is str:
+            if value:
+                out["referrer"] = value
+        elif value is not None:
+            _put(out, "referrer", value)
+            clean = False
+        value = context.get("campaign")
+        if type(value) is dict:
+            picked: dict[str, Any] = {}
+            for key in ("source", "medium", "name"):
+                inner = value.get(key)
+                if inner is not None and inner != "":
+                    picked[key] = inner
+                    clean = clean and type(inner) is str
+            if picked:
+                out["campaign"] = picked
+        value = context.get("location")
+        if type(value) is dict:
+            picked = {}
+            inner = _country(value.get("country"))
+            if inner is not None:
+                picked["country"] = inner
+            for key in ("region", "city"):
+                inner = value.get(key)
+                if inner is not None and inner != "":
+                    picked[key] = inner
+                    clean = clean and type(inner) is str
+            if picked:
+                out["geo"] = picked
+        value = context.get("userAgent")
+        if value is not None:
+            _put(out, "user_agent", value)
+            clean = clean and type(value) is str
+        value = context.get("locale")
+        if value is not None:
+            _put(out, "locale", value)  # not a touchpoint field: not checked
+        if out:
+            event["context"] = out
         if props is not None and type(props) is not dict:
-            return props  # not an object: the intake says so
+            _put(event, "properties", props)
+            clean = False  # not an object: the intake says so
+        else:
+            if kind in _PAGES or type_ in self._conversions:
+                props = self._additions(call, kind, type_, props)
+            if props:
+                event["properties"] = props
+                clean = clean and len(props) <= limits.max_keys
+                if clean and self._revenue in props:  # an amount the intake takes as it is
+                    amount = props[self._revenue]
+                    clean = ((type(amount) is int or type(amount) is float)
+                             and math.isfinite(amount) and abs(amount) <= limits.max_amount)
+        if traits:
+            event["traits"] = traits
+        if type(source) is str:
+            if source:
+                event["source"] = source
+        elif source is not None:
+            _put(event, "source", source)
+            clean = False
+        if not clean or not identity:
+            return event, None
+        for value in identity.values():
+            if type(value) is not str or len(value) > 256:
+                return event, None
+        return event, ts
+
+    def _track_type(self, name: Any) -> str:
+        """A track call's type from its event name (remembered: names are few)."""
+        if type(name) is not str or not name:
+            raise InvalidEvent("missing_field", "a track call needs its event name")
+        key = snake_case(name)
+        if not key:
+            raise InvalidEvent("bad_value", f"event {name!r} has no letter or digit to"
+                               " name a touchpoint type")
+        type_ = self._events.get(key, key)
+        if len(self._types) < _NAMES_REMEMBERED:
+            self._types[name] = type_
+        return type_
+
+    def _additions(self, call: Mapping[str, Any], kind: CallType, type_: str,
+                   props: dict[str, Any] | None) -> dict[str, Any]:
+        """A page's or a screen's properties with its name and category, a conversion's
+        with its amount (on a copy: otherwise the call's own object is taken)."""
         props = dict(props) if props else {}
-        if kind in ("page", "screen"):
+        if kind in _PAGES:
             _put(props, "name", call.get("name"), keep=True)
             _put(props, "content_category", call.get("category"), keep=True)
         if type_ in self._conversions and self._revenue not in props:
@@ -278,6 +455,7 @@ class SegmentAdapter:
         return next((band for band, most in self._bands if employees <= most), None)
 
 
+
 def _call_type(call: Mapping[str, Any]) -> CallType:
     """The call's ``type``; a call posted to /v1/track etc. may have none: inferred."""
     kind = call.get("type")
@@ -290,19 +468,6 @@ def _call_type(call: Mapping[str, Any]) -> CallType:
     if type(kind) is not str or kind.lower() not in CALL_TYPES:
         raise InvalidEvent("bad_value", f"type {kind!r} is not a Segment call type")
     return cast(CallType, kind.lower())
-
-
-def _identity(call: Mapping[str, Any], kind: CallType, context: Mapping[str, Any],
-              alias_id: str) -> dict[str, Any]:
-    """The call's own ids (they win over ids found in traits, which come after)."""
-    identity: dict[str, Any] = {}
-    _put(identity, "device_id", _identifier(_dig(context, "device", "id")))
-    _put(identity, "anonymous_id", _identifier(call.get("anonymousId")))
-    _put(identity, "user_id", _identifier(call.get("userId")))
-    if kind == "alias":
-        # previousId is what the alias is about: it wins its slot over anonymousId
-        _put(identity, alias_id, _identifier(call.get("previousId")))
-    return identity
 
 
 def _event_id(call: Mapping[str, Any]) -> Any:
@@ -340,28 +505,6 @@ def _occurred_at(call: Mapping[str, Any], envelope: _Envelope) -> str:
                        " receivedAt")
 
 
-def _context(call: Mapping[str, Any], kind: CallType,
-             context: Mapping[str, Any]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    props = call.get("properties")
-    page_props = props if kind == "page" and type(props) is dict else {}
-    _put(out, "session_id", _identifier(context.get("sessionId")))
-    _put(out, "page_url", _dig(context, "page", "url") or page_props.get("url"))
-    _put(out, "referrer", _dig(context, "page", "referrer") or page_props.get("referrer"))
-    campaign = context.get("campaign")
-    if type(campaign) is dict:
-        _put(out, "campaign", {k: campaign[k] for k in ("source", "medium", "name")
-                               if campaign.get(k) not in (None, "")})
-    location = context.get("location")
-    if type(location) is dict:
-        geo = {"country": _country(location.get("country")),
-               "region": location.get("region"), "city": location.get("city")}
-        _put(out, "geo", {k: v for k, v in geo.items() if v not in (None, "")})
-    _put(out, "user_agent", context.get("userAgent"))
-    _put(out, "locale", context.get("locale"))
-    return out
-
-
 def _country(value: Any) -> str | None:
     """ISO 3166-1 alpha-2 only: a country name cannot be told from a typo here."""
     if type(value) is str and len(value) == 2 and value.isascii() and value.isalpha():
@@ -376,11 +519,6 @@ def _identifier(value: Any) -> Any:
     if type(value) is int or (type(value) is float and value.is_integer()):
         return str(int(value))
     return value  # a string, or something the intake will refuse with its reason
-
-
-def _dig(obj: Mapping[str, Any], key: str, inner: str) -> Any:
-    value = obj.get(key)
-    return value.get(inner) if type(value) is dict else None
 
 
 def _put(obj: dict[str, Any], key: str, value: Any, keep: bool = False) -> None:

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from workers.config import Config, SnowplowConfig
+from workers.core.formats import Adapter
 from workers.core.formats.common import (
     Table,
     compact,
@@ -87,7 +88,7 @@ def problems(cfg: SnowplowConfig) -> Iterator[str]:
                                        "devices": cfg.devices})
 
 
-class SnowplowAdapter:
+class SnowplowAdapter(Adapter):
     """Reads one enriched event (TSV line or SDK JSON) into one touchpoint."""
 
     def __init__(self, config: Config) -> None:
