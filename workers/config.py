@@ -206,6 +206,13 @@ class SegmentationConfig:
     snapshot_every_learns: int
     publish_shift: float
     min_publish_interval_seconds: float
+    # the robust reference space and the segment registry (workers/core/reference.py,
+    # workers/core/registry.py)
+    window_profiles: int
+    clip_quantile: float
+    min_segment_share: float
+    match_distance: float
+    birth_confirmations: int
 
 
 @dataclass(frozen=True)
@@ -436,6 +443,13 @@ def _ranges(config: Config) -> Iterator[str]:
         (seg.warmup_profiles >= seg.n_clusters,
          "segmentation.warmup_profiles must be >= n_clusters"),
         (seg.assign_tick_seconds > 0, "segmentation.assign_tick_seconds must be > 0"),
+        (seg.window_profiles >= seg.warmup_profiles,
+         "segmentation.window_profiles must be >= warmup_profiles"),
+        (0 <= seg.clip_quantile < 0.5, "segmentation.clip_quantile must be in [0, 0.5)"),
+        (0 < seg.min_segment_share * seg.n_clusters < 1,
+         "segmentation.min_segment_share must be > 0 and below 1 / n_clusters"),
+        (seg.match_distance > 0, "segmentation.match_distance must be > 0"),
+        (seg.birth_confirmations >= 1, "segmentation.birth_confirmations must be >= 1"),
         (1 <= config.output.explanation_size <= 5, "output.explanation_size must be in 1..5"),
         # a dead letter holds the kept bytes escaped (up to 6x): it must stay under 1 MiB
         (1024 <= config.output.dead_letter_raw_bytes <= 131072,

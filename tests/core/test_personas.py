@@ -36,7 +36,8 @@ def snapshot(centroids: dict[int, tuple[float, ...]], version: int = 3,
     n = len(features)
     return Snapshot(version=version, columns=tuple(SPEC.index[f] for f in features),
                     weights=(1.0,) * n, mean=(0.3,) * n, std=(0.1,) * n,
-                    segments=tuple(Segment(sid, c) for sid, c in sorted(centroids.items())))
+                    segments=tuple(Segment(sid, c) for sid, c in sorted(centroids.items())),
+                    lo=(0.0,) * n, hi=(1.0,) * n)
 
 
 def label(feature: str) -> str:
@@ -85,7 +86,8 @@ def test_collisions_are_resolved_deterministically() -> None:
     # deterministic: the same snapshot, and the same segments in another order
     assert name_segments(snapshot(centroids), SPEC) == names
     reordered = Snapshot(3, snapshot(centroids).columns, (1.0,) * 4, (0.3,) * 4, (0.1,) * 4,
-                         tuple(Segment(s, c) for s, c in reversed(list(centroids.items()))))
+                         tuple(Segment(s, c) for s, c in reversed(list(centroids.items()))),
+                         (0.0,) * 4, (1.0,) * 4)
     assert name_segments(reordered, SPEC) == names
 
 

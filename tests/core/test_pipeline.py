@@ -120,7 +120,8 @@ def validator(name: str) -> Draft202012Validator:
     return Draft202012Validator(schema, format_checker=FormatChecker())
 
 
-@pytest.mark.parametrize("kind", ["segment_change", "identity_merge", "dead_letter"])
+@pytest.mark.parametrize("kind", ["segment_change", "identity_merge", "dead_letter",
+                                  "segment_lineage"])
 def test_outputs_validate_against_their_schema(kind: str) -> None:
     found = records(kind)
     assert found

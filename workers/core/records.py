@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal, NamedTuple, NotRequired, TypedDict
 
-OutputKind = Literal["segment_change", "identity_merge", "dead_letter"]
+OutputKind = Literal["segment_change", "identity_merge", "dead_letter", "segment_lineage"]
+LineageKind = Literal["birth", "split", "merge", "retirement", "rename"]
 ChangeReason = Literal["assignment", "merge", "model_update", "forget"]
 CHANGE_REASONS: tuple[ChangeReason, ...] = ("assignment", "merge", "model_update", "forget")
 
@@ -26,6 +27,8 @@ OUTPUT_KINDS: dict[OutputKind, Destination] = {
     "segment_change": Destination("segment_changes.jsonl", "segment-changes"),
     "identity_merge": Destination("identity_merges.jsonl", "identity-merges"),
     "dead_letter": Destination("dead_letters.jsonl", "dlq"),
+    # the worker sends these to the personas topic, next to the cards they explain
+    "segment_lineage": Destination("segment_lineage.jsonl", "segment-lineage"),
 }
 
 
@@ -87,7 +90,23 @@ class DeadLetter(TypedDict):
     offset: NotRequired[int]
 
 
-OutputRecord = SegmentChange | IdentityMerge | DeadLetter
+class SegmentLineage(TypedDict):
+    """``segment_lineage/v1``: a segment id was born, split off, merged, retired or renamed."""
+
+    schema: Literal["segment_lineage/v1"]
+    event_id: str
+    kind: LineageKind
+    segment: SegmentRef
+    parents: list[SegmentRef]  # split: the segment it split from
+    successor: SegmentRef | None  # merge: where its people went
+    previous_name: str | None  # rename
+    share: float | None  # birth, split: its share of recently learned profiles
+    model_version: int
+    occurred_at: str
+    emitted_at: NotRequired[str]
+
+
+OutputRecord = SegmentChange | IdentityMerge | DeadLetter | SegmentLineage
 
 
 class Distinguishing(TypedDict):

@@ -90,7 +90,8 @@ def live_output_topics(config: Config) -> dict[OutputKind, str]:
     """Where the worker sends each kind of output record."""
     k = config.kafka
     return {"segment_change": k.segment_changes_topic,
-            "identity_merge": k.identity_merges_topic, "dead_letter": k.dlq_topic}
+            "identity_merge": k.identity_merges_topic, "dead_letter": k.dlq_topic,
+            "segment_lineage": k.personas_topic}
 
 
 def prefixed_output_topics(prefix: str) -> dict[OutputKind, str]:
@@ -124,7 +125,7 @@ def worker_topics(config: Config) -> list[TopicSpec]:
     return [
         TopicSpec(k.input_topic, k.partitions, retention),
         *(TopicSpec(name, k.partitions, retention)
-          for name in live_output_topics(config).values()),
+          for name in live_output_topics(config).values() if name != k.personas_topic),
         TopicSpec(k.personas_topic, 1, compact),
         # one partition: one order for the whole stream (see workers.service.app); kept
         # as long as the input, so a checkpoint can always be replayed from

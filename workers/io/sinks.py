@@ -28,6 +28,7 @@ from workers.core.records import (
     PersonaCard,
     ProfileSnapshot,
     SegmentChange,
+    SegmentLineage,
 )
 from workers.errors import BrokerError
 from workers.io import folder
@@ -167,6 +168,7 @@ class DryRun:
     changes: Counter[tuple[int | None, str]] = field(default_factory=Counter)
     merges: int = 0
     dead: Counter[str] = field(default_factory=Counter)
+    lineage: Counter[str] = field(default_factory=Counter)  # by kind
     personas: list[PersonaCard] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
 
@@ -177,6 +179,8 @@ class DryRun:
                 self.changes[(change["segment"]["id"], change["reason"])] += 1
             elif out.kind == "identity_merge":
                 self.merges += 1
+            elif out.kind == "segment_lineage":
+                self.lineage[cast(SegmentLineage, out.record)["kind"]] += 1
             else:
                 self.dead[cast(DeadLetter, out.record)["error"]] += 1
 
@@ -191,6 +195,8 @@ class DryRun:
         lines = [f"dry run: {s['events_replayed']:,} events replayed in {s['seconds']} s;"
                  " nothing was emitted", "", *self._changes(), "",
                  f"identity merges: {self.merges:,}", "",
+                 f"segment lineage events: {sum(self.lineage.values()):,}"
+                 + "".join(f"  {kind} {n:,}" for kind, n in sorted(self.lineage.items())), "",
                  f"dead letters: {sum(self.dead.values()):,}"]
         lines += [f"  {error:<28}{count:>10,}" for error, count in sorted(self.dead.items())]
         lines += ["", *self._distribution(current)]
