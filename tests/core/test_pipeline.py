@@ -321,3 +321,28 @@ def test_records_redelivered_from_an_input_partition_are_dropped_exactly() -> No
     assert got == want
     assert twice.summary()["events_duplicate"] == once.summary()["events_duplicate"] + 500
     assert twice.positions == once.positions == {("in", 0): 1500, ("in", 1): 1500}
+
+
+# ---- segment lineage ------------------------------------------------------------------
+
+
+def test_every_segment_id_is_announced_by_its_lineage_before_it_is_used() -> None:
+    """A subscriber reading lineage records knows every id a segment change names."""
+    alive: set[int] = set()
+    for out in first_run()[1]:
+        if out.kind == "segment_lineage":
+            r = out.record
+            if r["kind"] in ("birth", "split"):
+                assert r["segment"]["id"] not in alive
+                alive.add(r["segment"]["id"])
+            elif r["kind"] in ("merge", "retirement"):
+                alive.discard(r["segment"]["id"])
+        elif out.kind == "segment_change":
+            assert out.record["segment"]["id"] in alive, out.record
+    pipeline, _ = first_run()
+    assert {c["segment_id"] for c in pipeline.personas()} == alive
+
+
+def test_no_published_segment_is_empty() -> None:
+    pipeline, _ = first_run()
+    assert all(card["size"] > 0 for card in pipeline.personas())

@@ -340,3 +340,87 @@ def test_every_selectable_river_model_segments_a_stream(model: str) -> None:
     assigned = [s.segment for s in pipeline.profiles.values() if s.segment is not None]
     assert len(set(assigned)) >= 2
     assert set(assigned) <= {seg.id for seg in snapshot.segments}
+
+
+# ---- what real data cannot break ----------------------------------------------------
+
+
+def _learn_all(model: SegmentModel, vectors: list[list[float]]) -> list[Snapshot]:
+    published = []
+    for i, v in enumerate(vectors):
+        snapshot = model.learn(v, ts=i * 3600.0)
+        if snapshot is not None:
+            published.append(snapshot)
+    return published
+
+
+def test_a_feature_everyone_shares_is_left_out_and_makes_no_phantom_segment() -> None:
+    """A web-only shop: channel.web is 1 for everyone."""
+    vectors = []
+    for _, v in blob_stream(4, 600):
+        v[SPEC.index["channel.web"]] = 1.0
+        vectors.append(v)
+    model = SegmentModel(CFG, SPEC)
+    published = _learn_all(model, vectors)
+    assert published
+    for snapshot in published:
+        assert SPEC.index["channel.web"] not in snapshot.columns
+        counts = {seg.id: 0 for seg in snapshot.segments}
+        for v in vectors:
+            counts[assign(snapshot, snapshot.transform(v), None, 0.0).segment_id] += 1
+        assert all(counts.values()), counts  # no empty segment
+
+
+def test_outliers_cannot_take_a_centroid_and_every_value_stays_in_its_domain() -> None:
+    """A few profiles with absurd basket sizes and volumes: clipped, not a segment."""
+    rng = random.Random(9)
+    vectors = [v for _, v in blob_stream(5, 800)]
+    for i in range(0, 800, 100):  # 1% outliers
+        vectors[i][SPEC.index["aov_log"]] = 16.7
+        vectors[i][SPEC.index["type.page_view"]] = 1.0
+    model = SegmentModel(CFG, SPEC)
+    published = _learn_all(model, vectors)
+    low = [min(v[c] for v in vectors) for c in range(len(SPEC.names))]
+    high = sorted(v[SPEC.index["aov_log"]] for v in vectors)[-10]  # below the outliers
+    for snapshot in published:
+        for seg in snapshot.segments:
+            raw = snapshot.raw(seg.centroid)
+            for i, c in enumerate(snapshot.columns):
+                assert low[c] - 1e-9 <= raw[i] <= max(v[c] for v in vectors) + 1e-9
+            aov = dict(zip(snapshot.columns, raw, strict=True)).get(SPEC.index["aov_log"], 0.0)
+            assert aov <= high + 1e-9
+    # each blob still has a segment of its own
+    snapshot = published[-1]
+    by_blob: dict[int, set[int]] = {}
+    for blob in range(K):
+        for _ in range(20):
+            v = blob_vector(rng, blob)
+            by_blob.setdefault(blob, set()).add(
+                assign(snapshot, snapshot.transform(v), None, 0.0).segment_id)
+    assert all(len(s) == 1 for s in by_blob.values()), by_blob
+    assert len(set.union(*by_blob.values())) == K
+
+
+def test_more_centres_than_behaviours_leave_no_empty_segment() -> None:
+    cfg = dataclasses.replace(CFG, n_clusters=K + 2)
+    vectors = [v for _, v in blob_stream(6, 900)]
+    published = _learn_all(SegmentModel(cfg, SPEC), vectors)
+    assert published
+    for snapshot in published:
+        counts = {seg.id: 0 for seg in snapshot.segments}
+        for v in vectors[-cfg.window_profiles:]:
+            counts[assign(snapshot, snapshot.transform(v), None, 0.0).segment_id] += 1
+        assert min(counts.values()) >= cfg.min_segment_share / 2 * min(
+            len(vectors), cfg.window_profiles) * 0.5, counts
+
+
+def test_every_publish_after_the_first_has_its_lineage_and_ids_only_change_through_it() -> None:
+    model = SegmentModel(CFG, SPEC)
+    vectors = [v for _, v in blob_stream(4, 300)] + [v for _, v in blob_stream(5, 600,
+                                                                                 shift=0.3)]
+    published = _learn_all(model, vectors)
+    assert [e.kind for e in published[0].lineage] == ["birth"] * K
+    for old, new in itertools.pairwise(published):
+        born = {e.segment_id for e in new.lineage if e.kind in ("birth", "split")}
+        ended = {e.segment_id for e in new.lineage if e.kind in ("merge", "retirement")}
+        assert {s.id for s in new.segments} == ({s.id for s in old.segments} - ended) | born

@@ -34,11 +34,11 @@ def fit_reference(sample: Sequence[Sequence[float]], clip: float) -> Reference:
     """Clip bounds at the ``clip`` and ``1 - clip`` quantiles, then mean and std of the
     clipped values; a column whose bounds meet is inactive (scale 1, never used)."""
     n = len(sample)
+    cut = min((n - 1) // 2, math.ceil(clip * n))  # a small sample still loses its extremes
     lo, hi, center, scale, active = [], [], [], [], []
     for column in zip(*sample, strict=True):
         ordered = sorted(column)
-        low = ordered[min(n - 1, int(clip * n))]
-        high = ordered[max(0, n - 1 - int(clip * n))]
+        low, high = ordered[cut], ordered[n - 1 - cut]
         clipped = [min(high, max(low, v)) for v in column]
         mean = math.fsum(clipped) / n
         spread = math.sqrt(math.fsum((v - mean) ** 2 for v in clipped) / n)
