@@ -57,7 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from workers.io.progress import progress_mode
 
     summary = run_files(_config(args), args.input, args.out, progress=progress_mode(args.quiet),
-                        fmt=args.format)
+                        fmt=args.format, assume_sorted=args.assume_sorted)
     print(f"{summary['events_read']} events ({summary['events_invalid']} invalid, "
           f"{summary['events_duplicate']} duplicates), {summary['profiles']} profiles, "
           f"{summary['segments']} segments, {summary['segment_changes']} segment changes "
@@ -75,7 +75,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         to_topic=args.to_topic, dry_run=args.dry_run, allow_live_topics=args.allow_live_topics,
         state_in=args.state_in, state_out=args.state_out, personas_from=args.personas_from,
         progress=progress_mode(args.quiet),
-        metrics_port=args.metrics_port, format=args.format)
+        metrics_port=args.metrics_port, format=args.format, assume_sorted=args.assume_sorted)
     result = run_replay(_config(args), request)
     if result.report is not None:
         sys.stdout.write(result.report)
@@ -229,9 +229,17 @@ def _add_run(sub: Commands) -> None:
                    help="JSON-lines file(s), '-' for stdin, .gz accepted")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    _sorted_flag(p)
     _format_flag(p)
     _config_flag(p)
     p.set_defaults(func=cmd_run)
+
+
+def _sorted_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--assume-sorted", action="store_true",
+                   help="the files are in event-time order already, in the order given: skip"
+                   " the sort (by default every record is sorted by event time first, out of"
+                   " core beyond 64 MiB)")
 
 
 def _add_worker(sub: Commands) -> None:
@@ -252,7 +260,8 @@ def _add_replay(sub: Commands) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--topic", metavar="TOPIC", help="Kafka topic to replay")
     source.add_argument("--files", nargs="+", metavar="FILE",
-                        help="JSON-lines file(s) to replay, in order (.gz accepted)")
+                        help="JSON-lines file(s) to replay, merged in event-time order"
+                        " (.gz accepted)")
     p.add_argument("--from", dest="start", metavar="BOUND",
                    help="first record of --topic: an RFC 3339 time (first record stamped at or"
                    " after it, per partition) or offset:N (default: the beginning)")
@@ -277,6 +286,7 @@ def _add_replay(sub: Commands) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--metrics-port", type=int, metavar="PORT",
                    help="serve Prometheus metrics (replay progress included) while replaying")
+    _sorted_flag(p)
     _format_flag(p)
     _config_flag(p)
     p.set_defaults(func=cmd_replay)
