@@ -46,7 +46,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if path and path != "-":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
     stats = write_stream(args.output, profiles=args.profiles, seed=args.seed,
-                         truth=args.truth, progress=progress_mode(args.quiet), days=args.days)
+                         truth=args.truth, progress=progress_mode(args.quiet), days=args.days,
+                         variant=args.variant)
     print(f"wrote {stats.events} lines for {stats.persons} persons to {args.output}",
           file=sys.stderr)
     return 0
@@ -205,6 +206,8 @@ def _config_flag(p: argparse.ArgumentParser) -> None:
 
 
 def _add_simulate(sub: Commands) -> None:
+    from workers.simulation.generator import VARIANTS
+
     p = sub.add_parser("simulate", help="write a realistic synthetic touchpoint stream",
                        description="Write a synthetic, time-ordered touchpoint stream (JSON lines)"
                        " with personas, cross-device journeys, junk identifiers, duplicates,"
@@ -216,6 +219,10 @@ def _add_simulate(sub: Commands) -> None:
     p.add_argument("--truth", metavar="FILE",
                    help="also write the ground truth: each identifier's person and persona")
     p.add_argument("--days", type=int, default=28, help="days of event time (default 28)")
+    p.add_argument("--variant", choices=VARIANTS, default="default",
+                   help="changers: a fifth change persona halfway (the truth says when);"
+                   " one_channel: a web-only shop; outliers: a few bot-like, big-spending"
+                   " people; many_behaviours: seven personas (default: five)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_simulate)
 
