@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=_Parser)
     for add in (_add_simulate, _add_run, _add_worker, _add_replay, _add_personas,
-                _add_profile):
+                _add_profile, _add_evaluate):
         add(sub)
     return parser
 
@@ -316,6 +316,50 @@ def _add_profile(sub: Commands) -> None:
     _source_flags(p, "the owner worker's web address, e.g. http://worker:9464 (a worker that"
                   " does not own the state says so)")
     p.set_defaults(func=cmd_profile)
+
+
+def _add_evaluate(sub: Commands) -> None:
+    p = sub.add_parser("evaluate", help="score a run's segments against simulate's truth",
+                       description="Score the output folder of 'run' or 'replay --out' over a"
+                       " 'simulate' stream against its ground truth: ARI, segment ids that"
+                       " changed meaning across model versions, behaviours that moved to"
+                       " another id, behaviours with a segment of their own, behaviour"
+                       " changers in their new segment, moves per steady person, empty"
+                       " segments and persona-card values outside their feature's range.")
+    p.add_argument("--truth", required=True, metavar="FILE",
+                   help="the truth file of 'simulate --truth'")
+    p.add_argument("--from", dest="source", required=True, metavar="DIR",
+                   help="output folder of 'run' or 'replay --out'")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from workers.simulation.generator import load_truth
+    from workers.simulation.quality import evaluate_run
+
+    try:
+        truth = load_truth(args.truth)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read the truth file {args.truth}: {exc}") from None
+    folder = Path(args.source)
+    for name in ("profiles.jsonl", "segment_changes.jsonl", "personas.json"):
+        if not (folder / name).is_file():
+            raise InputError(f"{folder / name} is missing: --from takes the output folder of"
+                             " 'run' or 'replay --out'")
+    try:
+        figures = dataclasses.asdict(evaluate_run(folder, truth))
+    except (KeyError, TypeError, orjson.JSONDecodeError) as exc:
+        raise InputError(f"{folder} does not match the truth file {args.truth}: {exc!r}"
+                         ) from None
+    if args.json:
+        sys.stdout.write(orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        width = max(map(len, figures))
+        sys.stdout.write("".join(f"{name:<{width}}  {value}\n" for name, value in figures.items()))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
