@@ -144,7 +144,7 @@ def evaluate_run(out_dir: str | Path, truth: Mapping[str, Any],
     changes = _read_jsonl(folder / "segment_changes.jsonl")
     lineage = _read_jsonl(folder / "segment_lineage.jsonl")
     cards = orjson.loads((folder / "personas.json").read_bytes())
-    person_of = _persons_of(profiles, truth)
+    person_of = persons_of(profiles, truth)
     persons = truth["persons"]
     scored = {p["profile_id"]: person_of[p["profile_id"]] for p in profiles
               if p["event_count"] >= min_events and p["profile_id"] in person_of}
@@ -166,7 +166,8 @@ def evaluate_run(out_dir: str | Path, truth: Mapping[str, Any],
                 ends.append((version, started, dict(current)))
             version, started = change["model_version"], change["occurred_at"]
         pid = change["profile_id"]
-        if change["previous_segment"] is not None:
+        before = change["previous_segment"]
+        if before is not None and before["id"] != change["segment"]["id"]:
             moves[pid] += 1
         current[pid] = change["segment"]["id"]
     if version:
@@ -245,7 +246,7 @@ def evaluate_run(out_dir: str | Path, truth: Mapping[str, Any],
     )
 
 
-def _persons_of(profiles: Iterable[Mapping[str, Any]],
+def persons_of(profiles: Iterable[Mapping[str, Any]],
                 truth: Mapping[str, Any]) -> dict[str, str]:
     """Profile id -> the truth person owning most of its identifiers."""
     owner = {ident: key for key, person in truth["persons"].items()
