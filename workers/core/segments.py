@@ -32,6 +32,11 @@ from workers.errors import ConfigError
 # before this
 _LLOYD_ITERATIONS = 25
 _STARTS = 10
+# each check also tries a few fresh k-means++ starts on the window, and takes one only
+# when clearly tighter: online centres can sit in a local optimum (two behaviours
+# sharing a centre while another behaviour is split) that Lloyd steps never leave
+_RESTARTS = 3
+_CLEARLY_TIGHTER = 0.97
 
 
 @dataclass(frozen=True)
@@ -73,9 +78,11 @@ class Snapshot:
                                           strict=True)]
 
     def raw(self, z: tuple[float, ...] | list[float]) -> list[float]:
-        """Back from scaled space to feature units."""
-        return [self.mean[i] + (v / self.weights[i] if self.weights[i] else 0.0) * self.std[i]
-                for i, v in enumerate(z)]
+        """Back from scaled space to feature units (a centroid, a mean of clipped values,
+        is inside the clip bounds: clamped so rounding cannot put it a hair outside)."""
+        return [min(self.hi[i], max(self.lo[i], self.mean[i] + (
+            v / self.weights[i] if self.weights[i] else 0.0) * self.std[i]))
+            for i, v in enumerate(z)]
 
     def distances(self, z: list[float]) -> list[tuple[float, int]]:
         dist = math.dist
@@ -263,6 +270,11 @@ class SegmentModel:
         points = self._points(ref)
         start = self._points_of(raw, ref)
         centres = _polish(points, start, self.cfg.min_segment_share / 2)
+        rng = random.Random(self.cfg.seed * 1_000_003 + self.learned)
+        fresh = min((_lloyd(points, _seed_centres(points, len(centres), rng))
+                     for _ in range(_RESTARTS)), key=lambda cs: _inertia(points, cs))
+        if _inertia(points, fresh) < _CLEARLY_TIGHTER * _inertia(points, centres):
+            centres = fresh
         if kmeans:
             self.reference = ref
             self._set_centres(centres, ref)
