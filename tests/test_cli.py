@@ -76,12 +76,12 @@ MISTAKES = {
     "unknown-command": Mistake(("frobnicate",), USAGE, "invalid choice: 'frobnicate'"),
     # a bad configuration
     "config-value-of-wrong-type": Mistake(
-        RUN, CONFIG, "'segmentation.n_clusters' must be an integer, got 'many'",
+        RUN, CONFIG, "'segmentation.n_clusters' must be an integer or auto, got 'many'",
         env={"PERSONA_STREAM_SEGMENTATION__N_CLUSTERS": "many"}),
     "config-value-not-yaml": Mistake(
         RUN, CONFIG, "'segmentation.n_clusters' from the environment is not valid YAML",
         env={"PERSONA_STREAM_SEGMENTATION__N_CLUSTERS": "["}),
-    "config-value-impossible": Mistake(RUN, CONFIG, "segmentation.n_clusters must be >= 2",
+    "config-value-impossible": Mistake(RUN, CONFIG, "segmentation.n_clusters must be >= 2 or auto",
                                        env={"PERSONA_STREAM_SEGMENTATION__N_CLUSTERS": "1"}),
     "config-unknown-key-in-env": Mistake(RUN, CONFIG, "unknown key 'segmentation.nope'",
                                          env={"PERSONA_STREAM_SEGMENTATION__NOPE": "1"}),

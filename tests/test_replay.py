@@ -22,6 +22,7 @@ from workers.replay import ReplayRequest, run_replay
 from workers.simulation.generator import simulate
 from workers.state.saved import load_state, save_state
 from workers.testing import (
+    SMALL_WARMUP,
     Record,
     free_port,
     fresh_config,
@@ -29,6 +30,7 @@ from workers.testing import (
     identity_key,
     produce,
     run_cli,
+    small_stream_config,
 )
 
 OUTPUTS = ("segment_changes.jsonl", "identity_merges.jsonl", "dead_letters.jsonl")
@@ -95,7 +97,7 @@ def test_two_orders_of_the_same_history_give_identical_outputs(
     """Sorted by time, shuffled, or split in two files given in reverse order: the same."""
     import random
 
-    config = load()
+    config = small_stream_config()
     ordered = sorted(stream, key=lambda line: (event_time(line), line))
     shuffled = stream[:]
     random.Random(3).shuffle(shuffled)
@@ -162,7 +164,7 @@ def test_saved_state_continues_exactly(tmp_path: Path, stream: list[bytes]) -> N
     half = len(stream) // 2
     first = write_lines(tmp_path / "first.jsonl", stream[:half])
     second = write_lines(tmp_path / "second.jsonl", stream[half:])
-    config = load()
+    config = small_stream_config()
     state = tmp_path / "state.bin"
     # the halves of a recorded stream, replayed as recorded (sorting each half would move
     # late events of the second half before the state's end, as no live worker could)
@@ -175,7 +177,9 @@ def test_saved_state_continues_exactly(tmp_path: Path, stream: list[bytes]) -> N
     # the continuation runs in a fresh process with another hash seed: nothing in the state
     # may depend on set or dict iteration order of the process that wrote it
     done = run_cli("replay", "--files", str(second), "--state-in", str(state), "--assume-sorted",
-                   "--out", str(tmp_path / "b"), "--quiet", env={"PYTHONHASHSEED": "12345"})
+                   "--out", str(tmp_path / "b"), "--quiet", env={
+                       "PYTHONHASHSEED": "12345",
+                       "PERSONA_STREAM_SEGMENTATION__WARMUP_PROFILES": str(SMALL_WARMUP)})
     assert done.returncode == 0, done.stderr
     for name in OUTPUTS:
         a, b = records(tmp_path / "a", name), records(tmp_path / "b", name)

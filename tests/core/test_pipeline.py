@@ -22,7 +22,7 @@ from workers.config import load
 from workers.core.pipeline import Pipeline
 from workers.core.records import Output
 from workers.simulation.generator import simulate
-from workers.testing import output_under_other_hashseed
+from workers.testing import output_under_other_hashseed, small_stream_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "schemas"
@@ -35,7 +35,7 @@ def stream() -> tuple[list[bytes], dict[str, Any], Any]:
 
 
 def run_pipeline(check_min_events: bool = False) -> tuple[Pipeline, list[Output]]:
-    pipeline = Pipeline(load())
+    pipeline = Pipeline(small_stream_config())
     min_events = pipeline.config.segmentation.min_events
     outputs: list[Output] = []
     for line in stream()[0]:
@@ -84,7 +84,7 @@ def test_stream_is_big_enough_to_exercise_everything() -> None:
 def test_two_runs_give_identical_outputs() -> None:
     """A second run, fed through feed_many instead of line by line, gives the same records."""
     pipeline, outputs = first_run()
-    again = Pipeline(load())
+    again = Pipeline(small_stream_config())
     outputs2 = list(again.feed_many(stream()[0])) + again.flush()
     assert [o.kind for o in outputs] == [o.kind for o in outputs2]
     assert outputs == outputs2

@@ -424,3 +424,44 @@ def test_every_publish_after_the_first_has_its_lineage_and_ids_only_change_throu
         born = {e.segment_id for e in new.lineage if e.kind in ("birth", "split")}
         ended = {e.segment_id for e in new.lineage if e.kind in ("merge", "retirement")}
         assert {s.id for s in new.segments} == ({s.id for s in old.segments} - ended) | born
+
+
+# ---- how many segments: n_clusters auto ---------------------------------------------------
+
+
+def test_auto_finds_how_many_behaviours_there_are_and_a_new_one_through_lineage() -> None:
+    """Three blobs at warm-up: three segments; a fourth behaviour appears: a fourth id,
+    born through a lineage event."""
+    cfg = dataclasses.replace(CFG, n_clusters="auto", max_clusters=8)
+    model = SegmentModel(cfg, SPEC)
+    rng = random.Random(12)
+    first = [blob_vector(rng, i % 3) for i in range(WARMUP)]
+    published = _learn_all(model, first)
+    assert len(published[0].segments) == 3
+    later = [blob_vector(rng, i % 4) for i in range(1200)]
+    for i, v in enumerate(later):
+        snapshot = model.learn(v, ts=(WARMUP + i) * 3600.0)
+        if snapshot is not None:
+            published.append(snapshot)
+    assert len(published[-1].segments) == 4
+    born = [e for s in published[1:] for e in s.lineage if e.kind in ("birth", "split")]
+    assert len(born) == 1
+    assert {s.id for s in published[-1].segments} == {0, 1, 2, born[0].segment_id}
+
+
+def test_silhouette_prefers_the_true_number_of_groups() -> None:
+    import numpy as np
+
+    from workers.core.cluster_count import best_count, silhouette
+    from workers.core.segments import _fit
+
+    gen = np.random.default_rng(0)
+    points = np.concatenate([gen.normal(c, 0.3, size=(100, 2)) for c in ((0, 0), (5, 0), (0, 5),
+                                                                         (5, 5))])
+    rng = random.Random(1)
+    assert best_count(points, range(2, 9), lambda p, k: _fit(p, k, rng, 3)) == 4
+    labels = np.repeat(np.arange(4), 100)
+    assert silhouette(points, labels, 4) > 0.8
+    # a current count is kept unless another is clearly better
+    assert best_count(points, (3, 4, 5), lambda p, k: _fit(p, k, rng, 3), current=4,
+                      margin=0.02) == 4

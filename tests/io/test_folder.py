@@ -9,13 +9,13 @@ from pathlib import Path
 import orjson
 import pytest
 
-from workers.config import load
 from workers.core.pipeline import Pipeline
 from workers.io.drive import drive
 from workers.io.folder import PERSONAS, PROFILES, find_profile, read_personas
 from workers.io.sinks import FileSink
 from workers.io.sources import FileSource
 from workers.simulation.generator import simulate
+from workers.testing import small_stream_config
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +24,7 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pipeline]:
     lines, _, _ = simulate(300, seed=8, days=3)
     tmp = tmp_path_factory.mktemp("folder")
     (tmp / "in.jsonl").write_bytes(b"\n".join(lines) + b"\n")
-    pipeline = Pipeline(load())
+    pipeline = Pipeline(small_stream_config())
     drive(pipeline, FileSource([str(tmp / "in.jsonl")]), FileSink(tmp / "out"))
     return tmp / "out", pipeline
 

@@ -22,6 +22,7 @@ import numpy as np
 from river import cluster
 
 from workers.config import SegmentationConfig
+from workers.core.cluster_count import best_count
 from workers.core.features import FeatureSpec
 from workers.core.records import Explanation
 from workers.core.reference import Reference, fit_reference
@@ -37,6 +38,8 @@ _STARTS = 10
 # sharing a centre while another behaviour is split) that Lloyd steps never leave
 _RESTARTS = 3
 _CLEARLY_TIGHTER = 0.97
+# n_clusters auto: another k is taken only for a silhouette this much better (no flapping)
+_K_MARGIN = 0.02
 
 
 @dataclass(frozen=True)
@@ -231,15 +234,17 @@ class SegmentModel:
         reproducible and far better than random centres.
         """
         ref = self.reference = fit_reference(self.window, self.cfg.clip_quantile)
-        self.clusterer = make_clusterer(self.cfg)
         points = self._points(ref)
+        rng = random.Random(self.cfg.seed)
+        k = self.cfg.n_clusters
+        if k == "auto":
+            k = best_count(points, range(2, self.cfg.max_clusters + 1),
+                           lambda pts, n: _fit(pts, n, rng, _RESTARTS))
+        self.clusterer = make_clusterer(self.cfg, k)
         if isinstance(self.clusterer, cluster.KMeans):
-            rng = random.Random(self.cfg.seed)
             # several k-means++ starts, keep the tightest: one start often lands two
             # centres in one group and leaves two groups sharing one (as sklearn's n_init)
-            centres = min((_lloyd(points, _seed_centres(points, self.cfg.n_clusters, rng))
-                           for _ in range(_STARTS)), key=lambda cs: _inertia(points, cs))
-            self._set_centres(centres, ref)
+            self._set_centres(_fit(points, k, rng, _STARTS), ref)
         else:
             keys = [k for k, on in zip(self.keys, ref.active, strict=True) if on]
             for point in points.tolist():
@@ -271,12 +276,19 @@ class SegmentModel:
         start = self._points_of(raw, ref)
         centres = _polish(points, start, self.cfg.min_segment_share / 2)
         rng = random.Random(self.cfg.seed * 1_000_003 + self.learned)
-        fresh = min((_lloyd(points, _seed_centres(points, len(centres), rng))
-                     for _ in range(_RESTARTS)), key=lambda cs: _inertia(points, cs))
-        if _inertia(points, fresh) < _CLEARLY_TIGHTER * _inertia(points, centres):
+        k = len(centres)
+        if kmeans and self.cfg.n_clusters == "auto":  # one more or one less segment?
+            k = best_count(points, (k - 1, k, k + 1), lambda pts, n: _fit(pts, n, rng, _RESTARTS),
+                           current=k, margin=_K_MARGIN)
+            k = min(k, self.cfg.max_clusters)
+        fresh = _fit(points, k, rng, _RESTARTS)
+        if k != len(centres) or _inertia(points, fresh) < _CLEARLY_TIGHTER * _inertia(
+                points, centres):
             centres = fresh
         if kmeans:
             self.reference = ref
+            if len(centres) != len(self.clusterer.centers):
+                self.clusterer = make_clusterer(self.cfg, len(centres))
             self._set_centres(centres, ref)
         shares = _shares(points, centres)
         candidates = [self._raw(c, ref) for c in centres.tolist()]
@@ -363,6 +375,12 @@ def _lloyd(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
     return centres
 
 
+def _fit(points: np.ndarray, k: int, rng: random.Random, starts: int) -> np.ndarray:
+    """The tightest of ``starts`` k-means++ runs."""
+    return min((_lloyd(points, _seed_centres(points, k, rng)) for _ in range(starts)),
+               key=lambda cs: _inertia(points, cs))
+
+
 def _polish(points: np.ndarray, centres: np.ndarray, starved: float) -> np.ndarray:
     """Lloyd steps over the window; a centre holding less than ``starved`` of it is moved
     to the profile served worst (furthest from its centre), one at a time, then again."""
@@ -413,26 +431,27 @@ def feature_columns(spec: FeatureSpec,
     return columns, weights
 
 
-def make_clusterer(cfg: SegmentationConfig) -> Any:
-    """The configured river clusterer; a parameter river does not take is a ConfigError."""
+def make_clusterer(cfg: SegmentationConfig, k: int | None = None) -> Any:
+    """The configured river clusterer with ``k`` centres (default: the most the
+    configuration allows); a parameter river does not take is a ConfigError."""
     try:
-        return _clusterer(cfg)
+        return _clusterer(cfg, cfg.most_clusters if k is None else k)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"'segmentation.model_params' {dict(cfg.model_params)} do not suit"
                           f" {cfg.model}: {exc}") from None
 
 
-def _clusterer(cfg: SegmentationConfig) -> Any:
+def _clusterer(cfg: SegmentationConfig, k: int) -> Any:
     params: dict[str, Any] = dict(cfg.model_params)
     if cfg.model == "kmeans":
-        return cluster.KMeans(n_clusters=cfg.n_clusters, halflife=cfg.halflife, seed=cfg.seed,
+        return cluster.KMeans(n_clusters=k, halflife=cfg.halflife, seed=cfg.seed,
                               **params)
     if cfg.model == "streamkmeans":
         # one chunk = the warm-up sample, so the first centres exist when warm-up ends
         params.setdefault("chunk_size", cfg.warmup_profiles)
-        return cluster.STREAMKMeans(n_clusters=cfg.n_clusters, seed=cfg.seed, **params)
+        return cluster.STREAMKMeans(n_clusters=k, seed=cfg.seed, **params)
     if cfg.model == "dbstream":
         return cluster.DBSTREAM(**params)
     if cfg.model == "clustream":
-        return cluster.CluStream(n_macro_clusters=cfg.n_clusters, seed=cfg.seed, **params)
+        return cluster.CluStream(n_macro_clusters=k, seed=cfg.seed, **params)
     raise ConfigError(f"'segmentation.model' {cfg.model!r} is not a model persona-stream has")
