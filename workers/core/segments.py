@@ -330,7 +330,7 @@ class SegmentModel:
         return moved > self.cfg.publish_shift
 
     def _points_of(self, raw: list[list[float]], ref: Reference) -> np.ndarray:
-        return np.array([[z for z in self._scaled(r, ref).values()] for r in raw], dtype=float)
+        return np.array([list(self._scaled(r, ref).values()) for r in raw], dtype=float)
 
     def _raw(self, z: list[float], ref: Reference) -> tuple[float, ...]:
         """A centre of the active space back in feature units, every selected column."""
