@@ -259,8 +259,10 @@ def test_bad_from_is_one_line(bound: str, capsys: pytest.CaptureFixture[str]) ->
 
 
 def _config(bootstrap: str, unique_name: Callable[[str], str]) -> Config:
-    """Every live topic name unique to the test, so nothing it checks is shared."""
-    return fresh_config(unique_name, bootstrap=bootstrap, kafka={"connect_timeout_seconds": 10.0})
+    """Every live topic name unique to the test, so nothing it checks is shared; a warm-up
+    the small stream reaches."""
+    return fresh_config(unique_name, bootstrap=bootstrap, kafka={"connect_timeout_seconds": 10.0},
+                        segmentation={"warmup_profiles": SMALL_WARMUP})
 
 
 def _produce(bootstrap: str, admin: Any, topic: str, lines: list[bytes]) -> list[float]:
@@ -408,14 +410,16 @@ def test_replay_to_a_new_prefix_leaves_live_group_offsets_alone(
     prefix = unique_name("backfill")
     result = run_replay(config, ReplayRequest(topic=topic, to_topic=prefix))
     assert admin.list_group_offsets(group)[group] == committed
-    produced = _end_offsets(kafka_bootstrap, [f"{prefix}.segment-changes",
-                                              f"{prefix}.identity-merges", f"{prefix}.dlq"])
+    names = ("segment-changes", "identity-merges", "dlq", "segment-lineage")
+    produced = _end_offsets(kafka_bootstrap, [f"{prefix}.{name}" for name in names])
     totals = {name: sum(v for (t, _), v in produced.items() if t == f"{prefix}.{name}")
-              for name in ("segment-changes", "identity-merges", "dlq")}
+              for name in names}
     s = result.summary
-    assert totals == {"segment-changes": s["segment_changes"],
-                      "identity-merges": s["identity_merges"], "dlq": s["events_invalid"]}
+    assert {k: totals[k] for k in names[:3]} == {
+        "segment-changes": s["segment_changes"], "identity-merges": s["identity_merges"],
+        "dlq": s["events_invalid"]}
     assert s["segment_changes"] > 0
+    assert totals["segment-lineage"] >= s["segments"] > 0  # every segment's birth at least
 
 
 @pytest.mark.integration
