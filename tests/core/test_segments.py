@@ -465,3 +465,20 @@ def test_silhouette_prefers_the_true_number_of_groups() -> None:
     # a current count is kept unless another is clearly better
     assert best_count(points, (3, 4, 5), lambda p, k: _fit(p, k, rng, 3), current=4,
                       margin=0.02) == 4
+
+
+def test_a_feature_that_starts_to_vary_later_joins_the_model() -> None:
+    """Web-only at first; then half the people arrive by another channel."""
+    web = SPEC.index["channel.web"]
+    model = SegmentModel(CFG, SPEC)
+    first = []
+    for _, v in blob_stream(4, WARMUP):
+        v[web] = 1.0
+        first.append(v)
+    later = []
+    for i, (_, v) in enumerate(blob_stream(5, 1200)):
+        v[web] = 1.0 if i % 2 else 0.0
+        later.append(v)
+    published = _learn_all(model, first + later)
+    assert web not in published[0].columns
+    assert web in published[-1].columns
