@@ -32,8 +32,13 @@ from workers.core.identity import IdentityGraph, IdentityRules  # noqa: E402
 from workers.core.pipeline import Pipeline  # noqa: E402
 from workers.core.touchpoints import IntakeLimits, TouchpointParser  # noqa: E402
 from workers.errors import InvalidEvent  # noqa: E402
-from workers.simulation.generator import write_stream  # noqa: E402
-from workers.simulation.quality import adjusted_rand_index, profile_personas, stitching  # noqa: E402
+from workers.simulation.generator import VARIANTS, write_stream  # noqa: E402
+from workers.simulation.quality import (  # noqa: E402
+    adjusted_rand_index,
+    evaluate_run,
+    persons_of,
+    stitching,
+)
 from workers.testing import (  # noqa: E402
     BOOTSTRAP,
     Settings,
@@ -155,10 +160,54 @@ def bench_pipeline() -> dict[str, Any]:
             "profiles": len(pipeline.profiles)}
 
 
-def bench_quality() -> dict[str, Any]:
-    """Stitching P/R and ARI vs the truth, next to batch KMeans on the same final features."""
+QUALITY_SEEDS = (1, 2, 3)
+QUALITY_VARIANT_PROFILES = 2_000
+
+
+def _variant_stream(variant: str, seed: int) -> tuple[Path, Path]:
+    DATA.mkdir(parents=True, exist_ok=True)
+    path = DATA / f"sim-{variant}-{QUALITY_VARIANT_PROFILES}-{seed}.jsonl"
+    truth = path.with_suffix(".truth.json")
+    if not path.exists() or not truth.exists():
+        write_stream(str(path), profiles=QUALITY_VARIANT_PROFILES, seed=seed, truth=str(truth),
+                     variant=variant)  # type: ignore[arg-type]
+    return path, truth
+
+
+def _batch_ari(out: Path, truth: dict[str, Any], config: Any, min_events: int = 8) -> float:
+    """The analyst's nightly job: sklearn KMeans (k-means++, 10 starts) on the same final
+    feature vectors, in the final model's features, standardised and weighted alike."""
     from sklearn.cluster import KMeans
     from sklearn.preprocessing import StandardScaler
+
+    from workers.core.features import FeatureSpec
+    from workers.core.segments import feature_columns
+
+    profiles = [orjson.loads(line) for line in (out / "profiles.jsonl").read_bytes().splitlines()]
+    cards = json.loads((out / "personas.json").read_bytes())
+    used = set(cards[0]["centroid"])
+    spec = FeatureSpec(config.features)
+    columns, weights = feature_columns(spec, config.segmentation)
+    picked = [(spec.names[c], w) for c, w in zip(columns, weights, strict=True)
+              if spec.names[c] in used]
+    person_of = persons_of(profiles, truth)
+    kept = [p for p in profiles if p["segment"] is not None and p["event_count"] >= min_events
+            and p["profile_id"] in person_of]
+    matrix = [[p["features"][name] for name, _ in picked] for p in kept]
+    scaled = StandardScaler().fit_transform(matrix) * [w for _, w in picked]
+    batch = KMeans(n_clusters=config.segmentation.n_clusters, init="k-means++", n_init=10,
+                   random_state=0).fit_predict(scaled)
+    behaviours = [truth["persons"][person_of[p["profile_id"]]]["persona"] for p in kept]
+    return adjusted_rand_index(behaviours, [int(b) for b in batch])
+
+
+def bench_quality() -> dict[str, Any]:
+    """Per simulate variant and seed: `run`, then `evaluate` against the truth, next to
+    batch sklearn KMeans on the same final features; stitching on the default stream."""
+    import dataclasses
+    import tempfile
+
+    from workers.io.drive import run_files
 
     path, truth_path = stream(QUALITY_PROFILES, 3)
     truth = json.loads(truth_path.read_bytes())
@@ -167,24 +216,22 @@ def bench_quality() -> dict[str, Any]:
     groups = [[f"{t}:{v}" for t, vs in pipeline.graph.identifiers(pid).items() for v in vs]
               for pid in pipeline.profiles]
     score = stitching(groups, truth)
-    profiles = [pipeline.profile_snapshot(pid) for pid in sorted(pipeline.profiles)]
-    personas, segments = profile_personas(profiles, truth, min_events=8)
-    online = adjusted_rand_index(personas, segments)
-    # the analyst's nightly job: batch KMeans on the same final, weighted feature vectors
-    snapshot = pipeline.model.snapshot
-    assert snapshot is not None
-    kept = [p for p in profiles if p["segment"] is not None and p["event_count"] >= 8]
-    matrix = [[pipeline.profiles[p["profile_id"]].vector(pipeline.spec)[c]
-               for c in snapshot.columns] for p in kept]
-    scaled = StandardScaler().fit_transform(matrix) * snapshot.weights
-    batch = KMeans(n_clusters=config.segmentation.n_clusters, n_init=10,
-                   random_state=0).fit_predict(scaled)
-    kept_personas, kept_batch = profile_personas(
-        [dict(p, segment={"id": int(b)}) for p, b in zip(kept, batch, strict=True)],
-        truth, min_events=8)
-    return {"profiles_scored": len(personas), "stitching_precision": round(score.precision, 4),
-            "stitching_recall": round(score.recall, 4), "ari_online_river": round(online, 3),
-            "ari_batch_sklearn_kmeans": round(adjusted_rand_index(kept_personas, kept_batch), 3)}
+    variants: dict[str, Any] = {}
+    for variant in VARIANTS:
+        runs = []
+        for seed in QUALITY_SEEDS:
+            source, truth_file = _variant_stream(variant, seed)
+            truth = json.loads(truth_file.read_bytes())
+            with tempfile.TemporaryDirectory() as out:
+                run_files(config, [str(source)], out)
+                figures = dataclasses.asdict(evaluate_run(out, truth))
+                figures["ari_batch_sklearn_kmeans"] = round(_batch_ari(Path(out), truth, config),
+                                                            4)
+            runs.append({"seed": seed, **figures})
+        variants[variant] = runs
+    return {"stitching_precision": round(score.precision, 4),
+            "stitching_recall": round(score.recall, 4),
+            "profiles_per_stream": QUALITY_VARIANT_PROFILES, "variants": variants}
 
 
 WORKER_EVENTS = 200_000
@@ -803,6 +850,23 @@ def machine() -> str:
     return f"{os.cpu_count()} cores, {mem:.0f} GiB, Python {platform.python_version()}"
 
 
+def _quality_row(variant: str, runs: list[dict[str, Any]]) -> str:
+    def worst(key: str, low: bool = True) -> Any:
+        values = [r[key] for r in runs]
+        return min(values) if low else max(values)
+
+    gap = max(r["ari_batch_sklearn_kmeans"] - r["ari"] for r in runs)
+    return (f"**{variant}**: ARI online {worst('ari')} vs batch {worst('ari_batch_sklearn_kmeans')}"
+            f" (gap up to {gap:+.3f}), ids changed meaning {worst('ids_changed_meaning', False)},"
+            f" behaviour moves w/o lineage {worst('behaviour_moves_without_lineage', False)},"
+            f" own segment {worst('behaviours_with_own_segment')}/{runs[0]['behaviours']},"
+            + (f" changers in new segment {worst('changers_in_new_segment')}," if
+               runs[0]["changers"] else "")
+            + f" moves/steady person {worst('moves_per_steady_person', False)},"
+            f" empty segments {worst('empty_segments', False)},"
+            f" card values out of domain {worst('card_values_out_of_domain', False)}")
+
+
 def write_table() -> None:
     rows = []
     for name in BENCHES:
@@ -880,10 +944,10 @@ def write_table() -> None:
             what = "own time of the costliest functions (cProfile, 3,000 people)"
             value = ", ".join(f"{t['function']} {t['own_share']:.0%}" for t in res["top"][:5])
         else:
-            what = "quality vs simulate truth (3,000 people)"
+            what = (f"quality vs simulate truth per variant ({res['profiles_per_stream']:,}"
+                    " people, the worst of seeds 1, 2, 3)")
             value = (f"stitching P {res['stitching_precision']}, R {res['stitching_recall']}; "
-                     f"ARI online (river) {res['ari_online_river']} vs batch sklearn KMeans "
-                     f"{res['ari_batch_sklearn_kmeans']} on the same final features")
+                     + "; ".join(_quality_row(v, runs) for v, runs in res["variants"].items()))
         rows.append(f"| {name} | {what} | {value} | {r['date']} | {r['machine']} | "
                     f"`{COMMAND} {name}` |")
     table = ("| bench | what | result (baseline in the same run) | date | machine | command |\n"

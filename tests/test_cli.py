@@ -24,7 +24,7 @@ from workers.errors import (
 )
 from workers.testing import CLI, free_port, run_cli
 
-COMMANDS = ["simulate", "run", "worker", "replay", "personas", "profile"]
+COMMANDS = ["simulate", "run", "worker", "replay", "personas", "profile", "evaluate"]
 # the exit codes the README and docs/contracts.md promise
 USAGE = CONFIG = 2  # a wrong flag or flag combination; a bad configuration
 INPUT = STATE = BROKER = 1  # an input, state file or broker that cannot be used
@@ -76,12 +76,12 @@ MISTAKES = {
     "unknown-command": Mistake(("frobnicate",), USAGE, "invalid choice: 'frobnicate'"),
     # a bad configuration
     "config-value-of-wrong-type": Mistake(
-        RUN, CONFIG, "'segmentation.n_clusters' must be an integer, got 'many'",
+        RUN, CONFIG, "'segmentation.n_clusters' must be an integer or auto, got 'many'",
         env={"PERSONA_STREAM_SEGMENTATION__N_CLUSTERS": "many"}),
     "config-value-not-yaml": Mistake(
         RUN, CONFIG, "'segmentation.n_clusters' from the environment is not valid YAML",
         env={"PERSONA_STREAM_SEGMENTATION__N_CLUSTERS": "["}),
-    "config-value-impossible": Mistake(RUN, CONFIG, "segmentation.n_clusters must be >= 2",
+    "config-value-impossible": Mistake(RUN, CONFIG, "segmentation.n_clusters must be >= 2 or auto",
                                        env={"PERSONA_STREAM_SEGMENTATION__N_CLUSTERS": "1"}),
     "config-unknown-key-in-env": Mistake(RUN, CONFIG, "unknown key 'segmentation.nope'",
                                          env={"PERSONA_STREAM_SEGMENTATION__NOPE": "1"}),
@@ -299,6 +299,19 @@ def test_simulate_run_personas_profile_end_to_end(tmp_path: Path) -> None:
         assert shown.returncode == 0
         assert orjson.loads(shown.stdout)["profile_id"] == known["profile_id"]
     assert run_cli("profile", "nobody@nowhere", "--from", str(out)).returncode == 2
+
+    scored = run_cli("evaluate", "--truth", str(truth), "--from", str(out), "--json")
+    assert scored.returncode == 0, scored.stderr
+    figures = orjson.loads(scored.stdout)
+    assert figures["profiles_scored"] > 300 and figures["ari"] > 0.5
+    assert figures["empty_segments"] == figures["card_values_out_of_domain"] == 0
+    lineage = [orjson.loads(line) for line in
+               (out / "segment_lineage.jsonl").read_bytes().splitlines()]
+    assert {r["segment"]["id"] for r in lineage if r["kind"] == "birth"} >= {
+        c["segment_id"] for c in cards}
+    missing = run_cli("evaluate", "--truth", str(truth), "--from", str(tmp_path))
+    assert missing.returncode == INPUT
+    assert missing.stderr.count(b"\n") == 1 and b"profiles.jsonl is missing" in missing.stderr
 
 
 def test_run_reads_stdin_and_dead_letters_garbage(tmp_path: Path) -> None:

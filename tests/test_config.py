@@ -173,6 +173,13 @@ def test_unreadable_or_invalid_file(tmp_path: Path) -> None:
         load(write(tmp_path, "- a\n- b\n"), env={})
 
 
+def test_n_clusters_takes_auto() -> None:
+    seg = load(env={"PERSONA_STREAM_SEGMENTATION__N_CLUSTERS": "auto"}).segmentation
+    assert seg.n_clusters == "auto"
+    assert seg.most_clusters == seg.max_clusters
+    assert load().segmentation.most_clusters == load().segmentation.n_clusters == 5
+
+
 @pytest.mark.parametrize(("env", "message"), [
     ({"PERSONA_STREAM_SEGMENTATION__MODEL_PARAMS": "{bogus: 1}"},
      r"'segmentation\.model_params' \{'bogus': 1\.0\} do not suit kmeans"),
@@ -184,6 +191,17 @@ def test_unreadable_or_invalid_file(tmp_path: Path) -> None:
      r"'segmentation\.n_clusters' from the environment is not valid YAML"),
     ({"PERSONA_STREAM_SEGMENTATION__N_CLUSTERS": "!!python/object/apply:os.system ['id']"},
      r"'segmentation\.n_clusters' from the environment is not valid YAML"),
+    ({"PERSONA_STREAM_SEGMENTATION__N_CLUSTERS": "lots"},
+     r"'segmentation\.n_clusters' must be an integer or auto, got 'lots'"),
+    ({"PERSONA_STREAM_SEGMENTATION__N_CLUSTERS": "1"},
+     r"segmentation\.n_clusters must be >= 2 or auto"),
+    ({"PERSONA_STREAM_SEGMENTATION__N_CLUSTERS": "auto",
+      "PERSONA_STREAM_SEGMENTATION__MAX_CLUSTERS": "60"},
+     r"segmentation\.min_segment_share must be > 0 and below 1 / n_clusters"),
+    ({"PERSONA_STREAM_SEGMENTATION__WINDOW_PROFILES": "100"},
+     r"segmentation\.window_profiles must be >= warmup_profiles"),
+    ({"PERSONA_STREAM_SEGMENTATION__CLIP_QUANTILE": "0.5"},
+     r"segmentation\.clip_quantile must be in \[0, 0\.5\)"),
     ({"PERSONA_STREAM_INTAKE__DEDUP_WINDOW_SECONDS": ".inf"},
      r"'intake\.dedup_window_seconds' must be a finite number"),
     ({"PERSONA_STREAM_SEGMENTATION__HYSTERESIS": ".nan"},

@@ -22,6 +22,7 @@ from workers.replay import ReplayRequest, run_replay
 from workers.simulation.generator import simulate
 from workers.state.saved import load_state, save_state
 from workers.testing import (
+    SMALL_WARMUP,
     Record,
     free_port,
     fresh_config,
@@ -29,6 +30,7 @@ from workers.testing import (
     identity_key,
     produce,
     run_cli,
+    small_stream_config,
 )
 
 OUTPUTS = ("segment_changes.jsonl", "identity_merges.jsonl", "dead_letters.jsonl")
@@ -85,20 +87,99 @@ def test_file_replay_equals_run(tmp_path: Path, stream: list[bytes]) -> None:
     assert summaries[0] == summaries[1]
 
 
+# ---- history in event-time order -------------------------------------------------------
+
+ALL_OUTPUTS = (*OUTPUTS, "segment_lineage.jsonl")
+
+
+def test_two_orders_of_the_same_history_give_identical_outputs(
+        tmp_path: Path, stream: list[bytes]) -> None:
+    """Sorted by time, shuffled, or split in two files given in reverse order: the same."""
+    import random
+
+    config = small_stream_config()
+    ordered = sorted(stream, key=lambda line: (event_time(line), line))
+    shuffled = stream[:]
+    random.Random(3).shuffle(shuffled)
+    half = len(ordered) // 2
+    inputs = {
+        "sorted": [write_lines(tmp_path / "sorted.jsonl", ordered)],
+        "shuffled": [write_lines(tmp_path / "shuffled.jsonl", shuffled)],
+        "reversed": [write_lines(tmp_path / "late.jsonl", ordered[half:]),
+                     write_lines(tmp_path / "early.jsonl", ordered[:half])],
+    }
+    for name, files in inputs.items():
+        run_files(config, [str(f) for f in files], tmp_path / name)
+    for name in (*ALL_OUTPUTS, *FINAL):
+        expected = records(tmp_path / "sorted", name) if name.endswith(".jsonl") else (
+            tmp_path / "sorted" / name).read_bytes()
+        for other in ("shuffled", "reversed"):
+            got = records(tmp_path / other, name) if name.endswith(".jsonl") else (
+                tmp_path / other / name).read_bytes()
+            assert got == expected, (other, name)
+    assert records(tmp_path / "sorted", "segment_changes.jsonl")
+
+
+def test_a_large_file_is_sorted_out_of_core_in_the_same_order(
+        tmp_path: Path, stream: list[bytes]) -> None:
+    import random
+
+    from workers.io.sources import FileSource, ValidTime
+
+    shuffled = stream[:]
+    random.Random(4).shuffle(shuffled)
+    path = str(write_lines(tmp_path / "s.jsonl", shuffled))
+    said: list[str] = []
+    timer = ValidTime(load())
+    in_memory = FileSource([path], timer)
+    on_disk = FileSource([path], timer, said.append, run_bytes=20_000)
+    got = [line for line, _ in on_disk]
+    assert got == [line for line, _ in in_memory]
+    assert on_disk.runs > 5  # bounded memory: many runs merged
+    assert on_disk.estimate(10) == len(stream)
+    assert [timer(line) for line in got] == sorted(timer(line) for line in got)
+    assert any("sorting" in s for s in said) and any("runs on disk" in s for s in said)
+    assert [line for line, _ in FileSource([path])] == shuffled  # --assume-sorted
+
+
+def test_run_says_it_sorts_and_assume_sorted_skips_it(tmp_path: Path,
+                                                      stream: list[bytes]) -> None:
+    path = str(write_lines(tmp_path / "s.jsonl", stream[:500]))
+    done = run_cli("run", path, "--out", str(tmp_path / "a"))
+    assert done.returncode == 0, done.stderr
+    assert b"run: sorting 1 file(s) by event time" in done.stderr
+    assert b"--assume-sorted skips this" in done.stderr
+    assert b"sorted 500 records in memory" in done.stderr
+    done = run_cli("run", path, "--out", str(tmp_path / "b"), "--assume-sorted")
+    assert done.returncode == 0, done.stderr
+    assert b"sorting" not in done.stderr
+
+
+def test_assume_sorted_with_a_topic_is_a_usage_error() -> None:
+    with pytest.raises(UsageError, match="--assume-sorted applies to --files"):
+        run_replay(load(), ReplayRequest(topic="t", dry_run=True, assume_sorted=True))
+
+
 def test_saved_state_continues_exactly(tmp_path: Path, stream: list[bytes]) -> None:
     half = len(stream) // 2
     first = write_lines(tmp_path / "first.jsonl", stream[:half])
     second = write_lines(tmp_path / "second.jsonl", stream[half:])
-    config = load()
+    config = small_stream_config()
     state = tmp_path / "state.bin"
+    # the halves of a recorded stream, replayed as recorded (sorting each half would move
+    # late events of the second half before the state's end, as no live worker could)
     whole = run_replay(config, ReplayRequest(files=[str(first), str(second)],
-                                             out=str(tmp_path / "whole")), clock=fixed_clock)
+                                             out=str(tmp_path / "whole"), assume_sorted=True),
+                       clock=fixed_clock)
     run_replay(config, ReplayRequest(files=[str(first)], out=str(tmp_path / "a"),
-                                     state_out=str(state)), clock=fixed_clock)
+                                     state_out=str(state), assume_sorted=True),
+               clock=fixed_clock)
     # the continuation runs in a fresh process with another hash seed: nothing in the state
     # may depend on set or dict iteration order of the process that wrote it
-    done = run_cli("replay", "--files", str(second), "--state-in", str(state),
-                   "--out", str(tmp_path / "b"), "--quiet", env={"PYTHONHASHSEED": "12345"})
+    done = run_cli("replay", "--files", str(second), "--state-in", str(state), "--assume-sorted",
+                   "--out", str(tmp_path / "b"), "--quiet", env={
+                       "PYTHONHASHSEED": "12345",
+                       "PERSONA_STREAM_SEGMENTATION__WARMUP_PROFILES": str(SMALL_WARMUP)})
     assert done.returncode == 0, done.stderr
     for name in OUTPUTS:
         a, b = records(tmp_path / "a", name), records(tmp_path / "b", name)
@@ -178,8 +259,10 @@ def test_bad_from_is_one_line(bound: str, capsys: pytest.CaptureFixture[str]) ->
 
 
 def _config(bootstrap: str, unique_name: Callable[[str], str]) -> Config:
-    """Every live topic name unique to the test, so nothing it checks is shared."""
-    return fresh_config(unique_name, bootstrap=bootstrap, kafka={"connect_timeout_seconds": 10.0})
+    """Every live topic name unique to the test, so nothing it checks is shared; a warm-up
+    the small stream reaches."""
+    return fresh_config(unique_name, bootstrap=bootstrap, kafka={"connect_timeout_seconds": 10.0},
+                        segmentation={"warmup_profiles": SMALL_WARMUP})
 
 
 def _produce(bootstrap: str, admin: Any, topic: str, lines: list[bytes]) -> list[float]:
@@ -327,14 +410,16 @@ def test_replay_to_a_new_prefix_leaves_live_group_offsets_alone(
     prefix = unique_name("backfill")
     result = run_replay(config, ReplayRequest(topic=topic, to_topic=prefix))
     assert admin.list_group_offsets(group)[group] == committed
-    produced = _end_offsets(kafka_bootstrap, [f"{prefix}.segment-changes",
-                                              f"{prefix}.identity-merges", f"{prefix}.dlq"])
+    names = ("segment-changes", "identity-merges", "dlq", "segment-lineage")
+    produced = _end_offsets(kafka_bootstrap, [f"{prefix}.{name}" for name in names])
     totals = {name: sum(v for (t, _), v in produced.items() if t == f"{prefix}.{name}")
-              for name in ("segment-changes", "identity-merges", "dlq")}
+              for name in names}
     s = result.summary
-    assert totals == {"segment-changes": s["segment_changes"],
-                      "identity-merges": s["identity_merges"], "dlq": s["events_invalid"]}
+    assert {k: totals[k] for k in names[:3]} == {
+        "segment-changes": s["segment_changes"], "identity-merges": s["identity_merges"],
+        "dlq": s["events_invalid"]}
     assert s["segment_changes"] > 0
+    assert totals["segment-lineage"] >= s["segments"] > 0  # every segment's birth at least
 
 
 @pytest.mark.integration

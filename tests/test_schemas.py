@@ -26,6 +26,7 @@ SCHEMA_FILES = {
     "touchpoint": "touchpoint.v1.schema.json",
     "segment_change": "segment_change.v1.schema.json",
     "identity_merge": "identity_merge.v1.schema.json",
+    "segment_lineage": "segment_lineage.v1.schema.json",
     "persona_card": "persona_card.v1.schema.json",
     "profile_snapshot": "profile_snapshot.v1.schema.json",
     "dead_letter": "dead_letter.v1.schema.json",
@@ -46,6 +47,10 @@ CONTRACT_REQUIRED = {
         "schema", "event_id", "profile_id", "merged_profile_ids", "identifiers",
         "trigger_event_id", "occurred_at", "emitted_at",
     },
+    "segment_lineage": {
+        "schema", "event_id", "kind", "segment", "parents", "successor", "previous_name",
+        "share", "model_version", "occurred_at", "emitted_at",
+    },
     "persona_card": {
         "segment_id", "name", "size", "model_version", "centroid", "distinguishing", "kpis",
     },
@@ -63,6 +68,7 @@ CONTRACT_REQUIRED = {
 SCHEMA_CONST = {
     "segment_change": "segment_change/v1",
     "identity_merge": "identity_merge/v1",
+    "segment_lineage": "segment_lineage/v1",
     "dead_letter": "dead_letter/v1",
 }
 IDENTIFIER_TYPES = {"anonymous_id", "device_id", "user_id", "email", "phone", "crm_id"}
@@ -178,6 +184,20 @@ IDENTITY_MERGE = {
     "emitted_at": "2025-03-01T12:31:00.020Z",
 }
 
+SEGMENT_LINEAGE = {
+    "schema": "segment_lineage/v1",
+    "event_id": "sl-91bc",
+    "kind": "split",
+    "segment": {"id": 7, "name": "Email clickers, big baskets"},
+    "parents": [{"id": 2, "name": "Email readers, email"}],
+    "successor": None,
+    "previous_name": None,
+    "share": 0.04,
+    "model_version": 6,
+    "occurred_at": "2025-03-08T00:00:00Z",
+    "emitted_at": "2025-03-08T00:00:00.020Z",
+}
+
 PERSONA_CARD = {
     "segment_id": 5,
     "name": "Mobile-first bargain hunters",
@@ -257,6 +277,7 @@ BASES = {
     "touchpoint": TOUCHPOINT_MIN,
     "segment_change": SEGMENT_CHANGE,
     "identity_merge": IDENTITY_MERGE,
+    "segment_lineage": SEGMENT_LINEAGE,
     "persona_card": PERSONA_CARD,
     "profile_snapshot": PROFILE_SNAPSHOT,
     "dead_letter": DEAD_LETTER_FILE,
@@ -325,6 +346,10 @@ VALID: list[Any] = [
                                                                      "size": 9}}),
                  id="segment_change-extensions"),
     pytest.param("identity_merge", IDENTITY_MERGE, id="identity_merge-one"),
+    pytest.param("segment_lineage", SEGMENT_LINEAGE, id="segment_lineage-split"),
+    pytest.param("segment_lineage", mutate(SEGMENT_LINEAGE, {
+        "kind": "merge", "parents": [], "share": None,
+        "successor": {"id": 2, "name": "Email readers, email"}}), id="segment_lineage-merge"),
     pytest.param("identity_merge",
                  mutate(IDENTITY_MERGE, {"merged_profile_ids": ["prof-9", "prof-12"],
                                          "refused": False}),
@@ -493,6 +518,10 @@ INVALID: list[Any] = [
         mutate(SC, {"emitted_at": "01/03/2025 12:30"})),
     bad("segment_change", "emitted_at-null", "type", mutate(SC, {"emitted_at": None})),
     # identity merge
+    bad("segment_lineage", "kind-unknown", "enum", mutate(SEGMENT_LINEAGE, {"kind": "move"})),
+    bad("segment_lineage", "share-above-one", "maximum", mutate(SEGMENT_LINEAGE, {"share": 1.5})),
+    bad("segment_lineage", "segment-without-id", "required",
+        mutate(SEGMENT_LINEAGE, {"segment": {"name": "x"}})),
     bad("identity_merge", "wrong-schema-const", "const",
         mutate(IM, {"schema": "segment_change/v1"})),
     bad("identity_merge", "merged_profile_ids-empty", "minItems",
@@ -627,7 +656,7 @@ def test_timestamp_definition_is_shared() -> None:
     defs = {name: load(name)["$defs"]["timestamp"]
             for name in SCHEMA_FILES if "timestamp" in load(name).get("$defs", {})}
     assert set(defs) == {"touchpoint", "segment_change", "identity_merge", "profile_snapshot",
-                         "audience_call"}
+                         "audience_call", "segment_lineage"}
     assert len({json.dumps(d, sort_keys=True) for d in defs.values()}) == 1
 
 

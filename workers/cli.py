@@ -46,7 +46,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         if path and path != "-":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
     stats = write_stream(args.output, profiles=args.profiles, seed=args.seed,
-                         truth=args.truth, progress=progress_mode(args.quiet), days=args.days)
+                         truth=args.truth, progress=progress_mode(args.quiet), days=args.days,
+                         variant=args.variant)
     print(f"wrote {stats.events} lines for {stats.persons} persons to {args.output}",
           file=sys.stderr)
     return 0
@@ -57,7 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from workers.io.progress import progress_mode
 
     summary = run_files(_config(args), args.input, args.out, progress=progress_mode(args.quiet),
-                        fmt=args.format)
+                        fmt=args.format, assume_sorted=args.assume_sorted)
     print(f"{summary['events_read']} events ({summary['events_invalid']} invalid, "
           f"{summary['events_duplicate']} duplicates), {summary['profiles']} profiles, "
           f"{summary['segments']} segments, {summary['segment_changes']} segment changes "
@@ -75,7 +76,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
         to_topic=args.to_topic, dry_run=args.dry_run, allow_live_topics=args.allow_live_topics,
         state_in=args.state_in, state_out=args.state_out, personas_from=args.personas_from,
         progress=progress_mode(args.quiet),
-        metrics_port=args.metrics_port, format=args.format)
+        metrics_port=args.metrics_port, format=args.format, assume_sorted=args.assume_sorted)
     result = run_replay(_config(args), request)
     if result.report is not None:
         sys.stdout.write(result.report)
@@ -181,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=_Parser)
     for add in (_add_simulate, _add_run, _add_worker, _add_replay, _add_personas,
-                _add_profile):
+                _add_profile, _add_evaluate):
         add(sub)
     return parser
 
@@ -210,6 +211,8 @@ def _config_flag(p: argparse.ArgumentParser) -> None:
 
 
 def _add_simulate(sub: Commands) -> None:
+    from workers.simulation.generator import VARIANTS
+
     p = sub.add_parser("simulate", help="write a realistic synthetic touchpoint stream",
                        description="Write a synthetic, time-ordered touchpoint stream (JSON lines)"
                        " with personas, cross-device journeys, junk identifiers, duplicates,"
@@ -221,6 +224,10 @@ def _add_simulate(sub: Commands) -> None:
     p.add_argument("--truth", metavar="FILE",
                    help="also write the ground truth: each identifier's person and persona")
     p.add_argument("--days", type=int, default=28, help="days of event time (default 28)")
+    p.add_argument("--variant", choices=VARIANTS, default="default",
+                   help="changers: a fifth change persona halfway (the truth says when);"
+                   " one_channel: a web-only shop; outliers: a few bot-like, big-spending"
+                   " people; many_behaviours: seven personas (default: five)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.set_defaults(func=cmd_simulate)
 
@@ -234,9 +241,17 @@ def _add_run(sub: Commands) -> None:
                    help="JSON-lines file(s), '-' for stdin, .gz accepted")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress output")
+    _sorted_flag(p)
     _format_flag(p)
     _config_flag(p)
     p.set_defaults(func=cmd_run)
+
+
+def _sorted_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--assume-sorted", action="store_true",
+                   help="the files are in event-time order already, in the order given: skip"
+                   " the sort (by default every record is sorted by event time first, out of"
+                   " core beyond 64 MiB)")
 
 
 def _add_worker(sub: Commands) -> None:
@@ -257,7 +272,8 @@ def _add_replay(sub: Commands) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--topic", metavar="TOPIC", help="Kafka topic to replay")
     source.add_argument("--files", nargs="+", metavar="FILE",
-                        help="JSON-lines file(s) to replay, in order (.gz accepted)")
+                        help="JSON-lines file(s) to replay, merged in event-time order"
+                        " (.gz accepted)")
     p.add_argument("--from", dest="start", metavar="BOUND",
                    help="first record of --topic: an RFC 3339 time (first record stamped at or"
                    " after it, per partition) or offset:N (default: the beginning)")
@@ -282,6 +298,7 @@ def _add_replay(sub: Commands) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress output")
     p.add_argument("--metrics-port", type=int, metavar="PORT",
                    help="serve Prometheus metrics (replay progress included) while replaying")
+    _sorted_flag(p)
     _format_flag(p)
     _config_flag(p)
     p.set_defaults(func=cmd_replay)
@@ -305,6 +322,50 @@ def _add_profile(sub: Commands) -> None:
                   " that does not own the state says so); its token, if it has one, is read"
                   " from PERSONA_STREAM_ADMIN__TOKEN")
     p.set_defaults(func=cmd_profile)
+
+
+def _add_evaluate(sub: Commands) -> None:
+    p = sub.add_parser("evaluate", help="score a run's segments against simulate's truth",
+                       description="Score the output folder of 'run' or 'replay --out' over a"
+                       " 'simulate' stream against its ground truth: ARI, segment ids that"
+                       " changed meaning across model versions, behaviours that moved to"
+                       " another id, behaviours with a segment of their own, behaviour"
+                       " changers in their new segment, moves per steady person, empty"
+                       " segments and persona-card values outside their feature's range.")
+    p.add_argument("--truth", required=True, metavar="FILE",
+                   help="the truth file of 'simulate --truth'")
+    p.add_argument("--from", dest="source", required=True, metavar="DIR",
+                   help="output folder of 'run' or 'replay --out'")
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    p.set_defaults(func=cmd_evaluate)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from workers.simulation.generator import load_truth
+    from workers.simulation.quality import evaluate_run
+
+    try:
+        truth = load_truth(args.truth)
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read the truth file {args.truth}: {exc}") from None
+    folder = Path(args.source)
+    for name in ("profiles.jsonl", "segment_changes.jsonl", "personas.json"):
+        if not (folder / name).is_file():
+            raise InputError(f"{folder / name} is missing: --from takes the output folder of"
+                             " 'run' or 'replay --out'")
+    try:
+        figures = dataclasses.asdict(evaluate_run(folder, truth))
+    except (KeyError, TypeError, orjson.JSONDecodeError) as exc:
+        raise InputError(f"{folder} does not match the truth file {args.truth}: {exc!r}"
+                         ) from None
+    if args.json:
+        sys.stdout.write(orjson.dumps(figures, option=orjson.OPT_INDENT_2).decode() + "\n")
+    else:
+        width = max(map(len, figures))
+        sys.stdout.write("".join(f"{name:<{width}}  {value}\n" for name, value in figures.items()))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -257,7 +257,7 @@ class FeaturesConfig:
 @dataclass(frozen=True)
 class SegmentationConfig:
     model: ModelName
-    n_clusters: int
+    n_clusters: int | Literal["auto"]  # auto: chosen by silhouette (core/cluster_count.py)
     seed: int
     halflife: float
     model_params: dict[str, float]
@@ -272,6 +272,19 @@ class SegmentationConfig:
     snapshot_every_learns: int
     publish_shift: float
     min_publish_interval_seconds: float
+    # the robust reference space and the segment registry (workers/core/reference.py,
+    # workers/core/registry.py)
+    window_profiles: int
+    clip_quantile: float
+    min_segment_share: float
+    match_distance: float
+    birth_confirmations: int
+    max_clusters: int  # n_clusters auto: the most segments it may choose
+
+    @property
+    def most_clusters(self) -> int:
+        """The most segments the model may have: n_clusters, or max_clusters when auto."""
+        return self.max_clusters if self.n_clusters == "auto" else self.n_clusters
 
 
 @dataclass(frozen=True)
@@ -464,8 +477,16 @@ def _coerce(hint: Any, value: Any, path: str) -> Any:
         args = typing.get_args(hint)
         if value is None and type(None) in args:
             return None
-        (inner,) = [a for a in args if a is not type(None)]
-        return _coerce(inner, value, path)
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            return _coerce(inner[0], value, path)
+        for option in inner:  # int | Literal["auto"]: the first that takes the value
+            try:
+                return _coerce(option, value, path)
+            except ConfigError:
+                continue
+        raise ConfigError(f"'{path}' must be {' or '.join(map(_describe, inner))},"
+                          f" got {value!r}")
     if origin is list:
         (item,) = typing.get_args(hint)
         if not isinstance(value, list):
@@ -548,11 +569,21 @@ def _ranges(config: Config) -> Iterator[str]:
         (config.features.half_life_days > 0, "features.half_life_days must be > 0"),
         (config.features.max_traits >= 0, "features.max_traits must be >= 0"),
         (seg.learn_min_events >= 1, "segmentation.learn_min_events must be >= 1"),
-        (seg.n_clusters >= 2, "segmentation.n_clusters must be >= 2"),
+        (seg.n_clusters == "auto" or seg.n_clusters >= 2,
+         "segmentation.n_clusters must be >= 2 or auto"),
+        (seg.max_clusters >= 2, "segmentation.max_clusters must be >= 2"),
         (0 <= seg.hysteresis < 1, "segmentation.hysteresis must be in [0, 1)"),
-        (seg.warmup_profiles >= seg.n_clusters,
-         "segmentation.warmup_profiles must be >= n_clusters"),
+        (seg.warmup_profiles >= seg.most_clusters,
+         "segmentation.warmup_profiles must be >= n_clusters (max_clusters when auto)"),
         (seg.assign_tick_seconds > 0, "segmentation.assign_tick_seconds must be > 0"),
+        (seg.window_profiles >= seg.warmup_profiles,
+         "segmentation.window_profiles must be >= warmup_profiles"),
+        (0 <= seg.clip_quantile < 0.5, "segmentation.clip_quantile must be in [0, 0.5)"),
+        (0 < seg.min_segment_share * seg.most_clusters < 1,
+         "segmentation.min_segment_share must be > 0 and below 1 / n_clusters (max_clusters"
+         " when auto)"),
+        (seg.match_distance > 0, "segmentation.match_distance must be > 0"),
+        (seg.birth_confirmations >= 1, "segmentation.birth_confirmations must be >= 1"),
         (1 <= config.output.explanation_size <= 5, "output.explanation_size must be in 1..5"),
         # a dead letter holds the kept bytes escaped (up to 6x): it must stay under 1 MiB
         (1024 <= config.output.dead_letter_raw_bytes <= 131072,
@@ -708,6 +739,12 @@ def _audience_problems(a: AudiencesConfig) -> Iterator[str]:
         elif key in seen:
             yield f"audiences.keys.{sid}: {key!r} is already the key of segment {seen[key]}"
         seen[key] = sid
+
+
+def _describe(hint: Any) -> str:
+    if typing.get_origin(hint) is Literal:
+        return " or ".join(map(str, typing.get_args(hint)))
+    return {int: "an integer", float: "a number", str: "a string"}.get(hint, str(hint))
 
 
 def _model_problems(config: Config) -> Iterator[str]:

@@ -24,12 +24,12 @@ from workers.core.pipeline import Pipeline
 from workers.core.records import output_kinds
 from workers.core.touchpoints import parse_time
 from workers.errors import UsageError
-from workers.io.drive import drive
+from workers.io.drive import drive, file_source
 from workers.io.folder import read_personas
 from workers.io.kafka import live_topics, prefixed_output_topics
 from workers.io.progress import Progress, ProgressMode
 from workers.io.sinks import DryRun, FileSink, Sink, TopicSink, wall_clock
-from workers.io.sources import Bound, FileSource, Source, TopicSource
+from workers.io.sources import Bound, Source, TopicSource
 from workers.state.saved import load_state, save_state
 
 
@@ -51,6 +51,7 @@ class ReplayRequest:
     progress: ProgressMode = "off"
     metrics_port: int | None = None  # serve /metrics (progress, counters) while running
     format: Format | None = None  # the input format (default: the configuration's)
+    assume_sorted: bool = False  # --files are in event-time order already: no sort
 
 
 @dataclass
@@ -69,18 +70,23 @@ def run_replay(config: Config, request: ReplayRequest,
     current = read_personas(r.personas_from) if r.personas_from is not None else None
     pipeline = load_state(r.state_in, config) if r.state_in else Pipeline(config)
     listener = _serve_metrics(r.metrics_port, pipeline)
+    progress = Progress(r.progress, "replay", listener=listener)
     source: Source
-    if r.topic is not None:
-        source = TopicSource(config, r.topic, start, stop, r.format)
-    else:
-        assert r.files is not None
-        source = FileSource(r.files)
+    try:
+        if r.topic is not None:
+            source = TopicSource(config, r.topic, start, stop, r.format)
+        else:
+            assert r.files is not None
+            source = file_source(config, r.files, r.format, r.assume_sorted, progress)
+    except BaseException:
+        progress.close()
+        raise
     try:
         sink = _open_sink(config, r, clock)
     except BaseException:
         source.close()
+        progress.close()
         raise
-    progress = Progress(r.progress, "replay", listener=listener)
     summary = drive(pipeline, source, sink, progress, flush=r.state_out is None,
                     count_as="events_replayed", fmt=r.format)
     if r.state_out is not None:
@@ -100,6 +106,8 @@ def _check(config: Config, r: ReplayRequest) -> tuple[Bound | None, Bound | None
                          " --dry-run")
     if r.personas_from is not None and not r.dry_run:
         raise UsageError("--personas-from only applies to --dry-run")
+    if r.assume_sorted and r.files is None:
+        raise UsageError("--assume-sorted applies to --files (a topic is merged by event time)")
     start = None if r.start is None else parse_bound(r.start, "--from")
     stop = None if r.stop is None else parse_bound(r.stop, "--to")
     if (start is not None and stop is not None and start.time is not None

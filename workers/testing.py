@@ -304,6 +304,18 @@ def personal_stream(profiles: int, seed: int) -> tuple[list[bytes], set[str]]:
 # ---- the in-process reference -----------------------------------------------------------
 
 
+SMALL_WARMUP = 200
+
+
+def small_stream_config(config: Config | None = None) -> Config:
+    """The configuration (default unless ``config``) with a warm-up a test stream of a few
+    hundred people reaches (200 rich profiles instead of 600): for tests that need
+    segments, not their quality."""
+    config = config or load()
+    return dataclasses.replace(config, segmentation=dataclasses.replace(
+        config.segmentation, warmup_profiles=SMALL_WARMUP))
+
+
 def pipeline_over(lines: Iterable[bytes], config: Config | None = None) -> Pipeline:
     """A pipeline (default configuration unless ``config``) fed ``lines`` in order and
     flushed: what one process makes of them, the reference the shells are held to."""

@@ -19,7 +19,7 @@ from workers.core.pipeline import Pipeline
 from workers.core.records import AudienceCall, Output, SegmentChange
 from workers.errors import ConfigError
 from workers.simulation.generator import simulate
-from workers.testing import config_from
+from workers.testing import config_from, small_stream_config
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 
@@ -153,7 +153,8 @@ def test_hashed_identifiers_are_what_the_calls_carry() -> None:
 
 @cache
 def pipeline_outputs() -> list[Output]:
-    config = config_from({"audiences": {"enabled": True, "keys": {"0": "first_audience"}}})
+    config = small_stream_config(config_from(
+        {"audiences": {"enabled": True, "keys": {"0": "first_audience"}}}))
     pipeline = Pipeline(config)
     outputs: list[Output] = []
     for line in simulate(600, seed=5, days=7)[0]:

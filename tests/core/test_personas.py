@@ -36,7 +36,8 @@ def snapshot(centroids: dict[int, tuple[float, ...]], version: int = 3,
     n = len(features)
     return Snapshot(version=version, columns=tuple(SPEC.index[f] for f in features),
                     weights=(1.0,) * n, mean=(0.3,) * n, std=(0.1,) * n,
-                    segments=tuple(Segment(sid, c) for sid, c in sorted(centroids.items())))
+                    segments=tuple(Segment(sid, c) for sid, c in sorted(centroids.items())),
+                    lo=(0.0,) * n, hi=(1.0,) * n)
 
 
 def label(feature: str) -> str:
@@ -85,8 +86,22 @@ def test_collisions_are_resolved_deterministically() -> None:
     # deterministic: the same snapshot, and the same segments in another order
     assert name_segments(snapshot(centroids), SPEC) == names
     reordered = Snapshot(3, snapshot(centroids).columns, (1.0,) * 4, (0.3,) * 4, (0.1,) * 4,
-                         tuple(Segment(s, c) for s, c in reversed(list(centroids.items()))))
+                         tuple(Segment(s, c) for s, c in reversed(list(centroids.items()))),
+                         (0.0,) * 4, (1.0,) * 4)
     assert name_segments(reordered, SPEC) == names
+
+
+def test_a_name_changes_only_when_what_it_names_no_longer_sets_the_segment_apart() -> None:
+    first = name_segments(snapshot({0: (2.0, 1.5, 0.0, 0.0), 1: (-1.0, -1.0, 2.0, 1.0)}), SPEC)
+    # email and web swap places, both still the strongest traits: the name stays
+    swapped = snapshot({0: (1.5, 2.0, 0.2, 0.0), 1: (-1.0, -1.0, 2.0, 1.0)})
+    assert name_segments(swapped, SPEC, first) == first
+    assert name_segments(swapped, SPEC) != first  # what a fresh name would have been
+    # email no longer sets segment 0 apart at all: it gets a new name
+    changed = snapshot({0: (0.0, 0.1, 2.0, 1.8), 1: (-1.0, -1.0, 2.0, -1.0)})
+    renamed = name_segments(changed, SPEC, first)
+    assert renamed[0] != first[0] and label("channel.email") not in renamed[0].lower()
+    assert len(set(renamed.values())) == 2
 
 
 def test_names_from_a_trained_model_are_unique_and_name_the_blob() -> None:

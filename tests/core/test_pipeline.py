@@ -22,7 +22,7 @@ from workers.config import load
 from workers.core.pipeline import Pipeline
 from workers.core.records import Output
 from workers.simulation.generator import simulate
-from workers.testing import output_under_other_hashseed
+from workers.testing import output_under_other_hashseed, small_stream_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "schemas"
@@ -35,7 +35,7 @@ def stream() -> tuple[list[bytes], dict[str, Any], Any]:
 
 
 def run_pipeline(check_min_events: bool = False) -> tuple[Pipeline, list[Output]]:
-    pipeline = Pipeline(load())
+    pipeline = Pipeline(small_stream_config())
     min_events = pipeline.config.segmentation.min_events
     outputs: list[Output] = []
     for line in stream()[0]:
@@ -84,7 +84,7 @@ def test_stream_is_big_enough_to_exercise_everything() -> None:
 def test_two_runs_give_identical_outputs() -> None:
     """A second run, fed through feed_many instead of line by line, gives the same records."""
     pipeline, outputs = first_run()
-    again = Pipeline(load())
+    again = Pipeline(small_stream_config())
     outputs2 = list(again.feed_many(stream()[0])) + again.flush()
     assert [o.kind for o in outputs] == [o.kind for o in outputs2]
     assert outputs == outputs2
@@ -120,7 +120,8 @@ def validator(name: str) -> Draft202012Validator:
     return Draft202012Validator(schema, format_checker=FormatChecker())
 
 
-@pytest.mark.parametrize("kind", ["segment_change", "identity_merge", "dead_letter"])
+@pytest.mark.parametrize("kind", ["segment_change", "identity_merge", "dead_letter",
+                                  "segment_lineage"])
 def test_outputs_validate_against_their_schema(kind: str) -> None:
     found = records(kind)
     assert found
@@ -320,3 +321,28 @@ def test_records_redelivered_from_an_input_partition_are_dropped_exactly() -> No
     assert got == want
     assert twice.summary()["events_duplicate"] == once.summary()["events_duplicate"] + 500
     assert twice.positions == once.positions == {("in", 0): 1500, ("in", 1): 1500}
+
+
+# ---- segment lineage ------------------------------------------------------------------
+
+
+def test_every_segment_id_is_announced_by_its_lineage_before_it_is_used() -> None:
+    """A subscriber reading lineage records knows every id a segment change names."""
+    alive: set[int] = set()
+    for out in first_run()[1]:
+        if out.kind == "segment_lineage":
+            r = out.record
+            if r["kind"] in ("birth", "split"):
+                assert r["segment"]["id"] not in alive
+                alive.add(r["segment"]["id"])
+            elif r["kind"] in ("merge", "retirement"):
+                alive.discard(r["segment"]["id"])
+        elif out.kind == "segment_change":
+            assert out.record["segment"]["id"] in alive, out.record
+    pipeline, _ = first_run()
+    assert {c["segment_id"] for c in pipeline.personas()} == alive
+
+
+def test_no_published_segment_is_empty() -> None:
+    pipeline, _ = first_run()
+    assert all(card["size"] > 0 for card in pipeline.personas())

@@ -83,7 +83,9 @@ def test_first_snapshot_is_published_exactly_at_warmup() -> None:
     assert snapshot.version == 1
     assert len(snapshot.segments) == K
     assert sorted(s.id for s in snapshot.segments) == list(range(K))
-    assert [SPEC.names[c] for c in snapshot.columns] == model.keys
+    # only the features that vary are clustered: every other one is the same for everyone
+    assert {SPEC.names[c] for c in snapshot.columns} == {f for blob in BLOBS for f in blob}
+    assert set(snapshot.columns) < set(model.columns)
 
 
 def test_warmup_finds_the_blobs() -> None:
@@ -140,7 +142,8 @@ def test_snapshots_do_not_depend_on_pythonhashseed() -> None:
 def two_segment_snapshot() -> Snapshot:
     columns = (SPEC.index["channel.email"], SPEC.index["channel.web"])
     return Snapshot(version=1, columns=columns, weights=(1.0, 1.0), mean=(0.0, 0.0),
-                    std=(1.0, 1.0), segments=(Segment(0, (0.0, 0.0)), Segment(1, (10.0, 0.0))))
+                    std=(1.0, 1.0), segments=(Segment(0, (0.0, 0.0)), Segment(1, (10.0, 0.0))),
+                    lo=(-100.0, -100.0), hi=(100.0, 100.0))
 
 
 def test_assign_picks_the_nearest_segment() -> None:
@@ -156,7 +159,8 @@ def test_assign_nearest_among_many_random_segments() -> None:
     rng = random.Random(5)
     segments = tuple(Segment(i * 3 + 1, tuple(rng.uniform(-5, 5) for _ in range(3)))
                      for i in range(6))
-    snap = Snapshot(1, (0, 1, 2), (1.0,) * 3, (0.0,) * 3, (1.0,) * 3, segments)
+    snap = Snapshot(1, (0, 1, 2), (1.0,) * 3, (0.0,) * 3, (1.0,) * 3, segments,
+                    (-100.0,) * 3, (100.0,) * 3)
     for _ in range(200):
         z = [rng.uniform(-6, 6) for _ in range(3)]
         nearest = min(segments, key=lambda s: math.dist(z, s.centroid))
@@ -306,48 +310,6 @@ def test_no_publish_without_drift() -> None:
     assert model.snapshot.version == 1
 
 
-def test_match_keeps_ids_of_moved_centroids_and_gives_far_ones_a_fresh_id() -> None:
-    model, _ = warmed_model()
-    old = model.snapshot
-    assert old is not None
-    mean, std = old.mean, old.std
-    rng = random.Random(4)
-    moved = [[c + rng.uniform(-0.2, 0.2) for c in seg.centroid] for seg in old.segments]
-    moved.reverse()  # order of the new centroids must not matter
-    ids = model._match(moved, mean, std)
-    assert ids == [seg.id for seg in reversed(old.segments)]
-    # replace one centroid by one far from every old segment
-    far = [50.0] * len(old.columns)
-    ids = model._match([*moved[:-1], far], mean, std)
-    assert ids[:-1] == [seg.id for seg in reversed(old.segments)][:-1]
-    assert ids[-1] not in {seg.id for seg in old.segments}
-    fresh = ids[-1]
-    assert fresh == max(seg.id for seg in old.segments) + 1
-    # ids are never reused: a further new segment gets yet another id, even if an
-    # old id is free again
-    again = model._match([far, [-50.0] * len(old.columns)], mean, std)
-    assert again[0] != again[1]
-    assert not {again[0], again[1]} & {seg.id for seg in old.segments} - {again[0]}
-    assert fresh not in again or again.count(fresh) == 1
-    assert max(again) > fresh
-
-
-def test_match_compares_in_the_new_scaler_space() -> None:
-    """Old centroids are moved into the new statistics before matching: a segment that did
-    not move in feature units keeps its id although mean and std changed."""
-    model, _ = warmed_model()
-    old = model.snapshot
-    assert old is not None
-    new_mean = tuple(m + 0.3 * s for m, s in zip(old.mean, old.std, strict=True))
-    new_std = tuple(s * 1.7 for s in old.std)
-    zs = []
-    for seg in old.segments:
-        raw = old.raw(seg.centroid)
-        zs.append([(r - m) / s * w for r, m, s, w in zip(raw, new_mean, new_std, old.weights,
-                                                         strict=True)])
-    assert model._match(zs, new_mean, new_std) == [seg.id for seg in old.segments]
-
-
 def test_model_version_increases_by_one_per_publish() -> None:
     model = SegmentModel(dataclasses.replace(CFG, publish_shift=0.0,
                                              min_publish_interval_seconds=0.0), SPEC)
@@ -378,3 +340,145 @@ def test_every_selectable_river_model_segments_a_stream(model: str) -> None:
     assigned = [s.segment for s in pipeline.profiles.values() if s.segment is not None]
     assert len(set(assigned)) >= 2
     assert set(assigned) <= {seg.id for seg in snapshot.segments}
+
+
+# ---- what real data cannot break ----------------------------------------------------
+
+
+def _learn_all(model: SegmentModel, vectors: list[list[float]]) -> list[Snapshot]:
+    published = []
+    for i, v in enumerate(vectors):
+        snapshot = model.learn(v, ts=i * 3600.0)
+        if snapshot is not None:
+            published.append(snapshot)
+    return published
+
+
+def test_a_feature_everyone_shares_is_left_out_and_makes_no_phantom_segment() -> None:
+    """A web-only shop: channel.web is 1 for everyone."""
+    vectors = []
+    for _, v in blob_stream(4, 600):
+        v[SPEC.index["channel.web"]] = 1.0
+        vectors.append(v)
+    model = SegmentModel(CFG, SPEC)
+    published = _learn_all(model, vectors)
+    assert published
+    for snapshot in published:
+        assert SPEC.index["channel.web"] not in snapshot.columns
+        counts = {seg.id: 0 for seg in snapshot.segments}
+        for v in vectors:
+            counts[assign(snapshot, snapshot.transform(v), None, 0.0).segment_id] += 1
+        assert all(counts.values()), counts  # no empty segment
+
+
+def test_outliers_cannot_take_a_centroid_and_every_value_stays_in_its_domain() -> None:
+    """A few profiles with absurd basket sizes and volumes: clipped, not a segment."""
+    rng = random.Random(9)
+    vectors = [v for _, v in blob_stream(5, 800)]
+    for i in range(0, 800, 100):  # 1% outliers
+        vectors[i][SPEC.index["aov_log"]] = 16.7
+        vectors[i][SPEC.index["type.page_view"]] = 1.0
+    model = SegmentModel(CFG, SPEC)
+    published = _learn_all(model, vectors)
+    low = [min(v[c] for v in vectors) for c in range(len(SPEC.names))]
+    high = sorted(v[SPEC.index["aov_log"]] for v in vectors)[-10]  # below the outliers
+    for snapshot in published:
+        for seg in snapshot.segments:
+            raw = snapshot.raw(seg.centroid)
+            for i, c in enumerate(snapshot.columns):
+                assert low[c] - 1e-9 <= raw[i] <= max(v[c] for v in vectors) + 1e-9
+            aov = dict(zip(snapshot.columns, raw, strict=True)).get(SPEC.index["aov_log"], 0.0)
+            assert aov <= high + 1e-9
+    # each blob still has a segment of its own
+    snapshot = published[-1]
+    by_blob: dict[int, set[int]] = {}
+    for blob in range(K):
+        for _ in range(20):
+            v = blob_vector(rng, blob)
+            by_blob.setdefault(blob, set()).add(
+                assign(snapshot, snapshot.transform(v), None, 0.0).segment_id)
+    assert all(len(s) == 1 for s in by_blob.values()), by_blob
+    assert len(set.union(*by_blob.values())) == K
+
+
+def test_more_centres_than_behaviours_leave_no_empty_segment() -> None:
+    cfg = dataclasses.replace(CFG, n_clusters=K + 2)
+    vectors = [v for _, v in blob_stream(6, 900)]
+    published = _learn_all(SegmentModel(cfg, SPEC), vectors)
+    assert published
+    for snapshot in published:
+        counts = {seg.id: 0 for seg in snapshot.segments}
+        for v in vectors[-cfg.window_profiles:]:
+            counts[assign(snapshot, snapshot.transform(v), None, 0.0).segment_id] += 1
+        assert min(counts.values()) >= cfg.min_segment_share / 2 * min(
+            len(vectors), cfg.window_profiles) * 0.5, counts
+
+
+def test_every_publish_after_the_first_has_its_lineage_and_ids_only_change_through_it() -> None:
+    model = SegmentModel(CFG, SPEC)
+    vectors = [v for _, v in blob_stream(4, 300)] + [v for _, v in blob_stream(5, 600,
+                                                                                 shift=0.3)]
+    published = _learn_all(model, vectors)
+    assert [e.kind for e in published[0].lineage] == ["birth"] * K
+    for old, new in itertools.pairwise(published):
+        born = {e.segment_id for e in new.lineage if e.kind in ("birth", "split")}
+        ended = {e.segment_id for e in new.lineage if e.kind in ("merge", "retirement")}
+        assert {s.id for s in new.segments} == ({s.id for s in old.segments} - ended) | born
+
+
+# ---- how many segments: n_clusters auto ---------------------------------------------------
+
+
+def test_auto_finds_how_many_behaviours_there_are_and_a_new_one_through_lineage() -> None:
+    """Three blobs at warm-up: three segments; a fourth behaviour appears: a fourth id,
+    born through a lineage event."""
+    cfg = dataclasses.replace(CFG, n_clusters="auto", max_clusters=8)
+    model = SegmentModel(cfg, SPEC)
+    rng = random.Random(12)
+    first = [blob_vector(rng, i % 3) for i in range(WARMUP)]
+    published = _learn_all(model, first)
+    assert len(published[0].segments) == 3
+    later = [blob_vector(rng, i % 4) for i in range(1200)]
+    for i, v in enumerate(later):
+        snapshot = model.learn(v, ts=(WARMUP + i) * 3600.0)
+        if snapshot is not None:
+            published.append(snapshot)
+    assert len(published[-1].segments) == 4
+    born = [e for s in published[1:] for e in s.lineage if e.kind in ("birth", "split")]
+    assert len(born) == 1
+    assert {s.id for s in published[-1].segments} == {0, 1, 2, born[0].segment_id}
+
+
+def test_silhouette_prefers_the_true_number_of_groups() -> None:
+    import numpy as np
+
+    from workers.core.cluster_count import best_count, silhouette
+    from workers.core.segments import _fit
+
+    gen = np.random.default_rng(0)
+    points = np.concatenate([gen.normal(c, 0.3, size=(100, 2)) for c in ((0, 0), (5, 0), (0, 5),
+                                                                         (5, 5))])
+    rng = random.Random(1)
+    assert best_count(points, range(2, 9), lambda p, k: _fit(p, k, rng, 3)) == 4
+    labels = np.repeat(np.arange(4), 100)
+    assert silhouette(points, labels, 4) > 0.8
+    # a current count is kept unless another is clearly better
+    assert best_count(points, (3, 4, 5), lambda p, k: _fit(p, k, rng, 3), current=4,
+                      margin=0.02) == 4
+
+
+def test_a_feature_that_starts_to_vary_later_joins_the_model() -> None:
+    """Web-only at first; then half the people arrive by another channel."""
+    web = SPEC.index["channel.web"]
+    model = SegmentModel(CFG, SPEC)
+    first = []
+    for _, v in blob_stream(4, WARMUP):
+        v[web] = 1.0
+        first.append(v)
+    later = []
+    for i, (_, v) in enumerate(blob_stream(5, 1200)):
+        v[web] = 1.0 if i % 2 else 0.0
+        later.append(v)
+    published = _learn_all(model, first + later)
+    assert web not in published[0].columns
+    assert web in published[-1].columns

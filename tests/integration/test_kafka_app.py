@@ -82,8 +82,14 @@ def test_one_worker_matches_run_and_dead_letters_bad_input(
     merges = topic_records(config.kafka.identity_merges_topic, kafka_bootstrap)
     assert len(changes) == expected.stats.segment_changes > 0
     assert len(merges) == expected.stats.identity_merges > 0
+    # lineage records share the personas topic with the cards, keyed by their event_id
+    lineage = [r for r in topic_records(config.kafka.personas_topic, kafka_bootstrap)
+               if r.get("schema") == "segment_lineage/v1"]
+    born = {r["segment"]["id"] for r in lineage if r["kind"] in ("birth", "split")}
+    assert expected.model.snapshot is not None
+    assert {s.id for s in expected.model.snapshot.segments} <= born
     for name, records in (("segment_change", changes), ("identity_merge", merges),
-                          ("dead_letter", dead)):
+                          ("dead_letter", dead), ("segment_lineage", lineage)):
         schema = orjson.loads((SCHEMAS / f"{name}.v1.schema.json").read_bytes())
         validator = Draft202012Validator(schema)
         for record in records:

@@ -10,7 +10,6 @@ import orjson
 import pytest
 
 from workers import cli
-from workers.config import load
 from workers.core.pipeline import Pipeline
 from workers.core.records import Origin, Output, ProfileSnapshot
 from workers.core.touchpoints import format_time
@@ -18,6 +17,7 @@ from workers.io.drive import StreamInterrupted, drive
 from workers.io.sinks import EndOfRun
 from workers.io.sources import FileSource, event_time
 from workers.simulation.generator import simulate
+from workers.testing import small_stream_config
 
 STOP = 1000  # where the tests press Ctrl-C
 
@@ -70,7 +70,7 @@ class ListSink:
 
 
 def fed_directly(lines: list[bytes], flush: bool = True) -> tuple[Pipeline, list[Output]]:
-    pipeline = Pipeline(load())
+    pipeline = Pipeline(small_stream_config())
     outputs = [out for raw in lines for out in pipeline.feed(raw)]
     return pipeline, outputs + (pipeline.flush() if flush else [])
 
@@ -79,7 +79,7 @@ def test_batches_hold_every_output_once_in_order(stream: list[bytes],
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("workers.io.drive._BATCH", 700)
     source, sink = ListSource(stream), ListSink()
-    summary = drive(Pipeline(load()), source, sink)
+    summary = drive(Pipeline(small_stream_config()), source, sink)
     reference, expected = fed_directly(stream)
     assert sink.outputs == expected
     assert len(sink.batches) == len(stream) // 700 + 1
@@ -90,7 +90,7 @@ def test_batches_hold_every_output_once_in_order(stream: list[bytes],
 
 
 def test_without_flush_held_events_stay_in_the_pipeline(stream: list[bytes]) -> None:
-    pipeline, sink = Pipeline(load()), ListSink()
+    pipeline, sink = Pipeline(small_stream_config()), ListSink()
     drive(pipeline, ListSource(stream), sink, flush=False)
     _, expected = fed_directly(stream, flush=False)
     assert sink.outputs == expected
@@ -100,7 +100,7 @@ def test_without_flush_held_events_stay_in_the_pipeline(stream: list[bytes]) -> 
 def test_ctrl_c_keeps_what_was_fed_and_says_how_far(stream: list[bytes]) -> None:
     source, sink = ListSource(stream, stop_at=STOP), ListSink()
     with pytest.raises(StreamInterrupted) as caught:
-        drive(Pipeline(load()), source, sink)
+        drive(Pipeline(small_stream_config()), source, sink)
     reference, expected = fed_directly(stream[:STOP], flush=False)
     assert sink.outputs == expected  # fed so far, not flushed: nothing made up
     assert sink.end is not None and sink.end.summary["interrupted"] is True

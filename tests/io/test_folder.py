@@ -9,7 +9,6 @@ from pathlib import Path
 import orjson
 import pytest
 
-from workers.config import load
 from workers.core.pipeline import Pipeline
 from workers.core.records import output_kinds
 from workers.io.drive import drive
@@ -17,6 +16,7 @@ from workers.io.folder import PERSONAS, PROFILES, find_profile, read_personas
 from workers.io.sinks import FileSink
 from workers.io.sources import FileSource
 from workers.simulation.generator import simulate
+from workers.testing import small_stream_config
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +25,7 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pipeline]:
     lines, _, _ = simulate(300, seed=8, days=3)
     tmp = tmp_path_factory.mktemp("folder")
     (tmp / "in.jsonl").write_bytes(b"\n".join(lines) + b"\n")
-    pipeline = Pipeline(load())
+    pipeline = Pipeline(small_stream_config())
     drive(pipeline, FileSource([str(tmp / "in.jsonl")]),
           FileSink(tmp / "out", output_kinds(pipeline.config)))
     return tmp / "out", pipeline

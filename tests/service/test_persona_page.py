@@ -7,7 +7,7 @@ from typing import Any
 
 from workers.service.persona_page import SizeHistory, render_page
 from workers.simulation.generator import simulate
-from workers.testing import pipeline_over
+from workers.testing import pipeline_over, small_stream_config
 
 
 def card(sid: int, name: str, size: int, **over: Any) -> dict[str, Any]:
@@ -67,7 +67,7 @@ def test_empty_states_render() -> None:
 
 def test_real_persona_cards_render() -> None:
     lines, _, _ = simulate(400, seed=4, days=3)
-    pipeline = pipeline_over(lines)
+    pipeline = pipeline_over(lines, small_stream_config())
     cards = pipeline.personas()
     assert cards
     html = render_page(cards, [(0.0, pipeline.sizes)], pipeline.spec.label)

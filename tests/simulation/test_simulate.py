@@ -10,12 +10,14 @@ import os
 import subprocess
 import sys
 from collections import Counter
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from workers.config import load
 from workers.simulation import generator as sim
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -294,3 +296,62 @@ def test_event_volume_and_heavy_tail() -> None:
     assert 10 <= per_person <= 40
     counts = sorted(p["valid_events"] for p in truth["persons"].values())
     assert counts[-1] > 5 * counts[len(counts) // 2]
+
+
+# ---- variants -----------------------------------------------------------------------------
+
+
+@cache
+def variant(name: str) -> tuple[list[bytes], dict[str, Any]]:
+    lines, truth, _ = sim.simulate(600, seed=4, days=10, variant=name)  # type: ignore[arg-type]
+    return lines, truth
+
+
+def _events(lines: list[bytes]) -> list[dict[str, Any]]:
+    out = []
+    for line in lines:
+        try:
+            ev = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(ev, dict):
+            out.append(ev)
+    return out
+
+
+def test_changers_switch_persona_halfway_and_the_truth_says_when() -> None:
+    _, truth = variant("changers")
+    changers = [p for p in truth["persons"].values() if "changed_at" in p]
+    share = len(changers) / len(truth["persons"])
+    assert abs(share - sim.CHANGER_SHARE) < 0.05
+    assert all(p["persona_before"] != p["persona"] for p in changers)
+    assert {p["changed_at"] for p in changers} == {"2026-01-10T00:00:00.000Z"}  # day 5 of 10
+    assert truth["variant"] == "changers"
+
+
+def test_one_channel_puts_every_event_on_the_web() -> None:
+    lines, _ = variant("one_channel")
+    channels = {ev.get("channel") for ev in _events(lines)} - {None}
+    assert channels == {"web"}
+
+
+def test_outliers_are_few_bot_like_big_spenders() -> None:
+    lines, truth = variant("outliers")
+    outliers = [p for p in truth["persons"].values() if p.get("outlier")]
+    assert 0 < len(outliers) <= 0.02 * len(truth["persons"])
+    normal = [p["valid_events"] for p in truth["persons"].values() if not p.get("outlier")]
+    assert min(p["valid_events"] for p in outliers) > sorted(normal)[len(normal) // 2]
+    revenue = sorted(ev["properties"]["revenue"] for ev in _events(lines)
+                     if ev.get("type") == "purchase" and "revenue" in ev.get("properties", {}))
+    assert revenue[-1] > 50 * revenue[len(revenue) // 2]
+
+
+def test_many_behaviours_has_more_personas_than_the_default_segments() -> None:
+    _, truth = variant("many_behaviours")
+    assert len(truth["personas"]) == 7 > load().segmentation.n_clusters
+    assert {p["persona"] for p in truth["persons"].values()} == set(truth["personas"])
+
+
+def test_an_unknown_variant_is_refused() -> None:
+    with pytest.raises(ValueError, match="variant must be one of"):
+        sim.simulate(10, seed=1, variant="bogus")  # type: ignore[arg-type]

@@ -20,6 +20,8 @@ from workers.core.touchpoints import Touchpoint
 # exp() of more than this would overflow soon; rebase before (e^50 ~ 5e21)
 _REBASE_EXPONENT = 50.0
 _RECENT_PRODUCTS = 8  # repeat views are counted against this many recent products
+# the newest sessions kept as spans: an event older than all of them is not placed exactly
+_KEPT_SESSIONS = 8
 # A profile remembers the ids of its last 16 events (8-byte hashes): the event-time
 # de-dup window cannot see a duplicate that arrives after the stream moved past its
 # time (a partition catching up a backlog behind the others); this ring can, in 128 B.
@@ -70,10 +72,10 @@ class FeatureSpec:
 class ProfileState:
     """Everything a profile accumulates; kept small (see BENCHMARKS.md, memory)."""
 
-    __slots__ = ("base", "conversions", "counts", "engaged", "event_count", "first_seen",
-                 "last_learned", "last_seen", "last_ts", "orders", "product_views",
-                 "recent_ids", "recent_products", "repeat_views", "revenue", "segment",
-                 "session_seconds", "session_start", "sessions", "traits")
+    __slots__ = ("base", "closed_seconds", "closed_sessions", "conversions", "counts",
+                 "engaged", "event_count", "first_seen", "last_learned", "last_seen", "orders",
+                 "product_views", "recent_ids", "recent_products", "repeat_views", "revenue",
+                 "segment", "spans", "traits")
 
     def __init__(self, size: int, ts: float) -> None:
         self.counts = array("d", bytes(8 * size))
@@ -81,10 +83,13 @@ class ProfileState:
         self.event_count = 0
         self.first_seen = ts
         self.last_seen = ts
-        self.last_ts = -math.inf
-        self.session_start = ts
-        self.sessions = 0
-        self.session_seconds = 0.0
+        # sessions as [start, end] spans in event time, flat and sorted: a late event
+        # lands in (or joins) the session it belongs to, so the count and the lengths
+        # do not depend on arrival order; the oldest spans beyond _KEPT_SESSIONS are
+        # only counted (closed_*)
+        self.spans: list[float] = []
+        self.closed_sessions = 0
+        self.closed_seconds = 0.0
         self.revenue = 0.0
         self.orders = 0
         self.conversions = 0
@@ -107,6 +112,16 @@ class ProfileState:
         self.recent_ids = array("q", state[1])
         for name, value in zip(_SCALARS, state[2:], strict=True):
             setattr(self, name, value)
+
+    @property
+    def sessions(self) -> int:
+        return self.closed_sessions + len(self.spans) // 2
+
+    @property
+    def session_seconds(self) -> float:
+        spans = self.spans
+        return self.closed_seconds + math.fsum(spans[i + 1] - spans[i]
+                                               for i in range(0, len(spans), 2))
 
     def seen(self, id_hash: int) -> bool:
         """Is this event id among the profile's recent ones (0 is never an id hash)?"""
@@ -141,13 +156,7 @@ class ProfileState:
             self.first_seen = ts
         if ts > self.last_seen:
             self.last_seen = ts
-        if ts - self.last_ts > spec.session_gap or self.sessions == 0:
-            self.sessions += 1
-            self.session_start = ts
-        elif ts > self.last_ts:
-            self.session_seconds += ts - self.last_ts
-        if ts > self.last_ts:
-            self.last_ts = ts
+        self._session(ts, spec.session_gap)
         type_ = tp.type
         props = data.get("properties")
         if type_ in spec.conversions:
@@ -162,6 +171,33 @@ class ProfileState:
         if traits:
             return self._declare(traits, ts, spec.cfg.max_traits)
         return 0
+
+    def _session(self, ts: float, gap: float) -> None:
+        """Fold an event time into the session spans (events <= gap apart share one)."""
+        spans = self.spans
+        if spans and ts >= spans[-2]:  # the usual case: in or after the latest session
+            if ts - spans[-1] > gap:
+                spans += (ts, ts)
+                self._close_oldest()
+            elif ts > spans[-1]:
+                spans[-1] = ts
+            return
+        start = end = ts
+        keep: list[float] = []
+        for i in range(0, len(spans), 2):
+            if spans[i] - gap <= ts <= spans[i + 1] + gap:  # joins (and may bridge) these
+                start, end = min(start, spans[i]), max(end, spans[i + 1])
+            else:
+                keep += spans[i:i + 2]
+        self.spans = _merged([*keep, start, end], gap)
+        self._close_oldest()
+
+    def _close_oldest(self) -> None:
+        spans = self.spans
+        while len(spans) > 2 * _KEPT_SESSIONS:
+            self.closed_sessions += 1
+            self.closed_seconds += spans[1] - spans[0]
+            del spans[:2]
 
     def _purchase(self, spec: FeatureSpec, props: Mapping[str, Any]) -> None:
         revenue = props.get(spec.cfg.revenue_property)
@@ -234,11 +270,11 @@ class ProfileState:
             self.recent_ids[(start + n) % RECENT_IDS] = id_hash
         self.first_seen = min(self.first_seen, other.first_seen)
         self.last_seen = max(self.last_seen, other.last_seen)
-        if other.last_ts > self.last_ts:
-            self.last_ts = other.last_ts
-            self.session_start = other.session_start
-        self.sessions += other.sessions
-        self.session_seconds += other.session_seconds
+        # a session both profiles were active in (a device, then a login) counts once
+        self.spans = _merged(self.spans + other.spans, spec.session_gap)
+        self.closed_sessions += other.closed_sessions
+        self.closed_seconds += other.closed_seconds
+        self._close_oldest()
         self.revenue += other.revenue
         self.orders += other.orders
         self.conversions += other.conversions
@@ -298,6 +334,18 @@ class ProfileState:
 
     def named(self, spec: FeatureSpec) -> dict[str, float]:
         return {n: round(v, 6) for n, v in zip(spec.names, self.vector(spec), strict=True)}
+
+
+def _merged(spans: list[float], gap: float) -> list[float]:
+    """Flat [start, end] spans sorted, those less than ``gap`` apart joined into one."""
+    pairs = sorted(zip(spans[::2], spans[1::2], strict=True))
+    out: list[float] = []
+    for start, end in pairs:
+        if out and start - out[-1] <= gap:
+            out[-1] = max(out[-1], end)
+        else:
+            out += (start, end)
+    return out
 
 
 _SCALARS = tuple(s for s in ProfileState.__slots__ if s not in ("counts", "recent_ids"))

@@ -23,8 +23,14 @@ def _deviations(snapshot: Snapshot, segment_id: int) -> list[tuple[float, int]]:
     return devs
 
 
-def name_segments(snapshot: Snapshot, spec: FeatureSpec) -> dict[int, str]:
-    """Short, unique, deterministic names from each segment's strongest traits."""
+def name_segments(snapshot: Snapshot, spec: FeatureSpec,
+                  previous: dict[int, str] | None = None) -> dict[int, str]:
+    """Short, unique, deterministic names from each segment's strongest traits.
+
+    A segment keeps its ``previous`` name while the traits it names are still among its
+    strongest (two more than the name holds): a name changes only when what sets the
+    segment apart changed, not when two close traits swap places.
+    """
     words: dict[int, list[str]] = {}
     for seg in snapshot.segments:
         parts = []
@@ -35,7 +41,13 @@ def name_segments(snapshot: Snapshot, spec: FeatureSpec) -> dict[int, str]:
         words[seg.id] = ([p for p in parts if not p.startswith("few ")]
                          + [p for p in parts if p.startswith("few ")])
     names: dict[int, str] = {}
+    kept = {sid: name for sid, name in (previous or {}).items()
+            if sid in words and _still_fits(name, sid, words[sid])}
     for sid in sorted(words):
+        old = kept.get(sid)
+        if old is not None and old not in names.values():
+            names[sid] = old
+            continue
         n = _NAME_PARTS
         candidate = _join(words[sid][:n])
         while candidate in names.values() and n < len(words[sid]):
@@ -45,6 +57,13 @@ def name_segments(snapshot: Snapshot, spec: FeatureSpec) -> dict[int, str]:
             candidate = f"{candidate} #{sid}"
         names[sid] = candidate
     return names
+
+
+def _still_fits(name: str, sid: int, words: list[str]) -> bool:
+    parts = name.removesuffix(f" #{sid}").split(", ")
+    parts[0] = parts[0][:1].lower() + parts[0][1:]
+    strongest = {w.lower() for w in words[:len(parts) + 2]}
+    return all(p.lower() in strongest for p in parts)
 
 
 def _join(parts: list[str]) -> str:

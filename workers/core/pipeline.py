@@ -41,7 +41,9 @@ from workers.core.records import (
     PersonaCard,
     ProfileSnapshot,
     SegmentChange,
+    SegmentRef,
 )
+from workers.core.registry import Lineage
 from workers.core.segments import SegmentModel, Snapshot, assign, explain
 from workers.core.touchpoints import (
     IntakeLimits,
@@ -378,10 +380,17 @@ class Pipeline:
         self.profiles.sync()
 
     def _publish(self, snapshot: Snapshot, ts: float) -> None:
-        """A new model version: name it, then re-assess every profile it may move."""
+        """A new model version: name it, announce its lineage, then re-assess every
+        profile it may move."""
         self.stats.model_updates += 1
         first = snapshot.version == 1
-        self.names = name_segments(snapshot, self.spec)
+        before_names = self.names
+        self.names = name_segments(snapshot, self.spec, before_names)
+        renames = [Lineage("rename", sid, previous_name=old)
+                   for sid, old in sorted(before_names.items())
+                   if sid in self.names and self.names[sid] != old]
+        for event in (*snapshot.lineage, *renames):
+            self._lineage(event, snapshot.version, before_names, ts)
         known = {s.id for s in snapshot.segments}
         for sid in list(self.sizes):
             if sid not in known:
@@ -402,6 +411,26 @@ class Pipeline:
             if state.segment != before:
                 profiles[pid] = state  # a store that is not a dict writes it back
                 self.changed_profiles.add(pid)
+
+    def _lineage(self, event: Lineage, version: int, before_names: dict[int, str],
+                 ts: float) -> None:
+        def ref(sid: int) -> SegmentRef:
+            return {"id": sid, "name": self.names.get(sid) or before_names.get(
+                sid, f"Segment {sid}")}
+
+        key = _digest("lineage", event.kind, str(event.segment_id), str(version))
+        self._out.append(Output("segment_lineage", key, {
+            "schema": "segment_lineage/v1",
+            "event_id": key,
+            "kind": event.kind,
+            "segment": ref(event.segment_id),
+            "parents": [ref(p) for p in event.parents],
+            "successor": None if event.successor is None else ref(event.successor),
+            "previous_name": event.previous_name,
+            "share": event.share,
+            "model_version": version,
+            "occurred_at": format_time(ts),
+        }))
 
     def _assess(self, pid: ProfileId, state: ProfileState, vector: list[float],
                 snapshot: Snapshot, reason: ChangeReason, trigger: str | None, ts: float,
@@ -465,14 +494,14 @@ class Pipeline:
     # ---- state as data (workers.state.changelog writes and reads it) ----------------
 
     def meta_state(self) -> dict[str, Any]:
-        """Everything but the keyed stores (profiles, identities, de-dup ids, held events):
-        small, written whole at every commit."""
+        """Everything but the keyed stores (profiles, identities, de-dup ids, held events)
+        and the model (:meth:`SegmentModel.state`, written when it learned): small, written
+        whole at every commit."""
         return {
             "stats": self.stats, "names": self.names, "sizes": self.sizes,
             "clock": self.clock, "tick_end": self._tick_end,
             "dirty": {pid: tuple(d) for pid, d in self._dirty.items()},
             "positions": self.positions, "dedup": self.dedup.meta(),
-            "model": self.model.state(),
             "fields_dropped": self.parser.optional.dropped,
             "values_coerced": self.parser.optional.coerced,
             "audience_keys": self.audience_keys.born,
@@ -484,7 +513,6 @@ class Pipeline:
         self._dirty = {pid: _Dirty(*d) for pid, d in meta["dirty"].items()}
         self.positions = meta["positions"]
         self.dedup.load_meta(meta["dedup"])
-        self.model.load(meta["model"])
         self.parser.optional.dropped = meta["fields_dropped"]
         self.parser.optional.coerced = meta["values_coerced"]
         self.audience_keys.born = meta["audience_keys"]

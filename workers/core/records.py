@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, NotRequired, TypedDi
 if TYPE_CHECKING:
     from workers.config import Config
 
-OutputKind = Literal["segment_change", "identity_merge", "dead_letter", "audience"]
+OutputKind = Literal["segment_change", "identity_merge", "dead_letter", "audience",
+                     "segment_lineage"]
+LineageKind = Literal["birth", "split", "merge", "retirement", "rename"]
 ChangeReason = Literal["assignment", "merge", "model_update", "forget"]
 CHANGE_REASONS: tuple[ChangeReason, ...] = ("assignment", "merge", "model_update", "forget")
 
@@ -31,6 +33,8 @@ OUTPUT_KINDS: dict[OutputKind, Destination] = {
     "identity_merge": Destination("identity_merges.jsonl", "identity-merges"),
     "dead_letter": Destination("dead_letters.jsonl", "dlq"),
     "audience": Destination("audiences.jsonl", "audiences"),
+    # the worker sends these to the personas topic, next to the cards they explain
+    "segment_lineage": Destination("segment_lineage.jsonl", "segment-lineage"),
 }
 
 
@@ -113,7 +117,23 @@ class AudienceCall(TypedDict):
     context: dict[str, Any]
 
 
-OutputRecord = SegmentChange | IdentityMerge | DeadLetter | AudienceCall
+class SegmentLineage(TypedDict):
+    """``segment_lineage/v1``: a segment id was born, split off, merged, retired or renamed."""
+
+    schema: Literal["segment_lineage/v1"]
+    event_id: str
+    kind: LineageKind
+    segment: SegmentRef
+    parents: list[SegmentRef]  # split: the segment it split from
+    successor: SegmentRef | None  # merge: where its people went
+    previous_name: str | None  # rename
+    share: float | None  # birth, split: its share of recently learned profiles
+    model_version: int
+    occurred_at: str
+    emitted_at: NotRequired[str]
+
+
+OutputRecord = SegmentChange | IdentityMerge | DeadLetter | AudienceCall | SegmentLineage
 
 
 class Distinguishing(TypedDict):

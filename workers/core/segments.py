@@ -1,35 +1,46 @@
-"""Online segmentation: a river scaler + clusterer learning from people, published
-as immutable, versioned :class:`Snapshot` s that every assignment uses.
+"""Online segmentation: a river clusterer learning from people in a robust reference
+space, published as immutable, versioned :class:`Snapshot` s that every assignment uses.
 
 Assigning with a frozen snapshot rather than the live river model is what lets
 several workers (and a replay) agree: the same snapshot version gives the same
-segment for the same features. Segment ids stay stable across versions because
-each new set of centroids is matched to the previous one.
+segment for the same features. Segment ids come from the :class:`Registry`, which
+keeps an id with its behaviour across versions.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import fnmatch
 import math
 import operator
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from river import cluster, preprocessing
+import numpy as np
+from river import cluster
 
 from workers.config import SegmentationConfig
+from workers.core.cluster_count import best_count
 from workers.core.features import FeatureSpec
 from workers.core.records import Explanation
+from workers.core.reference import Reference, fit_reference
+from workers.core.registry import Lineage, Registry
 from workers.errors import ConfigError
 
-# Lloyd iterations over the warm-up sample; k-means converges on a few hundred
-# points long before this
+# Lloyd iterations over the window; k-means converges on a few thousand points long
+# before this
 _LLOYD_ITERATIONS = 25
 _STARTS = 10
-# a new centroid further than this (in std units) from every old one is a new segment
-_MATCH_DISTANCE = 3.0
+# each check also tries a few fresh k-means++ starts on the window, and takes one only
+# when clearly tighter: online centres can sit in a local optimum (two behaviours
+# sharing a centre while another behaviour is split) that Lloyd steps never leave
+_RESTARTS = 3
+_CLEARLY_TIGHTER = 0.97
+# n_clusters auto: another k is taken only for a silhouette this much better (no flapping)
+_K_MARGIN = 0.02
 
 
 @dataclass(frozen=True)
@@ -40,14 +51,18 @@ class Segment:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """A published model: scaler statistics and centroids, frozen."""
+    """A published model: its reference space (clip bounds, centre, scale of the features
+    it uses) and centroids, frozen; ``lineage`` says which ids this version made or ended."""
 
     version: int
     columns: tuple[int, ...]  # indices into FeatureSpec.names
     weights: tuple[float, ...]
-    mean: tuple[float, ...]
+    mean: tuple[float, ...]  # of the clipped values: the population's centre
     std: tuple[float, ...]
     segments: tuple[Segment, ...]
+    lo: tuple[float, ...]  # clip bounds
+    hi: tuple[float, ...]
+    lineage: tuple[Lineage, ...] = ()
 
     def __post_init__(self) -> None:
         # z = (x - mean) / std * weight, folded into z = x * gain - offset once per snapshot
@@ -61,13 +76,17 @@ class Snapshot:
         picked = self._pick(vector)  # type: ignore[attr-defined]
         if len(self.columns) == 1:
             picked = (picked,)
-        return [x * g - o for x, g, o in zip(picked, self._gain,  # type: ignore[attr-defined]
-                                             self._offset, strict=True)]  # type: ignore[attr-defined]
+        return [min(h, max(lo, x)) * g - o
+                for x, lo, h, g, o in zip(picked, self.lo, self.hi,
+                                          self._gain, self._offset,  # type: ignore[attr-defined]
+                                          strict=True)]
 
     def raw(self, z: tuple[float, ...] | list[float]) -> list[float]:
-        """Back from scaled space to feature units."""
-        return [self.mean[i] + (v / self.weights[i] if self.weights[i] else 0.0) * self.std[i]
-                for i, v in enumerate(z)]
+        """Back from scaled space to feature units (a centroid, a mean of clipped values,
+        is inside the clip bounds: clamped so rounding cannot put it a hair outside)."""
+        return [min(self.hi[i], max(self.lo[i], self.mean[i] + (
+            v / self.weights[i] if self.weights[i] else 0.0) * self.std[i]))
+            for i, v in enumerate(z)]
 
     def distances(self, z: list[float]) -> list[tuple[float, int]]:
         dist = math.dist
@@ -145,7 +164,14 @@ def explain(snapshot: Snapshot, z: list[float], segment_id: int,
 
 
 class SegmentModel:
-    """Learns from profile feature vectors; decides when to publish a snapshot."""
+    """Learns from profile feature vectors; decides when to publish a snapshot.
+
+    The most recent ``window_profiles`` learned vectors are kept: the warm-up is the
+    first of them. Every check refits the reference space on the window, carries river's
+    centres into it, polishes them with Lloyd steps over the window (a starved centre is
+    moved to the worst-served profile first), and hands them to the registry; a version
+    is published when ids or features change or a centroid moved ``publish_shift``.
+    """
 
     def __init__(self, cfg: SegmentationConfig, spec: FeatureSpec) -> None:
         self.cfg = cfg
@@ -154,24 +180,24 @@ class SegmentModel:
         self.columns = tuple(columns)
         self.weights = tuple(weights)
         self.keys = [spec.names[c] for c in columns]
-        self.scaler = preprocessing.StandardScaler()
-        self.clusterer = make_clusterer(cfg)
-        self._warmup: list[dict[str, float]] | None = []
+        self.window: collections.deque[tuple[float, ...]] = collections.deque(
+            maxlen=cfg.window_profiles)
+        self.reference: Reference | None = None
+        self.clusterer: Any = None  # made when the warm-up ends
+        self.registry = Registry.from_config(self.weights, cfg)
         self.learned = 0
         self.snapshot: Snapshot | None = None
         self._published_at = -math.inf
-        self._next_id = 0
 
     # what the model has learned, as data: river's objects and plain values (no config)
-    _LEARNED = ("scaler", "clusterer", "_warmup", "learned", "_published_at", "_next_id")
+    _LEARNED = ("window", "reference", "clusterer", "registry", "learned", "_published_at")
 
     def state(self) -> dict[str, Any]:
         """What the model learned, for saved state (workers.state.codec packs it)."""
         learned = {name: getattr(self, name) for name in self._LEARNED}
         snap = self.snapshot
-        learned["snapshot"] = None if snap is None else (
-            snap.version, snap.columns, snap.weights, snap.mean, snap.std,
-            tuple((seg.id, seg.centroid) for seg in snap.segments))
+        learned["snapshot"] = None if snap is None else tuple(
+            getattr(snap, f.name) for f in dataclasses.fields(Snapshot))
         return learned
 
     def load(self, learned: dict[str, Any]) -> None:
@@ -179,178 +205,233 @@ class SegmentModel:
         for name in self._LEARNED:
             setattr(self, name, learned[name])
         snap = learned["snapshot"]
-        self.snapshot = None if snap is None else Snapshot(
-            snap[0], snap[1], snap[2], snap[3], snap[4],
-            tuple(Segment(sid, centroid) for sid, centroid in snap[5]))
+        self.snapshot = None if snap is None else Snapshot(*snap)
 
     @property
     def warming_up(self) -> bool:
-        return self._warmup is not None
+        return self.reference is None
 
     def learn(self, vector: list[float], ts: float = 0.0) -> Snapshot | None:
         """Learn one profile at event time ``ts``; returns a snapshot when one is published."""
-        x = {k: vector[c] for k, c in zip(self.keys, self.columns, strict=True)}
+        x = tuple(vector[c] for c in self.columns)
         self.learned += 1
-        if self._warmup is not None:
-            self._warmup.append(x)
-            if len(self._warmup) < self.cfg.warmup_profiles:
+        self.window.append(x)
+        if self.reference is None:
+            if len(self.window) < self.cfg.warmup_profiles:
                 return None
-            sample, self._warmup = self._warmup, None
-            self._initialise(sample)
-            return self._publish(ts) if self._ready() else None
-        self.scaler.learn_one(x)
-        self.clusterer.learn_one(self._scaled(x))
+            self._initialise()
+            return self._check(ts) if self._ready() else None
+        self.clusterer.learn_one(self._scaled(x, self.reference))
         if self.snapshot is None:
-            return self._publish(ts) if self._ready() else None
+            return self._check(ts) if self._ready() else None
         if (self.learned % self.cfg.snapshot_every_learns == 0
-                and ts - self._published_at >= self.cfg.min_publish_interval_seconds
-                and self._drifted()):
-            return self._publish(ts)
+                and ts - self._published_at >= self.cfg.min_publish_interval_seconds):
+            return self._check(ts)
         return None
 
     def _ready(self) -> bool:
         """Some river clusterers (CluStream, DBSTREAM) have no centres for a while."""
         return len(self.clusterer.centers) >= 2
 
-    def _scaled(self, x: dict[str, float]) -> dict[str, float]:
-        z = self.scaler.transform_one(x)
-        return {k: z[k] * w for k, w in zip(self.keys, self.weights, strict=True)}
+    def _scaled(self, x: Sequence[float], ref: Reference) -> dict[str, float]:
+        return {k: (min(h, max(lo, v)) - c) / s * w
+                for k, v, lo, h, c, s, w, on in zip(self.keys, x, ref.lo, ref.hi, ref.center,
+                                                    ref.scale, self.weights, ref.active,
+                                                    strict=True) if on}
 
-    def _initialise(self, sample: list[dict[str, float]]) -> None:
-        """Fit the scaler on the warm-up sample and seed the clusterer from it.
+    def _points(self, ref: Reference) -> np.ndarray:
+        keys = [k for k, on in zip(self.keys, ref.active, strict=True) if on]
+        return np.array([[z[k] for k in keys] for z in (self._scaled(x, ref)
+                                                        for x in self.window)], dtype=float)
+
+    def _initialise(self) -> None:
+        """Fit the reference on the warm-up sample and seed the clusterer from it.
 
         river's KMeans draws its initial centres lazily from a Gaussian in the
         order features are first met (a set iteration, so it varies with
         PYTHONHASHSEED); seeding with k-means++ on real profiles is both
         reproducible and far better than random centres.
         """
-        for x in sample:
-            self.scaler.learn_one(x)
-        points = [[z[k] for k in self.keys] for z in map(self._scaled, sample)]
+        ref = self.reference = fit_reference(self.window, self.cfg.clip_quantile)
+        points = self._points(ref)
+        rng = random.Random(self.cfg.seed)
+        k = self.cfg.n_clusters
+        if k == "auto":
+            k = best_count(points, range(2, self.cfg.max_clusters + 1),
+                           lambda pts, n: _fit(pts, n, rng, _RESTARTS))
+        self.clusterer = make_clusterer(self.cfg, k)
         if isinstance(self.clusterer, cluster.KMeans):
-            rng = random.Random(self.cfg.seed)
             # several k-means++ starts, keep the tightest: one start often lands two
             # centres in one group and leaves two groups sharing one (as sklearn's n_init)
-            centres = min((_kmeans(points, self.cfg.n_clusters, rng) for _ in range(_STARTS)),
-                          key=lambda cs: _inertia(points, cs))
-            for i, centre in enumerate(centres):
-                self.clusterer.centers[i] = collections.defaultdict(
-                    float, zip(self.keys, centre, strict=True))
+            self._set_centres(_fit(points, k, rng, _STARTS), ref)
         else:
-            for point in points:
-                self.clusterer.learn_one(dict(zip(self.keys, point, strict=True)))
+            keys = [k for k, on in zip(self.keys, ref.active, strict=True) if on]
+            for point in points.tolist():
+                self.clusterer.learn_one(dict(zip(keys, point, strict=True)))
 
-    def _centres(self) -> list[list[float]]:
-        centres = self.clusterer.centers
-        return [[float(centres[c].get(k, 0.0)) for k in self.keys] for c in sorted(centres)]
+    def _set_centres(self, centres: np.ndarray, ref: Reference) -> None:
+        keys = [k for k, on in zip(self.keys, ref.active, strict=True) if on]
+        self.clusterer.centers = {i: collections.defaultdict(float, zip(keys, c, strict=True))
+                                  for i, c in enumerate(centres.tolist())}
 
-    def _stats(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
-        mean = tuple(float(self.scaler.means.get(k, 0.0)) for k in self.keys)
-        std = tuple(math.sqrt(v) if v > 1e-12 else 1.0
-                    for v in (float(self.scaler.vars.get(k, 0.0)) for k in self.keys))
-        return mean, std
-
-    def _candidate(self) -> tuple[tuple[float, ...], tuple[float, ...], list[list[float]]]:
-        """Current centres in feature units with the current scaler statistics."""
-        mean, std = self._stats()
-        raw = []
-        for centre in self._centres():
-            raw.append([mean[i] + (v / w) * std[i]
-                        for i, (v, w) in enumerate(zip(centre, self.weights, strict=True))])
-        return mean, std, raw
-
-    def _drifted(self) -> bool:
-        assert self.snapshot is not None
-        _, _, raw = self._candidate()
-        old = self.snapshot
-        moved = [min(_dist(old.transform(_expand(r, old.columns, len(self.spec.names))),
-                           list(seg.centroid)) for seg in old.segments) for r in raw]
-        return len(raw) != len(old.segments) or max(moved) > self.cfg.publish_shift
-
-    def _publish(self, ts: float) -> Snapshot:
-        self._published_at = ts
-        mean, std, raw = self._candidate()
-        zs = [[(r[i] - mean[i]) / std[i] * self.weights[i] for i in range(len(r))] for r in raw]
-        ids = self._match(zs, mean, std)
-        segments = tuple(sorted((Segment(sid, tuple(round(v, 9) for v in z))
-                                 for sid, z in zip(ids, zs, strict=True)), key=lambda s: s.id))
-        version = 1 if self.snapshot is None else self.snapshot.version + 1
-        self.snapshot = Snapshot(version, self.columns, self.weights, mean, std, segments)
-        return self.snapshot
-
-    def _match(self, zs: list[list[float]], mean: tuple[float, ...],
-               std: tuple[float, ...]) -> list[int]:
-        """Stable ids: pair new centroids with the old ones nearest to them."""
-        ids: list[int | None] = [None] * len(zs)
-        old = self.snapshot
-        if old is not None:
-            pairs = []
-            for seg in old.segments:
-                raw_old = old.raw(seg.centroid)
-                z_old = [(raw_old[i] - mean[i]) / std[i] * self.weights[i]
-                         for i in range(len(raw_old))]
-                for j, z in enumerate(zs):
-                    pairs.append((_dist(z, z_old), seg.id, j))
-            pairs.sort()
-            used_old: set[int] = set()
-            for d, sid, j in pairs:
-                if d <= _MATCH_DISTANCE and ids[j] is None and sid not in used_old:
-                    ids[j] = sid
-                    used_old.add(sid)
+    def _raw_centres(self, ref: Reference) -> list[list[float]]:
+        """river's centres in feature units (an inactive feature at the population's value)."""
         out = []
-        for matched in ids:
-            if matched is None:  # a new segment: ids are never reused
-                out.append(self._next_id)
-                self._next_id += 1
-            else:
-                self._next_id = max(self._next_id, matched + 1)
-                out.append(matched)
+        for c in sorted(self.clusterer.centers):
+            centre = self.clusterer.centers[c]
+            out.append([m + float(centre.get(k, 0.0)) / w * s if on else m
+                        for k, m, s, w, on in zip(self.keys, ref.center, ref.scale,
+                                                  self.weights, ref.active, strict=True)])
         return out
 
+    def _check(self, ts: float) -> Snapshot | None:
+        old = self.reference
+        assert old is not None
+        kmeans = isinstance(self.clusterer, cluster.KMeans)
+        # river's other models keep their own summaries: their space stays the warm-up's
+        ref = fit_reference(self.window, self.cfg.clip_quantile) if kmeans else old
+        raw = self._raw_centres(old)
+        points = self._points(ref)
+        start = self._points_of(raw, ref)
+        centres = _polish(points, start, self.cfg.min_segment_share / 2)
+        rng = random.Random(self.cfg.seed * 1_000_003 + self.learned)
+        k = len(centres)
+        if kmeans and self.cfg.n_clusters == "auto":  # one more or one less segment?
+            k = best_count(points, (k - 1, k, k + 1), lambda pts, n: _fit(pts, n, rng, _RESTARTS),
+                           current=k, margin=_K_MARGIN)
+            k = min(k, self.cfg.max_clusters)
+        fresh = _fit(points, k, rng, _RESTARTS)
+        if k != len(centres) or _inertia(points, fresh) < _CLEARLY_TIGHTER * _inertia(
+                points, centres):
+            centres = fresh
+        if kmeans:
+            self.reference = ref
+            if len(centres) != len(self.clusterer.centers):
+                self.clusterer = make_clusterer(self.cfg, len(centres))
+            self._set_centres(centres, ref)
+        shares = _shares(points, centres)
+        candidates = [self._raw(c, ref) for c in centres.tolist()]
+        ids, events = self.registry.update(ref, candidates, shares)
+        active = tuple(c for c, on in zip(self.columns, ref.active, strict=True) if on)
+        weights = tuple(w for w, on in zip(self.weights, ref.active, strict=True) if on)
+        published = [(sid, z) for sid, z in zip(ids, centres.tolist(), strict=True)
+                     if sid is not None]
+        if not self._changed(events, active, published, candidates, ids):
+            return None
+        pick = [j for j, on in enumerate(ref.active) if on]
+        segments = tuple(sorted((Segment(sid, tuple(round(v, 9) for v in z))
+                                 for sid, z in published), key=lambda s: s.id))
+        self._published_at = ts
+        version = 1 if self.snapshot is None else self.snapshot.version + 1
+        self.snapshot = Snapshot(version, active, weights,
+                                 tuple(ref.center[j] for j in pick),
+                                 tuple(ref.scale[j] for j in pick), segments,
+                                 tuple(ref.lo[j] for j in pick), tuple(ref.hi[j] for j in pick),
+                                 tuple(events))
+        return self.snapshot
 
-def _expand(values: list[float], columns: tuple[int, ...], size: int) -> list[float]:
-    full = [0.0] * size
-    for v, c in zip(values, columns, strict=True):
-        full[c] = v
-    return full
+    def _changed(self, events: list[Lineage], active: tuple[int, ...],
+                 published: list[tuple[int, list[float]]],
+                 candidates: list[tuple[float, ...]], ids: list[int | None]) -> bool:
+        """Publish on a lineage event, a change of features, or a centroid that moved."""
+        old = self.snapshot
+        if old is None or events or active != old.columns:
+            return bool(published)
+        # unclipped: a behaviour that moved past the old clip bounds moved all the same
+        where = [self.columns.index(c) for c in old.columns]
+        moved = 0.0
+        for sid, raw in zip(ids, candidates, strict=True):
+            seg = old.segment(sid) if sid is not None else None
+            if seg is not None:
+                z = [(raw[p] - m) / s * w for p, m, s, w in zip(where, old.mean, old.std,
+                                                               old.weights, strict=True)]
+                moved = max(moved, _dist(z, seg.centroid))
+        return moved > self.cfg.publish_shift
+
+    def _points_of(self, raw: list[list[float]], ref: Reference) -> np.ndarray:
+        return np.array([list(self._scaled(r, ref).values()) for r in raw], dtype=float)
+
+    def _raw(self, z: list[float], ref: Reference) -> tuple[float, ...]:
+        """A centre of the active space back in feature units, every selected column."""
+        it = iter(z)
+        return tuple(m + next(it) / w * s if on else m
+                     for m, s, w, on in zip(ref.center, ref.scale, self.weights, ref.active,
+                                            strict=True))
 
 
 _dist = math.dist
 
 
-def _inertia(points: list[list[float]], centres: list[list[float]]) -> float:
-    return sum(min(_dist(p, c) for c in centres) ** 2 for p in points)
+def _nearest(points: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(index of the nearest centre, squared distance to it) for every point."""
+    d = ((points[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
+    labels = d.argmin(axis=1)
+    return labels, d[np.arange(len(points)), labels]
 
 
-def _kmeans(points: list[list[float]], k: int, rng: random.Random) -> list[list[float]]:
-    """k-means++ seeding then Lloyd iterations: the warm-up's batch start."""
-    centres = [list(points[rng.randrange(len(points))])]
+def _inertia(points: np.ndarray, centres: np.ndarray) -> float:
+    return float(_nearest(points, centres)[1].sum())
+
+
+def _shares(points: np.ndarray, centres: np.ndarray) -> list[float]:
+    labels, _ = _nearest(points, centres)
+    counts = np.bincount(labels, minlength=len(centres))
+    return [c / len(points) for c in counts.tolist()]
+
+
+def _lloyd(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    centres = centres.copy()
+    for _ in range(_LLOYD_ITERATIONS):
+        labels, _ = _nearest(points, centres)
+        new = centres.copy()
+        for j in range(len(centres)):
+            members = points[labels == j]
+            if len(members):
+                new[j] = members.mean(axis=0)
+        if np.array_equal(new, centres):
+            break
+        centres = new
+    return centres
+
+
+def _fit(points: np.ndarray, k: int, rng: random.Random, starts: int) -> np.ndarray:
+    """The tightest of ``starts`` k-means++ runs."""
+    return min((_lloyd(points, _seed_centres(points, k, rng)) for _ in range(starts)),
+               key=lambda cs: _inertia(points, cs))
+
+
+def _polish(points: np.ndarray, centres: np.ndarray, starved: float) -> np.ndarray:
+    """Lloyd steps over the window; a centre holding less than ``starved`` of it is moved
+    to the profile served worst (furthest from its centre), one at a time, then again."""
+    centres = _lloyd(points, centres)
+    for _ in range(len(centres)):
+        shares = _shares(points, centres)
+        low = min(range(len(centres)), key=lambda j: (shares[j], j))
+        if shares[low] >= starved:
+            break
+        _, far = _nearest(points, centres)
+        moved = centres.copy()
+        moved[low] = points[int(far.argmax())]
+        moved = _lloyd(points, moved)
+        if _inertia(points, moved) >= _inertia(points, centres):
+            break
+        centres = moved
+    return centres
+
+
+def _seed_centres(points: np.ndarray, k: int, rng: random.Random) -> np.ndarray:
+    """k-means++ seeding: the warm-up's batch start."""
+    centres = [points[rng.randrange(len(points))]]
     while len(centres) < k:
-        weights = [min(_dist(p, c) ** 2 for c in centres) for p in points]
-        total = sum(weights)
+        _, weights = _nearest(points, np.array(centres))
+        total = float(weights.sum())
         if total == 0:
-            centres.append(list(points[rng.randrange(len(points))]))
+            centres.append(points[rng.randrange(len(points))])
             continue
         pick = rng.random() * total
-        acc = 0.0
-        for p, w in zip(points, weights, strict=True):
-            acc += w
-            if acc >= pick:
-                centres.append(list(p))
-                break
-    for _ in range(_LLOYD_ITERATIONS):
-        groups: list[list[list[float]]] = [[] for _ in centres]
-        for p in points:
-            groups[min(range(len(centres)), key=lambda i: _dist(p, centres[i]))].append(p)
-        moved = False
-        for i, members in enumerate(groups):
-            if members:
-                new = [sum(col) / len(members) for col in zip(*members, strict=True)]
-                moved = moved or new != centres[i]
-                centres[i] = new
-        if not moved:
-            break
-    return centres
+        index = int(np.searchsorted(np.cumsum(weights), pick))
+        centres.append(points[min(index, len(points) - 1)])
+    return np.array(centres, dtype=float)
 
 
 def feature_columns(spec: FeatureSpec,
@@ -369,26 +450,27 @@ def feature_columns(spec: FeatureSpec,
     return columns, weights
 
 
-def make_clusterer(cfg: SegmentationConfig) -> Any:
-    """The configured river clusterer; a parameter river does not take is a ConfigError."""
+def make_clusterer(cfg: SegmentationConfig, k: int | None = None) -> Any:
+    """The configured river clusterer with ``k`` centres (default: the most the
+    configuration allows); a parameter river does not take is a ConfigError."""
     try:
-        return _clusterer(cfg)
+        return _clusterer(cfg, cfg.most_clusters if k is None else k)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"'segmentation.model_params' {dict(cfg.model_params)} do not suit"
                           f" {cfg.model}: {exc}") from None
 
 
-def _clusterer(cfg: SegmentationConfig) -> Any:
+def _clusterer(cfg: SegmentationConfig, k: int) -> Any:
     params: dict[str, Any] = dict(cfg.model_params)
     if cfg.model == "kmeans":
-        return cluster.KMeans(n_clusters=cfg.n_clusters, halflife=cfg.halflife, seed=cfg.seed,
+        return cluster.KMeans(n_clusters=k, halflife=cfg.halflife, seed=cfg.seed,
                               **params)
     if cfg.model == "streamkmeans":
         # one chunk = the warm-up sample, so the first centres exist when warm-up ends
         params.setdefault("chunk_size", cfg.warmup_profiles)
-        return cluster.STREAMKMeans(n_clusters=cfg.n_clusters, seed=cfg.seed, **params)
+        return cluster.STREAMKMeans(n_clusters=k, seed=cfg.seed, **params)
     if cfg.model == "dbstream":
         return cluster.DBSTREAM(**params)
     if cfg.model == "clustream":
-        return cluster.CluStream(n_macro_clusters=cfg.n_clusters, seed=cfg.seed, **params)
+        return cluster.CluStream(n_macro_clusters=k, seed=cfg.seed, **params)
     raise ConfigError(f"'segmentation.model' {cfg.model!r} is not a model persona-stream has")

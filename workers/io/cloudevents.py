@@ -26,6 +26,7 @@ from workers.core.records import (
     OutputKind,
     PersonaCard,
     SegmentChange,
+    SegmentLineage,
 )
 
 Header = tuple[str, bytes]
@@ -39,6 +40,7 @@ SCHEMAS: dict[Published, str] = {
     "identity_merge": "identity_merge/v1",
     "dead_letter": "dead_letter/v1",
     "audience": "audience_call/v1",
+    "segment_lineage": "segment_lineage/v1",
     "persona_card": "persona_card/v1",
 }
 
@@ -73,7 +75,7 @@ class Envelope:
         elif kind == "dead_letter":
             ident, time = _value_id(value), None
         else:
-            record = cast(SegmentChange | IdentityMerge, out.record)
+            record = cast(SegmentChange | IdentityMerge | SegmentLineage, out.record)
             ident, time = record["event_id"], record["occurred_at"]
         headers = [*self._constant[kind], ("ce_id", ident.encode())]
         if time is not None:

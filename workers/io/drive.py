@@ -20,7 +20,7 @@ from workers.core.touchpoints import format_time
 from workers.errors import Interrupted
 from workers.io.progress import Progress, ProgressMode
 from workers.io.sinks import EndOfRun, FileSink, Sink
-from workers.io.sources import FileSource, Source, event_time
+from workers.io.sources import FileSource, Source, ValidTime, event_time
 
 _BATCH = 5000  # events per sink write: amortises the file or producer round trip
 # ...and at most this much input per write: a dead letter carries its record (up to
@@ -117,8 +117,17 @@ _AFTER_YEAR_9999 = 253402300800.0  # 10000-01-01T00:00:00Z
 
 
 def run_files(config: Config, inputs: list[str], out_dir: str | Path,
-              progress: ProgressMode = "off", fmt: Format | None = None) -> dict[str, Any]:
-    """``persona-stream run``: ``inputs`` in order through a fresh pipeline into ``out_dir``."""
-    source = FileSource(inputs)
-    return drive(Pipeline(config), source, FileSink(out_dir, output_kinds(config)),
-                 Progress(progress, "run"), fmt=fmt)
+              progress: ProgressMode = "off", fmt: Format | None = None,
+              assume_sorted: bool = False) -> dict[str, Any]:
+    """``persona-stream run``: ``inputs`` in event-time order (as given with
+    ``assume_sorted``) through a fresh pipeline into ``out_dir``."""
+    display = Progress(progress, "run")
+    return drive(Pipeline(config), file_source(config, inputs, fmt, assume_sorted, display),
+                 FileSink(out_dir, output_kinds(config)), display, fmt=fmt)
+
+
+def file_source(config: Config, paths: list[str], fmt: Format | None, assume_sorted: bool,
+                progress: Progress) -> FileSource:
+    """Files sorted by the time each record will be processed at, unless they are known
+    to be in order already."""
+    return FileSource(paths, None if assume_sorted else ValidTime(config, fmt), progress.say)

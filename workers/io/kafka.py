@@ -85,7 +85,8 @@ def live_output_topics(config: Config) -> dict[OutputKind, str]:
     k = config.kafka
     topics: dict[OutputKind, str] = {
         "segment_change": k.segment_changes_topic, "identity_merge": k.identity_merges_topic,
-        "dead_letter": k.dlq_topic, "audience": k.audiences_topic}
+        "dead_letter": k.dlq_topic, "audience": k.audiences_topic,
+        "segment_lineage": k.personas_topic}
     return {kind: topics[kind] for kind in output_kinds(config)}
 
 
@@ -121,7 +122,7 @@ def worker_topics(config: Config) -> list[TopicSpec]:
         TopicSpec(k.input_topic, k.partitions, {"retention.ms": str(k.input_retention_ms),
                                                 "retention.bytes": str(k.input_retention_bytes)}),
         *(TopicSpec(name, k.partitions, retention)
-          for name in live_output_topics(config).values()),
+          for name in live_output_topics(config).values() if name != k.personas_topic),
         TopicSpec(k.personas_topic, 1, compact),
         # one partition: one order for the whole stream (see workers.service.app). Stamped
         # by the broker on arrival, so retention counts from then, not from a router's

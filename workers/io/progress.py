@@ -57,6 +57,14 @@ class Progress:
                   + (f", {note}" if note else ""), file=sys.stderr, flush=True)
         self.done = done
 
+    def say(self, message: str) -> None:
+        """One line about the work (a sort before it starts): above the bar, or in the log."""
+        line = f"{self.label}: {message}"
+        if self._bar is not None:
+            tqdm.write(line, file=sys.stderr)
+        elif self.mode == "log":
+            print(line, file=sys.stderr, flush=True)
+
     def _show(self, done: int, total: int | None, note: str | None) -> None:
         bar = self._bar
         assert bar is not None

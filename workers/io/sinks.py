@@ -29,6 +29,7 @@ from workers.core.records import (
     PersonaCard,
     ProfileSnapshot,
     SegmentChange,
+    SegmentLineage,
 )
 from workers.errors import BrokerError
 from workers.io import folder
@@ -177,6 +178,7 @@ class DryRun:
     merges: int = 0
     dead: Counter[str] = field(default_factory=Counter)
     audience_calls: Counter[str] = field(default_factory=Counter)  # by track event/identify
+    lineage: Counter[str] = field(default_factory=Counter)  # by kind
     personas: list[PersonaCard] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
 
@@ -190,6 +192,8 @@ class DryRun:
             elif out.kind == "audience":
                 call = cast(AudienceCall, out.record)
                 self.audience_calls[call.get("event", call["type"])] += 1
+            elif out.kind == "segment_lineage":
+                self.lineage[cast(SegmentLineage, out.record)["kind"]] += 1
             else:
                 self.dead[cast(DeadLetter, out.record)["error"]] += 1
 
@@ -204,6 +208,8 @@ class DryRun:
         lines = [f"dry run: {s['events_replayed']:,} events replayed in {s['seconds']} s;"
                  " nothing was emitted", "", *self._changes(), "",
                  f"identity merges: {self.merges:,}", "",
+                 f"segment lineage events: {sum(self.lineage.values()):,}"
+                 + "".join(f"  {kind} {n:,}" for kind, n in sorted(self.lineage.items())), "",
                  f"dead letters: {sum(self.dead.values()):,}"]
         lines += [f"  {error:<28}{count:>10,}" for error, count in sorted(self.dead.items())]
         if self.audience_calls:

@@ -12,10 +12,12 @@ import heapq
 import math
 import os
 import re
+import struct
 import sys
+import tempfile
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
@@ -29,6 +31,9 @@ from workers.io.kafka import client_security, unreachable
 _POLL_RECORDS = 5000  # records per poll: amortises the round trip
 _PAUSE_AT = 20_000  # records buffered per partition before its fetching pauses (~20 MB)
 _POLL_MS = 500  # one poll waits at most this long, so a stalled read is noticed promptly
+# a file sort holds at most this much input in memory; more is sorted in runs on disk
+RUN_BYTES = 64 * 1_048_576
+_RUN_HEADER = struct.Struct("<dI")  # a spilled record: its time and its length, then it
 _OCCURRED_AT = re.compile(rb'"occurred_at"\s*:\s*"([^"\\]{1,64})"')
 
 
@@ -91,26 +96,93 @@ class Source(Protocol):
 
 
 class FileSource:
-    """JSON-lines files in order; the total is estimated from their (uncompressed) sizes."""
+    """JSON-lines files in event-time order, whatever the order of files and lines.
 
-    def __init__(self, paths: list[str]) -> None:
+    ``time_of`` gives a record's processing time (a :class:`ValidTime`); the files are
+    read once and sorted by (time, bytes), so two orders of the same history give the
+    same records in the same order. Up to ``run_bytes`` of input is sorted in memory;
+    beyond, sorted runs go to temporary files and are merged (bounded memory).
+    ``time_of=None`` (``--assume-sorted``) reads the files as they are, in the order given.
+    ``say`` hears a line about the sort for the progress display.
+    """
+
+    def __init__(self, paths: list[str], time_of: Callable[[bytes], float] | None = None,
+                 say: Callable[[str], None] | None = None, run_bytes: int = RUN_BYTES) -> None:
         self.paths = paths
+        self.time_of = time_of
+        self.say = say
+        self.run_bytes = run_bytes
         self.bytes_read = 0
+        self.lines: int | None = None  # known once a sort has read everything
+        self.runs = 0
         sizes = [_uncompressed_size(p) for p in paths]
         self.total_bytes = None if None in sizes else sum(s or 0 for s in sizes)
 
     def __iter__(self) -> Iterator[tuple[bytes, Origin | None]]:
+        if self.time_of is None:
+            for line in read_lines(self.paths):
+                self.bytes_read += len(line) + 1
+                yield line, None
+            return
+        with tempfile.TemporaryDirectory(prefix="persona-stream-sort-") as spill:
+            for line in self._sorted(self.time_of, spill):
+                yield line, None
+
+    def _sorted(self, time_of: Callable[[bytes], float], spill: str) -> Iterator[bytes]:
+        started = time.monotonic()
+        if self.say is not None:
+            self.say(f"sorting {len(self.paths)} file(s) by event time before processing"
+                     " (--assume-sorted skips this)")
+        run: list[tuple[float, bytes]] = []
+        held = lines = 0
+        runs: list[str] = []
         for line in read_lines(self.paths):
+            run.append((time_of(line), line))
+            lines += 1
+            held += len(line)
+            if held >= self.run_bytes:
+                runs.append(_spill(sorted(run), spill, len(runs)))
+                run, held = [], 0
+        run.sort()
+        self.lines, self.runs = lines, len(runs) + 1
+        if self.say is not None:
+            where = (f"in {self.runs} runs on disk under {tempfile.gettempdir()}" if runs
+                     else "in memory")
+            self.say(f"sorted {lines:,} records {where} in {time.monotonic() - started:.1f} s")
+        merged = heapq.merge(run, *(_read_run(path) for path in runs)) if runs else iter(run)
+        del run
+        for _, line in merged:
             self.bytes_read += len(line) + 1
-            yield line, None
+            yield line
 
     def estimate(self, events: int) -> int | None:
+        if self.lines is not None:
+            return self.lines
         if not self.total_bytes or not self.bytes_read:
             return None
         return max(events, round(events * self.total_bytes / self.bytes_read))
 
     def close(self) -> None:
-        """Nothing held: read_lines closes each file itself."""
+        """Nothing held: read_lines closes each file, a sort removes its runs itself."""
+
+
+def _spill(run: list[tuple[float, bytes]], directory: str, index: int) -> str:
+    path = os.path.join(directory, f"run-{index}")
+    pack = _RUN_HEADER.pack
+    with open(path, "wb", buffering=1_048_576) as out:
+        for ts, line in run:
+            out.write(pack(ts, len(line)))
+            out.write(line)
+    return path
+
+
+def _read_run(path: str) -> Iterator[tuple[float, bytes]]:
+    size = _RUN_HEADER.size
+    unpack = _RUN_HEADER.unpack
+    with open(path, "rb", buffering=1_048_576) as run:
+        while header := run.read(size):
+            ts, length = unpack(header)
+            yield ts, run.read(length)
 
 
 def _uncompressed_size(path: str) -> int | None:
@@ -145,10 +217,11 @@ class PartitionRange:
 class ValidTime:
     """The time a record will be processed at; -inf for one that will be a dead letter.
 
-    What a replay merges partitions by: a record that will be refused (too large,
-    unreadable, dated out of range) must not hold its partition back, or the valid
-    events behind it would come out of order. The record is read as the pipeline
-    will read it (its format included), by a parser whose counts are not kept.
+    What a file sort orders by, and what a replay merges partitions by: a record that
+    will be refused (too large, unreadable, dated out of range) must not hold its
+    partition back, or the valid events behind it would come out of order. The record
+    is read as the pipeline will read it (its format included), by a parser whose
+    counts are not kept.
     """
 
     def __init__(self, config: Config, fmt: Format | None = None) -> None:
@@ -156,7 +229,7 @@ class ValidTime:
         self.formats = Formats(config)
         self.fmt = fmt
 
-    def __call__(self, raw: bytes, topic: str) -> float:
+    def __call__(self, raw: bytes, topic: str | None = None) -> float:
         try:
             adapter = self.formats.adapter(self.formats.of(topic, self.fmt), raw) if raw else None
             if adapter is None:

@@ -31,7 +31,8 @@ class CardFollower:
         await read_until(stopping, consumer, self._follow)
 
     async def _follow(self, batches: Batches) -> None:
-        """A tombstone deletes its segment's card; a record that is no card is skipped."""
+        """A tombstone deletes its segment's card; a lineage record (the same topic) is not
+        a card; anything else that is no card is skipped with a warning."""
         cards = self.state.cards
         for records in batches.values():
             for r in records:
@@ -41,7 +42,9 @@ class CardFollower:
                     continue
                 try:
                     card = orjson.loads(r.value)
+                    if card.get("schema") == "segment_lineage/v1":
+                        continue
                     cards[int(card["segment_id"])] = card
-                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
                     worker_log.warning("skipped a record on the personas topic that is not a"
                                        " persona card", extra={"offset": r.offset})

@@ -26,9 +26,9 @@ import heapq
 import io
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from random import Random
-from typing import IO, Any
+from typing import IO, Any, Literal, get_args
 
 import orjson
 
@@ -37,8 +37,10 @@ from workers.io.progress import Progress, ProgressMode
 __all__ = [
     "MAX_LATE_SECONDS",
     "PERSONAS",
+    "VARIANTS",
     "Persona",
     "SimulationStats",
+    "Variant",
     "iter_lines",
     "load_truth",
     "write_stream",
@@ -318,6 +320,43 @@ GEO: tuple[tuple[str, str, str, float], ...] = (  # (country, region, city, weig
     ("ES", "Catalonia", "Barcelona", 3), ("IT", "Lombardy", "Milan", 4),
     ("IT", "Lazio", "Rome", 3),
 )
+# --------------------------------------------------------------------------------------
+# Variants: streams that real data looks like, to measure what the model does with them
+# --------------------------------------------------------------------------------------
+
+#: ``changers``: a fifth of the people switch to another persona halfway through the window
+#: (the truth says from when); ``one_channel``: a web-only shop, every event on the web
+#: channel (a constant feature); ``outliers``: half a percent of the people are bot-like
+#: (40x the events) with absurd order values (x200); ``many_behaviours``: seven personas,
+#: more than the default five segments.
+Variant = Literal["default", "changers", "one_channel", "outliers", "many_behaviours"]
+VARIANTS: tuple[Variant, ...] = get_args(Variant)
+CHANGER_SHARE = 0.2
+OUTLIER_SHARE = 0.005
+OUTLIER_ACTIVITY = 40.0
+OUTLIER_REVENUE = 200.0
+
+_BY_NAME = {p.name: p for p in PERSONAS}
+#: the two extra behaviours of ``many_behaviours``, each a tenth of the people
+EXTRA_PERSONAS: tuple[Persona, ...] = (
+    replace(_BY_NAME["premium_desktop_shopper"], name="cart_abandoner", share=0.1,
+            description="fills carts and starts checkouts on a desktop, hardly ever buys",
+            events=(("product_view", 30), ("add_to_cart", 30), ("checkout_started", 18),
+                    ("page_view", 12), ("search", 10))),
+    replace(_BY_NAME["b2b_researcher"], name="video_learner", share=0.1, b2b=False,
+            description="watches tutorial videos and downloads guides, buys nothing",
+            browser_channels=(("web", 0.85), ("social", 0.15)),
+            events=(("video_play", 55), ("download", 15), ("page_view", 20), ("search", 10))),
+)
+
+
+def personas_of(variant: Variant) -> tuple[Persona, ...]:
+    if variant != "many_behaviours":
+        return PERSONAS
+    kept = 1.0 - sum(p.share for p in EXTRA_PERSONAS)
+    return tuple(replace(p, share=p.share * kept) for p in PERSONAS) + EXTRA_PERSONAS
+
+
 FIRST_NAMES = ("anna", "ben", "clara", "david", "emma", "felix", "greta", "hugo", "ida", "jonas",
                "lea", "luca", "marie", "noah", "olivia", "paul", "sofia", "tim", "lina", "omar")
 LAST_NAMES = ("mueller", "schmidt", "martin", "bernard", "dejong", "rossi", "garcia", "huber",
@@ -364,12 +403,13 @@ def write_stream(
     progress: ProgressMode = "off",
     days: int = 28,
     start: str = DEFAULT_START,
+    variant: Variant = "default",
 ) -> SimulationStats:
     """Write the stream for ``profiles`` persons to ``output`` (``.gz`` or ``-`` for stdout).
 
     The ground truth (see module docs) is written to ``truth`` after the stream, if given.
     """
-    sim = _Simulator(profiles, seed, days, start, progress=progress)
+    sim = _Simulator(profiles, seed, days, start, progress=progress, variant=variant)
     with _open_output(output) as out:
         buf: list[bytes] = []
         for line in sim.lines():
@@ -389,17 +429,19 @@ def write_stream(
 
 
 def iter_lines(
-    profiles: int, seed: int, days: int = 28, start: str = DEFAULT_START
+    profiles: int, seed: int, days: int = 28, start: str = DEFAULT_START,
+    variant: Variant = "default",
 ) -> Iterator[bytes]:
     """Yield the stream's lines (no trailing newline), exactly what ``write_stream`` writes."""
-    return _Simulator(profiles, seed, days, start).lines()
+    return _Simulator(profiles, seed, days, start, variant=variant).lines()
 
 
 def simulate(
-    profiles: int, seed: int, days: int = 28, start: str = DEFAULT_START
+    profiles: int, seed: int, days: int = 28, start: str = DEFAULT_START,
+    variant: Variant = "default",
 ) -> tuple[list[bytes], dict[str, Any], SimulationStats]:
     """Whole small stream, truth and stats in memory: convenient for tests of other modules."""
-    sim = _Simulator(profiles, seed, days, start)
+    sim = _Simulator(profiles, seed, days, start, variant=variant)
     lines = list(sim.lines())
     return lines, sim.truth(), sim.stats()
 
@@ -465,6 +507,13 @@ class _Person:
     # ground truth, filled while rendering
     parent: dict[str, str] = field(default_factory=dict)
     valid_events: int = 0
+    # variants: the persona from ``changes_at`` (epoch ms) on; a bot-like outlier
+    later: Persona | None = None
+    changes_at: int = 0
+    outlier: bool = False
+
+    def persona_at(self, t_ms: int) -> Persona:
+        return self.later if self.later is not None and t_ms >= self.changes_at else self.persona
 
 
 class _PersonaTables:
@@ -528,7 +577,8 @@ class _Simulator:
     """Builds the event skeleton, then renders it in time order (see module docs)."""
 
     def __init__(
-        self, profiles: int, seed: int, days: int, start: str, progress: ProgressMode = "off"
+        self, profiles: int, seed: int, days: int, start: str, progress: ProgressMode = "off",
+        variant: Variant = "default",
     ) -> None:
         if profiles < 0:
             raise ValueError("profiles must be >= 0")
@@ -540,7 +590,11 @@ class _Simulator:
         self.start_ms = _parse_start(start)
         self.end_ms = self.start_ms + days * 86_400_000
         self.progress = progress
-        self.tables = {p.name: _PersonaTables(p) for p in PERSONAS}
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}")
+        self.variant = variant
+        self.personas = personas_of(variant)
+        self.tables = {p.name: _PersonaTables(p) for p in self.personas}
         self.persons: list[_Person] = []
         self.records: list[tuple[int, int, int, str, str, int, int, int]] = []
         self._used_ids: set[str] = set()
@@ -579,14 +633,24 @@ class _Simulator:
                        {"type": "mobile", "os": os_, "app_version": version})
 
     def _make_person(self, index: int, rng: Random, force_known: bool) -> _Person:
-        pop = tuple(p.name for p in PERSONAS)
-        persona = PERSONAS[pop.index(rng.choices(pop, cum_weights=self._persona_cum)[0])]
+        pop = tuple(p.name for p in self.personas)
+        persona = self.personas[pop.index(rng.choices(pop, cum_weights=self._persona_cum)[0])]
         g = rng.choices(GEO, cum_weights=self._geo_cum)[0]
         geo = {"country": g[0], "region": g[1], "city": g[2]}
         person = _Person(index, persona, geo)
         for kind, p_have, _ in persona.devices:
             if (p_have >= 1.0 or rng.random() < p_have) and len(person.devices) < 3:
                 person.devices.append(self._make_device(kind, rng))
+        if self.variant == "changers" and rng.random() < CHANGER_SHARE:
+            others = [p for p in self.personas if p is not persona]
+            person.later = others[rng.randrange(len(others))]
+            person.changes_at = self.start_ms + self.days // 2 * 86_400_000  # halfway
+            have = {d.kind for d in person.devices}
+            for kind, p_have, _ in person.later.devices:  # the devices the new habits need
+                if kind not in have and p_have >= 0.5:
+                    person.devices.append(self._make_device(kind, rng))
+        elif self.variant == "outliers" and rng.random() < OUTLIER_SHARE:
+            person.outlier = True
         if force_known or rng.random() < persona.identify_rate:
             first = FIRST_NAMES[rng.randrange(len(FIRST_NAMES))]
             last = LAST_NAMES[rng.randrange(len(LAST_NAMES))]
@@ -621,24 +685,24 @@ class _Simulator:
             traits["job_title"] = JOB_TITLES[rng.randrange(len(JOB_TITLES))]
         return traits
 
-    def _session_start(self, rng: Random, t: _PersonaTables) -> int:
-        day = self._pick_day(rng, t)
+    def _session_start(self, rng: Random, t: _PersonaTables, days: tuple[int, int]) -> int:
+        day = self._pick_day(rng, t, days)
         hour = rng.choices(range(24), cum_weights=t.hour_cum)[0]
         t_ms = self.start_ms + day * 86_400_000 + hour * 3_600_000 + rng.randrange(3_600_000)
         # leave room for the longest session before the end of the window
         return min(t_ms, self.end_ms - 4 * 3_600_000 - rng.randrange(3_600_000))
 
-    def _pick_day(self, rng: Random, t: _PersonaTables) -> int:
+    def _pick_day(self, rng: Random, t: _PersonaTables, days: tuple[int, int]) -> int:
         # rejection sampling on the weekday weight: cheap and exact
         top = max(t.week)
         while True:
-            day = rng.randrange(self.days)
+            day = rng.randrange(*days)
             if rng.random() * top <= t.week[(self._start_weekday + day) % 7]:
                 return day
 
     def _generate(self) -> None:
         rng = Random(self.seed)
-        self._persona_cum = list(_accumulate([p.share for p in PERSONAS]))
+        self._persona_cum = list(_accumulate([p.share for p in self.personas]))
         self._geo_cum = list(_accumulate([g[3] for g in GEO]))
         self._start_weekday = _dt.datetime.fromtimestamp(self.start_ms / 1000, _dt.UTC).weekday()
         n = self.profiles
@@ -681,20 +745,16 @@ class _Simulator:
         p = person.persona
         t = self.tables[p.name]
         target = max(2, min(4000, int(rng.lognormvariate(2.38, 0.95) * p.activity)))
+        if person.outlier:
+            target = int(target * OUTLIER_ACTIVITY)
         # 1) session skeletons: (start, kind, n_events)
         sessions: list[tuple[int, str, int]] = []
-        count = 0
-        mean_extra = max(p.session_events - 1.0, 0.1)
-        while count < target:
-            kind = rng.choices(t.session_kinds, cum_weights=t.session_cum)[0]
-            if kind == "site":
-                size = 1 + min(39, int(rng.expovariate(1.0 / mean_extra)))
-            elif kind == "email":
-                size = 1
-            else:
-                size = 1
-            sessions.append((self._session_start(rng, t), kind, size))
-            count += size
+        if person.later is None:
+            self._skeleton(sessions, rng, p, target, (0, self.days))
+        else:  # half the activity before the change, half after, with the new habits
+            half = self.days // 2
+            self._skeleton(sessions, rng, p, target // 2 + 1, (0, half))
+            self._skeleton(sessions, rng, person.later, target // 2 + 1, (half, self.days))
         sessions.sort()
         n_site = sum(1 for s in sessions if s[1] == "site")
         first_id = -1
@@ -703,6 +763,7 @@ class _Simulator:
         identified = False
         dev_identified = [False] * len(person.devices)
         dev_weights = list(_accumulate([self._usage(p, d) for d in person.devices]))
+        mean_extra = max(p.session_events - 1.0, 0.1)
         browsers = [i for i, d in enumerate(person.devices) if d.kind in _BROWSER_KINDS]
         # household members start on the family tablet, so the sharing is always visible
         tablet = next((i for i, d in enumerate(person.devices) if d.shared), -1)
@@ -713,6 +774,11 @@ class _Simulator:
         queue = list(reversed(sessions))  # pop() takes the earliest
         while queue:
             start, kind, size = queue.pop()
+            if person.later is not None and start >= person.changes_at and p is person.persona:
+                p = person.later  # the new habits, on the same devices and identifiers
+                t = self.tables[p.name]
+                mean_extra = max(p.session_events - 1.0, 0.1)
+                dev_weights = list(_accumulate([self._usage(p, d) for d in person.devices]))
             if kind == "store" and (not identified or person.crm_id is None):
                 kind, size = "site", 2
             force_id = False
@@ -796,6 +862,19 @@ class _Simulator:
                     records.append((t_ms, person.index, seq, etype, channel, dev, sess,
                                     flags | user_flag))
                 seq += 1
+
+    def _skeleton(self, sessions: list[tuple[int, str, int]], rng: Random, p: Persona,
+                  target: int, days: tuple[int, int]) -> None:
+        """Sessions ``(start, kind, n_events)`` of persona ``p`` within ``days`` until
+        ``target`` events."""
+        t = self.tables[p.name]
+        count = 0
+        mean_extra = max(p.session_events - 1.0, 0.1)
+        while count < target:
+            kind = rng.choices(t.session_kinds, cum_weights=t.session_cum)[0]
+            size = 1 + min(39, int(rng.expovariate(1.0 / mean_extra))) if kind == "site" else 1
+            sessions.append((self._session_start(rng, t, days), kind, size))
+            count += size
 
     @staticmethod
     def _usage(p: Persona, d: _Device) -> float:
@@ -906,7 +985,7 @@ class _Simulator:
                 clock: _Clock, rng: Random) -> dict[str, Any]:
         t_ms, pidx, _, etype, channel, dev, sess, flags = rec
         person = self.persons[pidx]
-        p = person.persona
+        p = person.persona_at(t_ms)
         ev: dict[str, Any] = {"event_id": event_id, "occurred_at": clock.fmt(t_ms), "type": etype}
         # a scrambled global session number: random-looking, reveals no person index
         scrambled = (sess * 0x9E3779B97F4A7C15 + self.seed * 0x632BE59BD9B4E019) & _MASK64
@@ -970,6 +1049,10 @@ class _Simulator:
                 ev["source"] = "crm"
         if flags & _F_TRAITS and person.traits is not None:
             ev["traits"] = person.traits
+        if person.outlier and "revenue" in ev.get("properties", ()):
+            ev["properties"]["revenue"] = round(ev["properties"]["revenue"] * OUTLIER_REVENUE, 2)
+        if self.variant == "one_channel" and "channel" in ev:
+            ev["channel"] = "web"
         return ev
 
     @staticmethod
@@ -1099,12 +1182,18 @@ class _Simulator:
             for key in person.parent:
                 groups.setdefault(_find(person.parent, key), []).append(key)
             components = sorted(sorted(g) for g in groups.values())
-            persons[f"person-{person.index + 1:06d}"] = {
-                "persona": person.persona.name,
+            entry: dict[str, Any] = {
+                "persona": person.persona_at(self.end_ms).name,
                 "identifiers": sorted(k for g in components for k in g),
                 "components": components,
                 "valid_events": person.valid_events,
             }
+            if person.later is not None:
+                entry["persona_before"] = person.persona.name
+                entry["changed_at"] = _Clock().fmt(person.changes_at)
+            if person.outlier:
+                entry["outlier"] = True
+            persons[f"person-{person.index + 1:06d}"] = entry
         return {
             "seed": self.seed,
             "profiles": self.profiles,
@@ -1113,7 +1202,8 @@ class _Simulator:
             "malformed": st.malformed,
             "duplicates": st.duplicates,
             "late": st.late,
-            "personas": {p.name: p.description for p in PERSONAS},
+            "variant": self.variant,
+            "personas": {p.name: p.description for p in self.personas},
             "persons": persons,
             "shared_identifiers": sorted(self._shared_ids),
             "junk_identifiers": list(JUNK_IDENTIFIERS),

@@ -12,7 +12,8 @@ dedup     ``bucket:start``                 event ids filed in a de-dup bucket fr
                                            ``start`` on (a commit appends a chunk)
 held      event id                         an event waiting in the event-time buffer
                                            or far ahead of the stream's clock
-meta      ``pipeline``                     the rest: model, clock, counters, sizes
+meta      ``pipeline``, ``model``          the rest: clock, counters, sizes; the model
+                                           (written when it learned something)
 ========  ===============================  ==========================================
 
 A commit writes only the keys changed since the previous one (a deleted key is a
@@ -37,6 +38,7 @@ from workers.state.store import encode, open_store
 Store = Literal["meta", "profile", "identity", "dedup", "held"]
 STORES: tuple[Store, ...] = get_args(Store)
 META_KEY = b"pipeline"
+MODEL_KEY = b"model"
 
 
 class StateRecord(NamedTuple):
@@ -55,6 +57,7 @@ class StateWriter:
     def __init__(self, pipeline: Pipeline, saved: bool) -> None:
         self.pipeline = pipeline
         self._held: set[str] | None = set(pipeline.held_events()) if saved else None
+        self._model = _model_stamp(pipeline) if saved else None
         if saved:
             _forget_changes(pipeline)
 
@@ -64,6 +67,7 @@ class StateWriter:
         if self._held is None:
             records = list(everything(pipeline))
             self._held = set(pipeline.held_events())
+            self._model = _model_stamp(pipeline)
             return records
         out: list[StateRecord] = []
         profiles = pipeline.profiles
@@ -83,6 +87,10 @@ class StateWriter:
         for event_id in sorted(held.keys() - self._held):
             out.append(StateRecord("held", event_id.encode(), pack(held[event_id])))
         self._held = set(held)
+        stamp = _model_stamp(pipeline)
+        if stamp != self._model:  # the window of learned profiles is its biggest part
+            self._model = stamp
+            out.append(StateRecord("meta", MODEL_KEY, pack(pipeline.model.state())))
         out.append(StateRecord("meta", META_KEY, pack(pipeline.meta_state())))
         return out
 
@@ -102,6 +110,7 @@ def everything(pipeline: Pipeline) -> Iterator[StateRecord]:
             yield StateRecord("dedup", key.encode(), pack(ids))
     for event_id, held in sorted(pipeline.held_events().items()):
         yield StateRecord("held", event_id.encode(), pack(held))
+    yield StateRecord("meta", MODEL_KEY, pack(pipeline.model.state()))
     yield StateRecord("meta", META_KEY, pack(pipeline.meta_state()))
 
 
@@ -117,12 +126,13 @@ def rebuild(config: Config, records: Iterable[StateRecord], where: str) -> Pipel
         if table is None:
             raise StateError(f"{where}: unknown state store {store!r}")
         table[key] = value
-    meta = latest["meta"].get(META_KEY)
-    if meta is None:
+    meta, model = latest["meta"].get(META_KEY), latest["meta"].get(MODEL_KEY)
+    if meta is None or model is None:
         raise StateError(f"{where} holds no pipeline state (no meta record)")
     pipeline = Pipeline(config)
     try:
         pipeline.load_meta(unpack(meta))
+        pipeline.model.load(unpack(model))
         profiles = [(key.decode(), value) for key, value in sorted(latest["profile"].items())
                     if value is not None]
         pipeline.profiles.close()
@@ -143,6 +153,12 @@ def rebuild(config: Config, records: Iterable[StateRecord], where: str) -> Pipel
         raise StateError(f"{where}: damaged state ({type(exc).__name__}: {exc})") from None
     _forget_changes(pipeline)
     return pipeline
+
+
+def _model_stamp(pipeline: Pipeline) -> tuple[int, int]:
+    """Changes whenever the model learns (and so whenever it publishes)."""
+    snapshot = pipeline.model.snapshot
+    return pipeline.model.learned, 0 if snapshot is None else snapshot.version
 
 
 def _forget_changes(pipeline: Pipeline) -> None:

@@ -28,13 +28,14 @@ from workers.core.touchpoints import TYPE_RE, IntakeLimits, TouchpointParser, fo
 from workers.errors import ConfigError, InvalidEvent
 from workers.simulation.as_segment import to_segment
 from workers.simulation.generator import simulate
+from workers.testing import small_stream_config
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "segment"
 
 
 @cache
 def config() -> Config:
-    return load(env={})
+    return small_stream_config(load(env={}))
 
 
 def adapter(**segment: Any) -> SegmentAdapter:
@@ -433,9 +434,10 @@ def test_segment_stream_gives_the_same_profiles_and_segments() -> None:
     assert summary["profiles"] >= 300 and summary["segment_changes"] > 0
     assert run(adapted) == (outputs, profiles, summary)
     # and as the pipeline reads them itself, with intake.format: segment
-    crm = load(env={"PERSONA_STREAM_INTAKE__FORMAT": "segment",
-                    "PERSONA_STREAM_INTAKE__SEGMENT__IDENTITY_TRAITS":
-                        "{email: email, phone: phone, crm_id: crm_id}"})
+    crm = small_stream_config(load(env={
+        "PERSONA_STREAM_INTAKE__FORMAT": "segment",
+        "PERSONA_STREAM_INTAKE__SEGMENT__IDENTITY_TRAITS":
+            "{email: email, phone: phone, crm_id: crm_id}"}))
     assert run(calls, cfg=crm) == (outputs, profiles, summary)
     # and event by event, the same touchpoints (an identify's empty properties aside)
     for original, back in zip(touchpoints, adapted, strict=True):
