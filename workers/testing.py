@@ -245,7 +245,8 @@ def cloudevents_problems(kind: str, record: dict[str, Any], headers: dict[str, b
     text = {name: value.decode() for name, value in headers.items()}
     ident, time = {"audience": ("messageId", "timestamp"),
                    "segment_change": ("event_id", "occurred_at"),
-                   "identity_merge": ("event_id", "occurred_at")}.get(kind, (None, None))
+                   "identity_merge": ("event_id", "occurred_at"),
+                   "segment_lineage": ("event_id", "occurred_at")}.get(kind, (None, None))
     expected = {"ce_specversion": "1.0", "ce_type": event_type(kind),  # type: ignore[arg-type]
                 "ce_source": origin, "content-type": "application/json",
                 "schema": SCHEMAS[kind],  # type: ignore[index]

@@ -62,7 +62,7 @@ class Sink(Protocol):
         """The input is done: keep what this sink keeps of the end state, release the rest."""
 
 
-_STAMPED = ("segment_change", "identity_merge")
+_STAMPED = ("segment_change", "identity_merge", "segment_lineage")
 
 
 def wall_clock() -> str:
@@ -77,7 +77,7 @@ def stamp_emitted(outputs: Iterable[Output], clock: Callable[[], str]) -> None:
         if out.kind in _STAMPED:
             if stamp is None:
                 stamp = clock()
-            cast(SegmentChange | IdentityMerge, out.record)["emitted_at"] = stamp
+            cast(SegmentChange | IdentityMerge | SegmentLineage, out.record)["emitted_at"] = stamp
 
 
 def _pretty(value: object) -> bytes:
