@@ -31,6 +31,8 @@ SCHEMA_FILES = {
     "dead_letter": "dead_letter.v1.schema.json",
     "run_summary": "run_summary.v1.schema.json",
     "audience_call": "audience_call.v1.schema.json",
+    "forget": "forget.v1.schema.json",
+    "forget_request": "forget_request.v1.schema.json",
 }
 
 # Required fields, copied from docs/contracts.md (sections 1 and 2), independently of
@@ -55,6 +57,9 @@ CONTRACT_REQUIRED = {
     },
     "dead_letter": {"schema", "error", "detail"},
     "audience_call": {"type", "messageId", "timestamp", "context"},
+    "forget": {"schema", "event_id", "profile_id", "previous_segment", "identifiers",
+               "request_id", "reason", "requested_at", "emitted_at"},
+    "forget_request": {"schema", "request_id", "identifier_hashes", "requested_at"},
     "run_summary": {
         "events_read", "events_valid", "events_invalid", "events_duplicate", "profiles",
         "segment_changes", "identity_merges", "segments", "seconds", "events_per_second",
@@ -64,6 +69,8 @@ SCHEMA_CONST = {
     "segment_change": "segment_change/v1",
     "identity_merge": "identity_merge/v1",
     "dead_letter": "dead_letter/v1",
+    "forget": "forget/v1",
+    "forget_request": "forget_request/v1",
 }
 IDENTIFIER_TYPES = {"anonymous_id", "device_id", "user_id", "email", "phone", "crm_id"}
 
@@ -253,6 +260,19 @@ AUDIENCE_IDENTIFY = {
     "context": {"library": {"name": "persona-stream"}},
 }
 
+H1, H2 = "a" * 64, "0123456789abcdef" * 4
+FORGET = {
+    "schema": "forget/v1", "event_id": "9c1d", "profile_id": "p_1f2e",
+    "previous_segment": {"id": 2, "name": "Deal hunters"},
+    "identifiers": {"email": [H1], "user_id": [H2]}, "request_id": "r-1",
+    "reason": "GDPR article 17", "requested_at": "2026-03-01T12:00:00Z",
+    "emitted_at": "2026-03-01T12:00:01.250Z",
+}
+FORGET_REQUEST = {
+    "schema": "forget_request/v1", "request_id": "r-1", "identifier_hashes": [H1, H2],
+    "requested_at": "2026-03-01T12:00:00Z", "reason": "",
+}
+
 BASES = {
     "touchpoint": TOUCHPOINT_MIN,
     "segment_change": SEGMENT_CHANGE,
@@ -262,6 +282,8 @@ BASES = {
     "dead_letter": DEAD_LETTER_FILE,
     "run_summary": RUN_SUMMARY,
     "audience_call": AUDIENCE_TRACK,
+    "forget": FORGET,
+    "forget_request": FORGET_REQUEST,
 }
 
 # --------------------------------------------------------------------------- valid
@@ -324,6 +346,10 @@ VALID: list[Any] = [
                  mutate(SEGMENT_CHANGE, {"partition": 2, "segment": {"id": 0, "name": "A",
                                                                      "size": 9}}),
                  id="segment_change-extensions"),
+    pytest.param("forget", FORGET, id="forget-in-a-segment"),
+    pytest.param("forget", mutate(FORGET, {"previous_segment": None, "identifiers": {}}),
+                 id="forget-never-segmented"),
+    pytest.param("forget_request", FORGET_REQUEST, id="forget_request-two"),
     pytest.param("identity_merge", IDENTITY_MERGE, id="identity_merge-one"),
     pytest.param("identity_merge",
                  mutate(IDENTITY_MERGE, {"merged_profile_ids": ["prof-9", "prof-12"],
@@ -493,6 +519,14 @@ INVALID: list[Any] = [
         mutate(SC, {"emitted_at": "01/03/2025 12:30"})),
     bad("segment_change", "emitted_at-null", "type", mutate(SC, {"emitted_at": None})),
     # identity merge
+    bad("forget", "raw-identifier", "pattern",
+        mutate(FORGET, {"identifiers": {"email": ["jo@mail.com"]}})),
+    bad("forget", "unknown-identifier-type", "enum",
+        mutate(FORGET, {"identifiers": {"passport": [H1]}})),
+    bad("forget_request", "no-hashes", "minItems",
+        mutate(FORGET_REQUEST, {"identifier_hashes": []})),
+    bad("forget_request", "raw-identifier", "pattern",
+        mutate(FORGET_REQUEST, {"identifier_hashes": ["email:jo@mail.com"]})),
     bad("identity_merge", "wrong-schema-const", "const",
         mutate(IM, {"schema": "segment_change/v1"})),
     bad("identity_merge", "merged_profile_ids-empty", "minItems",

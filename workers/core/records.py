@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Literal, NamedTuple, NotRequired, TypedDi
 if TYPE_CHECKING:
     from workers.config import Config
 
-OutputKind = Literal["segment_change", "identity_merge", "dead_letter", "audience"]
+OutputKind = Literal["segment_change", "identity_merge", "dead_letter", "audience", "forget"]
 ChangeReason = Literal["assignment", "merge", "model_update", "forget"]
 CHANGE_REASONS: tuple[ChangeReason, ...] = ("assignment", "merge", "model_update", "forget")
 
@@ -31,6 +31,8 @@ OUTPUT_KINDS: dict[OutputKind, Destination] = {
     "identity_merge": Destination("identity_merges.jsonl", "identity-merges"),
     "dead_letter": Destination("dead_letters.jsonl", "dlq"),
     "audience": Destination("audiences.jsonl", "audiences"),
+    # on the segment-change topic, so its subscribers hear of it; a file of its own
+    "forget": Destination("forgets.jsonl", "segment-changes"),
 }
 
 
@@ -83,6 +85,20 @@ class IdentityMerge(TypedDict):
     emitted_at: NotRequired[str]
 
 
+class Forget(TypedDict):
+    """``forget/v1``: a person was forgotten (GDPR article 17); delete what you hold."""
+
+    schema: Literal["forget/v1"]
+    event_id: str
+    profile_id: str
+    previous_segment: SegmentRef | None
+    identifiers: dict[str, list[str]]  # SHA-256 hex of each value, never a raw one
+    request_id: str
+    reason: str
+    requested_at: str
+    emitted_at: NotRequired[str]
+
+
 class DeadLetter(TypedDict):
     """``dead_letter/v1``: an input record that could not be processed, and why."""
 
@@ -113,7 +129,7 @@ class AudienceCall(TypedDict):
     context: dict[str, Any]
 
 
-OutputRecord = SegmentChange | IdentityMerge | DeadLetter | AudienceCall
+OutputRecord = SegmentChange | IdentityMerge | DeadLetter | AudienceCall | Forget
 
 
 class Distinguishing(TypedDict):

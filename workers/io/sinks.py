@@ -23,6 +23,7 @@ from workers.core.records import (
     OUTPUT_KINDS,
     AudienceCall,
     DeadLetter,
+    Forget,
     IdentityMerge,
     Output,
     OutputKind,
@@ -61,7 +62,7 @@ class Sink(Protocol):
         """The input is done: keep what this sink keeps of the end state, release the rest."""
 
 
-_STAMPED = ("segment_change", "identity_merge")
+_STAMPED = ("segment_change", "identity_merge", "forget")
 
 
 def wall_clock() -> str:
@@ -76,7 +77,7 @@ def stamp_emitted(outputs: Iterable[Output], clock: Callable[[], str]) -> None:
         if out.kind in _STAMPED:
             if stamp is None:
                 stamp = clock()
-            cast(SegmentChange | IdentityMerge, out.record)["emitted_at"] = stamp
+            cast(SegmentChange | IdentityMerge | Forget, out.record)["emitted_at"] = stamp
 
 
 def _pretty(value: object) -> bytes:
@@ -130,7 +131,7 @@ class TopicSink:
         self.clock = clock
         self._error: BaseException | None = None
         timeout_ms = int(k.connect_timeout_seconds * 1000)
-        provision(config, output_topic_specs(config, sorted(self.topics.values())))
+        provision(config, output_topic_specs(config, sorted(set(self.topics.values()))))
         try:
             self._producer = KafkaProducer(
                 bootstrap_servers=k.bootstrap_servers, acks="all",
@@ -175,6 +176,7 @@ class DryRun:
 
     changes: Counter[tuple[int | None, str]] = field(default_factory=Counter)
     merges: int = 0
+    forgets: int = 0
     dead: Counter[str] = field(default_factory=Counter)
     audience_calls: Counter[str] = field(default_factory=Counter)  # by track event/identify
     personas: list[PersonaCard] = field(default_factory=list)
@@ -190,6 +192,8 @@ class DryRun:
             elif out.kind == "audience":
                 call = cast(AudienceCall, out.record)
                 self.audience_calls[call.get("event", call["type"])] += 1
+            elif out.kind == "forget":
+                self.forgets += 1
             else:
                 self.dead[cast(DeadLetter, out.record)["error"]] += 1
 
