@@ -661,7 +661,7 @@ def test_timestamp_definition_is_shared() -> None:
     defs = {name: load(name)["$defs"]["timestamp"]
             for name in SCHEMA_FILES if "timestamp" in load(name).get("$defs", {})}
     assert set(defs) == {"touchpoint", "segment_change", "identity_merge", "profile_snapshot",
-                         "audience_call"}
+                         "audience_call", "forget", "forget_request"}
     assert len({json.dumps(d, sort_keys=True) for d in defs.values()}) == 1
 
 
