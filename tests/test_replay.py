@@ -70,7 +70,8 @@ def test_file_replay_equals_run(tmp_path: Path, stream: list[bytes]) -> None:
     source = write_lines(tmp_path / "s.jsonl", stream)
     config = load()
     run_files(config, [str(source)], tmp_path / "run")
-    result = run_replay(config, ReplayRequest(files=[str(source)], out=str(tmp_path / "rep")),
+    result = run_replay(config, ReplayRequest(files=[str(source)], out=str(tmp_path / "rep"),
+                                              forget_requests=False),
                         clock=fixed_clock)
     assert result.summary["events_replayed"] == len(stream)
     for name in OUTPUTS:
@@ -92,13 +93,16 @@ def test_saved_state_continues_exactly(tmp_path: Path, stream: list[bytes]) -> N
     config = load()
     state = tmp_path / "state.bin"
     whole = run_replay(config, ReplayRequest(files=[str(first), str(second)],
-                                             out=str(tmp_path / "whole")), clock=fixed_clock)
+                                             out=str(tmp_path / "whole"),
+                                             forget_requests=False), clock=fixed_clock)
     run_replay(config, ReplayRequest(files=[str(first)], out=str(tmp_path / "a"),
-                                     state_out=str(state)), clock=fixed_clock)
+                                     state_out=str(state), forget_requests=False),
+               clock=fixed_clock)
     # the continuation runs in a fresh process with another hash seed: nothing in the state
     # may depend on set or dict iteration order of the process that wrote it
     done = run_cli("replay", "--files", str(second), "--state-in", str(state),
-                   "--out", str(tmp_path / "b"), "--quiet", env={"PYTHONHASHSEED": "12345"})
+                   "--out", str(tmp_path / "b"), "--quiet", "--ignore-forget-requests",
+                   env={"PYTHONHASHSEED": "12345"})
     assert done.returncode == 0, done.stderr
     for name in OUTPUTS:
         a, b = records(tmp_path / "a", name), records(tmp_path / "b", name)
@@ -134,7 +138,8 @@ def test_dry_run_report_counts_what_would_change(tmp_path: Path, stream: list[by
     config = load()
     summary = run_files(config, [str(source)], tmp_path / "now")
     result = run_replay(config, ReplayRequest(files=[str(source)], dry_run=True,
-                                              personas_from=str(tmp_path / "now")))
+                                              personas_from=str(tmp_path / "now"),
+                                              forget_requests=False))
     report = result.report
     assert report is not None
     assert f"segment changes: {summary['segment_changes']:,}" in report
@@ -391,7 +396,7 @@ def test_replay_serves_its_progress_as_a_metric(tmp_path: Path, stream: list[byt
     source.write_bytes(b"\n".join(stream[:800]) + b"\n")
     port = free_port()
     result = run_replay(load(), ReplayRequest(files=[str(source)], out=str(tmp_path / "o"),
-                                              metrics_port=port))
+                                              metrics_port=port, forget_requests=False))
     status, body = http_get(f"http://127.0.0.1:{port}/metrics")
     text = body.decode()
     assert status == 200

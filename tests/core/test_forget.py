@@ -47,9 +47,8 @@ def fed(config: Config, lines: list[bytes]) -> tuple[Pipeline, list[Output]]:
 
 
 def request(pipeline: Pipeline, *keys: str, request_id: str = "r-1") -> ForgetRequest:
-    return ForgetRequest(request_id, request_hashes(keys, pipeline.graph.rules.limits,
-                                                    pipeline.forgotten, pipeline.pseudonymiser),
-                         WHEN, "asked by the person")
+    return ForgetRequest(request_id, request_hashes(keys, pipeline.config), WHEN,
+                         "asked by the person")
 
 
 def segmented_person(pipeline: Pipeline) -> tuple[str, dict[str, list[str]]]:

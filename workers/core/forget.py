@@ -22,7 +22,8 @@ from typing import Any
 
 import orjson
 
-from workers.core.identity import lookup_keys
+from workers.config import Config
+from workers.core.identity import IdentityGraph, IdentityRules, lookup_keys
 from workers.core.privacy import Pseudonymiser
 from workers.errors import InvalidEvent
 
@@ -68,6 +69,12 @@ class ForgetList:
 
     __slots__ = ("_key", "changed", "entries")
 
+    @classmethod
+    def for_config(cls, config: Config) -> ForgetList:
+        """Keyed by ``identity.pseudonymise_key`` when there is one (pseudonymising or not)."""
+        key = config.identity.pseudonymise_key
+        return cls(None if key is None else key.reveal().encode())
+
     def __init__(self, key: bytes | None) -> None:
         self._key = None if key is None else hmac.new(key, digestmod=hashlib.sha256)
         self.entries: dict[str, str] = {}  # hash -> requested_at
@@ -102,12 +109,16 @@ class ForgetList:
         return [(h, self.entries[h]) for h in sorted(changed)]
 
 
-def request_hashes(keys: Iterable[str], id_types: Iterable[str], forget_list: ForgetList,
-                   pseudonymiser: Pseudonymiser | None) -> tuple[str, ...]:
+def request_hashes(keys: Iterable[str], config: Config) -> tuple[str, ...]:
     """The hashes a request for ``keys`` carries: each key ``type:value``, or a bare value
     of any type (one hash per type); pseudonymised, both the keyed hash of the value and
     the value itself (it may be such a hash already, as outputs show it)."""
-    types = list(id_types)
+    ident = config.identity
+    types = list(ident.limits)
+    forget_list = ForgetList.for_config(config)
+    secret = ident.pseudonymise_key
+    pseudonymiser = None if secret is None or not ident.pseudonymise else Pseudonymiser(
+        secret.reveal().encode(), IdentityGraph(IdentityRules.from_config(ident.limits, (), ())))
     out: list[str] = []
     for key in keys:
         for id_type, value in lookup_keys(key, types):

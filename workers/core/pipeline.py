@@ -98,7 +98,7 @@ class Pipeline:
         self.pseudonymiser = (None if key is None or not ident.pseudonymise
                               else Pseudonymiser(key.reveal().encode(), self.graph))
         self._redact = config.intake.dead_letter_raw == "redact"
-        self.forgotten = ForgetList(None if key is None else key.reveal().encode())
+        self.forgotten = ForgetList.for_config(config)
         self.spec = FeatureSpec(config.features)
         self.model = SegmentModel(config.segmentation, self.spec)
         self.profiles: ProfileStore = open_store(config.state)
