@@ -113,6 +113,36 @@ def test_saved_state_continues_exactly(tmp_path: Path, stream: list[bytes]) -> N
     assert whole.summary["events_replayed"] == len(stream)
 
 
+def test_forget_offline_in_a_state_file_keeps_the_person_out_of_a_replay(
+        tmp_path: Path, stream: list[bytes]) -> None:
+    """``forget --state FILE``: no broker; the state's forget list then keeps the person's
+    history out of a replay that continues from it, forget requests ignored or not."""
+    half = len(stream) // 2
+    source = write_lines(tmp_path / "all.jsonl", stream)
+    state = tmp_path / "state.bin"
+    run_replay(load(), ReplayRequest(files=[str(write_lines(tmp_path / "a.jsonl",
+                                                            stream[:half]))],
+                                     dry_run=True, state_out=str(state),
+                                     forget_requests=False))
+    pipeline = load_state(state, load())
+    pid, email = next((pid, ids["email"][0]) for pid in sorted(pipeline.profiles)
+                      if (ids := pipeline.graph.identifiers(pid)).get("email"))
+    done = run_cli("forget", email, "--reason", "test", "--state", str(state))
+    assert done.returncode == 0, done.stderr
+    printed = done.stdout.decode()
+    assert printed.count("\n") == 1 and f"forgot 1 profile(s) {pid}" in printed
+    assert email not in printed
+    forgotten = load_state(state, load())
+    assert pid not in forgotten.profiles and forgotten.lookup(f"email:{email}") is None
+    # the whole history again (the person's events included) on top of that state
+    result = run_replay(load(), ReplayRequest(files=[str(source)], out=str(tmp_path / "o"),
+                                              state_in=str(state), forget_requests=False))
+    assert result.summary["events_forgotten"] > 0
+    kept = ((tmp_path / "o" / "profiles.jsonl").read_text()
+            + (tmp_path / "o" / "segment_changes.jsonl").read_text())
+    assert pid not in kept and email not in kept
+
+
 def test_state_refuses_another_configuration(tmp_path: Path, stream: list[bytes]) -> None:
     config = load()
     pipeline = Pipeline(config)
