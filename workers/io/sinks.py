@@ -210,6 +210,9 @@ class DryRun:
                  f"identity merges: {self.merges:,}", "",
                  f"dead letters: {sum(self.dead.values()):,}"]
         lines += [f"  {error:<28}{count:>10,}" for error, count in sorted(self.dead.items())]
+        if self.forgets or s.get("events_forgotten"):
+            lines += ["", f"forgotten: {self.forgets:,} profiles removed,"
+                      f" {s.get('events_forgotten', 0):,} events of forgotten people dropped"]
         if self.audience_calls:
             lines += ["", f"audience calls: {sum(self.audience_calls.values()):,}"]
             lines += [f"  {call:<28}{count:>10,}"
