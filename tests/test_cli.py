@@ -162,11 +162,13 @@ MISTAKES = {
     "replay-files-forget-requests-unreachable": Mistake(
         ("replay", "--files", "-", "--dry-run"), BROKER, "--ignore-forget-requests",
         UNREACHABLE),
-    "forget-broker-unreachable": Mistake(("forget", "email:jo@example.com"), BROKER,
+    "forget-broker-unreachable": Mistake(("forget", "email:jo@mailbox.org"), BROKER,
                                          "cannot reach Kafka at 127.0.0.1:{port}", UNREACHABLE),
-    "forget-state-missing": Mistake(("forget", "jo@example.com", "--state",
+    "forget-state-missing": Mistake(("forget", "jo@mailbox.org", "--state",
                                      "{tmp}/missing.state"), STATE, "missing.state"),
     "forget-empty-identifier": Mistake(("forget", ""), USAGE, "IDENTIFIER is empty"),
+    "forget-junk-identifier": Mistake(("forget", "email:jo@mailbox.org", "anonymous_id:null"),
+                                      USAGE, "'anonymous_id:null' is on the identity blocklist"),
 }
 
 

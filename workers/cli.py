@@ -93,13 +93,18 @@ def cmd_forget(args: argparse.Namespace) -> int:
     """One request for the person the identifiers name: to Kafka, or into a state file."""
     import uuid
 
-    from workers.core.forget import ForgetRequest, request_hashes
+    from workers.core.forget import ForgetRequest, junk_keys, request_hashes
     from workers.io.sinks import wall_clock
 
     config = _config(args)
     if any(not key.strip() for key in args.identifiers):
-        raise UsageError("an IDENTIFIER is empty: give type:value (e.g. email:jo@example.com)"
+        raise UsageError("an IDENTIFIER is empty: give type:value (e.g. email:jo@mailbox.org)"
                          " or a bare value")
+    junk = junk_keys(args.identifiers, config)
+    if junk:
+        raise UsageError(f"{junk[0]!r} is on the identity blocklist (identity.blocklist_values,"
+                         " _patterns): no one's identifier, so nothing to forget; listing it"
+                         " would drop the events of everyone who sends it")
     request = ForgetRequest(f"forget-{uuid.uuid4()}", request_hashes(args.identifiers, config),
                             wall_clock(), args.reason)
     if args.state is None:
@@ -331,7 +336,7 @@ def _add_forget(sub: Commands) -> None:
                        " back. Sends one request to kafka.forget_topic (the workers apply it),"
                        " or with --state applies it to a saved state file.")
     p.add_argument("identifiers", nargs="+", metavar="IDENTIFIER",
-                   help="type:value (email:jo@example.com), or a bare value of any type")
+                   help="type:value (email:jo@mailbox.org), or a bare value of any type")
     p.add_argument("--reason", default="", metavar="TEXT",
                    help="why, carried to forget/v1 (no personal data)")
     p.add_argument("--state", metavar="FILE",

@@ -109,6 +109,16 @@ class ForgetList:
         return [(h, self.entries[h]) for h in sorted(changed)]
 
 
+def junk_keys(keys: Iterable[str], config: Config) -> list[str]:
+    """The keys whose value is on the identity blocklist: no one's identifier, and one
+    listed would drop the events of everyone whose tracker sends it."""
+    ident = config.identity
+    graph = IdentityGraph(IdentityRules.from_config(ident.limits, ident.blocklist_values,
+                                                    ident.blocklist_patterns))
+    return [key for key in keys
+            if any(graph.is_junk(value) for _, value in lookup_keys(key, ident.limits))]
+
+
 def request_hashes(keys: Iterable[str], config: Config) -> tuple[str, ...]:
     """The hashes a request for ``keys`` carries: each key ``type:value``, or a bare value
     of any type (one hash per type); pseudonymised, both the keyed hash of the value and
