@@ -123,6 +123,8 @@ def test_a_backfill_of_the_persons_history_does_not_bring_them_back() -> None:
     assert outputs == []  # no profile, no change, and no dead letter holding the raw record
     assert after["events_forgotten"] - before["events_forgotten"] == len(theirs)
     assert after["events_invalid"] == before["events_invalid"]
+    assert after["events_read"] == (after["events_valid"] + after["events_invalid"]
+                                    + after["events_duplicate"] + after["events_forgotten"])
     assert all(pipeline.graph.owner(t, v) is None for t, vs in ids.items() for v in vs)
 
 
