@@ -94,8 +94,8 @@ class Pipeline:
         ident = config.identity
         self.graph = IdentityGraph(IdentityRules.from_config(
             ident.limits, ident.blocklist_values, ident.blocklist_patterns))
-        key = ident.pseudonymise_key
-        self.pseudonymiser = (None if key is None or not ident.pseudonymise
+        key = ident.pseudonymise_key if ident.pseudonymise else None
+        self.pseudonymiser = (None if key is None
                               else Pseudonymiser(key.reveal().encode(), self.graph))
         self._redact = config.intake.dead_letter_raw == "redact"
         self.forgotten = ForgetList.for_config(config)
