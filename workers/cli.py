@@ -111,7 +111,8 @@ def cmd_forget(args: argparse.Namespace) -> int:
         from workers.io.forget import send_request
 
         partition, offset = send_request(config, request)
-        print(f"{request.request_id}: {len(request.hashes)} identifier hashes ->"
+        count = len(request.hashes)
+        print(f"{request.request_id}: {count} identifier hash{'' if count == 1 else 'es'} ->"
               f" {config.kafka.forget_topic} partition {partition} offset {offset}")
         return 0
     from workers.state.saved import load_state, save_state
