@@ -5,7 +5,9 @@ A small subscriber, meant to be copied and changed. It follows the audiences
 topic (``audiences.enabled``: Segment-spec calls; each identify call says, with
 one boolean trait per audience key, which audience the person is in now) and
 the identity-merges topic (profiles found to be one person: an absorbed
-anonymous profile leaves its audiences), and writes one CSV per audience,
+anonymous profile leaves its audiences), and the ``forget/v1`` records on the
+segment-changes topic (a person forgotten under GDPR article 17 leaves every
+list for good), and writes one CSV per audience,
 ``<audience key>.csv`` with the columns ``email,user_id,anonymous_id``, into
 ``--out``: what Braze, Iterable, MoEngage, Mailchimp and the like import as a
 list. An emptied audience keeps an empty file, so an upload empties the list.
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import os
 import sys
@@ -76,6 +79,20 @@ class Membership:
                 self.audience_of.pop(pid, None)
                 self.row_of.pop(pid, None)
 
+    def forget(self, record: dict[str, Any]) -> None:
+        """A person forgotten: known by the profile id, or by an identifier whose SHA-256
+        the record lists (an identifier already hashed by ``output.hash_identifiers`` is
+        listed as is, or hashed once more: both are tried)."""
+        hashes = {h for values in record["identifiers"].values() for h in values}
+        for person, row in list(self.row_of.items()):
+            ids = [person, row["user_id"], row["email"]]
+            if person == record["profile_id"] or any(
+                    value and (value in hashes or _sha256(value) in hashes) for value in ids):
+                self.gone.add(person)
+                self.audience_of.pop(person, None)
+                del self.row_of[person]
+        self.gone.add(record["profile_id"])
+
     def members(self) -> dict[str, list[dict[str, str]]]:
         """Audience key -> its members' rows, in person order; every audience seen."""
         out: dict[str, list[dict[str, str]]] = {key: [] for key in sorted(self.audiences)}
@@ -107,10 +124,16 @@ def apply(state: Membership, messages: Iterable[Any]) -> int:
             state.identify(call)
         elif schema == "identity_merge/v1":
             state.merge(json.loads(message.value))
+        elif schema == "forget/v1":
+            state.forget(json.loads(message.value))
         else:
             continue
         applied += 1
     return applied
+
+
+def _sha256(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def write(state: Membership, out: Path) -> None:
@@ -138,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap", default="127.0.0.1:9092")
     parser.add_argument("--audiences-topic", default="audiences")
     parser.add_argument("--merges-topic", default="identity-merges")
+    parser.add_argument("--changes-topic", default="segment-changes",
+                        help="where forget/v1 records come (segment changes are skipped)")
     parser.add_argument("--group", default="audience-csv", help="consumer group")
     parser.add_argument("--out", required=True, help="folder of the CSV files and the state")
     parser.add_argument("--idle-seconds", type=float, default=5.0)
@@ -151,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     saved = out / STATE
     state = (Membership.from_json(json.loads(saved.read_text())) if saved.exists()
              else Membership())
-    consumer = KafkaConsumer(args.audiences_topic, args.merges_topic,
+    consumer = KafkaConsumer(args.audiences_topic, args.merges_topic, args.changes_topic,
                              bootstrap_servers=args.bootstrap, group_id=args.group,
                              enable_auto_commit=False, auto_offset_reset="earliest")
     try:

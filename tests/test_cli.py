@@ -24,7 +24,7 @@ from workers.errors import (
 )
 from workers.testing import CLI, free_port, run_cli
 
-COMMANDS = ["simulate", "run", "worker", "replay", "personas", "profile", "evaluate"]
+COMMANDS = ["simulate", "run", "worker", "replay", "forget", "personas", "profile", "evaluate"]
 # the exit codes the README and docs/contracts.md promise
 USAGE = CONFIG = 2  # a wrong flag or flag combination; a bad configuration
 INPUT = STATE = BROKER = 1  # an input, state file or broker that cannot be used
@@ -158,6 +158,17 @@ MISTAKES = {
                                          "cannot reach Kafka at 127.0.0.1:{port}", UNREACHABLE),
     "replay-broker-unreachable": Mistake(("replay", "--topic", "t", "--dry-run"), BROKER,
                                          "cannot reach Kafka at 127.0.0.1:{port}", UNREACHABLE),
+    # a replay of files reads the deployment's forget requests first, or says how not to
+    "replay-files-forget-requests-unreachable": Mistake(
+        ("replay", "--files", "-", "--dry-run"), BROKER, "--ignore-forget-requests",
+        UNREACHABLE),
+    "forget-broker-unreachable": Mistake(("forget", "email:jo@mailbox.org"), BROKER,
+                                         "cannot reach Kafka at 127.0.0.1:{port}", UNREACHABLE),
+    "forget-state-missing": Mistake(("forget", "jo@mailbox.org", "--state",
+                                     "{tmp}/missing.state"), STATE, "missing.state"),
+    "forget-empty-identifier": Mistake(("forget", ""), USAGE, "IDENTIFIER is empty"),
+    "forget-junk-identifier": Mistake(("forget", "email:jo@mailbox.org", "anonymous_id:null"),
+                                      USAGE, "'anonymous_id:null' is on the identity blocklist"),
 }
 
 
@@ -238,7 +249,8 @@ def test_output_into_a_pipe_already_closed_exits_0_quietly(args: list[str],
 
 
 @pytest.mark.parametrize("command", [["run", "-", "--out", "{tmp}/out", "--quiet"],
-                                     ["replay", "--files", "-", "--dry-run", "--quiet"]],
+                                     ["replay", "--files", "-", "--dry-run", "--quiet",
+                                      "--ignore-forget-requests"]],
                          ids=["run", "replay"])
 def test_ctrl_c_stops_with_130_and_one_line(command: list[str], tmp_path: Path) -> None:
     proc = subprocess.Popen([*CLI, *(a.format(tmp=tmp_path) for a in command)],

@@ -72,7 +72,8 @@ def test_file_replay_equals_run(tmp_path: Path, stream: list[bytes]) -> None:
     source = write_lines(tmp_path / "s.jsonl", stream)
     config = load()
     run_files(config, [str(source)], tmp_path / "run")
-    result = run_replay(config, ReplayRequest(files=[str(source)], out=str(tmp_path / "rep")),
+    result = run_replay(config, ReplayRequest(files=[str(source)], out=str(tmp_path / "rep"),
+                                              forget_requests=False),
                         clock=fixed_clock)
     assert result.summary["events_replayed"] == len(stream)
     for name in OUTPUTS:
@@ -169,15 +170,17 @@ def test_saved_state_continues_exactly(tmp_path: Path, stream: list[bytes]) -> N
     # the halves of a recorded stream, replayed as recorded (sorting each half would move
     # late events of the second half before the state's end, as no live worker could)
     whole = run_replay(config, ReplayRequest(files=[str(first), str(second)],
-                                             out=str(tmp_path / "whole"), assume_sorted=True),
+                                             out=str(tmp_path / "whole"), assume_sorted=True,
+                                             forget_requests=False),
                        clock=fixed_clock)
     run_replay(config, ReplayRequest(files=[str(first)], out=str(tmp_path / "a"),
-                                     state_out=str(state), assume_sorted=True),
+                                     state_out=str(state), assume_sorted=True,
+                                     forget_requests=False),
                clock=fixed_clock)
     # the continuation runs in a fresh process with another hash seed: nothing in the state
     # may depend on set or dict iteration order of the process that wrote it
     done = run_cli("replay", "--files", str(second), "--state-in", str(state), "--assume-sorted",
-                   "--out", str(tmp_path / "b"), "--quiet", env={
+                   "--out", str(tmp_path / "b"), "--quiet", "--ignore-forget-requests", env={
                        "PYTHONHASHSEED": "12345",
                        "PERSONA_STREAM_SEGMENTATION__WARMUP_PROFILES": str(SMALL_WARMUP)})
     assert done.returncode == 0, done.stderr
@@ -188,6 +191,36 @@ def test_saved_state_continues_exactly(tmp_path: Path, stream: list[bytes]) -> N
     for name in FINAL:
         assert (tmp_path / "b" / name).read_bytes() == (tmp_path / "whole" / name).read_bytes()
     assert whole.summary["events_replayed"] == len(stream)
+
+
+def test_forget_offline_in_a_state_file_keeps_the_person_out_of_a_replay(
+        tmp_path: Path, stream: list[bytes]) -> None:
+    """``forget --state FILE``: no broker; the state's forget list then keeps the person's
+    history out of a replay that continues from it, forget requests ignored or not."""
+    half = len(stream) // 2
+    source = write_lines(tmp_path / "all.jsonl", stream)
+    state = tmp_path / "state.bin"
+    run_replay(load(), ReplayRequest(files=[str(write_lines(tmp_path / "a.jsonl",
+                                                            stream[:half]))],
+                                     dry_run=True, state_out=str(state),
+                                     forget_requests=False))
+    pipeline = load_state(state, load())
+    pid, email = next((pid, ids["email"][0]) for pid in sorted(pipeline.profiles)
+                      if (ids := pipeline.graph.identifiers(pid)).get("email"))
+    done = run_cli("forget", email, "--reason", "test", "--state", str(state))
+    assert done.returncode == 0, done.stderr
+    printed = done.stdout.decode()
+    assert printed.count("\n") == 1 and f"forgot 1 profile(s) {pid}" in printed
+    assert email not in printed
+    forgotten = load_state(state, load())
+    assert pid not in forgotten.profiles and forgotten.lookup(f"email:{email}") is None
+    # the whole history again (the person's events included) on top of that state
+    result = run_replay(load(), ReplayRequest(files=[str(source)], out=str(tmp_path / "o"),
+                                              state_in=str(state), forget_requests=False))
+    assert result.summary["events_forgotten"] > 0
+    kept = ((tmp_path / "o" / "profiles.jsonl").read_text()
+            + (tmp_path / "o" / "segment_changes.jsonl").read_text())
+    assert pid not in kept and email not in kept
 
 
 def test_state_refuses_another_configuration(tmp_path: Path, stream: list[bytes]) -> None:
@@ -215,7 +248,8 @@ def test_dry_run_report_counts_what_would_change(tmp_path: Path, stream: list[by
     config = load()
     summary = run_files(config, [str(source)], tmp_path / "now")
     result = run_replay(config, ReplayRequest(files=[str(source)], dry_run=True,
-                                              personas_from=str(tmp_path / "now")))
+                                              personas_from=str(tmp_path / "now"),
+                                              forget_requests=False))
     report = result.report
     assert report is not None
     assert f"segment changes: {summary['segment_changes']:,}" in report
@@ -476,7 +510,7 @@ def test_replay_serves_its_progress_as_a_metric(tmp_path: Path, stream: list[byt
     source.write_bytes(b"\n".join(stream[:800]) + b"\n")
     port = free_port()
     result = run_replay(load(), ReplayRequest(files=[str(source)], out=str(tmp_path / "o"),
-                                              metrics_port=port))
+                                              metrics_port=port, forget_requests=False))
     status, body = http_get(f"http://127.0.0.1:{port}/metrics")
     text = body.decode()
     assert status == 200

@@ -32,6 +32,8 @@ SCHEMA_FILES = {
     "dead_letter": "dead_letter.v1.schema.json",
     "run_summary": "run_summary.v1.schema.json",
     "audience_call": "audience_call.v1.schema.json",
+    "forget": "forget.v1.schema.json",
+    "forget_request": "forget_request.v1.schema.json",
 }
 
 # Required fields, copied from docs/contracts.md (sections 1 and 2), independently of
@@ -60,6 +62,9 @@ CONTRACT_REQUIRED = {
     },
     "dead_letter": {"schema", "error", "detail"},
     "audience_call": {"type", "messageId", "timestamp", "context"},
+    "forget": {"schema", "event_id", "profile_id", "previous_segment", "identifiers",
+               "request_id", "reason", "requested_at", "emitted_at"},
+    "forget_request": {"schema", "request_id", "identifier_hashes", "requested_at"},
     "run_summary": {
         "events_read", "events_valid", "events_invalid", "events_duplicate", "profiles",
         "segment_changes", "identity_merges", "segments", "seconds", "events_per_second",
@@ -70,6 +75,8 @@ SCHEMA_CONST = {
     "identity_merge": "identity_merge/v1",
     "segment_lineage": "segment_lineage/v1",
     "dead_letter": "dead_letter/v1",
+    "forget": "forget/v1",
+    "forget_request": "forget_request/v1",
 }
 IDENTIFIER_TYPES = {"anonymous_id", "device_id", "user_id", "email", "phone", "crm_id"}
 
@@ -273,6 +280,19 @@ AUDIENCE_IDENTIFY = {
     "context": {"library": {"name": "persona-stream"}},
 }
 
+H1, H2 = "a" * 64, "0123456789abcdef" * 4
+FORGET = {
+    "schema": "forget/v1", "event_id": "9c1d", "profile_id": "p_1f2e",
+    "previous_segment": {"id": 2, "name": "Deal hunters"},
+    "identifiers": {"email": [H1], "user_id": [H2]}, "request_id": "r-1",
+    "reason": "GDPR article 17", "requested_at": "2026-03-01T12:00:00Z",
+    "emitted_at": "2026-03-01T12:00:01.250Z",
+}
+FORGET_REQUEST = {
+    "schema": "forget_request/v1", "request_id": "r-1", "identifier_hashes": [H1, H2],
+    "requested_at": "2026-03-01T12:00:00Z", "reason": "",
+}
+
 BASES = {
     "touchpoint": TOUCHPOINT_MIN,
     "segment_change": SEGMENT_CHANGE,
@@ -283,6 +303,8 @@ BASES = {
     "dead_letter": DEAD_LETTER_FILE,
     "run_summary": RUN_SUMMARY,
     "audience_call": AUDIENCE_TRACK,
+    "forget": FORGET,
+    "forget_request": FORGET_REQUEST,
 }
 
 # --------------------------------------------------------------------------- valid
@@ -345,6 +367,10 @@ VALID: list[Any] = [
                  mutate(SEGMENT_CHANGE, {"partition": 2, "segment": {"id": 0, "name": "A",
                                                                      "size": 9}}),
                  id="segment_change-extensions"),
+    pytest.param("forget", FORGET, id="forget-in-a-segment"),
+    pytest.param("forget", mutate(FORGET, {"previous_segment": None, "identifiers": {}}),
+                 id="forget-never-segmented"),
+    pytest.param("forget_request", FORGET_REQUEST, id="forget_request-two"),
     pytest.param("identity_merge", IDENTITY_MERGE, id="identity_merge-one"),
     pytest.param("segment_lineage", SEGMENT_LINEAGE, id="segment_lineage-split"),
     pytest.param("segment_lineage", mutate(SEGMENT_LINEAGE, {
@@ -522,6 +548,14 @@ INVALID: list[Any] = [
     bad("segment_lineage", "share-above-one", "maximum", mutate(SEGMENT_LINEAGE, {"share": 1.5})),
     bad("segment_lineage", "segment-without-id", "required",
         mutate(SEGMENT_LINEAGE, {"segment": {"name": "x"}})),
+    bad("forget", "raw-identifier", "pattern",
+        mutate(FORGET, {"identifiers": {"email": ["jo@mail.com"]}})),
+    bad("forget", "unknown-identifier-type", "enum",
+        mutate(FORGET, {"identifiers": {"passport": [H1]}})),
+    bad("forget_request", "no-hashes", "minItems",
+        mutate(FORGET_REQUEST, {"identifier_hashes": []})),
+    bad("forget_request", "raw-identifier", "pattern",
+        mutate(FORGET_REQUEST, {"identifier_hashes": ["email:jo@mail.com"]})),
     bad("identity_merge", "wrong-schema-const", "const",
         mutate(IM, {"schema": "segment_change/v1"})),
     bad("identity_merge", "merged_profile_ids-empty", "minItems",
@@ -656,7 +690,8 @@ def test_timestamp_definition_is_shared() -> None:
     defs = {name: load(name)["$defs"]["timestamp"]
             for name in SCHEMA_FILES if "timestamp" in load(name).get("$defs", {})}
     assert set(defs) == {"touchpoint", "segment_change", "identity_merge", "profile_snapshot",
-                         "audience_call", "segment_lineage"}
+                         "audience_call", "segment_lineage", "forget",
+                         "forget_request"}
     assert len({json.dumps(d, sort_keys=True) for d in defs.values()}) == 1
 
 

@@ -76,7 +76,8 @@ def cmd_replay(args: argparse.Namespace) -> int:
         to_topic=args.to_topic, dry_run=args.dry_run, allow_live_topics=args.allow_live_topics,
         state_in=args.state_in, state_out=args.state_out, personas_from=args.personas_from,
         progress=progress_mode(args.quiet),
-        metrics_port=args.metrics_port, format=args.format, assume_sorted=args.assume_sorted)
+        metrics_port=args.metrics_port, format=args.format, assume_sorted=args.assume_sorted,
+        forget_requests=not args.ignore_forget_requests)
     result = run_replay(_config(args), request)
     if result.report is not None:
         sys.stdout.write(result.report)
@@ -86,6 +87,43 @@ def cmd_replay(args: argparse.Namespace) -> int:
           f"({s['events_per_second']:.0f} events/s): {s['segment_changes']} segment changes,"
           f" {s['identity_merges']} merges, {s['events_invalid']} dead letters since the"
           f" state began -> {target}", file=sys.stderr)
+    return 0
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+    """One request for the person the identifiers name: to Kafka, or into a state file."""
+    import uuid
+
+    from workers.core.forget import ForgetRequest, junk_keys, request_hashes
+    from workers.io.sinks import wall_clock
+
+    config = _config(args)
+    if any(not key.strip() for key in args.identifiers):
+        raise UsageError("an IDENTIFIER is empty: give type:value (e.g. email:jo@mailbox.org)"
+                         " or a bare value")
+    junk = junk_keys(args.identifiers, config)
+    if junk:
+        raise UsageError(f"{junk[0]!r} is on the identity blocklist (identity.blocklist_values,"
+                         " _patterns): no one's identifier, so nothing to forget; listing it"
+                         " would drop the events of everyone who sends it")
+    request = ForgetRequest(f"forget-{uuid.uuid4()}", request_hashes(args.identifiers, config),
+                            wall_clock(), args.reason)
+    if args.state is None:
+        from workers.io.forget import send_request
+
+        partition, offset = send_request(config, request)
+        count = len(request.hashes)
+        print(f"{request.request_id}: {count} identifier hash{'' if count == 1 else 'es'} ->"
+              f" {config.kafka.forget_topic} partition {partition} offset {offset}")
+        return 0
+    from workers.state.saved import load_state, save_state
+
+    pipeline = load_state(args.state, config)
+    forgotten = [out.key for out in pipeline.forget(request)]
+    save_state(pipeline, args.state)
+    print(f"{request.request_id}: forgot {len(forgotten)} profile(s)"
+          f"{' ' + ', '.join(str(k) for k in forgotten) if forgotten else ''}; {args.state}"
+          f" now lists {len(pipeline.forgotten)} forgotten identifier hashes")
     return 0
 
 
@@ -181,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=_Parser)
-    for add in (_add_simulate, _add_run, _add_worker, _add_replay, _add_personas,
+    for add in (_add_simulate, _add_run, _add_worker, _add_replay, _add_forget, _add_personas,
                 _add_profile, _add_evaluate):
         add(sub)
     return parser
@@ -299,9 +337,31 @@ def _add_replay(sub: Commands) -> None:
     p.add_argument("--metrics-port", type=int, metavar="PORT",
                    help="serve Prometheus metrics (replay progress included) while replaying")
     _sorted_flag(p)
+    p.add_argument("--ignore-forget-requests", action="store_true",
+                   help="DANGEROUS: do not read kafka.forget_topic and the live forget list"
+                   " first, so a forgotten person's history comes back (the forget list of"
+                   " --state-in still applies)")
     _format_flag(p)
     _config_flag(p)
     p.set_defaults(func=cmd_replay)
+
+
+def _add_forget(sub: Commands) -> None:
+    p = sub.add_parser("forget", help="forget a person (GDPR article 17)",
+                       description="Forget the person these identifiers name: their profile,"
+                       " every identifier of their group and derived state go, subscribers"
+                       " get a forget/v1 record, and no later event or replay brings them"
+                       " back. Sends one request to kafka.forget_topic (the workers apply it),"
+                       " or with --state applies it to a saved state file.")
+    p.add_argument("identifiers", nargs="+", metavar="IDENTIFIER",
+                   help="type:value (email:jo@mailbox.org), or a bare value of any type")
+    p.add_argument("--reason", default="", metavar="TEXT",
+                   help="why, carried to forget/v1 (no personal data)")
+    p.add_argument("--state", metavar="FILE",
+                   help="apply the request to this state file (saved by replay --state-out)"
+                   " instead of sending it")
+    _config_flag(p)
+    p.set_defaults(func=cmd_forget)
 
 
 def _add_personas(sub: Commands) -> None:

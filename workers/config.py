@@ -97,6 +97,8 @@ class KafkaConfig:
     identity_merges_topic: str
     personas_topic: str
     audiences_topic: str  # written only with audiences.enabled
+    # requests to forget a person (`persona-stream forget`): identifier hashes, kept forever
+    forget_topic: str
     partitions: int
     replication_factor: int
     retention_ms: int
@@ -610,7 +612,8 @@ def _kafka_problems(k: KafkaConfig) -> Iterator[str]:
     names = {"application_id": k.application_id, "input_topic": k.input_topic,
              "dlq_topic": k.dlq_topic, "segment_changes_topic": k.segment_changes_topic,
              "identity_merges_topic": k.identity_merges_topic,
-             "personas_topic": k.personas_topic, "audiences_topic": k.audiences_topic}
+             "personas_topic": k.personas_topic, "audiences_topic": k.audiences_topic,
+             "forget_topic": k.forget_topic}
     for key, name in names.items():
         if not _TOPIC_RE.fullmatch(name):
             yield (f"kafka.{key} {name!r} is not a Kafka topic name: 1..200 of the letters,"

@@ -26,6 +26,7 @@ from workers.core.touchpoints import parse_time
 from workers.errors import UsageError
 from workers.io.drive import drive, file_source
 from workers.io.folder import read_personas
+from workers.io.forget import read_history
 from workers.io.kafka import live_topics, prefixed_output_topics
 from workers.io.progress import Progress, ProgressMode
 from workers.io.sinks import DryRun, FileSink, Sink, TopicSink, wall_clock
@@ -52,6 +53,9 @@ class ReplayRequest:
     metrics_port: int | None = None  # serve /metrics (progress, counters) while running
     format: Format | None = None  # the input format (default: the configuration's)
     assume_sorted: bool = False  # --files are in event-time order already: no sort
+    # read kafka.forget_topic and the live forget list before replaying (README
+    # "Forgetting a person"); off only with --ignore-forget-requests
+    forget_requests: bool = True
 
 
 @dataclass
@@ -69,6 +73,7 @@ def run_replay(config: Config, request: ReplayRequest,
     start, stop = _check(config, r)
     current = read_personas(r.personas_from) if r.personas_from is not None else None
     pipeline = load_state(r.state_in, config) if r.state_in else Pipeline(config)
+    history = read_history(config) if r.forget_requests else None
     listener = _serve_metrics(r.metrics_port, pipeline)
     progress = Progress(r.progress, "replay", listener=listener)
     source: Source
@@ -87,6 +92,10 @@ def run_replay(config: Config, request: ReplayRequest,
         source.close()
         progress.close()
         raise
+    if history is not None:
+        # before any history: a state that holds a forgotten person loses them here, and
+        # no event of theirs is taken from the source
+        sink.write(history.apply(pipeline))
     summary = drive(pipeline, source, sink, progress, flush=r.state_out is None,
                     count_as="events_replayed", fmt=r.format)
     if r.state_out is not None:

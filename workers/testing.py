@@ -89,7 +89,8 @@ def fresh_topics(name: Callable[[str], str] | None = None,
     return {"bootstrap_servers": bootstrap, "application_id": name("app"),
             "input_topic": name("touchpoints"), "dlq_topic": name("dlq"),
             "segment_changes_topic": name("changes"), "identity_merges_topic": name("merges"),
-            "personas_topic": name("personas"), "audiences_topic": name("audiences")}
+            "personas_topic": name("personas"), "audiences_topic": name("audiences"),
+            "forget_topic": name("forget")}
 
 
 def fresh_settings(name: Callable[[str], str] | None = None, *, bootstrap: str = BOOTSTRAP,

@@ -59,7 +59,8 @@ def _run_example(bootstrap: str, prefix: str, out: Path, group: str) -> None:
     result = subprocess.run(
         [sys.executable, str(EXAMPLE), "--bootstrap", bootstrap, "--out", str(out),
          "--audiences-topic", f"{prefix}.audiences",
-         "--merges-topic", f"{prefix}.identity-merges", "--group", group,
+         "--merges-topic", f"{prefix}.identity-merges",
+         "--changes-topic", f"{prefix}.segment-changes", "--group", group,
          "--idle-seconds", "3"],
         capture_output=True, text=True, timeout=180, cwd=ROOT, check=False)
     assert result.returncode == 0, result.stderr[-2000:]

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 
+import orjson
 import pytest
 
 from workers.config import Config, load
+from workers.core.forget import ForgetRequest, request_hashes
 from workers.core.pipeline import Pipeline
 from workers.core.records import Origin, Output
-from workers.service.batch import FLUSH_KEY, origin_of, process_batch
+from workers.service.batch import FLUSH_KEY, FORGET_KEY, origin_of, process_batch
 from workers.simulation.generator import simulate
 
 INPUT = "touchpoints"
@@ -126,3 +128,37 @@ def test_a_dead_letter_names_its_input_position_from_the_key() -> None:
     assert "topic" not in letters[1]  # no key, no origin
     assert origin_of(b"") is None
 
+
+
+def forget_marker(offset: int, *keys: str, request_id: str = "r-1") -> Record:
+    """A forget request as a router forwards it from ``kafka.forget_topic``."""
+    request = ForgetRequest(request_id, request_hashes(keys, load()), "2026-02-01T00:00:00Z",
+                            "test")
+    return Record(FORGET_KEY, request.record(), offset)
+
+
+def test_a_forget_request_applies_at_its_place_in_the_sequence(lines: list[bytes],
+                                                               config: Config) -> None:
+    """The owner and a replay of the sequenced topic forget at the same place: events
+    before the marker were processed, the person's after it are dropped."""
+    email = next(orjson.loads(line)["identity"]["email"] for line in lines[:300]
+                 if b'"email"' in line)
+    records = [*forwarded(lines[:300]), forget_marker(300, f"email:{email}"),
+               *forwarded(lines[300:], first_input=300, first_offset=301)]
+    runs = []
+    for size in (len(records), 53):  # one batch, and batch edges anywhere
+        pipeline = Pipeline(config)
+        outputs = [out for start in range(0, len(records), size)
+                   for out in process_batch(pipeline, records[start:start + size]).outputs]
+        runs.append((outputs, pipeline.summary()))
+    (outputs, summary), (again, again_summary) = runs
+    assert outputs == again and summary == again_summary
+    forgets = [out for out in outputs if out.kind == "forget"]
+    assert len(forgets) == 1 and summary["profiles_forgotten"] == 1
+    after = [out for out in outputs[outputs.index(forgets[0]) + 1:]
+             if out.key == forgets[0].key]
+    assert after == []  # nothing about the person follows the forget
+    done = process_batch(Pipeline(config), [forget_marker(0, "nobody@example.com"),
+                                            Record(FORGET_KEY, b"{", 1)])
+    assert [o.record.get("error") for o in done.outputs] == ["bad_forget_request"]
+    assert done.fed == 0  # markers are not events

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from bisect import insort
+from collections.abc import Callable
 
 from workers.core.records import Origin
 from workers.core.touchpoints import Touchpoint
@@ -104,6 +105,13 @@ class FarFuture:
         for tp in ready:
             del self._held[tp.event_id]
         return ready
+
+    def drop(self, forgotten: Callable[[Touchpoint], bool]) -> int:
+        """Let go of the waiting events ``forgotten`` names (a person forgotten); how many."""
+        gone = [event_id for event_id, (tp, _) in self._held.items() if forgotten(tp)]
+        for event_id in gone:
+            del self._held[event_id]
+        return len(gone)
 
     def waiting(self) -> list[tuple[Touchpoint, Origin | None]]:
         """Every event waiting, without releasing it (saved state)."""

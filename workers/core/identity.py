@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
 ProfileId = str
@@ -166,6 +166,23 @@ class IdentityGraph:
         self.changed.add(survivor)
         self.changed.update(merged)
         return survivor, merged
+
+    def every_identifier(self) -> Iterator[tuple[str, str, ProfileId]]:
+        """Every identifier held, as (type, value, its profile)."""
+        for id_type, owners in self._owners.items():
+            for value, pid in owners.items():
+                yield id_type, value, pid
+
+    def remove(self, pid: ProfileId) -> dict[str, list[str]]:
+        """Forget a profile and every identifier of its group; returns them."""
+        members = self._members.pop(pid)
+        del self._best[pid]
+        for id_type, values in members.items():
+            owners = self._owners[id_type]
+            for value in values:
+                owners.pop(value, None)
+        self.changed.add(pid)
+        return members
 
     # ---- state as one record per profile -----------------------------------------------
 

@@ -29,6 +29,7 @@ from workers.core.audiences import AudienceKeys, audience_calls
 from workers.core.clock import FarFuture, StreamClock
 from workers.core.dedup import Deduplicator
 from workers.core.features import FeatureSpec, ProfileState
+from workers.core.forget import ForgetList, ForgetRequest
 from workers.core.formats import Adapter, Format, Formats, InvalidMember
 from workers.core.identity import IdentityGraph, IdentityRules, ProfileId, lookup_keys
 from workers.core.personas import name_segments, persona_cards
@@ -36,6 +37,7 @@ from workers.core.privacy import Pseudonymiser, redact
 from workers.core.records import (
     ChangeReason,
     DeadLetter,
+    Forget,
     Origin,
     Output,
     PersonaCard,
@@ -73,6 +75,8 @@ class Stats:
     traits_dropped: int = 0
     records_without_events: int = 0  # read but holding no event (a CSV header line)
     model_updates: int = 0
+    events_forgotten: int = 0  # naming a forgotten identifier: dropped, never dead letters
+    profiles_forgotten: int = 0
 
 
 class _Dirty(NamedTuple):
@@ -96,6 +100,7 @@ class Pipeline:
         self.pseudonymiser = (None if key is None
                               else Pseudonymiser(key.reveal().encode(), self.graph))
         self._redact = config.intake.dead_letter_raw == "redact"
+        self.forgotten = ForgetList.for_config(config)
         self.spec = FeatureSpec(config.features)
         self.model = SegmentModel(config.segmentation, self.spec)
         self.profiles: ProfileStore = open_store(config.state)
@@ -195,6 +200,9 @@ class Pipeline:
         """
         if self.pseudonymiser is not None:
             tp = self.pseudonymiser.event(tp)
+        if self.forgotten.entries and self.forgotten.names(tp.identity):
+            self.stats.events_forgotten += 1
+            return
         if tp.ts <= self.clock.limit:
             self._admit(tp)
         elif tp.event_id in self._far:
@@ -491,6 +499,70 @@ class Pipeline:
                 out[id_type] = sorted(_hash(v) for v in values) if hashing else sorted(values)
         return out
 
+    # ---- forgetting a person (workers.core.forget) ------------------------------------
+
+    def forget(self, request: ForgetRequest) -> list[Output]:
+        """Forget whoever the request's identifier hashes name, now (at this point of the
+        stream, so a replay of it forgets at the same place).
+
+        Each profile holding one of them goes whole: its features, every identifier of its
+        group (their hashes join the forget list, so no later event names them again), its
+        events waiting in the event-time buffer or far ahead, its place in a segment's
+        size. A ``forget/v1`` per profile tells subscribers to delete too. The hashes join
+        the list even when no profile holds them: the person's events may come later.
+        """
+        forgotten = self.forgotten
+        wanted = set(request.hashes)
+        forgotten.add(request.hashes, request.requested_at)
+        found = sorted({pid for id_type, value, pid in self.graph.every_identifier()
+                        if forgotten.hash(id_type, value) in wanted})
+        for pid in found:
+            self._forget_profile(pid, request)
+        self._drop_forgotten_events()
+        return self._take()
+
+    def reject(self, raw: bytes | None, exc: InvalidEvent) -> list[Output]:
+        """A record that is no event (an unreadable forget request): its dead letter."""
+        self._dead_letter(raw, exc.code, exc.detail, None)
+        return self._take()
+
+    def _forget_profile(self, pid: ProfileId, request: ForgetRequest) -> None:
+        members = self.graph.remove(pid)
+        self.forgotten.add((self.forgotten.hash(t, v) for t, values in members.items()
+                            for v in values), request.requested_at)
+        state = self.profiles.pop(pid) if pid in self.profiles else None
+        self._dirty.pop(pid, None)
+        self.changed_profiles.add(pid)
+        self.stats.profiles_forgotten += 1
+        previous = None if state is None else state.segment
+        if previous is not None and previous in self.sizes:
+            self.sizes[previous] -= 1
+        record: Forget = {
+            "schema": "forget/v1",
+            "event_id": _digest("forget", pid, request.request_id),
+            "profile_id": pid,
+            "previous_segment": (None if previous is None
+                                 else {"id": previous, "name": self._name(previous)}),
+            "identifiers": {t: sorted(_hash(v) for v in values)
+                            for t, values in sorted(members.items()) if values},
+            "request_id": request.request_id,
+            "reason": request.reason,
+            "requested_at": request.requested_at,
+        }
+        self._out.append(Output("forget", pid, record))
+
+    def _drop_forgotten_events(self) -> None:
+        """Events held back (reorder window, far future) that name a forgotten identifier."""
+        names = self.forgotten.names
+        kept = [item for item in self._buffer if not names(item[2].identity)]
+        dropped = len(self._buffer) - len(kept)
+        if dropped:
+            heapq.heapify(kept)
+            self._buffer = kept
+            self.stats.events_valid -= dropped  # counted valid when they entered the buffer
+        far = self._far.drop(lambda tp: names(tp.identity))
+        self.stats.events_forgotten += dropped + far
+
     # ---- state as data (workers.state.changelog writes and reads it) ----------------
 
     def meta_state(self) -> dict[str, Any]:
@@ -606,6 +678,9 @@ class Pipeline:
             "fields_dropped": dict(sorted(self.parser.optional.dropped.items())),
             "values_coerced": dict(sorted(self.parser.optional.coerced.items())),
             "records_without_events": s.records_without_events,
+            # events naming a forgotten identifier (dropped), and profiles forgotten
+            "events_forgotten": s.events_forgotten,
+            "profiles_forgotten": s.profiles_forgotten,
             # valid events more than intake.dedup_window_seconds behind the stream's clock:
             # checked for duplicates only against their profile's recent event ids
             "events_beyond_dedup_window": self.dedup.beyond_window,

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from workers.config import Config
 
 OutputKind = Literal["segment_change", "identity_merge", "dead_letter", "audience",
-                     "segment_lineage"]
+                     "segment_lineage", "forget"]
 LineageKind = Literal["birth", "split", "merge", "retirement", "rename"]
 ChangeReason = Literal["assignment", "merge", "model_update", "forget"]
 CHANGE_REASONS: tuple[ChangeReason, ...] = ("assignment", "merge", "model_update", "forget")
@@ -35,6 +35,8 @@ OUTPUT_KINDS: dict[OutputKind, Destination] = {
     "audience": Destination("audiences.jsonl", "audiences"),
     # the worker sends these to the personas topic, next to the cards they explain
     "segment_lineage": Destination("segment_lineage.jsonl", "segment-lineage"),
+    # on the segment-change topic, so its subscribers hear of it; a file of its own
+    "forget": Destination("forgets.jsonl", "segment-changes"),
 }
 
 
@@ -87,6 +89,20 @@ class IdentityMerge(TypedDict):
     emitted_at: NotRequired[str]
 
 
+class Forget(TypedDict):
+    """``forget/v1``: a person was forgotten (GDPR article 17); delete what you hold."""
+
+    schema: Literal["forget/v1"]
+    event_id: str
+    profile_id: str
+    previous_segment: SegmentRef | None
+    identifiers: dict[str, list[str]]  # SHA-256 hex of each value, never a raw one
+    request_id: str
+    reason: str
+    requested_at: str
+    emitted_at: NotRequired[str]
+
+
 class DeadLetter(TypedDict):
     """``dead_letter/v1``: an input record that could not be processed, and why."""
 
@@ -133,7 +149,8 @@ class SegmentLineage(TypedDict):
     emitted_at: NotRequired[str]
 
 
-OutputRecord = SegmentChange | IdentityMerge | DeadLetter | AudienceCall | SegmentLineage
+OutputRecord = (SegmentChange | IdentityMerge | DeadLetter | AudienceCall | SegmentLineage
+                | Forget)
 
 
 class Distinguishing(TypedDict):

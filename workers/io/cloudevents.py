@@ -21,6 +21,7 @@ import orjson
 from workers.config import Config
 from workers.core.records import (
     AudienceCall,
+    Forget,
     IdentityMerge,
     Output,
     OutputKind,
@@ -41,6 +42,7 @@ SCHEMAS: dict[Published, str] = {
     "dead_letter": "dead_letter/v1",
     "audience": "audience_call/v1",
     "segment_lineage": "segment_lineage/v1",
+    "forget": "forget/v1",
     "persona_card": "persona_card/v1",
 }
 
@@ -74,6 +76,9 @@ class Envelope:
             ident, time = call["messageId"], call["timestamp"]
         elif kind == "dead_letter":
             ident, time = _value_id(value), None
+        elif kind == "forget":
+            forget = cast(Forget, out.record)
+            ident, time = forget["event_id"], forget["requested_at"]
         else:
             record = cast(SegmentChange | IdentityMerge | SegmentLineage, out.record)
             ident, time = record["event_id"], record["occurred_at"]

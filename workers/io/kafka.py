@@ -86,7 +86,7 @@ def live_output_topics(config: Config) -> dict[OutputKind, str]:
     topics: dict[OutputKind, str] = {
         "segment_change": k.segment_changes_topic, "identity_merge": k.identity_merges_topic,
         "dead_letter": k.dlq_topic, "audience": k.audiences_topic,
-        "segment_lineage": k.personas_topic}
+        "segment_lineage": k.personas_topic, "forget": k.segment_changes_topic}
     return {kind: topics[kind] for kind in output_kinds(config)}
 
 
@@ -99,7 +99,8 @@ def prefixed_output_topics(config: Config, prefix: str) -> dict[OutputKind, str]
 def live_topics(config: Config) -> set[str]:
     """The topics live workers read or write: a replay must not write to them by accident."""
     k = config.kafka
-    return {k.input_topic, k.personas_topic, *live_output_topics(config).values()}
+    return {k.input_topic, k.personas_topic, k.forget_topic,
+            *live_output_topics(config).values()}
 
 
 def sequenced_topic(config: Config) -> str:
@@ -122,7 +123,10 @@ def worker_topics(config: Config) -> list[TopicSpec]:
         TopicSpec(k.input_topic, k.partitions, {"retention.ms": str(k.input_retention_ms),
                                                 "retention.bytes": str(k.input_retention_bytes)}),
         *(TopicSpec(name, k.partitions, retention)
-          for name in live_output_topics(config).values() if name != k.personas_topic),
+          for name in sorted(set(live_output_topics(config).values()) - {k.personas_topic})),
+        # forget requests hold identifier hashes only and must outlive any history a
+        # replay could read: kept forever; one partition, one order of requests
+        TopicSpec(k.forget_topic, 1, {"retention.ms": "-1"}),
         TopicSpec(k.personas_topic, 1, compact),
         # one partition: one order for the whole stream (see workers.service.app). Stamped
         # by the broker on arrival, so retention counts from then, not from a router's

@@ -23,6 +23,7 @@ from workers.core.records import (
     OUTPUT_KINDS,
     AudienceCall,
     DeadLetter,
+    Forget,
     IdentityMerge,
     Output,
     OutputKind,
@@ -62,7 +63,7 @@ class Sink(Protocol):
         """The input is done: keep what this sink keeps of the end state, release the rest."""
 
 
-_STAMPED = ("segment_change", "identity_merge", "segment_lineage")
+_STAMPED = ("segment_change", "identity_merge", "segment_lineage", "forget")
 
 
 def wall_clock() -> str:
@@ -77,7 +78,8 @@ def stamp_emitted(outputs: Iterable[Output], clock: Callable[[], str]) -> None:
         if out.kind in _STAMPED:
             if stamp is None:
                 stamp = clock()
-            cast(SegmentChange | IdentityMerge | SegmentLineage, out.record)["emitted_at"] = stamp
+            cast(SegmentChange | IdentityMerge | SegmentLineage | Forget,
+                 out.record)["emitted_at"] = stamp
 
 
 def _pretty(value: object) -> bytes:
@@ -131,7 +133,7 @@ class TopicSink:
         self.clock = clock
         self._error: BaseException | None = None
         timeout_ms = int(k.connect_timeout_seconds * 1000)
-        provision(config, output_topic_specs(config, sorted(self.topics.values())))
+        provision(config, output_topic_specs(config, sorted(set(self.topics.values()))))
         try:
             self._producer = KafkaProducer(
                 bootstrap_servers=k.bootstrap_servers, acks="all",
@@ -176,6 +178,7 @@ class DryRun:
 
     changes: Counter[tuple[int | None, str]] = field(default_factory=Counter)
     merges: int = 0
+    forgets: int = 0
     dead: Counter[str] = field(default_factory=Counter)
     audience_calls: Counter[str] = field(default_factory=Counter)  # by track event/identify
     lineage: Counter[str] = field(default_factory=Counter)  # by kind
@@ -194,6 +197,8 @@ class DryRun:
                 self.audience_calls[call.get("event", call["type"])] += 1
             elif out.kind == "segment_lineage":
                 self.lineage[cast(SegmentLineage, out.record)["kind"]] += 1
+            elif out.kind == "forget":
+                self.forgets += 1
             else:
                 self.dead[cast(DeadLetter, out.record)["error"]] += 1
 
@@ -212,6 +217,9 @@ class DryRun:
                  + "".join(f"  {kind} {n:,}" for kind, n in sorted(self.lineage.items())), "",
                  f"dead letters: {sum(self.dead.values()):,}"]
         lines += [f"  {error:<28}{count:>10,}" for error, count in sorted(self.dead.items())]
+        if self.forgets or s.get("events_forgotten"):
+            lines += ["", f"forgotten: {self.forgets:,} profiles removed,"
+                      f" {s.get('events_forgotten', 0):,} events of forgotten people dropped"]
         if self.audience_calls:
             lines += ["", f"audience calls: {sum(self.audience_calls.values()):,}"]
             lines += [f"  {call:<28}{count:>10,}"

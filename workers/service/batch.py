@@ -8,7 +8,9 @@ sequenced topic exactly as the owner does.
 A sequenced record's key says where its bytes came from (``topic:partition:offset``
 of the input, see :func:`origin_of`), so the pipeline drops a record a router
 forwarded twice; the key :data:`FLUSH_KEY` marks an idle flush, written into the
-stream so that a replay of it flushes at the same place.
+stream so that a replay of it flushes at the same place, and :data:`FORGET_KEY` a
+forget request a router forwarded from ``kafka.forget_topic``, applied at its place
+in the stream likewise.
 """
 
 from __future__ import annotations
@@ -17,10 +19,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
+from workers.core.forget import parse_request
 from workers.core.pipeline import Pipeline
 from workers.core.records import Origin, Output
+from workers.errors import InvalidEvent
 
 FLUSH_KEY = b"\x00flush"
+FORGET_KEY = b"\x00forget"
 
 
 class SequencedRecord(Protocol):
@@ -67,8 +72,20 @@ def process_batch(pipeline: Pipeline, records: Iterable[SequencedRecord]) -> Bat
         if record.key == FLUSH_KEY:
             outputs.extend(pipeline.flush())
             continue
+        if record.key == FORGET_KEY:
+            outputs.extend(forget(pipeline, record.value))
+            continue
         outputs.extend(feed(record.value, origin_of(record.key)))
         fed += 1
     if record is None:
         raise ValueError("an empty batch has no position")
     return BatchResult(outputs, fed, record.offset + 1)
+
+
+def forget(pipeline: Pipeline, value: bytes | None) -> list[Output]:
+    """Apply one forget request; an unreadable one is a dead letter (it holds hashes only)."""
+    try:
+        request = parse_request(value)
+    except InvalidEvent as exc:
+        return pipeline.reject(value, exc)
+    return pipeline.forget(request)

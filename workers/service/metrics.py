@@ -73,6 +73,9 @@ class Metrics:
             "persona_stream_events", "Touchpoints read, by final outcome (valid events count "
             "once they leave the event-time buffer, when their outcome is certain).",
             ["outcome"], registry=r)
+        self.profiles_forgotten = Counter(
+            "persona_stream_profiles_forgotten",
+            "Profiles removed by a forget request (GDPR article 17).", registry=r)
         self.invalid = Counter("persona_stream_invalid_events",
                                "Dead-lettered touchpoints by error code.", ["error"], registry=r)
         self.merges = Counter("persona_stream_identity_merges",
@@ -146,6 +149,7 @@ class Metrics:
             "refused": self.merges_refused, "blocked": self.blocked, "changes": self.changes,
             "model_updates": self.model_updates, "traits_dropped": self.traits_dropped,
             "beyond_dedup_window": self.beyond_dedup_window,
+            "profiles_forgotten": self.profiles_forgotten,
             "dropped": self.fields_dropped, "coerced": self.values_coerced,
         }
         self._exported: dict[tuple[str, str], int] = {}
@@ -207,6 +211,9 @@ class Metrics:
             ("events", "valid"): stats.events_valid - pipeline.buffered,
             ("events", "invalid"): stats.events_invalid,
             ("events", "duplicate"): stats.events_duplicate,
+            # naming an identifier of a forgotten person: dropped at intake
+            ("events", "forgotten"): stats.events_forgotten,
+            ("profiles_forgotten", ""): stats.profiles_forgotten,
             ("merges", ""): stats.identity_merges,
             ("blocked", ""): stats.identifiers_blocked,
             ("model_updates", ""): stats.model_updates,

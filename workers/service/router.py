@@ -6,6 +6,8 @@ offset (:func:`workers.service.batch.origin_of` reads it back), and commits its
 input offsets only once the sequenced topic holds them. Its client also answers
 how far the input goes, which the owner's idle flush and ``/status`` compare
 with the pipeline's positions, and how far behind the router is (the lag gauge).
+The group also shares the one partition of ``kafka.forget_topic``: a forget request
+goes into the sequenced topic under :data:`~workers.service.batch.FORGET_KEY`.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from aiokafka.errors import KafkaError
 from workers.config import Config
 from workers.core.pipeline import Pipeline
 from workers.io.kafka import sequenced_topic
+from workers.service.batch import FORGET_KEY
 from workers.service.clients import BATCH, Batches, Clients, read_until
 from workers.service.logs import worker_log
 from workers.service.metrics import Metrics
@@ -49,7 +52,8 @@ class Router(ConsumerRebalanceListener):
 
     async def run(self, stopping: asyncio.Event) -> None:
         consumer = self.consumer = self.clients.consumer(role="router")
-        consumer.subscribe([self.config.kafka.input_topic], listener=self)
+        consumer.subscribe([self.config.kafka.input_topic, self.config.kafka.forget_topic],
+                           listener=self)
         await read_until(stopping, consumer, self._forward, max_records=BATCH)
 
     async def _forward(self, batches: Batches) -> None:
@@ -58,6 +62,12 @@ class Router(ConsumerRebalanceListener):
         send = (await self.clients.producer()).send
         futures = []
         for tp, records in batches.items():
+            if tp.topic == self.config.kafka.forget_topic:
+                # forget requests join the stream where they arrive (FORGET_KEY): the owner,
+                # and any replay of the sequenced topic, applies them at that place
+                for r in records:
+                    futures.append(await send(self.sequenced, value=r.value, key=FORGET_KEY))
+                continue
             prefix = f"{tp.topic}:{tp.partition}:"
             for r in records:
                 futures.append(await send(self.sequenced, value=r.value,
@@ -69,12 +79,15 @@ class Router(ConsumerRebalanceListener):
             self.state.routed += len(futures)
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        self.metrics.forget_partitions(tp.partition for tp in revoked)
+        topic = self.config.kafka.input_topic
+        self.metrics.forget_partitions(tp.partition for tp in revoked if tp.topic == topic)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         # an empty assignment counts too: a worker beyond the partition count is healthy
         self.state.router_assigned = True
-        self.state.input_partitions = sorted(tp.partition for tp in assigned)
+        topic = self.config.kafka.input_topic
+        self.state.input_partitions = sorted(tp.partition for tp in assigned
+                                             if tp.topic == topic)
         worker_log.info("input partitions assigned",
                         extra={"partitions": self.state.input_partitions})
 
@@ -103,6 +116,8 @@ class Router(ConsumerRebalanceListener):
             return  # no assignment yet: the consumer has no positions to compare
         lags = {}
         for tp in consumer.assignment():
+            if tp.topic != self.config.kafka.input_topic:
+                continue  # the forget requests: no partition of the input
             highwater = consumer.highwater(tp)
             done = self.metrics.next_offset(tp.partition)
             if done is None:  # nothing handled here yet: the fetch position is where we stand

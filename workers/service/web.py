@@ -94,6 +94,11 @@ class Pages:
             "store": self.config.state.store,
             "events_read": pipeline.stats.events_read if pipeline is not None else None,
             "held": pipeline.held if pipeline is not None else None,
+            # forget requests applied: profiles removed, events dropped for naming one
+            "profiles_forgotten": (pipeline.stats.profiles_forgotten if pipeline is not None
+                                   else None),
+            "events_forgotten": (pipeline.stats.events_forgotten if pipeline is not None
+                                 else None),
             "caught_up": caught_up,
             "broker": {"reachable": state.broker.reachable, "reason": state.broker.reason,
                        "since": (None if not state.broker.since

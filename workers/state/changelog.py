@@ -1,6 +1,6 @@
 """The pipeline's state as keyed records: what a commit writes, what a restore reads.
 
-The state is five stores, each a map from key to value (workers/state/codec.py
+The state is six stores, each a map from key to value (workers/state/codec.py
 bytes, which cannot run code when read):
 
 ========  ===============================  ==========================================
@@ -12,6 +12,8 @@ dedup     ``bucket:start``                 event ids filed in a de-dup bucket fr
                                            ``start`` on (a commit appends a chunk)
 held      event id                         an event waiting in the event-time buffer
                                            or far ahead of the stream's clock
+forgotten identifier hash (64 hex digits)  when its forgetting was requested (the
+                                           forget list, workers/core/forget.py)
 meta      ``pipeline``, ``model``          the rest: clock, counters, sizes; the model
                                            (written when it learned something)
 ========  ===============================  ==========================================
@@ -35,7 +37,7 @@ from workers.errors import StateError
 from workers.state.codec import pack, unpack
 from workers.state.store import encode, open_store
 
-Store = Literal["meta", "profile", "identity", "dedup", "held"]
+Store = Literal["meta", "profile", "identity", "dedup", "held", "forgotten"]
 STORES: tuple[Store, ...] = get_args(Store)
 META_KEY = b"pipeline"
 MODEL_KEY = b"model"
@@ -91,6 +93,8 @@ class StateWriter:
         if stamp != self._model:  # the window of learned profiles is its biggest part
             self._model = stamp
             out.append(StateRecord("meta", MODEL_KEY, pack(pipeline.model.state())))
+        for digest, when in pipeline.forgotten.take_changed():
+            out.append(StateRecord("forgotten", digest.encode(), pack(when)))
         out.append(StateRecord("meta", META_KEY, pack(pipeline.meta_state())))
         return out
 
@@ -111,6 +115,9 @@ def everything(pipeline: Pipeline) -> Iterator[StateRecord]:
     for event_id, held in sorted(pipeline.held_events().items()):
         yield StateRecord("held", event_id.encode(), pack(held))
     yield StateRecord("meta", MODEL_KEY, pack(pipeline.model.state()))
+    pipeline.forgotten.changed = set()
+    for digest, when in sorted(pipeline.forgotten.entries.items()):
+        yield StateRecord("forgotten", digest.encode(), pack(when))
     yield StateRecord("meta", META_KEY, pack(pipeline.meta_state()))
 
 
@@ -149,6 +156,9 @@ def rebuild(config: Config, records: Iterable[StateRecord], where: str) -> Pipel
             if value is not None:
                 far, tp, origin = unpack(value)
                 pipeline.hold_again(far, tp, origin)
+        for key, value in latest["forgotten"].items():
+            if value is not None:
+                pipeline.forgotten.entries[key.decode()] = unpack(value)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise StateError(f"{where}: damaged state ({type(exc).__name__}: {exc})") from None
     _forget_changes(pipeline)
@@ -166,3 +176,4 @@ def _forget_changes(pipeline: Pipeline) -> None:
     pipeline.changed_profiles = set()
     pipeline.graph.changed = set()
     pipeline.dedup.take_chunks()
+    pipeline.forgotten.changed = set()
