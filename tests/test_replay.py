@@ -221,6 +221,15 @@ def test_forget_offline_in_a_state_file_keeps_the_person_out_of_a_replay(
     kept = ((tmp_path / "o" / "profiles.jsonl").read_text()
             + (tmp_path / "o" / "segment_changes.jsonl").read_text())
     assert pid not in kept and email not in kept
+    # `run` continues from the state as well, forget list included
+    done = run_cli("run", str(source), "--state-in", str(state), "--out", str(tmp_path / "r"),
+                   "--quiet")
+    assert done.returncode == 0, done.stderr
+    summary = orjson.loads((tmp_path / "r" / "summary.json").read_bytes())
+    assert summary["events_forgotten"] == result.summary["events_forgotten"]
+    kept = ((tmp_path / "r" / "profiles.jsonl").read_text()
+            + (tmp_path / "r" / "segment_changes.jsonl").read_text())
+    assert pid not in kept and email not in kept
 
 
 def test_state_refuses_another_configuration(tmp_path: Path, stream: list[bytes]) -> None:

@@ -57,8 +57,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from workers.io.drive import run_files
     from workers.io.progress import progress_mode
 
-    summary = run_files(_config(args), args.input, args.out, progress=progress_mode(args.quiet),
-                        fmt=args.format, assume_sorted=args.assume_sorted)
+    config = _config(args)
+    start = None
+    if args.state_in:
+        from workers.state.saved import load_state
+
+        start = load_state(args.state_in, config)
+    summary = run_files(config, args.input, args.out, progress=progress_mode(args.quiet),
+                        fmt=args.format, assume_sorted=args.assume_sorted, start=start)
     print(f"{summary['events_read']} events ({summary['events_invalid']} invalid, "
           f"{summary['events_duplicate']} duplicates), {summary['profiles']} profiles, "
           f"{summary['segments']} segments, {summary['segment_changes']} segment changes "
@@ -278,6 +284,8 @@ def _add_run(sub: Commands) -> None:
     p.add_argument("input", nargs="+", metavar="INPUT",
                    help="JSON-lines file(s), '-' for stdin, .gz accepted")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--state-in", metavar="FILE",
+                   help="start from a saved state (its profiles, model and forget list)")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     _sorted_flag(p)
     _format_flag(p)

@@ -118,11 +118,13 @@ _AFTER_YEAR_9999 = 253402300800.0  # 10000-01-01T00:00:00Z
 
 def run_files(config: Config, inputs: list[str], out_dir: str | Path,
               progress: ProgressMode = "off", fmt: Format | None = None,
-              assume_sorted: bool = False) -> dict[str, Any]:
+              assume_sorted: bool = False, start: Pipeline | None = None) -> dict[str, Any]:
     """``persona-stream run``: ``inputs`` in event-time order (as given with
-    ``assume_sorted``) through a fresh pipeline into ``out_dir``."""
+    ``assume_sorted``) through a fresh pipeline, or ``start`` (a saved state: its forget
+    list applies too), into ``out_dir``."""
     display = Progress(progress, "run")
-    return drive(Pipeline(config), file_source(config, inputs, fmt, assume_sorted, display),
+    pipeline = start if start is not None else Pipeline(config)
+    return drive(pipeline, file_source(config, inputs, fmt, assume_sorted, display),
                  FileSink(out_dir, output_kinds(config)), display, fmt=fmt)
 
 
