@@ -98,6 +98,8 @@ class Pipeline:
         self._redact = config.intake.dead_letter_raw == "redact"
         self.spec = FeatureSpec(config.features)
         self.model = SegmentModel(config.segmentation, self.spec)
+        # the features an assessment or a learn reads: the others are not worked out
+        self._wanted = frozenset(self.model.columns)
         self.profiles: ProfileStore = open_store(config.state)
         self.stats = Stats()
         self.names: dict[int, str] = {}
@@ -366,7 +368,7 @@ class Pipeline:
             if state is None or state.event_count < cfg.min_events:
                 continue
             trigger = dirty[pid]
-            vector = state.vector(spec)
+            vector = state.vector(spec, self._wanted)
             if (state.event_count >= cfg.learn_min_events
                     and trigger.ts - state.last_learned >= cfg.learn_interval_seconds):
                 state.last_learned = trigger.ts
@@ -405,7 +407,7 @@ class Pipeline:
             before = state.segment
             if before is not None and before not in known:
                 state.segment = None  # retired segment: re-assigned below like a newcomer
-            self._assess(pid, state, state.vector(self.spec), snapshot,
+            self._assess(pid, state, state.vector(self.spec, self._wanted), snapshot,
                          "assignment" if first or state.segment is None else "model_update",
                          None, ts, False)
             if state.segment != before:

@@ -73,13 +73,13 @@ class Snapshot:
         object.__setattr__(self, "_pick", operator.itemgetter(*self.columns))
 
     def transform(self, vector: list[float]) -> list[float]:
+        """Clip, then scale: ``min(hi, max(lo, x)) * gain - offset`` per column, as maps
+        of builtins (no Python frame per feature: this runs for every assessment)."""
         picked = self._pick(vector)  # type: ignore[attr-defined]
         if len(self.columns) == 1:
             picked = (picked,)
-        return [min(h, max(lo, x)) * g - o
-                for x, lo, h, g, o in zip(picked, self.lo, self.hi,
-                                          self._gain, self._offset,  # type: ignore[attr-defined]
-                                          strict=True)]
+        return list(map(operator.sub, map(operator.mul, map(min, self.hi, map(
+            max, self.lo, picked)), self._gain), self._offset))  # type: ignore[attr-defined]
 
     def raw(self, z: tuple[float, ...] | list[float]) -> list[float]:
         """Back from scaled space to feature units (a centroid, a mean of clipped values,
@@ -221,7 +221,10 @@ class SegmentModel:
                 return None
             self._initialise()
             return self._check(ts) if self._ready() else None
-        self.clusterer.learn_one(self._scaled(x, self.reference))
+        if isinstance(self.clusterer, cluster.KMeans):
+            _learn_kmeans(self.clusterer, self._scaled(x, self.reference))
+        else:
+            self.clusterer.learn_one(self._scaled(x, self.reference))
         if self.snapshot is None:
             return self._check(ts) if self._ready() else None
         if (self.learned % self.cfg.snapshot_every_learns == 0
@@ -360,6 +363,27 @@ class SegmentModel:
 
 
 _dist = math.dist
+
+
+def _learn_kmeans(model: cluster.KMeans, x: dict[str, float]) -> None:
+    """river's ``KMeans.learn_one``, without its generator over a fresh set of keys per
+    centre: the nearest centre (the first of equals) takes the same step toward ``x``.
+
+    Every centre holds exactly ``x``'s keys (centres are set with the reference that
+    scales ``x``), so the distance is summed over them in ``x``'s order; river sums in
+    the order of a set of strings, which moves with PYTHONHASHSEED.
+    """
+    p = model.p
+    closest = None
+    best = math.inf
+    for centre in model.centers.values():
+        d = sum([abs(centre[k] - v) ** p for k, v in x.items()])
+        if d < best:
+            closest, best = centre, d
+    assert closest is not None
+    step = model.halflife
+    for i, xi in x.items():
+        closest[i] += step * (xi - closest[i])
 
 
 def _nearest(points: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
