@@ -41,6 +41,9 @@ _RESTARTS = 3
 _CLEARLY_TIGHTER = 0.97
 # n_clusters auto: another k is taken only for a silhouette this much better (no flapping)
 _K_MARGIN = 0.02
+# relative margin for decisions taken on numpy's distances (Snapshot.keeps): theirs and
+# math.dist's differ by far less than 1e-12 relative on a few dozen columns
+_MARGIN = 1e-6
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,15 @@ class Snapshot:
         object.__setattr__(self, "_offset", tuple(m * g for m, g in zip(self.mean, gain,
                                                                         strict=True)))
         object.__setattr__(self, "_pick", operator.itemgetter(*self.columns))
+        # the same, as arrays, for Snapshot.keeps
+        object.__setattr__(self, "_arrays", (
+            *(np.array(v, dtype=float) for v in (self.lo, self.hi, gain,
+                                                   self._offset)),  # type: ignore[attr-defined]
+            np.array([seg.centroid for seg in self.segments], dtype=float).reshape(
+                len(self.segments), len(self.columns))))
+        # every explanation of a change quotes its segment's centroid in feature units
+        object.__setattr__(self, "_raw_centroids",
+                           {seg.id: self.raw(seg.centroid) for seg in self.segments})
 
     def transform(self, vector: list[float]) -> list[float]:
         """Clip, then scale: ``min(hi, max(lo, x)) * gain - offset`` per column (the
@@ -94,6 +106,32 @@ class Snapshot:
     def distances(self, z: list[float]) -> list[tuple[float, int]]:
         dist = math.dist
         return [(dist(z, seg.centroid), seg.id) for seg in self.segments]
+
+    def keeps(self, current: list[int | None], vectors: list[list[float]],
+              hysteresis: float) -> list[bool]:
+        """For many profiles at once: which provably keep their current segment under
+        :func:`assign` (so need no assessment).
+
+        Worked out in numpy, whose distances may differ from ``math.dist``'s in the last
+        bits: a profile counts as kept only when every other segment is further than
+        ``(1 - hysteresis)`` of its own distance by a margin a million times wider than
+        that rounding; a profile near the boundary is left to :func:`assign`.
+        """
+        if not vectors:
+            return []
+        lo, hi, gain, offset, centroids = self._arrays  # type: ignore[attr-defined]
+        x = np.array(vectors, dtype=float)[:, list(self.columns)]
+        z = np.minimum(hi, np.maximum(lo, x)) * gain - offset
+        d = np.sqrt(((z[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=2))
+        where = {seg.id: j for j, seg in enumerate(self.segments)}
+        own = np.array([where.get(c, -1) if c is not None else -1 for c in current])
+        rows = np.arange(len(vectors))
+        known = own >= 0
+        own_d = np.where(known, d[rows, np.maximum(own, 0)], np.inf)
+        others = d.copy()
+        others[rows[known], own[known]] = np.inf
+        keep = known & (others.min(axis=1) >= (1.0 - hysteresis) * own_d * (1.0 + _MARGIN))
+        return keep.tolist()
 
     def segment(self, segment_id: int) -> Segment | None:
         for seg in self.segments:
@@ -149,7 +187,7 @@ def explain(snapshot: Snapshot, z: list[float], segment_id: int,
     seg = snapshot.segment(segment_id)
     if seg is None:
         return []
-    raw_centroid = snapshot.raw(seg.centroid)
+    raw_centroid = snapshot._raw_centroids[segment_id]  # type: ignore[attr-defined]
     parts = []
     for i, (zi, ci) in enumerate(zip(z, seg.centroid, strict=True)):
         contribution = 2.0 * zi * ci - ci * ci
