@@ -189,6 +189,31 @@ def test_hysteresis_keeps_the_current_segment_unless_clearly_closer(x: float,
     assert not same.changed
 
 
+def test_keeps_only_profiles_assign_would_not_move() -> None:
+    """The batch check a model version uses to skip assessments: never a profile that
+    assign() would move, including profiles placed right on a hysteresis boundary."""
+    model, _ = warmed_model()
+    snapshot = model.snapshot
+    assert snapshot is not None
+    rng = random.Random(9)
+    ids = [s.id for s in snapshot.segments]
+    vectors, current = [], []
+    for i in range(3000):
+        a, b = rng.sample(range(K), 2)
+        mix = rng.random() if i % 3 else 0.5 + rng.uniform(-1e-3, 1e-3)
+        v = [x * mix + y * (1 - mix) for x, y in zip(blob_vector(rng, a), blob_vector(rng, b),
+                                                      strict=True)]
+        vectors.append(v)
+        current.append(None if i % 7 == 0 else (99 if i % 11 == 0 else rng.choice(ids)))
+    kept = snapshot.keeps(current, vectors, CFG.hysteresis)
+    moved = [assign(snapshot, snapshot.transform(v), c, CFG.hysteresis).changed
+             for v, c in zip(vectors, current, strict=True)]
+    assert not any(k and m for k, m in zip(kept, moved, strict=True))
+    # and it does skip: nearly every profile assign() leaves where it is
+    assert sum(kept) > 0.95 * moved.count(False)
+    assert snapshot.keeps([], [], CFG.hysteresis) == []
+
+
 def test_score_is_one_at_a_centroid_zero_on_the_border_and_in_range() -> None:
     snap = two_segment_snapshot()
     assert assign(snap, [0.0, 0.0], None, 0.15).score == 1.0

@@ -64,6 +64,9 @@ class FeatureSpec:
         self.no_traits = [0.0] * sum(len(v) for v in cfg.traits.categorical.values())
         self.no_traits += [0.5] * len(cfg.traits.numeric)
         self.index = {n: i for i, n in enumerate(names)}
+        self.every = frozenset(range(len(names)))
+        # the declared traits' columns, after the counts' shares and 8 derived features
+        self.trait_columns = frozenset(range(self.size + 8, len(names)))
 
     def label(self, name: str) -> str:
         return self.cfg.labels.get(name, name)
@@ -292,8 +295,10 @@ class ProfileState:
         self.last_learned = max(self.last_learned, other.last_learned)
         return dropped
 
-    def vector(self, spec: FeatureSpec) -> list[float]:
-        """Derived features in ``spec.names`` order."""
+    def vector(self, spec: FeatureSpec, wanted: frozenset[int] | None = None) -> list[float]:
+        """Derived features in ``spec.names`` order. With ``wanted``, the derived features
+        outside it are not worked out (0.0, or the no-traits part): the assessment of
+        every touched profile reads only the model's columns."""
         c = self.counts
         out: list[float] = []
         for lo, hi in spec.groups:
@@ -304,19 +309,23 @@ class ProfileState:
                 out.extend([v * inverse for v in part])
             else:
                 out.extend(spec.zeros[lo:hi])
-        weeks = max(1.0, (self.last_seen - self.first_seen) / 604800.0)
+        want = spec.every if wanted is None else wanted
+        t = spec.size  # the first derived feature after the counts' shares
+        sessions = self.sessions if t + 4 in want or t + 5 in want else 0
         out += [
-            math.log1p(self.revenue),
-            math.log1p(self.revenue / self.orders) if self.orders else 0.0,
-            math.log1p(self.orders),
-            math.log1p(self.event_count / weeks),
-            math.log1p(self.sessions),
-            self.session_seconds / 60.0 / self.sessions if self.sessions else 0.0,
-            self.repeat_views / self.product_views if self.product_views else 0.0,
-            float(len(self.traits)) if self.traits else 0.0,
+            math.log1p(self.revenue) if t in want else 0.0,
+            math.log1p(self.revenue / self.orders) if self.orders and t + 1 in want else 0.0,
+            math.log1p(self.orders) if t + 2 in want else 0.0,
+            math.log1p(self.event_count / max(1.0, (self.last_seen - self.first_seen)
+                                              / 604800.0)) if t + 3 in want else 0.0,
+            math.log1p(sessions) if t + 4 in want else 0.0,
+            self.session_seconds / 60.0 / sessions if sessions and t + 5 in want else 0.0,
+            self.repeat_views / self.product_views if self.product_views and t + 6 in want
+            else 0.0,
+            float(len(self.traits)) if self.traits and t + 7 in want else 0.0,
         ]
         traits = self.traits
-        if not traits:
+        if not traits or want.isdisjoint(spec.trait_columns):
             out.extend(spec.no_traits)
             return out
         for trait, values in spec.cfg.traits.categorical.items():

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import heapq
+import itertools
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -103,6 +104,8 @@ class Pipeline:
         self.forgotten = ForgetList.for_config(config)
         self.spec = FeatureSpec(config.features)
         self.model = SegmentModel(config.segmentation, self.spec)
+        # the features an assessment or a learn reads: the others are not worked out
+        self._wanted = frozenset(self.model.columns)
         self.profiles: ProfileStore = open_store(config.state)
         self.stats = Stats()
         self.names: dict[int, str] = {}
@@ -374,7 +377,7 @@ class Pipeline:
             if state is None or state.event_count < cfg.min_events:
                 continue
             trigger = dirty[pid]
-            vector = state.vector(spec)
+            vector = state.vector(spec, self._wanted)
             if (state.event_count >= cfg.learn_min_events
                     and trigger.ts - state.last_learned >= cfg.learn_interval_seconds):
                 state.last_learned = trigger.ts
@@ -406,19 +409,27 @@ class Pipeline:
         for sid in known:
             self.sizes.setdefault(sid, 0)
         min_events = self.config.segmentation.min_events
+        hysteresis = self.config.segmentation.hysteresis
         profiles = self.profiles
-        for pid, state in profiles.sorted_items():
-            if state.event_count < min_events:
-                continue
-            before = state.segment
-            if before is not None and before not in known:
-                state.segment = None  # retired segment: re-assigned below like a newcomer
-            self._assess(pid, state, state.vector(self.spec), snapshot,
-                         "assignment" if first or state.segment is None else "model_update",
-                         None, ts, False)
-            if state.segment != before:
-                profiles[pid] = state  # a store that is not a dict writes it back
-                self.changed_profiles.add(pid)
+        eligible = ((pid, state) for pid, state in profiles.sorted_items()
+                    if state.event_count >= min_events)
+        while chunk := list(itertools.islice(eligible, _PUBLISH_CHUNK)):
+            befores = [state.segment for _, state in chunk]
+            for _, state in chunk:
+                if state.segment is not None and state.segment not in known:
+                    state.segment = None  # retired segment: re-assigned below like a newcomer
+            vectors = [state.vector(self.spec, self._wanted) for _, state in chunk]
+            # most profiles provably stay where they are: only the others are assessed
+            stays = snapshot.keeps([state.segment for _, state in chunk], vectors, hysteresis)
+            for (pid, state), before, vector, stay in zip(chunk, befores, vectors, stays,
+                                                          strict=True):
+                if stay:
+                    continue
+                self._assess(pid, state, vector, snapshot, "assignment" if first
+                             or state.segment is None else "model_update", None, ts, False)
+                if state.segment != before:
+                    profiles[pid] = state  # a store that is not a dict writes it back
+                    self.changed_profiles.add(pid)
 
     def _lineage(self, event: Lineage, version: int, before_names: dict[int, str],
                  ts: float) -> None:
@@ -686,6 +697,9 @@ class Pipeline:
             "events_beyond_dedup_window": self.dedup.beyond_window,
         }
 
+
+# profiles a new model version re-assesses as one numpy batch
+_PUBLISH_CHUNK = 4096
 
 _FUTURE_DETAIL = ("occurred_at is further ahead of the stream's clock than"
                   " intake.future_tolerance_seconds")

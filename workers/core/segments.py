@@ -17,7 +17,7 @@ import operator
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from river import cluster
@@ -41,6 +41,9 @@ _RESTARTS = 3
 _CLEARLY_TIGHTER = 0.97
 # n_clusters auto: another k is taken only for a silhouette this much better (no flapping)
 _K_MARGIN = 0.02
+# relative margin for decisions taken on numpy's distances (Snapshot.keeps): theirs and
+# math.dist's differ by far less than 1e-12 relative on a few dozen columns
+_MARGIN = 1e-6
 
 
 @dataclass(frozen=True)
@@ -71,12 +74,24 @@ class Snapshot:
         object.__setattr__(self, "_offset", tuple(m * g for m, g in zip(self.mean, gain,
                                                                         strict=True)))
         object.__setattr__(self, "_pick", operator.itemgetter(*self.columns))
+        # the same, as arrays, for Snapshot.keeps
+        object.__setattr__(self, "_arrays", (
+            *(np.array(v, dtype=float) for v in (self.lo, self.hi, gain,
+                                                   self._offset)),  # type: ignore[attr-defined]
+            np.array([seg.centroid for seg in self.segments], dtype=float).reshape(
+                len(self.segments), len(self.columns))))
+        # every explanation of a change quotes its segment's centroid in feature units
+        object.__setattr__(self, "_raw_centroids",
+                           {seg.id: self.raw(seg.centroid) for seg in self.segments})
 
     def transform(self, vector: list[float]) -> list[float]:
+        """Clip, then scale: ``min(hi, max(lo, x)) * gain - offset`` per column (the
+        clip spelled out: the same value, NaN and -0.0 alike, at a third of the cost of
+        calling the builtins; this runs for every assessment)."""
         picked = self._pick(vector)  # type: ignore[attr-defined]
         if len(self.columns) == 1:
             picked = (picked,)
-        return [min(h, max(lo, x)) * g - o
+        return [(y if (y := x if x > lo else lo) < h else h) * g - o
                 for x, lo, h, g, o in zip(picked, self.lo, self.hi,
                                           self._gain, self._offset,  # type: ignore[attr-defined]
                                           strict=True)]
@@ -92,6 +107,32 @@ class Snapshot:
         dist = math.dist
         return [(dist(z, seg.centroid), seg.id) for seg in self.segments]
 
+    def keeps(self, current: list[int | None], vectors: list[list[float]],
+              hysteresis: float) -> list[bool]:
+        """For many profiles at once: which provably keep their current segment under
+        :func:`assign` (so need no assessment).
+
+        Worked out in numpy, whose distances may differ from ``math.dist``'s in the last
+        bits: a profile counts as kept only when every other segment is further than
+        ``(1 - hysteresis)`` of its own distance by a margin a million times wider than
+        that rounding; a profile near the boundary is left to :func:`assign`.
+        """
+        if not vectors:
+            return []
+        lo, hi, gain, offset, centroids = self._arrays  # type: ignore[attr-defined]
+        x = np.array(vectors, dtype=float)[:, list(self.columns)]
+        z = np.minimum(hi, np.maximum(lo, x)) * gain - offset
+        d = np.sqrt(((z[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=2))
+        where = {seg.id: j for j, seg in enumerate(self.segments)}
+        own = np.array([where.get(c, -1) if c is not None else -1 for c in current])
+        rows = np.arange(len(vectors))
+        known = own >= 0
+        own_d = np.where(known, d[rows, np.maximum(own, 0)], np.inf)
+        others = d.copy()
+        others[rows[known], own[known]] = np.inf
+        keep = known & (others.min(axis=1) >= (1.0 - hysteresis) * own_d * (1.0 + _MARGIN))
+        return keep.tolist()
+
     def segment(self, segment_id: int) -> Segment | None:
         for seg in self.segments:
             if seg.id == segment_id:
@@ -99,8 +140,10 @@ class Snapshot:
         return None
 
 
-@dataclass(frozen=True)
-class Assignment:
+class Assignment(NamedTuple):
+    """One profile's assessment (a tuple: made for every assessed profile, and a frozen
+    dataclass costs three times as much to build)."""
+
     segment_id: int
     changed: bool
     distances: list[tuple[float, int]]  # (distance, segment id) for every segment
@@ -146,7 +189,7 @@ def explain(snapshot: Snapshot, z: list[float], segment_id: int,
     seg = snapshot.segment(segment_id)
     if seg is None:
         return []
-    raw_centroid = snapshot.raw(seg.centroid)
+    raw_centroid = snapshot._raw_centroids[segment_id]  # type: ignore[attr-defined]
     parts = []
     for i, (zi, ci) in enumerate(zip(z, seg.centroid, strict=True)):
         contribution = 2.0 * zi * ci - ci * ci
@@ -221,7 +264,10 @@ class SegmentModel:
                 return None
             self._initialise()
             return self._check(ts) if self._ready() else None
-        self.clusterer.learn_one(self._scaled(x, self.reference))
+        if isinstance(self.clusterer, cluster.KMeans):
+            _learn_kmeans(self.clusterer, self._scaled(x, self.reference))
+        else:
+            self.clusterer.learn_one(self._scaled(x, self.reference))
         if self.snapshot is None:
             return self._check(ts) if self._ready() else None
         if (self.learned % self.cfg.snapshot_every_learns == 0
@@ -234,7 +280,8 @@ class SegmentModel:
         return len(self.clusterer.centers) >= 2
 
     def _scaled(self, x: Sequence[float], ref: Reference) -> dict[str, float]:
-        return {k: (min(h, max(lo, v)) - c) / s * w
+        # min(h, max(lo, v)) spelled out, as in Snapshot.transform
+        return {k: ((y if (y := v if v > lo else lo) < h else h) - c) / s * w
                 for k, v, lo, h, c, s, w, on in zip(self.keys, x, ref.lo, ref.hi, ref.center,
                                                     ref.scale, self.weights, ref.active,
                                                     strict=True) if on}
@@ -360,6 +407,27 @@ class SegmentModel:
 
 
 _dist = math.dist
+
+
+def _learn_kmeans(model: cluster.KMeans, x: dict[str, float]) -> None:
+    """river's ``KMeans.learn_one``, without its generator over a fresh set of keys per
+    centre: the nearest centre (the first of equals) takes the same step toward ``x``.
+
+    Every centre holds exactly ``x``'s keys (centres are set with the reference that
+    scales ``x``), so the distance is summed over them in ``x``'s order; river sums in
+    the order of a set of strings, which moves with PYTHONHASHSEED.
+    """
+    p = model.p
+    closest = None
+    best = math.inf
+    for centre in model.centers.values():
+        d = sum([abs(centre[k] - v) ** p for k, v in x.items()])
+        if d < best:
+            closest, best = centre, d
+    assert closest is not None
+    step = model.halflife
+    for i, xi in x.items():
+        closest[i] += step * (xi - closest[i])
 
 
 def _nearest(points: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
