@@ -233,7 +233,9 @@ class SegmentModel:
         self._published_at = -math.inf
 
     # what the model has learned, as data: river's objects and plain values (no config)
-    _LEARNED = ("window", "reference", "clusterer", "registry", "learned", "_published_at")
+    # (the window of learned profiles is saved apart, one entry per learn: see
+    # workers.state.changelog)
+    _LEARNED = ("reference", "clusterer", "registry", "learned", "_published_at")
 
     def state(self) -> dict[str, Any]:
         """What the model learned, for saved state (workers.state.codec packs it)."""

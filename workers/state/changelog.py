@@ -14,8 +14,9 @@ held      event id                         an event waiting in the event-time bu
                                            or far ahead of the stream's clock
 forgotten identifier hash (64 hex digits)  when its forgetting was requested (the
                                            forget list, workers/core/forget.py)
-meta      ``pipeline``, ``model``          the rest: clock, counters, sizes; the model
-                                           (written when it learned something)
+meta      ``pipeline``, ``model``,         the rest: clock, counters, sizes; the model
+          ``window:<n>``                   (written when it learned something) and the
+                                           n-th profile it learned, while in its window
 ========  ===============================  ==========================================
 
 A commit writes only the keys changed since the previous one (a deleted key is a
@@ -41,6 +42,7 @@ Store = Literal["meta", "profile", "identity", "dedup", "held", "forgotten"]
 STORES: tuple[Store, ...] = get_args(Store)
 META_KEY = b"pipeline"
 MODEL_KEY = b"model"
+WINDOW_PREFIX = b"window:"
 
 
 class StateRecord(NamedTuple):
@@ -60,6 +62,8 @@ class StateWriter:
         self.pipeline = pipeline
         self._held: set[str] | None = set(pipeline.held_events()) if saved else None
         self._model = _model_stamp(pipeline) if saved else None
+        # the learn numbers of the model's window held in the changelog, first to last
+        self._window = _window_span(pipeline)
         if saved:
             _forget_changes(pipeline)
 
@@ -70,6 +74,7 @@ class StateWriter:
             records = list(everything(pipeline))
             self._held = set(pipeline.held_events())
             self._model = _model_stamp(pipeline)
+            self._window = _window_span(pipeline)
             return records
         out: list[StateRecord] = []
         profiles = pipeline.profiles
@@ -90,12 +95,27 @@ class StateWriter:
             out.append(StateRecord("held", event_id.encode(), pack(held[event_id])))
         self._held = set(held)
         stamp = _model_stamp(pipeline)
-        if stamp != self._model:  # the window of learned profiles is its biggest part
+        if stamp != self._model:
             self._model = stamp
+            out.extend(self._window_changes())
             out.append(StateRecord("meta", MODEL_KEY, pack(pipeline.model.state())))
         for digest, when in pipeline.forgotten.take_changed():
             out.append(StateRecord("forgotten", digest.encode(), pack(when)))
         out.append(StateRecord("meta", META_KEY, pack(pipeline.meta_state())))
+        return out
+
+
+    def _window_changes(self) -> list[StateRecord]:
+        """The profiles learned since the last commit in, those the window dropped out: the
+        window (thousands of vectors) is never written whole again."""
+        first, last = _window_span(self.pipeline)
+        was_first, was_last = self._window
+        window = self.pipeline.model.window
+        out = [StateRecord("meta", _window_key(n), None)
+               for n in range(was_first, min(first, was_last + 1))]
+        out.extend(StateRecord("meta", _window_key(n), pack(window[n - first]))
+                   for n in range(max(first, was_last + 1), last + 1))
+        self._window = first, last
         return out
 
 
@@ -114,6 +134,9 @@ def everything(pipeline: Pipeline) -> Iterator[StateRecord]:
             yield StateRecord("dedup", key.encode(), pack(ids))
     for event_id, held in sorted(pipeline.held_events().items()):
         yield StateRecord("held", event_id.encode(), pack(held))
+    first, _ = _window_span(pipeline)
+    for n, vector in enumerate(pipeline.model.window, first):
+        yield StateRecord("meta", _window_key(n), pack(vector))
     yield StateRecord("meta", MODEL_KEY, pack(pipeline.model.state()))
     pipeline.forgotten.changed = set()
     for digest, when in sorted(pipeline.forgotten.entries.items()):
@@ -140,6 +163,16 @@ def rebuild(config: Config, records: Iterable[StateRecord], where: str) -> Pipel
     try:
         pipeline.load_meta(unpack(meta))
         pipeline.model.load(unpack(model))
+        entries = sorted((int(key[len(WINDOW_PREFIX):]), value)
+                         for key, value in latest["meta"].items()
+                         if key.startswith(WINDOW_PREFIX) and value is not None)
+        segments = pipeline.model
+        last = segments.learned
+        first = last - min(last, segments.window.maxlen or 0) + 1
+        if [n for n, _ in entries] != list(range(first, last + 1)):
+            raise StateError(f"{where}: the model's window of learned profiles is"
+                             " incomplete")
+        segments.window.extend(tuple(unpack(value)) for _, value in entries)
         profiles = [(key.decode(), value) for key, value in sorted(latest["profile"].items())
                     if value is not None]
         pipeline.profiles.close()
@@ -163,6 +196,17 @@ def rebuild(config: Config, records: Iterable[StateRecord], where: str) -> Pipel
         raise StateError(f"{where}: damaged state ({type(exc).__name__}: {exc})") from None
     _forget_changes(pipeline)
     return pipeline
+
+
+def _window_key(n: int) -> bytes:
+    return WINDOW_PREFIX + str(n).encode()
+
+
+def _window_span(pipeline: Pipeline) -> tuple[int, int]:
+    """The learn numbers (from 1) of the first and last profile in the model's window;
+    every learn appends one, the window keeps the newest ``window_profiles``."""
+    model = pipeline.model
+    return model.learned - len(model.window) + 1, model.learned
 
 
 def _model_stamp(pipeline: Pipeline) -> tuple[int, int]:
