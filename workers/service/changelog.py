@@ -56,6 +56,9 @@ class ChangelogCopy:
         self._store_of = {changelog_topic(config, s): s for s in STORES}
         self._positions: dict[TopicPartition, int] = {}
         self.records_read = 0
+        # one reader at a time: a standby's refresh still reading when the owner takes the
+        # copy over would write older values over the owner's newer ones
+        self._reading = asyncio.Lock()
 
     @property
     def empty(self) -> bool:
@@ -74,6 +77,10 @@ class ChangelogCopy:
 
     async def catch_up(self) -> int:
         """Read every committed record not read yet; returns how many."""
+        async with self._reading:
+            return await self._read_to_end()
+
+    async def _read_to_end(self) -> int:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.config.kafka.bootstrap_servers,
                                     group_id=None, enable_auto_commit=False,
                                     isolation_level="read_committed",
