@@ -265,6 +265,31 @@ def cloudevents_problems(kind: str, record: dict[str, Any], headers: dict[str, b
 # ---- streams with personal data ---------------------------------------------------------
 
 
+def segmented_person(pipeline: Pipeline) -> tuple[str, dict[str, list[str]]]:
+    """A profile in a segment with an email and more identifiers: its id and identifiers
+    (someone worth forgetting in the forget tests)."""
+    for pid, state in pipeline.profiles.sorted_items():
+        ids = pipeline.graph.identifiers(pid)
+        if state.segment is not None and ids.get("email") and len(ids) > 1:
+            return pid, {t: list(v) for t, v in ids.items()}
+    raise AssertionError("the stream has no segmented profile with an email")
+
+
+def lines_naming(identifiers: dict[str, list[str]], lines: list[bytes]) -> list[bytes]:
+    """The lines whose identity names one of ``identifiers`` (that person's events)."""
+    values = {(t, v) for t, vs in identifiers.items() for v in vs}
+    out = []
+    for line in lines:
+        try:
+            identity = orjson.loads(line)["identity"]
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            continue
+        if isinstance(identity, dict) and values & set(identity.items()):
+            out.append(line)
+    return out
+
+
+
 def personal_stream(profiles: int, seed: int) -> tuple[list[bytes], set[str]]:
     """A simulated stream whose people also give a phone number (with every email, the
     person's own), plus three invalid records that carry an email and a phone: the lines,

@@ -22,7 +22,12 @@ from workers.core.records import Output
 from workers.errors import InvalidEvent
 from workers.state.changelog import StateWriter
 from workers.state.saved import dump_state, restore_state
-from workers.testing import personal_stream, small_stream_config
+from workers.testing import (
+    lines_naming,
+    personal_stream,
+    segmented_person,
+    small_stream_config,
+)
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 WHEN = "2026-02-01T09:00:00Z"
@@ -49,29 +54,6 @@ def fed(config: Config, lines: list[bytes]) -> tuple[Pipeline, list[Output]]:
 def request(pipeline: Pipeline, *keys: str, request_id: str = "r-1") -> ForgetRequest:
     return ForgetRequest(request_id, request_hashes(keys, pipeline.config), WHEN,
                          "asked by the person")
-
-
-def segmented_person(pipeline: Pipeline) -> tuple[str, dict[str, list[str]]]:
-    """A profile in a segment that has an email, and its identifiers."""
-    for pid, state in pipeline.profiles.sorted_items():
-        ids = pipeline.graph.identifiers(pid)
-        if state.segment is not None and ids.get("email") and len(ids) > 1:
-            return pid, {t: list(v) for t, v in ids.items()}
-    raise AssertionError("no segmented profile with an email")
-
-
-def lines_of(identifiers: dict[str, list[str]], lines: list[bytes]) -> list[bytes]:
-    """The stream's lines naming one of the identifiers (the person's events)."""
-    values = {(t, v) for t, vs in identifiers.items() for v in vs}
-    out = []
-    for line in lines:
-        try:
-            identity = orjson.loads(line)["identity"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            continue
-        if isinstance(identity, dict) and values & set(identity.items()):
-            out.append(line)
-    return out
 
 
 @cache
@@ -116,7 +98,7 @@ def test_the_same_request_again_forgets_nothing_more() -> None:
 
 def test_a_backfill_of_the_persons_history_does_not_bring_them_back() -> None:
     pipeline, _, ids, _ = forgotten_live()
-    theirs = lines_of(ids, stream())
+    theirs = lines_naming(ids, stream())
     before = pipeline.summary()
     outputs = [out for line in theirs for out in pipeline.feed(line)] + pipeline.flush()
     after = pipeline.summary()
@@ -132,7 +114,7 @@ def test_a_replay_under_the_forget_list_equals_history_without_the_person() -> N
     """What ``replay`` does: the forget list first, then the whole history; the outputs
     are those of a history that never held the person's events."""
     live, pid, ids, _ = forgotten_live()
-    theirs = set(lines_of(ids, stream()))
+    theirs = set(lines_naming(ids, stream()))
     replay = Pipeline(configured())
     replay.forgotten.add(live.forgotten.entries, WHEN)
     outputs = [out for line in stream() for out in replay.feed(line)] + replay.flush()
@@ -155,7 +137,7 @@ def test_forget_list_and_tombstones_survive_the_state() -> None:
     restored = restore_state(dump_state(pipeline), configured(), "test")
     assert restored.forgotten.entries == pipeline.forgotten.entries
     assert pid not in restored.profiles
-    theirs = lines_of(ids, stream())
+    theirs = lines_naming(ids, stream())
     assert [out for line in theirs for out in restored.feed(line)] + restored.flush() == []
 
 
@@ -183,7 +165,7 @@ def test_pseudonymised_identifiers_are_forgotten_by_their_raw_value() -> None:
     assert [out.key for out in outputs] == [pid]
     # the keyed hash an output showed works as well (nothing left to forget by now)
     assert pipeline.forget(request(pipeline, hashed["email"][0], request_id="r-2")) == []
-    theirs = lines_of({"email": [email]}, stream())
+    theirs = lines_naming({"email": [email]}, stream())
     assert theirs and [o for line in theirs for o in pipeline.feed(line)] == []
 
 

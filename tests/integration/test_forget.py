@@ -12,43 +12,22 @@ import orjson
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker
 
-from workers.core.pipeline import Pipeline
 from workers.testing import (
     WorkerProcess,
     config_from,
     http_get,
+    lines_naming,
     personal_stream,
     pipeline_over,
     produce,
     run_cli,
+    segmented_person,
     topic_messages,
     wait_for,
     worker_config,
 )
 
 SCHEMA = Path(__file__).resolve().parents[2] / "schemas" / "forget.v1.schema.json"
-
-
-def _person(pipeline: Pipeline) -> tuple[str, dict[str, list[str]]]:
-    """A segmented profile with an email and more identifiers: its id and identifiers."""
-    for pid, state in pipeline.profiles.sorted_items():
-        ids = pipeline.graph.identifiers(pid)
-        if state.segment is not None and ids.get("email") and len(ids) > 1:
-            return pid, {t: list(v) for t, v in ids.items()}
-    raise AssertionError("the stream has no segmented profile with an email")
-
-
-def _naming(identifiers: dict[str, list[str]], lines: list[bytes]) -> list[bytes]:
-    values = {(t, v) for t, vs in identifiers.items() for v in vs}
-    out = []
-    for line in lines:
-        try:
-            identity = orjson.loads(line)["identity"]
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            continue
-        if isinstance(identity, dict) and values & set(identity.items()):
-            out.append(line)
-    return out
 
 
 def _metric(worker: WorkerProcess, sample: str) -> float:
@@ -65,9 +44,9 @@ def test_a_forgotten_person_stays_forgotten_live_restarted_and_replayed(
                                      commit_interval_seconds=1)
     k = settings["kafka"]
     reference = pipeline_over(lines, config_from(settings))
-    pid, ids = _person(reference)
+    pid, ids = segmented_person(reference)
     email = ids["email"][0]
-    theirs = _naming(ids, lines)
+    theirs = lines_naming(ids, lines)
     raw_values = [v for vs in ids.values() for v in vs]
 
     # ---- a live worker: the stream, then the request
