@@ -10,6 +10,10 @@ resolve identity -> update features -> mark the profile dirty. Dirty profiles
 are learned from and re-assessed once per tick of event time, in profile-id
 order, so a burst of a person's clicks costs one assessment and the result
 does not depend on how records were batched on the way in.
+
+This module is the first half, up to the identity decision; what follows it
+for one profile is :class:`~workers.core.profile_work.ProfileWork`'s, which
+needs nothing of the other profiles.
 """
 
 from __future__ import annotations
@@ -17,73 +21,28 @@ from __future__ import annotations
 import base64
 import hashlib
 import heapq
-import itertools
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 
 from workers.config import Config
-from workers.core.audiences import AudienceKeys, audience_calls
+from workers.core.audiences import AudienceKeys
 from workers.core.clock import FarFuture, StreamClock
 from workers.core.dedup import Deduplicator
-from workers.core.features import FeatureSpec, ProfileState
+from workers.core.features import FeatureSpec
 from workers.core.forget import ForgetList, ForgetRequest
 from workers.core.formats import Adapter, Format, Formats, InvalidMember
 from workers.core.identity import IdentityGraph, IdentityRules, ProfileId, lookup_keys
-from workers.core.personas import name_segments, persona_cards
 from workers.core.privacy import Pseudonymiser, redact
-from workers.core.records import (
-    ChangeReason,
-    DeadLetter,
-    Forget,
-    Origin,
-    Output,
-    PersonaCard,
-    ProfileSnapshot,
-    SegmentChange,
-    SegmentRef,
-)
-from workers.core.registry import Lineage
-from workers.core.segments import SegmentModel, Snapshot, assign, explain
-from workers.core.touchpoints import (
-    IntakeLimits,
-    Touchpoint,
-    TouchpointParser,
-    format_time,
-)
+from workers.core.profile_work import KNOWN_IDENTIFIERS, ProfileWork, digest
+from workers.core.records import DeadLetter, Origin, Output, PersonaCard, ProfileSnapshot
+from workers.core.segments import SegmentModel
+from workers.core.stats import Stats
+from workers.core.touchpoints import IntakeLimits, Touchpoint, TouchpointParser, format_time
 from workers.errors import InvalidEvent
-from workers.state.store import ProfileStore, open_store
-
-KNOWN_IDENTIFIERS = ("user_id", "email", "crm_id", "phone")
-
-
-@dataclass
-class Stats:
-    events_read: int = 0
-    events_valid: int = 0
-    events_invalid: int = 0
-    events_duplicate: int = 0
-    segment_changes: int = 0
-    identity_merges: int = 0
-    invalid_by_error: dict[str, int] = field(default_factory=dict)
-    merges_refused: dict[str, int] = field(default_factory=dict)
-    changes_by_reason: dict[str, int] = field(default_factory=dict)
-    identifiers_blocked: int = 0
-    identifiers_dropped: int = 0
-    traits_dropped: int = 0
-    records_without_events: int = 0  # read but holding no event (a CSV header line)
-    model_updates: int = 0
-    events_forgotten: int = 0  # naming a forgotten identifier: dropped, never dead letters
-    profiles_forgotten: int = 0
-
-
-class _Dirty(NamedTuple):
-    trigger: str
-    ts: float
-    merged: bool
+from workers.state.store import ProfileStore
 
 
 class Pipeline:
@@ -104,25 +63,58 @@ class Pipeline:
         self.forgotten = ForgetList.for_config(config)
         self.spec = FeatureSpec(config.features)
         self.model = SegmentModel(config.segmentation, self.spec)
+        self._stats = Stats()
+        self._out: list[Output] = []
         # the features an assessment or a learn reads: the others are not worked out
-        self._wanted = frozenset(self.model.columns)
-        self.profiles: ProfileStore = open_store(config.state)
-        self.stats = Stats()
-        self.names: dict[int, str] = {}
-        self.sizes: dict[int, int] = {}
-        self.audience_keys = AudienceKeys()
+        self.work = ProfileWork(config, self.spec, self.model, self.graph, self._stats,
+                                self._out, frozenset(self.model.columns))
         self._buffer: list[tuple[float, str, Touchpoint]] = []
         self.clock = StreamClock(config.intake.future_tolerance_seconds)
         self._far = FarFuture()
         self._window = config.intake.reorder_window_seconds
         self._tick = config.segmentation.assign_tick_seconds
         self._tick_end = -math.inf
-        self._dirty: dict[ProfileId, _Dirty] = {}
-        self._out: list[Output] = []
         # per input (topic, partition): the offset after the last record fed from it
         self.positions: dict[tuple[str, int], int] = {}
-        # profiles changed (or absorbed) since the state's last commit took them
-        self.changed_profiles: set[ProfileId] = set()
+
+    # ---- the per-profile half (workers.core.profile_work), as the shells read it ----
+
+    @property
+    def stats(self) -> Stats:
+        return self._stats
+
+    @stats.setter
+    def stats(self, stats: Stats) -> None:
+        self._stats = self.work.stats = stats
+
+    @property
+    def profiles(self) -> ProfileStore:
+        return self.work.profiles
+
+    @profiles.setter
+    def profiles(self, store: ProfileStore) -> None:
+        self.work.profiles = store
+
+    @property
+    def changed_profiles(self) -> set[ProfileId]:
+        """Profiles changed (or absorbed) since the state's last commit took them."""
+        return self.work.changed_profiles
+
+    @changed_profiles.setter
+    def changed_profiles(self, changed: set[ProfileId]) -> None:
+        self.work.changed_profiles = changed
+
+    @property
+    def names(self) -> dict[int, str]:
+        return self.work.names
+
+    @property
+    def sizes(self) -> dict[int, int]:
+        return self.work.sizes
+
+    @property
+    def audience_keys(self) -> AudienceKeys:
+        return self.work.audience_keys
 
     # ---- intake -------------------------------------------------------------
 
@@ -260,11 +252,12 @@ class Pipeline:
                 self._dead_letter(tp.record(), "future_time", _FUTURE_DETAIL, None)
             else:
                 self._process(tp)
-        self._run_tick()
+        self.work.run_tick()
         return self._take()
 
     def _take(self) -> list[Output]:
-        out, self._out = self._out, []
+        out = self._out
+        self._out = self.work.out = []  # the per-profile half appends to it as well
         return out
 
     def _dead_letter(self, raw: bytes | None, code: str, detail: str,
@@ -298,7 +291,7 @@ class Pipeline:
     def _process(self, tp: Touchpoint) -> None:
         ts = tp.ts
         if ts >= self._tick_end:
-            self._run_tick()
+            self.work.run_tick()
             self._tick_end = (ts // self._tick + 1) * self._tick
         res = self.graph.resolve(tp.identity)
         stats = self.stats
@@ -314,201 +307,26 @@ class Pipeline:
         if res.refused is not None:
             stats.merges_refused[res.refused] = stats.merges_refused.get(res.refused, 0) + 1
         stats.identifiers_dropped += res.dropped
-        state = self.profiles.get(pid)
         merged = bool(res.merged)
         if merged:
-            state = self._merge(pid, res.merged, tp)
-        elif state is None:
-            state = self.profiles[pid] = ProfileState(self.spec.size, ts)
-        id_hash = _id_hash(tp.event_id)
-        if state.seen(id_hash):  # a duplicate the event-time window had already forgotten
-            stats.events_valid -= 1
-            stats.events_duplicate += 1
-            return
-        stats.traits_dropped += state.update(self.spec, tp, id_hash)
-        self.changed_profiles.add(pid)
-        previous = self._dirty.get(pid)
-        self._dirty[pid] = _Dirty(tp.event_id, ts, merged or (previous is not None
-                                                             and previous.merged))
+            self._merge(pid, res.merged, tp)
+        self.work.event(pid, tp, merged)
 
     def _merge(self, survivor: ProfileId, absorbed: list[ProfileId],
-               tp: Touchpoint) -> ProfileState:
-        profiles = self.profiles
-        state = profiles.get(survivor)
-        self.changed_profiles.update(absorbed)
-        for pid in absorbed:
-            other = profiles.pop(pid)
-            self._dirty.pop(pid, None)
-            if state is None:  # the survivor is a new id: the first absorbed becomes it
-                state = other
-                continue
-            if other.segment is not None:
-                self.sizes[other.segment] -= 1
-                if state.segment is None:
-                    state.segment = other.segment
-                    self.sizes[other.segment] += 1
-            self.stats.traits_dropped += state.absorb(self.spec, other)
-        assert state is not None
-        profiles[survivor] = state
+               tp: Touchpoint) -> None:
+        work = self.work
+        work.merge(survivor, [(pid, work.take(pid)) for pid in absorbed])
         self.stats.identity_merges += 1
         merged_ids = sorted(absorbed)
         self._out.append(Output("identity_merge", survivor, {
             "schema": "identity_merge/v1",
-            "event_id": _digest("merge", survivor, *merged_ids, tp.event_id),
+            "event_id": digest("merge", survivor, *merged_ids, tp.event_id),
             "profile_id": survivor,
             "merged_profile_ids": merged_ids,
-            "identifiers": self._identifiers(survivor, KNOWN_IDENTIFIERS),
+            "identifiers": work.identifiers(survivor, KNOWN_IDENTIFIERS),
             "trigger_event_id": tp.event_id,
             "occurred_at": format_time(tp.ts),
         }))
-        return state
-
-    # ---- per tick ------------------------------------------------------------
-
-    def _run_tick(self) -> None:
-        if not self._dirty:
-            return
-        dirty, self._dirty = self._dirty, {}
-        self.changed_profiles.update(dirty)  # learning and assessing change them too
-        cfg = self.config.segmentation
-        spec = self.spec
-        for pid in sorted(dirty):
-            state = self.profiles.get(pid)
-            if state is None or state.event_count < cfg.min_events:
-                continue
-            trigger = dirty[pid]
-            vector = state.vector(spec, self._wanted)
-            if (state.event_count >= cfg.learn_min_events
-                    and trigger.ts - state.last_learned >= cfg.learn_interval_seconds):
-                state.last_learned = trigger.ts
-                snapshot = self.model.learn(vector, trigger.ts)
-                if snapshot is not None:
-                    self._publish(snapshot, trigger.ts)
-            snapshot = self.model.snapshot
-            if snapshot is not None:
-                self._assess(pid, state, vector, snapshot, "merge" if trigger.merged
-                             else "assignment", trigger.trigger, trigger.ts, trigger.merged)
-        self.profiles.sync()
-
-    def _publish(self, snapshot: Snapshot, ts: float) -> None:
-        """A new model version: name it, announce its lineage, then re-assess every
-        profile it may move."""
-        self.stats.model_updates += 1
-        first = snapshot.version == 1
-        before_names = self.names
-        self.names = name_segments(snapshot, self.spec, before_names)
-        renames = [Lineage("rename", sid, previous_name=old)
-                   for sid, old in sorted(before_names.items())
-                   if sid in self.names and self.names[sid] != old]
-        for event in (*snapshot.lineage, *renames):
-            self._lineage(event, snapshot.version, before_names, ts)
-        known = {s.id for s in snapshot.segments}
-        for sid in list(self.sizes):
-            if sid not in known:
-                del self.sizes[sid]
-        for sid in known:
-            self.sizes.setdefault(sid, 0)
-        min_events = self.config.segmentation.min_events
-        hysteresis = self.config.segmentation.hysteresis
-        profiles = self.profiles
-        eligible = ((pid, state) for pid, state in profiles.sorted_items()
-                    if state.event_count >= min_events)
-        while chunk := list(itertools.islice(eligible, _PUBLISH_CHUNK)):
-            befores = [state.segment for _, state in chunk]
-            for _, state in chunk:
-                if state.segment is not None and state.segment not in known:
-                    state.segment = None  # retired segment: re-assigned below like a newcomer
-            vectors = [state.vector(self.spec, self._wanted) for _, state in chunk]
-            # most profiles provably stay where they are: only the others are assessed
-            stays = snapshot.keeps([state.segment for _, state in chunk], vectors, hysteresis)
-            for (pid, state), before, vector, stay in zip(chunk, befores, vectors, stays,
-                                                          strict=True):
-                if stay:
-                    continue
-                self._assess(pid, state, vector, snapshot, "assignment" if first
-                             or state.segment is None else "model_update", None, ts, False)
-                if state.segment != before:
-                    profiles[pid] = state  # a store that is not a dict writes it back
-                    self.changed_profiles.add(pid)
-
-    def _lineage(self, event: Lineage, version: int, before_names: dict[int, str],
-                 ts: float) -> None:
-        def ref(sid: int) -> SegmentRef:
-            return {"id": sid, "name": self.names.get(sid) or before_names.get(
-                sid, f"Segment {sid}")}
-
-        key = _digest("lineage", event.kind, str(event.segment_id), str(version))
-        self._out.append(Output("segment_lineage", key, {
-            "schema": "segment_lineage/v1",
-            "event_id": key,
-            "kind": event.kind,
-            "segment": ref(event.segment_id),
-            "parents": [ref(p) for p in event.parents],
-            "successor": None if event.successor is None else ref(event.successor),
-            "previous_name": event.previous_name,
-            "share": event.share,
-            "model_version": version,
-            "occurred_at": format_time(ts),
-        }))
-
-    def _assess(self, pid: ProfileId, state: ProfileState, vector: list[float],
-                snapshot: Snapshot, reason: ChangeReason, trigger: str | None, ts: float,
-                announce: bool) -> None:
-        z = snapshot.transform(vector)
-        previous = state.segment
-        result = assign(snapshot, z, previous, self.config.segmentation.hysteresis)
-        if not result.changed and not announce:
-            return
-        if result.changed:
-            if previous is not None and previous in self.sizes:
-                self.sizes[previous] -= 1
-            self.sizes[result.segment_id] = self.sizes.get(result.segment_id, 0) + 1
-            state.segment = result.segment_id
-        if previous is None and reason == "merge":
-            reason = "assignment"
-        self.stats.segment_changes += 1
-        self.stats.changes_by_reason[reason] = self.stats.changes_by_reason.get(reason, 0) + 1
-        sid = result.segment_id
-        change: SegmentChange = {
-            "schema": "segment_change/v1",
-            "event_id": _digest("change", pid, str(sid), str(snapshot.version),
-                                trigger or "", reason),
-            "profile_id": pid,
-            "previous_segment": (None if previous is None
-                                 else {"id": previous, "name": self._name(previous)}),
-            "segment": {"id": sid, "name": self._name(sid)},
-            "reason": reason,
-            "model_version": snapshot.version,
-            "score": result.score,
-            "explanation": explain(snapshot, z, sid, vector, self.spec.names,
-                                   self.config.output.explanation_size),
-            "identifiers": self._identifiers(pid, KNOWN_IDENTIFIERS),
-            "trigger_event_id": trigger,
-            "occurred_at": format_time(ts),
-        }
-        self._out.append(Output("segment_change", pid, change))
-        # keys are born with the segment even while audience calls are off, so turning
-        # them on later gives the keys of the segments' first names
-        audiences = self.config.audiences
-        for segment in (change["segment"], change["previous_segment"]):
-            if segment is not None:
-                self.audience_keys.see(segment, audiences.chosen)
-        if audiences.enabled:
-            self._out.extend(Output("audience", pid, call) for call in audience_calls(
-                change, self.audience_keys.resolved(audiences.chosen)))
-
-    def _name(self, segment_id: int) -> str:
-        return self.names.get(segment_id, f"Segment {segment_id}")
-
-    def _identifiers(self, pid: ProfileId, types: Iterable[str]) -> dict[str, list[str]]:
-        held = self.graph.identifiers(pid)
-        hashing = self.config.output.hash_identifiers
-        out = {}
-        for id_type in types:
-            values = held.get(id_type)
-            if values:
-                out[id_type] = sorted(_hash(v) for v in values) if hashing else sorted(values)
-        return out
 
     # ---- forgetting a person (workers.core.forget) ------------------------------------
 
@@ -541,26 +359,7 @@ class Pipeline:
         members = self.graph.remove(pid)
         self.forgotten.add((self.forgotten.hash(t, v) for t, values in members.items()
                             for v in values), request.requested_at)
-        state = self.profiles.pop(pid) if pid in self.profiles else None
-        self._dirty.pop(pid, None)
-        self.changed_profiles.add(pid)
-        self.stats.profiles_forgotten += 1
-        previous = None if state is None else state.segment
-        if previous is not None and previous in self.sizes:
-            self.sizes[previous] -= 1
-        record: Forget = {
-            "schema": "forget/v1",
-            "event_id": _digest("forget", pid, request.request_id),
-            "profile_id": pid,
-            "previous_segment": (None if previous is None
-                                 else {"id": previous, "name": self._name(previous)}),
-            "identifiers": {t: sorted(_hash(v) for v in values)
-                            for t, values in sorted(members.items()) if values},
-            "request_id": request.request_id,
-            "reason": request.reason,
-            "requested_at": request.requested_at,
-        }
-        self._out.append(Output("forget", pid, record))
+        self.work.forget(pid, members, request)
 
     def _drop_forgotten_events(self) -> None:
         """Events held back (reorder window, far future) that name a forgotten identifier."""
@@ -581,24 +380,21 @@ class Pipeline:
         and the model (:meth:`SegmentModel.state`, written when it learned): small, written
         whole at every commit."""
         return {
-            "stats": self.stats, "names": self.names, "sizes": self.sizes,
-            "clock": self.clock, "tick_end": self._tick_end,
-            "dirty": {pid: tuple(d) for pid, d in self._dirty.items()},
+            "stats": self.stats, "clock": self.clock, "tick_end": self._tick_end,
             "positions": self.positions, "dedup": self.dedup.meta(),
             "fields_dropped": self.parser.optional.dropped,
             "values_coerced": self.parser.optional.coerced,
-            "audience_keys": self.audience_keys.born,
+            **self.work.meta_state(),
         }
 
     def load_meta(self, meta: dict[str, Any]) -> None:
-        self.stats, self.names, self.sizes = meta["stats"], meta["names"], meta["sizes"]
+        self.stats = meta["stats"]
+        self.work.load_meta(meta)
         self.clock, self._tick_end = meta["clock"], meta["tick_end"]
-        self._dirty = {pid: _Dirty(*d) for pid, d in meta["dirty"].items()}
         self.positions = meta["positions"]
         self.dedup.load_meta(meta["dedup"])
         self.parser.optional.dropped = meta["fields_dropped"]
         self.parser.optional.coerced = meta["values_coerced"]
-        self.audience_keys.born = meta["audience_keys"]
 
     def held_events(self) -> dict[str, tuple[bool, Touchpoint, Origin | None]]:
         """Events not processed yet, by id: (far ahead?, event, origin)."""
@@ -629,18 +425,16 @@ class Pipeline:
         return len(self._buffer)
 
     def personas(self) -> list[PersonaCard]:
-        snapshot = self.model.snapshot
-        if snapshot is None:
-            return []
-        return persona_cards(snapshot, self.names, self.spec, self.profiles.values())
+        return self.work.personas()
 
     def profile_snapshot(self, pid: ProfileId) -> ProfileSnapshot:
         state = self.profiles[pid]
         seg = state.segment
         return {
             "profile_id": pid,
-            "identifiers": self._identifiers(pid, self.graph.rules.limits),
-            "segment": None if seg is None else {"id": seg, "name": self._name(seg)},
+            "identifiers": self.work.identifiers(pid, self.graph.rules.limits),
+            "segment": None if seg is None else {"id": seg, "name": self.work.names.get(
+                seg, f"Segment {seg}")},
             "event_count": state.event_count,
             "first_seen": format_time(state.first_seen),
             "last_seen": format_time(state.last_seen),
@@ -698,23 +492,5 @@ class Pipeline:
         }
 
 
-# profiles a new model version re-assesses as one numpy batch
-_PUBLISH_CHUNK = 4096
-
 _FUTURE_DETAIL = ("occurred_at is further ahead of the stream's clock than"
                   " intake.future_tolerance_seconds")
-
-
-def _digest(*parts: str) -> str:
-    """Deterministic output ids: same input, same id, so consumers de-duplicate exactly."""
-    return hashlib.blake2b("|".join(parts).encode(), digest_size=16).hexdigest()
-
-
-def _id_hash(event_id: str) -> int:
-    """A stable, non-zero 64-bit hash (not hash(): that changes between processes)."""
-    digest = hashlib.blake2b(event_id.encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little", signed=True) or 1
-
-
-def _hash(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()

@@ -1,0 +1,352 @@
+"""The per-profile half of the pipeline: features, learning, assessment, segment changes.
+
+What happens to an event once its profile is known (:mod:`workers.core.identity`
+decided it) needs nothing but that profile's own state and the model in force:
+so it can run next to the identity decisions (the :class:`~workers.core.pipeline.
+Pipeline` of ``run``) or in partitions of profiles elsewhere. Two seams say what
+differs between the two:
+
+* :class:`Learner`: where a learn sample goes and which model version is in force
+  (the :class:`~workers.core.segments.SegmentModel` itself, learning at once; or a
+  task's copy of the versions one trainer publishes);
+* :class:`Identifiers`: who knows a profile's identifiers (the identity graph; or
+  the identifiers the identity stage sent with the profile's events).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple, Protocol
+
+from workers.config import Config
+from workers.core.audiences import AudienceKeys, audience_calls
+from workers.core.features import FeatureSpec, ProfileState
+from workers.core.forget import ForgetRequest
+from workers.core.identity import ProfileId
+from workers.core.personas import name_segments, persona_cards
+from workers.core.records import (
+    ChangeReason,
+    Forget,
+    Output,
+    PersonaCard,
+    SegmentChange,
+    SegmentRef,
+)
+from workers.core.registry import Lineage
+from workers.core.segments import Snapshot, assign, explain
+from workers.core.stats import Stats
+from workers.core.touchpoints import Touchpoint, format_time
+from workers.state.store import ProfileStore, open_store
+
+KNOWN_IDENTIFIERS = ("user_id", "email", "crm_id", "phone")
+
+# profiles a new model version re-assesses as one numpy batch
+_PUBLISH_CHUNK = 4096
+
+
+class Learner(Protocol):
+    """Where learn samples go, and the model version in force."""
+
+    @property
+    def snapshot(self) -> Snapshot | None: ...
+
+    def learn(self, vector: list[float], ts: float = 0.0) -> Snapshot | None: ...
+
+
+class Identifiers(Protocol):
+    """A profile's identifiers, by type."""
+
+    def identifiers(self, profile_id: ProfileId) -> Mapping[str, list[str]]: ...
+
+
+class Dirty(NamedTuple):
+    """A profile touched in this tick: the last event that touched it, and whether a
+    merge did."""
+
+    trigger: str
+    ts: float
+    merged: bool
+
+
+class ProfileWork:
+    """Profiles' features, and what the model makes of them, one tick of event time at
+    a time; outputs go to ``out``, counts to ``stats``."""
+
+    def __init__(self, config: Config, spec: FeatureSpec, learner: Learner,
+                 identifiers: Identifiers, stats: Stats, out: list[Output],
+                 wanted: frozenset[int], lineage: bool = True) -> None:
+        self.config = config
+        self.spec = spec
+        self.learner = learner
+        self.who = identifiers
+        self.stats = stats
+        self.out = out
+        self._wanted = wanted  # the features an assessment or a learn reads
+        self._lineage_out = lineage  # whether this work announces a version's lineage
+        self.profiles: ProfileStore = open_store(config.state)
+        self.names: dict[int, str] = {}
+        self.sizes: dict[int, int] = {}
+        self.audience_keys = AudienceKeys()
+        self.dirty: dict[ProfileId, Dirty] = {}
+        # profiles changed (or absorbed) since the state's last commit took them
+        self.changed_profiles: set[ProfileId] = set()
+
+    # ---- per event, in event-time order -------------------------------------
+
+    def event(self, pid: ProfileId, tp: Touchpoint, merged: bool) -> None:
+        """One event of profile ``pid`` (its state already holds any profiles merged
+        into it by this event: :meth:`merge`)."""
+        state = self.profiles.get(pid)
+        ts = tp.ts
+        if state is None:
+            state = self.profiles[pid] = ProfileState(self.spec.size, ts)
+        id_hash = _id_hash(tp.event_id)
+        stats = self.stats
+        if state.seen(id_hash):  # a duplicate the event-time window had already forgotten
+            stats.events_valid -= 1
+            stats.events_duplicate += 1
+            return
+        stats.traits_dropped += state.update(self.spec, tp, id_hash)
+        self.changed_profiles.add(pid)
+        previous = self.dirty.get(pid)
+        self.dirty[pid] = Dirty(tp.event_id, ts, merged or (previous is not None
+                                                            and previous.merged))
+
+    def merge(self, survivor: ProfileId, absorbed: Iterable[tuple[ProfileId,
+                                                              ProfileState | None]]) -> None:
+        """Profiles the identity stage merged into ``survivor``, with their states (taken
+        from this work's store, or moved here from another partition)."""
+        profiles = self.profiles
+        state = profiles.get(survivor)
+        for _, other in absorbed:
+            if other is None:  # a profile whose every event is still held back
+                continue
+            if state is None:  # the survivor is a new id: the first absorbed becomes it
+                state = other
+                continue
+            if other.segment is not None:
+                self.sizes[other.segment] -= 1
+                if state.segment is None:
+                    state.segment = other.segment
+                    self.sizes[other.segment] += 1
+            self.stats.traits_dropped += state.absorb(self.spec, other)
+        if state is not None:
+            profiles[survivor] = state
+
+    def take(self, pid: ProfileId) -> ProfileState | None:
+        """Remove a profile merged into another (its state goes with it)."""
+        self.changed_profiles.add(pid)
+        self.dirty.pop(pid, None)
+        return self.profiles.pop(pid) if pid in self.profiles else None
+
+    def forget(self, pid: ProfileId, members: Mapping[str, list[str]],
+               request: ForgetRequest) -> None:
+        """Forget a profile whose identifiers the identity stage removed: its features,
+        its place in a segment's size; a ``forget/v1`` tells subscribers to delete too."""
+        state = self.take(pid)
+        self.stats.profiles_forgotten += 1
+        previous = None if state is None else state.segment
+        if previous is not None and previous in self.sizes:
+            self.sizes[previous] -= 1
+        record: Forget = {
+            "schema": "forget/v1",
+            "event_id": digest("forget", pid, request.request_id),
+            "profile_id": pid,
+            "previous_segment": (None if previous is None
+                                 else {"id": previous, "name": self._name(previous)}),
+            "identifiers": {t: sorted(hash_value(v) for v in values)
+                            for t, values in sorted(members.items()) if values},
+            "request_id": request.request_id,
+            "reason": request.reason,
+            "requested_at": request.requested_at,
+        }
+        self.out.append(Output("forget", pid, record))
+
+    # ---- per tick ------------------------------------------------------------
+
+    def run_tick(self) -> None:
+        """Learn from and re-assess the profiles touched since the last tick, in
+        profile-id order."""
+        if not self.dirty:
+            return
+        dirty, self.dirty = self.dirty, {}
+        self.changed_profiles.update(dirty)  # learning and assessing change them too
+        cfg = self.config.segmentation
+        spec = self.spec
+        learner = self.learner
+        for pid in sorted(dirty):
+            state = self.profiles.get(pid)
+            if state is None or state.event_count < cfg.min_events:
+                continue
+            trigger = dirty[pid]
+            vector = state.vector(spec, self._wanted)
+            if (state.event_count >= cfg.learn_min_events
+                    and trigger.ts - state.last_learned >= cfg.learn_interval_seconds):
+                state.last_learned = trigger.ts
+                snapshot = learner.learn(vector, trigger.ts)
+                if snapshot is not None:
+                    self.publish(snapshot, trigger.ts)
+            snapshot = learner.snapshot
+            if snapshot is not None:
+                self._assess(pid, state, vector, snapshot, "merge" if trigger.merged
+                             else "assignment", trigger.trigger, trigger.ts, trigger.merged)
+        self.profiles.sync()
+
+    def publish(self, snapshot: Snapshot, ts: float) -> None:
+        """A new model version in force: name it (announcing its lineage, where this work
+        does), then re-assess every profile it may move."""
+        self.stats.model_updates += 1
+        first = snapshot.version == 1
+        before_names = self.names
+        self.names = name_segments(snapshot, self.spec, before_names)
+        if self._lineage_out:
+            renames = [Lineage("rename", sid, previous_name=old)
+                       for sid, old in sorted(before_names.items())
+                       if sid in self.names and self.names[sid] != old]
+            for event in (*snapshot.lineage, *renames):
+                self._lineage(event, snapshot.version, before_names, ts)
+        known = {s.id for s in snapshot.segments}
+        for sid in list(self.sizes):
+            if sid not in known:
+                del self.sizes[sid]
+        for sid in known:
+            self.sizes.setdefault(sid, 0)
+        min_events = self.config.segmentation.min_events
+        hysteresis = self.config.segmentation.hysteresis
+        profiles = self.profiles
+        eligible = ((pid, state) for pid, state in profiles.sorted_items()
+                    if state.event_count >= min_events)
+        while chunk := list(itertools.islice(eligible, _PUBLISH_CHUNK)):
+            befores = [state.segment for _, state in chunk]
+            for _, state in chunk:
+                if state.segment is not None and state.segment not in known:
+                    state.segment = None  # retired segment: re-assigned below like a newcomer
+            vectors = [state.vector(self.spec, self._wanted) for _, state in chunk]
+            # most profiles provably stay where they are: only the others are assessed
+            stays = snapshot.keeps([state.segment for _, state in chunk], vectors, hysteresis)
+            for (pid, state), before, vector, stay in zip(chunk, befores, vectors, stays,
+                                                          strict=True):
+                if stay:
+                    continue
+                self._assess(pid, state, vector, snapshot, "assignment" if first
+                             or state.segment is None else "model_update", None, ts, False)
+                if state.segment != before:
+                    profiles[pid] = state  # a store that is not a dict writes it back
+                    self.changed_profiles.add(pid)
+
+    def _lineage(self, event: Lineage, version: int, before_names: dict[int, str],
+                 ts: float) -> None:
+        def ref(sid: int) -> SegmentRef:
+            return {"id": sid, "name": self.names.get(sid) or before_names.get(
+                sid, f"Segment {sid}")}
+
+        key = digest("lineage", event.kind, str(event.segment_id), str(version))
+        self.out.append(Output("segment_lineage", key, {
+            "schema": "segment_lineage/v1",
+            "event_id": key,
+            "kind": event.kind,
+            "segment": ref(event.segment_id),
+            "parents": [ref(p) for p in event.parents],
+            "successor": None if event.successor is None else ref(event.successor),
+            "previous_name": event.previous_name,
+            "share": event.share,
+            "model_version": version,
+            "occurred_at": format_time(ts),
+        }))
+
+    def _assess(self, pid: ProfileId, state: ProfileState, vector: list[float],
+                snapshot: Snapshot, reason: ChangeReason, trigger: str | None, ts: float,
+                announce: bool) -> None:
+        z = snapshot.transform(vector)
+        previous = state.segment
+        result = assign(snapshot, z, previous, self.config.segmentation.hysteresis)
+        if not result.changed and not announce:
+            return
+        if result.changed:
+            if previous is not None and previous in self.sizes:
+                self.sizes[previous] -= 1
+            self.sizes[result.segment_id] = self.sizes.get(result.segment_id, 0) + 1
+            state.segment = result.segment_id
+        if previous is None and reason == "merge":
+            reason = "assignment"
+        self.stats.segment_changes += 1
+        self.stats.changes_by_reason[reason] = self.stats.changes_by_reason.get(reason, 0) + 1
+        sid = result.segment_id
+        change: SegmentChange = {
+            "schema": "segment_change/v1",
+            "event_id": digest("change", pid, str(sid), str(snapshot.version),
+                               trigger or "", reason),
+            "profile_id": pid,
+            "previous_segment": (None if previous is None
+                                 else {"id": previous, "name": self._name(previous)}),
+            "segment": {"id": sid, "name": self._name(sid)},
+            "reason": reason,
+            "model_version": snapshot.version,
+            "score": result.score,
+            "explanation": explain(snapshot, z, sid, vector, self.spec.names,
+                                   self.config.output.explanation_size),
+            "identifiers": self.identifiers(pid, KNOWN_IDENTIFIERS),
+            "trigger_event_id": trigger,
+            "occurred_at": format_time(ts),
+        }
+        self.out.append(Output("segment_change", pid, change))
+        # keys are born with the segment even while audience calls are off, so turning
+        # them on later gives the keys of the segments' first names
+        audiences = self.config.audiences
+        for segment in (change["segment"], change["previous_segment"]):
+            if segment is not None:
+                self.audience_keys.see(segment, audiences.chosen)
+        if audiences.enabled:
+            self.out.extend(Output("audience", pid, call) for call in audience_calls(
+                change, self.audience_keys.resolved(audiences.chosen)))
+
+    def _name(self, segment_id: int) -> str:
+        return self.names.get(segment_id, f"Segment {segment_id}")
+
+    def identifiers(self, pid: ProfileId, types: Iterable[str]) -> dict[str, list[str]]:
+        """A profile's identifiers of ``types``, sorted (hashed when
+        ``output.hash_identifiers``)."""
+        held = self.who.identifiers(pid)
+        hashing = self.config.output.hash_identifiers
+        out = {}
+        for id_type in types:
+            values = held.get(id_type)
+            if values:
+                out[id_type] = sorted(hash_value(v) for v in values) if hashing \
+                    else sorted(values)
+        return out
+
+    # ---- state as data, read side ---------------------------------------------
+
+    def meta_state(self) -> dict[str, Any]:
+        return {"names": self.names, "sizes": self.sizes,
+                "dirty": {pid: tuple(d) for pid, d in self.dirty.items()},
+                "audience_keys": self.audience_keys.born}
+
+    def load_meta(self, meta: dict[str, Any]) -> None:
+        self.names, self.sizes = meta["names"], meta["sizes"]
+        self.dirty = {pid: Dirty(*d) for pid, d in meta["dirty"].items()}
+        self.audience_keys.born = meta["audience_keys"]
+
+    def personas(self) -> list[PersonaCard]:
+        snapshot = self.learner.snapshot
+        if snapshot is None:
+            return []
+        return persona_cards(snapshot, self.names, self.spec, self.profiles.values())
+
+
+def digest(*parts: str) -> str:
+    """Deterministic output ids: same input, same id, so consumers de-duplicate exactly."""
+    return hashlib.blake2b("|".join(parts).encode(), digest_size=16).hexdigest()
+
+
+def _id_hash(event_id: str) -> int:
+    """A stable, non-zero 64-bit hash (not hash(): that changes between processes)."""
+    data = hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+    return int.from_bytes(data, "little", signed=True) or 1
+
+
+def hash_value(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
