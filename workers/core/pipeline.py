@@ -1,91 +1,51 @@
-"""The processing core: raw records in, output records out. No Kafka, no clock.
+"""The processing core of ``run``, ``replay`` and the worker: raw records in, outputs out.
 
-``run``, ``replay`` and the Kafka worker all drive a :class:`Pipeline`; what
-they add is only where bytes come from and where records go (plus the
-wall-clock ``emitted_at`` a sink stamps on each record).
+No Kafka, no clock. The shells add only where bytes come from and where records
+go (plus the wall-clock ``emitted_at`` a sink stamps on each record).
 
-Order of work for one record: validate -> de-duplicate -> hold in an
-event-time buffer -> (once the watermark passes it, in event-time order)
-resolve identity -> update features -> mark the profile dirty. Dirty profiles
-are learned from and re-assessed once per tick of event time, in profile-id
-order, so a burst of a person's clicks costs one assessment and the result
-does not depend on how records were batched on the way in.
-
-This module is the first half, up to the identity decision; what follows it
-for one profile is :class:`~workers.core.profile_work.ProfileWork`'s, which
-needs nothing of the other profiles.
+A :class:`Pipeline` is the :class:`~workers.core.identity_stage.IdentityStage`
+(intake and identity decisions) with the per-profile half,
+:class:`~workers.core.profile_work.ProfileWork`, attached in the same process
+and learning at once with one :class:`~workers.core.segments.SegmentModel`.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import heapq
-import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from typing import Any
-
-import orjson
 
 from workers.config import Config
 from workers.core.audiences import AudienceKeys
-from workers.core.clock import FarFuture, StreamClock
-from workers.core.dedup import Deduplicator
 from workers.core.features import FeatureSpec
-from workers.core.forget import ForgetList, ForgetRequest
-from workers.core.formats import Adapter, Format, Formats, InvalidMember
-from workers.core.identity import IdentityGraph, IdentityRules, ProfileId, lookup_keys
-from workers.core.privacy import Pseudonymiser, redact
-from workers.core.profile_work import KNOWN_IDENTIFIERS, ProfileWork, digest
-from workers.core.records import DeadLetter, Origin, Output, PersonaCard, ProfileSnapshot
+from workers.core.identity import ProfileId
+from workers.core.identity_stage import IdentityStage
+from workers.core.profile_work import ProfileWork
+from workers.core.records import PersonaCard, ProfileSnapshot
 from workers.core.segments import SegmentModel
-from workers.core.stats import Stats
-from workers.core.touchpoints import IntakeLimits, Touchpoint, TouchpointParser, format_time
-from workers.errors import InvalidEvent
+from workers.core.stats import Stats  # noqa: F401 (older state files name it here)
+from workers.core.touchpoints import format_time
 from workers.state.store import ProfileStore
 
 
-class Pipeline:
+class Pipeline(IdentityStage):
     """Stateful core shared by every shell."""
 
     def __init__(self, config: Config) -> None:
-        self.config = config
-        self.parser = TouchpointParser(IntakeLimits.from_config(config))
-        self.formats = Formats(config)
-        self.dedup = Deduplicator(config.intake.dedup_window_seconds)
-        ident = config.identity
-        self.graph = IdentityGraph(IdentityRules.from_config(
-            ident.limits, ident.blocklist_values, ident.blocklist_patterns))
-        key = ident.pseudonymise_key if ident.pseudonymise else None
-        self.pseudonymiser = (None if key is None
-                              else Pseudonymiser(key.reveal().encode(), self.graph))
-        self._redact = config.intake.dead_letter_raw == "redact"
-        self.forgotten = ForgetList.for_config(config)
         self.spec = FeatureSpec(config.features)
         self.model = SegmentModel(config.segmentation, self.spec)
-        self._stats = Stats()
-        self._out: list[Output] = []
+        super().__init__(config, self._profile_work)
+
+    def _profile_work(self, stage: IdentityStage) -> ProfileWork:
         # the features an assessment or a learn reads: the others are not worked out
-        self.work = ProfileWork(config, self.spec, self.model, self.graph, self._stats,
-                                self._out, frozenset(self.model.columns))
-        self._buffer: list[tuple[float, str, Touchpoint]] = []
-        self.clock = StreamClock(config.intake.future_tolerance_seconds)
-        self._far = FarFuture()
-        self._window = config.intake.reorder_window_seconds
-        self._tick = config.segmentation.assign_tick_seconds
-        self._tick_end = -math.inf
-        # per input (topic, partition): the offset after the last record fed from it
-        self.positions: dict[tuple[str, int], int] = {}
+        self.work = ProfileWork(self.config, self.spec, self.model, stage.graph, stage.stats,
+                                [], frozenset(self.model.columns))
+        return self.work
 
-    # ---- the per-profile half (workers.core.profile_work), as the shells read it ----
+    # ---- the per-profile half, as the shells read it -----------------------------------
 
-    @property
-    def stats(self) -> Stats:
-        return self._stats
-
-    @stats.setter
-    def stats(self, stats: Stats) -> None:
-        self._stats = self.work.stats = stats
+    def load_meta(self, meta: dict[str, Any]) -> None:
+        super().load_meta(meta)
+        self.work.stats = self.stats  # one count for both halves
 
     @property
     def profiles(self) -> ProfileStore:
@@ -116,314 +76,6 @@ class Pipeline:
     def audience_keys(self) -> AudienceKeys:
         return self.work.audience_keys
 
-    # ---- intake -------------------------------------------------------------
-
-    def feed(self, raw: bytes | None, origin: Origin | None = None,
-             fmt: Format | None = None) -> list[Output]:
-        """Take one raw record; returns the outputs it (or the watermark it moved) caused.
-
-        With an ``origin``, a record at or before an offset already fed from its input
-        partition is a re-delivery (a router re-forwards its uncommitted records after a
-        rebalance) and counts as a duplicate: exact, whatever its event time. ``fmt``
-        overrides the configured format (``intake.format``, ``intake.formats``).
-        """
-        if origin is not None:
-            where = (origin.topic, origin.partition)
-            if origin.offset < self.positions.get(where, 0):
-                self.stats.events_read += 1
-                self.stats.events_duplicate += 1
-                return []
-            self.positions[where] = origin.offset + 1
-        fmt = self.formats.of(None if origin is None else origin.topic, fmt)
-        adapter = None if fmt == "touchpoint" or not raw else self.formats.adapter(fmt, raw)
-        if adapter is not None:
-            self._feed_adapted(adapter, raw or b"", origin)
-            return self._take()
-        self.stats.events_read += 1
-        try:
-            tp = self.parser.parse(raw)
-        except InvalidEvent as exc:
-            self._dead_letter(raw, exc.code, exc.detail, origin)
-            return self._take()
-        self.accept(tp, origin)
-        return self._take()
-
-    def _feed_adapted(self, adapter: Adapter, raw: bytes, origin: Origin | None) -> None:
-        """A record of another format: each of its events counts and ends like a touchpoint
-        (a batch member that cannot be read is a dead letter of its own)."""
-        stats = self.stats
-        try:
-            items = list(adapter.events(raw))
-        except InvalidEvent as exc:
-            stats.events_read += 1
-            self._dead_letter(raw, exc.code, exc.detail, origin)
-            return
-        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
-            # a record shaped in a way the adapter did not foresee: a dead letter that says
-            # so (a bug to report), never a stopped worker
-            stats.events_read += 1
-            self._dead_letter(raw, "unreadable", f"the {type(adapter).__name__} could not"
-                              f" read this record ({type(exc).__name__}: {exc})", origin)
-            return
-        if not items:  # a line without an event, such as a CSV header
-            stats.records_without_events += 1
-            return
-        for item in items:
-            stats.events_read += 1
-            if isinstance(item, InvalidMember):
-                self._dead_letter(item.raw, item.code, item.detail, origin)
-                continue
-            member = raw if len(items) == 1 else orjson.dumps(item)
-            try:
-                tp = self.parser.check(item, member, adapter.vouch(item))
-            except InvalidEvent as exc:
-                self._dead_letter(member, exc.code, exc.detail, origin)
-                continue
-            self.accept(tp, origin)
-
-    def feed_many(self, raws: Iterable[bytes]) -> Iterator[Output]:
-        for raw in raws:
-            yield from self.feed(raw)
-
-    def accept(self, tp: Touchpoint, origin: Origin | None = None) -> None:
-        """A validated event: de-duplicate, then hold until the watermark passes it.
-
-        One dated beyond the clock's limit waits aside (:class:`FarFuture`) until the
-        stream confirms the jump, or becomes a dead letter at the next flush. With
-        ``identity.pseudonymise``, its identifiers are hashed first: nothing after this
-        line sees a raw one.
-        """
-        if self.pseudonymiser is not None:
-            tp = self.pseudonymiser.event(tp)
-        if self.forgotten.entries and self.forgotten.names(tp.identity):
-            self.stats.events_forgotten += 1
-            return
-        if tp.ts <= self.clock.limit:
-            self._admit(tp)
-        elif tp.event_id in self._far:
-            self.stats.events_duplicate += 1
-        else:
-            pushed_out = self._far.hold(tp, origin)
-            if pushed_out is not None:
-                self._dead_letter(pushed_out[0].record(), "future_time", _FUTURE_DETAIL,
-                                  pushed_out[1])
-            # a second event near this one says the stream itself moved there
-            for confirmed in self._far.confirmed(tp.ts, self.clock.tolerance):
-                self._admit(confirmed)
-
-    def _clock_moved(self) -> None:
-        """Forget ids the window left behind; admit far-future events the clock reached."""
-        self.dedup.expire(self.clock.now)
-        if self._far:
-            for tp in self._far.release(self.clock.limit):
-                self._admit(tp, observed=True)
-
-    def _admit(self, tp: Touchpoint, observed: bool = False) -> None:
-        ts = tp.ts
-        if self.dedup.seen(tp.event_id, ts):
-            self.stats.events_duplicate += 1
-            return
-        self.stats.events_valid += 1
-        clock = self.clock
-        if not observed and clock.observe(ts):
-            self._clock_moved()
-        watermark = clock.now - self._window
-        if ts < watermark:  # later than the window allows: apply now, out of order
-            self._process(tp)
-        else:
-            heapq.heappush(self._buffer, (ts, tp.event_id, tp))
-        buffer = self._buffer
-        while buffer and buffer[0][0] <= watermark:
-            self._process(heapq.heappop(buffer)[2])
-
-    def flush(self) -> list[Output]:
-        """End of input (or an idle stream): process everything held, close the tick.
-
-        Events that arrived before the stream had a clock are checked against it now:
-        one far-future record among the first few is not processed either.
-        """
-        for tp, origin in self._far.drain():  # the stream never followed them there
-            self._dead_letter(tp.record(), "future_time", _FUTURE_DETAIL, origin)
-        horizon = self.clock.limit
-        while self._buffer:
-            tp = heapq.heappop(self._buffer)[2]
-            if tp.ts > horizon:
-                self.stats.events_valid -= 1
-                self._dead_letter(tp.record(), "future_time", _FUTURE_DETAIL, None)
-            else:
-                self._process(tp)
-        self.work.run_tick()
-        return self._take()
-
-    def _take(self) -> list[Output]:
-        out = self._out
-        self._out = self.work.out = []  # the per-profile half appends to it as well
-        return out
-
-    def _dead_letter(self, raw: bytes | None, code: str, detail: str,
-                     origin: Origin | None) -> None:
-        self.stats.events_invalid += 1
-        self.stats.invalid_by_error[code] = self.stats.invalid_by_error.get(code, 0) + 1
-        record: DeadLetter = {"schema": "dead_letter/v1", "error": code, "detail": detail}
-        raw = raw or b""
-        if self._redact:
-            raw = redact(raw)
-        keep = self.config.output.dead_letter_raw_bytes
-        if len(raw) > keep:  # the dead letter must fit on its topic: keep a head, say the rest
-            record["raw_bytes"] = len(raw)
-            record["raw_sha256"] = hashlib.sha256(raw).hexdigest()
-            raw = raw[:keep]
-        try:
-            record["raw"] = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            if "raw_bytes" in record and exc.start >= len(raw) - 3:  # a character cut in two
-                record["raw"] = raw[:exc.start].decode("utf-8")
-            else:
-                record["raw_base64"] = base64.b64encode(raw).decode("ascii")
-        if origin is not None:
-            record["topic"] = origin.topic
-            record["partition"] = origin.partition
-            record["offset"] = origin.offset
-        self._out.append(Output("dead_letter", None, record))
-
-    # ---- per event, in event-time order -------------------------------------
-
-    def _process(self, tp: Touchpoint) -> None:
-        ts = tp.ts
-        if ts >= self._tick_end:
-            self.work.run_tick()
-            self._tick_end = (ts // self._tick + 1) * self._tick
-        res = self.graph.resolve(tp.identity)
-        stats = self.stats
-        if res.blocked:
-            stats.identifiers_blocked += res.blocked
-        pid = res.profile_id
-        if pid is None:
-            # every identifier was junk: nobody to attribute it to, so it is not lost silently
-            stats.events_valid -= 1
-            self._dead_letter(tp.record(), "unattributable",
-                              "every identifier of the event is on the blocklist", None)
-            return
-        if res.refused is not None:
-            stats.merges_refused[res.refused] = stats.merges_refused.get(res.refused, 0) + 1
-        stats.identifiers_dropped += res.dropped
-        merged = bool(res.merged)
-        if merged:
-            self._merge(pid, res.merged, tp)
-        self.work.event(pid, tp, merged)
-
-    def _merge(self, survivor: ProfileId, absorbed: list[ProfileId],
-               tp: Touchpoint) -> None:
-        work = self.work
-        work.merge(survivor, [(pid, work.take(pid)) for pid in absorbed])
-        self.stats.identity_merges += 1
-        merged_ids = sorted(absorbed)
-        self._out.append(Output("identity_merge", survivor, {
-            "schema": "identity_merge/v1",
-            "event_id": digest("merge", survivor, *merged_ids, tp.event_id),
-            "profile_id": survivor,
-            "merged_profile_ids": merged_ids,
-            "identifiers": work.identifiers(survivor, KNOWN_IDENTIFIERS),
-            "trigger_event_id": tp.event_id,
-            "occurred_at": format_time(tp.ts),
-        }))
-
-    # ---- forgetting a person (workers.core.forget) ------------------------------------
-
-    def forget(self, request: ForgetRequest) -> list[Output]:
-        """Forget whoever the request's identifier hashes name, now (at this point of the
-        stream, so a replay of it forgets at the same place).
-
-        Each profile holding one of them goes whole: its features, every identifier of its
-        group (their hashes join the forget list, so no later event names them again), its
-        events waiting in the event-time buffer or far ahead, its place in a segment's
-        size. A ``forget/v1`` per profile tells subscribers to delete too. The hashes join
-        the list even when no profile holds them: the person's events may come later.
-        """
-        forgotten = self.forgotten
-        wanted = set(request.hashes)
-        forgotten.add(request.hashes, request.requested_at)
-        found = sorted({pid for id_type, value, pid in self.graph.every_identifier()
-                        if forgotten.hash(id_type, value) in wanted})
-        for pid in found:
-            self._forget_profile(pid, request)
-        self._drop_forgotten_events()
-        return self._take()
-
-    def reject(self, raw: bytes | None, exc: InvalidEvent) -> list[Output]:
-        """A record that is no event (an unreadable forget request): its dead letter."""
-        self._dead_letter(raw, exc.code, exc.detail, None)
-        return self._take()
-
-    def _forget_profile(self, pid: ProfileId, request: ForgetRequest) -> None:
-        members = self.graph.remove(pid)
-        self.forgotten.add((self.forgotten.hash(t, v) for t, values in members.items()
-                            for v in values), request.requested_at)
-        self.work.forget(pid, members, request)
-
-    def _drop_forgotten_events(self) -> None:
-        """Events held back (reorder window, far future) that name a forgotten identifier."""
-        names = self.forgotten.names
-        kept = [item for item in self._buffer if not names(item[2].identity)]
-        dropped = len(self._buffer) - len(kept)
-        if dropped:
-            heapq.heapify(kept)
-            self._buffer = kept
-            self.stats.events_valid -= dropped  # counted valid when they entered the buffer
-        far = self._far.drop(lambda tp: names(tp.identity))
-        self.stats.events_forgotten += dropped + far
-
-    # ---- state as data (workers.state.changelog writes and reads it) ----------------
-
-    def meta_state(self) -> dict[str, Any]:
-        """Everything but the keyed stores (profiles, identities, de-dup ids, held events)
-        and the model (:meth:`SegmentModel.state`, written when it learned): small, written
-        whole at every commit."""
-        return {
-            "stats": self.stats, "clock": self.clock, "tick_end": self._tick_end,
-            "positions": self.positions, "dedup": self.dedup.meta(),
-            "fields_dropped": self.parser.optional.dropped,
-            "values_coerced": self.parser.optional.coerced,
-            **self.work.meta_state(),
-        }
-
-    def load_meta(self, meta: dict[str, Any]) -> None:
-        self.stats = meta["stats"]
-        self.work.load_meta(meta)
-        self.clock, self._tick_end = meta["clock"], meta["tick_end"]
-        self.positions = meta["positions"]
-        self.dedup.load_meta(meta["dedup"])
-        self.parser.optional.dropped = meta["fields_dropped"]
-        self.parser.optional.coerced = meta["values_coerced"]
-
-    def held_events(self) -> dict[str, tuple[bool, Touchpoint, Origin | None]]:
-        """Events not processed yet, by id: (far ahead?, event, origin)."""
-        held: dict[str, tuple[bool, Touchpoint, Origin | None]] = {
-            tp.event_id: (False, tp, None) for _, _, tp in self._buffer}
-        for tp, origin in self._far.waiting():
-            held[tp.event_id] = (True, tp, origin)
-        return held
-
-    def hold_again(self, far: bool, tp: Touchpoint, origin: Origin | None) -> None:
-        """An event of :meth:`held_events` read back from the changelog."""
-        if far:
-            self._far.hold(tp, origin)
-        else:
-            heapq.heappush(self._buffer, (tp.ts, tp.event_id, tp))
-
-    # ---- read side ------------------------------------------------------------
-
-    @property
-    def held(self) -> int:
-        """Events whose outcome is not final yet: in the event-time buffer (valid so far),
-        or waiting as far-future events (not counted yet)."""
-        return len(self._buffer) + len(self._far)
-
-    @property
-    def buffered(self) -> int:
-        """Valid events in the event-time buffer (counted valid, not processed yet)."""
-        return len(self._buffer)
-
     def personas(self) -> list[PersonaCard]:
         return self.work.personas()
 
@@ -445,20 +97,6 @@ class Pipeline:
         """Every profile in profile-id order: ``profiles.jsonl``, the same for every store."""
         for pid in sorted(self.profiles):
             yield self.profile_snapshot(pid)
-
-    def lookup(self, key: str) -> ProfileId | None:
-        """A profile by its id or by any identifier, written ``value`` or ``type:value``."""
-        if key in self.profiles:
-            return key
-        hashed = self.pseudonymiser
-        for id_type, value in lookup_keys(key, self.graph.rules.limits):
-            # pseudonymised, the graph holds hashes: the hash of the key, or the key itself
-            # when it is one (as an output's identifiers show it)
-            for candidate in (value,) if hashed is None else (hashed.value(value), value):
-                pid = self.graph.owner(id_type, candidate)
-                if pid is not None:
-                    return pid
-        return None
 
     def summary(self) -> dict[str, Any]:
         s = self.stats
@@ -490,7 +128,3 @@ class Pipeline:
             # checked for duplicates only against their profile's recent event ids
             "events_beyond_dedup_window": self.dedup.beyond_window,
         }
-
-
-_FUTURE_DETAIL = ("occurred_at is further ahead of the stream's clock than"
-                  " intake.future_tolerance_seconds")

@@ -76,7 +76,7 @@ class ProfileWork:
 
     def __init__(self, config: Config, spec: FeatureSpec, learner: Learner,
                  identifiers: Identifiers, stats: Stats, out: list[Output],
-                 wanted: frozenset[int], lineage: bool = True) -> None:
+                 wanted: frozenset[int], announces: bool = True) -> None:
         self.config = config
         self.spec = spec
         self.learner = learner
@@ -84,7 +84,9 @@ class ProfileWork:
         self.stats = stats
         self.out = out
         self._wanted = wanted  # the features an assessment or a learn reads
-        self._lineage_out = lineage  # whether this work announces a version's lineage
+        # whether this work announces each model version (lineage records, the count): one
+        # place does, where profiles are spread over several works
+        self._announces = announces
         self.profiles: ProfileStore = open_store(config.state)
         self.names: dict[int, str] = {}
         self.sizes: dict[int, int] = {}
@@ -95,9 +97,12 @@ class ProfileWork:
 
     # ---- per event, in event-time order -------------------------------------
 
-    def event(self, pid: ProfileId, tp: Touchpoint, merged: bool) -> None:
-        """One event of profile ``pid`` (its state already holds any profiles merged
-        into it by this event: :meth:`merge`)."""
+    def event(self, pid: ProfileId, tp: Touchpoint, absorbed: list[ProfileId]) -> None:
+        """One event of profile ``pid``, which absorbed the profiles ``absorbed`` (held
+        here) on the way."""
+        merged = bool(absorbed)
+        if merged:
+            self.merge(pid, [(other, self.take(other)) for other in absorbed])
         state = self.profiles.get(pid)
         ts = tp.ts
         if state is None:
@@ -197,11 +202,11 @@ class ProfileWork:
     def publish(self, snapshot: Snapshot, ts: float) -> None:
         """A new model version in force: name it (announcing its lineage, where this work
         does), then re-assess every profile it may move."""
-        self.stats.model_updates += 1
         first = snapshot.version == 1
         before_names = self.names
         self.names = name_segments(snapshot, self.spec, before_names)
-        if self._lineage_out:
+        if self._announces:
+            self.stats.model_updates += 1
             renames = [Lineage("rename", sid, previous_name=old)
                        for sid, old in sorted(before_names.items())
                        if sid in self.names and self.names[sid] != old]
@@ -306,17 +311,8 @@ class ProfileWork:
         return self.names.get(segment_id, f"Segment {segment_id}")
 
     def identifiers(self, pid: ProfileId, types: Iterable[str]) -> dict[str, list[str]]:
-        """A profile's identifiers of ``types``, sorted (hashed when
-        ``output.hash_identifiers``)."""
-        held = self.who.identifiers(pid)
-        hashing = self.config.output.hash_identifiers
-        out = {}
-        for id_type in types:
-            values = held.get(id_type)
-            if values:
-                out[id_type] = sorted(hash_value(v) for v in values) if hashing \
-                    else sorted(values)
-        return out
+        return identifiers_of(self.who.identifiers(pid), types,
+                              self.config.output.hash_identifiers)
 
     # ---- state as data, read side ---------------------------------------------
 
@@ -335,6 +331,18 @@ class ProfileWork:
         if snapshot is None:
             return []
         return persona_cards(snapshot, self.names, self.spec, self.profiles.values())
+
+
+def identifiers_of(held: Mapping[str, list[str]], types: Iterable[str],
+                   hashing: bool) -> dict[str, list[str]]:
+    """Identifiers of ``types`` as outputs show them: sorted, hashed when
+    ``output.hash_identifiers``."""
+    out = {}
+    for id_type in types:
+        values = held.get(id_type)
+        if values:
+            out[id_type] = sorted(hash_value(v) for v in values) if hashing else sorted(values)
+    return out
 
 
 def digest(*parts: str) -> str:
