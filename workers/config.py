@@ -270,6 +270,9 @@ class SegmentationConfig:
     warmup_profiles: int
     learn_interval_seconds: float
     assign_tick_seconds: float
+    # profile partitions (workers.core.partitioned): a version learned in tick n is in
+    # force from tick n + version_delay_ticks everywhere
+    version_delay_ticks: int
     hysteresis: float
     snapshot_every_learns: int
     publish_shift: float
@@ -578,6 +581,7 @@ def _ranges(config: Config) -> Iterator[str]:
         (seg.warmup_profiles >= seg.most_clusters,
          "segmentation.warmup_profiles must be >= n_clusters (max_clusters when auto)"),
         (seg.assign_tick_seconds > 0, "segmentation.assign_tick_seconds must be > 0"),
+        (seg.version_delay_ticks >= 1, "segmentation.version_delay_ticks must be >= 1"),
         (seg.window_profiles >= seg.warmup_profiles,
          "segmentation.window_profiles must be >= warmup_profiles"),
         (0 <= seg.clip_quantile < 0.5, "segmentation.clip_quantile must be in [0, 0.5)"),

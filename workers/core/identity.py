@@ -45,6 +45,8 @@ class Resolution:
     blocked: int = 0
     # identifiers the event named that no profile could take (limit reached)
     dropped: int = 0
+    # whether the profile's identifiers changed (a new one, or a merge)
+    linked: bool = False
 
 
 def profile_id_for(id_type: str, value: str) -> ProfileId:
@@ -128,7 +130,7 @@ class IdentityGraph:
         over = self._over_limit(found, new)
         if over is None:
             survivor, merged = self._union(found, new)
-            return Resolution(survivor, merged=merged, blocked=blocked)
+            return Resolution(survivor, merged=merged, blocked=blocked, linked=True)
         return self._refuse(found, new, identity, f"limit:{over}", blocked)
 
     def _over_limit(self, found: list[ProfileId], new: list[tuple[int, str, str]]) -> str | None:
@@ -211,12 +213,14 @@ class IdentityGraph:
         """Link nothing across profiles; the strongest identifier decides the profile."""
         new_keys = {(t, v): (r, t, v) for r, t, v in new}
         target: ProfileId | None = None
+        linked = False
         for _, id_type, value in sorted((self._rank[t], t, v) for t, v in identity.items()
                                         if t in self._rank):
             first = new_keys.get((id_type, value))
             if first is not None:  # the strongest usable identifier is new: it starts a profile
                 target, _ = self._union([], [first])
                 new = [n for n in new if n != first]
+                linked = True
                 break
             target = self._owners[id_type].get(value)
             if target is not None:
@@ -235,4 +239,6 @@ class IdentityGraph:
         merged: list[ProfileId] = []
         if fitting:
             target, merged = self._union([target], fitting)
-        return Resolution(target, merged=merged, refused=reason, blocked=blocked, dropped=dropped)
+            linked = True
+        return Resolution(target, merged=merged, refused=reason, blocked=blocked,
+                          dropped=dropped, linked=linked)

@@ -32,7 +32,13 @@ from workers.core.clock import FarFuture, StreamClock
 from workers.core.dedup import Deduplicator
 from workers.core.forget import ForgetList, ForgetRequest
 from workers.core.formats import Adapter, Format, Formats, InvalidMember
-from workers.core.identity import IdentityGraph, IdentityRules, ProfileId, lookup_keys
+from workers.core.identity import (
+    IdentityGraph,
+    IdentityRules,
+    ProfileId,
+    Resolution,
+    lookup_keys,
+)
 from workers.core.privacy import Pseudonymiser, redact
 from workers.core.profile_work import KNOWN_IDENTIFIERS, digest, identifiers_of
 from workers.core.records import DeadLetter, Origin, Output
@@ -46,8 +52,8 @@ class Downstream(Protocol):
 
     out: list[Output]
 
-    def event(self, pid: ProfileId, tp: Touchpoint, absorbed: list[ProfileId]) -> None:
-        """An event of ``pid``, which absorbed the profiles ``absorbed`` on the way."""
+    def event(self, tp: Touchpoint, res: Resolution) -> None:
+        """An event of the profile ``res.profile_id`` (never None here)."""
 
     def run_tick(self) -> None:
         """The tick ended: the profiles touched in it are learned from and assessed."""
@@ -283,7 +289,7 @@ class IdentityStage:
         stats.identifiers_dropped += res.dropped
         if res.merged:
             self._merged(pid, res.merged, tp)
-        self.downstream.event(pid, tp, res.merged)
+        self.downstream.event(tp, res)
 
     def _merged(self, survivor: ProfileId, absorbed: list[ProfileId],
                 tp: Touchpoint) -> None:

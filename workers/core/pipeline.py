@@ -21,10 +21,24 @@ from workers.core.identity import ProfileId
 from workers.core.identity_stage import IdentityStage
 from workers.core.profile_work import ProfileWork
 from workers.core.records import PersonaCard, ProfileSnapshot
-from workers.core.segments import SegmentModel
+from workers.core.segments import SegmentModel, Snapshot
 from workers.core.stats import Stats  # noqa: F401 (older state files name it here)
 from workers.core.touchpoints import format_time
 from workers.state.store import ProfileStore
+
+
+class InlineLearner:
+    """The model itself: a learn may publish a version, in force from the next profile."""
+
+    def __init__(self, model: SegmentModel) -> None:
+        self.model = model
+
+    @property
+    def snapshot(self) -> Snapshot | None:
+        return self.model.snapshot
+
+    def learn(self, pid: ProfileId, vector: list[float], ts: float) -> Snapshot | None:
+        return self.model.learn(vector, ts)
 
 
 class Pipeline(IdentityStage):
@@ -37,8 +51,8 @@ class Pipeline(IdentityStage):
 
     def _profile_work(self, stage: IdentityStage) -> ProfileWork:
         # the features an assessment or a learn reads: the others are not worked out
-        self.work = ProfileWork(self.config, self.spec, self.model, stage.graph, stage.stats,
-                                [], frozenset(self.model.columns))
+        self.work = ProfileWork(self.config, self.spec, InlineLearner(self.model),
+                                stage.graph, stage.stats, [], frozenset(self.model.columns))
         return self.work
 
     # ---- the per-profile half, as the shells read it -----------------------------------

@@ -24,7 +24,7 @@ from workers.config import Config
 from workers.core.audiences import AudienceKeys, audience_calls
 from workers.core.features import FeatureSpec, ProfileState
 from workers.core.forget import ForgetRequest
-from workers.core.identity import ProfileId
+from workers.core.identity import ProfileId, Resolution
 from workers.core.personas import name_segments, persona_cards
 from workers.core.records import (
     ChangeReason,
@@ -52,7 +52,8 @@ class Learner(Protocol):
     @property
     def snapshot(self) -> Snapshot | None: ...
 
-    def learn(self, vector: list[float], ts: float = 0.0) -> Snapshot | None: ...
+    def learn(self, pid: ProfileId, vector: list[float], ts: float) -> Snapshot | None:
+        """Learn from profile ``pid``; a version published at once, if any."""
 
 
 class Identifiers(Protocol):
@@ -97,12 +98,19 @@ class ProfileWork:
 
     # ---- per event, in event-time order -------------------------------------
 
-    def event(self, pid: ProfileId, tp: Touchpoint, absorbed: list[ProfileId]) -> None:
-        """One event of profile ``pid``, which absorbed the profiles ``absorbed`` (held
-        here) on the way."""
+    def event(self, tp: Touchpoint, res: Resolution) -> None:
+        """An event the identity stage resolved, in the same process."""
+        assert res.profile_id is not None  # the stage dead-letters the unattributable
+        self.apply(res.profile_id, tp, res.merged)
+
+    def apply(self, pid: ProfileId, tp: Touchpoint, absorbed: list[ProfileId],
+              moved: Mapping[ProfileId, ProfileState | None] | None = None) -> None:
+        """One event of profile ``pid``, which absorbed the profiles ``absorbed`` on the
+        way: their states are here, or in ``moved`` (sent from another partition)."""
         merged = bool(absorbed)
         if merged:
-            self.merge(pid, [(other, self.take(other)) for other in absorbed])
+            self.merge(pid, [(other, self.take(other) if moved is None or other not in moved
+                              else moved[other]) for other in absorbed])
         state = self.profiles.get(pid)
         ts = tp.ts
         if state is None:
@@ -190,7 +198,7 @@ class ProfileWork:
             if (state.event_count >= cfg.learn_min_events
                     and trigger.ts - state.last_learned >= cfg.learn_interval_seconds):
                 state.last_learned = trigger.ts
-                snapshot = learner.learn(vector, trigger.ts)
+                snapshot = learner.learn(pid, vector, trigger.ts)
                 if snapshot is not None:
                     self.publish(snapshot, trigger.ts)
             snapshot = learner.snapshot

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass, field, fields
 
 
 @dataclass
@@ -23,3 +24,17 @@ class Stats:
     model_updates: int = 0
     events_forgotten: int = 0  # naming a forgotten identifier: dropped, never dead letters
     profiles_forgotten: int = 0
+
+
+def added(counts: Iterable[Stats]) -> Stats:
+    """The counts of several stages as one: numbers add, counts by key add by key."""
+    total = Stats()
+    for stats in counts:
+        for f in fields(Stats):
+            mine, theirs = getattr(total, f.name), getattr(stats, f.name)
+            if isinstance(mine, dict):
+                for key, n in theirs.items():
+                    mine[key] = mine.get(key, 0) + n
+            else:
+                setattr(total, f.name, mine + theirs)
+    return total

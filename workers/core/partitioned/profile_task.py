@@ -1,0 +1,165 @@
+"""One partition of profiles: the identity stage's records in, segment changes out.
+
+A task applies its records in the order the identity stage sent them and waits,
+rather than guess, where that order alone does not decide:
+
+* an event whose profile absorbed a profile of another partition waits for that
+  profile's state (:class:`~workers.core.partitioned.records.Moved`);
+* tick ``n`` waits until the trainer has learned tick ``n - version_delay_ticks``:
+  the versions published up to then are in force from tick ``n`` on.
+
+Both waits depend only on records of the identity stage's one order, so each
+task's outputs are the same whatever the number of workers, their speed or how
+the records of different sources interleave on the way in. Neither wait can be
+circular: a record waits only for records the stage sent before it.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Mapping
+
+from workers.config import Config
+from workers.core.features import FeatureSpec, ProfileState
+from workers.core.identity import ProfileId
+from workers.core.partitioned.records import (
+    Mark,
+    Move,
+    Moved,
+    Routed,
+    Sample,
+    TaskRecord,
+    Tick,
+    Version,
+)
+from workers.core.partitioned.router import partition_of
+from workers.core.profile_work import ProfileWork
+from workers.core.records import Output
+from workers.core.segments import Snapshot, feature_columns
+from workers.core.stats import Stats
+
+
+class TaskLearner:
+    """The model version in force in a task, and the samples it sends the trainer."""
+
+    def __init__(self) -> None:
+        self.snapshot: Snapshot | None = None
+        self.tick = 0  # the tick being run: the samples' tick
+        self.samples: list[Sample] = []
+
+    def learn(self, pid: ProfileId, vector: list[float], ts: float) -> Snapshot | None:
+        self.samples.append(Sample(self.tick, pid, vector, ts))
+        return None  # the trainer publishes; the version is in force ticks later
+
+
+class IdentifierView:
+    """The identifiers of this partition's profiles, as the identity stage sent them."""
+
+    def __init__(self) -> None:
+        self.held: dict[ProfileId, Mapping[str, list[str]]] = {}
+
+    def identifiers(self, profile_id: ProfileId) -> Mapping[str, list[str]]:
+        return self.held.get(profile_id, {})
+
+
+class ProfileTask:
+    """The profiles of partition ``partition`` of ``partitions``."""
+
+    def __init__(self, config: Config, partition: int, partitions: int) -> None:
+        self.partition = partition
+        self.partitions = partitions
+        self.delay = config.segmentation.version_delay_ticks
+        spec = FeatureSpec(config.features)
+        columns, _ = feature_columns(spec, config.segmentation)
+        self.learner = TaskLearner()
+        self.view = IdentifierView()
+        self.stats = Stats()
+        self.work = ProfileWork(config, spec, self.learner, self.view, self.stats, [],
+                                frozenset(columns), announces=False)
+        self.inbox: deque[TaskRecord] = deque()  # from the identity stage, in its order
+        self.arrived: dict[tuple[ProfileId, ProfileId], ProfileState | None] = {}
+        self.versions: deque[Version] = deque()  # from the trainer, not in force yet
+        self.learned_through = -1  # the trainer's last tick this task has heard of
+        self.to_tasks: list[tuple[int, Moved]] = []
+        self.to_trainer: list[Sample | Mark] = []
+
+    # ---- what comes in ------------------------------------------------------------------
+
+    def offer(self, record: TaskRecord) -> None:
+        self.inbox.append(record)
+
+    def offer_moved(self, moved: Moved) -> None:
+        self.arrived[moved.pid, moved.survivor] = moved.state
+
+    def offer_version(self, version: Version) -> None:
+        self.versions.append(version)
+        self.learned_through = version.tick
+
+    # ---- the work -----------------------------------------------------------------------
+
+    @property
+    def ready(self) -> bool:
+        """Whether the next record of the inbox can be applied now."""
+        if not self.inbox:
+            return False
+        record = self.inbox[0]
+        if isinstance(record, Routed):
+            return all((other, record.pid) in self.arrived for other in self._away(record))
+        if isinstance(record, Tick):
+            return self.learned_through >= record.tick - self.delay
+        return True
+
+    def run(self) -> None:
+        """Apply the records that can be applied now, in order."""
+        inbox = self.inbox
+        while self.ready:
+            self._apply(inbox.popleft())
+
+    def _apply(self, record: TaskRecord) -> None:
+        if isinstance(record, Routed):
+            self._routed(record)
+        elif isinstance(record, Tick):
+            self._tick(record.tick)
+        elif isinstance(record, Move):
+            self.view.held.pop(record.pid, None)
+            state = self.work.take(record.pid)
+            self.to_tasks.append((partition_of(record.survivor, self.partitions),
+                                  Moved(record.pid, record.survivor, state)))
+        else:
+            self.view.held.pop(record.pid, None)
+            self.work.forget(record.pid, record.members, record.request)
+
+    def _away(self, record: Routed) -> list[ProfileId]:
+        """The absorbed profiles of another partition: their states are sent here."""
+        here, n = self.partition, self.partitions
+        return [other for other in record.absorbed if partition_of(other, n) != here]
+
+    def _routed(self, record: Routed) -> None:
+        pid, absorbed = record.pid, record.absorbed
+        moved: dict[ProfileId, ProfileState | None] | None = None
+        if absorbed:
+            moved = {other: self.arrived.pop((other, pid)) for other in self._away(record)}
+            held = self.view.held
+            for other in absorbed:
+                held.pop(other, None)
+        if record.identifiers is not None:
+            self.view.held[pid] = record.identifiers
+        self.work.apply(pid, record.tp, list(absorbed), moved)
+
+    def _tick(self, tick: int) -> None:
+        work, learner = self.work, self.learner
+        while self.versions and self.versions[0].tick <= tick - self.delay:
+            for snapshot, ts in self.versions.popleft().snapshots:
+                learner.snapshot = snapshot
+                work.publish(snapshot, ts)
+        learner.tick = tick
+        work.run_tick()
+        self.to_trainer.extend(learner.samples)
+        learner.samples.clear()
+        self.to_trainer.append(Mark(tick, self.partition))
+
+    # ---- what goes out ------------------------------------------------------------------
+
+    def take_outputs(self) -> list[Output]:
+        out, self.work.out = self.work.out, []
+        return out

@@ -1,0 +1,80 @@
+"""The records the partitioned stages send each other (README "Scaling and recovery").
+
+Identity stage -> a profile partition (in the stage's one order)::
+
+    Routed     an event of a profile: the profiles it absorbed, its identifiers when
+               they changed
+    Move       a profile absorbed by one of another partition: send its state there
+    Tick       a tick of event time ended (sent to every partition)
+    Forgotten  a profile to forget
+
+Profile partition -> profile partition::
+
+    Moved      the state of an absorbed profile, for the survivor's partition
+
+Profile partitions -> trainer, and back::
+
+    Sample     a profile to learn from, in tick ``tick``
+    Mark       partition ``partition`` sent every sample of tick ``tick``
+    Version    the trainer learned tick ``tick``: the model versions it published then
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import NamedTuple
+
+from workers.core.features import ProfileState
+from workers.core.forget import ForgetRequest
+from workers.core.identity import ProfileId
+from workers.core.segments import Snapshot
+from workers.core.touchpoints import Touchpoint
+
+
+class Routed(NamedTuple):
+    pid: ProfileId
+    tp: Touchpoint
+    absorbed: tuple[ProfileId, ...]
+    identifiers: Mapping[str, list[str]] | None  # None: unchanged
+
+
+class Move(NamedTuple):
+    pid: ProfileId
+    survivor: ProfileId
+
+
+class Tick(NamedTuple):
+    tick: int
+
+
+class Forgotten(NamedTuple):
+    pid: ProfileId
+    members: Mapping[str, list[str]]
+    request: ForgetRequest
+
+
+class Moved(NamedTuple):
+    pid: ProfileId
+    survivor: ProfileId
+    state: ProfileState | None
+
+
+class Sample(NamedTuple):
+    tick: int
+    pid: ProfileId
+    vector: list[float]
+    ts: float
+
+
+class Mark(NamedTuple):
+    tick: int
+    partition: int
+
+
+class Version(NamedTuple):
+    tick: int
+    snapshots: tuple[tuple[Snapshot, float], ...]  # each with the event time it came at
+
+
+TaskRecord = Routed | Move | Tick | Forgotten
+TrainerRecord = Sample | Mark

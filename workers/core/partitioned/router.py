@@ -1,0 +1,76 @@
+"""The identity stage's downstream when profiles live in partitions: records per partition."""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping
+from typing import Any
+
+from workers.core.forget import ForgetRequest
+from workers.core.identity import IdentityGraph, ProfileId, Resolution
+from workers.core.identity_stage import IdentityStage
+from workers.core.partitioned.records import Forgotten, Move, Routed, TaskRecord, Tick
+from workers.core.records import Output
+from workers.core.touchpoints import Touchpoint
+
+
+def partition_of(pid: ProfileId, partitions: int) -> int:
+    """The partition holding a profile: stable across processes and versions."""
+    return zlib.crc32(pid.encode()) % partitions
+
+
+class PartitionRouter:
+    """Turns each decision of the identity stage into records for the profile partitions.
+
+    ``sent`` collects (partition, record) in the stage's order; the shell takes them.
+    A merge across partitions is a :class:`Move` to the absorbed profile's partition
+    before the survivor's event: that partition sends the state on, and the survivor's
+    waits for it.
+    """
+
+    def __init__(self, partitions: int) -> None:
+        self.partitions = partitions
+        self.graph: IdentityGraph | None = None
+        self.out: list[Output] = []  # the stage's own outputs (this router makes none)
+        self.sent: list[tuple[int, TaskRecord]] = []
+        self.ticks = 0  # ticks ended so far: the next Tick's number
+
+    def attach(self, stage: IdentityStage) -> PartitionRouter:
+        """The stage's downstream (``IdentityStage(config, router.attach)``)."""
+        self.graph = stage.graph
+        return self
+
+    def event(self, tp: Touchpoint, res: Resolution) -> None:
+        pid = res.profile_id
+        assert pid is not None  # the stage dead-letters the unattributable
+        n = self.partitions
+        home = partition_of(pid, n)
+        sent = self.sent
+        for other in res.merged:
+            where = partition_of(other, n)
+            if where != home:
+                sent.append((where, Move(other, pid)))
+        identifiers = None
+        if res.linked:  # a copy: the graph goes on changing its lists
+            assert self.graph is not None
+            identifiers = {t: list(v) for t, v in self.graph.identifiers(pid).items()}
+        sent.append((home, Routed(pid, tp, tuple(res.merged), identifiers)))
+
+    def run_tick(self) -> None:
+        tick = Tick(self.ticks)
+        self.ticks += 1
+        self.sent.extend((p, tick) for p in range(self.partitions))
+
+    def forget(self, pid: ProfileId, members: Mapping[str, list[str]],
+               request: ForgetRequest) -> None:
+        self.sent.append((partition_of(pid, self.partitions), Forgotten(pid, members, request)))
+
+    def take(self) -> list[tuple[int, TaskRecord]]:
+        sent, self.sent = self.sent, []
+        return sent
+
+    def meta_state(self) -> dict[str, Any]:
+        return {"ticks": self.ticks}
+
+    def load_meta(self, meta: dict[str, Any]) -> None:
+        self.ticks = meta["ticks"]

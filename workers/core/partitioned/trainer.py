@@ -1,0 +1,72 @@
+"""The one model every profile partition assigns with.
+
+The trainer learns a tick's samples once every partition has marked that tick
+as sent, in (tick, profile id) order: the order one process learns in, whatever
+the number of partitions or workers. For every tick it answers with a
+:class:`~workers.core.partitioned.records.Version` (usually with no new
+snapshot: it tells the tasks how far it has learned). It also announces each
+version (lineage records, names), once, for all partitions.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from workers.config import Config
+from workers.core.features import FeatureSpec
+from workers.core.identity import ProfileId
+from workers.core.partitioned.records import Mark, Sample, Version
+from workers.core.pipeline import InlineLearner
+from workers.core.profile_work import ProfileWork
+from workers.core.records import Output
+from workers.core.segments import SegmentModel, Snapshot
+from workers.core.stats import Stats
+
+
+class _NoIdentifiers:
+    def identifiers(self, profile_id: ProfileId) -> dict[str, list[str]]:
+        return {}
+
+
+class Trainer:
+    """Learns from the samples of ``partitions`` partitions, one tick at a time."""
+
+    def __init__(self, config: Config, partitions: int) -> None:
+        self.partitions = partitions
+        spec = FeatureSpec(config.features)
+        self.model = SegmentModel(config.segmentation, spec)
+        self.stats = Stats()
+        # names each version and announces it; it holds no profiles to re-assess
+        self.work = ProfileWork(config, spec, InlineLearner(self.model), _NoIdentifiers(),
+                                self.stats, [], frozenset(self.model.columns))
+        self.samples: dict[int, list[Sample]] = defaultdict(list)
+        self.marks: dict[int, set[int]] = defaultdict(set)
+        self.learned_through = -1
+        self.versions: list[Version] = []  # for every partition, in tick order
+
+    def offer(self, record: Sample | Mark) -> None:
+        if isinstance(record, Sample):
+            self.samples[record.tick].append(record)
+            return
+        self.marks[record.tick].add(record.partition)
+        while len(self.marks.get(self.learned_through + 1, ())) == self.partitions:
+            self._learn(self.learned_through + 1)
+
+    def _learn(self, tick: int) -> None:
+        del self.marks[tick]
+        published: list[tuple[Snapshot, float]] = []
+        for sample in sorted(self.samples.pop(tick, ()), key=lambda s: s.pid):
+            snapshot = self.model.learn(sample.vector, sample.ts)
+            if snapshot is not None:
+                self.work.publish(snapshot, sample.ts)
+                published.append((snapshot, sample.ts))
+        self.learned_through = tick
+        self.versions.append(Version(tick, tuple(published)))
+
+    def take_outputs(self) -> list[Output]:
+        out, self.work.out = self.work.out, []
+        return out
+
+    def take_versions(self) -> list[Version]:
+        versions, self.versions = self.versions, []
+        return versions
