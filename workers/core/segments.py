@@ -84,6 +84,11 @@ class Snapshot:
         object.__setattr__(self, "_raw_centroids",
                            {seg.id: self.raw(seg.centroid) for seg in self.segments})
 
+    def fields(self) -> tuple[Any, ...]:
+        """What it is made of, for saved state: ``Snapshot(*snapshot.fields())`` is it
+        again (the values worked out from them are not saved)."""
+        return tuple(getattr(self, f.name) for f in dataclasses.fields(Snapshot))
+
     def transform(self, vector: list[float]) -> list[float]:
         """Clip, then scale: ``min(hi, max(lo, x)) * gain - offset`` per column (the
         clip spelled out: the same value, NaN and -0.0 alike, at a third of the cost of
@@ -241,8 +246,7 @@ class SegmentModel:
         """What the model learned, for saved state (workers.state.codec packs it)."""
         learned = {name: getattr(self, name) for name in self._LEARNED}
         snap = self.snapshot
-        learned["snapshot"] = None if snap is None else tuple(
-            getattr(snap, f.name) for f in dataclasses.fields(Snapshot))
+        learned["snapshot"] = None if snap is None else snap.fields()
         return learned
 
     def load(self, learned: dict[str, Any]) -> None:

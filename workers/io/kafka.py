@@ -16,7 +16,7 @@ from typing import Any
 from workers.config import Config
 from workers.core.records import OUTPUT_KINDS, OutputKind, output_kinds
 from workers.errors import BrokerError, ConfigError
-from workers.state.changelog import STORES
+from workers.state.changelog import PIPELINE_STORES
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ def worker_topics(config: Config) -> list[TopicSpec]:
         TopicSpec(sequenced_topic(config), 1,
                   {**retention, "message.timestamp.type": "LogAppendTime"}),
         *(TopicSpec(changelog_topic(config, store), 1 if store == "meta" else k.partitions,
-                    compact) for store in STORES),
+                    compact) for store in PIPELINE_STORES),
     ]
 
 

@@ -37,7 +37,7 @@ from aiokafka.errors import KafkaError
 from workers.config import Config
 from workers.errors import BrokerError
 from workers.io.kafka import changelog_topic
-from workers.state.changelog import STORES, StateRecord, Store
+from workers.state.changelog import PIPELINE_STORES, StateRecord, Store
 from workers.state.codec import pack, unpack
 
 SEQUENCED_KEY = b"sequenced"  # meta store: the first sequenced offset the state has not seen
@@ -52,8 +52,8 @@ class ChangelogCopy:
     def __init__(self, config: Config, security: dict[str, Any]) -> None:
         self.config = config
         self.security = security
-        self.latest: dict[Store, dict[bytes, bytes | None]] = {s: {} for s in STORES}
-        self._store_of = {changelog_topic(config, s): s for s in STORES}
+        self.latest: dict[Store, dict[bytes, bytes | None]] = {s: {} for s in PIPELINE_STORES}
+        self._store_of = {changelog_topic(config, s): s for s in PIPELINE_STORES}
         self._positions: dict[TopicPartition, int] = {}
         self.records_read = 0
         # one reader at a time: a standby's refresh still reading when the owner takes the
@@ -131,7 +131,7 @@ class ChangelogWriter:
             # a first commit writes the whole state (a worker started from a state file)
             transaction_timeout_ms=_TRANSACTION_MS,
             max_request_size=1_048_576, **security)
-        self._topics = {s: changelog_topic(config, s) for s in STORES}
+        self._topics = {s: changelog_topic(config, s) for s in PIPELINE_STORES}
         self._open = False
 
     async def start(self) -> None:

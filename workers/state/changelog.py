@@ -17,7 +17,14 @@ forgotten identifier hash (64 hex digits)  when its forgetting was requested (th
 meta      ``pipeline``, ``model``,         the rest: clock, counters, sizes; the model
           ``window:<n>``                   (written when it learned something) and the
                                            n-th profile it learned, while in its window
+view      profile id                       a profile partition's copy of its identifiers
 ========  ===============================  ==========================================
+
+The same stores hold the state of each stage of the partitioned core
+(:mod:`workers.core.partitioned`), each stage the stores it has: the identity
+stage identity, dedup, held, forgotten and meta ``stage``; a profile partition
+profile, view and meta ``task``; the trainer meta ``model``, ``window:<n>`` and
+``trainer``. Each is made of :class:`Part` s, one per store.
 
 A commit writes only the keys changed since the previous one (a deleted key is a
 record without a value: a tombstone on a compacted topic), so its cost follows
@@ -29,17 +36,24 @@ pipeline.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Literal, NamedTuple, get_args
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any, Literal, NamedTuple, Protocol, TypeVar, get_args
 
 from workers.config import Config
+from workers.core.identity_stage import IdentityStage
+from workers.core.partitioned.profile_task import IdentifierView, ProfileTask
+from workers.core.partitioned.trainer import Trainer
 from workers.core.pipeline import Pipeline
+from workers.core.profile_work import ProfileWork
+from workers.core.segments import SegmentModel
 from workers.errors import StateError
 from workers.state.codec import pack, unpack
 from workers.state.store import encode, open_store
 
-Store = Literal["meta", "profile", "identity", "dedup", "held", "forgotten"]
+Store = Literal["meta", "profile", "identity", "dedup", "held", "forgotten", "view"]
 STORES: tuple[Store, ...] = get_args(Store)
+# the stores of a Pipeline (the worker's owner, a state file): all but a partition's view
+PIPELINE_STORES: tuple[Store, ...] = tuple(s for s in STORES if s != "view")
 META_KEY = b"pipeline"
 MODEL_KEY = b"model"
 WINDOW_PREFIX = b"window:"
@@ -51,97 +65,49 @@ class StateRecord(NamedTuple):
     value: bytes | None  # None: the key is gone (a tombstone)
 
 
-class StateWriter:
-    """Takes a pipeline's changes since the previous :meth:`changes`, as records.
 
-    ``saved`` says whether the pipeline's current state is already written (a
+Latest = dict[Store, dict[bytes, bytes | None]]
+Stateful = Pipeline | IdentityStage | ProfileTask | Trainer
+StatefulT = TypeVar("StatefulT", Pipeline, IdentityStage, ProfileTask, Trainer)
+
+
+class Part(Protocol):
+    """One store of a stateful object: its records, and reading them back."""
+
+    def records(self, everything: bool) -> Iterator[StateRecord]:
+        """The records changed since the last call (all of them with ``everything``)."""
+
+    def load(self, latest: Latest) -> None:
+        """Read the newest record of each key back."""
+
+    def written(self) -> None:
+        """What the store holds now is written: later changes start from here."""
+
+
+class StateWriter:
+    """Takes an object's changes since the previous :meth:`changes`, as records.
+
+    ``saved`` says whether the object's current state is already written (a
     restored one): then the first call writes changes only, else everything.
     """
 
-    def __init__(self, pipeline: Pipeline, saved: bool) -> None:
-        self.pipeline = pipeline
-        self._held: set[str] | None = set(pipeline.held_events()) if saved else None
-        self._model = _model_stamp(pipeline) if saved else None
-        # the learn numbers of the model's window held in the changelog, first to last
-        self._window = _window_span(pipeline)
+    def __init__(self, stateful: Stateful, saved: bool) -> None:
+        self.parts = parts_of(stateful)
+        self._first = not saved
         if saved:
-            _forget_changes(pipeline)
+            for part in self.parts:
+                part.written()
 
     def changes(self) -> list[StateRecord]:
         """Every record that changed since the previous call; the meta record always."""
-        pipeline = self.pipeline
-        if self._held is None:
-            records = list(everything(pipeline))
-            self._held = set(pipeline.held_events())
-            self._model = _model_stamp(pipeline)
-            self._window = _window_span(pipeline)
-            return records
-        out: list[StateRecord] = []
-        profiles = pipeline.profiles
-        changed, pipeline.changed_profiles = pipeline.changed_profiles, set()
-        for pid in sorted(changed):
-            state = profiles.get(pid)
-            out.append(StateRecord("profile", pid.encode(),
-                                   None if state is None else encode(state)))
-        for pid, record in pipeline.graph.take_changed():
-            out.append(StateRecord("identity", pid.encode(),
-                                   None if record is None else pack(record)))
-        for key, ids in pipeline.dedup.take_chunks():
-            out.append(StateRecord("dedup", key.encode(), None if ids is None else pack(ids)))
-        held = pipeline.held_events()
-        for event_id in sorted(self._held - held.keys()):
-            out.append(StateRecord("held", event_id.encode(), None))
-        for event_id in sorted(held.keys() - self._held):
-            out.append(StateRecord("held", event_id.encode(), pack(held[event_id])))
-        self._held = set(held)
-        stamp = _model_stamp(pipeline)
-        if stamp != self._model:
-            self._model = stamp
-            out.extend(self._window_changes())
-            out.append(StateRecord("meta", MODEL_KEY, pack(pipeline.model.state())))
-        for digest, when in pipeline.forgotten.take_changed():
-            out.append(StateRecord("forgotten", digest.encode(), pack(when)))
-        out.append(StateRecord("meta", META_KEY, pack(pipeline.meta_state())))
-        return out
+        first, self._first = self._first, False
+        return [record for part in self.parts for record in part.records(first)]
 
 
-    def _window_changes(self) -> list[StateRecord]:
-        """The profiles learned since the last commit in, those the window dropped out: the
-        window (thousands of vectors) is never written whole again."""
-        first, last = _window_span(self.pipeline)
-        was_first, was_last = self._window
-        window = self.pipeline.model.window
-        out = [StateRecord("meta", _window_key(n), None)
-               for n in range(was_first, min(first, was_last + 1))]
-        out.extend(StateRecord("meta", _window_key(n), pack(window[n - first]))
-                   for n in range(max(first, was_last + 1), last + 1))
-        self._window = first, last
-        return out
-
-
-def everything(pipeline: Pipeline) -> Iterator[StateRecord]:
+def everything(stateful: Stateful) -> Iterator[StateRecord]:
     """The whole state as records (a state file, or a first commit); resets the changes."""
-    pipeline.changed_profiles = set()
-    pipeline.graph.changed = set()
-    chunks = pipeline.dedup.take_chunks(everything=True)
-    for pid, state in pipeline.profiles.sorted_items():
-        yield StateRecord("profile", pid.encode(), encode(state))
-    graph = pipeline.graph
-    for pid in sorted(graph.profiles()):
-        yield StateRecord("identity", pid.encode(), pack(graph.record(pid)))
-    for key, ids in chunks:
-        if ids is not None:
-            yield StateRecord("dedup", key.encode(), pack(ids))
-    for event_id, held in sorted(pipeline.held_events().items()):
-        yield StateRecord("held", event_id.encode(), pack(held))
-    first, _ = _window_span(pipeline)
-    for n, vector in enumerate(pipeline.model.window, first):
-        yield StateRecord("meta", _window_key(n), pack(vector))
-    yield StateRecord("meta", MODEL_KEY, pack(pipeline.model.state()))
-    pipeline.forgotten.changed = set()
-    for digest, when in sorted(pipeline.forgotten.entries.items()):
-        yield StateRecord("forgotten", digest.encode(), pack(when))
-    yield StateRecord("meta", META_KEY, pack(pipeline.meta_state()))
+    for part in parts_of(stateful):
+        yield from part.records(everything=True)
 
 
 def rebuild(config: Config, records: Iterable[StateRecord], where: str) -> Pipeline:
@@ -150,74 +116,290 @@ def rebuild(config: Config, records: Iterable[StateRecord], where: str) -> Pipel
     ``records`` may come in any order across stores and keys, as a changelog's
     partitions do; for one key, later records replace earlier ones.
     """
-    latest: dict[Store, dict[bytes, bytes | None]] = {store: {} for store in STORES}
+    return restore(Pipeline(config), records, where)
+
+
+def restore(stateful: StatefulT, records: Iterable[StateRecord], where: str) -> StatefulT:
+    """``stateful`` (new, made with the configuration of the records) with their state."""
+    latest: Latest = {store: {} for store in STORES}
     for store, key, value in records:
         table = latest.get(store)
         if table is None:
             raise StateError(f"{where}: unknown state store {store!r}")
         table[key] = value
-    meta, model = latest["meta"].get(META_KEY), latest["meta"].get(MODEL_KEY)
-    if meta is None or model is None:
-        raise StateError(f"{where} holds no pipeline state (no meta record)")
-    pipeline = Pipeline(config)
+    parts = parts_of(stateful)
+    if latest["meta"].get(_meta_key(stateful)) is None:
+        raise StateError(f"{where} holds no {_meta_key(stateful).decode()} state"
+                         " (no meta record)")
     try:
-        pipeline.load_meta(unpack(meta))
-        pipeline.model.load(unpack(model))
-        entries = sorted((int(key[len(WINDOW_PREFIX):]), value)
-                         for key, value in latest["meta"].items()
-                         if key.startswith(WINDOW_PREFIX) and value is not None)
-        segments = pipeline.model
-        last = segments.learned
-        first = last - min(last, segments.window.maxlen or 0) + 1
-        if [n for n, _ in entries] != list(range(first, last + 1)):
-            raise StateError(f"{where}: the model's window of learned profiles is"
-                             " incomplete")
-        segments.window.extend(tuple(unpack(value)) for _, value in entries)
+        for part in parts:
+            part.load(latest)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise StateError(f"{where}: damaged state ({type(exc).__name__}: {exc})") from None
+    for part in parts:
+        part.written()
+    return stateful
+
+
+# ---- the parts ---------------------------------------------------------------------------
+
+
+class Meta:
+    """The ``meta`` record ``key``: small, written whole at every commit."""
+
+    def __init__(self, key: bytes, get: Callable[[], Any], put: Callable[[Any], None]):
+        self.key, self.get, self.put = key, get, put
+
+    def records(self, everything: bool) -> Iterator[StateRecord]:
+        yield StateRecord("meta", self.key, pack(self.get()))
+
+    def load(self, latest: Latest) -> None:
+        self.put(unpack(latest["meta"][self.key]))  # type: ignore[arg-type]
+
+    def written(self) -> None:
+        pass  # written whole every time
+
+
+class Profiles:
+    """A profile store: one record per profile changed (or gone)."""
+
+    def __init__(self, work: ProfileWork, config: Config) -> None:
+        self.work, self.config = work, config
+
+    def records(self, everything: bool) -> Iterator[StateRecord]:
+        work = self.work
+        changed, work.changed_profiles = work.changed_profiles, set()
+        if everything:
+            for pid, state in work.profiles.sorted_items():
+                yield StateRecord("profile", pid.encode(), encode(state))
+            return
+        profiles = work.profiles
+        for pid in sorted(changed):
+            held = profiles.get(pid)
+            yield StateRecord("profile", pid.encode(), None if held is None else encode(held))
+
+    def load(self, latest: Latest) -> None:
         profiles = [(key.decode(), value) for key, value in sorted(latest["profile"].items())
                     if value is not None]
-        pipeline.profiles.close()
-        pipeline.profiles = open_store(config.state, profiles)
-        graph = pipeline.graph
+        self.work.profiles.close()
+        self.work.profiles = open_store(self.config.state, profiles)
+
+    def written(self) -> None:
+        self.work.changed_profiles = set()
+
+
+class Identities:
+    """The identity graph: each changed profile's identifiers and strongest one."""
+
+    def __init__(self, stage: IdentityStage) -> None:
+        self.graph = stage.graph
+
+    def records(self, everything: bool) -> Iterator[StateRecord]:
+        graph = self.graph
+        if everything:
+            graph.changed = set()
+            for pid in sorted(graph.profiles()):
+                yield StateRecord("identity", pid.encode(), pack(graph.record(pid)))
+            return
+        for pid, record in graph.take_changed():
+            yield StateRecord("identity", pid.encode(), None if record is None else pack(record))
+
+    def load(self, latest: Latest) -> None:
         for key, value in latest["identity"].items():
             if value is not None:
                 members, best = unpack(value)
-                graph.load(key.decode(), members, best)
+                self.graph.load(key.decode(), members, best)
+
+    def written(self) -> None:
+        self.graph.changed = set()
+
+
+class DedupIds:
+    """The de-dup window's ids, a chunk per bucket per commit."""
+
+    def __init__(self, stage: IdentityStage) -> None:
+        self.dedup = stage.dedup
+
+    def records(self, everything: bool) -> Iterator[StateRecord]:
+        for key, ids in self.dedup.take_chunks(everything=everything):
+            if ids is not None or not everything:
+                yield StateRecord("dedup", key.encode(), None if ids is None else pack(ids))
+
+    def load(self, latest: Latest) -> None:
         for key, value in latest["dedup"].items():
             if value is not None:
-                pipeline.dedup.load_chunk(key.decode(), unpack(value))
+                self.dedup.load_chunk(key.decode(), unpack(value))
+
+    def written(self) -> None:
+        self.dedup.take_chunks()
+
+
+class Held:
+    """Events waiting in the event-time buffer or far ahead."""
+
+    def __init__(self, stage: IdentityStage) -> None:
+        self.stage = stage
+        self._written: set[str] = set()
+
+    def records(self, everything: bool) -> Iterator[StateRecord]:
+        held = self.stage.held_events()
+        if everything:
+            for event_id, value in sorted(held.items()):
+                yield StateRecord("held", event_id.encode(), pack(value))
+        else:
+            for event_id in sorted(self._written - held.keys()):
+                yield StateRecord("held", event_id.encode(), None)
+            for event_id in sorted(held.keys() - self._written):
+                yield StateRecord("held", event_id.encode(), pack(held[event_id]))
+        self._written = set(held)
+
+    def load(self, latest: Latest) -> None:
         for value in latest["held"].values():
             if value is not None:
                 far, tp, origin = unpack(value)
-                pipeline.hold_again(far, tp, origin)
+                self.stage.hold_again(far, tp, origin)
+
+    def written(self) -> None:
+        self._written = set(self.stage.held_events())
+
+
+class Forgotten:
+    """The forget list: identifier hashes, with when their forgetting was asked."""
+
+    def __init__(self, stage: IdentityStage) -> None:
+        self.forgotten = stage.forgotten
+
+    def records(self, everything: bool) -> Iterator[StateRecord]:
+        forgotten = self.forgotten
+        if everything:
+            forgotten.changed = set()
+            changes = sorted(forgotten.entries.items())
+        else:
+            changes = forgotten.take_changed()
+        for digest, when in changes:
+            yield StateRecord("forgotten", digest.encode(), pack(when))
+
+    def load(self, latest: Latest) -> None:
         for key, value in latest["forgotten"].items():
             if value is not None:
-                pipeline.forgotten.entries[key.decode()] = unpack(value)
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise StateError(f"{where}: damaged state ({type(exc).__name__}: {exc})") from None
-    _forget_changes(pipeline)
-    return pipeline
+                self.forgotten.entries[key.decode()] = unpack(value)
+
+    def written(self) -> None:
+        self.forgotten.changed = set()
+
+
+class View:
+    """A profile partition's identifiers of its profiles."""
+
+    def __init__(self, view: IdentifierView) -> None:
+        self.view = view
+
+    def records(self, everything: bool) -> Iterator[StateRecord]:
+        view = self.view
+        changed, view.changed = view.changed, set()
+        for pid in sorted(view.held if everything else changed):
+            held = view.held.get(pid)
+            yield StateRecord("view", pid.encode(), None if held is None else pack(held))
+
+    def load(self, latest: Latest) -> None:
+        for key, value in latest["view"].items():
+            if value is not None:
+                self.view.held[key.decode()] = unpack(value)
+
+    def written(self) -> None:
+        self.view.changed = set()
+
+
+class Model:
+    """The model (written when it learned something) and its window of learned profiles,
+    an entry per learn (appended, with tombstones as it slides), never written whole."""
+
+    def __init__(self, model: SegmentModel) -> None:
+        self.model = model
+        self._stamp: tuple[int, int] | None = None
+        self._window = self._span()
+
+    def records(self, everything: bool) -> Iterator[StateRecord]:
+        model = self.model
+        stamp = _model_stamp(model)
+        if everything:
+            first, _ = self._span()
+            for n, vector in enumerate(model.window, first):
+                yield StateRecord("meta", _window_key(n), pack(vector))
+        elif stamp != self._stamp:
+            yield from self._window_changes()
+        if everything or stamp != self._stamp:
+            yield StateRecord("meta", MODEL_KEY, pack(model.state()))
+        self._stamp = stamp
+        self._window = self._span()
+
+    def _window_changes(self) -> list[StateRecord]:
+        first, last = self._span()
+        was_first, was_last = self._window
+        window = self.model.window
+        out = [StateRecord("meta", _window_key(n), None)
+               for n in range(was_first, min(first, was_last + 1))]
+        out.extend(StateRecord("meta", _window_key(n), pack(window[n - first]))
+                   for n in range(max(first, was_last + 1), last + 1))
+        return out
+
+    def _span(self) -> tuple[int, int]:
+        """The learn numbers (from 1) of the first and last profile in the window; every
+        learn appends one, the window keeps the newest ``window_profiles``."""
+        model = self.model
+        return model.learned - len(model.window) + 1, model.learned
+
+    def written(self) -> None:
+        self._stamp, self._window = _model_stamp(self.model), self._span()
+
+    def load(self, latest: Latest) -> None:
+        model = self.model
+        model.load(unpack(latest["meta"][MODEL_KEY]))  # type: ignore[arg-type]
+        entries = sorted((int(key[len(WINDOW_PREFIX):]), value)
+                         for key, value in latest["meta"].items()
+                         if key.startswith(WINDOW_PREFIX) and value is not None)
+        last = model.learned
+        first = last - min(last, model.window.maxlen or 0) + 1
+        if [n for n, _ in entries] != list(range(first, last + 1)):
+            raise ValueError("the model's window of learned profiles is incomplete")
+        model.window.extend(tuple(unpack(value)) for _, value in entries)
+
+
+def _model_stamp(model: SegmentModel) -> tuple[int, int]:
+    """Changes whenever the model learns (and so whenever it publishes)."""
+    snapshot = model.snapshot
+    return model.learned, 0 if snapshot is None else snapshot.version
 
 
 def _window_key(n: int) -> bytes:
     return WINDOW_PREFIX + str(n).encode()
 
 
-def _window_span(pipeline: Pipeline) -> tuple[int, int]:
-    """The learn numbers (from 1) of the first and last profile in the model's window;
-    every learn appends one, the window keeps the newest ``window_profiles``."""
-    model = pipeline.model
-    return model.learned - len(model.window) + 1, model.learned
+# ---- which parts each stateful object has ------------------------------------------------
 
 
-def _model_stamp(pipeline: Pipeline) -> tuple[int, int]:
-    """Changes whenever the model learns (and so whenever it publishes)."""
-    snapshot = pipeline.model.snapshot
-    return pipeline.model.learned, 0 if snapshot is None else snapshot.version
+
+def _meta_key(stateful: Stateful) -> bytes:
+    if isinstance(stateful, Pipeline):
+        return META_KEY
+    if isinstance(stateful, ProfileTask):
+        return b"task"
+    if isinstance(stateful, Trainer):
+        return b"trainer"
+    return b"stage"
 
 
-def _forget_changes(pipeline: Pipeline) -> None:
-    """What the pipeline holds now is written: later changes start from here."""
-    pipeline.changed_profiles = set()
-    pipeline.graph.changed = set()
-    pipeline.dedup.take_chunks()
-    pipeline.forgotten.changed = set()
+def parts_of(stateful: Stateful) -> Sequence[Part]:
+    """The stores of a pipeline, or of a stage of the partitioned core, in writing order."""
+    key = _meta_key(stateful)
+    if isinstance(stateful, ProfileTask):
+        return [Profiles(stateful.work, stateful.work.config), View(stateful.view),
+                Meta(key, stateful.meta_state, stateful.load_meta)]
+    if isinstance(stateful, Trainer):
+        return [Model(stateful.model), Meta(key, stateful.meta_state, stateful.load_meta)]
+    stage: list[Part] = [Identities(stateful), DedupIds(stateful), Held(stateful)]
+    if isinstance(stateful, Pipeline):
+        # the meta record first: the model and the profiles are read after it
+        return [Meta(key, stateful.meta_state, stateful.load_meta), Model(stateful.model),
+                Profiles(stateful.work, stateful.config), *stage, Forgotten(stateful)]
+    return [*stage, Forgotten(stateful), Meta(key, stateful.meta_state, stateful.load_meta)]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
+from typing import Any
 
 from workers.config import Config
 from workers.core.features import FeatureSpec, ProfileState
@@ -57,9 +58,18 @@ class IdentifierView:
 
     def __init__(self) -> None:
         self.held: dict[ProfileId, Mapping[str, list[str]]] = {}
+        self.changed: set[ProfileId] = set()  # since the state's last commit took them
 
     def identifiers(self, profile_id: ProfileId) -> Mapping[str, list[str]]:
         return self.held.get(profile_id, {})
+
+    def set(self, profile_id: ProfileId, identifiers: Mapping[str, list[str]]) -> None:
+        self.held[profile_id] = identifiers
+        self.changed.add(profile_id)
+
+    def drop(self, profile_id: ProfileId) -> None:
+        if self.held.pop(profile_id, None) is not None:
+            self.changed.add(profile_id)
 
 
 class ProfileTask:
@@ -121,12 +131,12 @@ class ProfileTask:
         elif isinstance(record, Tick):
             self._tick(record.tick)
         elif isinstance(record, Move):
-            self.view.held.pop(record.pid, None)
+            self.view.drop(record.pid)
             state = self.work.take(record.pid)
             self.to_tasks.append((partition_of(record.survivor, self.partitions),
                                   Moved(record.pid, record.survivor, state)))
         else:
-            self.view.held.pop(record.pid, None)
+            self.view.drop(record.pid)
             self.work.forget(record.pid, record.members, record.request)
 
     def _away(self, record: Routed) -> list[ProfileId]:
@@ -139,11 +149,10 @@ class ProfileTask:
         moved: dict[ProfileId, ProfileState | None] | None = None
         if absorbed:
             moved = {other: self.arrived.pop((other, pid)) for other in self._away(record)}
-            held = self.view.held
             for other in absorbed:
-                held.pop(other, None)
+                self.view.drop(other)
         if record.identifiers is not None:
-            self.view.held[pid] = record.identifiers
+            self.view.set(pid, record.identifiers)
         self.work.apply(pid, record.tp, list(absorbed), moved)
 
     def _tick(self, tick: int) -> None:
@@ -158,8 +167,34 @@ class ProfileTask:
         learner.samples.clear()
         self.to_trainer.append(Mark(tick, self.partition))
 
+    # ---- state as data (workers.state.changelog writes and reads it) ---------------------
+
+    def meta_state(self) -> dict[str, Any]:
+        """Besides the profiles and their identifiers: small, written whole per commit.
+        The inbox is not state: the shell reads again from its first record."""
+        return {"stats": self.stats, "learned_through": self.learned_through,
+                "snapshot": _fields(self.learner.snapshot),
+                "versions": [(v.tick, [(snapshot.fields(), ts) for snapshot, ts in v.snapshots])
+                             for v in self.versions],
+                "arrived": [(*key, state) for key, state in self.arrived.items()],
+                **self.work.meta_state()}
+
+    def load_meta(self, meta: dict[str, Any]) -> None:
+        self.stats = self.work.stats = meta["stats"]
+        self.learned_through = meta["learned_through"]
+        fields = meta["snapshot"]
+        self.learner.snapshot = None if fields is None else Snapshot(*fields)
+        self.versions = deque(Version(tick, tuple((Snapshot(*f), ts) for f, ts in snapshots))
+                              for tick, snapshots in meta["versions"])
+        self.arrived = {(pid, survivor): state for pid, survivor, state in meta["arrived"]}
+        self.work.load_meta(meta)
+
     # ---- what goes out ------------------------------------------------------------------
 
     def take_outputs(self) -> list[Output]:
         out, self.work.out = self.work.out, []
         return out
+
+
+def _fields(snapshot: Snapshot | None) -> tuple[Any, ...] | None:
+    return None if snapshot is None else snapshot.fields()

@@ -11,6 +11,7 @@ version (lineage records, names), once, for all partitions.
 from __future__ import annotations
 
 from collections import defaultdict
+from typing import Any
 
 from workers.config import Config
 from workers.core.features import FeatureSpec
@@ -62,6 +63,24 @@ class Trainer:
                 published.append((snapshot, sample.ts))
         self.learned_through = tick
         self.versions.append(Version(tick, tuple(published)))
+
+    def meta_state(self) -> dict[str, Any]:
+        """Besides the model: small, written whole per commit."""
+        return {"stats": self.stats, "learned_through": self.learned_through,
+                "samples": [tuple(s) for samples in self.samples.values() for s in samples],
+                "marks": {tick: sorted(marks) for tick, marks in self.marks.items()},
+                **self.work.meta_state()}
+
+    def load_meta(self, meta: dict[str, Any]) -> None:
+        self.stats = self.work.stats = meta["stats"]
+        self.learned_through = meta["learned_through"]
+        self.samples.clear()
+        for fields in meta["samples"]:
+            sample = Sample(*fields)
+            self.samples[sample.tick].append(sample)
+        self.marks.clear()
+        self.marks.update((tick, set(marks)) for tick, marks in meta["marks"].items())
+        self.work.load_meta(meta)
 
     def take_outputs(self) -> list[Output]:
         out, self.work.out = self.work.out, []
