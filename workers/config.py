@@ -38,6 +38,7 @@ StoreName = Literal["memory", "rocksdb"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 IdentifierType = Literal["user_id", "crm_id", "email", "phone", "device_id", "anonymous_id"]
 ProcessingGuarantee = Literal["at_least_once", "exactly_once"]
+Topology = Literal["sequenced", "partitioned"]
 
 
 class Secret:
@@ -120,6 +121,9 @@ class KafkaConfig:
     # the owner commits its state (changed keys only) and its offset this often
     commit_interval_seconds: float
     processing_guarantee: ProcessingGuarantee
+    # sequenced: one owner runs the whole pipeline; partitioned: one identity stage,
+    # profile partitions spread over the workers, one trainer (README "Scaling")
+    topology: Topology
 
 
 CsvTimeFormat = Literal["iso", "epoch_s", "epoch_ms", "epoch_us"]
@@ -595,6 +599,9 @@ def _ranges(config: Config) -> Iterator[str]:
         (1024 <= config.output.dead_letter_raw_bytes <= 131072,
          "output.dead_letter_raw_bytes must be in 1024..131072"),
         (k.commit_interval_seconds > 0, "kafka.commit_interval_seconds must be > 0"),
+        (k.topology == "sequenced" or k.processing_guarantee == "at_least_once",
+         "kafka.processing_guarantee exactly_once works with kafka.topology sequenced only,"
+         " so far"),
         (k.input_retention_ms >= -1, "kafka.input_retention_ms must be -1 (forever) or >= 0"),
         (k.input_retention_bytes >= -1,
          "kafka.input_retention_bytes must be -1 (no limit) or >= 0"),

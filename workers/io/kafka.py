@@ -107,6 +107,22 @@ def sequenced_topic(config: Config) -> str:
     return f"{config.kafka.application_id}-sequenced"
 
 
+def profiles_topic(config: Config) -> str:
+    """``kafka.topology: partitioned``: the identity stage's records for the profile
+    partitions (and states moved between them), one partition per profile partition."""
+    return f"{config.kafka.application_id}-profiles"
+
+
+def samples_topic(config: Config) -> str:
+    """The profile partitions' learn samples and marks, for the trainer (one partition)."""
+    return f"{config.kafka.application_id}-samples"
+
+
+def versions_topic(config: Config) -> str:
+    """The trainer's answer for every tick, read whole by every profile task."""
+    return f"{config.kafka.application_id}-versions"
+
+
 def changelog_topic(config: Config, store: str) -> str:
     """The compacted topic holding one store of the owner's state (workers.state.changelog)."""
     return f"{config.kafka.application_id}-{store}-changelog"
@@ -135,6 +151,24 @@ def worker_topics(config: Config) -> list[TopicSpec]:
                   {**retention, "message.timestamp.type": "LogAppendTime"}),
         *(TopicSpec(changelog_topic(config, store), 1 if store == "meta" else k.partitions,
                     compact) for store in PIPELINE_STORES),
+        *(_partitioned_topics(config) if k.topology == "partitioned" else ()),
+    ]
+
+
+def _partitioned_topics(config: Config) -> list[TopicSpec]:
+    """The topics of ``kafka.topology: partitioned`` (workers.service.tasks, .trainer)."""
+    k = config.kafka
+    retention = {"retention.ms": str(k.retention_ms)}
+    compact = {"cleanup.policy": "compact"}
+    return [
+        TopicSpec(profiles_topic(config), k.partitions, retention),
+        TopicSpec(samples_topic(config), 1, retention),
+        TopicSpec(versions_topic(config), 1, retention),
+        # partition p of each: profile partition p's identifiers and the rest of its state
+        # (its profiles: the profile changelog, which has k.partitions partitions too)
+        TopicSpec(changelog_topic(config, "view"), k.partitions, compact),
+        TopicSpec(changelog_topic(config, "task"), k.partitions, compact),
+        TopicSpec(changelog_topic(config, "trainer"), 1, compact),
     ]
 
 

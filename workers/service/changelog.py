@@ -1,4 +1,9 @@
-"""The owner's state on Kafka: one compacted changelog topic per store, written in transactions.
+"""State on Kafka: one compacted changelog topic per store, written in transactions.
+
+What follows says it of the owner's state; a profile partition's state
+(``kafka.topology: partitioned``) is kept alike, in partition ``p`` of its
+changelog topics, under the transactional id ``<app>.profiles.<p>``, and the
+trainer's in ``<app>-trainer-changelog`` under ``<app>.trainer``.
 
 A commit is one Kafka transaction holding the records of every key changed
 since the previous commit (:class:`~workers.state.changelog.StateWriter`), the
@@ -28,7 +33,7 @@ reads only the last few seconds of changes.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -46,14 +51,27 @@ _READ_MS = 500
 _TRANSACTION_MS = 300_000  # under the broker's transaction.max.timeout.ms (15 min)
 
 
-class ChangelogCopy:
-    """The newest record of every key of the changelogs, as far as read so far."""
+def owner_changelogs(config: Config) -> dict[str, Store]:
+    """The owner's changelog topics, each with the store it holds."""
+    return {changelog_topic(config, s): s for s in PIPELINE_STORES}
 
-    def __init__(self, config: Config, security: dict[str, Any]) -> None:
+
+class ChangelogCopy:
+    """The newest record of every key of the changelogs, as far as read so far.
+
+    ``topics``: each changelog topic with the store it holds (the owner's by default);
+    ``partition``: read only that partition of each (a profile partition's state).
+    """
+
+    def __init__(self, config: Config, security: dict[str, Any],
+                 topics: Mapping[str, Store] | None = None,
+                 partition: int | None = None) -> None:
         self.config = config
         self.security = security
-        self.latest: dict[Store, dict[bytes, bytes | None]] = {s: {} for s in PIPELINE_STORES}
-        self._store_of = {changelog_topic(config, s): s for s in PIPELINE_STORES}
+        self._store_of = dict(topics or owner_changelogs(config))
+        self.latest: dict[Store, dict[bytes, bytes | None]] = {
+            s: {} for s in set(self._store_of.values())}
+        self._partition = partition
         self._positions: dict[TopicPartition, int] = {}
         self.records_read = 0
         # one reader at a time: a standby's refresh still reading when the owner takes the
@@ -67,7 +85,11 @@ class ChangelogCopy:
     @property
     def next_offset(self) -> int:
         """The sequenced offset the copy's state continues from (0: no state yet)."""
-        value = self.latest["meta"].get(SEQUENCED_KEY)
+        return self.position(SEQUENCED_KEY)
+
+    def position(self, key: bytes) -> int:
+        """An offset the state's commit noted under ``key`` in its meta store (0: none)."""
+        value = self.latest["meta"].get(key)
         return 0 if value is None else int(unpack(value))
 
     def records(self) -> Iterator[StateRecord]:
@@ -90,7 +112,8 @@ class ChangelogCopy:
             # every topic has a partition 0: asking its end brings the topics' metadata
             await consumer.end_offsets([TopicPartition(topic, 0) for topic in self._store_of])
             partitions = [TopicPartition(topic, p) for topic in self._store_of
-                          for p in sorted(consumer.partitions_for_topic(topic) or ())]
+                          for p in sorted(consumer.partitions_for_topic(topic) or ())
+                          if self._partition in (None, p)]
             if not partitions:
                 raise BrokerError("the state's changelog topics are missing: the worker"
                                   " creates them at start, so they were deleted meanwhile")
@@ -119,19 +142,29 @@ class ChangelogCopy:
 
 
 class ChangelogWriter:
-    """The owner's transactional producer: state, offsets (and outputs) commit together."""
+    """A role's transactional producer: state, offsets (and outputs) commit together.
 
-    def __init__(self, config: Config, security: dict[str, Any]) -> None:
+    ``role``: the consumer group (``<app>.<role>``) whose offsets the commits hold, and
+    the transactional id, ``<app>.<role>`` or ``<app>.<role>.<partition>``; ``topics``:
+    each store's changelog topic (the owner's by default), written in ``partition``
+    (None: by key).
+    """
+
+    def __init__(self, config: Config, security: dict[str, Any], role: str = "owner",
+                 topics: Mapping[Store, str] | None = None,
+                 partition: int | None = None) -> None:
         self.config = config
         k = config.kafka
-        self.group = f"{k.application_id}.owner"
+        self.group = f"{k.application_id}.{role}"
+        suffix = "" if partition is None else f".{partition}"
         self.producer = AIOKafkaProducer(
             bootstrap_servers=k.bootstrap_servers, acks="all", enable_idempotence=True,
-            transactional_id=f"{k.application_id}.owner", linger_ms=5,
+            transactional_id=f"{self.group}{suffix}", linger_ms=5,
             # a first commit writes the whole state (a worker started from a state file)
             transaction_timeout_ms=_TRANSACTION_MS,
             max_request_size=1_048_576, **security)
-        self._topics = {s: changelog_topic(config, s) for s in PIPELINE_STORES}
+        self._topics = dict(topics or {s: t for t, s in owner_changelogs(config).items()})
+        self._partition = partition
         self._open = False
 
     async def start(self) -> None:
@@ -151,20 +184,24 @@ class ChangelogWriter:
             self._open = True
 
     async def commit(self, records: list[StateRecord], sequenced: TopicPartition,
-                     next_offset: int) -> int:
-        """State records, the state's offset and the group's, in one transaction; returns
-        the bytes of state written."""
+                     next_offset: int, positions: Mapping[bytes, int] | None = None) -> int:
+        """State records, the state's offset (and other ``positions`` to note in its meta
+        store) and the group's offset, in one transaction; returns the bytes of state
+        written."""
         await self.begin()
         send = self.producer.send
         topics = self._topics
+        partition = self._partition
         written = 0
         try:
             futures = []
             for store, key, value in records:
-                futures.append(await send(topics[store], key=key, value=value))
+                futures.append(await send(topics[store], key=key, value=value,
+                                          partition=partition))
                 written += len(key) + len(value or b"")
-            futures.append(await send(topics["meta"], key=SEQUENCED_KEY,
-                                      value=pack(next_offset)))
+            for key, offset in {SEQUENCED_KEY: next_offset, **(positions or {})}.items():
+                futures.append(await send(topics["meta"], key=key, value=pack(offset),
+                                          partition=partition))
             await self.producer.send_offsets_to_transaction({sequenced: next_offset},
                                                             self.group)
             await asyncio.gather(*futures)

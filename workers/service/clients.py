@@ -19,7 +19,7 @@ from aiokafka.structs import ConsumerRecord
 from workers.config import Config
 from workers.io.kafka import aiokafka_security
 
-GroupRole = Literal["router", "owner"]  # consumer group <app>.<role>
+GroupRole = Literal["router", "owner", "profiles", "trainer"]  # consumer group <app>.<role>
 Batches = dict[TopicPartition, list[ConsumerRecord]]  # what getmany returns
 
 BATCH = 5000  # records per getmany: amortises the event loop; ~0.2 s of pipeline work
@@ -66,10 +66,12 @@ class Clients:
 
 async def read_until(stopping: asyncio.Event, consumer: AIOKafkaConsumer,
                      handle: Callable[[Batches], Awaitable[None]],
-                     max_records: int | None = None) -> None:
-    """Start ``consumer``, hand each ``getmany`` result to ``handle`` until ``stopping``
-    is set (within one wait), then stop it: the read loop of every role."""
-    await consumer.start()
+                     max_records: int | None = None, started: bool = False) -> None:
+    """Start ``consumer`` (unless ``started``), hand each ``getmany`` result to ``handle``
+    until ``stopping`` is set (within one wait), then stop it: the read loop of every
+    role."""
+    if not started:
+        await consumer.start()
     try:
         while not stopping.is_set():
             await handle(await consumer.getmany(timeout_ms=BATCH_WAIT_MS,

@@ -38,6 +38,12 @@ class WorkerState:
     published_version: int = 0
     commits: int = 0
     took_over_from_standby: bool = False
+    # profile partitions and trainer (kafka.topology: partitioned)
+    task_partitions: list[int] = field(default_factory=list)
+    tasks_waiting: int = 0  # records the tasks hold, waiting for a state or a version
+    task_commits: int = 0
+    trainer: bool = False
+    trainer_learned_through: int = -1
     # router
     routed: int = 0
     router_assigned: bool = False

@@ -99,9 +99,13 @@ class ProfileTask:
         self.inbox.append(record)
 
     def offer_moved(self, moved: Moved) -> None:
+        """A state sent here (again, after its sender restarted: the same state)."""
         self.arrived[moved.pid, moved.survivor] = moved.state
 
     def offer_version(self, version: Version) -> None:
+        """The trainer's answer for a tick; one already had (sent again) is ignored."""
+        if version.tick <= self.learned_through:
+            return
         self.versions.append(version)
         self.learned_through = version.tick
 

@@ -40,14 +40,17 @@ class Trainer:
         # names each version and announces it; it holds no profiles to re-assess
         self.work = ProfileWork(config, spec, InlineLearner(self.model), _NoIdentifiers(),
                                 self.stats, [], frozenset(self.model.columns))
-        self.samples: dict[int, list[Sample]] = defaultdict(list)
+        self.samples: dict[int, dict[ProfileId, Sample]] = defaultdict(dict)
         self.marks: dict[int, set[int]] = defaultdict(set)
         self.learned_through = -1
         self.versions: list[Version] = []  # for every partition, in tick order
 
     def offer(self, record: Sample | Mark) -> None:
+        """A sample or a mark; one sent again (its partition restarted) changes nothing."""
+        if record.tick <= self.learned_through:
+            return
         if isinstance(record, Sample):
-            self.samples[record.tick].append(record)
+            self.samples[record.tick][record.pid] = record
             return
         self.marks[record.tick].add(record.partition)
         while len(self.marks.get(self.learned_through + 1, ())) == self.partitions:
@@ -56,7 +59,8 @@ class Trainer:
     def _learn(self, tick: int) -> None:
         del self.marks[tick]
         published: list[tuple[Snapshot, float]] = []
-        for sample in sorted(self.samples.pop(tick, ()), key=lambda s: s.pid):
+        samples = self.samples.pop(tick, {})
+        for _, sample in sorted(samples.items()):
             snapshot = self.model.learn(sample.vector, sample.ts)
             if snapshot is not None:
                 self.work.publish(snapshot, sample.ts)
@@ -67,7 +71,8 @@ class Trainer:
     def meta_state(self) -> dict[str, Any]:
         """Besides the model: small, written whole per commit."""
         return {"stats": self.stats, "learned_through": self.learned_through,
-                "samples": [tuple(s) for samples in self.samples.values() for s in samples],
+                "samples": [tuple(s) for samples in self.samples.values()
+                            for s in samples.values()],
                 "marks": {tick: sorted(marks) for tick, marks in self.marks.items()},
                 **self.work.meta_state()}
 
@@ -77,7 +82,7 @@ class Trainer:
         self.samples.clear()
         for fields in meta["samples"]:
             sample = Sample(*fields)
-            self.samples[sample.tick].append(sample)
+            self.samples[sample.tick][sample.pid] = sample
         self.marks.clear()
         self.marks.update((tick, set(marks)) for tick, marks in meta["marks"].items())
         self.work.load_meta(meta)

@@ -1,0 +1,241 @@
+"""The profile partitions (``kafka.topology: partitioned``): each runs a ProfileTask.
+
+Members of ``<app>.profiles`` share the partitions of ``<app>-profiles``. For
+each partition ``p`` a worker is given, the task's state is read back from
+partition ``p`` of its changelogs (profile, view, task) and its records are read
+on from the offset that state reached. Per batch, records go to their task (the
+states moved from other partitions too), the tasks apply what they can, and
+what they send goes out: outputs to the output topics, moved states to the
+survivor's partition, samples and marks to ``<app>-samples``.
+
+Every ``kafka.commit_interval_seconds``, at revocation and at shutdown, per
+partition: every record sent acknowledged, then one transaction (transactional
+id ``<app>.profiles.<p>``: a newer holder of the partition fences an older one)
+with the task's changed state, the offset of the first record the task has not
+applied yet (a record waiting for a moved state or a model version is read again
+after a restart) and how far this worker had read the trainer's versions. A
+restart applies again what the last commit did not hold: the same records, so
+the same results and the same output ``event_id`` s (at least once).
+
+A consumer in no group reads ``<app>-versions`` (one partition) and gives each
+version to every task held; a task ignores one it already has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+
+from workers.config import Config
+from workers.core.partitioned.profile_task import ProfileTask
+from workers.core.partitioned.records import Moved, Version
+from workers.io.kafka import changelog_topic, profiles_topic, samples_topic, versions_topic
+from workers.service.changelog import ChangelogCopy, ChangelogWriter
+from workers.service.clients import BATCH, Batches, Clients, read_until
+from workers.service.emitter import Emitter
+from workers.service.logs import worker_log
+from workers.service.state import WorkerState
+from workers.state.changelog import StateWriter, Store, restore
+from workers.state.wire import decode, encode
+
+VERSIONS_KEY = b"versions"  # task meta: the versions offset its worker had read to
+
+
+@dataclass
+class HeldTask:
+    """A partition this worker holds, and where its records stand."""
+
+    task: ProfileTask
+    writer: ChangelogWriter
+    changes: StateWriter
+    offsets: deque[int]  # the input offsets of the records in the task's inbox, in order
+    next_offset: int  # the input offset after the last record read
+    versions_next: int  # the versions offset after the last version given to the task
+
+    @property
+    def position(self) -> int:
+        """Where a restart reads on from: the first record not applied yet."""
+        return self.offsets[0] if self.offsets else self.next_offset
+
+
+class ProfileTasks(ConsumerRebalanceListener):
+    """The profile partitions assigned to this worker; its own rebalance listener."""
+
+    def __init__(self, config: Config, clients: Clients, state: WorkerState) -> None:
+        self.config = config
+        self.clients = clients
+        self.state = state
+        self.topic = profiles_topic(config)
+        self.samples = samples_topic(config)
+        self.versions_partition = TopicPartition(versions_topic(config), 0)
+        self.partitions = config.kafka.partitions
+        self.commit_interval = config.kafka.commit_interval_seconds
+        self.held: dict[int, HeldTask] = {}
+        self.consumer: AIOKafkaConsumer | None = None
+        self.versions: AIOKafkaConsumer | None = None
+        self.emitter: Emitter | None = None
+        self._last_commit = 0.0
+        # batches, versions and commits never interleave: each awaits the broker
+        self._lock = asyncio.Lock()
+
+    # ---- the loops --------------------------------------------------------------------
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        self.emitter = Emitter(self.config, await self.clients.producer())
+        consumer = self.consumer = self.clients.consumer(
+            role="profiles", isolation_level="read_committed")
+        consumer.subscribe([self.topic], listener=self)
+        versions = self.clients.consumer(isolation_level="read_committed")
+        await versions.start()  # started before any assignment seeks it
+        versions.assign([self.versions_partition])
+        self.versions = versions
+        self._last_commit = time.monotonic()
+        await asyncio.gather(read_until(stopping, consumer, self._process, max_records=BATCH),
+                             read_until(stopping, versions, self._versions, started=True))
+
+    async def _process(self, batches: Batches) -> None:
+        async with self._lock:
+            for tp, records in batches.items():
+                held = self.held.get(tp.partition)
+                if held is None:
+                    continue  # revoked meanwhile: its next holder reads them again
+                task = held.task
+                for record in records:
+                    item = decode(record.value)
+                    if isinstance(item, Moved):
+                        task.offer_moved(item)
+                    else:
+                        task.offer(item)  # type: ignore[arg-type]
+                        held.offsets.append(record.offset)
+                    held.next_offset = record.offset + 1
+            await self._run_tasks()
+            if time.monotonic() - self._last_commit >= self.commit_interval:
+                await self._commit()
+
+    async def _versions(self, batches: Batches) -> None:
+        if not batches:
+            if time.monotonic() - self._last_commit >= self.commit_interval:
+                async with self._lock:  # a quiet stream still commits what it did
+                    await self._commit()
+            return
+        async with self._lock:
+            for records in batches.values():
+                for record in records:
+                    version = decode(record.value)
+                    assert isinstance(version, Version)
+                    for held in self.held.values():
+                        if record.offset >= held.versions_next:
+                            held.task.offer_version(version)
+                            held.versions_next = record.offset + 1
+            await self._run_tasks()
+
+    async def _run_tasks(self) -> None:
+        """Every task applies what it can; what they send goes out."""
+        emitter = self.emitter
+        assert emitter is not None
+        for held in self.held.values():
+            task = held.task
+            before = len(task.inbox)
+            task.run()
+            for _ in range(before - len(task.inbox)):
+                held.offsets.popleft()
+            await emitter.emit(task.take_outputs())
+            for partition, moved in task.to_tasks:
+                await emitter.send(self.topic, encode(moved), key=moved.survivor.encode(),
+                                   partition=partition)
+            task.to_tasks.clear()
+            for item in task.to_trainer:
+                await emitter.send(self.samples, encode(item), partition=0)
+            task.to_trainer.clear()
+        self.state.tasks_waiting = sum(len(h.task.inbox) for h in self.held.values())
+
+    # ---- commits ----------------------------------------------------------------------
+
+    async def _commit(self, partitions: list[int] | None = None) -> None:
+        """Records acknowledged, then each task's changes and positions, one transaction
+        per partition."""
+        emitter = self.emitter
+        if emitter is None or emitter.failed or not self.held:
+            return
+        self._last_commit = time.monotonic()
+        await emitter.acknowledged()
+        for p in sorted(self.held) if partitions is None else partitions:
+            held = self.held[p]
+            await held.writer.commit(held.changes.changes(), TopicPartition(self.topic, p),
+                                     held.position, {VERSIONS_KEY: held.versions_next})
+        self.state.task_commits += 1
+
+    # ---- partitions: taking them, giving them back -----------------------------------
+
+    def _stores(self) -> dict[Store, str]:
+        config = self.config
+        return {"profile": changelog_topic(config, "profile"),
+                "view": changelog_topic(config, "view"), "meta": changelog_topic(config, "task")}
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        mine = sorted(tp.partition for tp in assigned if tp.topic == self.topic)
+        async with self._lock:
+            for p in mine:
+                if p not in self.held:
+                    self.held[p] = await self._take(p)
+            self.state.task_partitions = sorted(self.held)
+            if self.versions is not None and self.held:
+                self.versions.seek(self.versions_partition,
+                                   min(h.versions_next for h in self.held.values()))
+            await self._run_tasks()
+
+    async def _take(self, p: int) -> HeldTask:
+        """Partition ``p``'s task, from its changelogs; its reading starts where they end."""
+        assert self.consumer is not None
+        stores = self._stores()
+        writer = ChangelogWriter(self.config, self.clients.security, role="profiles",
+                                 topics=stores, partition=p)
+        await writer.start()  # fences the producer of the partition's previous holder
+        copy = ChangelogCopy(self.config, self.clients.security,
+                             {topic: store for store, topic in stores.items()}, partition=p)
+        started = time.monotonic()
+        read = await copy.catch_up()
+        task = ProfileTask(self.config, p, self.partitions)
+        if not copy.empty:
+            # decoding the state is CPU work: a thread lets the other roles go on meanwhile
+            await asyncio.to_thread(restore, task, copy.records(),
+                                    f"the changelogs of profile partition {p}")
+        held = HeldTask(task, writer, StateWriter(task, saved=not copy.empty), deque(),
+                        copy.next_offset, copy.position(VERSIONS_KEY))
+        self.consumer.seek(TopicPartition(self.topic, p), held.next_offset)
+        worker_log.info("profile partition taken", extra={
+            "partition": p, "from_offset": held.next_offset, "changelog_records_read": read,
+            "restore_seconds": round(time.monotonic() - started, 3)})
+        return held
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        gone = sorted(tp.partition for tp in revoked if tp.partition in self.held)
+        async with self._lock:
+            if gone:
+                await self._hand_over(gone)
+            for p in gone:
+                await self.held.pop(p).writer.stop()
+            self.state.task_partitions = sorted(self.held)
+
+    async def _hand_over(self, partitions: list[int]) -> None:
+        emitter = self.emitter
+        if emitter is not None and emitter.failed:
+            worker_log.warning("no commit at hand-over: records were refused; the next"
+                               " holder reads again from the last commit")
+            return
+        await self._commit(partitions)
+
+    async def close(self) -> None:
+        """Shutting down: a last commit, then the partitions' producers go."""
+        async with self._lock:
+            if self.held:
+                await self._hand_over(sorted(self.held))
+            for held in self.held.values():
+                await held.writer.stop()
+            self.held.clear()
