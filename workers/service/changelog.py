@@ -49,6 +49,9 @@ SEQUENCED_KEY = b"sequenced"  # meta store: the first sequenced offset the state
 _FETCH_BYTES = 8 * 1_048_576
 _READ_MS = 500
 _TRANSACTION_MS = 300_000  # under the broker's transaction.max.timeout.ms (15 min)
+# a send that finds room in the producer's buffer does not give the event loop back: a
+# commit of thousands of keys does so every this many, so batches are not held up by it
+_YIELD_EVERY = 256
 
 
 def owner_changelogs(config: Config) -> dict[str, Store]:
@@ -195,10 +198,12 @@ class ChangelogWriter:
         written = 0
         try:
             futures = []
-            for store, key, value in records:
+            for i, (store, key, value) in enumerate(records, 1):
                 futures.append(await send(topics[store], key=key, value=value,
                                           partition=partition))
                 written += len(key) + len(value or b"")
+                if i % _YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # the role's next batch goes on meanwhile
             for key, offset in {SEQUENCED_KEY: next_offset, **(positions or {})}.items():
                 futures.append(await send(topics["meta"], key=key, value=pack(offset),
                                           partition=partition))

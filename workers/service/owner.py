@@ -9,6 +9,16 @@ outputs; every ``kafka.commit_interval_seconds``, on revocation and at shutdown
 it commits (:mod:`workers.service.changelog`): the outputs' acknowledgements
 first (at least once), then the changed state and the offset in one
 transaction. It publishes the persona cards of every new model version.
+
+A commit is pipelined with the batches after it: the changed state is taken
+between two batches (so it is the state of one sequenced offset), then the
+acknowledgements of the outputs sent up to there and the transaction are awaited
+in a task of their own while the next batches are processed. At least once, their
+outputs are sent meanwhile (a commit only waits for the acknowledgements of the
+outputs that its state made); exactly once, they wait for the open transaction to
+commit before they open the next one, as their outputs belong to the next state.
+One commit at a time: a commit due while the previous one is still under way
+waits for it first.
 """
 
 from __future__ import annotations
@@ -36,7 +46,7 @@ from workers.service.clients import BATCH, Batches, Clients, read_until
 from workers.service.logs import worker_log
 from workers.service.metrics import Metrics
 from workers.service.state import WorkerState
-from workers.state.changelog import StateWriter, rebuild
+from workers.state.changelog import StateRecord, StateWriter, rebuild
 
 # An idle owner flushes the events its event-time buffer holds once nothing has
 # arrived for as long as the reorder window (an event that waited that long in
@@ -81,10 +91,12 @@ class Owner(ConsumerRebalanceListener):
         self._writer: ChangelogWriter | None = None
         self._changes: StateWriter | None = None
         self._pending: list[tuple[str, asyncio.Future[Any]]] = []  # sent, not yet acknowledged
+        # the commit whose acknowledgements and transaction are still awaited, if any
+        self._committing: asyncio.Task[None] | None = None
         # a batch's outputs failed: the state is ahead of what consumers have, so it must
         # never be committed (the next owner replays from the last commit instead)
         self._failed = False
-        # a batch (its sends) and a commit never interleave: the timers commit too
+        # a batch and the taking of a commit's state never interleave: the timers commit too
         self._lock = asyncio.Lock()
 
     def register(self, app: faust.App) -> None:
@@ -105,9 +117,13 @@ class Owner(ConsumerRebalanceListener):
     async def _process(self, batches: Batches) -> None:
         """One batch: process and send the outputs; commit when the interval is up.
 
-        The acknowledgements are awaited at the commit, not per batch: the next batch is
-        processed while the broker writes this one's outputs.
+        The acknowledgements are awaited at the commit, not per batch, and the commit in a
+        task of its own: the next batch is processed while the broker writes this one's
+        outputs and the state. A commit that failed raises here (within one read's wait).
         """
+        committing = self._committing
+        if committing is not None and committing.done():
+            await self._settled()
         if not batches:
             return
         async with self._lock:
@@ -140,6 +156,8 @@ class Owner(ConsumerRebalanceListener):
             return
         if self.exactly_once:
             assert self._writer is not None
+            # these outputs belong to the next transaction, not to the one committing
+            await self._settled()
             await self._writer.begin()
             producer = self._writer.producer
         else:
@@ -158,10 +176,9 @@ class Owner(ConsumerRebalanceListener):
                 self._failed = True
                 raise BrokerError(f"producing to {topic} failed: {exc!r}") from exc
 
-    async def _acknowledged(self) -> None:
-        """Every output sent so far is acknowledged; a refused one is a BrokerError naming
+    async def _acknowledged(self, sent: list[tuple[str, asyncio.Future[Any]]]) -> None:
+        """Every output of ``sent`` is acknowledged; a refused one is a BrokerError naming
         its topic, and the state that made it is never committed."""
-        sent, self._pending = self._pending, []
         results = await asyncio.gather(*(future for _, future in sent), return_exceptions=True)
         for (topic, _), result in zip(sent, results, strict=True):
             if isinstance(result, BaseException):
@@ -186,7 +203,8 @@ class Owner(ConsumerRebalanceListener):
                 await self._commit()
 
     async def _commit(self) -> None:
-        """Outputs acknowledged, then the changed state and the offset in one transaction.
+        """Take the changed state and the offset now (between two batches: under the lock),
+        then, in a task of its own, the outputs' acknowledgements and the transaction.
 
         Not after outputs that were refused: that state is ahead of what consumers have;
         the next owner replays from the last commit instead.
@@ -194,13 +212,38 @@ class Owner(ConsumerRebalanceListener):
         state = self.state
         if not state.owner or self._writer is None or self._changes is None or self._failed:
             return
+        await self._settled()  # one transaction at a time; a failed one raises here
+        if self._failed:
+            return
         self._last_commit = time.monotonic()
-        await self._acknowledged()
+        sent, self._pending = self._pending, []
         records = self._changes.changes()
-        written = await self._writer.commit(records, self.partition, state.next_offset)
+        self._committing = asyncio.create_task(
+            self._complete(self._writer, sent, records, state.next_offset))
+
+    async def _complete(self, writer: ChangelogWriter, sent: list[tuple[str, asyncio.Future[Any]]],
+                        records: list[StateRecord], next_offset: int) -> None:
+        """The rest of a commit: its outputs acknowledged, then its state in one transaction."""
+        await self._acknowledged(sent)
+        written = await writer.commit(records, self.partition, next_offset)
+        state = self.state
         state.commits += 1
-        state.committed_offset = state.next_offset
+        state.committed_offset = next_offset
         self.metrics.observe_commit(len(records), written)
+
+    async def _settled(self, *, quiet: bool = False) -> None:
+        """The commit under way, if any, is done; its failure is raised (logged: ``quiet``)."""
+        committing, self._committing = self._committing, None
+        if committing is None:
+            return
+        try:
+            await committing
+        except Exception as exc:
+            self._failed = True  # that state is not committed, nor any after it
+            if not quiet:
+                raise
+            worker_log.warning("the last commit failed; the next owner replays from the one"
+                               " before", extra={"error": repr(exc)})
 
     # ---- ownership: taking over, handing over ----------------------------------------
 
@@ -243,6 +286,7 @@ class Owner(ConsumerRebalanceListener):
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         await self.hand_over()  # hand over as fresh a state as possible
+        await self._settled(quiet=True)
         self.state.owner, self.state.pipeline = False, None
         if self._writer is not None:
             await self._writer.stop()
@@ -252,6 +296,8 @@ class Owner(ConsumerRebalanceListener):
         """Commit if this worker owns the state: the next owner has nothing to replay."""
         if not self.state.owner:
             return
+        async with self._lock:
+            await self._settled(quiet=True)
         if self._failed:
             worker_log.warning("no commit at hand-over: outputs were refused; the next"
                                " owner replays from the last commit",
@@ -259,10 +305,12 @@ class Owner(ConsumerRebalanceListener):
             return
         async with self._lock:
             await self._commit()
+            await self._settled()
 
     async def close(self) -> None:
         """Shutting down: a last commit, then the transactional producer goes."""
         await self.hand_over()
+        await self._settled(quiet=True)
         if self._writer is not None:
             await self._writer.stop()
             self._writer = None

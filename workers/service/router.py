@@ -32,6 +32,11 @@ from workers.service.state import WorkerState
 # seconds between consumer-lag samples: well under the usual 15 s scrape interval, so
 # every scrape sees a fresh value; cheap, as highwater marks come with each fetch
 LAG_INTERVAL = 5.0
+# how long the broker may hold a fetch with no new data. The router reads the forget topic
+# too, mostly empty: while the input partitions' records wait to be forwarded, aiokafka
+# fetches the other partitions alone, and no new input is fetched until that fetch
+# returns; at aiokafka's default (500 ms) every batch could wait that long
+_FETCH_WAIT_MS = 20
 
 
 class Router(ConsumerRebalanceListener):
@@ -51,7 +56,8 @@ class Router(ConsumerRebalanceListener):
         app.timer(LAG_INTERVAL)(self.sample_consumer_lag)
 
     async def run(self, stopping: asyncio.Event) -> None:
-        consumer = self.consumer = self.clients.consumer(role="router")
+        consumer = self.consumer = self.clients.consumer(role="router",
+                                                         fetch_max_wait_ms=_FETCH_WAIT_MS)
         consumer.subscribe([self.config.kafka.input_topic, self.config.kafka.forget_topic],
                            listener=self)
         await read_until(stopping, consumer, self._forward, max_records=BATCH)
