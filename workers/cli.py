@@ -138,6 +138,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from workers.state.saved import load_state
 
     config = _config(args)
+    if args.initial_state and config.kafka.topology == "partitioned":
+        raise UsageError("--initial-state is a whole pipeline's state: it starts"
+                          " kafka.topology sequenced only")
     initial = load_state(args.initial_state, config) if args.initial_state else None
     return run_worker(config, initial)
 

@@ -568,6 +568,10 @@ def _ranges(config: Config) -> Iterator[str]:
         (i.max_event_bytes > 0, "intake.max_event_bytes must be > 0"),
         (i.reorder_window_seconds >= 0, "intake.reorder_window_seconds must be >= 0"),
         (i.dedup_window_seconds > 0, "intake.dedup_window_seconds must be > 0"),
+        # an event's id is remembered at least as long as the event may wait for its turn:
+        # a copy arriving meanwhile is caught, never held next to it
+        (i.dedup_window_seconds >= i.reorder_window_seconds,
+         "intake.dedup_window_seconds must be >= intake.reorder_window_seconds"),
         (i.future_tolerance_seconds > 0, "intake.future_tolerance_seconds must be > 0"),
         (i.max_depth >= 2, "intake.max_depth must be >= 2 (the event and its fields)"),
         (i.max_keys >= 1, "intake.max_keys must be >= 1"),

@@ -23,7 +23,6 @@ from workers.core.profile_work import ProfileWork
 from workers.core.records import PersonaCard, ProfileSnapshot
 from workers.core.segments import SegmentModel, Snapshot
 from workers.core.stats import Stats  # noqa: F401 (older state files name it here)
-from workers.core.touchpoints import format_time
 from workers.state.store import ProfileStore
 
 
@@ -94,18 +93,7 @@ class Pipeline(IdentityStage):
         return self.work.personas()
 
     def profile_snapshot(self, pid: ProfileId) -> ProfileSnapshot:
-        state = self.profiles[pid]
-        seg = state.segment
-        return {
-            "profile_id": pid,
-            "identifiers": self.work.identifiers(pid, self.graph.rules.limits),
-            "segment": None if seg is None else {"id": seg, "name": self.work.names.get(
-                seg, f"Segment {seg}")},
-            "event_count": state.event_count,
-            "first_seen": format_time(state.first_seen),
-            "last_seen": format_time(state.last_seen),
-            "features": state.named(self.spec),
-        }
+        return self.work.profile_snapshot(pid, self.graph.rules.limits)
 
     def profile_snapshots(self) -> Iterator[ProfileSnapshot]:
         """Every profile in profile-id order: ``profiles.jsonl``, the same for every store."""

@@ -31,6 +31,7 @@ from workers.core.records import (
     Forget,
     Output,
     PersonaCard,
+    ProfileSnapshot,
     SegmentChange,
     SegmentRef,
 )
@@ -333,6 +334,21 @@ class ProfileWork:
         self.names, self.sizes = meta["names"], meta["sizes"]
         self.dirty = {pid: Dirty(*d) for pid, d in meta["dirty"].items()}
         self.audience_keys.born = meta["audience_keys"]
+
+    def profile_snapshot(self, pid: ProfileId, types: Iterable[str]) -> ProfileSnapshot:
+        """A profile as ``profiles.jsonl`` and the admin pages show it (identifiers of
+        ``types``)."""
+        state = self.profiles[pid]
+        seg = state.segment
+        return {
+            "profile_id": pid,
+            "identifiers": self.identifiers(pid, types),
+            "segment": None if seg is None else {"id": seg, "name": self._name(seg)},
+            "event_count": state.event_count,
+            "first_seen": format_time(state.first_seen),
+            "last_seen": format_time(state.last_seen),
+            "features": state.named(self.spec),
+        }
 
     def personas(self) -> list[PersonaCard]:
         snapshot = self.learner.snapshot

@@ -85,10 +85,17 @@ class AdminPages(faust.Service):
         return _json(pipeline.profile_snapshot(pid))
 
     async def profiles(self, request: web.Request) -> web.Response:
-        """Every profile snapshot as JSON lines (the owner's ``profiles.jsonl``)."""
+        """Every profile snapshot as JSON lines (the owner's ``profiles.jsonl``; with
+        ``kafka.topology: partitioned``, those of the profile partitions this worker holds)."""
         pipeline = self.worker.pipeline
-        if pipeline is None:
+        if pipeline is not None:
+            body = b"".join(orjson.dumps(pipeline.profile_snapshot(pid)) + b"\n"
+                            for pid in sorted(pipeline.profiles))
+        elif self.config.kafka.topology == "partitioned":
+            types = list(self.config.identity.limits)
+            body = b"".join(orjson.dumps(task.work.profile_snapshot(pid, types)) + b"\n"
+                            for _, task in sorted(self.worker.tasks.items())
+                            for pid in sorted(task.work.profiles))
+        else:
             return _json({"error": "profiles live on the owner worker"}, status=503)
-        body = b"".join(orjson.dumps(pipeline.profile_snapshot(pid)) + b"\n"
-                        for pid in sorted(pipeline.profiles))
         return web.Response(body=body, content_type="application/x-ndjson")

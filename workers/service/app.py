@@ -70,6 +70,8 @@ from workers.service.persona_page import SizeHistory
 from workers.service.router import Router
 from workers.service.standby import StandbyReplica
 from workers.service.state import WorkerState
+from workers.service.tasks import ProfileTasks
+from workers.service.trainer import TrainerRole
 from workers.service.web import Pages
 
 
@@ -77,6 +79,12 @@ class Loop(Protocol):
     """A role's loop: it runs until ``stopping`` is set, within one read's wait."""
 
     async def run(self, stopping: asyncio.Event) -> None: ...
+
+
+class Holder(Protocol):
+    """A role holding state: at shutdown it commits it, so its next holder replays nothing."""
+
+    async def close(self) -> None: ...
 
 
 class WorkerApp(faust.App):
@@ -90,11 +98,11 @@ class WorkerApp(faust.App):
 class Roles(faust.Service):
     """Runs the role loops; stops them in an order that loses nothing."""
 
-    def __init__(self, loops: Sequence[Loop], owner: Owner, clients: Clients,
+    def __init__(self, loops: Sequence[Loop], holders: Sequence[Holder], clients: Clients,
                  probe: BrokerProbe) -> None:
         super().__init__()
         self.roles = list(loops)
-        self.owner = owner
+        self.holders = list(holders)
         self.clients = clients
         self.probe = probe
         self.stopping = asyncio.Event()
@@ -114,7 +122,8 @@ class Roles(faust.Service):
     async def on_stop(self) -> None:
         self.stopping.set()  # each loop ends within one getmany wait
         await asyncio.gather(*self.tasks, return_exceptions=True)
-        await self.owner.close()  # the next owner starts from here: nothing to replay
+        for holder in self.holders:  # each next holder starts from here: nothing to replay
+            await holder.close()
         await self.clients.stop()
         await self.probe.close()
 
@@ -176,6 +185,11 @@ def build_app(config: Config, initial: Pipeline | None = None) -> WorkerApp:
     owner = Owner(config, clients, state, metrics, router, initial)
     pages = Pages(app, config, state, metrics, router)
     loops: list[Loop] = [router, owner, CardFollower(config, clients, state)]
+    holders: list[Holder] = [owner]
+    if k.topology == "partitioned":
+        tasks, trainer = ProfileTasks(config, clients, state), TrainerRole(config, clients, state)
+        loops += [tasks, trainer]
+        holders += [tasks, trainer]
     if config.state.standby:
         loops.append(StandbyReplica(config, clients, state))
     probe = BrokerProbe(config, state)
@@ -184,7 +198,7 @@ def build_app(config: Config, initial: Pipeline | None = None) -> WorkerApp:
     probe.register(app)
     pages.register()
     # an instance, started with the app like a decorated class (App._prepare_subservice)
-    app.service(Roles(loops, owner, clients, probe))  # type: ignore[arg-type]
+    app.service(Roles(loops, holders, clients, probe))  # type: ignore[arg-type]
     app.service(AdminPages(config, state))  # type: ignore[arg-type]
     app.worker_state, app.metrics, app.size_history = state, metrics, pages.history
     return app

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from workers.core.forget import parse_request
-from workers.core.pipeline import Pipeline
+from workers.core.identity_stage import IdentityStage
 from workers.core.records import Origin, Output
 from workers.errors import InvalidEvent
 
@@ -58,7 +58,7 @@ def origin_of(key: bytes | None) -> Origin | None:
     return Origin(topic, int(partition), int(offset))
 
 
-def process_batch(pipeline: Pipeline, records: Iterable[SequencedRecord]) -> BatchResult:
+def process_batch(pipeline: IdentityStage, records: Iterable[SequencedRecord]) -> BatchResult:
     """Feed ``records`` (in sequenced order, at least one) to ``pipeline``.
 
     The sequenced topic has one partition, so the last record's offset is where
@@ -82,7 +82,7 @@ def process_batch(pipeline: Pipeline, records: Iterable[SequencedRecord]) -> Bat
     return BatchResult(outputs, fed, record.offset + 1)
 
 
-def forget(pipeline: Pipeline, value: bytes | None) -> list[Output]:
+def forget(pipeline: IdentityStage, value: bytes | None) -> list[Output]:
     """Apply one forget request; an unreadable one is a dead letter (it holds hashes only)."""
     try:
         request = parse_request(value)

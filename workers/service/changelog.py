@@ -55,8 +55,11 @@ _YIELD_EVERY = 256
 
 
 def owner_changelogs(config: Config) -> dict[str, Store]:
-    """The owner's changelog topics, each with the store it holds."""
-    return {changelog_topic(config, s): s for s in PIPELINE_STORES}
+    """The owner's changelog topics, each with the store it holds (partitioned, the
+    profiles are the profile partitions' own)."""
+    partitioned = config.kafka.topology == "partitioned"
+    return {changelog_topic(config, s): s for s in PIPELINE_STORES
+            if not (partitioned and s == "profile")}
 
 
 class ChangelogCopy:

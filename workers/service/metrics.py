@@ -31,6 +31,7 @@ from prometheus_client import (
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from workers import __version__
+from workers.core.identity_stage import IdentityStage
 from workers.core.pipeline import Pipeline
 from workers.core.records import CHANGE_REASONS, IdentityMerge, Output, SegmentChange
 from workers.core.touchpoints import parse_time
@@ -167,7 +168,7 @@ class Metrics:
                                                     last.offset + 1)
             self.last_event_time.labels(str(last.partition)).set(last.timestamp / 1000.0)
 
-    def observe_batch(self, pipeline: Pipeline, count: int, seconds: float,
+    def observe_batch(self, pipeline: IdentityStage, count: int, seconds: float,
                       outputs: Iterable[Output]) -> None:
         """After the owner fed ``count`` records and emitted their outputs."""
         if count:
@@ -180,14 +181,14 @@ class Metrics:
         self.commit_records.inc(records)
         self.commit_bytes.inc(written)
 
-    def start_counting(self, pipeline: Pipeline) -> None:
+    def start_counting(self, pipeline: IdentityStage) -> None:
         """A state taken over: its counts so far are other processes' work (or this one's,
         already exported), so this process's counters grow only by what it does next, and
         ``sum()`` over workers stays right after any takeover."""
         self._exported = self._current(pipeline)
         self.sync(pipeline)
 
-    def sync(self, pipeline: Pipeline) -> None:
+    def sync(self, pipeline: IdentityStage) -> None:
         """Counters advance by the growth of ``Stats`` since the last call; gauges are set."""
         for key, value in self._current(pipeline).items():
             delta = value - self._exported.get(key, 0)
@@ -196,13 +197,14 @@ class Metrics:
                 counter = self._counters[name]
                 (counter.labels(label) if label else counter).inc(delta)
                 self._exported[key] = value
-        self.profiles.set(len(pipeline.profiles))
-        snapshot = pipeline.model.snapshot
-        self.model_version.set(0 if snapshot is None else snapshot.version)
-        self._set_segment_sizes(pipeline.sizes)
+        if isinstance(pipeline, Pipeline):  # the profiles and the model are here too
+            self.profiles.set(len(pipeline.profiles))
+            snapshot = pipeline.model.snapshot
+            self.model_version.set(0 if snapshot is None else snapshot.version)
+            self._set_segment_sizes(pipeline.sizes)
 
     @staticmethod
-    def _current(pipeline: Pipeline) -> dict[tuple[str, str], int]:
+    def _current(pipeline: IdentityStage) -> dict[tuple[str, str], int]:
         """Every counted quantity of ``pipeline``, keyed (counter, label)."""
         stats = pipeline.stats
         current: dict[tuple[str, str], int] = {

@@ -34,11 +34,13 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
 from workers.config import Config
+from workers.core.identity_stage import IdentityStage
+from workers.core.partitioned.router import PartitionRouter
 from workers.core.pipeline import Pipeline
 from workers.core.records import Output
 from workers.errors import BrokerError
 from workers.io.cloudevents import Envelope
-from workers.io.kafka import live_output_topics, sequenced_topic
+from workers.io.kafka import live_output_topics, profiles_topic, sequenced_topic
 from workers.io.sinks import stamp_emitted, wall_clock
 from workers.service.batch import FLUSH_KEY, process_batch
 from workers.service.changelog import ChangelogCopy, ChangelogWriter
@@ -46,7 +48,8 @@ from workers.service.clients import BATCH, Batches, Clients, read_until
 from workers.service.logs import worker_log
 from workers.service.metrics import Metrics
 from workers.service.state import WorkerState
-from workers.state.changelog import StateRecord, StateWriter, rebuild
+from workers.state.changelog import StateRecord, StateWriter, restore
+from workers.state.wire import encode
 
 # An idle owner flushes the events its event-time buffer holds once nothing has
 # arrived for as long as the reorder window (an event that waited that long in
@@ -64,7 +67,7 @@ _FETCH_BYTES = 8 * 1_048_576  # per fetch of the sequenced partition
 class InputProgress(Protocol):
     """How far the input goes (the router knows: its client reads the input topic)."""
 
-    async def fed_all_input(self, pipeline: Pipeline) -> bool: ...
+    async def fed_all_input(self, stage: IdentityStage) -> bool: ...
 
 
 class Owner(ConsumerRebalanceListener):
@@ -83,6 +86,8 @@ class Owner(ConsumerRebalanceListener):
         self.output_topics = live_output_topics(config)
         self.envelope = Envelope(config)
         self.exactly_once = config.kafka.processing_guarantee == "exactly_once"
+        self.partitioned = config.kafka.topology == "partitioned"
+        self.profiles_topic = profiles_topic(config)
         self.idle_flush = min(_IDLE_FLUSH_MAX, max(_IDLE_FLUSH_MIN,
                                                    config.intake.reorder_window_seconds))
         self.consumer: AIOKafkaConsumer | None = None
@@ -130,20 +135,24 @@ class Owner(ConsumerRebalanceListener):
             await self._process_locked(batches)
 
     async def _process_locked(self, batches: Batches) -> None:
-        pipeline = self.state.pipeline
-        if pipeline is None or self._failed:
+        stage = self.state.stage
+        if stage is None or self._failed:
             return
         started = time.perf_counter()
-        done = process_batch(pipeline, chain.from_iterable(batches.values()))
+        done = process_batch(stage, chain.from_iterable(batches.values()))
         seconds = time.perf_counter() - started
         state = self.state
         state.next_offset = done.next_offset
         state.last_input = time.monotonic()
         state.flush_sent = False
         await self._emit(done.outputs)
-        self.metrics.observe_batch(pipeline, done.fed, seconds, done.outputs)
-        snapshot = pipeline.model.snapshot
-        if snapshot is not None and snapshot.version != state.published_version:
+        if isinstance(stage.downstream, PartitionRouter):
+            await self._forward(stage.downstream)
+        self.metrics.observe_batch(stage, done.fed, seconds, done.outputs)
+        pipeline = state.pipeline
+        snapshot = None if pipeline is None else pipeline.model.snapshot
+        if pipeline is not None and snapshot is not None \
+                and snapshot.version != state.published_version:
             await self._publish_cards(pipeline)  # followers learn a new model at once
             state.published_version = snapshot.version
         if time.monotonic() - self._last_commit >= self.commit_interval:
@@ -172,6 +181,21 @@ class Owner(ConsumerRebalanceListener):
             try:
                 pending.append((topic, await send(topic, key=key, value=value,
                                                   headers=headers)))
+            except KafkaError as exc:
+                self._failed = True
+                raise BrokerError(f"producing to {topic} failed: {exc!r}") from exc
+
+    async def _forward(self, router: PartitionRouter) -> None:
+        """The identity stage's records, to their profile partitions (at least once: the
+        acknowledgements are awaited at the commit, as the outputs' are)."""
+        send = (await self.clients.producer()).send
+        topic, pending = self.profiles_topic, self._pending
+        for partition, record in router.take():
+            key = getattr(record, "pid", None)
+            try:
+                pending.append((topic, await send(
+                    topic, value=encode(record), partition=partition,
+                    key=None if key is None else key.encode())))
             except KafkaError as exc:
                 self._failed = True
                 raise BrokerError(f"producing to {topic} failed: {exc!r}") from exc
@@ -247,6 +271,13 @@ class Owner(ConsumerRebalanceListener):
 
     # ---- ownership: taking over, handing over ----------------------------------------
 
+    def _blank(self) -> IdentityStage:
+        """A new state: the whole pipeline, or (``kafka.topology: partitioned``) the
+        identity stage, its events routed to the profile partitions."""
+        if not self.partitioned:
+            return Pipeline(self.config)
+        return IdentityStage(self.config, PartitionRouter(self.config.kafka.partitions).attach)
+
     async def on_partitions_assigned(self, assigned: Any) -> None:
         if not assigned:
             return
@@ -262,16 +293,17 @@ class Owner(ConsumerRebalanceListener):
         started = time.monotonic()
         read = await copy.catch_up()
         if copy.empty:
-            pipeline = self.initial if self.initial is not None else Pipeline(self.config)
-            self._changes = StateWriter(pipeline, saved=False)
+            stage = self.initial if self.initial is not None else self._blank()
+            self._changes = StateWriter(stage, saved=False)
         else:
             # decoding the state is CPU work: a thread lets the router's loop go on meanwhile
-            pipeline = await asyncio.to_thread(rebuild, self.config, copy.records(),
-                                               "the changelog topics")
-            self._changes = StateWriter(pipeline, saved=True)
-        state.pipeline, state.next_offset = pipeline, copy.next_offset
+            stage = await asyncio.to_thread(restore, self._blank(), copy.records(),
+                                            "the changelog topics")
+            self._changes = StateWriter(stage, saved=True)
+        state.stage, state.next_offset = stage, copy.next_offset
+        state.pipeline = stage if isinstance(stage, Pipeline) else None
         state.restored_from = state.committed_offset = state.next_offset
-        self.metrics.start_counting(pipeline)
+        self.metrics.start_counting(stage)
         self.consumer.seek(self.partition, state.next_offset)
         # a state committed before its idle flush still holds events: flush them once
         # the stream is quiet, as if they had just arrived
@@ -287,7 +319,7 @@ class Owner(ConsumerRebalanceListener):
     async def on_partitions_revoked(self, revoked: Any) -> None:
         await self.hand_over()  # hand over as fresh a state as possible
         await self._settled(quiet=True)
-        self.state.owner, self.state.pipeline = False, None
+        self.state.owner, self.state.pipeline, self.state.stage = False, None, None
         if self._writer is not None:
             await self._writer.stop()
             self._writer = None
@@ -324,12 +356,12 @@ class Owner(ConsumerRebalanceListener):
         replay of it flushes at the same place.
         """
         state = self.state
-        pipeline = state.pipeline
-        if (not state.owner or pipeline is None or state.flush_sent or pipeline.held == 0
+        stage = state.stage
+        if (not state.owner or stage is None or state.flush_sent or stage.held == 0
                 or time.monotonic() - state.last_input < self.idle_flush):
             return
         # caught up: the sequenced stream holds every input record that exists now
-        if not await self.progress.fed_all_input(pipeline):
+        if not await self.progress.fed_all_input(stage):
             return
         state.flush_sent = True
         producer = await self.clients.producer()

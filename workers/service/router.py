@@ -21,7 +21,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
 from workers.config import Config
-from workers.core.pipeline import Pipeline
+from workers.core.identity_stage import IdentityStage
 from workers.io.kafka import sequenced_topic
 from workers.service.batch import FORGET_KEY
 from workers.service.clients import BATCH, Batches, Clients, read_until
@@ -97,7 +97,7 @@ class Router(ConsumerRebalanceListener):
         worker_log.info("input partitions assigned",
                         extra={"partitions": self.state.input_partitions})
 
-    async def fed_all_input(self, pipeline: Pipeline) -> bool:
+    async def fed_all_input(self, pipeline: IdentityStage) -> bool:
         """Whether ``pipeline`` has fed every input record that exists now."""
         ends = await self._input_ends()
         return bool(ends) and all(pipeline.positions.get(tp, 0) >= end

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from workers.core.identity_stage import IdentityStage
+from workers.core.partitioned.profile_task import ProfileTask
 from workers.core.pipeline import Pipeline
 from workers.core.records import PersonaCard
 from workers.service.changelog import ChangelogCopy
@@ -29,6 +31,9 @@ class WorkerState:
 
     # owner
     owner: bool = False
+    # what the owner runs: the whole pipeline (kafka.topology sequenced, then also in
+    # ``pipeline``), or the identity stage of the partitioned topology
+    stage: IdentityStage | None = None
     pipeline: Pipeline | None = None
     restored_from: int | None = None  # sequenced offset the owner's state started at
     next_offset: int = 0  # first sequenced offset the owner's state has not seen
@@ -40,6 +45,8 @@ class WorkerState:
     took_over_from_standby: bool = False
     # profile partitions and trainer (kafka.topology: partitioned)
     task_partitions: list[int] = field(default_factory=list)
+    tasks: dict[int, ProfileTask] = field(default_factory=dict)  # the ones held, by partition
+    tasks_caught_up: bool | None = None  # every record of the partitions held applied
     tasks_waiting: int = 0  # records the tasks hold, waiting for a state or a version
     task_commits: int = 0
     trainer: bool = False

@@ -153,7 +153,18 @@ class ProfileTasks(ConsumerRebalanceListener):
             for item in task.to_trainer:
                 await emitter.send(self.samples, encode(item), partition=0)
             task.to_trainer.clear()
-        self.state.tasks_waiting = sum(len(h.task.inbox) for h in self.held.values())
+        self._observe()
+
+    def _observe(self) -> None:
+        """What /status says of the partitions held: records waiting, caught up or not."""
+        state, consumer = self.state, self.consumer
+        state.tasks_waiting = sum(len(h.task.inbox) for h in self.held.values())
+        if consumer is None:
+            return
+        ends = [consumer.highwater(TopicPartition(self.topic, p)) for p in self.held]
+        state.tasks_caught_up = state.tasks_waiting == 0 and all(
+            end is not None and held.next_offset >= end
+            for end, held in zip(ends, self.held.values(), strict=True))
 
     # ---- commits ----------------------------------------------------------------------
 
@@ -184,11 +195,15 @@ class ProfileTasks(ConsumerRebalanceListener):
             for p in mine:
                 if p not in self.held:
                     self.held[p] = await self._take(p)
-            self.state.task_partitions = sorted(self.held)
+            self._held_changed()
             if self.versions is not None and self.held:
                 self.versions.seek(self.versions_partition,
                                    min(h.versions_next for h in self.held.values()))
             await self._run_tasks()
+
+    def _held_changed(self) -> None:
+        self.state.task_partitions = sorted(self.held)
+        self.state.tasks = {p: held.task for p, held in self.held.items()}
 
     async def _take(self, p: int) -> HeldTask:
         """Partition ``p``'s task, from its changelogs; its reading starts where they end."""
@@ -221,7 +236,7 @@ class ProfileTasks(ConsumerRebalanceListener):
                 await self._hand_over(gone)
             for p in gone:
                 await self.held.pop(p).writer.stop()
-            self.state.task_partitions = sorted(self.held)
+            self._held_changed()
 
     async def _hand_over(self, partitions: list[int]) -> None:
         emitter = self.emitter
@@ -239,3 +254,4 @@ class ProfileTasks(ConsumerRebalanceListener):
             for held in self.held.values():
                 await held.writer.stop()
             self.held.clear()
+            self._held_changed()

@@ -75,7 +75,7 @@ class Pages:
     async def status(self, request: Request) -> Response:
         """Role and progress of this worker, for operators and tests."""
         state = self.state
-        pipeline = state.pipeline
+        pipeline = state.stage  # the owner's: the pipeline, or the identity stage
         caught_up = None
         if pipeline is not None and state.broker.reachable:
             # every input record that exists now is processed, nothing held back; the
@@ -100,6 +100,11 @@ class Pages:
             "events_forgotten": (pipeline.stats.events_forgotten if pipeline is not None
                                  else None),
             "caught_up": caught_up,
+            # kafka.topology partitioned: the profile partitions held here, the trainer
+            "task_partitions": state.task_partitions, "tasks_waiting": state.tasks_waiting,
+            "tasks_caught_up": state.tasks_caught_up, "task_commits": state.task_commits,
+            "trainer": state.trainer,
+            "trainer_learned_through": state.trainer_learned_through,
             "broker": {"reachable": state.broker.reachable, "reason": state.broker.reason,
                        "since": (None if not state.broker.since
                                  else format_time(state.broker.since))}})
