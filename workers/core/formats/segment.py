@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal, cast
 
@@ -62,7 +62,8 @@ _NOT_TYPE = re.compile(r"[^a-z0-9.:-]+")
 _ISO_RE = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2})(:\d{2}(?:[.,]\d+)?)?"
                      r"(?:([Zz])|([+-]\d{2}):?(\d{2})?)?")
 _COMPANY_KEYS = {"name": "company_name", "id": "company_id"}
-_NAMES_REMEMBERED = 10_000  # event names are a small vocabulary; bounded all the same
+_NAMES_REMEMBERED = 10_000  # names, channels, countries: a small vocabulary; bounded all the same
+_NAME_REMEMBERED_LEN = 256  # a longer value is worked out each time, not kept
 _ENVELOPE_DEPTH = 2  # {"batch": [ ... ]}: a member sits two levels down
 _KINDS: dict[str, CallType] = {kind: kind for kind in CALL_TYPES}  # the type as usually sent
 _EMPTY: Mapping[str, Any] = {}
@@ -78,6 +79,24 @@ class _Envelope:
 
 
 _NO_ENVELOPE = _Envelope({}, None)
+
+
+class _Remembered(dict[str, Any]):
+    """What ``work_out`` makes of a value as sent (an event name, a channel, a country),
+    remembered: such values are few, and a look-up costs less than the work (a ``lower()``
+    and a table, a snake case...). Bounded in entries and in the length of a value kept."""
+
+    __slots__ = ("work_out",)
+
+    def __init__(self, work_out: Callable[[str], Any]) -> None:
+        super().__init__()
+        self.work_out = work_out
+
+    def __missing__(self, value: str) -> Any:
+        result = self.work_out(value)
+        if len(self) < _NAMES_REMEMBERED and len(value) <= _NAME_REMEMBERED_LEN:
+            self[value] = result
+        return result
 
 
 def snake_case(name: str) -> str:
@@ -110,11 +129,14 @@ class SegmentAdapter(Adapter):
             self.limits, max_event_bytes=max(seg.max_batch_bytes, self.limits.max_event_bytes),
             max_depth=self.limits.max_depth + _ENVELOPE_DEPTH)
         self._events = {snake_case(k): v for k, v in {**seg.events, **seg.custom_events}.items()}
-        self._types: dict[str, str] = {}  # event name as sent -> type: names are few
+        self._types = _Remembered(self._track_type)  # event name as sent -> type
         self._calls = {kind: seg.calls.get(kind, kind) for kind in CALL_TYPES}
-        self._channels = seg.channels
+        channels, devices = seg.channels, seg.device_types
+        # a value not listed is passed on as it is, for the intake to check and count
+        self._channels = _Remembered(lambda value: channels.get(value.lower(), value))
         self._library_channels = seg.library_channels
-        self._device_types = seg.device_types
+        self._device_types = _Remembered(lambda value: devices.get(value.lower(), value))
+        self._countries = _Remembered(_country)
         self._identity_traits: Mapping[str, str] = seg.identity_traits
         self._trait_names = seg.traits
         self._bands = list(seg.employee_bands.items())
@@ -229,9 +251,7 @@ class SegmentAdapter(Adapter):
                   if "traits" in context or "traits" in call or kind == "group" else None)
         if kind == "track":
             name = call.get("event")
-            type_ = self._types.get(name) if type(name) is str else None
-            if type_ is None:
-                type_ = self._track_type(name)
+            type_ = self._types[name] if type(name) is str else self._track_type(name)
         else:
             type_ = self._calls[kind]
         event_id = call.get("messageId")
@@ -254,10 +274,7 @@ class SegmentAdapter(Adapter):
         value = context.get("library")
         source = value.get("name") if type(value) is dict else None
         channel = call.get("channel")
-        if type(channel) is str and channel:
-            channel = self._channels.get(channel.lower(), channel)  # not listed: passed on
-        else:
-            channel = None
+        channel = self._channels[channel] if type(channel) is str and channel else None
         if channel is None and type(source) is str:
             channel = self._library_channels.get(source)
         if channel is not None:
@@ -267,7 +284,7 @@ class SegmentAdapter(Adapter):
         out: dict[str, Any] = {}
         value = device.get("type")
         if type(value) is str and value:
-            value = self._device_types.get(value.lower(), value)
+            value = self._device_types[value]
         if value:
             out["type"] = value
             clean = clean and type(value) is str and value in DEVICE_TYPES
@@ -322,22 +339,29 @@ class SegmentAdapter(Adapter):
             picked: dict[str, Any] = {}
             for key in ("source", "medium", "name"):
                 inner = value.get(key)
-                if inner is not None and inner != "":
+                if type(inner) is str:
+                    if inner:
+                        picked[key] = inner
+                elif inner is not None:
                     picked[key] = inner
-                    clean = clean and type(inner) is str
+                    clean = False
             if picked:
                 out["campaign"] = picked
         value = context.get("location")
         if type(value) is dict:
             picked = {}
-            inner = _country(value.get("country"))
+            inner = value.get("country")
+            inner = self._countries[inner] if type(inner) is str else None
             if inner is not None:
                 picked["country"] = inner
             for key in ("region", "city"):
                 inner = value.get(key)
-                if inner is not None and inner != "":
+                if type(inner) is str:
+                    if inner:
+                        picked[key] = inner
+                elif inner is not None:
                     picked[key] = inner
-                    clean = clean and type(inner) is str
+                    clean = False
             if picked:
                 out["geo"] = picked
         value = context.get("userAgent")
@@ -378,17 +402,14 @@ class SegmentAdapter(Adapter):
         return event, ts
 
     def _track_type(self, name: Any) -> str:
-        """A track call's type from its event name (remembered: names are few)."""
+        """A track call's type from its event name."""
         if type(name) is not str or not name:
             raise InvalidEvent("missing_field", "a track call needs its event name")
         key = snake_case(name)
         if not key:
             raise InvalidEvent("bad_value", f"event {name!r} has no letter or digit to"
                                " name a touchpoint type")
-        type_ = self._events.get(key, key)
-        if len(self._types) < _NAMES_REMEMBERED:
-            self._types[name] = type_
-        return type_
+        return self._events.get(key, key)
 
     def _additions(self, call: Mapping[str, Any], kind: CallType, type_: str,
                    props: dict[str, Any] | None) -> dict[str, Any]:
