@@ -227,28 +227,37 @@ class SegmentAdapter(Adapter):
         device = context.get("device")
         if type(device) is not dict:
             device = _EMPTY
-        # the call's own ids (they win over ids found in traits, which come after)
+        # the call's own ids (they win over ids found in traits, which come after);
+        # ids_unsure: an id in identity may be other than a string of 1..256 characters
         identity: dict[str, Any] = {}
+        ids_unsure = False
         value = device.get("id")
-        if type(value) is str and value:
+        if type(value) is str and 0 < len(value) <= 256:
             identity["device_id"] = value
         elif value is not None:
             _put(identity, "device_id", _identifier(value))
+            ids_unsure = True
         value = call.get("anonymousId")
-        if type(value) is str and value:
+        if type(value) is str and 0 < len(value) <= 256:
             identity["anonymous_id"] = value
         elif value is not None:
             _put(identity, "anonymous_id", _identifier(value))
+            ids_unsure = True
         value = call.get("userId")
-        if type(value) is str and value:
+        if type(value) is str and 0 < len(value) <= 256:
             identity["user_id"] = value
         elif value is not None:
             _put(identity, "user_id", _identifier(value))
+            ids_unsure = True
         if kind == "alias":
             # previousId is what the alias is about: it wins its slot over anonymousId
             _put(identity, self._alias_id, _identifier(call.get("previousId")))
-        traits = (self._traits(call, kind, context, identity)
-                  if "traits" in context or "traits" in call or kind == "group" else None)
+            ids_unsure = True
+        if "traits" in context or "traits" in call or kind == "group":
+            traits = self._traits(call, kind, context, identity)
+            ids_unsure = True
+        else:
+            traits = None
         if kind == "track":
             name = call.get("event")
             type_ = self._types[name] if type(name) is str else self._track_type(name)
@@ -396,9 +405,10 @@ class SegmentAdapter(Adapter):
             clean = False
         if not clean or not identity:
             return event, None
-        for value in identity.values():
-            if type(value) is not str or len(value) > 256:
-                return event, None
+        if ids_unsure:
+            for value in identity.values():
+                if type(value) is not str or len(value) > 256:
+                    return event, None
         return event, ts
 
     def _track_type(self, name: Any) -> str:
@@ -431,14 +441,16 @@ class SegmentAdapter(Adapter):
         Identifier traits (email, phone) go to ``identity`` instead.
         """
         out: dict[str, Any] = {}
-        declared = call.get("traits")
-        for source in (context.get("traits"), declared if kind != "group" else None):
-            if type(source) is dict:
-                self._person(source, out, identity)
+        traits = context.get("traits")
+        if type(traits) is dict:
+            self._person(traits, out, identity)
+        traits = call.get("traits")
         if kind == "group":
-            if type(declared) is dict:
-                self._company(declared, out)
+            if type(traits) is dict:
+                self._company(traits, out)
             _put(out, "company_id", _identifier(call.get("groupId")))
+        elif type(traits) is dict:
+            self._person(traits, out, identity)
         return out
 
     def _person(self, traits: Mapping[str, Any], out: dict[str, Any],
@@ -446,7 +458,8 @@ class SegmentAdapter(Adapter):
         for key, value in traits.items():
             id_type = self._identity_traits.get(key)
             if id_type is not None:
-                _put(identity, id_type, _identifier(value), keep=True)
+                if id_type not in identity:  # the call's own ids and earlier traits win
+                    _put(identity, id_type, _identifier(value))
             elif key == "address" and type(value) is dict:
                 _put(out, "city", value.get("city"))
                 _put(out, "region", value.get("state") or value.get("region"))
