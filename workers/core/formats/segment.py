@@ -40,7 +40,7 @@ import orjson
 
 from workers.config import Config, SegmentConfig
 from workers.core.formats import Adapter, InvalidMember
-from workers.core.repair import CHANNELS, DEVICE_TYPES
+from workers.core.repair import CHANNELS, DEVICE_TYPES, OptionalFields
 from workers.core.touchpoints import (
     TYPE_RE,
     IntakeLimits,
@@ -209,11 +209,13 @@ class SegmentAdapter(Adapter):
         nothing in it to refuse, repair or bound; InvalidEvent when it cannot be read.
 
         That verdict is cheap here, where each value is looked at anyway: ids and texts
-        are strings, what a table maps to is valid. In doubt (a value passed on as it is,
-        traits with any keys and values) the time is None and the intake checks the
-        event as any touchpoint. Written for the usual call, a string in each field: one
-        look per field, written out field by field (a loop over a table of fields, with
-        its tuples, cost a tenth more per event, measured).
+        are strings, what a table maps to is valid; traits, which may have any keys and
+        values, are vouched for when the intake's own repair would leave them as they are
+        (``OptionalFields.leaves_traits``). In doubt (a value passed on as it is) the time
+        is None and the intake checks the event as any touchpoint. Written for the usual
+        call, a string in each field: one look per field, written out field by field (a
+        loop over a table of fields, with its tuples, cost a tenth more per event,
+        measured).
         """
         kind = call.get("type")
         kind = _KINDS.get(kind) if type(kind) is str else None
@@ -279,7 +281,7 @@ class SegmentAdapter(Adapter):
             "type": type_, "identity": identity}
         limits = self.limits
         clean = (ts is not None and limits.earliest <= ts <= limits.latest
-                 and type(event_id) is str and len(event_id) <= 128 and not traits)
+                 and type(event_id) is str and len(event_id) <= 128)
         value = context.get("library")
         source = value.get("name") if type(value) is dict else None
         channel = call.get("channel")
@@ -404,6 +406,11 @@ class SegmentAdapter(Adapter):
             _put(event, "source", source)
             clean = False
         if not clean or not identity:
+            return event, None
+        # traits have any keys and values: the intake's own repair says whether it would
+        # change them (the usual traits, from a tracker that sends them well, it would not)
+        if traits and not (len(traits) <= limits.max_keys
+                           and OptionalFields.leaves_traits(traits)):
             return event, None
         if ids_unsure:
             for value in identity.values():
