@@ -431,14 +431,14 @@ class SegmentAdapter(Adapter):
     def _additions(self, call: Mapping[str, Any], kind: CallType, type_: str,
                    props: dict[str, Any] | None) -> dict[str, Any]:
         """A page's or a screen's properties with its name and category, a conversion's
-        with its amount (on a copy: otherwise the call's own object is taken)."""
-        props = dict(props) if props else {}
+        with its amount (each added on a copy: the call's own object stays as it was)."""
+        props = props or {}
         if kind in _PAGES:
-            _put(props, "name", call.get("name"), keep=True)
-            _put(props, "content_category", call.get("category"), keep=True)
+            props = _with(props, "name", call.get("name"))
+            props = _with(props, "content_category", call.get("category"))
         if type_ in self._conversions and self._revenue not in props:
             amount = next((props[k] for k in self._revenue_keys if k in props), None)
-            _put(props, self._revenue, amount)
+            props = _with(props, self._revenue, amount)
         return props
 
     def _traits(self, call: Mapping[str, Any], kind: CallType, context: Mapping[str, Any],
@@ -465,7 +465,11 @@ class SegmentAdapter(Adapter):
         for key, value in traits.items():
             id_type = self._identity_traits.get(key)
             if id_type is not None:
-                if id_type not in identity:  # the call's own ids and earlier traits win
+                if id_type in identity:
+                    continue  # the call's own ids and earlier traits win
+                if type(value) is str and value:
+                    identity[id_type] = value
+                else:
                     _put(identity, id_type, _identifier(value))
             elif key == "address" and type(value) is dict:
                 _put(out, "city", value.get("city"))
@@ -562,11 +566,19 @@ def _identifier(value: Any) -> Any:
     return value  # a string, or something the intake will refuse with its reason
 
 
-def _put(obj: dict[str, Any], key: str, value: Any, keep: bool = False) -> None:
-    """Set when there is something to say; ``keep``: an earlier value wins."""
+def _with(obj: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """``obj`` with ``value`` at ``key`` (as :func:`_put` sets it) on a copy, unless ``obj``
+    has a value there already or there is no value: then ``obj`` itself."""
+    if value is None or key in obj:
+        return obj
+    copy = dict(obj)
+    _put(copy, key, value)
+    return copy
+
+
+def _put(obj: dict[str, Any], key: str, value: Any) -> None:
+    """Set when there is something to say."""
     if value is None or value == "" or value == {}:
-        return
-    if keep and key in obj:
         return
     obj[key] = value
 
