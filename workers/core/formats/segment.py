@@ -147,22 +147,22 @@ class SegmentAdapter(Adapter):
         # the events of the record read last that need no check, and their times: a
         # single call's apart (the usual record), a batch's by id
         self._single: dict[str, Any] | None = None
-        self._single_ts = 0.0
+        self._single_ts: float | None = None
         self._vouched: dict[int, tuple[dict[str, Any], float]] = {}
 
     def events(self, raw: bytes) -> Iterator[dict[str, Any] | InvalidMember]:
         """The record's touchpoints in order; bad batch members as InvalidMember."""
         self._single = None
-        vouched = self._vouched
-        vouched.clear()
-        data = decode_object(check_size(raw, self._record_limits), self._record_limits)
+        if self._vouched:
+            self._vouched.clear()
+        limits = self._record_limits
+        data = decode_object(check_size(raw, limits), limits)
         if "batch" not in data:
             if len(raw) > self.limits.max_event_bytes:
                 raise InvalidEvent("too_large", f"call is {len(raw)} bytes, limit is"
                                    f" {self.limits.max_event_bytes}")
-            event, ts = self._adapt(data, _NO_ENVELOPE)
-            if ts is not None:
-                self._single, self._single_ts = event, ts
+            event, self._single_ts = self._adapt(data, _NO_ENVELOPE)
+            self._single = event
             return iter((event,))
         return self._members(data)
 
@@ -190,7 +190,7 @@ class SegmentAdapter(Adapter):
         :meth:`events` found, as it built it, nothing the intake would refuse, repair or
         bound (see :meth:`_adapt`); None otherwise. Held for one record only."""
         if event is self._single:
-            return self._single_ts
+            return self._single_ts  # None when it was not vouched for
         entry = self._vouched.get(id(event))
         return entry[1] if entry is not None and entry[0] is event else None
 
@@ -217,9 +217,9 @@ class SegmentAdapter(Adapter):
         loop over a table of fields, with its tuples, cost a tenth more per event,
         measured).
         """
-        kind = call.get("type")
-        kind = _KINDS.get(kind) if type(kind) is str else None
-        if kind is None:
+        try:
+            kind = _KINDS[call["type"]]
+        except (KeyError, TypeError):  # none, not as usually sent, or not a string
             kind = _call_type(call)
         context = call.get("context")
         if type(context) is not dict:
@@ -266,8 +266,11 @@ class SegmentAdapter(Adapter):
         else:
             type_ = self._calls[kind]
         event_id = call.get("messageId")
-        if type(event_id) is not str or not event_id:
+        if type(event_id) is str and event_id:
+            clean = len(event_id) <= 128
+        else:
             event_id = _event_id(call)
+            clean = type(event_id) is str and len(event_id) <= 128
         stamp = call.get("timestamp")
         ts = None
         if type(stamp) is str and len(stamp) <= 64:
@@ -280,8 +283,7 @@ class SegmentAdapter(Adapter):
             "occurred_at": stamp if ts is not None else _occurred_at(call, envelope),
             "type": type_, "identity": identity}
         limits = self.limits
-        clean = (ts is not None and limits.earliest <= ts <= limits.latest
-                 and type(event_id) is str and len(event_id) <= 128)
+        clean = clean and ts is not None and limits.earliest <= ts <= limits.latest
         value = context.get("library")
         source = value.get("name") if type(value) is dict else None
         channel = call.get("channel")
@@ -294,11 +296,14 @@ class SegmentAdapter(Adapter):
         # device: what a table maps a type to is valid; the rest must be strings
         out: dict[str, Any] = {}
         value = device.get("type")
-        if type(value) is str and value:
-            value = self._device_types[value]
-        if value:
+        if type(value) is str:
+            value = self._device_types[value] if value else None
+            if value:
+                out["type"] = value
+                clean = clean and value in DEVICE_TYPES
+        elif value:  # not a string: passed on, for the intake to drop and count
             out["type"] = value
-            clean = clean and type(value) is str and value in DEVICE_TYPES
+            clean = False
         value = context.get("os")
         value = value.get("name") if type(value) is dict else None
         if type(value) is str:
@@ -307,14 +312,15 @@ class SegmentAdapter(Adapter):
         elif value is not None:
             _put(out, "os", value)
             clean = False
-        value = context.get("app")
-        value = value.get("version") if type(value) is dict else None
-        if type(value) is str:
-            if value:
-                out["app_version"] = value
-        elif value is not None:
-            _put(out, "app_version", value)
-            clean = False
+        value = context.get("app")  # a mobile SDK's: often absent
+        if value is not None:
+            value = value.get("version") if type(value) is dict else None
+            if type(value) is str:
+                if value:
+                    out["app_version"] = value
+            elif value is not None:
+                _put(out, "app_version", value)
+                clean = False
         if out:
             event["device"] = out
             out = {}
@@ -338,13 +344,14 @@ class SegmentAdapter(Adapter):
         elif value is not None:
             _put(out, "page_url", value)
             clean = False
-        value = page.get("referrer") or page_props.get("referrer")
-        if type(value) is str:
-            if value:
-                out["referrer"] = value
-        elif value is not None:
-            _put(out, "referrer", value)
-            clean = False
+        value = page.get("referrer") or page_props.get("referrer")  # often absent
+        if value is not None:
+            if type(value) is str:
+                if value:
+                    out["referrer"] = value
+            else:
+                _put(out, "referrer", value)
+                clean = False
         value = context.get("campaign")
         if type(value) is dict:
             picked: dict[str, Any] = {}
