@@ -261,8 +261,10 @@ class SegmentAdapter(Adapter):
         else:
             traits = None
         if kind == "track":
-            name = call.get("event")
-            type_ = self._types[name] if type(name) is str else self._track_type(name)
+            try:
+                type_ = self._types[call["event"]]
+            except (KeyError, TypeError):  # no name, or not a string
+                type_ = self._track_type(call.get("event"))
         else:
             type_ = self._calls[kind]
         event_id = call.get("messageId")
