@@ -117,6 +117,15 @@ class OptionalFields:
             else:
                 self._drop(traits, "newsletter_opt_in", "traits.newsletter_opt_in")
 
+    @classmethod
+    def leaves_traits(cls, traits: dict[str, Any]) -> bool:
+        """Whether :meth:`repair` would leave ``traits`` as they are (drop or coerce
+        nothing): the repair itself, run on a copy by a counter of its own, so that the
+        rule is written once and nothing is counted."""
+        probe = cls()
+        probe._traits(dict(traits))  # shallow: it only sets or deletes traits' own keys
+        return not probe.dropped and not probe.coerced
+
     def _strings(self, obj: dict[str, Any], name: str) -> None:
         for key in _STRUCT[name]:
             value = obj.get(key, _ABSENT)

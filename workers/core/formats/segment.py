@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal, cast
 
@@ -40,7 +40,7 @@ import orjson
 
 from workers.config import Config, SegmentConfig
 from workers.core.formats import Adapter, InvalidMember
-from workers.core.repair import CHANNELS, DEVICE_TYPES
+from workers.core.repair import CHANNELS, DEVICE_TYPES, OptionalFields
 from workers.core.touchpoints import (
     TYPE_RE,
     IntakeLimits,
@@ -62,7 +62,8 @@ _NOT_TYPE = re.compile(r"[^a-z0-9.:-]+")
 _ISO_RE = re.compile(r"(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2})(:\d{2}(?:[.,]\d+)?)?"
                      r"(?:([Zz])|([+-]\d{2}):?(\d{2})?)?")
 _COMPANY_KEYS = {"name": "company_name", "id": "company_id"}
-_NAMES_REMEMBERED = 10_000  # event names are a small vocabulary; bounded all the same
+_NAMES_REMEMBERED = 10_000  # names, channels, countries: a small vocabulary; bounded all the same
+_NAME_REMEMBERED_LEN = 256  # a longer value is worked out each time, not kept
 _ENVELOPE_DEPTH = 2  # {"batch": [ ... ]}: a member sits two levels down
 _KINDS: dict[str, CallType] = {kind: kind for kind in CALL_TYPES}  # the type as usually sent
 _EMPTY: Mapping[str, Any] = {}
@@ -78,6 +79,24 @@ class _Envelope:
 
 
 _NO_ENVELOPE = _Envelope({}, None)
+
+
+class _Remembered(dict[str, Any]):
+    """What ``work_out`` makes of a value as sent (an event name, a channel, a country),
+    remembered: such values are few, and a look-up costs less than the work (a ``lower()``
+    and a table, a snake case...). Bounded in entries and in the length of a value kept."""
+
+    __slots__ = ("work_out",)
+
+    def __init__(self, work_out: Callable[[str], Any]) -> None:
+        super().__init__()
+        self.work_out = work_out
+
+    def __missing__(self, value: str) -> Any:
+        result = self.work_out(value)
+        if len(self) < _NAMES_REMEMBERED and len(value) <= _NAME_REMEMBERED_LEN:
+            self[value] = result
+        return result
 
 
 def snake_case(name: str) -> str:
@@ -110,11 +129,14 @@ class SegmentAdapter(Adapter):
             self.limits, max_event_bytes=max(seg.max_batch_bytes, self.limits.max_event_bytes),
             max_depth=self.limits.max_depth + _ENVELOPE_DEPTH)
         self._events = {snake_case(k): v for k, v in {**seg.events, **seg.custom_events}.items()}
-        self._types: dict[str, str] = {}  # event name as sent -> type: names are few
+        self._types = _Remembered(self._track_type)  # event name as sent -> type
         self._calls = {kind: seg.calls.get(kind, kind) for kind in CALL_TYPES}
-        self._channels = seg.channels
+        channels, devices = seg.channels, seg.device_types
+        # a value not listed is passed on as it is, for the intake to check and count
+        self._channels = _Remembered(lambda value: channels.get(value.lower(), value))
         self._library_channels = seg.library_channels
-        self._device_types = seg.device_types
+        self._device_types = _Remembered(lambda value: devices.get(value.lower(), value))
+        self._countries = _Remembered(_country)
         self._identity_traits: Mapping[str, str] = seg.identity_traits
         self._trait_names = seg.traits
         self._bands = list(seg.employee_bands.items())
@@ -125,22 +147,22 @@ class SegmentAdapter(Adapter):
         # the events of the record read last that need no check, and their times: a
         # single call's apart (the usual record), a batch's by id
         self._single: dict[str, Any] | None = None
-        self._single_ts = 0.0
+        self._single_ts: float | None = None
         self._vouched: dict[int, tuple[dict[str, Any], float]] = {}
 
     def events(self, raw: bytes) -> Iterator[dict[str, Any] | InvalidMember]:
         """The record's touchpoints in order; bad batch members as InvalidMember."""
         self._single = None
-        vouched = self._vouched
-        vouched.clear()
-        data = decode_object(check_size(raw, self._record_limits), self._record_limits)
+        if self._vouched:
+            self._vouched.clear()
+        limits = self._record_limits
+        data = decode_object(check_size(raw, limits), limits)
         if "batch" not in data:
             if len(raw) > self.limits.max_event_bytes:
                 raise InvalidEvent("too_large", f"call is {len(raw)} bytes, limit is"
                                    f" {self.limits.max_event_bytes}")
-            event, ts = self._adapt(data, _NO_ENVELOPE)
-            if ts is not None:
-                self._single, self._single_ts = event, ts
+            event, self._single_ts = self._adapt(data, _NO_ENVELOPE)
+            self._single = event
             return iter((event,))
         return self._members(data)
 
@@ -168,7 +190,7 @@ class SegmentAdapter(Adapter):
         :meth:`events` found, as it built it, nothing the intake would refuse, repair or
         bound (see :meth:`_adapt`); None otherwise. Held for one record only."""
         if event is self._single:
-            return self._single_ts
+            return self._single_ts  # None when it was not vouched for
         entry = self._vouched.get(id(event))
         return entry[1] if entry is not None and entry[0] is event else None
 
@@ -187,15 +209,17 @@ class SegmentAdapter(Adapter):
         nothing in it to refuse, repair or bound; InvalidEvent when it cannot be read.
 
         That verdict is cheap here, where each value is looked at anyway: ids and texts
-        are strings, what a table maps to is valid. In doubt (a value passed on as it is,
-        traits with any keys and values) the time is None and the intake checks the
-        event as any touchpoint. Written for the usual call, a string in each field: one
-        look per field, written out field by field (a loop over a table of fields, with
-        its tuples, cost a tenth more per event, measured).
+        are strings, what a table maps to is valid; traits, which may have any keys and
+        values, are vouched for when the intake's own repair would leave them as they are
+        (``OptionalFields.leaves_traits``). In doubt (a value passed on as it is) the time
+        is None and the intake checks the event as any touchpoint. Written for the usual
+        call, a string in each field: one look per field, written out field by field (a
+        loop over a table of fields, with its tuples, cost a tenth more per event,
+        measured).
         """
-        kind = call.get("type")
-        kind = _KINDS.get(kind) if type(kind) is str else None
-        if kind is None:
+        try:
+            kind = _KINDS[call["type"]]
+        except (KeyError, TypeError):  # none, not as usually sent, or not a string
             kind = _call_type(call)
         context = call.get("context")
         if type(context) is not dict:
@@ -205,38 +229,50 @@ class SegmentAdapter(Adapter):
         device = context.get("device")
         if type(device) is not dict:
             device = _EMPTY
-        # the call's own ids (they win over ids found in traits, which come after)
+        # the call's own ids (they win over ids found in traits, which come after);
+        # ids_unsure: an id in identity may be other than a string of 1..256 characters
         identity: dict[str, Any] = {}
+        ids_unsure = False
         value = device.get("id")
-        if type(value) is str and value:
+        if type(value) is str and 0 < len(value) <= 256:
             identity["device_id"] = value
         elif value is not None:
             _put(identity, "device_id", _identifier(value))
+            ids_unsure = True
         value = call.get("anonymousId")
-        if type(value) is str and value:
+        if type(value) is str and 0 < len(value) <= 256:
             identity["anonymous_id"] = value
         elif value is not None:
             _put(identity, "anonymous_id", _identifier(value))
+            ids_unsure = True
         value = call.get("userId")
-        if type(value) is str and value:
+        if type(value) is str and 0 < len(value) <= 256:
             identity["user_id"] = value
         elif value is not None:
             _put(identity, "user_id", _identifier(value))
+            ids_unsure = True
         if kind == "alias":
             # previousId is what the alias is about: it wins its slot over anonymousId
             _put(identity, self._alias_id, _identifier(call.get("previousId")))
-        traits = (self._traits(call, kind, context, identity)
-                  if "traits" in context or "traits" in call or kind == "group" else None)
+            ids_unsure = True
+        if "traits" in context or "traits" in call or kind == "group":
+            traits = self._traits(call, kind, context, identity)
+            ids_unsure = True
+        else:
+            traits = None
         if kind == "track":
-            name = call.get("event")
-            type_ = self._types.get(name) if type(name) is str else None
-            if type_ is None:
-                type_ = self._track_type(name)
+            try:
+                type_ = self._types[call["event"]]
+            except (KeyError, TypeError):  # no name, or not a string
+                type_ = self._track_type(call.get("event"))
         else:
             type_ = self._calls[kind]
         event_id = call.get("messageId")
-        if type(event_id) is not str or not event_id:
+        if type(event_id) is str and event_id:
+            clean = len(event_id) <= 128
+        else:
             event_id = _event_id(call)
+            clean = type(event_id) is str and len(event_id) <= 128
         stamp = call.get("timestamp")
         ts = None
         if type(stamp) is str and len(stamp) <= 64:
@@ -249,15 +285,11 @@ class SegmentAdapter(Adapter):
             "occurred_at": stamp if ts is not None else _occurred_at(call, envelope),
             "type": type_, "identity": identity}
         limits = self.limits
-        clean = (ts is not None and limits.earliest <= ts <= limits.latest
-                 and type(event_id) is str and len(event_id) <= 128 and not traits)
+        clean = clean and ts is not None and limits.earliest <= ts <= limits.latest
         value = context.get("library")
         source = value.get("name") if type(value) is dict else None
         channel = call.get("channel")
-        if type(channel) is str and channel:
-            channel = self._channels.get(channel.lower(), channel)  # not listed: passed on
-        else:
-            channel = None
+        channel = self._channels[channel] if type(channel) is str and channel else None
         if channel is None and type(source) is str:
             channel = self._library_channels.get(source)
         if channel is not None:
@@ -266,11 +298,14 @@ class SegmentAdapter(Adapter):
         # device: what a table maps a type to is valid; the rest must be strings
         out: dict[str, Any] = {}
         value = device.get("type")
-        if type(value) is str and value:
-            value = self._device_types.get(value.lower(), value)
-        if value:
+        if type(value) is str:
+            value = self._device_types[value] if value else None
+            if value:
+                out["type"] = value
+                clean = clean and value in DEVICE_TYPES
+        elif value:  # not a string: passed on, for the intake to drop and count
             out["type"] = value
-            clean = clean and type(value) is str and value in DEVICE_TYPES
+            clean = False
         value = context.get("os")
         value = value.get("name") if type(value) is dict else None
         if type(value) is str:
@@ -279,14 +314,15 @@ class SegmentAdapter(Adapter):
         elif value is not None:
             _put(out, "os", value)
             clean = False
-        value = context.get("app")
-        value = value.get("version") if type(value) is dict else None
-        if type(value) is str:
-            if value:
-                out["app_version"] = value
-        elif value is not None:
-            _put(out, "app_version", value)
-            clean = False
+        value = context.get("app")  # a mobile SDK's: often absent
+        if value is not None:
+            value = value.get("version") if type(value) is dict else None
+            if type(value) is str:
+                if value:
+                    out["app_version"] = value
+            elif value is not None:
+                _put(out, "app_version", value)
+                clean = False
         if out:
             event["device"] = out
             out = {}
@@ -310,34 +346,42 @@ class SegmentAdapter(Adapter):
         elif value is not None:
             _put(out, "page_url", value)
             clean = False
-        value = page.get("referrer") or page_props.get("referrer")
-        if type(value) is str:
-            if value:
-                out["referrer"] = value
-        elif value is not None:
-            _put(out, "referrer", value)
-            clean = False
+        value = page.get("referrer") or page_props.get("referrer")  # often absent
+        if value is not None:
+            if type(value) is str:
+                if value:
+                    out["referrer"] = value
+            else:
+                _put(out, "referrer", value)
+                clean = False
         value = context.get("campaign")
         if type(value) is dict:
             picked: dict[str, Any] = {}
             for key in ("source", "medium", "name"):
                 inner = value.get(key)
-                if inner is not None and inner != "":
+                if type(inner) is str:
+                    if inner:
+                        picked[key] = inner
+                elif inner is not None:
                     picked[key] = inner
-                    clean = clean and type(inner) is str
+                    clean = False
             if picked:
                 out["campaign"] = picked
         value = context.get("location")
         if type(value) is dict:
             picked = {}
-            inner = _country(value.get("country"))
+            inner = value.get("country")
+            inner = self._countries[inner] if type(inner) is str else None
             if inner is not None:
                 picked["country"] = inner
             for key in ("region", "city"):
                 inner = value.get(key)
-                if inner is not None and inner != "":
+                if type(inner) is str:
+                    if inner:
+                        picked[key] = inner
+                elif inner is not None:
                     picked[key] = inner
-                    clean = clean and type(inner) is str
+                    clean = False
             if picked:
                 out["geo"] = picked
         value = context.get("userAgent")
@@ -372,35 +416,38 @@ class SegmentAdapter(Adapter):
             clean = False
         if not clean or not identity:
             return event, None
-        for value in identity.values():
-            if type(value) is not str or len(value) > 256:
-                return event, None
+        # traits have any keys and values: the intake's own repair says whether it would
+        # change them (the usual traits, from a tracker that sends them well, it would not)
+        if traits and not (len(traits) <= limits.max_keys
+                           and OptionalFields.leaves_traits(traits)):
+            return event, None
+        if ids_unsure:
+            for value in identity.values():
+                if type(value) is not str or len(value) > 256:
+                    return event, None
         return event, ts
 
     def _track_type(self, name: Any) -> str:
-        """A track call's type from its event name (remembered: names are few)."""
+        """A track call's type from its event name."""
         if type(name) is not str or not name:
             raise InvalidEvent("missing_field", "a track call needs its event name")
         key = snake_case(name)
         if not key:
             raise InvalidEvent("bad_value", f"event {name!r} has no letter or digit to"
                                " name a touchpoint type")
-        type_ = self._events.get(key, key)
-        if len(self._types) < _NAMES_REMEMBERED:
-            self._types[name] = type_
-        return type_
+        return self._events.get(key, key)
 
     def _additions(self, call: Mapping[str, Any], kind: CallType, type_: str,
                    props: dict[str, Any] | None) -> dict[str, Any]:
         """A page's or a screen's properties with its name and category, a conversion's
-        with its amount (on a copy: otherwise the call's own object is taken)."""
-        props = dict(props) if props else {}
+        with its amount (each added on a copy: the call's own object stays as it was)."""
+        props = props or {}
         if kind in _PAGES:
-            _put(props, "name", call.get("name"), keep=True)
-            _put(props, "content_category", call.get("category"), keep=True)
+            props = _with(props, "name", call.get("name"))
+            props = _with(props, "content_category", call.get("category"))
         if type_ in self._conversions and self._revenue not in props:
             amount = next((props[k] for k in self._revenue_keys if k in props), None)
-            _put(props, self._revenue, amount)
+            props = _with(props, self._revenue, amount)
         return props
 
     def _traits(self, call: Mapping[str, Any], kind: CallType, context: Mapping[str, Any],
@@ -410,14 +457,16 @@ class SegmentAdapter(Adapter):
         Identifier traits (email, phone) go to ``identity`` instead.
         """
         out: dict[str, Any] = {}
-        declared = call.get("traits")
-        for source in (context.get("traits"), declared if kind != "group" else None):
-            if type(source) is dict:
-                self._person(source, out, identity)
+        traits = context.get("traits")
+        if type(traits) is dict:
+            self._person(traits, out, identity)
+        traits = call.get("traits")
         if kind == "group":
-            if type(declared) is dict:
-                self._company(declared, out)
+            if type(traits) is dict:
+                self._company(traits, out)
             _put(out, "company_id", _identifier(call.get("groupId")))
+        elif type(traits) is dict:
+            self._person(traits, out, identity)
         return out
 
     def _person(self, traits: Mapping[str, Any], out: dict[str, Any],
@@ -425,7 +474,12 @@ class SegmentAdapter(Adapter):
         for key, value in traits.items():
             id_type = self._identity_traits.get(key)
             if id_type is not None:
-                _put(identity, id_type, _identifier(value), keep=True)
+                if id_type in identity:
+                    continue  # the call's own ids and earlier traits win
+                if type(value) is str and value:
+                    identity[id_type] = value
+                else:
+                    _put(identity, id_type, _identifier(value))
             elif key == "address" and type(value) is dict:
                 _put(out, "city", value.get("city"))
                 _put(out, "region", value.get("state") or value.get("region"))
@@ -521,11 +575,19 @@ def _identifier(value: Any) -> Any:
     return value  # a string, or something the intake will refuse with its reason
 
 
-def _put(obj: dict[str, Any], key: str, value: Any, keep: bool = False) -> None:
-    """Set when there is something to say; ``keep``: an earlier value wins."""
+def _with(obj: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
+    """``obj`` with ``value`` at ``key`` (as :func:`_put` sets it) on a copy, unless ``obj``
+    has a value there already or there is no value: then ``obj`` itself."""
+    if value is None or key in obj:
+        return obj
+    copy = dict(obj)
+    _put(copy, key, value)
+    return copy
+
+
+def _put(obj: dict[str, Any], key: str, value: Any) -> None:
+    """Set when there is something to say."""
     if value is None or value == "" or value == {}:
-        return
-    if keep and key in obj:
         return
     obj[key] = value
 
