@@ -3,8 +3,9 @@ over 1, 2 and 3 worker processes give the same results, and the groups of one pr
 
 from __future__ import annotations
 
+import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import orjson
 import pytest
 
 from workers.config import load
+from workers.core.partitioned.local import LocalTopology
 from workers.simulation.generator import simulate
 from workers.testing import (
     Record,
@@ -30,6 +32,15 @@ pytestmark = pytest.mark.integration
 # every event waits in the event-time buffer until the input is all read, so the identity
 # stage decides in event-time order however the routers interleave their partitions
 WHOLE_STREAM = 30 * 86400.0
+WINDOW = {"PERSONA_STREAM_INTAKE__REORDER_WINDOW_SECONDS": str(WHOLE_STREAM),
+          "PERSONA_STREAM_INTAKE__DEDUP_WINDOW_SECONDS": str(WHOLE_STREAM)}
+
+
+@pytest.fixture
+def whole_stream_window(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name, value in WINDOW.items():
+        monkeypatch.setenv(name, value)
+    yield
 
 
 def _finished(group: list[WorkerProcess]) -> bool:
@@ -63,31 +74,51 @@ def _profiles(group: list[WorkerProcess]) -> dict[str, tuple[Any, int, Any]]:
     return found
 
 
+def _config(directory: Path, bootstrap: str,
+            unique_name: Callable[[str], str]) -> tuple[Path, dict[str, Any]]:
+    directory.mkdir()
+    return worker_config(directory, unique_name, bootstrap=bootstrap, partitions=6,
+                         topology="partitioned", commit_interval_seconds=1)
+
+
+def _start(group: list[WorkerProcess], lines: list[bytes], topic: str, bootstrap: str) -> None:
+    wait_for(lambda: sum(len((w.status() or {}).get("input_partitions") or ())
+                         for w in group) == 6, 90, "the routers to share the input")
+    produce(topic, [Record(line, identity_key(line)) for line in lines], bootstrap)
+
+
 def _run(workers: int, lines: list[bytes], tmp_path: Path, bootstrap: str,
          unique_name: Callable[[str], str]) -> tuple[dict[str, Any], set[str]]:
     directory = tmp_path / f"workers-{workers}"
-    directory.mkdir()
-    config, settings = worker_config(directory, unique_name, bootstrap=bootstrap,
-                                     partitions=6, topology="partitioned",
-                                     commit_interval_seconds=1)
+    config, settings = _config(directory, bootstrap, unique_name)
     with worker_processes(config, workers, directory) as group:
-        wait_for(lambda: sum(len((w.status() or {}).get("input_partitions") or ())
-                             for w in group) == 6, 90, "the routers to share the input")
-        produce(settings["kafka"]["input_topic"],
-                [Record(line, identity_key(line)) for line in lines], bootstrap)
+        _start(group, lines, settings["kafka"]["input_topic"], bootstrap)
         wait_for(lambda: _settled(group), 240, "every partition to apply every record")
         profiles = _profiles(group)
     changes = topic_records(settings["kafka"]["segment_changes_topic"], bootstrap)
     return profiles, {r["event_id"] for r in changes}
 
 
+def _in_process(config_file: Path, lines: list[bytes]) -> tuple[dict[str, Any], set[str]]:
+    """The same stages in this process (workers.core.partitioned.local), on the workers'
+    configuration: the results a deployment must reach, whatever happens to it."""
+    config = load(config_file, env=WINDOW)
+    topology = LocalTopology(config, 6)
+    topology.feed_many(lines)
+    outputs = topology.flush()
+    types = list(config.identity.limits)
+    profiles = {}
+    for task in topology.tasks:
+        for pid in task.work.profiles:
+            p = task.work.profile_snapshot(pid, types)
+            profiles[pid] = ({t: sorted(v) for t, v in p["identifiers"].items()},
+                             p["event_count"], p["segment"])
+    return profiles, {o.record["event_id"] for o in outputs if o.kind == "segment_change"}
+
+
+@pytest.mark.usefixtures("whole_stream_window")
 def test_one_two_and_three_workers_give_the_same_results(
-        kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    window = {"PERSONA_STREAM_INTAKE__REORDER_WINDOW_SECONDS": str(WHOLE_STREAM),
-              "PERSONA_STREAM_INTAKE__DEDUP_WINDOW_SECONDS": str(WHOLE_STREAM)}
-    for name, value in window.items():
-        monkeypatch.setenv(name, value)
+        kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path) -> None:
     lines, _, _ = simulate(300, seed=31, days=2)
     results = {n: _run(n, lines, tmp_path, kafka_bootstrap, unique_name) for n in (1, 2, 3)}
     profiles, changes = results[1]
@@ -95,9 +126,59 @@ def test_one_two_and_three_workers_give_the_same_results(
     for n in (2, 3):
         assert results[n][0] == profiles, f"{n} workers: other profiles than one"
         assert results[n][1] == changes, f"{n} workers: other segment changes than one"
+    assert (profiles, changes) == _in_process(tmp_path / "workers-1" / "config.yaml", lines)
     # the identifier groups and event counts of one process over the same input
-    config = load(env=window)
+    config = load(env=WINDOW)
     pipeline = pipeline_over(lines, config)
     want = {pid: ({t: sorted(v) for t, v in pipeline.graph.identifiers(pid).items()},
                   state.event_count) for pid, state in pipeline.profiles.items()}
     assert {pid: (ids, count) for pid, (ids, count, _) in profiles.items()} == want
+
+
+def _holding(group: list[WorkerProcess], role: str) -> WorkerProcess | None:
+    """A worker holding ``role``: the owner, the trainer, or profile partitions only."""
+    for worker in group:
+        status = worker.status() or {}
+        if role == "owner" and status.get("owner"):
+            return worker
+        if role == "trainer" and status.get("trainer"):
+            return worker
+        if role == "tasks" and status.get("task_partitions") and not (
+                status.get("owner") or status.get("trainer")):
+            return worker
+    return None
+
+
+@pytest.mark.usefixtures("whole_stream_window")
+@pytest.mark.parametrize("role", ["owner", "trainer", "tasks"])
+def test_a_worker_killed_mid_stream_loses_nothing(
+        role: str, kafka_bootstrap: str, unique_name: Callable[[str], str],
+        tmp_path: Path) -> None:
+    """SIGKILL of the worker making the identity decisions, of the trainer's, or of one
+    holding profile partitions only, mid-stream, then its restart: the same profiles and
+    the same set of segment changes as the stages in one process (repeats allowed: at
+    least once)."""
+    lines, _, _ = simulate(300, seed=33, days=2)
+    config, settings = _config(tmp_path / "deployment", kafka_bootstrap, unique_name)
+    with worker_processes(config, 3, tmp_path / "deployment") as group:
+        _start(group, lines, settings["kafka"]["input_topic"], kafka_bootstrap)
+        wait_for(lambda: _holding(group, role) is not None, 90, f"a worker holding {role}")
+        victim = _holding(group, role)
+        assert victim is not None
+
+        def busy() -> bool:
+            status = victim.status() or {}
+            return bool(status.get("commits") or status.get("task_commits"))
+
+        wait_for(busy, 120, "the victim to have committed some of its work")
+        instance = f"w{group.index(victim)}"
+        victim.stop(signal.SIGKILL)
+        group[group.index(victim)] = WorkerProcess(config, instance_id=instance,
+                                                   log_dir=tmp_path / "deployment")
+        wait_for(lambda: _settled(group), 240, "every partition to apply every record")
+        profiles = _profiles(group)
+    changes = {r["event_id"] for r in topic_records(settings["kafka"]["segment_changes_topic"],
+                                                    kafka_bootstrap)}
+    want_profiles, want_changes = _in_process(config, lines)
+    assert profiles == want_profiles
+    assert changes == want_changes
