@@ -187,7 +187,8 @@ def build_app(config: Config, initial: Pipeline | None = None) -> WorkerApp:
     loops: list[Loop] = [router, owner, CardFollower(config, clients, state)]
     holders: list[Holder] = [owner]
     if k.topology == "partitioned":
-        tasks, trainer = ProfileTasks(config, clients, state), TrainerRole(config, clients, state)
+        tasks = ProfileTasks(config, clients, state, metrics)
+        trainer = TrainerRole(config, clients, state, metrics)
         loops += [tasks, trainer]
         holders += [tasks, trainer]
     if config.state.standby:

@@ -34,11 +34,14 @@ from workers import __version__
 from workers.core.identity_stage import IdentityStage
 from workers.core.pipeline import Pipeline
 from workers.core.records import CHANGE_REASONS, IdentityMerge, Output, SegmentChange
+from workers.core.stats import Stats
 from workers.core.touchpoints import parse_time
 
 __all__ = ["CONTENT_TYPE_LATEST", "Message", "Metrics"]
 
 OUTCOMES = ("valid", "invalid", "duplicate")
+Counts = dict[tuple[str, str], int]  # (counter, label) -> count
+OWNER = "owner"  # the source of the owner's counts (workers.service.owner)
 
 # Per-event processing time, a 1-2.5-5 series around the 10-100 µs a touchpoint
 # costs: 5 µs catches batches of duplicates and dead letters (cheap), 10 ms a
@@ -153,7 +156,9 @@ class Metrics:
             "profiles_forgotten": self.profiles_forgotten,
             "dropped": self.fields_dropped, "coerced": self.values_coerced,
         }
-        self._exported: dict[tuple[str, str], int] = {}
+        # per holder of counted state (the owner's, each profile partition's, the
+        # trainer's): the counts already exported
+        self._exported: dict[str, Counts] = {}
         self._segments: set[str] = set()
         self._next_offset: dict[int, int] = {}
         self._lag_partitions: set[int] = set()
@@ -185,48 +190,54 @@ class Metrics:
         """A state taken over: its counts so far are other processes' work (or this one's,
         already exported), so this process's counters grow only by what it does next, and
         ``sum()`` over workers stays right after any takeover."""
-        self._exported = self._current(pipeline)
+        self.start_source(OWNER, self._current(pipeline))
         self.sync(pipeline)
 
     def sync(self, pipeline: IdentityStage) -> None:
         """Counters advance by the growth of ``Stats`` since the last call; gauges are set."""
-        for key, value in self._current(pipeline).items():
-            delta = value - self._exported.get(key, 0)
-            if delta > 0:
-                name, label = key
-                counter = self._counters[name]
-                (counter.labels(label) if label else counter).inc(delta)
-                self._exported[key] = value
+        self._advance(OWNER, self._current(pipeline))
         if isinstance(pipeline, Pipeline):  # the profiles and the model are here too
             self.profiles.set(len(pipeline.profiles))
             snapshot = pipeline.model.snapshot
             self.model_version.set(0 if snapshot is None else snapshot.version)
             self._set_segment_sizes(pipeline.sizes)
 
+    # ---- the other holders of state (kafka.topology: partitioned) -------------------
+
+    def start_source(self, source: str, counts: Counts) -> None:
+        """``source`` (``profiles:<p>``, ``trainer``) taken over with ``counts`` done
+        elsewhere: this process counts only what it does next."""
+        self._exported[source] = dict(counts)
+
+    def observe_stats(self, source: str, stats: Stats, outputs: Iterable[Output]) -> None:
+        """A profile partition's or the trainer's counts, after it emitted ``outputs``."""
+        self._observe_emitted(outputs)
+        self._advance(source, counts_of(stats))
+
+    def forget_source(self, source: str) -> None:
+        """``source`` handed over: its next holder counts from there."""
+        self._exported.pop(source, None)
+
+    def _advance(self, source: str, current: Counts) -> None:
+        exported = self._exported.setdefault(source, {})
+        for key, value in current.items():
+            delta = value - exported.get(key, 0)
+            if delta > 0:
+                name, label = key
+                counter = self._counters[name]
+                (counter.labels(label) if label else counter).inc(delta)
+                exported[key] = value
+
     @staticmethod
-    def _current(pipeline: IdentityStage) -> dict[tuple[str, str], int]:
+    def _current(pipeline: IdentityStage) -> Counts:
         """Every counted quantity of ``pipeline``, keyed (counter, label)."""
-        stats = pipeline.stats
-        current: dict[tuple[str, str], int] = {
-            # a held valid event may still turn out unattributable (then invalid), so it
-            # is counted once it leaves the buffer: this keeps the counter monotonic
-            ("events", "valid"): stats.events_valid - pipeline.buffered,
-            ("events", "invalid"): stats.events_invalid,
-            ("events", "duplicate"): stats.events_duplicate,
-            # naming an identifier of a forgotten person: dropped at intake
-            ("events", "forgotten"): stats.events_forgotten,
-            ("profiles_forgotten", ""): stats.profiles_forgotten,
-            ("merges", ""): stats.identity_merges,
-            ("blocked", ""): stats.identifiers_blocked,
-            ("model_updates", ""): stats.model_updates,
-            ("traits_dropped", ""): stats.traits_dropped,
-            ("beyond_dedup_window", ""): pipeline.dedup.beyond_window,
-        }
+        current = counts_of(pipeline.stats)
+        # a held valid event may still turn out unattributable (then invalid), so it
+        # is counted once it leaves the buffer: this keeps the counter monotonic
+        current["events", "valid"] -= pipeline.buffered
+        current["beyond_dedup_window", ""] = pipeline.dedup.beyond_window
         optional = pipeline.parser.optional
-        for name, counts in (("invalid", stats.invalid_by_error),
-                             ("dropped", optional.dropped), ("coerced", optional.coerced),
-                             ("refused", stats.merges_refused),
-                             ("changes", stats.changes_by_reason)):
+        for name, counts in (("dropped", optional.dropped), ("coerced", optional.coerced)):
             current.update(((name, label), n) for label, n in counts.items())
         return current
 
@@ -281,3 +292,24 @@ class Metrics:
 def _drop(gauge: Gauge, partition: int) -> None:
     with contextlib.suppress(KeyError):  # no series yet for this partition
         gauge.remove(str(partition))
+
+
+def counts_of(stats: Stats) -> Counts:
+    """Every quantity ``stats`` counts, keyed (counter, label)."""
+    current: Counts = {
+        ("events", "valid"): stats.events_valid,
+        ("events", "invalid"): stats.events_invalid,
+        ("events", "duplicate"): stats.events_duplicate,
+        # naming an identifier of a forgotten person: dropped at intake
+        ("events", "forgotten"): stats.events_forgotten,
+        ("profiles_forgotten", ""): stats.profiles_forgotten,
+        ("merges", ""): stats.identity_merges,
+        ("blocked", ""): stats.identifiers_blocked,
+        ("model_updates", ""): stats.model_updates,
+        ("traits_dropped", ""): stats.traits_dropped,
+    }
+    for name, counts in (("invalid", stats.invalid_by_error),
+                         ("refused", stats.merges_refused),
+                         ("changes", stats.changes_by_reason)):
+        current.update(((name, label), n) for label, n in counts.items())
+    return current

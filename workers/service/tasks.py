@@ -40,6 +40,7 @@ from workers.service.changelog import ChangelogCopy, ChangelogWriter
 from workers.service.clients import BATCH, Batches, Clients, read_until
 from workers.service.emitter import Emitter
 from workers.service.logs import worker_log
+from workers.service.metrics import Metrics, counts_of
 from workers.service.state import WorkerState
 from workers.state.changelog import StateWriter, Store, restore
 from workers.state.wire import decode, encode
@@ -67,10 +68,12 @@ class HeldTask:
 class ProfileTasks(ConsumerRebalanceListener):
     """The profile partitions assigned to this worker; its own rebalance listener."""
 
-    def __init__(self, config: Config, clients: Clients, state: WorkerState) -> None:
+    def __init__(self, config: Config, clients: Clients, state: WorkerState,
+                 metrics: Metrics) -> None:
         self.config = config
         self.clients = clients
         self.state = state
+        self.metrics = metrics
         self.topic = profiles_topic(config)
         self.samples = samples_topic(config)
         self.versions_partition = TopicPartition(versions_topic(config), 0)
@@ -145,7 +148,9 @@ class ProfileTasks(ConsumerRebalanceListener):
             task.run()
             for _ in range(before - len(task.inbox)):
                 held.offsets.popleft()
-            await emitter.emit(task.take_outputs())
+            outputs = task.take_outputs()
+            await emitter.emit(outputs)
+            self.metrics.observe_stats(_source(task.partition), task.stats, outputs)
             for partition, moved in task.to_tasks:
                 await emitter.send(self.topic, encode(moved), key=moved.survivor.encode(),
                                    partition=partition)
@@ -223,6 +228,7 @@ class ProfileTasks(ConsumerRebalanceListener):
                                     f"the changelogs of profile partition {p}")
         held = HeldTask(task, writer, StateWriter(task, saved=not copy.empty), deque(),
                         copy.next_offset, copy.position(VERSIONS_KEY))
+        self.metrics.start_source(_source(p), counts_of(task.stats))
         self.consumer.seek(TopicPartition(self.topic, p), held.next_offset)
         worker_log.info("profile partition taken", extra={
             "partition": p, "from_offset": held.next_offset, "changelog_records_read": read,
@@ -236,6 +242,7 @@ class ProfileTasks(ConsumerRebalanceListener):
                 await self._hand_over(gone)
             for p in gone:
                 await self.held.pop(p).writer.stop()
+                self.metrics.forget_source(_source(p))
             self._held_changed()
 
     async def _hand_over(self, partitions: list[int]) -> None:
@@ -255,3 +262,8 @@ class ProfileTasks(ConsumerRebalanceListener):
                 await held.writer.stop()
             self.held.clear()
             self._held_changed()
+
+
+def _source(partition: int) -> str:
+    """Whose counts the metrics advance by: this profile partition's."""
+    return f"profiles:{partition}"

@@ -28,18 +28,23 @@ from workers.service.changelog import ChangelogCopy, ChangelogWriter
 from workers.service.clients import BATCH, Batches, Clients, read_until
 from workers.service.emitter import Emitter
 from workers.service.logs import worker_log
+from workers.service.metrics import Metrics, counts_of
 from workers.service.state import WorkerState
 from workers.state.changelog import StateWriter, Store, restore
 from workers.state.wire import decode, encode
+
+_SOURCE = "trainer"  # whose counts the metrics advance by
 
 
 class TrainerRole(ConsumerRebalanceListener):
     """Runs the trainer while this worker holds ``<app>-samples``."""
 
-    def __init__(self, config: Config, clients: Clients, state: WorkerState) -> None:
+    def __init__(self, config: Config, clients: Clients, state: WorkerState,
+                 metrics: Metrics) -> None:
         self.config = config
         self.clients = clients
         self.state = state
+        self.metrics = metrics
         self.partition = TopicPartition(samples_topic(config), 0)
         self.versions = versions_topic(config)
         self.commit_interval = config.kafka.commit_interval_seconds
@@ -70,7 +75,9 @@ class TrainerRole(ConsumerRebalanceListener):
                         assert isinstance(item, Sample | Mark)
                         trainer.offer(item)
                         self._next_offset = record.offset + 1
-                await emitter.emit(trainer.take_outputs())
+                outputs = trainer.take_outputs()
+                await emitter.emit(outputs)
+                self.metrics.observe_stats(_SOURCE, trainer.stats, outputs)
                 for version in trainer.take_versions():
                     await emitter.send(self.versions, encode(version), partition=0)
                 self.state.trainer_learned_through = trainer.learned_through
@@ -102,6 +109,7 @@ class TrainerRole(ConsumerRebalanceListener):
                 await asyncio.to_thread(restore, trainer, copy.records(),
                                         "the trainer's changelog")
             self.trainer, self._changes = trainer, StateWriter(trainer, saved=not copy.empty)
+            self.metrics.start_source(_SOURCE, counts_of(trainer.stats))
             self._next_offset = copy.next_offset
             self.consumer.seek(self.partition, self._next_offset)
             self.state.trainer = True
@@ -122,3 +130,4 @@ class TrainerRole(ConsumerRebalanceListener):
                 await self._writer.stop()
             self.trainer, self._writer, self._changes = None, None, None
             self.state.trainer = False
+            self.metrics.forget_source(_SOURCE)
