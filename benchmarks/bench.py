@@ -29,6 +29,8 @@ sys.path.insert(0, str(ROOT))
 from workers.config import load  # noqa: E402
 from workers.core.dedup import Deduplicator  # noqa: E402
 from workers.core.identity import IdentityGraph, IdentityRules  # noqa: E402
+from workers.core.identity_stage import IdentityStage  # noqa: E402
+from workers.core.partitioned.router import PartitionRouter  # noqa: E402
 from workers.core.pipeline import Pipeline  # noqa: E402
 from workers.core.touchpoints import IntakeLimits, TouchpointParser  # noqa: E402
 from workers.errors import InvalidEvent  # noqa: E402
@@ -158,6 +160,36 @@ def bench_pipeline() -> dict[str, Any]:
             "parse_only_per_second": round(len(lines) / baseline),
             "ratio_to_parse_only": round(baseline / seconds, 3), "outputs": outputs,
             "profiles": len(pipeline.profiles)}
+
+
+def bench_identity() -> dict[str, Any]:
+    """kafka.topology partitioned: the identity stage alone (intake, de-dup, event-time
+    order, identity decisions, records for 6 profile partitions) next to the whole
+    pipeline on the same events, alternating, best of 3 each (CPU time)."""
+    path, _ = stream(BIG_PROFILES, 7)
+    lines = lines_of(path)[:300_000]
+    config = load()
+    best = {"stage": math.inf, "pipeline": math.inf}
+    for _ in range(3):
+        router = PartitionRouter(6)
+        stage = IdentityStage(config, router.attach)
+        start = time.process_time()
+        for line in lines:
+            stage.feed(line)
+            router.take()
+        stage.flush()
+        router.take()
+        best["stage"] = min(best["stage"], time.process_time() - start)
+        pipeline = Pipeline(config)
+        start = time.process_time()
+        for line in lines:
+            pipeline.feed(line)
+        pipeline.flush()
+        best["pipeline"] = min(best["pipeline"], time.process_time() - start)
+    return {"events": len(lines),
+            "stage_per_second": round(len(lines) / best["stage"]),
+            "pipeline_per_second": round(len(lines) / best["pipeline"]),
+            "stage_share_of_pipeline": round(best["stage"] / best["pipeline"], 3)}
 
 
 QUALITY_SEEDS = (1, 2, 3)
@@ -546,6 +578,73 @@ def bench_scale() -> dict[str, Any]:
                     "the pipeline runs in the one owner process either way"}
 
 
+SPREAD_PARTITIONS = 6
+
+
+def _spread_settled(statuses: list[dict[str, Any]]) -> bool:
+    owner = [s for s in statuses if s["owner"]]
+    held = sorted(p for s in statuses for p in s["task_partitions"])
+    return (len(owner) == 1 and bool(owner[0]["caught_up"])
+            and held == list(range(SPREAD_PARTITIONS))
+            and all(s["tasks_caught_up"] for s in statuses if s["task_partitions"]))
+
+
+def _spread_run(workers: int, lines: list[bytes]) -> dict[str, Any]:
+    """``workers`` processes with kafka.topology partitioned on a pre-filled input: from all
+    ready (every input and profile partition held) until every partition applied every
+    record; the events each worker's profile partitions applied (the work split)."""
+    settings = _settings(f"spread{workers}",
+                         kafka={"topology": "partitioned", "partitions": SPREAD_PARTITIONS})
+    _prefilled(settings, lines)
+    config_file = _config_file(settings)
+    procs = [WorkerProcess(config_file, instance_id=f"s{i}") for i in range(workers)]
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            statuses = [worker_status(p.port, timeout=2) for p in procs]
+            if all(statuses) and sum(len(s["input_partitions"]) for s in statuses) == \
+                    SPREAD_PARTITIONS and sum(len(s["task_partitions"]) for s in statuses) == \
+                    SPREAD_PARTITIONS:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{workers} partitioned worker(s) not ready")
+            time.sleep(SCALE_POLL)
+        start = time.perf_counter()
+        read_when_ready = next(s["events_read"] for s in statuses if s["owner"]) or 0
+        deadline = time.monotonic() + 900
+        while not _spread_settled(statuses):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{workers} partitioned worker(s) did not finish")
+            time.sleep(SCALE_POLL * 5)
+            statuses = [s for s in (worker_status(p.port, timeout=2) for p in procs) if s]
+        seconds = time.perf_counter() - start
+        applied = []
+        for proc in procs:
+            _, body = proc.admin_get("/profiles")
+            applied.append(sum(orjson.loads(line)["event_count"] for line in body.splitlines()))
+    finally:
+        for proc in procs:
+            proc.stop()
+    events = len(lines) - read_when_ready
+    return {"workers": workers, "events_timed": events, "seconds": round(seconds, 2),
+            "per_second": round(events / seconds),
+            "split": [round(n / max(1, sum(applied)), 3) for n in applied]}
+
+
+def bench_spread() -> dict[str, Any]:
+    """kafka.topology partitioned: 1 and 2 worker processes (ABBA) on the same events."""
+    lines = _worker_lines()
+    rounds = [_spread_run(n, lines) for n in SCALE_ORDER]
+    runs = {str(n): {"per_second": round(sum(r["per_second"] for r in rounds
+                                             if r["workers"] == n) / 2),
+                     "rounds": [r for r in rounds if r["workers"] == n]}
+            for n in (1, 2)}
+    return {"events": len(lines), "partitions": SPREAD_PARTITIONS, "runs": runs,
+            "two_to_one": round(runs["2"]["per_second"] / runs["1"]["per_second"], 3),
+            "split_two": [r["split"] for r in runs["2"]["rounds"]],
+            "cpu_count": os.cpu_count()}
+
+
 def _rss() -> int:
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -844,7 +943,7 @@ BENCHES = {"intake": bench_intake, "pipeline": bench_pipeline, "quality": bench_
            "memory": bench_memory, "profile": bench_profile, "worker": bench_worker,
            "replay": bench_replay, "latency": bench_latency, "scale": bench_scale,
            "hostile": bench_hostile, "formats": bench_formats, "dedup": bench_dedup,
-           "state": bench_state}
+           "state": bench_state, "identity": bench_identity, "spread": bench_spread}
 COMMAND = "python benchmarks/bench.py"
 
 
@@ -909,6 +1008,22 @@ def write_table() -> None:
                      f"{one['per_second']:,}/s (counting start-up and rebalance: "
                      f"{two['from_launch_per_second']:,} vs {one['from_launch_per_second']:,}); "
                      f"{res['events']:,} events; {res['note']}")
+        elif name == "identity":
+            what = ("kafka.topology partitioned: the identity stage alone vs the whole pipeline,"
+                    " same events, CPU time, best of 3")
+            value = (f"identity stage {res['stage_per_second']:,} events/s, whole pipeline "
+                     f"{res['pipeline_per_second']:,}/s (the stage is "
+                     f"{res['stage_share_of_pipeline']:.0%} of the pipeline's work); "
+                     f"{res['events']:,} events")
+        elif name == "spread":
+            one, two = res["runs"]["1"], res["runs"]["2"]
+            what = (f"kafka.topology partitioned: 1 vs 2 worker processes on a pre-filled "
+                    f"{res['partitions']}-partition topic, events/s from all ready to every "
+                    "partition caught up (mean of 2 runs each, ABBA)")
+            value = (f"2 workers {two['per_second']:,} = {res['two_to_one']:.2f}x of 1 worker "
+                     f"{one['per_second']:,}/s; profile work split between the 2: "
+                     f"{res['split_two']}; {res['events']:,} events, "
+                     f"{res['cpu_count']} cores shared with the broker")
         elif name == "memory":
             what = "resident memory per profile, in process (RSS growth / profiles)"
             value = "; ".join(f"{store} store, {int(k):,} profiles: "

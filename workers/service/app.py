@@ -19,9 +19,16 @@ Every worker plays two roles (README "Scaling and recovery" has the diagram):
   (``kafka.processing_guarantee: exactly_once``).
 
 Identity across partitions is therefore decided in one place, in one order: N
-workers on P partitions end with exactly the groups of one process. What this
-does not do is spread the pipeline's CPU over workers: the owner runs the core
-on one core; routing, validation-free forwarding and failover are what scale.
+workers on P partitions end with exactly the groups of one process. With the
+default ``kafka.topology: sequenced`` the owner runs the whole core on one core;
+with ``partitioned`` it runs only the identity stage and two more roles spread
+the rest (README "kafka.topology: partitioned"):
+
+* **profile tasks** (:mod:`~workers.service.tasks`): members of ``<app>.profiles``
+  share the partitions of ``<app>-profiles``, one
+  :class:`~workers.core.partitioned.profile_task.ProfileTask` per partition;
+* **trainer** (:mod:`~workers.service.trainer`): the member of ``<app>.trainer``
+  holding ``<app>-samples`` learns the one model all tasks use.
 
 faust runs the service: lifecycle, signals, timers and the web server. The
 records do not go through a faust agent: faust hands an agent one message at a

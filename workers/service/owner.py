@@ -138,8 +138,14 @@ class Owner(ConsumerRebalanceListener):
         stage = self.state.stage
         if stage is None or self._failed:
             return
+        # a fetch under way when the state was taken may deliver records before the offset
+        # the state reached (the seek to it comes after): those are in the state already
+        after = self.state.next_offset
+        records = [r for r in chain.from_iterable(batches.values()) if r.offset >= after]
+        if not records:
+            return
         started = time.perf_counter()
-        done = process_batch(stage, chain.from_iterable(batches.values()))
+        done = process_batch(stage, records)
         seconds = time.perf_counter() - started
         state = self.state
         state.next_offset = done.next_offset

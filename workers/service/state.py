@@ -48,6 +48,8 @@ class WorkerState:
     tasks: dict[int, ProfileTask] = field(default_factory=dict)  # the ones held, by partition
     tasks_caught_up: bool | None = None  # every record of the partitions held applied
     tasks_waiting: int = 0  # records the tasks hold, waiting for a state or a version
+    tasks_waiting_for: dict[int, str | None] = field(default_factory=dict)  # by partition
+    tasks_read_to: dict[int, int] = field(default_factory=dict)  # input offset, by partition
     task_commits: int = 0
     trainer: bool = False
     trainer_learned_through: int = -1

@@ -110,6 +110,10 @@ class ProfileTasks(ConsumerRebalanceListener):
                     continue  # revoked meanwhile: its next holder reads them again
                 task = held.task
                 for record in records:
+                    if record.offset < held.next_offset:
+                        # read before a seek to where the partition's state stands (a fetch
+                        # already under way when it was taken): already offered
+                        continue
                     item = decode(record.value)
                     if isinstance(item, Moved):
                         task.offer_moved(item)
@@ -164,6 +168,9 @@ class ProfileTasks(ConsumerRebalanceListener):
         """What /status says of the partitions held: records waiting, caught up or not."""
         state, consumer = self.state, self.consumer
         state.tasks_waiting = sum(len(h.task.inbox) for h in self.held.values())
+        state.tasks_waiting_for = {p: h.task.waiting_for for p, h in self.held.items()
+                                   if h.task.inbox}
+        state.tasks_read_to = {p: h.next_offset for p, h in self.held.items()}
         if consumer is None:
             return
         ends = [consumer.highwater(TopicPartition(self.topic, p)) for p in self.held]

@@ -71,6 +71,8 @@ class TrainerRole(ConsumerRebalanceListener):
             if trainer is not None and emitter is not None:
                 for records in batches.values():
                     for record in records:
+                        if record.offset < self._next_offset:
+                            continue  # fetched before the seek to where the state stands
                         item = decode(record.value)
                         assert isinstance(item, Sample | Mark)
                         trainer.offer(item)

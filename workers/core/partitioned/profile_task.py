@@ -123,6 +123,19 @@ class ProfileTask:
             return self.learned_through >= record.tick - self.delay
         return True
 
+    @property
+    def waiting_for(self) -> str | None:
+        """What the next record waits for, said for operators; None when nothing waits."""
+        if not self.inbox or self.ready:
+            return None
+        record = self.inbox[0]
+        if isinstance(record, Tick):
+            return f"the trainer's tick {record.tick - self.delay} (learned {self.learned_through})"
+        assert isinstance(record, Routed)
+        away = [other for other in self._away(record) if (other, record.pid) not in self.arrived]
+        return (f"the state of {', '.join(away)} for {record.pid} ({len(self.inbox)} records"
+                f" and {len(self.arrived)} states here)")
+
     def run(self) -> None:
         """Apply the records that can be applied now, in order."""
         inbox = self.inbox
