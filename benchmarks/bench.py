@@ -597,7 +597,8 @@ def _spread_run(workers: int, lines: list[bytes]) -> dict[str, Any]:
                          kafka={"topology": "partitioned", "partitions": SPREAD_PARTITIONS})
     _prefilled(settings, lines)
     config_file = _config_file(settings)
-    procs = [WorkerProcess(config_file, instance_id=f"s{i}") for i in range(workers)]
+    procs = [WorkerProcess(config_file, instance_id=f"s{i}", log_dir=config_file.parent)
+             for i in range(workers)]
     try:
         deadline = time.monotonic() + 120
         while True:

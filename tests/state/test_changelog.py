@@ -12,6 +12,7 @@ import pytest
 
 from workers.config import load
 from workers.core.partitioned.local import LocalTopology
+from workers.core.partitioned.trainer import Trainer
 from workers.core.pipeline import Pipeline
 from workers.service.batch import FLUSH_KEY, process_batch
 from workers.simulation.generator import simulate
@@ -200,3 +201,41 @@ def test_a_takeover_at_any_commit_of_a_sequenced_stream_ends_as_one_pass(tmp_pat
             assert _groups_and_counts(restored) == expected, f"restored at offset {at}"
             restored.profiles.close()
     assert commits > 10 and merges > 0
+
+
+def test_the_trainer_keeps_what_waits_a_record_each_and_restores_it(
+        stream: list[bytes]) -> None:
+    """Partitions far apart: the samples and marks waiting for the slowest one are records
+    of their own (never one big value), and a trainer restored from them learns what an
+    uninterrupted one learns."""
+    config = small_stream_config()
+    topology = LocalTopology(config, 2)
+    held: list[Any] = []
+    offer = topology.trainer.offer
+
+    def spy(record: Any) -> None:
+        held.append(record)
+        offer(record)
+
+    topology.trainer.offer = spy  # type: ignore[method-assign]
+    topology.feed_many(stream)
+    topology.flush()
+    # partition 1 marks nothing until the end: everything else waits for it
+    late = [r for r in held if getattr(r, "partition", None) == 1]
+    early = [r for r in held if getattr(r, "partition", None) != 1]
+    trainer = Trainer(config, 2)
+    writer = StateWriter(trainer, saved=False)
+    for record in early:
+        trainer.offer(record)
+    records = writer.changes()
+    waiting = [r for r in records if r.key.startswith((b"sample:", b"mark:"))]
+    assert len(waiting) > 1000 and max(len(r.value or b"") for r in records) < 100_000
+    restored = restore(Trainer(config, 2), records, "test")
+    for record in late:
+        trainer.offer(record)
+        restored.offer(record)
+    assert restored.learned_through == trainer.learned_through > 0
+    assert restored.model.snapshot == trainer.model.snapshot
+    assert restored.model.snapshot is not None
+    assert [(v.tick, v.snapshots) for v in restored.take_versions()] == [
+        (v.tick, v.snapshots) for v in trainer.take_versions()]

@@ -33,6 +33,7 @@ reads only the last few seconds of changes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -215,7 +216,10 @@ class ChangelogWriter:
             await asyncio.gather(*futures)
             await self.producer.commit_transaction()
         except KafkaError as exc:
-            raise BrokerError(f"committing the owner's state failed: {exc!r}") from exc
+            # nothing of it is committed; the producer is left ready for a next owner's stop
+            with contextlib.suppress(KafkaError):
+                await self.producer.abort_transaction()
+            raise BrokerError(f"committing the {self.group} state failed: {exc!r}") from exc
         finally:
             self._open = False
         return written

@@ -42,6 +42,7 @@ from typing import Any, Literal, NamedTuple, Protocol, TypeVar, get_args
 from workers.config import Config
 from workers.core.identity_stage import IdentityStage
 from workers.core.partitioned.profile_task import IdentifierView, ProfileTask
+from workers.core.partitioned.records import Sample
 from workers.core.partitioned.trainer import Trainer
 from workers.core.pipeline import Pipeline
 from workers.core.profile_work import ProfileWork
@@ -365,6 +366,45 @@ class Model:
         model.window.extend(tuple(unpack(value)) for _, value in entries)
 
 
+class Waiting:
+    """The trainer's samples and marks of ticks not learned yet: a record each
+    (``sample:<tick>:<profile>``, ``mark:<tick>``), gone once the tick is learned."""
+
+    def __init__(self, trainer: Trainer) -> None:
+        self.trainer = trainer
+
+    def records(self, everything: bool) -> Iterator[StateRecord]:
+        trainer = self.trainer
+        samples, marks = trainer.changed_samples, trainer.changed_marks
+        if everything:
+            samples = {(t, pid) for t, held in trainer.samples.items() for pid in held}
+            marks = set(trainer.marks)
+        for tick, pid in sorted(samples):
+            sample = trainer.samples.get(tick, {}).get(pid)
+            yield StateRecord("meta", b"sample:%d:%s" % (tick, pid.encode()),
+                              None if sample is None else pack(tuple(sample)))
+        for tick in sorted(marks):
+            held = trainer.marks.get(tick)
+            yield StateRecord("meta", b"mark:%d" % tick,
+                              None if held is None else pack(sorted(held)))
+        self.written()
+
+    def load(self, latest: Latest) -> None:
+        trainer = self.trainer
+        for key, value in latest["meta"].items():
+            if value is None:
+                continue
+            if key.startswith(b"sample:"):
+                sample = Sample(*unpack(value))
+                trainer.samples[sample.tick][sample.pid] = sample
+            elif key.startswith(b"mark:"):
+                trainer.marks[int(key[5:])] = set(unpack(value))
+
+    def written(self) -> None:
+        self.trainer.changed_samples = set()
+        self.trainer.changed_marks = set()
+
+
 def _model_stamp(model: SegmentModel) -> tuple[int, int]:
     """Changes whenever the model learns (and so whenever it publishes)."""
     snapshot = model.snapshot
@@ -396,7 +436,8 @@ def parts_of(stateful: Stateful) -> Sequence[Part]:
         return [Profiles(stateful.work, stateful.work.config), View(stateful.view),
                 Meta(key, stateful.meta_state, stateful.load_meta)]
     if isinstance(stateful, Trainer):
-        return [Model(stateful.model), Meta(key, stateful.meta_state, stateful.load_meta)]
+        return [Model(stateful.model), Waiting(stateful),
+                Meta(key, stateful.meta_state, stateful.load_meta)]
     stage: list[Part] = [Identities(stateful), DedupIds(stateful), Held(stateful)]
     if isinstance(stateful, Pipeline):
         # the meta record first: the model and the profiles are read after it

@@ -44,6 +44,9 @@ class Trainer:
         self.marks: dict[int, set[int]] = defaultdict(set)
         self.learned_through = -1
         self.versions: list[Version] = []  # for every partition, in tick order
+        # samples and marks added or learned (gone) since the state's last commit took them
+        self.changed_samples: set[tuple[int, ProfileId]] = set()
+        self.changed_marks: set[int] = set()
 
     def offer(self, record: Sample | Mark) -> None:
         """A sample or a mark; one sent again (its partition restarted) changes nothing."""
@@ -51,15 +54,19 @@ class Trainer:
             return
         if isinstance(record, Sample):
             self.samples[record.tick][record.pid] = record
+            self.changed_samples.add((record.tick, record.pid))
             return
         self.marks[record.tick].add(record.partition)
+        self.changed_marks.add(record.tick)
         while len(self.marks.get(self.learned_through + 1, ())) == self.partitions:
             self._learn(self.learned_through + 1)
 
     def _learn(self, tick: int) -> None:
         del self.marks[tick]
+        self.changed_marks.add(tick)
         published: list[tuple[Snapshot, float]] = []
         samples = self.samples.pop(tick, {})
+        self.changed_samples.update((tick, pid) for pid in samples)
         for _, sample in sorted(samples.items()):
             snapshot = self.model.learn(sample.vector, sample.ts)
             if snapshot is not None:
@@ -69,22 +76,14 @@ class Trainer:
         self.versions.append(Version(tick, tuple(published)))
 
     def meta_state(self) -> dict[str, Any]:
-        """Besides the model: small, written whole per commit."""
+        """Besides the model and the samples and marks waiting (kept a record each: the
+        partitions may be thousands of ticks apart): small, written whole per commit."""
         return {"stats": self.stats, "learned_through": self.learned_through,
-                "samples": [tuple(s) for samples in self.samples.values()
-                            for s in samples.values()],
-                "marks": {tick: sorted(marks) for tick, marks in self.marks.items()},
                 **self.work.meta_state()}
 
     def load_meta(self, meta: dict[str, Any]) -> None:
         self.stats = self.work.stats = meta["stats"]
         self.learned_through = meta["learned_through"]
-        self.samples.clear()
-        for fields in meta["samples"]:
-            sample = Sample(*fields)
-            self.samples[sample.tick][sample.pid] = sample
-        self.marks.clear()
-        self.marks.update((tick, set(marks)) for tick, marks in meta["marks"].items())
         self.work.load_meta(meta)
 
     def take_outputs(self) -> list[Output]:
