@@ -24,6 +24,10 @@ Batches = dict[TopicPartition, list[ConsumerRecord]]  # what getmany returns
 
 BATCH = 5000  # records per getmany: amortises the event loop; ~0.2 s of pipeline work
 BATCH_WAIT_MS = 200  # a partial batch waits this long before it is processed anyway
+# how long a fetch waits for new records on a partition (aiokafka's default: 500 ms): short
+# where a role answers another one (the router for the owner, a profile partition and the
+# trainer for each other), so a round trip is not half a second of waiting
+QUICK_FETCH_MS = 20
 
 
 class Clients:

@@ -24,7 +24,7 @@ from workers.config import Config
 from workers.core.identity_stage import IdentityStage
 from workers.io.kafka import sequenced_topic
 from workers.service.batch import FORGET_KEY
-from workers.service.clients import BATCH, Batches, Clients, read_until
+from workers.service.clients import BATCH, QUICK_FETCH_MS, Batches, Clients, read_until
 from workers.service.logs import worker_log
 from workers.service.metrics import Metrics
 from workers.service.state import WorkerState
@@ -36,7 +36,7 @@ LAG_INTERVAL = 5.0
 # too, mostly empty: while the input partitions' records wait to be forwarded, aiokafka
 # fetches the other partitions alone, and no new input is fetched until that fetch
 # returns; at aiokafka's default (500 ms) every batch could wait that long
-_FETCH_WAIT_MS = 20
+_FETCH_WAIT_MS = QUICK_FETCH_MS
 
 
 class Router(ConsumerRebalanceListener):

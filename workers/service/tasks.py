@@ -37,7 +37,7 @@ from workers.core.partitioned.profile_task import ProfileTask
 from workers.core.partitioned.records import Moved, Version
 from workers.io.kafka import changelog_topic, profiles_topic, samples_topic, versions_topic
 from workers.service.changelog import ChangelogCopy, ChangelogWriter
-from workers.service.clients import BATCH, Batches, Clients, read_until
+from workers.service.clients import BATCH, QUICK_FETCH_MS, Batches, Clients, read_until
 from workers.service.emitter import Emitter
 from workers.service.logs import worker_log
 from workers.service.metrics import Metrics, counts_of
@@ -92,9 +92,10 @@ class ProfileTasks(ConsumerRebalanceListener):
     async def run(self, stopping: asyncio.Event) -> None:
         self.emitter = Emitter(self.config, await self.clients.producer())
         consumer = self.consumer = self.clients.consumer(
-            role="profiles", isolation_level="read_committed")
+            role="profiles", isolation_level="read_committed", fetch_max_wait_ms=QUICK_FETCH_MS)
         consumer.subscribe([self.topic], listener=self)
-        versions = self.clients.consumer(isolation_level="read_committed")
+        versions = self.clients.consumer(isolation_level="read_committed",
+                                         fetch_max_wait_ms=QUICK_FETCH_MS)
         await versions.start()  # started before any assignment seeks it
         versions.assign([self.versions_partition])
         self.versions = versions

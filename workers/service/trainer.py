@@ -25,7 +25,7 @@ from workers.core.partitioned.records import Mark, Sample
 from workers.core.partitioned.trainer import Trainer
 from workers.io.kafka import changelog_topic, samples_topic, versions_topic
 from workers.service.changelog import ChangelogCopy, ChangelogWriter
-from workers.service.clients import BATCH, Batches, Clients, read_until
+from workers.service.clients import BATCH, QUICK_FETCH_MS, Batches, Clients, read_until
 from workers.service.emitter import Emitter
 from workers.service.logs import worker_log
 from workers.service.metrics import Metrics, counts_of
@@ -60,7 +60,7 @@ class TrainerRole(ConsumerRebalanceListener):
     async def run(self, stopping: asyncio.Event) -> None:
         self.emitter = Emitter(self.config, await self.clients.producer())
         consumer = self.consumer = self.clients.consumer(
-            role="trainer", isolation_level="read_committed")
+            role="trainer", isolation_level="read_committed", fetch_max_wait_ms=QUICK_FETCH_MS)
         consumer.subscribe([self.partition.topic], listener=self)
         self._last_commit = time.monotonic()
         await read_until(stopping, consumer, self._process, max_records=BATCH)
