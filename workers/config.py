@@ -274,8 +274,10 @@ class SegmentationConfig:
     warmup_profiles: int
     learn_interval_seconds: float
     assign_tick_seconds: float
-    # profile partitions (workers.core.partitioned): a version learned in tick n is in
-    # force from tick n + version_delay_ticks everywhere
+    # profile partitions (workers.core.partitioned): the trainer learns once per epoch of
+    # version_epoch_ticks ticks; a version learned in the epoch of tick n is in force from
+    # tick n + version_delay_ticks (rounded to its epoch) everywhere
+    version_epoch_ticks: int
     version_delay_ticks: int
     hysteresis: float
     snapshot_every_learns: int
@@ -589,7 +591,10 @@ def _ranges(config: Config) -> Iterator[str]:
         (seg.warmup_profiles >= seg.most_clusters,
          "segmentation.warmup_profiles must be >= n_clusters (max_clusters when auto)"),
         (seg.assign_tick_seconds > 0, "segmentation.assign_tick_seconds must be > 0"),
-        (seg.version_delay_ticks >= 1, "segmentation.version_delay_ticks must be >= 1"),
+        (seg.version_epoch_ticks >= 1, "segmentation.version_epoch_ticks must be >= 1"),
+        (seg.version_delay_ticks >= seg.version_epoch_ticks >= 1
+         and seg.version_delay_ticks % seg.version_epoch_ticks == 0,
+         "segmentation.version_delay_ticks must be a multiple of version_epoch_ticks"),
         (seg.window_profiles >= seg.warmup_profiles,
          "segmentation.window_profiles must be >= warmup_profiles"),
         (0 <= seg.clip_quantile < 0.5, "segmentation.clip_quantile must be in [0, 0.5)"),

@@ -367,8 +367,8 @@ class Model:
 
 
 class Waiting:
-    """The trainer's samples and marks of ticks not learned yet: a record each
-    (``sample:<tick>:<profile>``, ``mark:<tick>``), gone once the tick is learned."""
+    """The trainer's samples and marks of epochs not learned yet: a record each
+    (``sample:<tick>:<profile>``, ``mark:<epoch>``), gone once the epoch is learned."""
 
     def __init__(self, trainer: Trainer) -> None:
         self.trainer = trainer
@@ -377,15 +377,15 @@ class Waiting:
         trainer = self.trainer
         samples, marks = trainer.changed_samples, trainer.changed_marks
         if everything:
-            samples = {(t, pid) for t, held in trainer.samples.items() for pid in held}
+            samples = {key for held in trainer.samples.values() for key in held}
             marks = set(trainer.marks)
         for tick, pid in sorted(samples):
-            sample = trainer.samples.get(tick, {}).get(pid)
+            sample = trainer.sample(tick, pid)
             yield StateRecord("meta", b"sample:%d:%s" % (tick, pid.encode()),
                               None if sample is None else pack(tuple(sample)))
-        for tick in sorted(marks):
-            held = trainer.marks.get(tick)
-            yield StateRecord("meta", b"mark:%d" % tick,
+        for epoch in sorted(marks):
+            held = trainer.marks.get(epoch)
+            yield StateRecord("meta", b"mark:%d" % epoch,
                               None if held is None else pack(sorted(held)))
         self.written()
 
@@ -396,7 +396,8 @@ class Waiting:
                 continue
             if key.startswith(b"sample:"):
                 sample = Sample(*unpack(value))
-                trainer.samples[sample.tick][sample.pid] = sample
+                trainer.samples[sample.tick // trainer.epoch_ticks][
+                    sample.tick, sample.pid] = sample
             elif key.startswith(b"mark:"):
                 trainer.marks[int(key[5:])] = set(unpack(value))
 

@@ -36,7 +36,7 @@ def encode(record: Record) -> bytes:
         light = Touchpoint(tp.data, tp.event_id, tp.ts, tp.type, tp.identity)
         return pack(["Routed", record.pid, light, record.absorbed, record.identifiers])
     if isinstance(record, Version):
-        return pack(["Version", record.tick,
+        return pack(["Version", record.epoch,
                      [(snapshot.fields(), ts) for snapshot, ts in record.snapshots]])
     return pack([type(record).__name__, *record])
 

@@ -28,12 +28,13 @@ def stream() -> list[bytes]:
 
 @cache
 def config() -> Config:
-    """A warm-up a few hundred people reach, and a model that publishes often and is in
-    force soon after (so versions reach the profiles within this short stream)."""
+    """A warm-up a few hundred people reach, and a model that publishes often, moves
+    people on a new version (a low hysteresis) and is in force soon after (so versions
+    reach the profiles within this short stream)."""
     base = small_stream_config()
     return dataclasses.replace(base, segmentation=dataclasses.replace(
-        base.segmentation, snapshot_every_learns=50, min_publish_interval_seconds=3600,
-        publish_shift=0.2, version_delay_ticks=16))
+        base.segmentation, snapshot_every_learns=25, min_publish_interval_seconds=3600,
+        publish_shift=0.1, hysteresis=0.05, version_epoch_ticks=4, version_delay_ticks=16))
 
 
 def topology_over(lines: list[bytes], partitions: int, seed: int | None) -> LocalTopology:

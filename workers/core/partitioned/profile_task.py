@@ -5,7 +5,8 @@ rather than guess, where that order alone does not decide:
 
 * an event whose profile absorbed a profile of another partition waits for that
   profile's state (:class:`~workers.core.partitioned.records.Moved`);
-* tick ``n`` waits until the trainer has learned tick ``n - version_delay_ticks``:
+* tick ``n`` waits until the trainer has learned the epoch (a run of
+  ``segmentation.version_epoch_ticks`` ticks) ``version_delay_ticks`` before it:
   the versions published up to then are in force from tick ``n`` on.
 
 Both waits depend only on records of the identity stage's one order, so each
@@ -78,7 +79,9 @@ class ProfileTask:
     def __init__(self, config: Config, partition: int, partitions: int) -> None:
         self.partition = partition
         self.partitions = partitions
-        self.delay = config.segmentation.version_delay_ticks
+        seg = config.segmentation
+        self.epoch_ticks = seg.version_epoch_ticks
+        self.delay = seg.version_delay_ticks // seg.version_epoch_ticks  # in epochs
         spec = FeatureSpec(config.features)
         columns, _ = feature_columns(spec, config.segmentation)
         self.learner = TaskLearner()
@@ -89,7 +92,7 @@ class ProfileTask:
         self.inbox: deque[TaskRecord] = deque()  # from the identity stage, in its order
         self.arrived: dict[tuple[ProfileId, ProfileId], ProfileState | None] = {}
         self.versions: deque[Version] = deque()  # from the trainer, not in force yet
-        self.learned_through = -1  # the trainer's last tick this task has heard of
+        self.learned_through = -1  # the trainer's last epoch this task has heard of
         self.to_tasks: list[tuple[int, Moved]] = []
         self.to_trainer: list[Sample | Mark] = []
 
@@ -103,11 +106,11 @@ class ProfileTask:
         self.arrived[moved.pid, moved.survivor] = moved.state
 
     def offer_version(self, version: Version) -> None:
-        """The trainer's answer for a tick; one already had (sent again) is ignored."""
-        if version.tick <= self.learned_through:
+        """The trainer's answer for an epoch; one already had (sent again) is ignored."""
+        if version.epoch <= self.learned_through:
             return
         self.versions.append(version)
-        self.learned_through = version.tick
+        self.learned_through = version.epoch
 
     # ---- the work -----------------------------------------------------------------------
 
@@ -120,7 +123,7 @@ class ProfileTask:
         if isinstance(record, Routed):
             return all((other, record.pid) in self.arrived for other in self._away(record))
         if isinstance(record, Tick):
-            return self.learned_through >= record.tick - self.delay
+            return self.learned_through >= self._in_force(record.tick)
         return True
 
     @property
@@ -130,7 +133,8 @@ class ProfileTask:
             return None
         record = self.inbox[0]
         if isinstance(record, Tick):
-            return f"the trainer's tick {record.tick - self.delay} (learned {self.learned_through})"
+            return (f"the trainer's epoch {self._in_force(record.tick)} (learned"
+                    f" {self.learned_through})")
         assert isinstance(record, Routed)
         away = [other for other in self._away(record) if (other, record.pid) not in self.arrived]
         return (f"the state of {', '.join(away)} for {record.pid} ({len(self.inbox)} records"
@@ -172,9 +176,13 @@ class ProfileTask:
             self.view.set(pid, record.identifiers)
         self.work.apply(pid, record.tp, list(absorbed), moved)
 
+    def _in_force(self, tick: int) -> int:
+        """The last epoch whose versions are in force at ``tick``."""
+        return tick // self.epoch_ticks - self.delay
+
     def _tick(self, tick: int) -> None:
         work, learner = self.work, self.learner
-        while self.versions and self.versions[0].tick <= tick - self.delay:
+        while self.versions and self.versions[0].epoch <= self._in_force(tick):
             for snapshot, ts in self.versions.popleft().snapshots:
                 learner.snapshot = snapshot
                 work.publish(snapshot, ts)
@@ -182,7 +190,8 @@ class ProfileTask:
         work.run_tick()
         self.to_trainer.extend(learner.samples)
         learner.samples.clear()
-        self.to_trainer.append(Mark(tick, self.partition))
+        if (tick + 1) % self.epoch_ticks == 0:  # the epoch's last tick: its samples are sent
+            self.to_trainer.append(Mark(tick // self.epoch_ticks, self.partition))
 
     # ---- state as data (workers.state.changelog writes and reads it) ---------------------
 
@@ -191,7 +200,7 @@ class ProfileTask:
         The inbox is not state: the shell reads again from its first record."""
         return {"stats": self.stats, "learned_through": self.learned_through,
                 "snapshot": _fields(self.learner.snapshot),
-                "versions": [(v.tick, [(snapshot.fields(), ts) for snapshot, ts in v.snapshots])
+                "versions": [(v.epoch, [(snapshot.fields(), ts) for snapshot, ts in v.snapshots])
                              for v in self.versions],
                 "arrived": [(*key, state) for key, state in self.arrived.items()],
                 **self.work.meta_state()}
@@ -201,8 +210,8 @@ class ProfileTask:
         self.learned_through = meta["learned_through"]
         fields = meta["snapshot"]
         self.learner.snapshot = None if fields is None else Snapshot(*fields)
-        self.versions = deque(Version(tick, tuple((Snapshot(*f), ts) for f, ts in snapshots))
-                              for tick, snapshots in meta["versions"])
+        self.versions = deque(Version(epoch, tuple((Snapshot(*f), ts) for f, ts in snapshots))
+                              for epoch, snapshots in meta["versions"])
         self.arrived = {(pid, survivor): state for pid, survivor, state in meta["arrived"]}
         self.work.load_meta(meta)
 

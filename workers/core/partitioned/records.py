@@ -15,8 +15,9 @@ Profile partition -> profile partition::
 Profile partitions -> trainer, and back::
 
     Sample     a profile to learn from, in tick ``tick``
-    Mark       partition ``partition`` sent every sample of tick ``tick``
-    Version    the trainer learned tick ``tick``: the model versions it published then
+    Mark       partition ``partition`` sent every sample of epoch ``epoch`` (a run of
+               ``segmentation.version_epoch_ticks`` ticks)
+    Version    the trainer learned epoch ``epoch``: the model versions it published then
 """
 
 from __future__ import annotations
@@ -67,12 +68,12 @@ class Sample(NamedTuple):
 
 
 class Mark(NamedTuple):
-    tick: int
+    epoch: int
     partition: int
 
 
 class Version(NamedTuple):
-    tick: int
+    epoch: int
     snapshots: tuple[tuple[Snapshot, float], ...]  # each with the event time it came at
 
 

@@ -1,8 +1,9 @@
 """The one model every profile partition assigns with.
 
-The trainer learns a tick's samples once every partition has marked that tick
-as sent, in (tick, profile id) order: the order one process learns in, whatever
-the number of partitions or workers. For every tick it answers with a
+The trainer learns an epoch's samples (a run of ``segmentation.version_epoch_ticks``
+ticks) once every partition has marked that epoch as sent, in (tick, profile id)
+order: the order one process learns in, whatever the number of partitions or
+workers. For every epoch it answers with a
 :class:`~workers.core.partitioned.records.Version` (usually with no new
 snapshot: it tells the tasks how far it has learned). It also announces each
 version (lineage records, names), once, for all partitions.
@@ -30,7 +31,7 @@ class _NoIdentifiers:
 
 
 class Trainer:
-    """Learns from the samples of ``partitions`` partitions, one tick at a time."""
+    """Learns from the samples of ``partitions`` partitions, one epoch at a time."""
 
     def __init__(self, config: Config, partitions: int) -> None:
         self.partitions = partitions
@@ -40,40 +41,48 @@ class Trainer:
         # names each version and announces it; it holds no profiles to re-assess
         self.work = ProfileWork(config, spec, InlineLearner(self.model), _NoIdentifiers(),
                                 self.stats, [], frozenset(self.model.columns))
-        self.samples: dict[int, dict[ProfileId, Sample]] = defaultdict(dict)
+        self.epoch_ticks = config.segmentation.version_epoch_ticks
+        # by epoch: the samples waiting, by (tick, profile); the partitions that marked it
+        self.samples: dict[int, dict[tuple[int, ProfileId], Sample]] = defaultdict(dict)
         self.marks: dict[int, set[int]] = defaultdict(set)
         self.learned_through = -1
-        self.versions: list[Version] = []  # for every partition, in tick order
+        self.versions: list[Version] = []  # for every partition, in epoch order
         # samples and marks added or learned (gone) since the state's last commit took them
         self.changed_samples: set[tuple[int, ProfileId]] = set()
         self.changed_marks: set[int] = set()
 
     def offer(self, record: Sample | Mark) -> None:
         """A sample or a mark; one sent again (its partition restarted) changes nothing."""
-        if record.tick <= self.learned_through:
-            return
         if isinstance(record, Sample):
-            self.samples[record.tick][record.pid] = record
-            self.changed_samples.add((record.tick, record.pid))
+            epoch = record.tick // self.epoch_ticks
+            if epoch > self.learned_through:
+                self.samples[epoch][record.tick, record.pid] = record
+                self.changed_samples.add((record.tick, record.pid))
             return
-        self.marks[record.tick].add(record.partition)
-        self.changed_marks.add(record.tick)
+        if record.epoch <= self.learned_through:
+            return
+        self.marks[record.epoch].add(record.partition)
+        self.changed_marks.add(record.epoch)
         while len(self.marks.get(self.learned_through + 1, ())) == self.partitions:
             self._learn(self.learned_through + 1)
 
-    def _learn(self, tick: int) -> None:
-        del self.marks[tick]
-        self.changed_marks.add(tick)
+    def sample(self, tick: int, pid: ProfileId) -> Sample | None:
+        """The sample of ``pid`` in ``tick``, while it waits to be learned."""
+        return self.samples.get(tick // self.epoch_ticks, {}).get((tick, pid))
+
+    def _learn(self, epoch: int) -> None:
+        del self.marks[epoch]
+        self.changed_marks.add(epoch)
         published: list[tuple[Snapshot, float]] = []
-        samples = self.samples.pop(tick, {})
-        self.changed_samples.update((tick, pid) for pid in samples)
+        samples = self.samples.pop(epoch, {})
+        self.changed_samples.update(samples)
         for _, sample in sorted(samples.items()):
             snapshot = self.model.learn(sample.vector, sample.ts)
             if snapshot is not None:
                 self.work.publish(snapshot, sample.ts)
                 published.append((snapshot, sample.ts))
-        self.learned_through = tick
-        self.versions.append(Version(tick, tuple(published)))
+        self.learned_through = epoch
+        self.versions.append(Version(epoch, tuple(published)))
 
     def meta_state(self) -> dict[str, Any]:
         """Besides the model and the samples and marks waiting (kept a record each: the
