@@ -14,8 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from workers.config import load
 from workers.core.pipeline import Pipeline
 from workers.core.records import Output
+from workers.core.stats import Stats
 from workers.service.logs import JsonFormatter, logging_config
-from workers.service.metrics import Metrics
+from workers.service.metrics import Metrics, counts_of
 from workers.simulation.generator import simulate
 from workers.testing import pipeline_over, require_tool
 
@@ -221,3 +222,29 @@ def _at(ts: float) -> str:
     from workers.core.touchpoints import format_time
 
     return format_time(ts)
+
+
+def _changes_counted(metrics: Metrics) -> float:
+    return sum(sample.value for family in text_string_to_metric_families(
+        metrics.exposition().decode()) if family.name == "persona_stream_segment_changes"
+        for sample in family.samples if sample.name.endswith("_total"))
+
+
+def test_each_holder_of_state_counts_only_what_it_did_after_taking_it() -> None:
+    """kafka.topology partitioned: a worker's profile partitions and trainer each advance
+    the counters by their own growth; one taken over starts from its restored counts."""
+    metrics = Metrics()
+    first, second = Stats(), Stats()
+    metrics.start_source("profiles:0", counts_of(first))
+    metrics.start_source("profiles:1", counts_of(second))
+    first.changes_by_reason["assignment"] = 3
+    second.changes_by_reason["merge"] = 2
+    metrics.observe_stats("profiles:0", first, [])
+    metrics.observe_stats("profiles:1", second, [])
+    assert _changes_counted(metrics) == 5
+    metrics.forget_source("profiles:1")  # handed over
+    restored = Stats(changes_by_reason={"merge": 2})  # what its next holder restores
+    metrics.start_source("profiles:1", counts_of(restored))
+    restored.changes_by_reason["merge"] = 4
+    metrics.observe_stats("profiles:1", restored, [])
+    assert _changes_counted(metrics) == 7  # 3 + 2, then the 2 done since the take-over
