@@ -346,3 +346,17 @@ def test_every_segment_id_is_announced_by_its_lineage_before_it_is_used() -> Non
 def test_no_published_segment_is_empty() -> None:
     pipeline, _ = first_run()
     assert all(card["size"] > 0 for card in pipeline.personas())
+
+
+def test_two_copies_of_one_held_event_do_not_stop_the_event_time_buffer() -> None:
+    """One id, one time, both held (the de-dup window had let the clock pass the first):
+    the buffer ties them; the second is a duplicate of its profile's, not a crash."""
+    pipeline = Pipeline(load())
+    line = (b'{"schema":"touchpoint/v1","event_id":"e-1","occurred_at":"2026-01-05T10:00:00Z",'
+            b'"type":"page_view","channel":"web","identity":{"anonymous_id":"a-1"}}')
+    pipeline.feed(line)
+    (_, tp, _), = pipeline.held_events().values()
+    pipeline.hold_again(False, tp, None)
+    pipeline.flush()
+    profile, = pipeline.profiles.values()
+    assert profile.event_count == 1 and pipeline.stats.events_duplicate == 1

@@ -52,6 +52,12 @@ class Touchpoint:
     def __repr__(self) -> str:
         return f"Touchpoint({self.event_id!r}, {self.type!r}, ts={self.ts})"
 
+    def __lt__(self, other: Touchpoint) -> bool:
+        """Never before another: two copies of one event (one id, one time: a duplicate the
+        de-dup window no longer knew, the clock having jumped ahead) tie in the event-time
+        buffer, a heap of (time, id, event), instead of stopping it with a TypeError."""
+        return False
+
 
 @dataclass(frozen=True)
 class IntakeLimits:
