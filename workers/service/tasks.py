@@ -172,26 +172,37 @@ class ProfileTasks(ConsumerRebalanceListener):
             await self._run_tasks()
 
     async def _run_tasks(self) -> None:
-        """Every task applies what it can; what they send goes out."""
+        """Every task applies what it can; what they send goes out. A state moved to a
+        partition this worker holds is also handed to it at once, and the tasks run again
+        while one can go on."""
         emitter = self.emitter
         assert emitter is not None
-        for held in self.held.values():
-            task = held.task
-            before = len(task.inbox)
-            task.run()
-            for _ in range(before - len(task.inbox)):
-                held.offsets.popleft()
-            outputs = task.take_outputs()
-            await emitter.emit(outputs)
-            self.metrics.observe_stats(_source(task.partition), task.stats, outputs)
-            for partition, moved in task.to_tasks:  # rare: one profile absorbed by another
-                for value in encode([moved]):
-                    await emitter.send(self.topic, value, partition=partition)
-            task.to_tasks.clear()
-            for value in encode(task.to_trainer):
-                await emitter.send(self.samples, value, partition=0)
-            task.to_trainer.clear()
+        held_now = list(self.held.values())
+        while held_now:
+            for held in held_now:
+                await self._run(held, emitter)
+            held_now = [held for held in self.held.values() if held.task.ready]
         self._observe()
+
+    async def _run(self, held: HeldTask, emitter: Emitter) -> None:
+        task = held.task
+        before = len(task.inbox)
+        task.run()
+        for _ in range(before - len(task.inbox)):
+            held.offsets.popleft()
+        outputs = task.take_outputs()
+        await emitter.emit(outputs)
+        self.metrics.observe_stats(_source(task.partition), task.stats, outputs)
+        for partition, moved in task.to_tasks:  # rare: one profile absorbed by another
+            for value in encode([moved]):
+                await emitter.send(self.topic, value, partition=partition)
+            here = self.held.get(partition)
+            if here is not None:
+                here.task.offer_moved(moved, handed=True)
+        task.to_tasks.clear()
+        for value in encode(task.to_trainer):
+            await emitter.send(self.samples, value, partition=0)
+        task.to_trainer.clear()
 
     def _observe(self) -> None:
         """What /status says of the partitions held: records waiting, caught up or not."""
