@@ -87,16 +87,35 @@ def _start(group: list[WorkerProcess], lines: list[bytes], topic: str, bootstrap
     produce(topic, [Record(line, identity_key(line)) for line in lines], bootstrap)
 
 
+def _counted(group: list[WorkerProcess]) -> dict[str, float]:
+    """The event and segment-change counters, each series summed over the workers' pages."""
+    counted: dict[str, float] = {}
+    for worker in group:
+        for line in (worker.get("/metrics") or b"").decode().splitlines():
+            if line.startswith(("persona_stream_events_total{",
+                                "persona_stream_segment_changes_total{")):
+                series, value = line.rsplit(" ", 1)
+                counted[series] = counted.get(series, 0.0) + float(value)
+    return counted
+
+
 def _run(workers: int, lines: list[bytes], tmp_path: Path, bootstrap: str,
-         unique_name: Callable[[str], str]) -> tuple[dict[str, Any], set[str]]:
+         unique_name: Callable[[str], str]) -> tuple[dict[str, Any], set[str], dict[str, float]]:
     directory = tmp_path / f"workers-{workers}"
-    config, settings = _config(directory, bootstrap, unique_name)
+    # topics and application of this run alone: a run on the topics of another would
+    # restore that run's state and find every event a duplicate
+    config, settings = _config(directory, bootstrap,
+                               lambda prefix: unique_name(f"{prefix}-{workers}w"))
     with worker_processes(config, workers, directory) as group:
         _start(group, lines, settings["kafka"]["input_topic"], bootstrap)
         wait_for(lambda: _settled(group), 240, "every partition to apply every record")
         profiles = _profiles(group)
+        counted = _counted(group)
     changes = topic_records(settings["kafka"]["segment_changes_topic"], bootstrap)
-    return profiles, {r["event_id"] for r in changes}
+    # each worker counts what its own roles and partitions did: summed, every change once
+    assert sum(v for k, v in counted.items() if k.startswith("persona_stream_segment_changes")
+               ) == len(changes)
+    return profiles, {r["event_id"] for r in changes}, counted
 
 
 def _in_process(config_file: Path, lines: list[bytes]) -> tuple[dict[str, Any], set[str]]:
@@ -121,11 +140,12 @@ def test_one_two_and_three_workers_give_the_same_results(
         kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path) -> None:
     lines, _, _ = simulate(300, seed=31, days=2)
     results = {n: _run(n, lines, tmp_path, kafka_bootstrap, unique_name) for n in (1, 2, 3)}
-    profiles, changes = results[1]
+    profiles, changes, counted = results[1]
     assert changes and any(segment for _, _, segment in profiles.values())
     for n in (2, 3):
         assert results[n][0] == profiles, f"{n} workers: other profiles than one"
         assert results[n][1] == changes, f"{n} workers: other segment changes than one"
+        assert results[n][2] == counted, f"{n} workers: other counts than one"
     assert (profiles, changes) == _in_process(tmp_path / "workers-1" / "config.yaml", lines)
     # the identifier groups and event counts of one process over the same input
     config = load(env=WINDOW)
@@ -133,6 +153,10 @@ def test_one_two_and_three_workers_give_the_same_results(
     want = {pid: ({t: sorted(v) for t, v in pipeline.graph.identifiers(pid).items()},
                   state.event_count) for pid, state in pipeline.profiles.items()}
     assert {pid: (ids, count) for pid, (ids, count, _) in profiles.items()} == want
+    stats = pipeline.stats
+    assert [counted[f'persona_stream_events_total{{outcome="{outcome}"}}']
+            for outcome in ("valid", "invalid", "duplicate")] == [
+        stats.events_valid, stats.events_invalid, stats.events_duplicate]
 
 
 def _holding(group: list[WorkerProcess], role: str) -> WorkerProcess | None:
