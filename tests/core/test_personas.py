@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator
 
 from workers.config import load
 from workers.core.features import FeatureSpec, ProfileState
-from workers.core.personas import name_segments, persona_cards
+from workers.core.personas import name_segments, persona_cards, segment_totals
 from workers.core.segments import Segment, SegmentModel, Snapshot
 from workers.core.touchpoints import Touchpoint, TouchpointParser, format_time, parse_time
 
@@ -171,7 +171,7 @@ def cards_by_id() -> dict[int, dict[str, Any]]:
     snap = snapshot({0: (2.0, -1.0, 0.5, 0.0), 1: (-1.0, 2.0, 0.0, 0.3),
                      2: (0.0, 0.0, -1.0, 2.0)})
     names = name_segments(snap, SPEC)
-    cards = persona_cards(snap, names, SPEC, kpi_profiles())
+    cards = persona_cards(snap, names, SPEC, segment_totals(snap, kpi_profiles()))
     assert [c["segment_id"] for c in cards] == [0, 1, 2]
     return {c["segment_id"]: c for c in cards}
 

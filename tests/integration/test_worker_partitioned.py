@@ -99,6 +99,13 @@ def _counted(group: list[WorkerProcess]) -> dict[str, float]:
     return counted
 
 
+def _card_sizes(topic: str, bootstrap: str) -> int:
+    """The sizes of the newest card of each segment on the personas topic, added up."""
+    newest = {r["segment_id"]: r["size"] for r in topic_records(topic, bootstrap, idle_ms=1000)
+              if "segment_id" in r and "size" in r}
+    return sum(newest.values())
+
+
 def _run(workers: int, lines: list[bytes], tmp_path: Path, bootstrap: str,
          unique_name: Callable[[str], str]) -> tuple[dict[str, Any], set[str], dict[str, float]]:
     directory = tmp_path / f"workers-{workers}"
@@ -111,6 +118,10 @@ def _run(workers: int, lines: list[bytes], tmp_path: Path, bootstrap: str,
         wait_for(lambda: _settled(group), 240, "every partition to apply every record")
         profiles = _profiles(group)
         counted = _counted(group)
+        if workers == 2:  # the cards add up the reports of partitions held by two workers
+            segmented = sum(1 for _, _, segment in profiles.values() if segment is not None)
+            wait_for(lambda: _card_sizes(settings["kafka"]["personas_topic"], bootstrap)
+                     == segmented, 90, "persona cards counting every segmented profile")
     changes = topic_records(settings["kafka"]["segment_changes_topic"], bootstrap)
     # each worker counts what its own roles and partitions did: summed, every change once
     assert sum(v for k, v in counted.items() if k.startswith("persona_stream_segment_changes")

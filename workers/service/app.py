@@ -45,7 +45,8 @@ Where each rule lives (this module only wires them into the faust app):
 * :mod:`~workers.service.changelog`: the state's changelog topics, written and read.
 * :mod:`~workers.service.batch`: one batch through the pipeline (pure).
 * :mod:`~workers.service.standby`: the standby copy of the changelogs.
-* :mod:`~workers.service.cards`: following the owner's persona cards.
+* :mod:`~workers.service.cards`: following the persona cards; partitioned, adding the
+  profile partitions' reports up into them.
 * :mod:`~workers.service.web`: the public HTTP pages; :mod:`~workers.service.admin`: the
   pages that return identifiers, on a listener of their own.
 * :mod:`~workers.service.clients`: the Kafka clients; :mod:`~workers.service.state`:
@@ -67,7 +68,7 @@ from workers.core.pipeline import Pipeline
 from workers.errors import ConfigError
 from workers.io.kafka import faust_credentials, provision, worker_topics
 from workers.service.admin import AdminPages
-from workers.service.cards import CardFollower
+from workers.service.cards import CardFollower, CardReports
 from workers.service.clients import Clients
 from workers.service.health import BrokerProbe
 from workers.service.logs import logging_config, worker_log
@@ -196,7 +197,9 @@ def build_app(config: Config, initial: Pipeline | None = None) -> WorkerApp:
     if k.topology == "partitioned":
         tasks = ProfileTasks(config, clients, state, metrics)
         trainer = TrainerRole(config, clients, state, metrics)
-        loops += [tasks, trainer]
+        reports = CardReports(config, clients, state)
+        reports.register(app)
+        loops += [tasks, trainer, reports]
         holders += [tasks, trainer]
     if config.state.standby:
         loops.append(StandbyReplica(config, clients, state))

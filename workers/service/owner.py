@@ -43,6 +43,7 @@ from workers.io.cloudevents import Envelope
 from workers.io.kafka import live_output_topics, profiles_topic, sequenced_topic
 from workers.io.sinks import stamp_emitted, wall_clock
 from workers.service.batch import FLUSH_KEY, process_batch
+from workers.service.cards import PERSONA_INTERVAL
 from workers.service.changelog import ChangelogCopy, ChangelogWriter
 from workers.service.clients import BATCH, Batches, Clients, read_until
 from workers.service.logs import worker_log
@@ -60,7 +61,6 @@ from workers.state.wire import encode
 # held seconds longer than its steady stream.
 _IDLE_FLUSH_MAX = 2.0
 _IDLE_FLUSH_MIN = 0.05
-_PERSONA_INTERVAL = 10.0  # seconds between persona-card publications
 _FETCH_BYTES = 8 * 1_048_576  # per fetch of the sequenced partition
 
 
@@ -108,7 +108,7 @@ class Owner(ConsumerRebalanceListener):
         """The owner's timers: the idle flush, the commit of a quiet stream, the cards."""
         app.timer(self.idle_flush / 2)(self.flush_when_idle)
         app.timer(self.commit_interval)(self.commit_when_due)
-        app.timer(_PERSONA_INTERVAL)(self.publish_personas)
+        app.timer(PERSONA_INTERVAL)(self.publish_personas)
 
     # ---- the batch loop ------------------------------------------------------------
 
