@@ -14,6 +14,7 @@ import pytest
 
 from workers.config import load
 from workers.core.partitioned.local import LocalTopology
+from workers.core.partitioned.router import partition_of
 from workers.simulation.generator import simulate
 from workers.testing import (
     Record,
@@ -99,6 +100,27 @@ def _counted(group: list[WorkerProcess]) -> dict[str, float]:
     return counted
 
 
+def _profile_pages_answer(group: list[WorkerProcess],
+                          profiles: dict[str, tuple[Any, int, Any]]) -> None:
+    """/profile by identifier on the identity stage's worker (which names the partition of
+    a profile it does not hold), and by profile id on the worker holding it."""
+    statuses = [w.status() or {} for w in group]
+    owner = next(w for w, s in zip(group, statuses, strict=True) if s.get("owner"))
+    for pid, (identifiers, count, _) in sorted(profiles.items())[:20]:
+        id_type, values = sorted(identifiers.items())[0]
+        partition = partition_of(pid, 6)
+        holder = next(w for w, s in zip(group, statuses, strict=True)
+                      if partition in s.get("task_partitions", ()))
+        status, body = owner.admin_get(f"/profile/{id_type}:{values[0]}")
+        found = orjson.loads(body)
+        if holder is owner:
+            assert status == 200 and found["profile_id"] == pid
+        else:
+            assert status == 404 and (found["profile_id"], found["partition"]) == (pid, partition)
+        status, body = holder.admin_get(f"/profile/{pid}")
+        assert status == 200 and orjson.loads(body)["event_count"] == count
+
+
 def _card_sizes(topic: str, bootstrap: str) -> int:
     """The sizes of the newest card of each segment on the personas topic, added up."""
     newest = {r["segment_id"]: r["size"] for r in topic_records(topic, bootstrap, idle_ms=1000)
@@ -118,7 +140,9 @@ def _run(workers: int, lines: list[bytes], tmp_path: Path, bootstrap: str,
         wait_for(lambda: _settled(group), 240, "every partition to apply every record")
         profiles = _profiles(group)
         counted = _counted(group)
-        if workers == 2:  # the cards add up the reports of partitions held by two workers
+        if workers == 2:
+            _profile_pages_answer(group, profiles)
+            # the cards add up the reports of partitions held by two workers
             segmented = sum(1 for _, _, segment in profiles.values() if segment is not None)
             wait_for(lambda: _card_sizes(settings["kafka"]["personas_topic"], bootstrap)
                      == segmented, 90, "persona cards counting every segmented profile")
