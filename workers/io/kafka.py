@@ -163,7 +163,8 @@ def worker_topics(config: Config) -> list[TopicSpec]:
 def _partitioned_topics(config: Config) -> list[TopicSpec]:
     """The topics of ``kafka.topology: partitioned`` (workers.service.tasks, .trainer)."""
     k = config.kafka
-    retention = {"retention.ms": str(k.retention_ms)}
+    # stamped by the broker on arrival, as the sequenced topic: retention counts from then
+    retention = {"retention.ms": str(k.retention_ms), "message.timestamp.type": "LogAppendTime"}
     compact = {"cleanup.policy": "compact"}
     return [
         TopicSpec(profiles_topic(config), k.partitions, retention),
