@@ -58,7 +58,9 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import faust
@@ -175,6 +177,13 @@ def provision_topics(config: Config) -> None:
     provision(config, worker_topics(config))
 
 
+def _faust_directory(config: Config) -> Path:
+    """Where faust keeps its (unused: no faust tables) folder: with the state's store, or in
+    the system's temporary folder; never the working directory it was started from."""
+    base = config.state.directory or tempfile.gettempdir()
+    return Path(base) / f"faust-{config.kafka.application_id}"
+
+
 def build_app(config: Config, initial: Pipeline | None = None) -> WorkerApp:
     """The faust app with the worker's roles, timers and pages; tests start it in-process.
 
@@ -185,7 +194,8 @@ def build_app(config: Config, initial: Pipeline | None = None) -> WorkerApp:
     clients = Clients(config)
     app = WorkerApp(k.application_id, broker=f"kafka://{k.bootstrap_servers}",
                     broker_credentials=faust_credentials(config, clients.security),
-                    store="memory://", web_port=config.metrics.port,
+                    store="memory://", datadir=_faust_directory(config),
+                    web_port=config.metrics.port,
                     web_bind=config.metrics.host,
                     **_static_faust(k.instance_id))
     state, metrics = WorkerState(), Metrics()
