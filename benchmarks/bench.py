@@ -383,14 +383,20 @@ LATENCY_RATES = (1_000, 5_000, 20_000)
 LATENCY_SECONDS = 15  # per rate: long enough for thousands of segment changes
 
 
-def _latency_at(rate: int, lines: list[bytes]) -> dict[str, Any]:
+def _latency_at(rate: int, lines: list[bytes], topology: str) -> dict[str, Any]:
     """Produce at ``rate`` events/s stamped with the wall clock; a worker process keeps up;
     event-time-to-emit of the segment changes it emits, from the records themselves."""
     from workers.core.touchpoints import parse_time
 
     # live latency profile: hold events 50 ms for ordering, assess every 50 ms
+    # partitioned: a version is in force 2 s after the trainer learned its epoch of 0.5 s
+    # (the defaults, 64 and 256 ticks of 50 ms, would keep segments away for 13 s)
+    epochs = ({"version_epoch_ticks": 10, "version_delay_ticks": 40}
+              if topology == "partitioned" else {})
     settings = _settings(f"lat{rate}", intake={"reorder_window_seconds": 0.05},
-                         segmentation={"assign_tick_seconds": 0.05, "warmup_profiles": 100})
+                         segmentation={"assign_tick_seconds": 0.05, "warmup_profiles": 100,
+                                       **epochs},
+                         kafka={"topology": topology})
     worker = WorkerProcess(_config_file(settings))
     try:
         _wait_ready(worker.port)  # both groups joined, the owner restored: the clock starts
@@ -470,9 +476,11 @@ def _wait_ready(*ports: int, seconds: float = 60.0,
 
 
 def bench_latency() -> dict[str, Any]:
+    """Both topologies (``kafka.topology``), one worker process each."""
     path, _ = stream(BIG_PROFILES, 7)
     lines = lines_of(path)
-    return {"rates": [_latency_at(rate, lines) for rate in LATENCY_RATES]}
+    return {topology: [_latency_at(rate, lines, topology) for rate in LATENCY_RATES]
+            for topology in ("sequenced", "partitioned")}
 
 
 SCALE_ORDER = (1, 2, 2, 1)  # worker counts, one run each: ABBA, so a drift hits both alike
@@ -1080,8 +1088,11 @@ def write_table() -> None:
                      f"{res['parse_only_per_second']:,}/s; {res['events']:,} events")
         elif name == "latency":
             what = "event time to segment-change emit, one worker keeping up (live profile)"
-            value = "; ".join(f"{r['target_rate']:,}/s (sent {r['achieved_rate']:,}/s): p50 "
-                              f"{r['p50_ms']} ms, p99 {r['p99_ms']} ms" for r in res["rates"])
+            value = "; ".join(
+                f"{topology}: " + ", ".join(
+                    f"{r['target_rate']:,}/s (sent {r['achieved_rate']:,}/s): p50 "
+                    f"{r['p50_ms']} ms, p99 {r['p99_ms']} ms" for r in runs)
+                for topology, runs in res.items())
         elif name == "scale":
             one, two = res["runs"]["1"], res["runs"]["2"]
             what = (f"1 vs 2 worker processes on a pre-filled {res['partitions']}-partition "
