@@ -614,7 +614,7 @@ def _spread_run(workers: int, lines: list[bytes]) -> dict[str, Any]:
             statuses = [worker_status(p.port, timeout=2) for p in procs]
             if all(statuses) and sum(len(s["input_partitions"]) for s in statuses) == \
                     SPREAD_PARTITIONS and sum(len(s["task_partitions"]) for s in statuses) == \
-                    SPREAD_PARTITIONS:
+                    SPREAD_PARTITIONS and any(s["owner"] for s in statuses):
                 break
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{workers} partitioned worker(s) not ready")

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
+import msgpack
 import orjson
 import pytest
 
@@ -11,7 +13,14 @@ from workers.config import Config, load
 from workers.core.forget import ForgetRequest, request_hashes
 from workers.core.pipeline import Pipeline
 from workers.core.records import Origin, Output
-from workers.service.batch import FLUSH_KEY, FORGET_KEY, origin_of, process_batch
+from workers.service.batch import (
+    BUNDLE_BYTES,
+    FLUSH_KEY,
+    FORGET_KEY,
+    bundles,
+    origin_of,
+    process_batch,
+)
 from workers.simulation.generator import simulate
 
 INPUT = "touchpoints"
@@ -28,9 +37,28 @@ class Record:
 
 def forwarded(lines: list[bytes], first_input: int = 0, first_offset: int = 0,
               partition: int = 0) -> list[Record]:
-    """``lines`` as a router forwards them: input position in the key, new sequenced offsets."""
+    """``lines`` as routers forwarded them before bundles, a record each: input position in
+    the key, new sequenced offsets."""
     return [Record(f"{INPUT}:{partition}:{first_input + i}".encode(), line, first_offset + i)
             for i, line in enumerate(lines)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Input:
+    value: bytes | None
+    offset: int
+
+
+def bundled(lines: list[bytes | None], first_input: int = 0, first_offset: int = 0,
+            partition: int = 0, per_batch: int = 7) -> list[Record]:
+    """``lines`` as a router forwards them: the records of each batch it reads (of
+    ``per_batch`` here) as bundles, new sequenced offsets."""
+    records = [Input(line, first_input + i) for i, line in enumerate(lines)]
+    out: list[Record] = []
+    for start in range(0, len(records), per_batch):
+        for key, value in bundles(INPUT, partition, records[start:start + per_batch]):
+            out.append(Record(key, value, first_offset + len(out)))
+    return out
 
 
 def flush_marker(offset: int) -> Record:
@@ -49,7 +77,9 @@ def config() -> Config:
         base.segmentation, warmup_profiles=50))
 
 
-def test_outputs_equal_feeding_the_pipeline_directly(lines: list[bytes], config: Config) -> None:
+@pytest.mark.parametrize("forward", [bundled, forwarded])
+def test_outputs_equal_feeding_the_pipeline_directly(lines: list[bytes], config: Config,
+                                                     forward: Any) -> None:
     expected = Pipeline(config)
     want: list[Output] = []
     for i, line in enumerate(lines):
@@ -57,7 +87,8 @@ def test_outputs_equal_feeding_the_pipeline_directly(lines: list[bytes], config:
     want.extend(expected.flush())
 
     pipeline = Pipeline(config)
-    records = [*forwarded(lines), flush_marker(len(lines))]
+    sequenced = forward(lines)
+    records = [*sequenced, flush_marker(len(sequenced))]
     got: list[Output] = []
     for start in range(0, len(records), 97):  # batch edges fall anywhere
         got.extend(process_batch(pipeline, records[start:start + 97]).outputs)
@@ -117,6 +148,38 @@ def test_records_forwarded_twice_from_an_input_partition_are_dropped(
     assert pipeline.positions == {(INPUT, 0): 40, (INPUT, 1): 35}
 
 
+def test_a_bundle_forwarded_twice_is_dropped_record_by_record(lines: list[bytes]) -> None:
+    pipeline = Pipeline(load())
+    process_batch(pipeline, bundled(lines[:40]))
+    stats = dataclasses.replace(pipeline.stats)
+    # re-forwarded after a rebalance, cut into other bundles: 10 again, 5 new
+    again = process_batch(pipeline, bundled(lines[30:45], first_input=30, first_offset=40,
+                                            per_batch=4))
+    assert again.fed == 15 and again.next_offset == 44
+    assert pipeline.stats.events_duplicate == stats.events_duplicate + 10
+    assert pipeline.stats.events_read == stats.events_read + 15
+    assert pipeline.positions == {(INPUT, 0): 45}
+
+
+def test_a_bundle_is_cut_before_it_grows_large() -> None:
+    big = [b"x" * 100_000] * 7
+    values = list(bundles(INPUT, 0, [Input(line, i) for i, line in enumerate(big)]))
+    assert len(values) == 3
+    assert all(len(value) < BUNDLE_BYTES + 100_100 for _, value in values)
+    offsets = [o for _, value in values for o in msgpack.unpackb(value)[0]]
+    assert offsets == list(range(7))
+
+
+def test_a_damaged_bundle_is_a_dead_letter_and_the_stream_goes_on(lines: list[bytes]) -> None:
+    pipeline = Pipeline(load())
+    key = bundled(lines[:1])[0].key
+    done = process_batch(pipeline, [Record(key, b"\x92\x91\x01", 0),  # 1 offset, no record
+                                    Record(b"\x00in:nopartition", msgpack.packb([[], []]), 1),
+                                    *bundled(lines[:3], first_offset=2)])
+    assert [o.kind for o in done.outputs][:2] == ["dead_letter", "dead_letter"]
+    assert done.fed == 3 and done.next_offset == 3
+
+
 def test_a_dead_letter_names_its_input_position_from_the_key() -> None:
     pipeline = Pipeline(load())
     done = process_batch(pipeline, [Record(b"in:put:3:41", b"\xff not utf-8", 7),
@@ -127,6 +190,10 @@ def test_a_dead_letter_names_its_input_position_from_the_key() -> None:
         "in:put", 3, 41)  # a topic name may hold a colon: the key is split from the right
     assert "topic" not in letters[1]  # no key, no origin
     assert origin_of(b"") is None
+    [letter] = process_batch(pipeline, bundled([b"{", None], first_input=41,
+                                               partition=3)).outputs[1:]
+    assert (letter.record["topic"], letter.record["partition"], letter.record["offset"]) == (
+        INPUT, 3, 42)  # the tombstone, second of its bundle
 
 
 

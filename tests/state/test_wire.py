@@ -9,7 +9,7 @@ from workers.core.partitioned.records import Moved, Routed, Version
 from workers.errors import StateError
 from workers.simulation.generator import simulate
 from workers.state.codec import pack
-from workers.state.wire import decode, encode
+from workers.state.wire import BUNDLE_BYTES, decode, encode
 from workers.testing import small_stream_config
 
 
@@ -53,13 +53,15 @@ def test_every_kind_of_record_comes_back_as_it_was() -> None:
     assert kinds == {"Routed", "Move", "Tick", "Moved", "Sample", "Mark", "Version"}
     assert any(isinstance(r, Version) and r.snapshots for r in records)
     for record in records:
-        back = decode(encode(record))  # type: ignore[arg-type]
+        [value] = encode([record])  # type: ignore[list-item]
+        [back] = decode(value)
         assert type(back) is type(record)
-        assert encode(back) == encode(record)  # type: ignore[arg-type]
+        assert encode([back]) == [value]
         if isinstance(record, Routed):
             assert isinstance(back, Routed)
             assert (back.tp.event_id, back.tp.ts, back.tp.identity, back.tp.data) == (
                 record.tp.event_id, record.tp.ts, record.tp.identity, record.tp.data)
+            assert back.absorbed == record.absorbed
             assert back.tp.raw == b""  # the bytes it came in stay with the identity stage
         elif isinstance(record, Moved):
             assert isinstance(back, Moved) and back[:2] == record[:2]
@@ -67,8 +69,19 @@ def test_every_kind_of_record_comes_back_as_it_was() -> None:
             assert back == record
 
 
+def test_a_bundle_keeps_its_records_in_order_and_is_cut_before_it_grows_large() -> None:
+    records = _records()
+    bundles = encode(records)  # type: ignore[arg-type]
+    assert len(bundles) > 1
+    assert all(len(value) < BUNDLE_BYTES + 65536 for value in bundles)
+    back = [r for value in bundles for r in decode(value)]
+    assert [encode([r]) for r in back] == [encode([r]) for r in records]  # type: ignore[list-item]
+
+
 @pytest.mark.parametrize("value", [None, b"", pack(["Nothing", 1]), pack({"a": 1}),
-                                   pack(["Tick"]), pack(["Move", "p_1"])])
+                                   pack([pack(["Tick"])]), pack([pack(["Move", "p_1"])]),
+                                   pack([pack(["Nothing", 1])]), pack([1]),
+                                   pack([pack(["Tick", 1]), b"junk"])])
 def test_anything_else_is_a_state_error(value: bytes | None) -> None:
     with pytest.raises(StateError):
         decode(value)

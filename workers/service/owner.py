@@ -35,6 +35,7 @@ from aiokafka.errors import KafkaError
 
 from workers.config import Config
 from workers.core.identity_stage import IdentityStage
+from workers.core.partitioned.records import TaskRecord
 from workers.core.partitioned.router import PartitionRouter
 from workers.core.pipeline import Pipeline
 from workers.core.records import Output
@@ -192,19 +193,21 @@ class Owner(ConsumerRebalanceListener):
                 raise BrokerError(f"producing to {topic} failed: {exc!r}") from exc
 
     async def _forward(self, router: PartitionRouter) -> None:
-        """The identity stage's records, to their profile partitions (at least once: the
-        acknowledgements are awaited at the commit, as the outputs' are)."""
+        """The identity stage's records, to their profile partitions: a batch's records for
+        a partition go as one bundle (:mod:`workers.state.wire`), in the stage's order (at
+        least once: the acknowledgements are awaited at the commit, as the outputs' are)."""
+        by_partition: dict[int, list[TaskRecord]] = {}
+        for partition, record in router.take():
+            by_partition.setdefault(partition, []).append(record)
         send = (await self.clients.producer()).send
         topic, pending = self.profiles_topic, self._pending
-        for partition, record in router.take():
-            key = getattr(record, "pid", None)
-            try:
-                pending.append((topic, await send(
-                    topic, value=encode(record), partition=partition,
-                    key=None if key is None else key.encode())))
-            except KafkaError as exc:
-                self._failed = True
-                raise BrokerError(f"producing to {topic} failed: {exc!r}") from exc
+        for partition, records in by_partition.items():
+            for value in encode(records):
+                try:
+                    pending.append((topic, await send(topic, value=value, partition=partition)))
+                except KafkaError as exc:
+                    self._failed = True
+                    raise BrokerError(f"producing to {topic} failed: {exc!r}") from exc
 
     async def _acknowledged(self, sent: list[tuple[str, asyncio.Future[Any]]]) -> None:
         """Every output of ``sent`` is acknowledged; a refused one is a BrokerError naming

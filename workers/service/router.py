@@ -1,9 +1,10 @@
 """The router role: members of ``<app>.router`` share the input partitions and forward them.
 
-A router forwards each record's bytes, untouched, to the one-partition
-``<app>-sequenced`` topic, keyed by the record's input topic, partition and
-offset (:func:`workers.service.batch.origin_of` reads it back), and commits its
-input offsets only once the sequenced topic holds them. Its client also answers
+A router forwards the records' bytes, untouched, to the one-partition
+``<app>-sequenced`` topic, those of one input partition in a batch as one bundle
+naming their input topic, partition and offsets
+(:func:`workers.service.batch.bundles`), and commits its input offsets only once
+the sequenced topic holds them. Its client also answers
 how far the input goes, which the owner's idle flush and ``/status`` compare
 with the pipeline's positions, and how far behind the router is (the lag gauge).
 The group also shares the one partition of ``kafka.forget_topic``: a forget request
@@ -23,7 +24,7 @@ from aiokafka.errors import KafkaError
 from workers.config import Config
 from workers.core.identity_stage import IdentityStage
 from workers.io.kafka import sequenced_topic
-from workers.service.batch import FORGET_KEY
+from workers.service.batch import FORGET_KEY, bundles
 from workers.service.clients import BATCH, QUICK_FETCH_MS, Batches, Clients, read_until
 from workers.service.logs import worker_log
 from workers.service.metrics import Metrics
@@ -67,22 +68,23 @@ class Router(ConsumerRebalanceListener):
         assert self.consumer is not None  # the consumer that read the batch
         send = (await self.clients.producer()).send
         futures = []
+        forwarded = 0
         for tp, records in batches.items():
             if tp.topic == self.config.kafka.forget_topic:
                 # forget requests join the stream where they arrive (FORGET_KEY): the owner,
                 # and any replay of the sequenced topic, applies them at that place
                 for r in records:
                     futures.append(await send(self.sequenced, value=r.value, key=FORGET_KEY))
+                forwarded += len(records)
                 continue
-            prefix = f"{tp.topic}:{tp.partition}:"
-            for r in records:
-                futures.append(await send(self.sequenced, value=r.value,
-                                          key=f"{prefix}{r.offset}".encode()))
+            for key, value in bundles(tp.topic, tp.partition, records):
+                futures.append(await send(self.sequenced, value=value, key=key))
+            forwarded += len(records)
             self.metrics.observe_routed(records)
         if futures:
             await asyncio.gather(*futures)
             await self.consumer.commit()  # only once the owner's input holds them
-            self.state.routed += len(futures)
+            self.state.routed += forwarded
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         topic = self.config.kafka.input_topic

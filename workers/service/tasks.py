@@ -11,11 +11,13 @@ survivor's partition, samples and marks to ``<app>-samples``.
 Every ``kafka.commit_interval_seconds``, at revocation and at shutdown, per
 partition: every record sent acknowledged, then one transaction (transactional
 id ``<app>.profiles.<p>``: a newer holder of the partition fences an older one)
-with the task's changed state, the offset of the first record the task has not
-applied yet (a record waiting for a moved state or a model version is read again
-after a restart) and how far this worker had read the trainer's versions. A
-restart applies again what the last commit did not hold: the same records, so
-the same results and the same output ``event_id`` s (at least once).
+with the task's changed state, the offset of the bundle (:mod:`workers.state.wire`)
+holding the first record the task has not applied yet and how many of that
+bundle's records it applied (a record waiting for a moved state or a model
+version is read again after a restart), and how far this worker had read the
+trainer's versions. A restart applies again what the last commit did not hold:
+the same records, so the same results and the same output ``event_id`` s (at
+least once).
 
 A consumer in no group reads ``<app>-versions`` (one partition) and gives each
 version to every task held; a task ignores one it already has.
@@ -26,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -46,6 +48,8 @@ from workers.state.changelog import StateWriter, Store, restore
 from workers.state.wire import decode, encode
 
 VERSIONS_KEY = b"versions"  # task meta: the versions offset its worker had read to
+# task meta: how many records of the bundle at the committed offset the state holds already
+APPLIED_KEY = b"applied"
 
 
 @dataclass
@@ -55,14 +59,30 @@ class HeldTask:
     task: ProfileTask
     writer: ChangelogWriter
     changes: StateWriter
-    offsets: deque[int]  # the input offsets of the records in the task's inbox, in order
-    next_offset: int  # the input offset after the last record read
+    next_offset: int  # the input offset after the last bundle read
     versions_next: int  # the versions offset after the last version given to the task
+    skip: int  # records of the first bundle read that the state holds already (restored)
+    # the input offset of the bundle of each record in the task's inbox, in order
+    offsets: deque[int] = field(default_factory=deque)
+    # (offset, records for the inbox) of each bundle read whose records may still wait
+    bundles: deque[tuple[int, int]] = field(default_factory=deque)
 
-    @property
-    def position(self) -> int:
-        """Where a restart reads on from: the first record not applied yet."""
-        return self.offsets[0] if self.offsets else self.next_offset
+    def position(self) -> tuple[int, int]:
+        """Where a restart reads on from: the bundle of the first record not applied yet,
+        and how many of its records were applied."""
+        offsets, bundles = self.offsets, self.bundles
+        if not offsets:
+            bundles.clear()
+            return self.next_offset, 0
+        first = offsets[0]
+        while bundles[0][0] < first:
+            bundles.popleft()
+        waiting = 0
+        for offset in offsets:
+            if offset != first:
+                break
+            waiting += 1
+        return first, bundles[0][1] - waiting
 
 
 class ProfileTasks(ConsumerRebalanceListener):
@@ -109,19 +129,26 @@ class ProfileTasks(ConsumerRebalanceListener):
                 held = self.held.get(tp.partition)
                 if held is None:
                     continue  # revoked meanwhile: its next holder reads them again
-                task = held.task
+                task, offsets = held.task, held.offsets
                 for record in records:
-                    if record.offset < held.next_offset:
+                    offset = record.offset
+                    if offset < held.next_offset:
                         # read before a seek to where the partition's state stands (a fetch
                         # already under way when it was taken): already offered
                         continue
-                    item = decode(record.value)
-                    if isinstance(item, Moved):
-                        task.offer_moved(item)
-                    else:
-                        task.offer(item)  # type: ignore[arg-type]
-                        held.offsets.append(record.offset)
-                    held.next_offset = record.offset + 1
+                    count = 0
+                    for item in decode(record.value):
+                        if isinstance(item, Moved):
+                            task.offer_moved(item)
+                            continue
+                        count += 1
+                        if count > held.skip:  # else applied before the state's commit
+                            task.offer(item)  # type: ignore[arg-type]
+                            offsets.append(offset)
+                    if count:
+                        held.bundles.append((offset, count))
+                    held.skip = 0
+                    held.next_offset = offset + 1
             await self._run_tasks()
             if time.monotonic() - self._last_commit >= self.commit_interval:
                 await self._commit()
@@ -135,35 +162,47 @@ class ProfileTasks(ConsumerRebalanceListener):
         async with self._lock:
             for records in batches.values():
                 for record in records:
-                    version = decode(record.value)
-                    assert isinstance(version, Version)
+                    versions = decode(record.value)
                     for held in self.held.values():
                         if record.offset >= held.versions_next:
-                            held.task.offer_version(version)
+                            for version in versions:
+                                assert isinstance(version, Version)
+                                held.task.offer_version(version)
                             held.versions_next = record.offset + 1
             await self._run_tasks()
 
     async def _run_tasks(self) -> None:
-        """Every task applies what it can; what they send goes out."""
+        """Every task applies what it can; what they send goes out. A state moved to a
+        partition this worker holds is also handed to it at once, and the tasks run again
+        while one can go on."""
         emitter = self.emitter
         assert emitter is not None
-        for held in self.held.values():
-            task = held.task
-            before = len(task.inbox)
-            task.run()
-            for _ in range(before - len(task.inbox)):
-                held.offsets.popleft()
-            outputs = task.take_outputs()
-            await emitter.emit(outputs)
-            self.metrics.observe_stats(_source(task.partition), task.stats, outputs)
-            for partition, moved in task.to_tasks:
-                await emitter.send(self.topic, encode(moved), key=moved.survivor.encode(),
-                                   partition=partition)
-            task.to_tasks.clear()
-            for item in task.to_trainer:
-                await emitter.send(self.samples, encode(item), partition=0)
-            task.to_trainer.clear()
+        held_now = list(self.held.values())
+        while held_now:
+            for held in held_now:
+                await self._run(held, emitter)
+            held_now = [held for held in self.held.values() if held.task.ready]
         self._observe()
+
+    async def _run(self, held: HeldTask, emitter: Emitter) -> None:
+        task = held.task
+        before = len(task.inbox)
+        task.run()
+        for _ in range(before - len(task.inbox)):
+            held.offsets.popleft()
+        outputs = task.take_outputs()
+        await emitter.emit(outputs)
+        self.metrics.observe_stats(_source(task.partition), task.stats, outputs)
+        for partition, moved in task.to_tasks:  # rare: one profile absorbed by another
+            for value in encode([moved]):
+                await emitter.send(self.topic, value, partition=partition)
+            here = self.held.get(partition)
+            if here is not None:
+                here.task.offer_moved(moved, handed=True)
+        task.to_tasks.clear()
+        for value in encode(task.to_trainer):
+            await emitter.send(self.samples, value, partition=0)
+        task.to_trainer.clear()
 
     def _observe(self) -> None:
         """What /status says of the partitions held: records waiting, caught up or not."""
@@ -191,8 +230,10 @@ class ProfileTasks(ConsumerRebalanceListener):
         await emitter.acknowledged()
         for p in sorted(self.held) if partitions is None else partitions:
             held = self.held[p]
+            offset, applied = held.position()
             await held.writer.commit(held.changes.changes(), TopicPartition(self.topic, p),
-                                     held.position, {VERSIONS_KEY: held.versions_next})
+                                     offset, {VERSIONS_KEY: held.versions_next,
+                                              APPLIED_KEY: applied})
         self.state.task_commits += 1
 
     # ---- partitions: taking them, giving them back -----------------------------------
@@ -234,8 +275,8 @@ class ProfileTasks(ConsumerRebalanceListener):
             # decoding the state is CPU work: a thread lets the other roles go on meanwhile
             await asyncio.to_thread(restore, task, copy.records(),
                                     f"the changelogs of profile partition {p}")
-        held = HeldTask(task, writer, StateWriter(task, saved=not copy.empty), deque(),
-                        copy.next_offset, copy.position(VERSIONS_KEY))
+        held = HeldTask(task, writer, StateWriter(task, saved=not copy.empty),
+                        copy.next_offset, copy.position(VERSIONS_KEY), copy.position(APPLIED_KEY))
         self.metrics.start_source(_source(p), counts_of(task.stats))
         self.consumer.seek(TopicPartition(self.topic, p), held.next_offset)
         worker_log.info("profile partition taken", extra={

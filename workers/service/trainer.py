@@ -73,15 +73,15 @@ class TrainerRole(ConsumerRebalanceListener):
                     for record in records:
                         if record.offset < self._next_offset:
                             continue  # fetched before the seek to where the state stands
-                        item = decode(record.value)
-                        assert isinstance(item, Sample | Mark)
-                        trainer.offer(item)
+                        for item in decode(record.value):
+                            assert isinstance(item, Sample | Mark)
+                            trainer.offer(item)
                         self._next_offset = record.offset + 1
                 outputs = trainer.take_outputs()
                 await emitter.emit(outputs)
                 self.metrics.observe_stats(_SOURCE, trainer.stats, outputs)
-                for version in trainer.take_versions():
-                    await emitter.send(self.versions, encode(version), partition=0)
+                for value in encode(trainer.take_versions()):
+                    await emitter.send(self.versions, value, partition=0)
                 self.state.trainer_learned_through = trainer.learned_through
             if time.monotonic() - self._last_commit >= self.commit_interval:
                 await self._commit()

@@ -37,8 +37,9 @@ def config() -> Config:
         publish_shift=0.1, hysteresis=0.05, version_epoch_ticks=4, version_delay_ticks=16))
 
 
-def topology_over(lines: list[bytes], partitions: int, seed: int | None) -> LocalTopology:
-    topology = LocalTopology(config(), partitions, seed)
+def topology_over(lines: list[bytes], partitions: int, seed: int | None,
+                  workers: int | None = None) -> LocalTopology:
+    topology = LocalTopology(config(), partitions, seed, workers)
     topology.feed_many(lines)
     topology.flush()
     return topology
@@ -79,6 +80,18 @@ def test_any_number_of_partitions_in_any_delivery_order_gives_the_same_results(
     assert profiles(got) == profiles(reference())
     assert output_ids(got) == output_ids(reference())
     assert sum(len(t.work.profiles) > 0 for t in got.tasks) == partitions  # all did work
+
+
+@pytest.mark.parametrize(("partitions", "seed", "workers"), [(3, 2, 1), (6, 3, 1), (6, 4, 2),
+                                                             (6, None, 2)])
+def test_states_handed_over_within_a_worker_give_the_same_results(
+        partitions: int, seed: int | None, workers: int) -> None:
+    """A state moved to a partition of the same worker is handed over at once and its copy
+    through the topic is not taken again: the same results, and nothing left over."""
+    got = topology_over(stream(), partitions, seed, workers)
+    assert profiles(got) == profiles(reference())
+    assert output_ids(got) == output_ids(reference())
+    assert [(t.arrived, t.handed) for t in got.tasks] == [({}, set())] * partitions
 
 
 def test_the_stream_exercises_what_the_partitions_must_agree_on() -> None:

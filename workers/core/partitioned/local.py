@@ -34,14 +34,19 @@ class LocalTopology:
     ``seed``: None delivers every queue as soon as it can; a number delivers one
     pending record (or one run of a ready task) at a time, the queue drawn at
     random, each queue still in its own order, as a Kafka partition is.
+    ``workers``: partition ``p`` is held by worker ``p % workers``, and a state moved
+    to a partition of the same worker is handed over at once, as the Kafka shell does,
+    its copy still coming through the queue; None: every state comes through its queue.
     """
 
-    def __init__(self, config: Config, partitions: int, seed: int | None = None) -> None:
+    def __init__(self, config: Config, partitions: int, seed: int | None = None,
+                 workers: int | None = None) -> None:
         self.tasks = [ProfileTask(config, p, partitions) for p in range(partitions)]
         self.trainer = Trainer(config, partitions)
         self.router = PartitionRouter(partitions)
         self.stage = IdentityStage(config, self.router.attach)
         self._random = None if seed is None else random.Random(seed)
+        self._workers = workers
         self._queues: dict[tuple[Queue, int], deque[Any]] = {
             (kind, p): deque() for kind in ("stage", "moved", "version")
             for p in range(partitions)}
@@ -113,8 +118,11 @@ class LocalTopology:
         else:
             task.run()
             self.outputs.extend(task.take_outputs())
+            workers = self._workers
             for where, moved in task.to_tasks:
                 self._queues["moved", where].append(moved)
+                if workers is not None and where % workers == partition % workers:
+                    self.tasks[where].offer_moved(moved, handed=True)
             task.to_tasks.clear()
             self._trainer_in.extend(task.to_trainer)
             task.to_trainer.clear()

@@ -93,6 +93,9 @@ class ProfileTask:
                                 frozenset(columns), announces=False)
         self.inbox: deque[TaskRecord] = deque()  # from the identity stage, in its order
         self.arrived: dict[tuple[ProfileId, ProfileId], ProfileState | None] = {}
+        # states handed over in process by a partition of the same worker, whose copy
+        # through the partition's topic is still to come (and is then not taken again)
+        self.handed: set[tuple[ProfileId, ProfileId]] = set()
         self.versions: deque[Version] = deque()  # from the trainer, not in force yet
         self.learned_through = -1  # the trainer's last epoch this task has heard of
         self.to_tasks: list[tuple[int, Moved]] = []
@@ -113,9 +116,20 @@ class ProfileTask:
     def offer(self, record: TaskRecord) -> None:
         self.inbox.append(record)
 
-    def offer_moved(self, moved: Moved) -> None:
-        """A state sent here (again, after its sender restarted: the same state)."""
-        self.arrived[moved.pid, moved.survivor] = moved.state
+    def offer_moved(self, moved: Moved, handed: bool = False) -> None:
+        """A state sent here (again, after its sender restarted: the same state).
+
+        ``handed``: given in process by a partition the same worker holds, rather than read
+        from this partition's topic, where its copy comes later (the durable one, which
+        a restarted partition reads): a wait costs no round trip through the broker.
+        """
+        key = moved.pid, moved.survivor
+        if handed:
+            self.handed.add(key)
+        elif key in self.handed:  # the copy of one handed over
+            self.handed.discard(key)
+            return
+        self.arrived[key] = moved.state
 
     def offer_version(self, version: Version) -> None:
         """The trainer's answer for an epoch; one already had (sent again) is ignored."""
@@ -215,6 +229,7 @@ class ProfileTask:
                 "versions": [(v.epoch, [(snapshot.fields(), ts) for snapshot, ts in v.snapshots])
                              for v in self.versions],
                 "arrived": [(*key, state) for key, state in self.arrived.items()],
+                "handed": sorted(self.handed),
                 **self.work.meta_state()}
 
     def load_meta(self, meta: dict[str, Any]) -> None:
@@ -225,6 +240,7 @@ class ProfileTask:
         self.versions = deque(Version(epoch, tuple((Snapshot(*f), ts) for f, ts in snapshots))
                               for epoch, snapshots in meta["versions"])
         self.arrived = {(pid, survivor): state for pid, survivor, state in meta["arrived"]}
+        self.handed = {(pid, survivor) for pid, survivor in meta["handed"]}
         self.work.load_meta(meta)
 
     # ---- what goes out ------------------------------------------------------------------
