@@ -608,9 +608,6 @@ def _ranges(config: Config) -> Iterator[str]:
         (1024 <= config.output.dead_letter_raw_bytes <= 131072,
          "output.dead_letter_raw_bytes must be in 1024..131072"),
         (k.commit_interval_seconds > 0, "kafka.commit_interval_seconds must be > 0"),
-        (k.topology == "sequenced" or k.processing_guarantee == "at_least_once",
-         "kafka.processing_guarantee exactly_once works with kafka.topology sequenced only,"
-         " so far"),
         (k.input_retention_ms >= -1, "kafka.input_retention_ms must be -1 (forever) or >= 0"),
         (k.input_retention_bytes >= -1,
          "kafka.input_retention_bytes must be -1 (no limit) or >= 0"),

@@ -75,11 +75,12 @@ def _profiles(group: list[WorkerProcess]) -> dict[str, tuple[Any, int, Any]]:
     return found
 
 
-def _config(directory: Path, bootstrap: str,
-            unique_name: Callable[[str], str]) -> tuple[Path, dict[str, Any]]:
+def _config(directory: Path, bootstrap: str, unique_name: Callable[[str], str],
+            guarantee: str = "at_least_once") -> tuple[Path, dict[str, Any]]:
     directory.mkdir()
     return worker_config(directory, unique_name, bootstrap=bootstrap, partitions=6,
-                         topology="partitioned", commit_interval_seconds=1)
+                         topology="partitioned", commit_interval_seconds=1,
+                         processing_guarantee=guarantee)
 
 
 def _start(group: list[WorkerProcess], lines: list[bytes], topic: str, bootstrap: str) -> None:
@@ -153,10 +154,11 @@ def _run(workers: int, lines: list[bytes], tmp_path: Path, bootstrap: str,
     return profiles, {r["event_id"] for r in changes}, counted
 
 
-def _in_process(config_file: Path, lines: list[bytes]) -> tuple[dict[str, Any], set[str]]:
+def _in_process(config_file: Path, lines: list[bytes],
+                env: dict[str, str] = WINDOW) -> tuple[dict[str, Any], set[str]]:
     """The same stages in this process (workers.core.partitioned.local), on the workers'
     configuration: the results a deployment must reach, whatever happens to it."""
-    config = load(config_file, env=WINDOW)
+    config = load(config_file, env=env)
     topology = LocalTopology(config, 6)
     topology.feed_many(lines)
     outputs = topology.flush()
@@ -208,6 +210,26 @@ def _holding(group: list[WorkerProcess], role: str) -> WorkerProcess | None:
     return None
 
 
+def _kill_and_restart(group: list[WorkerProcess], role: str, config: Path,
+                      committed: bool = True) -> None:
+    """SIGKILL of the worker holding ``role`` (once it has committed some of its work,
+    when ``committed``), then the same instance started again."""
+    wait_for(lambda: _holding(group, role) is not None, 90, f"a worker holding {role}")
+    victim = _holding(group, role)
+    assert victim is not None
+
+    def busy() -> bool:
+        status = victim.status() or {}
+        return bool(status.get("commits") or status.get("task_commits"))
+
+    if committed:
+        wait_for(busy, 120, f"the worker holding {role} to have committed some of its work")
+    instance = f"w{group.index(victim)}"
+    victim.stop(signal.SIGKILL)
+    group[group.index(victim)] = WorkerProcess(config, instance_id=instance,
+                                               log_dir=config.parent)
+
+
 @pytest.mark.usefixtures("whole_stream_window")
 @pytest.mark.parametrize("role", ["owner", "trainer", "tasks"])
 def test_a_worker_killed_mid_stream_loses_nothing(
@@ -221,19 +243,7 @@ def test_a_worker_killed_mid_stream_loses_nothing(
     config, settings = _config(tmp_path / "deployment", kafka_bootstrap, unique_name)
     with worker_processes(config, 3, tmp_path / "deployment") as group:
         _start(group, lines, settings["kafka"]["input_topic"], kafka_bootstrap)
-        wait_for(lambda: _holding(group, role) is not None, 90, f"a worker holding {role}")
-        victim = _holding(group, role)
-        assert victim is not None
-
-        def busy() -> bool:
-            status = victim.status() or {}
-            return bool(status.get("commits") or status.get("task_commits"))
-
-        wait_for(busy, 120, "the victim to have committed some of its work")
-        instance = f"w{group.index(victim)}"
-        victim.stop(signal.SIGKILL)
-        group[group.index(victim)] = WorkerProcess(config, instance_id=instance,
-                                                   log_dir=tmp_path / "deployment")
+        _kill_and_restart(group, role, config)
         wait_for(lambda: _settled(group), 240, "every partition to apply every record")
         profiles = _profiles(group)
     changes = {r["event_id"] for r in topic_records(settings["kafka"]["segment_changes_topic"],
@@ -241,3 +251,46 @@ def test_a_worker_killed_mid_stream_loses_nothing(
     want_profiles, want_changes = _in_process(config, lines)
     assert profiles == want_profiles
     assert changes == want_changes
+
+
+# exactly once, what one stage sends another is visible at its commit: an epoch's round
+# trip to the trainer costs two commits, so this 2-day stream runs in longer epochs
+LONG_EPOCHS = {**WINDOW, "PERSONA_STREAM_SEGMENTATION__VERSION_EPOCH_TICKS": "1024",
+               "PERSONA_STREAM_SEGMENTATION__VERSION_DELAY_TICKS": "4096"}
+
+
+def test_exactly_once_each_kind_killed_after_its_outputs_and_every_change_read_once(
+        kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """kafka.processing_guarantee exactly_once: once outputs flow, SIGKILL of a worker
+    holding profile partitions, of the one making the identity decisions and of the
+    trainer's, each restarted; a read_committed consumer reads the segment changes and
+    identity merges of the stages in one process, each exactly once. Commits are 10 s
+    apart, so work done since the last one is redone: the same scenario at least once
+    read 524 segment changes for 306 (2026-11-30)."""
+    for name, value in LONG_EPOCHS.items():
+        monkeypatch.setenv(name, value)
+    lines, _, _ = simulate(300, seed=35, days=2)
+    directory = tmp_path / "deployment"
+    directory.mkdir()
+    config, settings = worker_config(directory, unique_name, bootstrap=kafka_bootstrap,
+                                     partitions=6, topology="partitioned",
+                                     commit_interval_seconds=10,
+                                     processing_guarantee="exactly_once")
+    k = settings["kafka"]
+    with worker_processes(config, 3, directory) as group:
+        _start(group, lines, k["input_topic"], kafka_bootstrap)
+        wait_for(lambda: bool(topic_records(k["segment_changes_topic"], kafka_bootstrap,
+                                            idle_ms=200)), 120, "segment changes to flow")
+        for role in ("tasks", "owner", "trainer"):
+            _kill_and_restart(group, role, config, committed=False)
+        wait_for(lambda: _settled(group), 240, "every partition to apply every record")
+        profiles = _profiles(group)
+    want_profiles, want_changes = _in_process(config, lines, LONG_EPOCHS)
+    assert profiles == want_profiles
+    changes, merges = (
+        [r["event_id"] for r in topic_records(k[topic], kafka_bootstrap,
+                                              isolation_level="read_committed")]
+        for topic in ("segment_changes_topic", "identity_merges_topic"))
+    assert sorted(changes) == sorted(want_changes), "each segment change exactly once"
+    assert merges and len(merges) == len(set(merges)), "each identity merge exactly once"

@@ -40,7 +40,7 @@ from workers.core.partitioned.records import Moved, Version
 from workers.io.kafka import changelog_topic, profiles_topic, samples_topic, versions_topic
 from workers.service.changelog import ChangelogCopy, ChangelogWriter
 from workers.service.clients import BATCH, QUICK_FETCH_MS, Batches, Clients, read_until
-from workers.service.emitter import Emitter
+from workers.service.emitter import Emitter, role_emitter
 from workers.service.logs import worker_log
 from workers.service.metrics import Metrics, counts_of
 from workers.service.state import WorkerState
@@ -58,6 +58,7 @@ class HeldTask:
 
     task: ProfileTask
     writer: ChangelogWriter
+    emitter: Emitter  # through the writer's transactions with exactly_once
     changes: StateWriter
     next_offset: int  # the input offset after the last bundle read
     versions_next: int  # the versions offset after the last version given to the task
@@ -99,6 +100,10 @@ class ProfileTasks(ConsumerRebalanceListener):
         self.versions_partition = TopicPartition(versions_topic(config), 0)
         self.partitions = config.kafka.partitions
         self.commit_interval = config.kafka.commit_interval_seconds
+        self.exactly_once = config.kafka.processing_guarantee == "exactly_once"
+        # exactly once: records for the trainer or another partition were sent, and are
+        # visible to them only once committed (so the commit comes at once)
+        self._awaited = False
         self.held: dict[int, HeldTask] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self.versions: AIOKafkaConsumer | None = None
@@ -150,7 +155,7 @@ class ProfileTasks(ConsumerRebalanceListener):
                     held.skip = 0
                     held.next_offset = offset + 1
             await self._run_tasks()
-            if time.monotonic() - self._last_commit >= self.commit_interval:
+            if self._awaited or time.monotonic() - self._last_commit >= self.commit_interval:
                 await self._commit()
 
     async def _versions(self, batches: Batches) -> None:
@@ -170,22 +175,22 @@ class ProfileTasks(ConsumerRebalanceListener):
                                 held.task.offer_version(version)
                             held.versions_next = record.offset + 1
             await self._run_tasks()
+            if self._awaited:
+                await self._commit()
 
     async def _run_tasks(self) -> None:
         """Every task applies what it can; what they send goes out. A state moved to a
         partition this worker holds is also handed to it at once, and the tasks run again
         while one can go on."""
-        emitter = self.emitter
-        assert emitter is not None
         held_now = list(self.held.values())
         while held_now:
             for held in held_now:
-                await self._run(held, emitter)
+                await self._run(held)
             held_now = [held for held in self.held.values() if held.task.ready]
-        self._observe()
+        await self._observe()
 
-    async def _run(self, held: HeldTask, emitter: Emitter) -> None:
-        task = held.task
+    async def _run(self, held: HeldTask) -> None:
+        task, emitter = held.task, held.emitter
         before = len(task.inbox)
         task.run()
         for _ in range(before - len(task.inbox)):
@@ -202,10 +207,13 @@ class ProfileTasks(ConsumerRebalanceListener):
         task.to_tasks.clear()
         for value in encode(task.to_trainer):
             await emitter.send(self.samples, value, partition=0)
+        self._awaited |= self.exactly_once and bool(task.to_trainer or task.to_tasks)
         task.to_trainer.clear()
 
-    def _observe(self) -> None:
-        """What /status says of the partitions held: records waiting, caught up or not."""
+    async def _observe(self) -> None:
+        """What /status says of the partitions held: records waiting, caught up or not (the
+        consumer's position, not the last record's offset: a transaction's commit marker
+        takes an offset too)."""
         state, consumer = self.state, self.consumer
         state.tasks_waiting = sum(len(h.task.inbox) for h in self.held.values())
         state.tasks_waiting_for = {p: h.task.waiting_for for p, h in self.held.items()
@@ -213,21 +221,24 @@ class ProfileTasks(ConsumerRebalanceListener):
         state.tasks_read_to = {p: h.next_offset for p, h in self.held.items()}
         if consumer is None:
             return
-        ends = [consumer.highwater(TopicPartition(self.topic, p)) for p in self.held]
-        state.tasks_caught_up = state.tasks_waiting == 0 and all(
-            end is not None and held.next_offset >= end
-            for end, held in zip(ends, self.held.values(), strict=True))
+        caught_up = state.tasks_waiting == 0
+        for p in self.held:
+            tp = TopicPartition(self.topic, p)
+            end = consumer.highwater(tp)
+            caught_up = caught_up and end is not None and await consumer.position(tp) >= end
+        state.tasks_caught_up = caught_up
 
     # ---- commits ----------------------------------------------------------------------
 
     async def _commit(self, partitions: list[int] | None = None) -> None:
         """Records acknowledged, then each task's changes and positions, one transaction
         per partition."""
-        emitter = self.emitter
-        if emitter is None or emitter.failed or not self.held:
+        emitters = {held.emitter for held in self.held.values()}
+        if not emitters or any(emitter.failed for emitter in emitters):
             return
-        self._last_commit = time.monotonic()
-        await emitter.acknowledged()
+        self._last_commit, self._awaited = time.monotonic(), False
+        for emitter in emitters:
+            await emitter.acknowledged()
         for p in sorted(self.held) if partitions is None else partitions:
             held = self.held[p]
             offset, applied = held.position()
@@ -266,6 +277,8 @@ class ProfileTasks(ConsumerRebalanceListener):
         writer = ChangelogWriter(self.config, self.clients.security, role="profiles",
                                  topics=stores, partition=p)
         await writer.start()  # fences the producer of the partition's previous holder
+        assert self.emitter is not None
+        emitter = role_emitter(self.config, self.emitter, writer)
         copy = ChangelogCopy(self.config, self.clients.security,
                              {topic: store for store, topic in stores.items()}, partition=p)
         started = time.monotonic()
@@ -275,7 +288,7 @@ class ProfileTasks(ConsumerRebalanceListener):
             # decoding the state is CPU work: a thread lets the other roles go on meanwhile
             await asyncio.to_thread(restore, task, copy.records(),
                                     f"the changelogs of profile partition {p}")
-        held = HeldTask(task, writer, StateWriter(task, saved=not copy.empty),
+        held = HeldTask(task, writer, emitter, StateWriter(task, saved=not copy.empty),
                         copy.next_offset, copy.position(VERSIONS_KEY), copy.position(APPLIED_KEY))
         self.metrics.start_source(_source(p), counts_of(task.stats))
         self.consumer.seek(TopicPartition(self.topic, p), held.next_offset)
@@ -295,8 +308,7 @@ class ProfileTasks(ConsumerRebalanceListener):
             self._held_changed()
 
     async def _hand_over(self, partitions: list[int]) -> None:
-        emitter = self.emitter
-        if emitter is not None and emitter.failed:
+        if any(self.held[p].emitter.failed for p in partitions):
             worker_log.warning("no commit at hand-over: records were refused; the next"
                                " holder reads again from the last commit")
             return
