@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import math
 import os
@@ -27,6 +28,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from workers.cli import GC_THRESHOLDS  # noqa: E402
 from workers.config import load  # noqa: E402
 from workers.core.dedup import Deduplicator  # noqa: E402
 from workers.core.identity import IdentityGraph, IdentityRules  # noqa: E402
@@ -1195,6 +1197,7 @@ def main() -> None:
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--store", default="memory", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    gc.set_threshold(*GC_THRESHOLDS)  # what every persona-stream command runs with
     if args.memory_child:
         print(json.dumps(_memory_child(args.memory_child, args.store)))
         return

@@ -24,9 +24,12 @@ sys.path.insert(0, str(ROOT))
 from bench import BIG_PROFILES, stream  # noqa: E402
 
 _CHILD = """
-import contextlib, itertools, sys, time
+import contextlib, gc, itertools, sys, time
 sys.path.insert(0, sys.argv[1])
 import orjson
+with contextlib.suppress(ImportError):  # a tree from before: the interpreter's default
+    from workers.cli import GC_THRESHOLDS
+    gc.set_threshold(*GC_THRESHOLDS)
 from workers.config import load
 from workers.core.identity_stage import IdentityStage
 from workers.core.partitioned.router import PartitionRouter

@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import gc
 import socket
 import tempfile
 from collections.abc import Sequence
@@ -226,17 +225,9 @@ def build_app(config: Config, initial: Pipeline | None = None) -> WorkerApp:
     return app
 
 
-# CPython's cyclic collector runs a young collection every 700 container allocations and
-# now and then a full one over every object held: a worker holding a state of millions of
-# objects spent 37% of its CPU there (bench spread, 1 partitioned worker: 11.6 of 31 CPU
-# seconds) while finding almost no cycles (2,194 objects in 7,876 collections). Fewer
-# collections: 2.1 s. Reference counting still frees everything else at once.
-GC_THRESHOLDS = (50_000, 20, 20)
-
 
 def run_worker(config: Config, initial: Pipeline | None = None) -> int:
     """Blocks until SIGTERM/SIGINT; faust shuts down gracefully on either."""
-    gc.set_threshold(*GC_THRESHOLDS)
     check_listen(config.metrics.host, config.metrics.port)
     check_listen(config.admin.host, config.admin.port, "admin")
     provision_topics(config)  # an unreachable broker: BrokerError, one line from the CLI
