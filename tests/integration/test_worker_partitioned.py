@@ -90,12 +90,14 @@ def _start(group: list[WorkerProcess], lines: list[bytes], topic: str, bootstrap
 
 
 def _counted(group: list[WorkerProcess]) -> dict[str, float]:
-    """The event and segment-change counters, each series summed over the workers' pages."""
+    """The event and segment-change counters, the profiles and segment-size gauges, each
+    series summed over the workers' pages."""
     counted: dict[str, float] = {}
     for worker in group:
         for line in (worker.get("/metrics") or b"").decode().splitlines():
             if line.startswith(("persona_stream_events_total{",
-                                "persona_stream_segment_changes_total{")):
+                                "persona_stream_segment_changes_total{",
+                                "persona_stream_profiles ", "persona_stream_segment_size{")):
                 series, value = line.rsplit(" ", 1)
                 counted[series] = counted.get(series, 0.0) + float(value)
     return counted
@@ -148,7 +150,10 @@ def _run(workers: int, lines: list[bytes], tmp_path: Path, bootstrap: str,
             wait_for(lambda: _card_sizes(settings["kafka"]["personas_topic"], bootstrap)
                      == segmented, 90, "persona cards counting every segmented profile")
     changes = topic_records(settings["kafka"]["segment_changes_topic"], bootstrap)
-    # each worker counts what its own roles and partitions did: summed, every change once
+    # each worker counts what its own roles and partitions did and holds: summed, the whole
+    assert counted["persona_stream_profiles"] == len(profiles)
+    assert sum(v for k, v in counted.items() if k.startswith("persona_stream_segment_size")
+               ) == sum(1 for _, _, segment in profiles.values() if segment is not None)
     assert sum(v for k, v in counted.items() if k.startswith("persona_stream_segment_changes")
                ) == len(changes)
     return profiles, {r["event_id"] for r in changes}, counted

@@ -219,6 +219,14 @@ class ProfileTasks(ConsumerRebalanceListener):
         state.tasks_waiting_for = {p: h.task.waiting_for for p, h in self.held.items()
                                    if h.task.inbox}
         state.tasks_read_to = {p: h.next_offset for p, h in self.held.items()}
+        sizes: dict[int, int] = {}
+        for held in self.held.values():
+            for sid, size in held.task.work.sizes.items():
+                sizes[sid] = sizes.get(sid, 0) + size
+        snapshots = [h.task.learner.snapshot for h in self.held.values()]
+        self.metrics.observe_partitions(
+            sum(len(h.task.work.profiles) for h in self.held.values()), sizes,
+            max((s.version for s in snapshots if s is not None), default=0))
         if consumer is None:
             return
         caught_up = state.tasks_waiting == 0
