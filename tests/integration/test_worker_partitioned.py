@@ -258,6 +258,35 @@ def test_a_worker_killed_mid_stream_loses_nothing(
     assert changes == want_changes
 
 
+@pytest.mark.usefixtures("whole_stream_window")
+def test_the_partitions_of_a_worker_gone_for_good_are_taken_from_standby_copies(
+        kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path) -> None:
+    """Every worker keeps a copy of the profile partitions it does not hold (state.standby):
+    SIGKILL of one holding partitions only, not restarted; the others take its partitions
+    from their copies and end with the results of the stages in one process."""
+    lines, _, _ = simulate(300, seed=37, days=2)
+    config, settings = _config(tmp_path / "deployment", kafka_bootstrap, unique_name)
+    with worker_processes(config, 3, tmp_path / "deployment") as group:
+        _start(group, lines, settings["kafka"]["input_topic"], kafka_bootstrap)
+        wait_for(lambda: all((w.status() or {}).get("task_partitions") for w in group)
+                 and _holding(group, "tasks") is not None, 90,
+                 "the partitions spread over the three, one with partitions only")
+        victim = _holding(group, "tasks")
+        assert victim is not None
+        theirs = set((victim.status() or {})["task_partitions"])
+        survivors = [w for w in group if w is not victim]
+        wait_for(lambda: all(theirs <= set((w.status() or {}).get("task_standbys", ()))
+                             for w in survivors), 60, "copies of its partitions elsewhere")
+        victim.stop(signal.SIGKILL)
+        wait_for(lambda: _settled(survivors), 240, "the others to apply every record")
+        taken = {p for w in survivors for p in (w.status() or {})["tasks_from_standby"]}
+        profiles = _profiles(survivors)
+    assert theirs <= taken  # a rebalance may move other partitions too, from copies as well
+    changes = {r["event_id"] for r in topic_records(settings["kafka"]["segment_changes_topic"],
+                                                    kafka_bootstrap)}
+    assert (profiles, changes) == _in_process(config, lines)
+
+
 # exactly once, what one stage sends another is visible at its commit: an epoch's round
 # trip to the trainer costs two commits, so this 2-day stream runs in longer epochs
 LONG_EPOCHS = {**WINDOW, "PERSONA_STREAM_SEGMENTATION__VERSION_EPOCH_TICKS": "1024",

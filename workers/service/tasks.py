@@ -257,11 +257,6 @@ class ProfileTasks(ConsumerRebalanceListener):
 
     # ---- partitions: taking them, giving them back -----------------------------------
 
-    def _stores(self) -> dict[Store, str]:
-        config = self.config
-        return {"profile": changelog_topic(config, "profile"),
-                "view": changelog_topic(config, "view"), "meta": changelog_topic(config, "task")}
-
     async def on_partitions_assigned(self, assigned: Any) -> None:
         mine = sorted(tp.partition for tp in assigned if tp.topic == self.topic)
         async with self._lock:
@@ -281,27 +276,30 @@ class ProfileTasks(ConsumerRebalanceListener):
     async def _take(self, p: int) -> HeldTask:
         """Partition ``p``'s task, from its changelogs; its reading starts where they end."""
         assert self.consumer is not None
-        stores = self._stores()
+        stores = task_changelogs(self.config)
         writer = ChangelogWriter(self.config, self.clients.security, role="profiles",
                                  topics=stores, partition=p)
         await writer.start()  # fences the producer of the partition's previous holder
         assert self.emitter is not None
         emitter = role_emitter(self.config, self.emitter, writer)
-        copy = ChangelogCopy(self.config, self.clients.security,
-                             {topic: store for store, topic in stores.items()}, partition=p)
+        standby = self.state.task_standbys.pop(p, None)
+        copy = standby or task_copy(self.config, self.clients.security, p)
         started = time.monotonic()
-        read = await copy.catch_up()
+        read = await copy.catch_up()  # a standby copy: only what changed since it last read
         task = ProfileTask(self.config, p, self.partitions)
         if not copy.empty:
             # decoding the state is CPU work: a thread lets the other roles go on meanwhile
             await asyncio.to_thread(restore, task, copy.records(),
                                     f"the changelogs of profile partition {p}")
+        if standby is not None and not standby.empty:
+            self.state.tasks_from_standby.append(p)
         held = HeldTask(task, writer, emitter, StateWriter(task, saved=not copy.empty),
                         copy.next_offset, copy.position(VERSIONS_KEY), copy.position(APPLIED_KEY))
         self.metrics.start_source(_source(p), counts_of(task.stats))
         self.consumer.seek(TopicPartition(self.topic, p), held.next_offset)
         worker_log.info("profile partition taken", extra={
             "partition": p, "from_offset": held.next_offset, "changelog_records_read": read,
+            "from_standby": p in self.state.tasks_from_standby,
             "restore_seconds": round(time.monotonic() - started, 3)})
         return held
 
@@ -331,6 +329,19 @@ class ProfileTasks(ConsumerRebalanceListener):
                 await held.writer.stop()
             self.held.clear()
             self._held_changed()
+
+
+def task_changelogs(config: Config) -> dict[Store, str]:
+    """A profile partition's stores and their changelog topics (partition p of each)."""
+    return {"profile": changelog_topic(config, "profile"),
+            "view": changelog_topic(config, "view"), "meta": changelog_topic(config, "task")}
+
+
+def task_copy(config: Config, security: dict[str, Any], partition: int) -> ChangelogCopy:
+    """A copy of profile partition ``partition``'s changelogs, read on demand."""
+    return ChangelogCopy(config, security,
+                         {topic: store for store, topic in task_changelogs(config).items()},
+                         partition=partition)
 
 
 def _source(partition: int) -> str:
