@@ -109,14 +109,14 @@ class ProfileState:
 
     __slots__ = ("base", "closed_seconds", "closed_sessions", "conversions", "counts",
                  "engaged", "event_count", "first_seen", "last_learned", "last_seen", "orders",
-                 "product_views", "recent", "recent_ids", "recent_products", "repeat_views",
-                 "revenue", "segment", "spans", "traits")
+                 "product_views", "recent_ids", "recent_products", "repeat_views", "revenue",
+                 "segment", "spans", "traits")
 
     def __init__(self, size: int, ts: float) -> None:
-        self.counts = array("d", bytes(8 * size))
-        # the recent set: the counts with the short half-life (payments too), then the
-        # decayed orders and revenue
-        self.recent = array("d", bytes(8 * (size + 2)))
+        # the counts (14-day decay; payments lifetime), then the recent set: the same with
+        # the short half-life (payments too) and the decayed orders and revenue. One array:
+        # a second would cost its own header in every profile
+        self.counts = array("d", bytes(8 * (2 * size + 2)))
         self.base = ts
         self.event_count = 0
         self.first_seen = ts
@@ -142,14 +142,13 @@ class ProfileState:
 
     def __getstate__(self) -> tuple[Any, ...]:
         """Compact and store-independent: arrays as bytes, then the other slots in order."""
-        return (self.counts.tobytes(), self.recent.tobytes(), self.recent_ids.tobytes(),
+        return (self.counts.tobytes(), self.recent_ids.tobytes(),
                 *(getattr(self, name) for name in _SCALARS))
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
         self.counts = array("d", state[0])
-        self.recent = array("d", state[1])
-        self.recent_ids = array("q", state[2])
-        for name, value in zip(_SCALARS, state[3:], strict=True):
+        self.recent_ids = array("q", state[1])
+        for name, value in zip(_SCALARS, state[2:], strict=True):
             setattr(self, name, value)
 
     @property
@@ -176,7 +175,7 @@ class ProfileState:
         ts = tp.ts
         data = tp.data
         counts = self.counts
-        recent = self.recent
+        size = spec.size  # where the recent set starts
         age = ts - self.base
         if age * spec.rebase_rate > _REBASE_EXPONENT:
             self._rebase(spec, ts)
@@ -185,19 +184,19 @@ class ProfileState:
         r = math.exp(spec.recent_lam * age)
         i = spec.types.get(tp.type, spec.channel_base - 1)
         counts[i] += w
-        recent[i] += r
+        counts[size + i] += r
         channel = data.get("channel")
         if channel is not None:
             i = spec.channels.get(channel, spec.device_base - 1)
             counts[i] += w
-            recent[i] += r
+            counts[size + i] += r
         device = data.get("device")
         if device is not None:
             dtype = device.get("type")
             if dtype is not None:
                 i = spec.devices.get(dtype, spec.payment_base - 1)
                 counts[i] += w
-                recent[i] += r
+                counts[size + i] += r
         self.event_count += 1
         if ts < self.first_seen:
             self.first_seen = ts
@@ -248,19 +247,19 @@ class ProfileState:
 
     def _purchase(self, spec: FeatureSpec, props: Mapping[str, Any], r: float) -> None:
         """An order at recent weight ``r``: lifetime figures, and the recent set's."""
-        recent = self.recent
+        counts = self.counts
         size = spec.size
         revenue = props.get(spec.cfg.revenue_property)
         if (isinstance(revenue, int | float) and not isinstance(revenue, bool)
                 and math.isfinite(revenue) and revenue > 0):
             self.revenue += revenue
-            recent[size + 1] += r * revenue
+            counts[2 * size + 1] += r * revenue
         self.orders += 1
-        recent[size] += r
+        counts[2 * size] += r
         method = props.get(spec.cfg.payment_property)
         i = spec.payments.get(method, size - 1) if type(method) is str else size - 1
-        self.counts[i] += 1.0
-        recent[i] += r
+        counts[i] += 1.0
+        counts[size + i] += r
 
     def _product_view(self, product: Any) -> None:
         if type(product) is not str:
@@ -301,9 +300,8 @@ class ProfileState:
         for i in range(spec.payment_base):
             counts[i] *= scale
         scale = math.exp(spec.recent_lam * (self.base - new_base))
-        recent = self.recent
-        for i in range(len(recent)):
-            recent[i] *= scale
+        for i in range(spec.size, len(counts)):
+            counts[i] *= scale
         self.base = new_base
 
     def absorb(self, spec: FeatureSpec, other: ProfileState) -> int:
@@ -320,9 +318,8 @@ class ProfileState:
         for i in range(spec.payment_base, spec.size):
             counts[i] += theirs[i]
         scale = math.exp(spec.recent_lam * (other.base - self.base))
-        recent, theirs = self.recent, other.recent
-        for i in range(len(recent)):
-            recent[i] += theirs[i] * scale
+        for i in range(spec.size, len(counts)):
+            counts[i] += theirs[i] * scale
         ids = ([i for i in self.recent_ids if i] + [i for i in other.recent_ids if i])
         ids = ids[-RECENT_IDS:]
         self.event_count += other.event_count
@@ -359,7 +356,8 @@ class ProfileState:
         touched profile reads only the model's columns."""
         want = spec.every if wanted is None else wanted
         slow, fast = spec.wanted_groups(want)
-        out = _shares(self.counts, slow, spec.zeros) if slow else spec.zeros[:]
+        c = self.counts
+        out = _shares(c, 0, slow, spec.zeros) if slow else spec.zeros[:]
         t = spec.size  # the first derived feature after the counts' shares
         sessions = self.sessions if t + 4 in want or t + 5 in want else 0
         out += [
@@ -377,10 +375,9 @@ class ProfileState:
         traits = self.traits
         out += (self._traits(spec, traits) if traits and not want.isdisjoint(spec.trait_columns)
                 else spec.no_traits)
-        recent = self.recent
-        out += _shares(recent, fast, spec.zeros) if fast else spec.zeros
-        orders = recent[t]
-        out.append(math.log1p(recent[t + 1] / orders)
+        out += _shares(c, t, fast, spec.zeros) if fast else spec.zeros
+        orders = c[2 * t]
+        out.append(math.log1p(c[2 * t + 1] / orders)
                    if orders > 0 and spec.recent_base + t in want else 0.0)
         return out
 
@@ -405,15 +402,15 @@ class ProfileState:
         return {n: round(v, 6) for n, v in zip(spec.names, self.vector(spec), strict=True)}
 
 
-def _shares(c: array[float], groups: _Groups, zeros: list[float]) -> list[float]:
-    """Each group's counts as shares of the group's total; a group not wanted is left
-    at 0.0."""
+def _shares(c: array[float], offset: int, groups: _Groups, zeros: list[float]) -> list[float]:
+    """Each group's counts (from ``offset`` in ``c``) as shares of the group's total; a
+    group not wanted is left at 0.0."""
     out: list[float] = []
     for lo, hi, on in groups:
         if not on:
             out.extend(zeros[lo:hi])
             continue
-        part = c[lo:hi]
+        part = c[offset + lo:offset + hi]
         total = sum(part)
         if total > 0:
             inverse = 1.0 / total
@@ -435,5 +432,4 @@ def _merged(spans: list[float], gap: float) -> list[float]:
     return out
 
 
-_SCALARS = tuple(s for s in ProfileState.__slots__
-                 if s not in ("counts", "recent", "recent_ids"))
+_SCALARS = tuple(s for s in ProfileState.__slots__ if s not in ("counts", "recent_ids"))
