@@ -96,7 +96,8 @@ def test_no_empty_segment_and_every_card_value_in_its_feature_range(
 # five too. Batch KMeans with k = 7 on the recent features separates all seven (seed 1:
 # ARI 0.845 against 0.712 with k = 5), but the silhouette is highest at k = 5 (0.316
 # against 0.305 at k = 7), as do Calinski-Harabasz (k = 5) and Davies-Bouldin (k = 4):
-# premium shoppers who did not buy lately sit next to the cart abandoners.
+# at k = 5 the cart abandoners share the premium shoppers' segment, the video learners
+# the B2B researchers' (each extra behaviour is one of those with another event mix).
 @pytest.mark.parametrize(("variant", "seed"), [
     _known_gap(v, s, {("many_behaviours", s) for s in SEEDS},
                "many_behaviours: seven behaviours, five segments (n_clusters auto picks five"
