@@ -402,7 +402,8 @@ def _add_evaluate(sub: Commands) -> None:
                        " 'simulate' stream against its ground truth: ARI, segment ids that"
                        " changed meaning across model versions, behaviours that moved to"
                        " another id, behaviours with a segment of their own, behaviour"
-                       " changers in their new segment, moves per steady person, empty"
+                       " changers in their new segment (and how many of their profiles were"
+                       " never seen after the change), moves per steady person, empty"
                        " segments and persona-card values outside their feature's range.")
     p.add_argument("--truth", required=True, metavar="FILE",
                    help="the truth file of 'simulate --truth'")

@@ -33,10 +33,12 @@ def name_segments(snapshot: Snapshot, spec: FeatureSpec,
     """
     words: dict[int, list[str]] = {}
     for seg in snapshot.segments:
-        parts = []
+        parts: list[str] = []
         for dev, i in _deviations(snapshot, seg.id):
             label = spec.label(spec.names[snapshot.columns[i]])
-            parts.append(label if dev > 0 else f"few {label}")
+            part = label if dev > 0 else f"few {label}"
+            if part not in parts:  # a recent feature and its slower twin say one thing
+                parts.append(part)
         # positive traits read better in a name: put them first, keep the order of strength
         words[seg.id] = ([p for p in parts if not p.startswith("few ")]
                          + [p for p in parts if p.startswith("few ")])

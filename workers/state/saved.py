@@ -35,8 +35,9 @@ from workers.state.changelog import STORES, StateRecord, everything, rebuild
 MAGIC = b"persona-stream-state"
 # bump when the header or the records change incompatibly; 4: records in msgpack, no
 # pickle; 5: the meta record holds the segments' audience keys; 6: the segment registry,
-# reference space and window in the model, session spans in the profiles; 7: the forget list
-FORMAT = 7
+# reference space and window in the model, session spans in the profiles; 7: the forget list;
+# 8: the recent set in the profiles
+FORMAT = 8
 # where records go and where profiles are kept, not what they are; the admin listener;
 # and which audience keys a marketer chose (they rename audiences, and change no segment)
 _IGNORED_SECTIONS = ("kafka", "metrics", "state", "admin", "audiences")
