@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import math
 import os
@@ -17,6 +18,7 @@ import platform
 import shutil
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ import orjson
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from workers.cli import GC_THRESHOLDS  # noqa: E402
 from workers.config import load  # noqa: E402
 from workers.core.dedup import Deduplicator  # noqa: E402
 from workers.core.identity import IdentityGraph, IdentityRules  # noqa: E402
@@ -382,14 +385,20 @@ LATENCY_RATES = (1_000, 5_000, 20_000)
 LATENCY_SECONDS = 15  # per rate: long enough for thousands of segment changes
 
 
-def _latency_at(rate: int, lines: list[bytes]) -> dict[str, Any]:
+def _latency_at(rate: int, lines: list[bytes], topology: str) -> dict[str, Any]:
     """Produce at ``rate`` events/s stamped with the wall clock; a worker process keeps up;
     event-time-to-emit of the segment changes it emits, from the records themselves."""
     from workers.core.touchpoints import parse_time
 
     # live latency profile: hold events 50 ms for ordering, assess every 50 ms
+    # partitioned: a version is in force 2 s after the trainer learned its epoch of 0.5 s
+    # (the defaults, 64 and 256 ticks of 50 ms, would keep segments away for 13 s)
+    epochs = ({"version_epoch_ticks": 10, "version_delay_ticks": 40}
+              if topology == "partitioned" else {})
     settings = _settings(f"lat{rate}", intake={"reorder_window_seconds": 0.05},
-                         segmentation={"assign_tick_seconds": 0.05, "warmup_profiles": 100})
+                         segmentation={"assign_tick_seconds": 0.05, "warmup_profiles": 100,
+                                       **epochs},
+                         kafka={"topology": topology})
     worker = WorkerProcess(_config_file(settings))
     try:
         _wait_ready(worker.port)  # both groups joined, the owner restored: the clock starts
@@ -469,9 +478,11 @@ def _wait_ready(*ports: int, seconds: float = 60.0,
 
 
 def bench_latency() -> dict[str, Any]:
+    """Both topologies (``kafka.topology``), one worker process each."""
     path, _ = stream(BIG_PROFILES, 7)
     lines = lines_of(path)
-    return {"rates": [_latency_at(rate, lines) for rate in LATENCY_RATES]}
+    return {topology: [_latency_at(rate, lines, topology) for rate in LATENCY_RATES]
+            for topology in ("sequenced", "partitioned")}
 
 
 SCALE_ORDER = (1, 2, 2, 1)  # worker counts, one run each: ABBA, so a drift hits both alike
@@ -689,16 +700,30 @@ def _memory_child(profiles: int, store: str) -> dict[str, Any]:
             "bytes_per_profile": round(used / profiles_held), "disk_bytes": disk}
 
 
-def _people(pipeline: Pipeline, first: int, count: int, t0: float, spread: float) -> None:
+def _people(first: int, count: int, t0: float, spread: float) -> Iterator[bytes]:
     """``count`` known people from ``first`` on: an identify and a purchase each."""
     for i in range(first, first + count):
         t = t0 + i * spread
         known = {"user_id": f"u-{i:09d}", "email": f"person{i}@mail.example"}
         for j, kind in enumerate(("identify", "purchase")):
-            pipeline.feed(orjson.dumps({
+            yield orjson.dumps({
                 "event_id": f"e-{i}-{j}-{t0}", "occurred_at": _iso(t + j * 60), "type": kind,
                 "identity": known, "channel": "web",
-                "properties": {"product_id": f"sku-{i % 500}", "revenue": 20.0}}))
+                "properties": {"product_id": f"sku-{i % 500}", "revenue": 20.0}})
+
+
+def _returning(profiles: int, t0: float, spread: float) -> Iterator[bytes]:
+    """1% of the people come back a day after the stream's end: one more purchase each."""
+    back = t0 + 31 * 86400
+    for i in range(0, profiles, 100):
+        yield orjson.dumps({
+            "event_id": f"again-{i}", "occurred_at": _iso(back + i * spread / 100),
+            "type": "purchase", "identity": {"user_id": f"u-{i:09d}"}, "channel": "web",
+            "properties": {"revenue": 5.0}})
+
+
+def _bytes_of(records: Iterable[Any]) -> int:
+    return sum(len(r.key) + len(r.value or b"") for r in records)
 
 
 def bench_state() -> dict[str, Any]:
@@ -717,24 +742,19 @@ def bench_state() -> dict[str, Any]:
     pipeline = Pipeline(config)
     spread = 30 * 86400 / profiles
     t0 = 1_767_571_200.0
-    _people(pipeline, 0, profiles, t0, spread)
+    for raw in _people(0, profiles, t0, spread):
+        pipeline.feed(raw)
     pipeline.flush()
     writer = StateWriter(pipeline, saved=False)
-    full = writer.changes()
-    full_bytes = sum(len(r.key) + len(r.value or b"") for r in full)
-    # 1% of the people come back a day after the stream's end: one more purchase each
+    full_bytes = _bytes_of(writer.changes())
     returning = profiles // 100
-    back = t0 + 31 * 86400
-    for i in range(0, profiles, 100):
-        pipeline.feed(orjson.dumps({
-            "event_id": f"again-{i}", "occurred_at": _iso(back + i * spread / 100),
-            "type": "purchase", "identity": {"user_id": f"u-{i:09d}"}, "channel": "web",
-            "properties": {"revenue": 5.0}}))
+    for raw in _returning(profiles, t0, spread):
+        pipeline.feed(raw)
     pipeline.flush()
     started = time.perf_counter()
     commit = writer.changes()
     take_seconds = time.perf_counter() - started
-    commit_bytes = sum(len(r.key) + len(r.value or b"") for r in commit)
+    commit_bytes = _bytes_of(commit)
     by_store: dict[str, int] = {}
     for r in commit:
         by_store[r.store] = by_store.get(r.store, 0) + len(r.key) + len(r.value or b"")
@@ -770,6 +790,76 @@ def bench_state() -> dict[str, Any]:
             "commit_share": round(commit_bytes / full_bytes, 4),
             "commit_records": len(commit), "commit_bytes_by_store": by_store,
             "take_changes_seconds": round(take_seconds, 3), "restore": restored}
+
+
+def bench_partition() -> dict[str, Any]:
+    """``kafka.topology: partitioned`` at 1M profiles over 6 partitions, the stages in one
+    process (LocalTopology): (a) bytes the commits of every stage write when 1% of the
+    people come back, next to the whole state's; (b) one profile partition restored from
+    its changelogs on the broker (read to their end, then the task rebuilt). The people
+    have two events each, as in ``state``: fewer than the model learns from, so the
+    trainer's state is an empty model's."""
+    import asyncio
+
+    from aiokafka import TopicPartition
+
+    from workers.core.partitioned.local import LocalTopology
+    from workers.core.partitioned.profile_task import ProfileTask
+    from workers.io.kafka import changelog_topic, profiles_topic
+    from workers.service.changelog import ChangelogCopy, ChangelogWriter
+    from workers.state.changelog import StateWriter, Store, everything, restore
+
+    profiles = int(os.environ.get("BENCH_STATE_PROFILES", 1_000_000))
+    partitions = 6
+    config = _prefilled(_settings("partition", kafka={"topology": "partitioned",
+                                                      "partitions": partitions}), [])
+    topology = LocalTopology(config, partitions)
+    spread = 30 * 86400 / profiles
+    t0 = 1_767_571_200.0
+    started = time.perf_counter()
+    topology.feed_many(_people(0, profiles, t0, spread))
+    topology.flush()
+    fed = time.perf_counter() - started
+    writers = [StateWriter(topology.stage, saved=False),
+               *(StateWriter(t, saved=False) for t in topology.tasks),
+               StateWriter(topology.trainer, saved=False)]
+    full_bytes = [_bytes_of(w.changes()) for w in writers]
+    topology.feed_many(_returning(profiles, t0, spread))
+    topology.flush()
+    commit_bytes = [_bytes_of(w.changes()) for w in writers]
+    task = topology.tasks[0]
+    held = len(task.work.profiles)
+
+    async def restore_one() -> dict[str, Any]:
+        stores: dict[Store, str] = {"profile": changelog_topic(config, "profile"),
+                                    "view": changelog_topic(config, "view"),
+                                    "meta": changelog_topic(config, "task")}
+        out = ChangelogWriter(config, {}, role="profiles", topics=stores, partition=0)
+        await out.start()
+        records = list(everything(task))
+        for i in range(0, len(records), 100_000):  # a transaction each, as commits are
+            await out.commit(records[i:i + 100_000],
+                             TopicPartition(profiles_topic(config), 0), 0)
+        await out.stop()
+        copy = ChangelogCopy(config, {}, {t: s for s, t in stores.items()}, partition=0)
+        started = time.perf_counter()
+        read = await copy.catch_up()
+        read_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        restored = restore(ProfileTask(config, 0, partitions), copy.records(), "bench")
+        built = time.perf_counter() - started
+        assert len(restored.work.profiles) == held
+        return {"records": read, "read_seconds": round(read_seconds, 1),
+                "rebuild_seconds": round(built, 1)}
+
+    return {"profiles": profiles, "partitions": partitions, "fed_seconds": round(fed, 1),
+            "partition_profiles": held, "full_state_bytes": sum(full_bytes),
+            "commit_bytes": sum(commit_bytes),
+            "commit_share": round(sum(commit_bytes) / sum(full_bytes), 4),
+            "by_stage": {"identity": [full_bytes[0], commit_bytes[0]],
+                         "profiles": [sum(full_bytes[1:-1]), sum(commit_bytes[1:-1])],
+                         "trainer": [full_bytes[-1], commit_bytes[-1]]},
+            "restore_partition_0": asyncio.run(restore_one())}
 
 
 def _iso(ts: float) -> str:
@@ -944,7 +1034,8 @@ BENCHES = {"intake": bench_intake, "pipeline": bench_pipeline, "quality": bench_
            "memory": bench_memory, "profile": bench_profile, "worker": bench_worker,
            "replay": bench_replay, "latency": bench_latency, "scale": bench_scale,
            "hostile": bench_hostile, "formats": bench_formats, "dedup": bench_dedup,
-           "state": bench_state, "identity": bench_identity, "spread": bench_spread}
+           "state": bench_state, "identity": bench_identity, "spread": bench_spread,
+           "partition": bench_partition}
 COMMAND = "python benchmarks/bench.py"
 
 
@@ -963,8 +1054,10 @@ def _quality_row(variant: str, runs: list[dict[str, Any]]) -> str:
             f" (gap up to {gap:+.3f}), ids changed meaning {worst('ids_changed_meaning', False)},"
             f" behaviour moves w/o lineage {worst('behaviour_moves_without_lineage', False)},"
             f" own segment {worst('behaviours_with_own_segment')}/{runs[0]['behaviours']},"
-            + (f" changers in new segment {worst('changers_in_new_segment')}," if
-               runs[0]["changers"] else "")
+            + (f" changers in new segment {worst('changers_in_new_segment')} (changer"
+               f" profiles never seen after the change: up to"
+               f" {max(r['changers_unseen_since_change'] / r['changers'] for r in runs):.0%}),"
+               if runs[0]["changers"] else "")
             + f" moves/steady person {worst('moves_per_steady_person', False)},"
             f" empty segments {worst('empty_segments', False)},"
             f" card values out of domain {worst('card_values_out_of_domain', False)}")
@@ -999,8 +1092,11 @@ def write_table() -> None:
                      f"{res['parse_only_per_second']:,}/s; {res['events']:,} events")
         elif name == "latency":
             what = "event time to segment-change emit, one worker keeping up (live profile)"
-            value = "; ".join(f"{r['target_rate']:,}/s (sent {r['achieved_rate']:,}/s): p50 "
-                              f"{r['p50_ms']} ms, p99 {r['p99_ms']} ms" for r in res["rates"])
+            value = "; ".join(
+                f"{topology}: " + ", ".join(
+                    f"{r['target_rate']:,}/s (sent {r['achieved_rate']:,}/s): p50 "
+                    f"{r['p50_ms']} ms, p99 {r['p99_ms']} ms" for r in runs)
+                for topology, runs in res.items())
         elif name == "scale":
             one, two = res["runs"]["1"], res["runs"]["2"]
             what = (f"1 vs 2 worker processes on a pre-filled {res['partitions']}-partition "
@@ -1059,6 +1155,22 @@ def write_table() -> None:
                      f"{res['full_state_bytes'] / 2**20:,.0f} MiB; restore of "
                      f"{rest['records']:,} records from {rest['partitions']} partitions: read "
                      f"{rest['read_seconds']} s + rebuild {rest['rebuild_seconds']} s")
+        elif name == "partition":
+            rest, stage = res["restore_partition_0"], res["by_stage"]
+            what = (f"kafka.topology partitioned at {res['profiles']:,} profiles over "
+                    f"{res['partitions']} partitions: the commits of every stage after 1% of "
+                    "the people came back, and one profile partition restored")
+            value = (f"commits {res['commit_bytes'] / 2**20:,.1f} MiB = "
+                     f"{res['commit_share']:.2%} of the whole state's "
+                     f"{res['full_state_bytes'] / 2**20:,.0f} MiB (identity stage "
+                     f"{stage['identity'][1] / 2**20:,.1f} of "
+                     f"{stage['identity'][0] / 2**20:,.0f}, profile partitions "
+                     f"{stage['profiles'][1] / 2**20:,.1f} of "
+                     f"{stage['profiles'][0] / 2**20:,.0f}, trainer "
+                     f"{stage['trainer'][1] / 2**10:,.1f} KiB of "
+                     f"{stage['trainer'][0] / 2**10:,.1f}); partition 0 "
+                     f"({res['partition_profiles']:,} profiles, {rest['records']:,} records):"
+                     f" read {rest['read_seconds']} s + rebuild {rest['rebuild_seconds']} s")
         elif name == "profile":
             what = "own time of the costliest functions (cProfile, 3,000 people)"
             value = ", ".join(f"{t['function']} {t['own_share']:.0%}" for t in res["top"][:5])
@@ -1087,6 +1199,7 @@ def main() -> None:
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--store", default="memory", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    gc.set_threshold(*GC_THRESHOLDS)  # what every persona-stream command runs with
     if args.memory_child:
         print(json.dumps(_memory_child(args.memory_child, args.store)))
         return

@@ -8,6 +8,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import typing
@@ -401,7 +402,8 @@ def _add_evaluate(sub: Commands) -> None:
                        " 'simulate' stream against its ground truth: ARI, segment ids that"
                        " changed meaning across model versions, behaviours that moved to"
                        " another id, behaviours with a segment of their own, behaviour"
-                       " changers in their new segment, moves per steady person, empty"
+                       " changers in their new segment (and how many of their profiles were"
+                       " never seen after the change), moves per steady person, empty"
                        " segments and persona-card values outside their feature's range.")
     p.add_argument("--truth", required=True, metavar="FILE",
                    help="the truth file of 'simulate --truth'")
@@ -439,6 +441,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# CPython's cyclic collector runs a young collection every 700 container allocations and
+# now and then a full one over every object held, so every command runs with fewer: a
+# worker holding millions of objects spent 37% of its CPU there (bench spread, 1
+# partitioned worker: 11.6 of 31 CPU seconds) while finding almost no cycles (2,194 objects
+# in 7,876 collections; fewer collections: 2.1 s), and `run` is 7-15% faster (200,000
+# events, alternating). Reference counting still frees everything else at once.
+GC_THRESHOLDS = (50_000, 20, 20)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every failure a user can cause is one line and its exit code."""
     parser = build_parser()
@@ -446,6 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:  # argparse would name "persona-stream", not the command given the flag
         parser.exit(2, f"persona-stream {args.command}: error: unrecognized arguments: "
                     f"{' '.join(unknown)} (see --help)\n")
+    gc.set_threshold(*GC_THRESHOLDS)
     try:
         return int(args.func(args))
     except PersonaStreamError as exc:

@@ -244,6 +244,8 @@ class TraitsConfig:
 @dataclass(frozen=True)
 class FeaturesConfig:
     half_life_days: float
+    # the recent set (recent.*): the same counts, payments and basket decayed faster
+    recent_half_life_days: float
     session_gap_minutes: float
     event_types: list[str]
     channels: list[str]
@@ -582,6 +584,8 @@ def _ranges(config: Config) -> Iterator[str]:
         (all(v >= 1 for v in config.identity.limits.values()),
          "identity.limits values must be >= 1"),
         (config.features.half_life_days > 0, "features.half_life_days must be > 0"),
+        (config.features.recent_half_life_days > 0,
+         "features.recent_half_life_days must be > 0"),
         (config.features.max_traits >= 0, "features.max_traits must be >= 0"),
         (seg.learn_min_events >= 1, "segmentation.learn_min_events must be >= 1"),
         (seg.n_clusters == "auto" or seg.n_clusters >= 2,
@@ -608,9 +612,6 @@ def _ranges(config: Config) -> Iterator[str]:
         (1024 <= config.output.dead_letter_raw_bytes <= 131072,
          "output.dead_letter_raw_bytes must be in 1024..131072"),
         (k.commit_interval_seconds > 0, "kafka.commit_interval_seconds must be > 0"),
-        (k.topology == "sequenced" or k.processing_guarantee == "at_least_once",
-         "kafka.processing_guarantee exactly_once works with kafka.topology sequenced only,"
-         " so far"),
         (k.input_retention_ms >= -1, "kafka.input_retention_ms must be -1 (forever) or >= 0"),
         (k.input_retention_bytes >= -1,
          "kafka.input_retention_bytes must be -1 (no limit) or >= 0"),

@@ -25,6 +25,7 @@ PARSER = TouchpointParser()
 T0 = parse_time("2025-03-01T00:00:00Z")
 DAY = 86400.0
 HALF_LIFE = CONFIG.features.half_life_days * DAY
+RECENT_HALF_LIFE = CONFIG.features.recent_half_life_days * DAY
 _ids = itertools.count()
 
 
@@ -77,8 +78,10 @@ def mixed_events(rng: random.Random, n: int = 40) -> list[Touchpoint]:
 
 # order-independent features: everything but the session ones and repeat views
 DECAYED = [n for n in SPEC.names if n.split(".")[0] in ("type", "channel", "device", "payment")]
-ORDER_FREE = DECAYED + ["monetary_log", "aov_log", "orders_log", "frequency_log",
-                        "traits_disclosed"] + [n for n in SPEC.names if n.startswith("trait.")]
+RECENT = [n for n in SPEC.names if n.startswith("recent.")]
+ORDER_FREE = DECAYED + RECENT + ["monetary_log", "aov_log", "orders_log", "frequency_log",
+                                 "traits_disclosed"] + [n for n in SPEC.names
+                                                        if n.startswith("trait.")]
 
 
 # ---- decayed shares ---------------------------------------------------------------
@@ -102,6 +105,41 @@ def test_recent_events_weigh_more_by_half_life() -> None:
     # two half-lives: 4 to 1
     f = feats(state_of([tp("page_view", T0), tp("search", T0 + 2 * HALF_LIFE)]))
     assert f["type.search"] == pytest.approx(0.8, rel=1e-9)
+
+
+def test_the_recent_set_weighs_by_its_own_shorter_half_life() -> None:
+    events = [tp("page_view", T0), tp("search", T0 + RECENT_HALF_LIFE)]
+    f = feats(state_of(events))
+    assert RECENT_HALF_LIFE < HALF_LIFE
+    assert f["recent.type.search"] == pytest.approx(2 / 3, rel=1e-9)
+    assert f["type.search"] < f["recent.type.search"]
+
+
+def test_a_changed_habit_shows_in_the_recent_set_and_its_basket() -> None:
+    """Ten days of web purchases paid by card, then twenty of app purchases with a
+    wallet: the recent set is the new habit; the 14-day shares still hold some of the
+    old one, lifetime payments and basket a third of it."""
+    assert RECENT_HALF_LIFE <= 5 * DAY
+    old = [tp("purchase", T0 + i * DAY, channel="web",
+              properties={"revenue": 500, "payment_method": "card"}) for i in range(10)]
+    new = [tp("purchase", T0 + (10 + i) * DAY, channel="mobile_app",
+              properties={"revenue": 20, "payment_method": "wallet"}) for i in range(20)]
+    f = feats(state_of(old + new))
+    assert f["payment.wallet"] == pytest.approx(2 / 3)
+    assert f["recent.payment.wallet"] > 0.9
+    assert f["recent.channel.mobile_app"] > 0.9 > f["channel.mobile_app"]
+    assert f["aov_log"] == pytest.approx(math.log1p(5400 / 30))
+    assert math.log1p(20) < f["recent.aov_log"] < math.log1p(100)
+
+
+def test_the_recent_basket_is_the_decayed_revenue_per_decayed_order() -> None:
+    events = [tp("purchase", T0, properties={"revenue": 100, "payment_method": "card"}),
+              tp("purchase", T0 + RECENT_HALF_LIFE,
+                 properties={"revenue": 10, "payment_method": "paypal"})]
+    f = feats(state_of(events))
+    assert f["recent.aov_log"] == pytest.approx(math.log1p((100 + 2 * 10) / 3), rel=1e-9)
+    assert f["recent.payment.paypal"] == pytest.approx(2 / 3, rel=1e-9)
+    assert f["recent.type.purchase"] == 1.0
 
 
 def test_channel_and_device_shares() -> None:
@@ -205,6 +243,9 @@ def test_absorb_equals_one_profile_fed_all_events(into_a: bool) -> None:
     assert [merged.counts[i] * math.exp(SPEC.lam * (merged.base - whole.base))
             for i in range(SPEC.payment_base)] == pytest.approx(
         list(whole.counts[:SPEC.payment_base]), rel=1e-9, abs=1e-12)
+    assert [v * math.exp(SPEC.recent_lam * (merged.base - whole.base))
+            for v in merged.counts[SPEC.size:]] == pytest.approx(
+        list(whole.counts[SPEC.size:]), rel=1e-9, abs=1e-12)
 
 
 def test_absorb_of_interleaved_sessions_counts_the_session_once() -> None:
@@ -239,8 +280,9 @@ def test_absorb_across_a_very_long_gap_stays_finite() -> None:
         merged, whole = _split_merge(a, b, into_a)
         fm = feats(merged)
         assert all(math.isfinite(v) for v in fm.values())
-        assert close(feats(whole), fm, DECAYED) == []
+        assert close(feats(whole), fm, DECAYED + RECENT) == []
         assert fm["type.search"] == pytest.approx(0.5, abs=1e-12)
+        assert fm["recent.type.search"] == pytest.approx(0.5, abs=1e-12)
 
 
 # ---- long gaps --------------------------------------------------------------------
@@ -425,9 +467,10 @@ def test_named_keys_equal_spec_names() -> None:
     state = state_of(mixed_events(random.Random(4)))
     named = state.named(SPEC)
     assert list(named) == SPEC.names
+    # the counts' shares, 8 derived, the traits, then the recent shares and basket
     assert len(SPEC.names) == len(set(SPEC.names)) == SPEC.size + 8 + sum(
         len(v) for v in CONFIG.features.traits.categorical.values()) + len(
-        CONFIG.features.traits.numeric)
+        CONFIG.features.traits.numeric) + SPEC.size + 1
     vector = state.vector(SPEC)
     assert all(named[n] == pytest.approx(v, abs=1e-6) for n, v in zip(SPEC.names, vector,
                                                                       strict=True))

@@ -16,7 +16,7 @@ from jsonschema import Draft202012Validator
 
 from workers.config import load
 from workers.core.features import FeatureSpec, ProfileState
-from workers.core.personas import name_segments, persona_cards
+from workers.core.personas import name_segments, persona_cards, segment_totals
 from workers.core.segments import Segment, SegmentModel, Snapshot
 from workers.core.touchpoints import Touchpoint, TouchpointParser, format_time, parse_time
 
@@ -45,6 +45,16 @@ def label(feature: str) -> str:
 
 
 # ---- names ---------------------------------------------------------------------------
+
+
+def test_a_recent_feature_reads_as_its_slower_twin_and_a_name_says_it_once() -> None:
+    assert label("recent.type.purchase") == label("type.purchase")
+    snap = snapshot({0: (3.0, 2.9, -1.0), 1: (-1.0, -1.1, 2.0)},
+                    features=["type.purchase", "recent.type.purchase", "channel.email"])
+    names = name_segments(snap, SPEC)
+    words = label("type.purchase").lower()
+    assert names[0].lower().count(words) == 1
+    assert label("channel.email").lower() in names[0].lower()
 
 
 def test_names_use_the_labels_of_the_distinguishing_features() -> None:
@@ -109,9 +119,9 @@ def test_names_from_a_trained_model_are_unique_and_name_the_blob() -> None:
 
     cfg = dataclasses.replace(CONFIG.segmentation, warmup_profiles=60, n_clusters=3)
     model = SegmentModel(cfg, SPEC)
-    blobs = [{"channel.email": 0.9, "type.email_open": 0.8},
-             {"channel.web": 0.9, "type.product_view": 0.8},
-             {"channel.mobile_app": 0.9, "type.app_open": 0.8}]
+    blobs = [{"recent.channel.email": 0.9, "recent.type.email_open": 0.8},
+             {"recent.channel.web": 0.9, "recent.type.product_view": 0.8},
+             {"recent.channel.mobile_app": 0.9, "recent.type.app_open": 0.8}]
     rng = random.Random(3)
     snap = None
     for i in range(60):
@@ -122,8 +132,9 @@ def test_names_from_a_trained_model_are_unique_and_name_the_blob() -> None:
     assert snap is not None
     names = name_segments(snap, SPEC)
     assert len(set(names.values())) == 3
-    z_email = snap.transform([0.9 if n == "channel.email" else 0.8 if n == "type.email_open"
-                              else 0.0 for n in SPEC.names])
+    z_email = snap.transform([0.9 if n == "recent.channel.email"
+                              else 0.8 if n == "recent.type.email_open" else 0.0
+                              for n in SPEC.names])
     email_seg = min(snap.distances(z_email))[1]
     assert "email" in names[email_seg].lower()
     assert all("email" not in names[s.id].lower() for s in snap.segments if s.id != email_seg)
@@ -171,7 +182,7 @@ def cards_by_id() -> dict[int, dict[str, Any]]:
     snap = snapshot({0: (2.0, -1.0, 0.5, 0.0), 1: (-1.0, 2.0, 0.0, 0.3),
                      2: (0.0, 0.0, -1.0, 2.0)})
     names = name_segments(snap, SPEC)
-    cards = persona_cards(snap, names, SPEC, kpi_profiles())
+    cards = persona_cards(snap, names, SPEC, segment_totals(snap, kpi_profiles()))
     assert [c["segment_id"] for c in cards] == [0, 1, 2]
     return {c["segment_id"]: c for c in cards}
 

@@ -29,10 +29,12 @@ CFG = dataclasses.replace(CONFIG.segmentation, warmup_profiles=WARMUP, n_cluster
 
 # each blob: features set high (others near 0); picked among the model's weighted columns
 BLOBS = [
-    {"type.email_open": 0.7, "channel.email": 0.9},
-    {"type.product_view": 0.6, "channel.web": 0.9, "device.desktop": 0.8},
-    {"type.app_open": 0.7, "channel.mobile_app": 0.9, "device.mobile": 0.9},
-    {"type.ad_click": 0.6, "channel.ads": 0.8, "aov_log": 4.0},
+    {"recent.type.email_open": 0.7, "recent.channel.email": 0.9},
+    {"recent.type.product_view": 0.6, "recent.channel.web": 0.9,
+     "recent.device.desktop": 0.8},
+    {"recent.type.app_open": 0.7, "recent.channel.mobile_app": 0.9,
+     "recent.device.mobile": 0.9},
+    {"recent.type.ad_click": 0.6, "recent.channel.ads": 0.8, "recent.aov_log": 4.0},
 ]
 
 
@@ -280,7 +282,7 @@ def test_explain_of_an_email_profile_names_email() -> None:
     z = snapshot.transform(v)
     sid = assign(snapshot, z, None, CFG.hysteresis).segment_id
     features = [it["feature"] for it in explain(snapshot, z, sid, v, SPEC.names, 5)]
-    assert {"channel.email", "type.email_open"} <= set(features[:3])
+    assert {"recent.channel.email", "recent.type.email_open"} <= set(features[:3])
     assert explain(snapshot, z, sid, v, SPEC.names, 1) == explain(
         snapshot, z, sid, v, SPEC.names, 5)[:1]
 
@@ -383,13 +385,13 @@ def test_a_feature_everyone_shares_is_left_out_and_makes_no_phantom_segment() ->
     """A web-only shop: channel.web is 1 for everyone."""
     vectors = []
     for _, v in blob_stream(4, 600):
-        v[SPEC.index["channel.web"]] = 1.0
+        v[SPEC.index["recent.channel.web"]] = 1.0
         vectors.append(v)
     model = SegmentModel(CFG, SPEC)
     published = _learn_all(model, vectors)
     assert published
     for snapshot in published:
-        assert SPEC.index["channel.web"] not in snapshot.columns
+        assert SPEC.index["recent.channel.web"] not in snapshot.columns
         counts = {seg.id: 0 for seg in snapshot.segments}
         for v in vectors:
             counts[assign(snapshot, snapshot.transform(v), None, 0.0).segment_id] += 1
@@ -401,18 +403,19 @@ def test_outliers_cannot_take_a_centroid_and_every_value_stays_in_its_domain() -
     rng = random.Random(9)
     vectors = [v for _, v in blob_stream(5, 800)]
     for i in range(0, 800, 100):  # 1% outliers
-        vectors[i][SPEC.index["aov_log"]] = 16.7
-        vectors[i][SPEC.index["type.page_view"]] = 1.0
+        vectors[i][SPEC.index["recent.aov_log"]] = 16.7
+        vectors[i][SPEC.index["recent.type.page_view"]] = 1.0
     model = SegmentModel(CFG, SPEC)
     published = _learn_all(model, vectors)
     low = [min(v[c] for v in vectors) for c in range(len(SPEC.names))]
-    high = sorted(v[SPEC.index["aov_log"]] for v in vectors)[-10]  # below the outliers
+    high = sorted(v[SPEC.index["recent.aov_log"]] for v in vectors)[-10]  # below the outliers
     for snapshot in published:
         for seg in snapshot.segments:
             raw = snapshot.raw(seg.centroid)
             for i, c in enumerate(snapshot.columns):
                 assert low[c] - 1e-9 <= raw[i] <= max(v[c] for v in vectors) + 1e-9
-            aov = dict(zip(snapshot.columns, raw, strict=True)).get(SPEC.index["aov_log"], 0.0)
+            aov = dict(zip(snapshot.columns, raw, strict=True)).get(
+                SPEC.index["recent.aov_log"], 0.0)
             assert aov <= high + 1e-9
     # each blob still has a segment of its own
     snapshot = published[-1]
@@ -494,7 +497,7 @@ def test_silhouette_prefers_the_true_number_of_groups() -> None:
 
 def test_a_feature_that_starts_to_vary_later_joins_the_model() -> None:
     """Web-only at first; then half the people arrive by another channel."""
-    web = SPEC.index["channel.web"]
+    web = SPEC.index["recent.channel.web"]
     model = SegmentModel(CFG, SPEC)
     first = []
     for _, v in blob_stream(4, WARMUP):

@@ -22,6 +22,7 @@ from jsonschema import Draft202012Validator
 from workers.core.touchpoints import (
     IDENTIFIER_TYPES,
     IntakeLimits,
+    TimeParser,
     Touchpoint,
     TouchpointParser,
     format_time,
@@ -324,6 +325,47 @@ def test_parse_time_accepts(text: str, expected: datetime) -> None:
 def test_parse_time_rejects(text: str) -> None:
     with pytest.raises(ValueError):
         parse_time(text)
+
+
+_SECOND_TAILS = st.one_of(
+    st.sampled_from(["00", "07", "59", "60", "61", "5", "5a", "٣٣"]),
+    st.from_regex(r"[0-6][0-9]", fullmatch=True))
+_FRACTIONS = st.one_of(st.just(""), st.sampled_from([".", ".5", ".25", ".999", ".1234567",
+                                                     ".٣٣٣", ". 12"]),
+                       st.from_regex(r"\.[0-9]{1,9}", fullmatch=True))
+_ZONES = st.sampled_from(["Z", "z", "+00:00", "-00:00", "+05:30", "-11:45", "+23:59",
+                          "+24:00", "+05:75", "", " Z", "+0530", "ZZ"])
+
+
+def _stamp(day: datetime, separator: str, second: str, fraction: str, zone: str) -> str:
+    return f"{day:%Y-%m-%d}{separator}{day:%H:%M}:{second}{fraction}{zone}"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)),
+    st.sampled_from(["T", "t", " ", "x"]), _SECOND_TAILS, _FRACTIONS, _ZONES),
+    min_size=1, max_size=8))
+def test_the_stream_time_parser_is_parse_time_exactly(
+        stamps: list[tuple[datetime, str, str, str, str]]) -> None:
+    """The same float to the last bit or the same refusal, for any stamp, after any other
+    (its minute's epoch remembered from another stamp of the same minute)."""
+    parser = TimeParser()
+    # each minute once with a valid stamp first, so the shortcut serves what follows
+    texts = [_stamp(day, "T", "00", "", "Z") for day, *_ in stamps]
+    texts += [_stamp(*parts) for parts in stamps]
+    texts += ["2025-02-30T12:30:00Z", "2025-02-28T12:30:59.999Z", "2025-02-28T12:30:60Z",
+              "2025-02-28T12:30:60.5+01:00", "0000-01-01T00:00:00Z"]
+    for text in texts:
+        try:
+            want: float | str = parse_time(text)
+        except ValueError:
+            want = "refused"
+        try:
+            got: float | str = parser(text)
+        except ValueError:
+            got = "refused"
+        assert got == want, text
 
 
 def test_format_time_shape() -> None:

@@ -14,6 +14,7 @@ import pytest
 
 from workers.config import load
 from workers.core.partitioned.local import LocalTopology
+from workers.core.partitioned.router import partition_of
 from workers.simulation.generator import simulate
 from workers.testing import (
     Record,
@@ -74,11 +75,12 @@ def _profiles(group: list[WorkerProcess]) -> dict[str, tuple[Any, int, Any]]:
     return found
 
 
-def _config(directory: Path, bootstrap: str,
-            unique_name: Callable[[str], str]) -> tuple[Path, dict[str, Any]]:
+def _config(directory: Path, bootstrap: str, unique_name: Callable[[str], str],
+            guarantee: str = "at_least_once") -> tuple[Path, dict[str, Any]]:
     directory.mkdir()
     return worker_config(directory, unique_name, bootstrap=bootstrap, partitions=6,
-                         topology="partitioned", commit_interval_seconds=1)
+                         topology="partitioned", commit_interval_seconds=1,
+                         processing_guarantee=guarantee)
 
 
 def _start(group: list[WorkerProcess], lines: list[bytes], topic: str, bootstrap: str) -> None:
@@ -87,22 +89,81 @@ def _start(group: list[WorkerProcess], lines: list[bytes], topic: str, bootstrap
     produce(topic, [Record(line, identity_key(line)) for line in lines], bootstrap)
 
 
+def _counted(group: list[WorkerProcess]) -> dict[str, float]:
+    """The event and segment-change counters, the profiles and segment-size gauges, each
+    series summed over the workers' pages."""
+    counted: dict[str, float] = {}
+    for worker in group:
+        for line in (worker.get("/metrics") or b"").decode().splitlines():
+            if line.startswith(("persona_stream_events_total{",
+                                "persona_stream_segment_changes_total{",
+                                "persona_stream_profiles ", "persona_stream_segment_size{")):
+                series, value = line.rsplit(" ", 1)
+                counted[series] = counted.get(series, 0.0) + float(value)
+    return counted
+
+
+def _profile_pages_answer(group: list[WorkerProcess],
+                          profiles: dict[str, tuple[Any, int, Any]]) -> None:
+    """/profile by identifier on the identity stage's worker (which names the partition of
+    a profile it does not hold), and by profile id on the worker holding it."""
+    statuses = [w.status() or {} for w in group]
+    owner = next(w for w, s in zip(group, statuses, strict=True) if s.get("owner"))
+    for pid, (identifiers, count, _) in sorted(profiles.items())[:20]:
+        id_type, values = sorted(identifiers.items())[0]
+        partition = partition_of(pid, 6)
+        holder = next(w for w, s in zip(group, statuses, strict=True)
+                      if partition in s.get("task_partitions", ()))
+        status, body = owner.admin_get(f"/profile/{id_type}:{values[0]}")
+        found = orjson.loads(body)
+        if holder is owner:
+            assert status == 200 and found["profile_id"] == pid
+        else:
+            assert status == 404 and (found["profile_id"], found["partition"]) == (pid, partition)
+        status, body = holder.admin_get(f"/profile/{pid}")
+        assert status == 200 and orjson.loads(body)["event_count"] == count
+
+
+def _card_sizes(topic: str, bootstrap: str) -> int:
+    """The sizes of the newest card of each segment on the personas topic, added up."""
+    newest = {r["segment_id"]: r["size"] for r in topic_records(topic, bootstrap, idle_ms=1000)
+              if "segment_id" in r and "size" in r}
+    return sum(newest.values())
+
+
 def _run(workers: int, lines: list[bytes], tmp_path: Path, bootstrap: str,
-         unique_name: Callable[[str], str]) -> tuple[dict[str, Any], set[str]]:
+         unique_name: Callable[[str], str]) -> tuple[dict[str, Any], set[str], dict[str, float]]:
     directory = tmp_path / f"workers-{workers}"
-    config, settings = _config(directory, bootstrap, unique_name)
+    # topics and application of this run alone: a run on the topics of another would
+    # restore that run's state and find every event a duplicate
+    config, settings = _config(directory, bootstrap,
+                               lambda prefix: unique_name(f"{prefix}-{workers}w"))
     with worker_processes(config, workers, directory) as group:
         _start(group, lines, settings["kafka"]["input_topic"], bootstrap)
         wait_for(lambda: _settled(group), 240, "every partition to apply every record")
         profiles = _profiles(group)
+        counted = _counted(group)
+        if workers == 2:
+            _profile_pages_answer(group, profiles)
+            # the cards add up the reports of partitions held by two workers
+            segmented = sum(1 for _, _, segment in profiles.values() if segment is not None)
+            wait_for(lambda: _card_sizes(settings["kafka"]["personas_topic"], bootstrap)
+                     == segmented, 90, "persona cards counting every segmented profile")
     changes = topic_records(settings["kafka"]["segment_changes_topic"], bootstrap)
-    return profiles, {r["event_id"] for r in changes}
+    # each worker counts what its own roles and partitions did and holds: summed, the whole
+    assert counted["persona_stream_profiles"] == len(profiles)
+    assert sum(v for k, v in counted.items() if k.startswith("persona_stream_segment_size")
+               ) == sum(1 for _, _, segment in profiles.values() if segment is not None)
+    assert sum(v for k, v in counted.items() if k.startswith("persona_stream_segment_changes")
+               ) == len(changes)
+    return profiles, {r["event_id"] for r in changes}, counted
 
 
-def _in_process(config_file: Path, lines: list[bytes]) -> tuple[dict[str, Any], set[str]]:
+def _in_process(config_file: Path, lines: list[bytes],
+                env: dict[str, str] = WINDOW) -> tuple[dict[str, Any], set[str]]:
     """The same stages in this process (workers.core.partitioned.local), on the workers'
     configuration: the results a deployment must reach, whatever happens to it."""
-    config = load(config_file, env=WINDOW)
+    config = load(config_file, env=env)
     topology = LocalTopology(config, 6)
     topology.feed_many(lines)
     outputs = topology.flush()
@@ -121,11 +182,12 @@ def test_one_two_and_three_workers_give_the_same_results(
         kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path) -> None:
     lines, _, _ = simulate(300, seed=31, days=2)
     results = {n: _run(n, lines, tmp_path, kafka_bootstrap, unique_name) for n in (1, 2, 3)}
-    profiles, changes = results[1]
+    profiles, changes, counted = results[1]
     assert changes and any(segment for _, _, segment in profiles.values())
     for n in (2, 3):
         assert results[n][0] == profiles, f"{n} workers: other profiles than one"
         assert results[n][1] == changes, f"{n} workers: other segment changes than one"
+        assert results[n][2] == counted, f"{n} workers: other counts than one"
     assert (profiles, changes) == _in_process(tmp_path / "workers-1" / "config.yaml", lines)
     # the identifier groups and event counts of one process over the same input
     config = load(env=WINDOW)
@@ -133,6 +195,10 @@ def test_one_two_and_three_workers_give_the_same_results(
     want = {pid: ({t: sorted(v) for t, v in pipeline.graph.identifiers(pid).items()},
                   state.event_count) for pid, state in pipeline.profiles.items()}
     assert {pid: (ids, count) for pid, (ids, count, _) in profiles.items()} == want
+    stats = pipeline.stats
+    assert [counted[f'persona_stream_events_total{{outcome="{outcome}"}}']
+            for outcome in ("valid", "invalid", "duplicate")] == [
+        stats.events_valid, stats.events_invalid, stats.events_duplicate]
 
 
 def _holding(group: list[WorkerProcess], role: str) -> WorkerProcess | None:
@@ -149,6 +215,26 @@ def _holding(group: list[WorkerProcess], role: str) -> WorkerProcess | None:
     return None
 
 
+def _kill_and_restart(group: list[WorkerProcess], role: str, config: Path,
+                      committed: bool = True) -> None:
+    """SIGKILL of the worker holding ``role`` (once it has committed some of its work,
+    when ``committed``), then the same instance started again."""
+    wait_for(lambda: _holding(group, role) is not None, 90, f"a worker holding {role}")
+    victim = _holding(group, role)
+    assert victim is not None
+
+    def busy() -> bool:
+        status = victim.status() or {}
+        return bool(status.get("commits") or status.get("task_commits"))
+
+    if committed:
+        wait_for(busy, 120, f"the worker holding {role} to have committed some of its work")
+    instance = f"w{group.index(victim)}"
+    victim.stop(signal.SIGKILL)
+    group[group.index(victim)] = WorkerProcess(config, instance_id=instance,
+                                               log_dir=config.parent)
+
+
 @pytest.mark.usefixtures("whole_stream_window")
 @pytest.mark.parametrize("role", ["owner", "trainer", "tasks"])
 def test_a_worker_killed_mid_stream_loses_nothing(
@@ -162,19 +248,7 @@ def test_a_worker_killed_mid_stream_loses_nothing(
     config, settings = _config(tmp_path / "deployment", kafka_bootstrap, unique_name)
     with worker_processes(config, 3, tmp_path / "deployment") as group:
         _start(group, lines, settings["kafka"]["input_topic"], kafka_bootstrap)
-        wait_for(lambda: _holding(group, role) is not None, 90, f"a worker holding {role}")
-        victim = _holding(group, role)
-        assert victim is not None
-
-        def busy() -> bool:
-            status = victim.status() or {}
-            return bool(status.get("commits") or status.get("task_commits"))
-
-        wait_for(busy, 120, "the victim to have committed some of its work")
-        instance = f"w{group.index(victim)}"
-        victim.stop(signal.SIGKILL)
-        group[group.index(victim)] = WorkerProcess(config, instance_id=instance,
-                                                   log_dir=tmp_path / "deployment")
+        _kill_and_restart(group, role, config)
         wait_for(lambda: _settled(group), 240, "every partition to apply every record")
         profiles = _profiles(group)
     changes = {r["event_id"] for r in topic_records(settings["kafka"]["segment_changes_topic"],
@@ -182,3 +256,75 @@ def test_a_worker_killed_mid_stream_loses_nothing(
     want_profiles, want_changes = _in_process(config, lines)
     assert profiles == want_profiles
     assert changes == want_changes
+
+
+@pytest.mark.usefixtures("whole_stream_window")
+def test_the_partitions_of_a_worker_gone_for_good_are_taken_from_standby_copies(
+        kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path) -> None:
+    """Every worker keeps a copy of the profile partitions it does not hold (state.standby):
+    SIGKILL of one holding partitions only, not restarted; the others take its partitions
+    from their copies and end with the results of the stages in one process."""
+    lines, _, _ = simulate(300, seed=37, days=2)
+    config, settings = _config(tmp_path / "deployment", kafka_bootstrap, unique_name)
+    with worker_processes(config, 3, tmp_path / "deployment") as group:
+        _start(group, lines, settings["kafka"]["input_topic"], kafka_bootstrap)
+        wait_for(lambda: all((w.status() or {}).get("task_partitions") for w in group)
+                 and _holding(group, "tasks") is not None, 90,
+                 "the partitions spread over the three, one with partitions only")
+        victim = _holding(group, "tasks")
+        assert victim is not None
+        theirs = set((victim.status() or {})["task_partitions"])
+        survivors = [w for w in group if w is not victim]
+        wait_for(lambda: all(theirs <= set((w.status() or {}).get("task_standbys", ()))
+                             for w in survivors), 60, "copies of its partitions elsewhere")
+        victim.stop(signal.SIGKILL)
+        wait_for(lambda: _settled(survivors), 240, "the others to apply every record")
+        taken = {p for w in survivors for p in (w.status() or {})["tasks_from_standby"]}
+        profiles = _profiles(survivors)
+    assert theirs <= taken  # a rebalance may move other partitions too, from copies as well
+    changes = {r["event_id"] for r in topic_records(settings["kafka"]["segment_changes_topic"],
+                                                    kafka_bootstrap)}
+    assert (profiles, changes) == _in_process(config, lines)
+
+
+# exactly once, what one stage sends another is visible at its commit: an epoch's round
+# trip to the trainer costs two commits, so this 2-day stream runs in longer epochs
+LONG_EPOCHS = {**WINDOW, "PERSONA_STREAM_SEGMENTATION__VERSION_EPOCH_TICKS": "1024",
+               "PERSONA_STREAM_SEGMENTATION__VERSION_DELAY_TICKS": "4096"}
+
+
+def test_exactly_once_each_kind_killed_after_its_outputs_and_every_change_read_once(
+        kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """kafka.processing_guarantee exactly_once: once outputs flow, SIGKILL of a worker
+    holding profile partitions, of the one making the identity decisions and of the
+    trainer's, each restarted; a read_committed consumer reads the segment changes and
+    identity merges of the stages in one process, each exactly once. Commits are 10 s
+    apart, so work done since the last one is redone: the same scenario at least once
+    read 524 segment changes for 306 (2026-11-30)."""
+    for name, value in LONG_EPOCHS.items():
+        monkeypatch.setenv(name, value)
+    lines, _, _ = simulate(300, seed=35, days=2)
+    directory = tmp_path / "deployment"
+    directory.mkdir()
+    config, settings = worker_config(directory, unique_name, bootstrap=kafka_bootstrap,
+                                     partitions=6, topology="partitioned",
+                                     commit_interval_seconds=10,
+                                     processing_guarantee="exactly_once")
+    k = settings["kafka"]
+    with worker_processes(config, 3, directory) as group:
+        _start(group, lines, k["input_topic"], kafka_bootstrap)
+        wait_for(lambda: bool(topic_records(k["segment_changes_topic"], kafka_bootstrap,
+                                            idle_ms=200)), 120, "segment changes to flow")
+        for role in ("tasks", "owner", "trainer"):
+            _kill_and_restart(group, role, config, committed=False)
+        wait_for(lambda: _settled(group), 240, "every partition to apply every record")
+        profiles = _profiles(group)
+    want_profiles, want_changes = _in_process(config, lines, LONG_EPOCHS)
+    assert profiles == want_profiles
+    changes, merges = (
+        [r["event_id"] for r in topic_records(k[topic], kafka_bootstrap,
+                                              isolation_level="read_committed")]
+        for topic in ("segment_changes_topic", "identity_merges_topic"))
+    assert sorted(changes) == sorted(want_changes), "each segment change exactly once"
+    assert merges and len(merges) == len(set(merges)), "each identity merge exactly once"

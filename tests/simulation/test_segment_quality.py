@@ -2,7 +2,7 @@
 ``run`` over the stream, then ``evaluate`` against the truth, next to batch sklearn
 KMeans (k-means++, 10 starts) on the same final feature vectors.
 
-What is not met yet is marked xfail (strict) with the figure it misses; BENCHMARKS.md
+What is not met is marked xfail (strict) with the figure it misses; BENCHMARKS.md
 (``bench.py quality``) has the figures on 2,000-person streams.
 """
 
@@ -75,17 +75,7 @@ def _known_gap(variant: str, seed: int, failing: set[tuple[str, int]], reason: s
     return pytest.param(variant, seed, marks=marks, id=f"{variant}-{seed}")
 
 
-# one_channel seed 3: without the channel features the warm-up's centres settle on two
-# behaviours sharing a segment while another is split; the two halves of the split one
-# trade the majority between versions (no id changes meaning, but that behaviour's
-# segment changes with no lineage event), and batch KMeans on the final features finds
-# a better partition (ARI 0.91 against 0.73). More fresh starts per check do not help.
-ONE_CHANNEL_3 = {("one_channel", 3)}
-LOCAL_OPTIMUM = "one_channel seed 3: a behaviour without a segment of its own (see above)"
-
-
-@pytest.mark.parametrize(("variant", "seed"), [
-    _known_gap(v, s, ONE_CHANNEL_3, LOCAL_OPTIMUM) for v, s in CASES])
+@pytest.mark.parametrize(("variant", "seed"), CASES)
 def test_no_segment_id_changes_meaning_and_behaviours_move_only_through_lineage(
         variant: Variant, seed: int) -> None:
     q, _ = scored(variant, seed)
@@ -102,41 +92,44 @@ def test_no_empty_segment_and_every_card_value_in_its_feature_range(
     assert q.card_values_out_of_domain == 0
 
 
+# many_behaviours: seven behaviours for the default five segments; n_clusters auto picks
+# five too. Batch KMeans with k = 7 on the recent features separates all seven (seed 1:
+# ARI 0.845 against 0.712 with k = 5), but the silhouette is highest at k = 5 (0.316
+# against 0.305 at k = 7), as do Calinski-Harabasz (k = 5) and Davies-Bouldin (k = 4):
+# at k = 5 the cart abandoners share the premium shoppers' segment, the video learners
+# the B2B researchers' (each extra behaviour is one of those with another event mix).
 @pytest.mark.parametrize(("variant", "seed"), [
-    _known_gap(v, s, {("many_behaviours", s) for s in SEEDS} | ONE_CHANNEL_3,
+    _known_gap(v, s, {("many_behaviours", s) for s in SEEDS},
                "many_behaviours: seven behaviours, five segments (n_clusters auto picks five"
-               " too: two of the seven hardly differ in these features); " + LOCAL_OPTIMUM)
+               " too: the silhouette peaks at k = 5; see above)")
     for v, s in CASES])
 def test_every_behaviour_has_a_segment_of_its_own(variant: Variant, seed: int) -> None:
     q, _ = scored(variant, seed)
     assert q.behaviours_with_own_segment == q.behaviours
 
 
-@pytest.mark.parametrize(("variant", "seed"), [
-    _known_gap(v, s, {("default", 1), ("changers", 1), ("changers", 3)} | ONE_CHANNEL_3,
-               "hysteresis keeps a profile whose features sit between two segments where it"
-               " was (batch KMeans has no memory): changers 0.66 vs 0.70 and 0.63 vs 0.67,"
-               " default seed 1 0.882 vs 0.914; " + LOCAL_OPTIMUM)
-    for v, s in CASES])
+@pytest.mark.parametrize(("variant", "seed"), CASES)
 def test_online_ari_is_within_0_03_of_batch_kmeans(variant: Variant, seed: int) -> None:
     q, batch = scored(variant, seed)
     assert q.ari >= batch - 0.03, (q.ari, batch)
 
 
+# Not reachable on these streams by any model: 15-19% of the changers' profiles (36 of 247,
+# 53 of 284, 48 of 299) have no event after the change (a device the person left behind,
+# never linked to them), so at most 0.85, 0.81, 0.84. Segmenting on the recent set took
+# the share from 0.44-0.49 to 0.58, 0.56, 0.60 (0.68-0.72 of the profiles seen after the
+# change); batch KMeans on the same final features places 0.62, 0.61, 0.63 of them.
 @pytest.mark.parametrize("seed", [
     pytest.param(s, marks=pytest.mark.xfail(strict=True, reason=(
-        "about half the changers end in their new behaviour's segment: decayed counts "
-        "(half-life 14 days) still hold the old habits, payment shares and basket size "
-        "are lifetime figures"))) for s in SEEDS])
+        "0.58, 0.56, 0.60 of the changers end in their new behaviour's segment; 15-19% of"
+        " their profiles have no event after the change (see above)"))) for s in SEEDS])
 def test_behaviour_changers_end_in_their_new_behaviours_segment(seed: int) -> None:
     q, _ = scored("changers", seed)
     assert q.changers > 50
     assert q.changers_in_new_segment >= 0.9
 
 
-@pytest.mark.parametrize(("variant", "seed"), [
-    _known_gap(v, s, ONE_CHANNEL_3, LOCAL_OPTIMUM + ": 0.113 moves per steady person")
-    for v, s in CASES])
+@pytest.mark.parametrize(("variant", "seed"), CASES)
 def test_steady_people_rarely_move(variant: Variant, seed: int) -> None:
     q, _ = scored(variant, seed)
     assert q.moves_per_steady_person <= 0.1

@@ -14,6 +14,7 @@ from workers.config import load
 from workers.core.partitioned.local import LocalTopology
 from workers.core.partitioned.trainer import Trainer
 from workers.core.pipeline import Pipeline
+from workers.errors import StateError
 from workers.service.batch import FLUSH_KEY, process_batch
 from workers.simulation.generator import simulate
 from workers.state.changelog import (
@@ -239,3 +240,48 @@ def test_the_trainer_keeps_what_waits_a_record_each_and_restores_it(
     assert restored.model.snapshot is not None
     assert [(v.epoch, v.snapshots) for v in restored.take_versions()] == [
         (v.epoch, v.snapshots) for v in trainer.take_versions()]
+
+
+def _changelog(pipeline: Pipeline) -> dict[tuple[str, bytes], bytes | None]:
+    return {(r.store, r.key): r.value for r in everything(pipeline)}
+
+
+@pytest.mark.parametrize(("change", "says"), [
+    (lambda h: {**h, "format": h["format"] - 1}, r"state format \d+\); this is"),
+    (lambda h: {**h, "config": {**h["config"], "features": {
+        **h["config"]["features"], "half_life_days": 99}}},
+     r"different configuration: features\.half_life_days: 99 in the state, 14"),
+    (None, r"before state format headers"),
+])
+def test_changelogs_of_another_format_or_configuration_are_refused_in_one_line(
+        stream: list[bytes], change: Any, says: str) -> None:
+    """Profiles written by another state format or feature configuration would be read
+    wrongly: the header record refuses them, naming what differs."""
+    pipeline = Pipeline(load())
+    for line in stream[:2000]:
+        pipeline.feed(line)
+    records = _changelog(pipeline)
+    key = ("meta", b"header:" + META_KEY)
+    if change is None:
+        del records[key]
+    else:
+        value = records[key]
+        assert value is not None
+        records[key] = orjson.dumps(change(orjson.loads(value)))
+    with pytest.raises(StateError, match=says):
+        rebuild(load(), [StateRecord(s, k, v) for (s, k), v in records.items()],  # type: ignore[arg-type]
+                "the changelogs")
+
+
+def test_an_upgrade_that_keeps_the_state_format_restores(stream: list[bytes]) -> None:
+    pipeline = Pipeline(load())
+    for line in stream[:2000]:
+        pipeline.feed(line)
+    records = _changelog(pipeline)
+    key = ("meta", b"header:" + META_KEY)
+    value = records[key]
+    assert value is not None
+    records[key] = orjson.dumps({**orjson.loads(value), "version": "0.0.1"})
+    restored = rebuild(load(), [StateRecord(s, k, v) for (s, k), v in records.items()],  # type: ignore[arg-type]
+                       "the changelogs")
+    assert len(restored.profiles) == len(pipeline.profiles)

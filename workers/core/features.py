@@ -5,6 +5,12 @@ as ``S = sum(exp(lam * (t_i - base)))`` against a per-profile ``base`` time, so
 adding events is order-independent and two profiles merge by aligning their
 bases and adding. Shares (a type's part of all activity) are ratios of such
 sums, so they need no "now" and are the same in a replay as live.
+
+The same counts are kept a second time with a short half-life (``recent.*``), with
+payments and order values decayed too: what a person does these days, for the model
+to segment on, while the slower counts and the lifetime figures still describe their
+history. A person who changed habits moves with what they do now, not with a blend of
+the old and the new; both sets merge the same way.
 """
 
 from __future__ import annotations
@@ -26,6 +32,10 @@ _KEPT_SESSIONS = 8
 # de-dup window cannot see a duplicate that arrives after the stream moved past its
 # time (a partition catching up a backlog behind the others); this ring can, in 128 B.
 RECENT_IDS = 16
+# the prefix of the recent set's feature names
+RECENT = "recent."
+# share groups as (first, end, wanted?); empty when none is wanted
+_Groups = tuple[tuple[int, int, bool], ...]
 
 
 class FeatureSpec:
@@ -34,6 +44,9 @@ class FeatureSpec:
     def __init__(self, cfg: FeaturesConfig) -> None:
         self.cfg = cfg
         self.lam = math.log(2) / (cfg.half_life_days * 86400.0)
+        self.recent_lam = math.log(2) / (cfg.recent_half_life_days * 86400.0)
+        # both sets of sums share a base time, rebased when the faster decay needs it
+        self.rebase_rate = max(self.lam, self.recent_lam)
         self.session_gap = cfg.session_gap_minutes * 60.0
         self.types = {t: i for i, t in enumerate(cfg.event_types)}
         n_types = len(cfg.event_types) + 1  # + other
@@ -56,6 +69,9 @@ class FeatureSpec:
         for trait, values in cfg.traits.categorical.items():
             names += [f"trait.{trait}={v}" for v in values]
         names += [f"trait.{trait}" for trait in cfg.traits.numeric]
+        # the recent set: the shares' names again, and the recent basket; after the traits
+        self.recent_base = len(names)
+        names += [f"{RECENT}{n}" for n in names[:self.size]] + [f"{RECENT}aov_log"]
         self.names: list[str] = names
         self.groups = ((0, self.channel_base), (self.channel_base, self.device_base),
                        (self.device_base, self.payment_base), (self.payment_base, self.size))
@@ -65,10 +81,26 @@ class FeatureSpec:
         self.no_traits += [0.5] * len(cfg.traits.numeric)
         self.index = {n: i for i, n in enumerate(names)}
         self.every = frozenset(range(len(names)))
+        # which share groups a set of wanted columns reads, per set (see wanted_groups)
+        self._plans: dict[frozenset[int], tuple[_Groups, _Groups]] = {}
         # the declared traits' columns, after the counts' shares and 8 derived features
-        self.trait_columns = frozenset(range(self.size + 8, len(names)))
+        self.trait_columns = frozenset(range(self.size + 8, self.recent_base))
+
+    def wanted_groups(self, wanted: frozenset[int]) -> tuple[_Groups, _Groups]:
+        """The share groups ``wanted`` reads any column of, in the slower and in the recent
+        set (worked out once per set of columns: this runs per vector)."""
+        plan = self._plans.get(wanted)
+        if plan is None:
+            slow, fast = (tuple((lo, hi, not wanted.isdisjoint(range(offset + lo, offset + hi)))
+                                for lo, hi in self.groups) for offset in (0, self.recent_base))
+            plan = self._plans[wanted] = (slow if any(on for *_, on in slow) else (),
+                                          fast if any(on for *_, on in fast) else ())
+        return plan
 
     def label(self, name: str) -> str:
+        """Words for a feature; a recent one reads as its slower twin unless labelled."""
+        if name.startswith(RECENT) and name not in self.cfg.labels:
+            name = name[len(RECENT):]
         return self.cfg.labels.get(name, name)
 
 
@@ -81,7 +113,10 @@ class ProfileState:
                  "segment", "spans", "traits")
 
     def __init__(self, size: int, ts: float) -> None:
-        self.counts = array("d", bytes(8 * size))
+        # the counts (14-day decay; payments lifetime), then the recent set: the same with
+        # the short half-life (payments too) and the decayed orders and revenue. One array:
+        # a second would cost its own header in every profile
+        self.counts = array("d", bytes(8 * (2 * size + 2)))
         self.base = ts
         self.event_count = 0
         self.first_seen = ts
@@ -140,20 +175,28 @@ class ProfileState:
         ts = tp.ts
         data = tp.data
         counts = self.counts
-        exponent = spec.lam * (ts - self.base)
-        if exponent > _REBASE_EXPONENT:
+        size = spec.size  # where the recent set starts
+        age = ts - self.base
+        if age * spec.rebase_rate > _REBASE_EXPONENT:
             self._rebase(spec, ts)
-            exponent = 0.0
-        w = math.exp(exponent)
-        counts[spec.types.get(tp.type, spec.channel_base - 1)] += w
+            age = 0.0
+        w = math.exp(spec.lam * age)
+        r = math.exp(spec.recent_lam * age)
+        i = spec.types.get(tp.type, spec.channel_base - 1)
+        counts[i] += w
+        counts[size + i] += r
         channel = data.get("channel")
         if channel is not None:
-            counts[spec.channels.get(channel, spec.device_base - 1)] += w
+            i = spec.channels.get(channel, spec.device_base - 1)
+            counts[i] += w
+            counts[size + i] += r
         device = data.get("device")
         if device is not None:
             dtype = device.get("type")
             if dtype is not None:
-                counts[spec.devices.get(dtype, spec.payment_base - 1)] += w
+                i = spec.devices.get(dtype, spec.payment_base - 1)
+                counts[i] += w
+                counts[size + i] += r
         self.event_count += 1
         if ts < self.first_seen:
             self.first_seen = ts
@@ -165,7 +208,7 @@ class ProfileState:
         if type_ in spec.conversions:
             self.conversions += 1
             if props is not None:
-                self._purchase(spec, props)
+                self._purchase(spec, props, r)
         elif type_ in spec.engagements:
             self.engaged += 1
         elif type_ == spec.product_view and props is not None:
@@ -202,15 +245,21 @@ class ProfileState:
             self.closed_seconds += spans[1] - spans[0]
             del spans[:2]
 
-    def _purchase(self, spec: FeatureSpec, props: Mapping[str, Any]) -> None:
+    def _purchase(self, spec: FeatureSpec, props: Mapping[str, Any], r: float) -> None:
+        """An order at recent weight ``r``: lifetime figures, and the recent set's."""
+        counts = self.counts
+        size = spec.size
         revenue = props.get(spec.cfg.revenue_property)
         if (isinstance(revenue, int | float) and not isinstance(revenue, bool)
                 and math.isfinite(revenue) and revenue > 0):
             self.revenue += revenue
+            counts[2 * size + 1] += r * revenue
         self.orders += 1
+        counts[2 * size] += r
         method = props.get(spec.cfg.payment_property)
-        self.counts[spec.payments.get(method, spec.size - 1) if type(method) is str
-                    else spec.size - 1] += 1.0
+        i = spec.payments.get(method, size - 1) if type(method) is str else size - 1
+        counts[i] += 1.0
+        counts[size + i] += r
 
     def _product_view(self, product: Any) -> None:
         if type(product) is not str:
@@ -250,6 +299,9 @@ class ProfileState:
         counts = self.counts
         for i in range(spec.payment_base):
             counts[i] *= scale
+        scale = math.exp(spec.recent_lam * (self.base - new_base))
+        for i in range(spec.size, len(counts)):
+            counts[i] *= scale
         self.base = new_base
 
     def absorb(self, spec: FeatureSpec, other: ProfileState) -> int:
@@ -265,6 +317,9 @@ class ProfileState:
             counts[i] += theirs[i] * scale
         for i in range(spec.payment_base, spec.size):
             counts[i] += theirs[i]
+        scale = math.exp(spec.recent_lam * (other.base - self.base))
+        for i in range(spec.size, len(counts)):
+            counts[i] += theirs[i] * scale
         ids = ([i for i in self.recent_ids if i] + [i for i in other.recent_ids if i])
         ids = ids[-RECENT_IDS:]
         self.event_count += other.event_count
@@ -296,20 +351,13 @@ class ProfileState:
         return dropped
 
     def vector(self, spec: FeatureSpec, wanted: frozenset[int] | None = None) -> list[float]:
-        """Derived features in ``spec.names`` order. With ``wanted``, the derived features
-        outside it are not worked out (0.0, or the no-traits part): the assessment of
-        every touched profile reads only the model's columns."""
-        c = self.counts
-        out: list[float] = []
-        for lo, hi in spec.groups:
-            part = c[lo:hi]
-            total = sum(part)
-            if total > 0:
-                inverse = 1.0 / total
-                out.extend([v * inverse for v in part])
-            else:
-                out.extend(spec.zeros[lo:hi])
+        """Derived features in ``spec.names`` order. With ``wanted``, the features outside
+        it are not worked out (0.0, or the no-traits part): the assessment of every
+        touched profile reads only the model's columns."""
         want = spec.every if wanted is None else wanted
+        slow, fast = spec.wanted_groups(want)
+        c = self.counts
+        out = _shares(c, 0, slow, spec.zeros) if slow else spec.zeros[:]
         t = spec.size  # the first derived feature after the counts' shares
         sessions = self.sessions if t + 4 in want or t + 5 in want else 0
         out += [
@@ -325,9 +373,18 @@ class ProfileState:
             float(len(self.traits)) if self.traits and t + 7 in want else 0.0,
         ]
         traits = self.traits
-        if not traits or want.isdisjoint(spec.trait_columns):
-            out.extend(spec.no_traits)
-            return out
+        out += (self._traits(spec, traits) if traits and not want.isdisjoint(spec.trait_columns)
+                else spec.no_traits)
+        out += _shares(c, t, fast, spec.zeros) if fast else spec.zeros
+        orders = c[2 * t]
+        out.append(math.log1p(c[2 * t + 1] / orders)
+                   if orders > 0 and spec.recent_base + t in want else 0.0)
+        return out
+
+    @staticmethod
+    def _traits(spec: FeatureSpec, traits: dict[str, tuple[float, Any]]) -> list[float]:
+        """The declared traits one-hot (categorical) and scaled to [0, 1] (numeric)."""
+        out: list[float] = []
         for trait, values in spec.cfg.traits.categorical.items():
             held = traits.get(trait)
             declared = held[1] if held is not None else None
@@ -343,6 +400,24 @@ class ProfileState:
 
     def named(self, spec: FeatureSpec) -> dict[str, float]:
         return {n: round(v, 6) for n, v in zip(spec.names, self.vector(spec), strict=True)}
+
+
+def _shares(c: array[float], offset: int, groups: _Groups, zeros: list[float]) -> list[float]:
+    """Each group's counts (from ``offset`` in ``c``) as shares of the group's total; a
+    group not wanted is left at 0.0."""
+    out: list[float] = []
+    for lo, hi, on in groups:
+        if not on:
+            out.extend(zeros[lo:hi])
+            continue
+        part = c[offset + lo:offset + hi]
+        total = sum(part)
+        if total > 0:
+            inverse = 1.0 / total
+            out.extend([v * inverse for v in part])
+        else:
+            out.extend(zeros[lo:hi])
+    return out
 
 
 def _merged(spans: list[float], gap: float) -> list[float]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
 from workers.core.features import FeatureSpec, ProfileState
 from workers.core.records import Distinguishing, PersonaCard
@@ -33,10 +33,12 @@ def name_segments(snapshot: Snapshot, spec: FeatureSpec,
     """
     words: dict[int, list[str]] = {}
     for seg in snapshot.segments:
-        parts = []
+        parts: list[str] = []
         for dev, i in _deviations(snapshot, seg.id):
             label = spec.label(spec.names[snapshot.columns[i]])
-            parts.append(label if dev > 0 else f"few {label}")
+            part = label if dev > 0 else f"few {label}"
+            if part not in parts:  # a recent feature and its slower twin say one thing
+                parts.append(part)
         # positive traits read better in a name: put them first, keep the order of strength
         words[seg.id] = ([p for p in parts if not p.startswith("few ")]
                          + [p for p in parts if p.startswith("few ")])
@@ -71,10 +73,14 @@ def _join(parts: list[str]) -> str:
     return text[:1].upper() + text[1:]
 
 
-def persona_cards(snapshot: Snapshot, names: dict[int, str], spec: FeatureSpec,
-                  profiles: Iterable[ProfileState]) -> list[PersonaCard]:
-    """One card per segment of ``snapshot``, KPIs over the profiles it holds now."""
-    totals: dict[int, list[float]] = {s.id: [0, 0, 0.0, 0, 0] for s in snapshot.segments}
+SegmentTotals = list[float]  # profiles, converted, revenue, engaged, returned
+
+
+def segment_totals(snapshot: Snapshot,
+                   profiles: Iterable[ProfileState]) -> dict[int, SegmentTotals]:
+    """What the KPIs of each segment of ``snapshot`` add up, over ``profiles``: sums, so
+    the totals of several sets of profiles (profile partitions) add up to theirs."""
+    totals: dict[int, SegmentTotals] = {s.id: [0, 0, 0.0, 0, 0] for s in snapshot.segments}
     for state in profiles:
         kpi = totals.get(state.segment) if state.segment is not None else None
         if kpi is None:
@@ -84,28 +90,40 @@ def persona_cards(snapshot: Snapshot, names: dict[int, str], spec: FeatureSpec,
         kpi[2] += state.revenue
         kpi[3] += state.engaged > 0
         kpi[4] += (state.last_seen - state.first_seen) >= _RETURN_SECONDS
+    return totals
+
+
+def with_totals(card: PersonaCard, totals: SegmentTotals) -> PersonaCard:
+    """``card`` with the size and KPIs of ``totals``."""
+    size, converted, revenue, engaged, returned = totals
+    return {**card, "size": int(size), "kpis": {
+        "conversion_rate": round(converted / size, 6) if size else 0.0,
+        "revenue_per_profile": round(revenue / size, 2) if size else 0.0,
+        "engagement_rate": round(engaged / size, 6) if size else 0.0,
+        "retention_rate": round(returned / size, 6) if size else 0.0,
+    }}
+
+
+def persona_cards(snapshot: Snapshot, names: dict[int, str], spec: FeatureSpec,
+                  totals: Mapping[int, SegmentTotals]) -> list[PersonaCard]:
+    """One card per segment of ``snapshot``, KPIs from ``totals`` (:func:`segment_totals`)."""
     cards: list[PersonaCard] = []
+    feature = [spec.names[c] for c in snapshot.columns]
     for seg in snapshot.segments:
-        size, converted, revenue, engaged, returned = totals[seg.id]
         raw = snapshot.raw(seg.centroid)
-        feature = [spec.names[c] for c in snapshot.columns]
         distinguishing: list[Distinguishing] = [
             {"feature": feature[i], "value": round(raw[i], 6),
              "population_value": round(snapshot.mean[i], 6),
              "deviation": round(dev, 3)}
             for dev, i in _deviations(snapshot, seg.id)[:_DISTINGUISHING]]
-        cards.append({
+        cards.append(with_totals({
             "segment_id": seg.id,
             "name": names[seg.id],
-            "size": int(size),
+            "size": 0,
             "model_version": snapshot.version,
             "centroid": {feature[i]: round(v, 6) for i, v in enumerate(raw)},
             "distinguishing": distinguishing,
-            "kpis": {
-                "conversion_rate": round(converted / size, 6) if size else 0.0,
-                "revenue_per_profile": round(revenue / size, 2) if size else 0.0,
-                "engagement_rate": round(engaged / size, 6) if size else 0.0,
-                "retention_rate": round(returned / size, 6) if size else 0.0,
-            },
-        })
+            "kpis": {"conversion_rate": 0.0, "revenue_per_profile": 0.0,
+                     "engagement_rate": 0.0, "retention_rate": 0.0},
+        }, totals.get(seg.id, [0, 0, 0.0, 0, 0])))
     return cards

@@ -25,7 +25,12 @@ from workers.core.audiences import AudienceKeys, audience_calls
 from workers.core.features import FeatureSpec, ProfileState
 from workers.core.forget import ForgetRequest
 from workers.core.identity import ProfileId, Resolution
-from workers.core.personas import name_segments, persona_cards
+from workers.core.personas import (
+    SegmentTotals,
+    name_segments,
+    persona_cards,
+    segment_totals,
+)
 from workers.core.records import (
     ChangeReason,
     Forget,
@@ -354,7 +359,12 @@ class ProfileWork:
         snapshot = self.learner.snapshot
         if snapshot is None:
             return []
-        return persona_cards(snapshot, self.names, self.spec, self.profiles.values())
+        return persona_cards(snapshot, self.names, self.spec, self.segment_totals())
+
+    def segment_totals(self) -> dict[int, SegmentTotals]:
+        """The KPI sums of each segment of the version in force, over these profiles."""
+        snapshot = self.learner.snapshot
+        return {} if snapshot is None else segment_totals(snapshot, self.profiles.values())
 
 
 def identifiers_of(held: Mapping[str, list[str]], types: Iterable[str],

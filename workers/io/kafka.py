@@ -123,6 +123,11 @@ def versions_topic(config: Config) -> str:
     return f"{config.kafka.application_id}-versions"
 
 
+def card_reports_topic(config: Config) -> str:
+    """Each profile partition's persona cards and KPI totals, one record per partition."""
+    return f"{config.kafka.application_id}-card-reports"
+
+
 def changelog_topic(config: Config, store: str) -> str:
     """The compacted topic holding one store of the owner's state (workers.state.changelog)."""
     return f"{config.kafka.application_id}-{store}-changelog"
@@ -158,7 +163,8 @@ def worker_topics(config: Config) -> list[TopicSpec]:
 def _partitioned_topics(config: Config) -> list[TopicSpec]:
     """The topics of ``kafka.topology: partitioned`` (workers.service.tasks, .trainer)."""
     k = config.kafka
-    retention = {"retention.ms": str(k.retention_ms)}
+    # stamped by the broker on arrival, as the sequenced topic: retention counts from then
+    retention = {"retention.ms": str(k.retention_ms), "message.timestamp.type": "LogAppendTime"}
     compact = {"cleanup.policy": "compact"}
     return [
         TopicSpec(profiles_topic(config), k.partitions, retention),
@@ -169,6 +175,7 @@ def _partitioned_topics(config: Config) -> list[TopicSpec]:
         TopicSpec(changelog_topic(config, "view"), k.partitions, compact),
         TopicSpec(changelog_topic(config, "task"), k.partitions, compact),
         TopicSpec(changelog_topic(config, "trainer"), 1, compact),
+        TopicSpec(card_reports_topic(config), 1, compact),
     ]
 
 

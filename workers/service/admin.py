@@ -5,7 +5,10 @@ default), never on the public port of ``/metrics`` and ``/personas``: a port ope
 to Prometheus or a load balancer must not hand out emails. With a token configured
 (required off loopback, :func:`workers.config.validate`) every request must carry
 ``Authorization: Bearer <token>``; anything else is a 401. Only the owner holds the
-profiles; other workers answer 503.
+profiles; other workers answer 503. With ``kafka.topology: partitioned`` a worker
+answers for the profile partitions it holds: by profile id anywhere, by identifier
+on the worker making the identity decisions, which says which partition holds a
+profile it does not.
 
 A plain aiohttp server (faust's web server listens on one address only), started and
 stopped with the app. It writes no access log: a logged path would hold the
@@ -23,6 +26,7 @@ import orjson
 from aiohttp import web
 
 from workers.config import Config, Secret
+from workers.core.partitioned.router import partition_of
 from workers.service.state import WorkerState
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -75,14 +79,35 @@ class AdminPages(faust.Service):
         return await handler(request)
 
     async def profile(self, request: web.Request) -> web.Response:
+        key = request.match_info["key"]
         pipeline = self.worker.pipeline
-        if pipeline is None:
-            return _json({"error": "profiles live on the owner worker; ask it (GET /status"
-                          " says which one is)"}, status=503)
-        pid = pipeline.lookup(request.match_info["key"])
+        if pipeline is not None:
+            pid = pipeline.lookup(key)
+            if pid is None:
+                return _json({"error": "not found"}, status=404)
+            return _json(pipeline.profile_snapshot(pid))
+        if self.config.kafka.topology == "partitioned":
+            return self._held_profile(key)
+        return _json({"error": "profiles live on the owner worker; ask it (GET /status"
+                      " says which one is)"}, status=503)
+
+    def _held_profile(self, key: str) -> web.Response:
+        """A profile of a partition this worker holds; the identity stage's worker resolves
+        identifiers and names the partition of a profile held elsewhere."""
+        stage = self.worker.stage
+        pid = key if stage is None else stage.lookup(key)
         if pid is None:
             return _json({"error": "not found"}, status=404)
-        return _json(pipeline.profile_snapshot(pid))
+        partition = partition_of(pid, self.config.kafka.partitions)
+        task = self.worker.tasks.get(partition)
+        if task is not None:
+            if pid not in task.work.profiles:
+                return _json({"error": "not found"}, status=404)
+            return _json(task.work.profile_snapshot(pid, list(self.config.identity.limits)))
+        return _json({"error": "not held here: a profile id is answered by the worker holding"
+                      " its partition (GET /status: task_partitions), an identifier by the one"
+                      " making the identity decisions (GET /status: owner)",
+                      "profile_id": pid, "partition": partition}, status=404)
 
     async def profiles(self, request: web.Request) -> web.Response:
         """Every profile snapshot as JSON lines (the owner's ``profiles.jsonl``; with

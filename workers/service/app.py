@@ -45,7 +45,8 @@ Where each rule lives (this module only wires them into the faust app):
 * :mod:`~workers.service.changelog`: the state's changelog topics, written and read.
 * :mod:`~workers.service.batch`: one batch through the pipeline (pure).
 * :mod:`~workers.service.standby`: the standby copy of the changelogs.
-* :mod:`~workers.service.cards`: following the owner's persona cards.
+* :mod:`~workers.service.cards`: following the persona cards; partitioned, adding the
+  profile partitions' reports up into them.
 * :mod:`~workers.service.web`: the public HTTP pages; :mod:`~workers.service.admin`: the
   pages that return identifiers, on a listener of their own.
 * :mod:`~workers.service.clients`: the Kafka clients; :mod:`~workers.service.state`:
@@ -56,9 +57,10 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import gc
 import socket
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 import faust
@@ -68,7 +70,7 @@ from workers.core.pipeline import Pipeline
 from workers.errors import ConfigError
 from workers.io.kafka import faust_credentials, provision, worker_topics
 from workers.service.admin import AdminPages
-from workers.service.cards import CardFollower
+from workers.service.cards import CardFollower, CardReports
 from workers.service.clients import Clients
 from workers.service.health import BrokerProbe
 from workers.service.logs import logging_config, worker_log
@@ -175,6 +177,13 @@ def provision_topics(config: Config) -> None:
     provision(config, worker_topics(config))
 
 
+def _faust_directory(config: Config) -> Path:
+    """Where faust keeps its (unused: no faust tables) folder: with the state's store, or in
+    the system's temporary folder; never the working directory it was started from."""
+    base = config.state.directory or tempfile.gettempdir()
+    return Path(base) / f"faust-{config.kafka.application_id}"
+
+
 def build_app(config: Config, initial: Pipeline | None = None) -> WorkerApp:
     """The faust app with the worker's roles, timers and pages; tests start it in-process.
 
@@ -185,7 +194,8 @@ def build_app(config: Config, initial: Pipeline | None = None) -> WorkerApp:
     clients = Clients(config)
     app = WorkerApp(k.application_id, broker=f"kafka://{k.bootstrap_servers}",
                     broker_credentials=faust_credentials(config, clients.security),
-                    store="memory://", web_port=config.metrics.port,
+                    store="memory://", datadir=_faust_directory(config),
+                    web_port=config.metrics.port,
                     web_bind=config.metrics.host,
                     **_static_faust(k.instance_id))
     state, metrics = WorkerState(), Metrics()
@@ -197,7 +207,9 @@ def build_app(config: Config, initial: Pipeline | None = None) -> WorkerApp:
     if k.topology == "partitioned":
         tasks = ProfileTasks(config, clients, state, metrics)
         trainer = TrainerRole(config, clients, state, metrics)
-        loops += [tasks, trainer]
+        reports = CardReports(config, clients, state)
+        reports.register(app)
+        loops += [tasks, trainer, reports]
         holders += [tasks, trainer]
     if config.state.standby:
         loops.append(StandbyReplica(config, clients, state))
@@ -213,17 +225,9 @@ def build_app(config: Config, initial: Pipeline | None = None) -> WorkerApp:
     return app
 
 
-# CPython's cyclic collector runs a young collection every 700 container allocations and
-# now and then a full one over every object held: a worker holding a state of millions of
-# objects spent 37% of its CPU there (bench spread, 1 partitioned worker: 11.6 of 31 CPU
-# seconds) while finding almost no cycles (2,194 objects in 7,876 collections). Fewer
-# collections: 2.1 s. Reference counting still frees everything else at once.
-GC_THRESHOLDS = (50_000, 20, 20)
-
 
 def run_worker(config: Config, initial: Pipeline | None = None) -> int:
     """Blocks until SIGTERM/SIGINT; faust shuts down gracefully on either."""
-    gc.set_threshold(*GC_THRESHOLDS)
     check_listen(config.metrics.host, config.metrics.port)
     check_listen(config.admin.host, config.admin.port, "admin")
     provision_topics(config)  # an unreachable broker: BrokerError, one line from the CLI

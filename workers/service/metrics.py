@@ -214,6 +214,14 @@ class Metrics:
         self._observe_emitted(outputs)
         self._advance(source, counts_of(stats))
 
+    def observe_partitions(self, profiles: int, sizes: Mapping[int, int],
+                           version: int) -> None:
+        """The profile partitions this worker holds: their profiles and segment sizes
+        (summed over workers, the population's), and the model version they assign with."""
+        self.profiles.set(profiles)
+        self._set_segment_sizes(sizes)
+        self.model_version.set(version)
+
     def forget_source(self, source: str) -> None:
         """``source`` handed over: its next holder counts from there."""
         self._exported.pop(source, None)

@@ -29,7 +29,7 @@ from itertools import chain
 from typing import Any, Protocol
 
 import faust
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
@@ -44,6 +44,7 @@ from workers.io.cloudevents import Envelope
 from workers.io.kafka import live_output_topics, profiles_topic, sequenced_topic
 from workers.io.sinks import stamp_emitted, wall_clock
 from workers.service.batch import FLUSH_KEY, process_batch
+from workers.service.cards import PERSONA_INTERVAL
 from workers.service.changelog import ChangelogCopy, ChangelogWriter
 from workers.service.clients import BATCH, Batches, Clients, read_until
 from workers.service.logs import worker_log
@@ -61,7 +62,6 @@ from workers.state.wire import encode
 # held seconds longer than its steady stream.
 _IDLE_FLUSH_MAX = 2.0
 _IDLE_FLUSH_MIN = 0.05
-_PERSONA_INTERVAL = 10.0  # seconds between persona-card publications
 _FETCH_BYTES = 8 * 1_048_576  # per fetch of the sequenced partition
 
 
@@ -109,7 +109,7 @@ class Owner(ConsumerRebalanceListener):
         """The owner's timers: the idle flush, the commit of a quiet stream, the cards."""
         app.timer(self.idle_flush / 2)(self.flush_when_idle)
         app.timer(self.commit_interval)(self.commit_when_due)
-        app.timer(_PERSONA_INTERVAL)(self.publish_personas)
+        app.timer(PERSONA_INTERVAL)(self.publish_personas)
 
     # ---- the batch loop ------------------------------------------------------------
 
@@ -170,14 +170,7 @@ class Owner(ConsumerRebalanceListener):
         acknowledgements awaited at the next commit (at least once)."""
         if not outputs:
             return
-        if self.exactly_once:
-            assert self._writer is not None
-            # these outputs belong to the next transaction, not to the one committing
-            await self._settled()
-            await self._writer.begin()
-            producer = self._writer.producer
-        else:
-            producer = await self.clients.producer()
+        producer = await self._producer()
         message = self.envelope.message
         stamp_emitted(outputs, wall_clock)
         send = producer.send
@@ -194,12 +187,12 @@ class Owner(ConsumerRebalanceListener):
 
     async def _forward(self, router: PartitionRouter) -> None:
         """The identity stage's records, to their profile partitions: a batch's records for
-        a partition go as one bundle (:mod:`workers.state.wire`), in the stage's order (at
-        least once: the acknowledgements are awaited at the commit, as the outputs' are)."""
+        a partition go as one bundle (:mod:`workers.state.wire`), in the stage's order, as
+        the outputs go (in the transaction, or acknowledged at the commit)."""
         by_partition: dict[int, list[TaskRecord]] = {}
         for partition, record in router.take():
             by_partition.setdefault(partition, []).append(record)
-        send = (await self.clients.producer()).send
+        send = (await self._producer()).send
         topic, pending = self.profiles_topic, self._pending
         for partition, records in by_partition.items():
             for value in encode(records):
@@ -208,6 +201,17 @@ class Owner(ConsumerRebalanceListener):
                 except KafkaError as exc:
                     self._failed = True
                     raise BrokerError(f"producing to {topic} failed: {exc!r}") from exc
+
+    async def _producer(self) -> AIOKafkaProducer:
+        """What a batch's records go through: the state's open transaction (exactly once),
+        or the shared producer, their acknowledgements awaited at the next commit."""
+        if not self.exactly_once:
+            return await self.clients.producer()
+        assert self._writer is not None
+        # these records belong to the next transaction, not to the one committing
+        await self._settled()
+        await self._writer.begin()
+        return self._writer.producer
 
     async def _acknowledged(self, sent: list[tuple[str, asyncio.Future[Any]]]) -> None:
         """Every output of ``sent`` is acknowledged; a refused one is a BrokerError naming

@@ -51,14 +51,17 @@ class WorkerState:
     tasks_waiting_for: dict[int, str | None] = field(default_factory=dict)  # by partition
     tasks_read_to: dict[int, int] = field(default_factory=dict)  # input offset, by partition
     task_commits: int = 0
+    tasks_from_standby: list[int] = field(default_factory=list)  # taken from a standby copy
     trainer: bool = False
     trainer_learned_through: int = -1
     # router
     routed: int = 0
     router_assigned: bool = False
     input_partitions: list[int] = field(default_factory=list)
-    # standby: a non-owner's copy of the owner's changelogs, for a quick takeover
+    # standby: a non-owner's copy of the owner's changelogs, for a quick takeover; and
+    # (kafka.topology partitioned) a copy of each profile partition this worker does not hold
     standby: ChangelogCopy | None = None
+    task_standbys: dict[int, ChangelogCopy] = field(default_factory=dict)
     # every worker: the owner's persona cards, by segment id
     cards: dict[int, PersonaCard] = field(default_factory=dict)
     broker: BrokerHealth = field(default_factory=BrokerHealth)

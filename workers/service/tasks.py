@@ -40,7 +40,7 @@ from workers.core.partitioned.records import Moved, Version
 from workers.io.kafka import changelog_topic, profiles_topic, samples_topic, versions_topic
 from workers.service.changelog import ChangelogCopy, ChangelogWriter
 from workers.service.clients import BATCH, QUICK_FETCH_MS, Batches, Clients, read_until
-from workers.service.emitter import Emitter
+from workers.service.emitter import Emitter, role_emitter
 from workers.service.logs import worker_log
 from workers.service.metrics import Metrics, counts_of
 from workers.service.state import WorkerState
@@ -58,6 +58,7 @@ class HeldTask:
 
     task: ProfileTask
     writer: ChangelogWriter
+    emitter: Emitter  # through the writer's transactions with exactly_once
     changes: StateWriter
     next_offset: int  # the input offset after the last bundle read
     versions_next: int  # the versions offset after the last version given to the task
@@ -99,6 +100,10 @@ class ProfileTasks(ConsumerRebalanceListener):
         self.versions_partition = TopicPartition(versions_topic(config), 0)
         self.partitions = config.kafka.partitions
         self.commit_interval = config.kafka.commit_interval_seconds
+        self.exactly_once = config.kafka.processing_guarantee == "exactly_once"
+        # exactly once: records for the trainer or another partition were sent, and are
+        # visible to them only once committed (so the commit comes at once)
+        self._awaited = False
         self.held: dict[int, HeldTask] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self.versions: AIOKafkaConsumer | None = None
@@ -150,7 +155,7 @@ class ProfileTasks(ConsumerRebalanceListener):
                     held.skip = 0
                     held.next_offset = offset + 1
             await self._run_tasks()
-            if time.monotonic() - self._last_commit >= self.commit_interval:
+            if self._awaited or time.monotonic() - self._last_commit >= self.commit_interval:
                 await self._commit()
 
     async def _versions(self, batches: Batches) -> None:
@@ -170,22 +175,22 @@ class ProfileTasks(ConsumerRebalanceListener):
                                 held.task.offer_version(version)
                             held.versions_next = record.offset + 1
             await self._run_tasks()
+            if self._awaited:
+                await self._commit()
 
     async def _run_tasks(self) -> None:
         """Every task applies what it can; what they send goes out. A state moved to a
         partition this worker holds is also handed to it at once, and the tasks run again
         while one can go on."""
-        emitter = self.emitter
-        assert emitter is not None
         held_now = list(self.held.values())
         while held_now:
             for held in held_now:
-                await self._run(held, emitter)
+                await self._run(held)
             held_now = [held for held in self.held.values() if held.task.ready]
-        self._observe()
+        await self._observe()
 
-    async def _run(self, held: HeldTask, emitter: Emitter) -> None:
-        task = held.task
+    async def _run(self, held: HeldTask) -> None:
+        task, emitter = held.task, held.emitter
         before = len(task.inbox)
         task.run()
         for _ in range(before - len(task.inbox)):
@@ -202,32 +207,46 @@ class ProfileTasks(ConsumerRebalanceListener):
         task.to_tasks.clear()
         for value in encode(task.to_trainer):
             await emitter.send(self.samples, value, partition=0)
+        self._awaited |= self.exactly_once and bool(task.to_trainer or task.to_tasks)
         task.to_trainer.clear()
 
-    def _observe(self) -> None:
-        """What /status says of the partitions held: records waiting, caught up or not."""
+    async def _observe(self) -> None:
+        """What /status says of the partitions held: records waiting, caught up or not (the
+        consumer's position, not the last record's offset: a transaction's commit marker
+        takes an offset too)."""
         state, consumer = self.state, self.consumer
         state.tasks_waiting = sum(len(h.task.inbox) for h in self.held.values())
         state.tasks_waiting_for = {p: h.task.waiting_for for p, h in self.held.items()
                                    if h.task.inbox}
         state.tasks_read_to = {p: h.next_offset for p, h in self.held.items()}
+        sizes: dict[int, int] = {}
+        for held in self.held.values():
+            for sid, size in held.task.work.sizes.items():
+                sizes[sid] = sizes.get(sid, 0) + size
+        snapshots = [h.task.learner.snapshot for h in self.held.values()]
+        self.metrics.observe_partitions(
+            sum(len(h.task.work.profiles) for h in self.held.values()), sizes,
+            max((s.version for s in snapshots if s is not None), default=0))
         if consumer is None:
             return
-        ends = [consumer.highwater(TopicPartition(self.topic, p)) for p in self.held]
-        state.tasks_caught_up = state.tasks_waiting == 0 and all(
-            end is not None and held.next_offset >= end
-            for end, held in zip(ends, self.held.values(), strict=True))
+        caught_up = state.tasks_waiting == 0
+        for p in self.held:
+            tp = TopicPartition(self.topic, p)
+            end = consumer.highwater(tp)
+            caught_up = caught_up and end is not None and await consumer.position(tp) >= end
+        state.tasks_caught_up = caught_up
 
     # ---- commits ----------------------------------------------------------------------
 
     async def _commit(self, partitions: list[int] | None = None) -> None:
         """Records acknowledged, then each task's changes and positions, one transaction
         per partition."""
-        emitter = self.emitter
-        if emitter is None or emitter.failed or not self.held:
+        emitters = {held.emitter for held in self.held.values()}
+        if not emitters or any(emitter.failed for emitter in emitters):
             return
-        self._last_commit = time.monotonic()
-        await emitter.acknowledged()
+        self._last_commit, self._awaited = time.monotonic(), False
+        for emitter in emitters:
+            await emitter.acknowledged()
         for p in sorted(self.held) if partitions is None else partitions:
             held = self.held[p]
             offset, applied = held.position()
@@ -237,11 +256,6 @@ class ProfileTasks(ConsumerRebalanceListener):
         self.state.task_commits += 1
 
     # ---- partitions: taking them, giving them back -----------------------------------
-
-    def _stores(self) -> dict[Store, str]:
-        config = self.config
-        return {"profile": changelog_topic(config, "profile"),
-                "view": changelog_topic(config, "view"), "meta": changelog_topic(config, "task")}
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         mine = sorted(tp.partition for tp in assigned if tp.topic == self.topic)
@@ -262,25 +276,30 @@ class ProfileTasks(ConsumerRebalanceListener):
     async def _take(self, p: int) -> HeldTask:
         """Partition ``p``'s task, from its changelogs; its reading starts where they end."""
         assert self.consumer is not None
-        stores = self._stores()
+        stores = task_changelogs(self.config)
         writer = ChangelogWriter(self.config, self.clients.security, role="profiles",
                                  topics=stores, partition=p)
         await writer.start()  # fences the producer of the partition's previous holder
-        copy = ChangelogCopy(self.config, self.clients.security,
-                             {topic: store for store, topic in stores.items()}, partition=p)
+        assert self.emitter is not None
+        emitter = role_emitter(self.config, self.emitter, writer)
+        standby = self.state.task_standbys.pop(p, None)
+        copy = standby or task_copy(self.config, self.clients.security, p)
         started = time.monotonic()
-        read = await copy.catch_up()
+        read = await copy.catch_up()  # a standby copy: only what changed since it last read
         task = ProfileTask(self.config, p, self.partitions)
         if not copy.empty:
             # decoding the state is CPU work: a thread lets the other roles go on meanwhile
             await asyncio.to_thread(restore, task, copy.records(),
                                     f"the changelogs of profile partition {p}")
-        held = HeldTask(task, writer, StateWriter(task, saved=not copy.empty),
+        if standby is not None and not standby.empty:
+            self.state.tasks_from_standby.append(p)
+        held = HeldTask(task, writer, emitter, StateWriter(task, saved=not copy.empty),
                         copy.next_offset, copy.position(VERSIONS_KEY), copy.position(APPLIED_KEY))
         self.metrics.start_source(_source(p), counts_of(task.stats))
         self.consumer.seek(TopicPartition(self.topic, p), held.next_offset)
         worker_log.info("profile partition taken", extra={
             "partition": p, "from_offset": held.next_offset, "changelog_records_read": read,
+            "from_standby": p in self.state.tasks_from_standby,
             "restore_seconds": round(time.monotonic() - started, 3)})
         return held
 
@@ -295,8 +314,7 @@ class ProfileTasks(ConsumerRebalanceListener):
             self._held_changed()
 
     async def _hand_over(self, partitions: list[int]) -> None:
-        emitter = self.emitter
-        if emitter is not None and emitter.failed:
+        if any(self.held[p].emitter.failed for p in partitions):
             worker_log.warning("no commit at hand-over: records were refused; the next"
                                " holder reads again from the last commit")
             return
@@ -311,6 +329,19 @@ class ProfileTasks(ConsumerRebalanceListener):
                 await held.writer.stop()
             self.held.clear()
             self._held_changed()
+
+
+def task_changelogs(config: Config) -> dict[Store, str]:
+    """A profile partition's stores and their changelog topics (partition p of each)."""
+    return {"profile": changelog_topic(config, "profile"),
+            "view": changelog_topic(config, "view"), "meta": changelog_topic(config, "task")}
+
+
+def task_copy(config: Config, security: dict[str, Any], partition: int) -> ChangelogCopy:
+    """A copy of profile partition ``partition``'s changelogs, read on demand."""
+    return ChangelogCopy(config, security,
+                         {topic: store for store, topic in task_changelogs(config).items()},
+                         partition=partition)
 
 
 def _source(partition: int) -> str:

@@ -26,7 +26,7 @@ from workers.core.partitioned.trainer import Trainer
 from workers.io.kafka import changelog_topic, samples_topic, versions_topic
 from workers.service.changelog import ChangelogCopy, ChangelogWriter
 from workers.service.clients import BATCH, QUICK_FETCH_MS, Batches, Clients, read_until
-from workers.service.emitter import Emitter
+from workers.service.emitter import Emitter, role_emitter
 from workers.service.logs import worker_log
 from workers.service.metrics import Metrics, counts_of
 from workers.service.state import WorkerState
@@ -48,9 +48,12 @@ class TrainerRole(ConsumerRebalanceListener):
         self.partition = TopicPartition(samples_topic(config), 0)
         self.versions = versions_topic(config)
         self.commit_interval = config.kafka.commit_interval_seconds
+        self.exactly_once = config.kafka.processing_guarantee == "exactly_once"
+        self._awaited = False  # versions sent, not committed yet (exactly once)
         self.trainer: Trainer | None = None
         self.consumer: AIOKafkaConsumer | None = None
-        self.emitter: Emitter | None = None
+        self.shared: Emitter | None = None  # the process's, for at least once
+        self.emitter: Emitter | None = None  # the one of the trainer's records
         self._writer: ChangelogWriter | None = None
         self._changes: StateWriter | None = None
         self._next_offset = 0
@@ -58,7 +61,7 @@ class TrainerRole(ConsumerRebalanceListener):
         self._lock = asyncio.Lock()
 
     async def run(self, stopping: asyncio.Event) -> None:
-        self.emitter = Emitter(self.config, await self.clients.producer())
+        self.shared = Emitter(self.config, await self.clients.producer())
         consumer = self.consumer = self.clients.consumer(
             role="trainer", isolation_level="read_committed", fetch_max_wait_ms=QUICK_FETCH_MS)
         consumer.subscribe([self.partition.topic], listener=self)
@@ -80,17 +83,20 @@ class TrainerRole(ConsumerRebalanceListener):
                 outputs = trainer.take_outputs()
                 await emitter.emit(outputs)
                 self.metrics.observe_stats(_SOURCE, trainer.stats, outputs)
-                for value in encode(trainer.take_versions()):
+                versions = encode(trainer.take_versions())
+                for value in versions:
                     await emitter.send(self.versions, value, partition=0)
+                # exactly once, the tasks see versions only once committed: commit at once
+                self._awaited |= self.exactly_once and bool(versions)
                 self.state.trainer_learned_through = trainer.learned_through
-            if time.monotonic() - self._last_commit >= self.commit_interval:
+            if self._awaited or time.monotonic() - self._last_commit >= self.commit_interval:
                 await self._commit()
 
     async def _commit(self) -> None:
         emitter, writer, changes = self.emitter, self._writer, self._changes
         if emitter is None or writer is None or changes is None or emitter.failed:
             return
-        self._last_commit = time.monotonic()
+        self._last_commit, self._awaited = time.monotonic(), False
         await emitter.acknowledged()
         await writer.commit(changes.changes(), self.partition, self._next_offset)
 
@@ -104,6 +110,8 @@ class TrainerRole(ConsumerRebalanceListener):
                                            topics={"meta": changelog_topic(self.config,
                                                                            "trainer")})
             await self._writer.start()  # fences a previous trainer
+            assert self.shared is not None
+            self.emitter = role_emitter(self.config, self.shared, self._writer)
             copy = ChangelogCopy(self.config, self.clients.security, topics)
             read = await copy.catch_up()
             trainer = Trainer(self.config, self.config.kafka.partitions)

@@ -104,6 +104,8 @@ class Pages:
             "task_partitions": state.task_partitions, "tasks_waiting": state.tasks_waiting,
             "tasks_caught_up": state.tasks_caught_up, "task_commits": state.task_commits,
             "tasks_waiting_for": state.tasks_waiting_for, "tasks_read_to": state.tasks_read_to,
+            "tasks_from_standby": state.tasks_from_standby,
+            "task_standbys": sorted(state.task_standbys),
             "trainer": state.trainer,
             "trainer_learned_through": state.trainer_learned_through,
             "broker": {"reachable": state.broker.reachable, "reason": state.broker.reason,

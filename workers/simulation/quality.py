@@ -113,6 +113,9 @@ class SegmentQuality:
     behaviours_with_own_segment: int  # the majority behaviour of some final segment
     changers: int
     changers_in_new_segment: float  # share whose final segment means their new behaviour
+    # changers' profiles with no event after the change (a device left behind, never
+    # linked to the person): nothing in them can show the new behaviour
+    changers_unseen_since_change: int
     moves_per_steady_person: float  # segment moves (not first assignments) per steady profile
     empty_segments: int  # published segments with no profile, over every version
     card_values_out_of_domain: int  # persona card values outside what profiles have
@@ -228,6 +231,8 @@ def evaluate_run(out_dir: str | Path, truth: Mapping[str, Any],
               if "changed_at" not in persons[person] and pid in final]
     in_new = [final_meaning.get(final.get(pid, -1)) == persons[scored[pid]]["persona"]
               for pid in changers]
+    last_seen = {p["profile_id"]: p["last_seen"] for p in profiles}
+    unseen = sum(1 for pid in changers if last_seen[pid] < persons[scored[pid]]["changed_at"])
     return SegmentQuality(
         profiles_scored=len(labels),
         ari=round(adjusted_rand_index([a for a, _ in labels], [b for _, b in labels]), 4),
@@ -239,6 +244,7 @@ def evaluate_run(out_dir: str | Path, truth: Mapping[str, Any],
         behaviours_with_own_segment=len(set(final_meaning.values())),
         changers=len(changers),
         changers_in_new_segment=round(sum(in_new) / len(in_new), 4) if in_new else 1.0,
+        changers_unseen_since_change=unseen,
         moves_per_steady_person=round(sum(moves[pid] for pid in steady) / len(steady), 4)
         if steady else 0.0,
         empty_segments=empty + sum(1 for card in cards if card["size"] == 0),

@@ -24,7 +24,10 @@ The same stores hold the state of each stage of the partitioned core
 (:mod:`workers.core.partitioned`), each stage the stores it has: the identity
 stage identity, dedup, held, forgotten and meta ``stage``; a profile partition
 profile, view and meta ``task``; the trainer meta ``model``, ``window:<n>`` and
-``trainer``. Each is made of :class:`Part` s, one per store.
+``trainer``. Each is made of :class:`Part` s, one per store, and its meta store
+holds a ``header:<meta key>`` record (:mod:`workers.state.header`: format and
+configuration) written with its first commit, so changelogs written by another
+state format or configuration are refused in one line instead of mis-read.
 
 A commit writes only the keys changed since the previous one (a deleted key is a
 record without a value: a tombstone on a compacted topic), so its cost follows
@@ -49,6 +52,7 @@ from workers.core.profile_work import ProfileWork
 from workers.core.segments import SegmentModel
 from workers.errors import StateError
 from workers.state.codec import pack, unpack
+from workers.state.header import check_header, header
 from workers.state.store import encode, open_store
 
 Store = Literal["meta", "profile", "identity", "dedup", "held", "forgotten", "view"]
@@ -132,6 +136,11 @@ def restore(stateful: StatefulT, records: Iterable[StateRecord], where: str) -> 
     if latest["meta"].get(_meta_key(stateful)) is None:
         raise StateError(f"{where} holds no {_meta_key(stateful).decode()} state"
                          " (no meta record)")
+    written = latest["meta"].get(_header_key(stateful))
+    if written is None:
+        raise StateError(f"{where} was written by a persona-stream before state format"
+                         " headers; replay the history into a new kafka.application_id")
+    check_header(written, _config_of(stateful), where, same_version=False)
     try:
         for part in parts:
             part.load(latest)
@@ -143,6 +152,24 @@ def restore(stateful: StatefulT, records: Iterable[StateRecord], where: str) -> 
 
 
 # ---- the parts ---------------------------------------------------------------------------
+
+
+class Header:
+    """The ``header`` record of a meta store: written once, with the first commit (the
+    format and configuration do not change while the state lives)."""
+
+    def __init__(self, key: bytes, config: Config) -> None:
+        self.key, self.config = key, config
+
+    def records(self, everything: bool) -> Iterator[StateRecord]:
+        if everything:
+            yield StateRecord("meta", self.key, header(self.config))
+
+    def load(self, latest: Latest) -> None:
+        pass  # checked by restore, before any part is read
+
+    def written(self) -> None:
+        pass
 
 
 class Meta:
@@ -430,18 +457,29 @@ def _meta_key(stateful: Stateful) -> bytes:
     return b"stage"
 
 
+def _header_key(stateful: Stateful) -> bytes:
+    return b"header:" + _meta_key(stateful)
+
+
+def _config_of(stateful: Stateful) -> Config:
+    return stateful.work.config if isinstance(stateful, ProfileTask | Trainer) else stateful.config
+
+
 def parts_of(stateful: Stateful) -> Sequence[Part]:
     """The stores of a pipeline, or of a stage of the partitioned core, in writing order."""
     key = _meta_key(stateful)
+    first = Header(_header_key(stateful), _config_of(stateful))
     if isinstance(stateful, ProfileTask):
-        return [Profiles(stateful.work, stateful.work.config), View(stateful.view),
+        return [first, Profiles(stateful.work, stateful.work.config), View(stateful.view),
                 Meta(key, stateful.meta_state, stateful.load_meta)]
     if isinstance(stateful, Trainer):
-        return [Model(stateful.model), Waiting(stateful),
+        return [first, Model(stateful.model), Waiting(stateful),
                 Meta(key, stateful.meta_state, stateful.load_meta)]
     stage: list[Part] = [Identities(stateful), DedupIds(stateful), Held(stateful)]
     if isinstance(stateful, Pipeline):
         # the meta record first: the model and the profiles are read after it
-        return [Meta(key, stateful.meta_state, stateful.load_meta), Model(stateful.model),
-                Profiles(stateful.work, stateful.config), *stage, Forgotten(stateful)]
-    return [*stage, Forgotten(stateful), Meta(key, stateful.meta_state, stateful.load_meta)]
+        return [first, Meta(key, stateful.meta_state, stateful.load_meta),
+                Model(stateful.model), Profiles(stateful.work, stateful.config), *stage,
+                Forgotten(stateful)]
+    return [first, *stage, Forgotten(stateful),
+            Meta(key, stateful.meta_state, stateful.load_meta)]

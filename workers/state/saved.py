@@ -16,64 +16,20 @@ mismatch instead of silently mixing models.
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import msgpack
-import orjson
 
-from workers import __version__
 from workers.config import Config
 from workers.core.pipeline import Pipeline
 from workers.errors import StateError
 from workers.state.changelog import STORES, StateRecord, everything, rebuild
+from workers.state.header import check_header, header
 
 MAGIC = b"persona-stream-state"
-# bump when the header or the records change incompatibly; 4: records in msgpack, no
-# pickle; 5: the meta record holds the segments' audience keys; 6: the segment registry,
-# reference space and window in the model, session spans in the profiles; 7: the forget list
-FORMAT = 7
-# where records go and where profiles are kept, not what they are; the admin listener;
-# and which audience keys a marketer chose (they rename audiences, and change no segment)
-_IGNORED_SECTIONS = ("kafka", "metrics", "state", "admin", "audiences")
-
-
-def fingerprint(config: Config) -> dict[str, Any]:
-    """The settings that shape the state, in JSON form (so it round-trips through the header)."""
-    settings = dataclasses.asdict(config)
-    for section in _IGNORED_SECTIONS:
-        settings.pop(section, None)
-    loaded: dict[str, Any] = orjson.loads(orjson.dumps(settings))
-    return loaded
-
-
-def header(config: Config) -> bytes:
-    """What a state says about itself: format, version and the configuration's fingerprint."""
-    return orjson.dumps({"format": FORMAT, "version": __version__,
-                         "config": fingerprint(config)})
-
-
-def check_header(data: bytes, config: Config, where: str) -> None:
-    """Refuse a state of another format, version or configuration, saying which."""
-    try:
-        found = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        raise StateError(f"{where}: damaged state header") from None
-    if not isinstance(found, dict):
-        raise StateError(f"{where}: damaged state header")
-    if found.get("format") != FORMAT or found.get("version") != __version__:
-        raise StateError(
-            f"{where} was written by persona-stream {found.get('version')} (state format "
-            f"{found.get('format')}); this is {__version__} (format {FORMAT})")
-    difference = _first_difference(found.get("config"), fingerprint(config), "")
-    if difference is not None:
-        raise StateError(f"{where} was made with a different configuration: {difference}")
-
-
 def dump_state(pipeline: Pipeline) -> bytes:
     """The state as bytes: the header line, the records, the trailer."""
     digest = hashlib.sha256()
@@ -143,16 +99,3 @@ def _records(body: bytes, where: str) -> Iterator[StateRecord]:
         pass
     raise StateError(f"{where}: damaged or cut state file (its records do not match"
                      " their trailer)")
-
-
-def _first_difference(saved: Any, current: Any, where: str) -> str | None:
-    """The first setting that differs, as ``key.path: saved != current``."""
-    if isinstance(saved, dict) and isinstance(current, dict):
-        for key in sorted(set(saved) | set(current)):
-            found = _first_difference(saved.get(key), current.get(key), f"{where}{key}.")
-            if found is not None:
-                return found
-        return None
-    if saved != current:
-        return f"{where.rstrip('.') or 'config'}: {saved!r} in the state, {current!r} now"
-    return None

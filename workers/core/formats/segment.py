@@ -44,6 +44,7 @@ from workers.core.repair import CHANNELS, DEVICE_TYPES, OptionalFields
 from workers.core.touchpoints import (
     TYPE_RE,
     IntakeLimits,
+    TimeParser,
     check_size,
     decode_object,
     format_time,
@@ -137,6 +138,7 @@ class SegmentAdapter(Adapter):
         self._library_channels = seg.library_channels
         self._device_types = _Remembered(lambda value: devices.get(value.lower(), value))
         self._countries = _Remembered(_country)
+        self._time = TimeParser()
         self._identity_traits: Mapping[str, str] = seg.identity_traits
         self._trait_names = seg.traits
         self._bands = list(seg.employee_bands.items())
@@ -277,7 +279,7 @@ class SegmentAdapter(Adapter):
         ts = None
         if type(stamp) is str and len(stamp) <= 64:
             try:
-                ts = parse_time(stamp)  # RFC 3339 already: the intake reads it as it is
+                ts = self._time(stamp)  # RFC 3339 already: the intake reads it as it is
             except (ValueError, OverflowError):
                 ts = None  # not (or not a real day): _occurred_at says what it is
         event: dict[str, Any] = {

@@ -24,6 +24,7 @@ from typing import Any
 from workers.config import Config
 from workers.core.features import FeatureSpec, ProfileState
 from workers.core.identity import ProfileId
+from workers.core.partitioned.cards import CardReport
 from workers.core.partitioned.records import (
     Mark,
     Move,
@@ -35,6 +36,7 @@ from workers.core.partitioned.records import (
     Version,
 )
 from workers.core.partitioned.router import partition_of
+from workers.core.personas import persona_cards
 from workers.core.profile_work import ProfileWork
 from workers.core.records import Output
 from workers.core.segments import Snapshot, feature_columns
@@ -98,6 +100,16 @@ class ProfileTask:
         self.learned_through = -1  # the trainer's last epoch this task has heard of
         self.to_tasks: list[tuple[int, Moved]] = []
         self.to_trainer: list[Sample | Mark] = []
+
+    def card_report(self) -> CardReport | None:
+        """This partition's cards and their totals (none before a first model version)."""
+        snapshot = self.learner.snapshot
+        if snapshot is None:
+            return None
+        totals = self.work.segment_totals()
+        return CardReport(self.partition, snapshot.version,
+                          persona_cards(snapshot, self.work.names, self.work.spec, totals),
+                          totals)
 
     # ---- what comes in ------------------------------------------------------------------
 
