@@ -236,19 +236,18 @@ def _kill_and_restart(group: list[WorkerProcess], role: str, config: Path,
 
 
 @pytest.mark.usefixtures("whole_stream_window")
-@pytest.mark.parametrize("role", ["owner", "trainer", "tasks"])
-def test_a_worker_killed_mid_stream_loses_nothing(
-        role: str, kafka_bootstrap: str, unique_name: Callable[[str], str],
-        tmp_path: Path) -> None:
-    """SIGKILL of the worker making the identity decisions, of the trainer's, or of one
-    holding profile partitions only, mid-stream, then its restart: the same profiles and
+def test_each_kind_of_worker_killed_in_turn_loses_nothing(
+        kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path) -> None:
+    """SIGKILL of the worker making the identity decisions, then of the trainer's, then of
+    one holding profile partitions only, mid-stream, each restarted: the same profiles and
     the same set of segment changes as the stages in one process (repeats allowed: at
-    least once)."""
+    least once). One deployment for the three kinds keeps the suite short."""
     lines, _, _ = simulate(300, seed=33, days=2)
     config, settings = _config(tmp_path / "deployment", kafka_bootstrap, unique_name)
     with worker_processes(config, 3, tmp_path / "deployment") as group:
         _start(group, lines, settings["kafka"]["input_topic"], kafka_bootstrap)
-        _kill_and_restart(group, role, config)
+        for role in ("owner", "trainer", "tasks"):
+            _kill_and_restart(group, role, config)
         wait_for(lambda: _settled(group), 240, "every partition to apply every record")
         profiles = _profiles(group)
     changes = {r["event_id"] for r in topic_records(settings["kafka"]["segment_changes_topic"],
