@@ -287,9 +287,10 @@ def test_the_partitions_of_a_worker_gone_for_good_are_taken_from_standby_copies(
 
 
 # exactly once, what one stage sends another is visible at its commit: an epoch's round
-# trip to the trainer costs two commits, so this 2-day stream runs in longer epochs
-LONG_EPOCHS = {**WINDOW, "PERSONA_STREAM_SEGMENTATION__VERSION_EPOCH_TICKS": "1024",
-               "PERSONA_STREAM_SEGMENTATION__VERSION_DELAY_TICKS": "4096"}
+# trip to the trainer costs two commits, so this stream (about 5,000 ticks) runs in
+# longer epochs, short enough that versions are in force from its first quarter on
+LONG_EPOCHS = {**WINDOW, "PERSONA_STREAM_SEGMENTATION__VERSION_EPOCH_TICKS": "256",
+               "PERSONA_STREAM_SEGMENTATION__VERSION_DELAY_TICKS": "1024"}
 
 
 def test_exactly_once_each_kind_killed_after_its_outputs_and_every_change_read_once(
@@ -300,7 +301,7 @@ def test_exactly_once_each_kind_killed_after_its_outputs_and_every_change_read_o
     trainer's, each restarted; a read_committed consumer reads the segment changes and
     identity merges of the stages in one process, each exactly once. Commits are 10 s
     apart, so work done since the last one is redone: the same scenario at least once
-    read 524 segment changes for 306 (2026-11-30)."""
+    (with epochs of 1024 ticks) read 524 segment changes for 306 (2026-11-30)."""
     for name, value in LONG_EPOCHS.items():
         monkeypatch.setenv(name, value)
     lines, _, _ = simulate(300, seed=35, days=2)
@@ -314,7 +315,7 @@ def test_exactly_once_each_kind_killed_after_its_outputs_and_every_change_read_o
     with worker_processes(config, 3, directory) as group:
         _start(group, lines, k["input_topic"], kafka_bootstrap)
         wait_for(lambda: bool(topic_records(k["segment_changes_topic"], kafka_bootstrap,
-                                            idle_ms=200)), 120, "segment changes to flow")
+                                            idle_ms=200)), 240, "segment changes to flow")
         for role in ("tasks", "owner", "trainer"):
             _kill_and_restart(group, role, config, committed=False)
         wait_for(lambda: _settled(group), 240, "every partition to apply every record")
