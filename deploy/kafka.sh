@@ -62,6 +62,16 @@ POM
   touch "$LIB/.complete"
 }
 
+# Kafka 4 brokers need Java 17 or later; an older JVM dies at once with a
+# class-version error, so say it in one line instead.
+check_java() {
+  command -v java >/dev/null || { say "Java 17+ is needed to run Kafka"; exit 1; }
+  local major
+  major="$(java -XshowSettings:properties -version 2>&1 | sed -n 's/^ *java.specification.version = //p')"
+  major="${major#1.}"
+  [ "${major:-0}" -ge 17 ] 2>/dev/null || { say "Java 17+ is needed to run Kafka (found ${major:-none})"; exit 1; }
+}
+
 running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
 
 answers() { (exec 3<>"/dev/tcp/127.0.0.1/${1:-$KAFKA_PORT}") 2>/dev/null; }
@@ -172,27 +182,55 @@ print_env() {
   printf 'KAFKA_SSL_CAFILE=%s\n' "$TLS/ca.pem"
 }
 
-start() {
-  if running; then say "already running (pid $(cat "$PIDFILE")) on 127.0.0.1:$KAFKA_PORT"; return 0; fi
-  if answers; then say "port $KAFKA_PORT is taken by another process"; exit 1; fi
-  if answers "$KAFKA_SASL_PORT"; then say "port $KAFKA_SASL_PORT (SASL_SSL) is taken by another process"; exit 1; fi
-  fetch
-  configure
+# One attempt to launch the broker and see it answer on both listeners.
+launch() {
   KAFKA_HEAP="${KAFKA_HEAP:-512m}"
   nohup java -Xms"$KAFKA_HEAP" -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -XX:ActiveProcessorCount=2 -Djava.awt.headless=true \
     -cp "$LIB/*" -Dlog4j2.configurationFile="$RUN/log4j2.properties" \
     kafka.Kafka "$RUN/server.properties" >"$LOG" 2>&1 &
-  echo $! >"$PIDFILE"
+  local pid=$!
+  echo "$pid" >"$PIDFILE"
   local waited=0
   until answers && answers "$KAFKA_SASL_PORT"; do
-    if ! running || [ "$waited" -ge "$START_TIMEOUT" ]; then
-      say "broker did not start; last lines of its logs:"
-      tail -n 30 "$LOG" "$RUN/server.log" 2>/dev/null >&2 || true
-      stop_quiet; exit 1
+    if ! running; then
+      local rc=0; wait "$pid" || rc=$?
+      say "the broker's JVM exited with status $rc after ${waited} s"
+      return 1
+    fi
+    if [ "$waited" -ge "$START_TIMEOUT" ]; then
+      say "the broker did not answer within ${START_TIMEOUT} s"
+      return 1
     fi
     sleep 1; waited=$((waited + 1))
   done
+}
+
+start() {
+  if running; then say "already running (pid $(cat "$PIDFILE")) on 127.0.0.1:$KAFKA_PORT"; return 0; fi
+  if answers; then say "port $KAFKA_PORT is taken by another process"; exit 1; fi
+  if answers "$KAFKA_SASL_PORT"; then say "port $KAFKA_SASL_PORT (SASL_SSL) is taken by another process"; exit 1; fi
+  fetch
+  check_java
+  configure
+  # A JVM killed at birth (a busy CI machine's memory, a slow disk) leaves no
+  # log at all; the test broker's data is throw-away, so a second attempt on a
+  # freshly formatted folder costs seconds and tells a fluke from a real fault.
+  if ! launch; then
+    say "last lines of its logs:"
+    tail -n 30 "$LOG" "$RUN/server.log" >&2 2>/dev/null || true
+    stop_quiet
+    say "retrying once on a freshly formatted data folder"
+    rm -rf "$RUN/data" "$RUN/scram-formatted"
+    configure
+    if ! launch; then
+      say "broker did not start; last lines of its logs:"
+      tail -n 30 "$LOG" "$RUN/server.log" >&2 2>/dev/null || true
+      java -version 2>&1 | head -n 1 >&2 || true
+      free -m 2>/dev/null | head -n 2 >&2 || true
+      stop_quiet; exit 1
+    fi
+  fi
   say "Kafka $KAFKA_VERSION running on 127.0.0.1:$KAFKA_PORT, SASL_SSL on 127.0.0.1:$KAFKA_SASL_PORT (pid $(cat "$PIDFILE"), data $RUN)"
 }
 
