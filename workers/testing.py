@@ -215,24 +215,51 @@ def identity_key(line: bytes, id_type: str | None = None) -> bytes | None:
 
 def topic_records(topic: str, bootstrap: str = BOOTSTRAP, idle_ms: int = 3000,
                   isolation_level: str = "read_uncommitted") -> list[dict[str, Any]]:
-    """Every JSON record in ``topic``, from the beginning until none arrives for ``idle_ms``
-    (no consumer group, nothing committed); ``read_committed`` skips what transactions
-    aborted or have not committed yet."""
+    """Every JSON record in ``topic``: at least those it held when called, then on until
+    none arrives for ``idle_ms`` (no consumer group, nothing committed); ``read_committed``
+    skips what transactions aborted or have not committed yet."""
     return [record for record, _ in topic_messages(topic, bootstrap, idle_ms, isolation_level)]
+
+
+# a topic's records up to its end offsets are read even when the broker is slow to serve
+# them, but not longer than this (a transaction left open holds read_committed back)
+_READ_TO_END_SECONDS = 60.0
 
 
 def topic_messages(topic: str, bootstrap: str = BOOTSTRAP, idle_ms: int = 3000,
                    isolation_level: str = "read_uncommitted",
                    ) -> list[tuple[dict[str, Any], dict[str, bytes]]]:
-    """As :func:`topic_records`, with each record's headers."""
-    from kafka import KafkaConsumer
+    """As :func:`topic_records`, with each record's headers.
 
-    consumer = KafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                             enable_auto_commit=False, consumer_timeout_ms=idle_ms,
+    The end offsets are taken first and read up to, so a broker slow to answer a new
+    consumer (a busy CI machine, thousands of partitions) cannot make a short ``idle_ms``
+    return nothing; only after them does the idle wait begin.
+    """
+    from kafka import KafkaConsumer, TopicPartition
+
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                              isolation_level=isolation_level)
     try:
-        return [(orjson.loads(message.value), dict(message.headers or []))
-                for message in consumer]
+        partitions = [TopicPartition(topic, p)
+                      for p in sorted(consumer.partitions_for_topic(topic) or ())]
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        consumer.seek_to_beginning()
+        ends = consumer.end_offsets(partitions)
+        found: list[tuple[dict[str, Any], dict[str, bytes]]] = []
+        started = last = time.monotonic()
+        while True:
+            batches = consumer.poll(timeout_ms=100)
+            now = time.monotonic()
+            if batches:
+                found.extend((orjson.loads(m.value), dict(m.headers or []))
+                             for messages in batches.values() for m in messages)
+                last = now
+                continue
+            at_end = all(consumer.position(tp) >= ends[tp] for tp in partitions)
+            if (at_end or now - started > _READ_TO_END_SECONDS) and now - last >= idle_ms / 1000:
+                return found
     finally:
         consumer.close()
 
