@@ -11,10 +11,12 @@ import pytest
 
 from workers.config import Config, load
 from workers.core.forget import ForgetRequest, request_hashes
+from workers.core.intake import Intake
 from workers.core.pipeline import Pipeline
 from workers.core.records import Origin, Output
 from workers.service.batch import (
     BUNDLE_BYTES,
+    BUNDLE_PREFIX,
     FLUSH_KEY,
     FORGET_KEY,
     bundles,
@@ -22,8 +24,10 @@ from workers.service.batch import (
     process_batch,
 )
 from workers.simulation.generator import simulate
+from workers.state.codec import pack, unpack
 
 INPUT = "touchpoints"
+INTAKE = Intake(load())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,13 +56,22 @@ class Input:
 def bundled(lines: list[bytes | None], first_input: int = 0, first_offset: int = 0,
             partition: int = 0, per_batch: int = 7) -> list[Record]:
     """``lines`` as a router forwards them: the records of each batch it reads (of
-    ``per_batch`` here) as bundles, new sequenced offsets."""
+    ``per_batch`` here), read, as bundles, new sequenced offsets."""
     records = [Input(line, first_input + i) for i, line in enumerate(lines)]
     out: list[Record] = []
     for start in range(0, len(records), per_batch):
-        for key, value in bundles(INPUT, partition, records[start:start + per_batch]):
+        for key, value in bundles(INPUT, partition, records[start:start + per_batch], INTAKE):
             out.append(Record(key, value, first_offset + len(out)))
     return out
+
+
+def unread_bundles(lines: list[bytes], first_input: int = 0) -> list[Record]:
+    """``lines`` as routers of an earlier release forwarded them: bundles of their bytes."""
+    key = BUNDLE_PREFIX + f"{INPUT}:0".encode()
+    return [Record(key, msgpack.packb([list(range(first_input + start, first_input + start
+                                                  + len(lines[start:start + 7]))),
+                                       lines[start:start + 7]]), start // 7)
+            for start in range(0, len(lines), 7)]
 
 
 def flush_marker(offset: int) -> Record:
@@ -77,7 +90,7 @@ def config() -> Config:
         base.segmentation, warmup_profiles=50))
 
 
-@pytest.mark.parametrize("forward", [bundled, forwarded])
+@pytest.mark.parametrize("forward", [bundled, unread_bundles, forwarded])
 def test_outputs_equal_feeding_the_pipeline_directly(lines: list[bytes], config: Config,
                                                      forward: Any) -> None:
     expected = Pipeline(config)
@@ -162,11 +175,11 @@ def test_a_bundle_forwarded_twice_is_dropped_record_by_record(lines: list[bytes]
 
 
 def test_a_bundle_is_cut_before_it_grows_large() -> None:
-    big = [b"x" * 100_000] * 7
-    values = list(bundles(INPUT, 0, [Input(line, i) for i, line in enumerate(big)]))
+    big = [b"x" * 50_000] * 7
+    values = list(bundles(INPUT, 0, [Input(line, i) for i, line in enumerate(big)], INTAKE))
     assert len(values) == 3
     assert all(len(value) < BUNDLE_BYTES + 100_100 for _, value in values)
-    offsets = [o for _, value in values for o in msgpack.unpackb(value)[0]]
+    offsets = [o for _, value in values for o in unpack(value)[0]]
     assert offsets == list(range(7))
 
 
@@ -174,10 +187,11 @@ def test_a_damaged_bundle_is_a_dead_letter_and_the_stream_goes_on(lines: list[by
     pipeline = Pipeline(load())
     key = bundled(lines[:1])[0].key
     done = process_batch(pipeline, [Record(key, b"\x92\x91\x01", 0),  # 1 offset, no record
-                                    Record(b"\x00in:nopartition", msgpack.packb([[], []]), 1),
-                                    *bundled(lines[:3], first_offset=2)])
-    assert [o.kind for o in done.outputs][:2] == ["dead_letter", "dead_letter"]
-    assert done.fed == 3 and done.next_offset == 3
+                                    Record(key, pack([[0], [[["an event of one field"]]]]), 1),
+                                    Record(b"\x00in:nopartition", msgpack.packb([[], []]), 2),
+                                    *bundled(lines[:3], first_offset=3)])
+    assert [o.kind for o in done.outputs][:3] == ["dead_letter"] * 3
+    assert done.fed == 3 and done.next_offset == 4
 
 
 def test_a_dead_letter_names_its_input_position_from_the_key() -> None:

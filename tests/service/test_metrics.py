@@ -12,6 +12,7 @@ import orjson
 from prometheus_client.parser import text_string_to_metric_families
 
 from workers.config import load
+from workers.core.intake import Intake
 from workers.core.pipeline import Pipeline
 from workers.core.records import Output
 from workers.core.stats import Stats
@@ -118,8 +119,9 @@ def test_batch_observations_lag_and_partitions() -> None:
                                        "emitted_at": "2026-01-01T00:00:00.020Z"}),
         Output("dead_letter", None, {"error": "not_json"}),
     ]
-    metrics.observe_routed([Msg(0, 8, 1_600_000), Msg(0, 9, 1_700_000)])
-    metrics.observe_routed([Msg(1, 4, 1_800_000)])
+    intake = Intake(load())
+    metrics.observe_routed([Msg(0, 8, 1_600_000), Msg(0, 9, 1_700_000)], intake)
+    metrics.observe_routed([Msg(1, 4, 1_800_000)], intake)
     metrics.observe_batch(pipeline, 2, 0.002, outputs)
     assert value(metrics, "persona_stream_event_processing_seconds_count") == 1
     assert value(metrics, "persona_stream_event_processing_seconds_sum") == 0.001
@@ -216,6 +218,23 @@ def test_what_is_not_kept_is_counted() -> None:
     metrics.sync(pipeline)
     assert value(metrics, "persona_stream_traits_dropped_total") == 6
     assert value(metrics, "persona_stream_events_beyond_dedup_window_total") == 1
+
+
+def test_optional_fields_a_router_dropped_or_coerced_are_counted_once() -> None:
+    """Routers read the records they forward, so what reading left out or made usable is
+    counted where they run, by the growth since their last batch."""
+    intake = Intake(load())
+    metrics = Metrics()
+    event = {"event_id": "e-1", "occurred_at": _at(1_767_600_000.0), "type": "purchase",
+             "identity": {"user_id": "u-1"}, "channel": 7,
+             "properties": {"revenue": "19.90"}}
+    for n in (1, 2):
+        intake.read(orjson.dumps({**event, "event_id": f"e-{n}"}))
+        metrics.observe_routed([Msg(0, n, 1_600_000)], intake)
+        metrics.observe_routed([], intake)  # nothing new read: nothing added
+        assert value(metrics, "persona_stream_fields_dropped_total", field="channel") == n
+        assert value(metrics, "persona_stream_values_coerced_total",
+                     field="properties.revenue") == n
 
 
 def _at(ts: float) -> str:

@@ -25,13 +25,11 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Protocol
 
-import orjson
-
 from workers.config import Config
 from workers.core.clock import FarFuture, StreamClock
 from workers.core.dedup import Deduplicator
 from workers.core.forget import ForgetList, ForgetRequest
-from workers.core.formats import Adapter, Format, Formats, InvalidMember
+from workers.core.formats import Format
 from workers.core.identity import (
     IdentityGraph,
     IdentityRules,
@@ -39,11 +37,12 @@ from workers.core.identity import (
     Resolution,
     lookup_keys,
 )
+from workers.core.intake import Intake, Item, Rejected
 from workers.core.privacy import Pseudonymiser, redact
 from workers.core.profile_work import KNOWN_IDENTIFIERS, digest, identifiers_of
 from workers.core.records import DeadLetter, Origin, Output
 from workers.core.stats import Stats
-from workers.core.touchpoints import IntakeLimits, Touchpoint, TouchpointParser, format_time
+from workers.core.touchpoints import Touchpoint, format_time
 from workers.errors import InvalidEvent
 
 
@@ -73,8 +72,7 @@ class IdentityStage:
     def __init__(self, config: Config,
                  downstream: Callable[[IdentityStage], Downstream]) -> None:
         self.config = config
-        self.parser = TouchpointParser(IntakeLimits.from_config(config))
-        self.formats = Formats(config)
+        self.intake = Intake(config)
         self.dedup = Deduplicator(config.intake.dedup_window_seconds)
         ident = config.identity
         self.graph = IdentityGraph(IdentityRules.from_config(
@@ -107,59 +105,43 @@ class IdentityStage:
         rebalance) and counts as a duplicate: exact, whatever its event time. ``fmt``
         overrides the configured format (``intake.format``, ``intake.formats``).
         """
-        if origin is not None:
-            where = (origin.topic, origin.partition)
-            if origin.offset < self.positions.get(where, 0):
-                self.stats.events_read += 1
-                self.stats.events_duplicate += 1
-                return []
-            self.positions[where] = origin.offset + 1
-        fmt = self.formats.of(None if origin is None else origin.topic, fmt)
-        adapter = None if fmt == "touchpoint" or not raw else self.formats.adapter(fmt, raw)
-        if adapter is not None:
-            self._feed_adapted(adapter, raw or b"", origin)
-            return self._take()
-        self.stats.events_read += 1
-        try:
-            tp = self.parser.parse(raw)
-        except InvalidEvent as exc:
-            self._dead_letter(raw, exc.code, exc.detail, origin)
-            return self._take()
-        self.accept(tp, origin)
+        if self._redelivered(origin):
+            return []
+        self._admit_read(self.intake.read(raw, None if origin is None else origin.topic, fmt),
+                         origin)
         return self._take()
 
-    def _feed_adapted(self, adapter: Adapter, raw: bytes, origin: Origin | None) -> None:
-        """A record of another format: each of its events counts and ends like a touchpoint
-        (a batch member that cannot be read is a dead letter of its own)."""
+    def feed_read(self, items: list[Item], origin: Origin | None = None) -> list[Output]:
+        """As :meth:`feed`, for a record already read (:mod:`workers.core.intake`) where it
+        entered: the same outputs as feeding its bytes here."""
+        if self._redelivered(origin):
+            return []
+        self._admit_read(items, origin)
+        return self._take()
+
+    def _redelivered(self, origin: Origin | None) -> bool:
+        if origin is None:
+            return False
+        where = (origin.topic, origin.partition)
+        if origin.offset < self.positions.get(where, 0):
+            self.stats.events_read += 1
+            self.stats.events_duplicate += 1
+            return True
+        self.positions[where] = origin.offset + 1
+        return False
+
+    def _admit_read(self, items: list[Item], origin: Origin | None) -> None:
+        """Each event of a record counts as read; a refused one is a dead letter."""
         stats = self.stats
-        try:
-            items = list(adapter.events(raw))
-        except InvalidEvent as exc:
-            stats.events_read += 1
-            self._dead_letter(raw, exc.code, exc.detail, origin)
-            return
-        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as exc:
-            # a record shaped in a way the adapter did not foresee: a dead letter that says
-            # so (a bug to report), never a stopped worker
-            stats.events_read += 1
-            self._dead_letter(raw, "unreadable", f"the {type(adapter).__name__} could not"
-                              f" read this record ({type(exc).__name__}: {exc})", origin)
-            return
         if not items:  # a line without an event, such as a CSV header
             stats.records_without_events += 1
             return
         for item in items:
             stats.events_read += 1
-            if isinstance(item, InvalidMember):
+            if isinstance(item, Rejected):
                 self._dead_letter(item.raw, item.code, item.detail, origin)
-                continue
-            member = raw if len(items) == 1 else orjson.dumps(item)
-            try:
-                tp = self.parser.check(item, member, adapter.vouch(item))
-            except InvalidEvent as exc:
-                self._dead_letter(member, exc.code, exc.detail, origin)
-                continue
-            self.accept(tp, origin)
+            else:
+                self.accept(item, origin)
 
     def feed_many(self, raws: Iterable[bytes]) -> Iterator[Output]:
         for raw in raws:
@@ -361,8 +343,8 @@ class IdentityStage:
         return {
             "stats": self.stats, "clock": self.clock, "tick_end": self._tick_end,
             "positions": self.positions, "dedup": self.dedup.meta(),
-            "fields_dropped": self.parser.optional.dropped,
-            "values_coerced": self.parser.optional.coerced,
+            "fields_dropped": self.intake.parser.optional.dropped,
+            "values_coerced": self.intake.parser.optional.coerced,
             **self.downstream.meta_state(),
         }
 
@@ -372,8 +354,8 @@ class IdentityStage:
         self.clock, self._tick_end = meta["clock"], meta["tick_end"]
         self.positions = meta["positions"]
         self.dedup.load_meta(meta["dedup"])
-        self.parser.optional.dropped = meta["fields_dropped"]
-        self.parser.optional.coerced = meta["values_coerced"]
+        self.intake.parser.optional.dropped = meta["fields_dropped"]
+        self.intake.parser.optional.coerced = meta["values_coerced"]
 
     def held_events(self) -> dict[str, tuple[bool, Touchpoint, Origin | None]]:
         """Events not processed yet, by id: (far ahead?, event, origin)."""

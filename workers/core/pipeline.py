@@ -120,8 +120,8 @@ class Pipeline(IdentityStage):
             "identifiers_dropped": s.identifiers_dropped,
             "traits_dropped": s.traits_dropped,
             # optional fields left out, and values made usable, by field (docs/contracts.md)
-            "fields_dropped": dict(sorted(self.parser.optional.dropped.items())),
-            "values_coerced": dict(sorted(self.parser.optional.coerced.items())),
+            "fields_dropped": dict(sorted(self.intake.parser.optional.dropped.items())),
+            "values_coerced": dict(sorted(self.intake.parser.optional.coerced.items())),
             "records_without_events": s.records_without_events,
             # events naming a forgotten identifier (dropped), and profiles forgotten
             "events_forgotten": s.events_forgotten,

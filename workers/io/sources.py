@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, Protocol
 
 from workers.config import Config
-from workers.core.formats import Format, Formats
+from workers.core.formats import Format
+from workers.core.intake import Intake, Rejected
 from workers.core.records import Origin
-from workers.core.touchpoints import IntakeLimits, TouchpointParser, parse_time
-from workers.errors import BrokerError, InputError, InvalidEvent
+from workers.core.touchpoints import parse_time
+from workers.errors import BrokerError, InputError
 from workers.io.kafka import client_security, unreachable
 
 _POLL_RECORDS = 5000  # records per poll: amortises the round trip
@@ -225,21 +226,15 @@ class ValidTime:
     """
 
     def __init__(self, config: Config, fmt: Format | None = None) -> None:
-        self.parser = TouchpointParser(IntakeLimits.from_config(config))
-        self.formats = Formats(config)
+        self.intake = Intake(config)
         self.fmt = fmt
 
     def __call__(self, raw: bytes, topic: str | None = None) -> float:
-        try:
-            adapter = self.formats.adapter(self.formats.of(topic, self.fmt), raw) if raw else None
-            if adapter is None:
-                return self.parser.parse(raw).ts
-            for item in adapter.events(raw):
-                if not isinstance(item, InvalidEvent):
-                    return self.parser.check(item, vouched=adapter.vouch(item)).ts
-        except (InvalidEvent, TypeError, ValueError, KeyError, AttributeError, IndexError):
-            pass  # a dead letter to be: it does not hold its partition back
-        return -math.inf
+        """The time of the record's first valid event."""
+        for item in self.intake.read(raw, topic, self.fmt):
+            if not isinstance(item, Rejected):
+                return item.ts
+        return -math.inf  # a dead letter to be: it does not hold its partition back
 
 
 class TopicSource:

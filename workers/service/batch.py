@@ -5,14 +5,19 @@ outputs and commits (:mod:`workers.service.owner`). Keeping this step pure lets 
 unit test drive it with a list of fake records, and lets a test replay the
 sequenced topic exactly as the owner does.
 
-A router forwards the records of an input partition it read in one batch as one
-sequenced record, a *bundle* (:func:`bundles`): its key names the input topic and
-partition (``\x00in:topic:partition``), its value lists each record's input offset
-and bytes, so the pipeline drops a record a router forwarded twice. One Kafka record
-per bundle rather than per event: aiokafka's Python per record sent and read (a
-future, an acknowledgement, a ``ConsumerRecord``) costs more than the owner's work on
-the event. A record keyed ``topic:partition:offset`` (see :func:`origin_of`) holds
-one event's bytes, as routers wrote them before bundles. The key :data:`FLUSH_KEY`
+A router reads the records of an input partition it fetched in one batch
+(:class:`~workers.core.intake.Intake`: formats, validation) and forwards them as
+one sequenced record, a *bundle* (:func:`bundles`): its key names the input topic
+and partition (``\x00read:topic:partition``), its value lists each record's input
+offset and what it read as (its events' fields and bytes, or the reason each is
+refused), so the pipeline drops a record a router forwarded twice, and reading,
+half of the identity stage's work on an event, is done in parallel by the routers.
+One Kafka record per bundle rather than per event: aiokafka's Python per record
+sent and read (a future, an acknowledgement, a ``ConsumerRecord``) costs more than
+the owner's work on the event. Routers of earlier releases wrote the records'
+bytes unread (``\x00in:topic:partition``) or one record per event keyed
+``topic:partition:offset`` (see :func:`origin_of`); the owner reads those too, so a
+rolling upgrade loses nothing. The key :data:`FLUSH_KEY`
 marks an idle flush, written into the stream so that a replay of it flushes at the
 same place, and :data:`FORGET_KEY` a forget request a router forwarded from
 ``kafka.forget_topic``, applied at its place in the stream likewise.
@@ -22,18 +27,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import msgpack
 
 from workers.core.forget import parse_request
 from workers.core.identity_stage import IdentityStage
+from workers.core.intake import Intake, Item, Rejected
 from workers.core.records import Origin, Output
-from workers.errors import InvalidEvent
+from workers.core.touchpoints import Touchpoint
+from workers.errors import InvalidEvent, StateError
+from workers.state.codec import pack, unpack
 
 FLUSH_KEY = b"\x00flush"
 FORGET_KEY = b"\x00forget"
-BUNDLE_PREFIX = b"\x00in:"
+BUNDLE_PREFIX = b"\x00in:"  # the bytes of input records, unread
+READ_PREFIX = b"\x00read:"  # input records as a router read them
 # a bundle is cut once its events reach this many bytes, well under the producer's 1 MiB
 BUNDLE_BYTES = 256 * 1024
 
@@ -70,36 +79,59 @@ class BatchResult:
     next_offset: int  # the first sequenced offset after the batch
 
 
-def bundles(topic: str, partition: int,
-            records: Iterable[InputRecord]) -> Iterator[tuple[bytes, bytes]]:
+def bundles(topic: str, partition: int, records: Iterable[InputRecord],
+            intake: Intake) -> Iterator[tuple[bytes, bytes]]:
     """Key and value of each sequenced bundle holding ``records`` of one input partition,
-    in order."""
-    key = BUNDLE_PREFIX + f"{topic}:{partition}".encode()
+    in order, each read by ``intake``."""
+    key = READ_PREFIX + f"{topic}:{partition}".encode()
+    read = intake.read
     offsets: list[int] = []
-    values: list[bytes | None] = []
+    items: list[list[list[Any]]] = []
     size = 0
     for record in records:
         value = record.value
         offsets.append(record.offset)
-        values.append(value)
-        size += 16 if value is None else len(value)
+        items.append([_item_fields(item) for item in read(value, topic)])
+        # the fields of an event take about as many bytes as the event
+        size += 16 if value is None else 2 * len(value)
         if size >= BUNDLE_BYTES:
-            yield key, msgpack.packb([offsets, values])
-            offsets, values, size = [], [], 0
+            yield key, pack([offsets, items])
+            offsets, items, size = [], [], 0
     if offsets:
-        yield key, msgpack.packb([offsets, values])
+        yield key, pack([offsets, items])
 
 
-def _unbundle(key: bytes, value: bytes | None) -> tuple[str, int, list[int], list[bytes | None]]:
-    """The input topic and partition of a bundle, its records' offsets and bytes; an
-    InvalidEvent when it is no bundle a router wrote."""
+def _item_fields(item: Item) -> list[Any]:
+    if isinstance(item, Rejected):
+        return list(item)
+    return [item.data, item.event_id, item.ts, item.type, item.identity, item.raw]
+
+
+def _read_items(fields: list[Any]) -> Item:
+    if len(fields) == 3:
+        return Rejected(*fields)
+    data, event_id, ts, type_, identity, raw = fields
+    return Touchpoint(data, event_id, ts, type_, identity, raw)
+
+
+def _unpack_read(value: bytes) -> list[Any]:
+    offsets, read = unpack(value)
+    return [offsets, [[_read_items(fields) for fields in items] for items in read]]
+
+
+def _unbundle(key: bytes, value: bytes | None, read: bool,
+              ) -> tuple[str, int, list[int], list[Any]]:
+    """The input topic and partition of a bundle, its records' offsets and contents (as
+    read, or their bytes); an InvalidEvent when it is no bundle a router wrote."""
     try:
-        topic, partition = key[len(BUNDLE_PREFIX):].decode().rsplit(":", 1)
-        offsets, values = msgpack.unpackb(value or b"")
+        prefix, unpack_value = ((READ_PREFIX, _unpack_read) if read
+                                else (BUNDLE_PREFIX, msgpack.unpackb))
+        topic, partition = key[len(prefix):].decode().rsplit(":", 1)
+        offsets, values = unpack_value(value or b"")
         if len(offsets) != len(values) or not all(type(o) is int for o in offsets):
             raise ValueError("an offset per record")
         return topic, int(partition), offsets, values
-    except (ValueError, TypeError, msgpack.UnpackException) as exc:
+    except (ValueError, TypeError, StateError, msgpack.UnpackException) as exc:
         raise InvalidEvent("not_object", f"a damaged sequenced bundle ({exc})") from None
 
 
@@ -119,18 +151,20 @@ def process_batch(pipeline: IdentityStage, records: Iterable[SequencedRecord]) -
     """
     outputs: list[Output] = []
     fed = 0
-    feed = pipeline.feed
+    feed, feed_read = pipeline.feed, pipeline.feed_read
     record: SequencedRecord | None = None
     for record in records:
         key = record.key
-        if key is not None and key.startswith(BUNDLE_PREFIX):
+        if key is not None and key.startswith((READ_PREFIX, BUNDLE_PREFIX)):
+            read = key.startswith(READ_PREFIX)  # else bytes unread, by earlier routers
             try:
-                topic, partition, offsets, values = _unbundle(key, record.value)
+                topic, partition, offsets, values = _unbundle(key, record.value, read)
             except InvalidEvent as exc:
                 outputs.extend(pipeline.reject(record.value, exc))
                 continue
+            step = feed_read if read else feed
             for offset, value in zip(offsets, values, strict=True):
-                outputs.extend(feed(value, Origin(topic, partition, offset)))
+                outputs.extend(step(value, Origin(topic, partition, offset)))
             fed += len(offsets)
             continue
         if key == FLUSH_KEY:

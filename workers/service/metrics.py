@@ -32,6 +32,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from workers import __version__
 from workers.core.identity_stage import IdentityStage
+from workers.core.intake import Intake
 from workers.core.pipeline import Pipeline
 from workers.core.records import CHANGE_REASONS, IdentityMerge, Output, SegmentChange
 from workers.core.stats import Stats
@@ -42,6 +43,7 @@ __all__ = ["CONTENT_TYPE_LATEST", "Message", "Metrics"]
 OUTCOMES = ("valid", "invalid", "duplicate")
 Counts = dict[tuple[str, str], int]  # (counter, label) -> count
 OWNER = "owner"  # the source of the owner's counts (workers.service.owner)
+ROUTER = "router"  # what this worker's router read (workers.service.router)
 
 # Per-event processing time, a 1-2.5-5 series around the 10-100 µs a touchpoint
 # costs: 5 µs catches batches of duplicates and dead letters (cheap), 10 ms a
@@ -165,8 +167,10 @@ class Metrics:
 
     # ---- driven by the agent -------------------------------------------------
 
-    def observe_routed(self, records: Sequence[Message]) -> None:
-        """Input records of one partition forwarded by this worker's router."""
+    def observe_routed(self, records: Sequence[Message], intake: Intake) -> None:
+        """Input records of one partition read by this worker's router with ``intake`` and
+        forwarded: the optional fields it dropped or coerced are counted here."""
+        self._advance(ROUTER, _read_counts(intake))
         if records:
             last = records[-1]
             self._next_offset[last.partition] = max(self._next_offset.get(last.partition, 0),
@@ -244,9 +248,7 @@ class Metrics:
         # is counted once it leaves the buffer: this keeps the counter monotonic
         current["events", "valid"] -= pipeline.buffered
         current["beyond_dedup_window", ""] = pipeline.dedup.beyond_window
-        optional = pipeline.parser.optional
-        for name, counts in (("dropped", optional.dropped), ("coerced", optional.coerced)):
-            current.update(((name, label), n) for label, n in counts.items())
+        current.update(_read_counts(pipeline.intake))
         return current
 
     def _set_segment_sizes(self, sizes: Mapping[int, int]) -> None:
@@ -321,3 +323,11 @@ def counts_of(stats: Stats) -> Counts:
                          ("changes", stats.changes_by_reason)):
         current.update(((name, label), n) for label, n in counts.items())
     return current
+
+
+def _read_counts(intake: Intake) -> Counts:
+    """The optional fields ``intake`` dropped and the values it coerced, by field."""
+    optional = intake.parser.optional
+    return {(name, label): n for name, counts in (("dropped", optional.dropped),
+                                                  ("coerced", optional.coerced))
+            for label, n in counts.items()}

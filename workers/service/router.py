@@ -1,10 +1,10 @@
 """The router role: members of ``<app>.router`` share the input partitions and forward them.
 
-A router forwards the records' bytes, untouched, to the one-partition
-``<app>-sequenced`` topic, those of one input partition in a batch as one bundle
-naming their input topic, partition and offsets
-(:func:`workers.service.batch.bundles`), and commits its input offsets only once
-the sequenced topic holds them. Its client also answers
+A router reads the records (formats, validation: work done in parallel by every
+router) and forwards what it read to the one-partition ``<app>-sequenced`` topic,
+those of one input partition in a batch as one bundle naming their input topic,
+partition and offsets (:func:`workers.service.batch.bundles`), and commits its
+input offsets only once the sequenced topic holds them. Its client also answers
 how far the input goes, which the owner's idle flush and ``/status`` compare
 with the pipeline's positions, and how far behind the router is (the lag gauge).
 The group also shares the one partition of ``kafka.forget_topic``: a forget request
@@ -23,6 +23,7 @@ from aiokafka.errors import KafkaError
 
 from workers.config import Config
 from workers.core.identity_stage import IdentityStage
+from workers.core.intake import Intake
 from workers.io.kafka import sequenced_topic
 from workers.service.batch import FORGET_KEY, bundles
 from workers.service.clients import BATCH, QUICK_FETCH_MS, Batches, Clients, read_until
@@ -50,6 +51,7 @@ class Router(ConsumerRebalanceListener):
         self.state = state
         self.metrics = metrics
         self.sequenced = sequenced_topic(config)
+        self.intake = Intake(config)  # reads the records it forwards (formats, validation)
         self.consumer: AIOKafkaConsumer | None = None
 
     def register(self, app: faust.App) -> None:
@@ -77,10 +79,10 @@ class Router(ConsumerRebalanceListener):
                     futures.append(await send(self.sequenced, value=r.value, key=FORGET_KEY))
                 forwarded += len(records)
                 continue
-            for key, value in bundles(tp.topic, tp.partition, records):
+            for key, value in bundles(tp.topic, tp.partition, records, self.intake):
                 futures.append(await send(self.sequenced, value=value, key=key))
             forwarded += len(records)
-            self.metrics.observe_routed(records)
+            self.metrics.observe_routed(records, self.intake)
         if futures:
             await asyncio.gather(*futures)
             await self.consumer.commit()  # only once the owner's input holds them
