@@ -199,7 +199,7 @@ def bench_identity() -> dict[str, Any]:
             for key, value in bundles("touchpoints", 0, batch, intake):
                 sequenced.append(_Sequenced(key, value, len(sequenced)))
         best["read"] = min(best["read"], time.process_time() - start)
-        router = PartitionRouter(6)
+        router = PartitionRouter(6, config.segmentation.version_epoch_ticks)
         stage = IdentityStage(config, router.attach)
         start = time.process_time()
         for at in range(0, len(sequenced), 8):  # the owner's batches

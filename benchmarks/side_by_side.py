@@ -42,8 +42,9 @@ for line in lines:
         orjson.loads(line)
 parse = time.perf_counter() - start
 if sys.argv[4] == "identity":
-    router = PartitionRouter(6)
-    stage = IdentityStage(load(), router.attach)
+    config = load()
+    router = PartitionRouter(6, config.segmentation.version_epoch_ticks)
+    stage = IdentityStage(config, router.attach)
     start, cpu = time.perf_counter(), time.process_time()
     outputs = 0
     for line in lines:

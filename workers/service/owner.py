@@ -289,7 +289,8 @@ class Owner(ConsumerRebalanceListener):
         identity stage, its events routed to the profile partitions."""
         if not self.partitioned:
             return Pipeline(self.config)
-        return IdentityStage(self.config, PartitionRouter(self.config.kafka.partitions).attach)
+        return IdentityStage(self.config, PartitionRouter(
+            self.config.kafka.partitions, self.config.segmentation.version_epoch_ticks).attach)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         if not assigned:

@@ -15,6 +15,7 @@ import pytest
 from workers.config import Config
 from workers.core.forget import ForgetRequest, request_hashes
 from workers.core.partitioned.local import LocalTopology
+from workers.core.partitioned.records import Tick
 from workers.core.partitioned.router import partition_of
 from workers.core.pipeline import Pipeline
 from workers.simulation.generator import simulate
@@ -107,6 +108,32 @@ def test_the_stream_exercises_what_the_partitions_must_agree_on() -> None:
               and any(partition_of(m, 3) != partition_of(o.record["profile_id"], 3)
                       for m in o.record["merged_profile_ids"])]
     assert len(across) > 50
+
+
+def test_a_tick_ends_only_where_it_changes_something_with_the_same_results() -> None:
+    """A partition is sent a tick's end when it had an event in the tick, or at an epoch's
+    first and last tick: the outputs are those of sending every partition every tick."""
+    runs = []
+    for every_tick in (False, True):
+        topology = LocalTopology(config(), 6, seed=7)
+        if every_tick:  # as if every tick began and ended an epoch
+            topology.router.epoch_ticks = 1
+        ticks = []
+        take = topology.router.take
+
+        def counted(take: Any = take, ticks: list[int] = ticks) -> Any:
+            sent = take()
+            ticks.append(sum(1 for _, record in sent if isinstance(record, Tick)))
+            return sent
+
+        topology.router.take = counted  # type: ignore[method-assign]
+        topology.feed_many(stream())
+        topology.flush()
+        runs.append((output_ids(topology), profiles(topology), sum(ticks)))
+    (outputs, found, sent), (every_outputs, every_found, every_sent) = runs
+    assert outputs == every_outputs and found == every_found
+    # epochs of 4 ticks here: half the ticks begin or end one and still go to every partition
+    assert sent < 0.7 * every_sent, (sent, every_sent)
 
 
 def test_identifier_groups_and_event_counts_are_those_of_one_pipeline() -> None:

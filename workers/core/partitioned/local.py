@@ -43,7 +43,7 @@ class LocalTopology:
                  workers: int | None = None) -> None:
         self.tasks = [ProfileTask(config, p, partitions) for p in range(partitions)]
         self.trainer = Trainer(config, partitions)
-        self.router = PartitionRouter(partitions)
+        self.router = PartitionRouter(partitions, config.segmentation.version_epoch_ticks)
         self.stage = IdentityStage(config, self.router.attach)
         self._random = None if seed is None else random.Random(seed)
         self._workers = workers

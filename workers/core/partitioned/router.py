@@ -26,14 +26,23 @@ class PartitionRouter:
     A merge across partitions is a :class:`Move` to the absorbed profile's partition
     before the survivor's event: that partition sends the state on, and the survivor's
     waits for it.
+
+    A tick's end (:class:`Tick`) goes to the partitions that had an event in the tick,
+    and to every partition at an epoch's first tick (versions come into force there)
+    and last (its samples are marked done): in any other tick a partition without an
+    event has nothing to assess, so its Tick would change nothing. Most ticks of a
+    stream hold a few events, so this sends a few Ticks per tick rather than one per
+    partition.
     """
 
-    def __init__(self, partitions: int) -> None:
+    def __init__(self, partitions: int, epoch_ticks: int) -> None:
         self.partitions = partitions
+        self.epoch_ticks = epoch_ticks  # segmentation.version_epoch_ticks
         self.graph: IdentityGraph | None = None
         self.out: list[Output] = []  # the stage's own outputs (this router makes none)
         self.sent: list[tuple[int, TaskRecord]] = []
         self.ticks = 0  # ticks ended so far: the next Tick's number
+        self.touched: set[int] = set()  # partitions with an event in the tick under way
 
     def attach(self, stage: IdentityStage) -> PartitionRouter:
         """The stage's downstream (``IdentityStage(config, router.attach)``)."""
@@ -55,11 +64,18 @@ class PartitionRouter:
             assert self.graph is not None
             identifiers = {t: list(v) for t, v in self.graph.identifiers(pid).items()}
         sent.append((home, Routed(pid, tp, tuple(res.merged), identifiers)))
+        self.touched.add(home)
 
     def run_tick(self) -> None:
-        tick = Tick(self.ticks)
+        n = self.ticks
+        tick = Tick(n)
         self.ticks += 1
-        self.sent.extend((p, tick) for p in range(self.partitions))
+        epoch = self.epoch_ticks
+        if n % epoch == 0 or (n + 1) % epoch == 0:
+            self.sent.extend((p, tick) for p in range(self.partitions))
+        else:
+            self.sent.extend((p, tick) for p in sorted(self.touched))
+        self.touched.clear()
 
     def forget(self, pid: ProfileId, members: Mapping[str, list[str]],
                request: ForgetRequest) -> None:
@@ -70,7 +86,9 @@ class PartitionRouter:
         return sent
 
     def meta_state(self) -> dict[str, Any]:
-        return {"ticks": self.ticks}
+        return {"ticks": self.ticks, "touched": sorted(self.touched)}
 
     def load_meta(self, meta: dict[str, Any]) -> None:
         self.ticks = meta["ticks"]
+        # a state saved before Ticks went to touched partitions only: to all, as then
+        self.touched = set(meta.get("touched", range(self.partitions)))
