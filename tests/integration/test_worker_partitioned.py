@@ -293,9 +293,6 @@ LONG_EPOCHS = {**WINDOW, "PERSONA_STREAM_SEGMENTATION__VERSION_EPOCH_TICKS": "25
                "PERSONA_STREAM_SEGMENTATION__VERSION_DELAY_TICKS": "1024"}
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known flake, cause not found: run alone it passes (6 of 6 runs), but 3 times after other"
-    " worker tests on the same broker no segment change appeared within the wait"))
 def test_exactly_once_each_kind_killed_after_its_outputs_and_every_change_read_once(
         kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
