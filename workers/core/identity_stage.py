@@ -54,8 +54,9 @@ class Downstream(Protocol):
     def event(self, tp: Touchpoint, res: Resolution) -> None:
         """An event of the profile ``res.profile_id`` (never None here)."""
 
-    def run_tick(self) -> None:
-        """The tick ended: the profiles touched in it are learned from and assessed."""
+    def run_tick(self, final: bool = False) -> None:
+        """The tick ended: the profiles touched in it are learned from and assessed;
+        ``final``: at a flush (the end of the input, or an idle stream)."""
 
     def forget(self, pid: ProfileId, members: Mapping[str, list[str]],
                request: ForgetRequest) -> None:
@@ -214,7 +215,7 @@ class IdentityStage:
                 self._dead_letter(tp.record(), "future_time", _FUTURE_DETAIL, None)
             else:
                 self._process(tp)
-        self.downstream.run_tick()
+        self.downstream.run_tick(final=True)
         return self._take()
 
     def _take(self) -> list[Output]:

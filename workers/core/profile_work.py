@@ -154,6 +154,17 @@ class ProfileWork:
         if state is not None:
             profiles[survivor] = state
 
+    def absorb_held(self, survivor: ProfileId,
+                    absorbed: Iterable[tuple[ProfileId, ProfileState | None]],
+                    trigger: str, ts: float) -> None:
+        """States of profiles ``survivor`` absorbed earlier (at event ``trigger``, time
+        ``ts``), merged now: it is re-assessed at this tick's end, as after a merge."""
+        self.merge(survivor, absorbed)
+        self.changed_profiles.add(survivor)
+        previous = self.dirty.get(survivor)
+        self.dirty[survivor] = (Dirty(trigger, ts, True) if previous is None
+                                else previous._replace(merged=True))
+
     def take(self, pid: ProfileId) -> ProfileState | None:
         """Remove a profile merged into another (its state goes with it)."""
         self.changed_profiles.add(pid)
@@ -185,9 +196,9 @@ class ProfileWork:
 
     # ---- per tick ------------------------------------------------------------
 
-    def run_tick(self) -> None:
+    def run_tick(self, final: bool = False) -> None:
         """Learn from and re-assess the profiles touched since the last tick, in
-        profile-id order."""
+        profile-id order (a flush, ``final``, changes nothing here)."""
         if not self.dirty:
             return
         dirty, self.dirty = self.dirty, {}

@@ -3,8 +3,16 @@
 A task applies its records in the order the identity stage sent them and waits,
 rather than guess, where that order alone does not decide:
 
-* an event whose profile absorbed a profile of another partition waits for that
-  profile's state (:class:`~workers.core.partitioned.records.Moved`);
+* the states of profiles a profile absorbed are merged into it at the next tick
+  every partition is sent (an epoch's first or last tick, or a flush), not at the
+  merge: the absorbed profile of another partition sends its state
+  (:class:`~workers.core.partitioned.records.Moved`) when it reaches the merge in
+  its own records, and that tick waits until every such state is here. Until then
+  the survivor's events go on (its features without the absorbed ones'), so the
+  partitions of two workers do not wait for each other at every merge, only at
+  most once an epoch; absorbed states of the same partition are held back alike,
+  so the results do not depend on how profiles fall into partitions. A profile
+  moved away or forgotten first waits for the states it holds back;
 * tick ``n`` waits until the trainer has learned the epoch (a run of
   ``segmentation.version_epoch_ticks`` ticks) ``version_delay_ticks`` before it:
   the versions published up to then are in force from tick ``n`` on.
@@ -19,6 +27,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from workers.config import Config
@@ -26,6 +35,7 @@ from workers.core.features import FeatureSpec, ProfileState
 from workers.core.identity import ProfileId
 from workers.core.partitioned.cards import CardReport
 from workers.core.partitioned.records import (
+    Forgotten,
     Mark,
     Move,
     Moved,
@@ -41,6 +51,7 @@ from workers.core.profile_work import ProfileWork
 from workers.core.records import Output
 from workers.core.segments import Snapshot, feature_columns
 from workers.core.stats import Stats
+from workers.core.touchpoints import Touchpoint
 
 
 class TaskLearner:
@@ -75,6 +86,15 @@ class IdentifierView:
             self.changed.add(profile_id)
 
 
+@dataclass(slots=True)
+class HeldMerge:
+    """The profiles a survivor absorbed whose states are merged at the next due tick."""
+
+    keys: list[tuple[ProfileId, ProfileId]]  # (absorbed, the survivor it was sent to)
+    trigger: str  # the last event that merged: the re-assessment's trigger
+    ts: float
+
+
 class ProfileTask:
     """The profiles of partition ``partition`` of ``partitions``."""
 
@@ -98,6 +118,7 @@ class ProfileTask:
         self.handed: set[tuple[ProfileId, ProfileId]] = set()
         self.versions: deque[Version] = deque()  # from the trainer, not in force yet
         self.learned_through = -1  # the trainer's last epoch this task has heard of
+        self.held: dict[ProfileId, HeldMerge] = {}  # by survivor
         self.to_tasks: list[tuple[int, Moved]] = []
         self.to_trainer: list[Sample | Mark] = []
 
@@ -146,11 +167,22 @@ class ProfileTask:
         if not self.inbox:
             return False
         record = self.inbox[0]
-        if isinstance(record, Routed):
-            return all((other, record.pid) in self.arrived for other in self._away(record))
         if isinstance(record, Tick):
-            return self.learned_through >= self._in_force(record.tick)
+            return self.learned_through >= self._in_force(record.tick) and (
+                not self._due(record) or all(map(self._all_here, self.held)))
+        if isinstance(record, (Move, Forgotten)):
+            return self._all_here(record.pid)
         return True
+
+    def _all_here(self, survivor: ProfileId) -> bool:
+        """Whether every state ``survivor`` holds back has arrived."""
+        held = self.held.get(survivor)
+        return held is None or all(key in self.arrived for key in held.keys)
+
+    def _due(self, tick: Tick) -> bool:
+        """A tick every partition is sent: held-back states are merged there."""
+        n, epoch = tick.tick, self.epoch_ticks
+        return tick.final or n % epoch == 0 or (n + 1) % epoch == 0
 
     @property
     def waiting_for(self) -> str | None:
@@ -158,13 +190,13 @@ class ProfileTask:
         if not self.inbox or self.ready:
             return None
         record = self.inbox[0]
-        if isinstance(record, Tick):
+        if isinstance(record, Tick) and self.learned_through < self._in_force(record.tick):
             return (f"the trainer's epoch {self._in_force(record.tick)} (learned"
                     f" {self.learned_through})")
-        assert isinstance(record, Routed)
-        away = [other for other in self._away(record) if (other, record.pid) not in self.arrived]
-        return (f"the state of {', '.join(away)} for {record.pid} ({len(self.inbox)} records"
-                f" and {len(self.arrived)} states here)")
+        missing = sorted(f"{other} for {survivor}" for survivor, held in self.held.items()
+                         for other, survivor in held.keys if (other, survivor) not in self.arrived)
+        return (f"the states of {', '.join(missing)} ({len(self.inbox)} records and"
+                f" {len(self.arrived)} states here)")
 
     def run(self) -> None:
         """Apply the records that can be applied now, in order."""
@@ -176,37 +208,58 @@ class ProfileTask:
         if isinstance(record, Routed):
             self._routed(record)
         elif isinstance(record, Tick):
-            self._tick(record.tick)
+            self._tick(record)
         elif isinstance(record, Move):
+            self._merge_held(record.pid)
             self.view.drop(record.pid)
             state = self.work.take(record.pid)
             self.to_tasks.append((partition_of(record.survivor, self.partitions),
                                   Moved(record.pid, record.survivor, state)))
         else:
+            self._merge_held(record.pid)
             self.view.drop(record.pid)
             self.work.forget(record.pid, record.members, record.request)
 
-    def _away(self, record: Routed) -> list[ProfileId]:
-        """The absorbed profiles of another partition: their states are sent here."""
-        here, n = self.partition, self.partitions
-        return [other for other in record.absorbed if partition_of(other, n) != here]
-
     def _routed(self, record: Routed) -> None:
-        pid, absorbed = record.pid, record.absorbed
-        moved: dict[ProfileId, ProfileState | None] | None = None
-        if absorbed:
-            moved = {other: self.arrived.pop((other, pid)) for other in self._away(record)}
-            for other in absorbed:
-                self.view.drop(other)
+        pid, tp = record.pid, record.tp
+        if record.absorbed:
+            self._hold(pid, record.absorbed, tp)
         if record.identifiers is not None:
             self.view.set(pid, record.identifiers)
-        self.work.apply(pid, record.tp, list(absorbed), moved)
+        self.work.apply(pid, tp, [])
+
+    def _hold(self, pid: ProfileId, absorbed: tuple[ProfileId, ...], tp: Touchpoint) -> None:
+        """``pid`` absorbed ``absorbed``: their states are merged at the next due tick
+        (one of this partition is taken now; one of another comes as a Moved)."""
+        held = self.held.get(pid)
+        keys = [] if held is None else held.keys
+        here, n = self.partition, self.partitions
+        for other in absorbed:
+            self.view.drop(other)
+            if partition_of(other, n) == here:
+                self.arrived[other, pid] = self.work.take(other)
+                chained = self.held.pop(other, None)  # what it held back follows it
+                if chained is not None:
+                    keys.extend(chained.keys)
+            keys.append((other, pid))
+        self.held[pid] = HeldMerge(keys, tp.event_id, tp.ts)
+
+    def _merge_held(self, survivor: ProfileId) -> None:
+        held = self.held.pop(survivor, None)
+        if held is not None:
+            arrived = self.arrived
+            self.work.absorb_held(survivor, [(key[0], arrived.pop(key)) for key in held.keys],
+                                  held.trigger, held.ts)
 
     def _in_force(self, tick: int) -> int:
         """The last epoch whose versions are in force at ``tick``."""
         return tick // self.epoch_ticks - self.delay
 
-    def _tick(self, tick: int) -> None:
+    def _tick(self, record: Tick) -> None:
+        if self._due(record):
+            for survivor in sorted(self.held):
+                self._merge_held(survivor)
+        tick = record.tick
         work, learner = self.work, self.learner
         while self.versions and self.versions[0].epoch <= self._in_force(tick):
             for snapshot, ts in self.versions.popleft().snapshots:
@@ -230,6 +283,8 @@ class ProfileTask:
                              for v in self.versions],
                 "arrived": [(*key, state) for key, state in self.arrived.items()],
                 "handed": sorted(self.handed),
+                "held": [(pid, held.keys, held.trigger, held.ts)
+                         for pid, held in self.held.items()],
                 **self.work.meta_state()}
 
     def load_meta(self, meta: dict[str, Any]) -> None:
@@ -241,6 +296,8 @@ class ProfileTask:
                               for epoch, snapshots in meta["versions"])
         self.arrived = {(pid, survivor): state for pid, survivor, state in meta["arrived"]}
         self.handed = {(pid, survivor) for pid, survivor in meta["handed"]}
+        self.held = {pid: HeldMerge([(other, survivor) for other, survivor in keys], trigger, ts)
+                     for pid, keys, trigger, ts in meta["held"]}
         self.work.load_meta(meta)
 
     # ---- what goes out ------------------------------------------------------------------

@@ -5,7 +5,9 @@ Identity stage -> a profile partition (in the stage's one order)::
     Routed     an event of a profile: the profiles it absorbed, its identifiers when
                they changed
     Move       a profile absorbed by one of another partition: send its state there
-    Tick       a tick of event time ended (sent to every partition)
+    Tick       a tick of event time ended (sent to the partitions with an event in it,
+               and to every one at an epoch's first and last tick and at a flush:
+               ``final``)
     Forgotten  a profile to forget
 
 Profile partition -> profile partition::
@@ -46,6 +48,7 @@ class Move(NamedTuple):
 
 class Tick(NamedTuple):
     tick: int
+    final: bool = False  # the stream was flushed: everything held is due
 
 
 class Forgotten(NamedTuple):

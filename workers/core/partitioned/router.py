@@ -28,11 +28,12 @@ class PartitionRouter:
     waits for it.
 
     A tick's end (:class:`Tick`) goes to the partitions that had an event in the tick,
-    and to every partition at an epoch's first tick (versions come into force there)
-    and last (its samples are marked done): in any other tick a partition without an
-    event has nothing to assess, so its Tick would change nothing. Most ticks of a
-    stream hold a few events, so this sends a few Ticks per tick rather than one per
-    partition.
+    and to every partition at an epoch's first tick (versions come into force there,
+    and merged states held back are merged), at its last (its samples are marked
+    done) and at a flush (``final``: everything held is due): in any other tick a
+    partition without an event has nothing to assess, so its Tick would change
+    nothing. Most ticks of a stream hold a few events, so this sends a few Ticks per
+    tick rather than one per partition.
     """
 
     def __init__(self, partitions: int, epoch_ticks: int) -> None:
@@ -66,12 +67,12 @@ class PartitionRouter:
         sent.append((home, Routed(pid, tp, tuple(res.merged), identifiers)))
         self.touched.add(home)
 
-    def run_tick(self) -> None:
+    def run_tick(self, final: bool = False) -> None:
         n = self.ticks
-        tick = Tick(n)
+        tick = Tick(n, final)
         self.ticks += 1
         epoch = self.epoch_ticks
-        if n % epoch == 0 or (n + 1) % epoch == 0:
+        if final or n % epoch == 0 or (n + 1) % epoch == 0:
             self.sent.extend((p, tick) for p in range(self.partitions))
         else:
             self.sent.extend((p, tick) for p in sorted(self.touched))
