@@ -1054,8 +1054,8 @@ def _quality_row(variant: str, runs: list[dict[str, Any]]) -> str:
             f" (gap up to {gap:+.3f}), ids changed meaning {worst('ids_changed_meaning', False)},"
             f" behaviour moves w/o lineage {worst('behaviour_moves_without_lineage', False)},"
             f" own segment {worst('behaviours_with_own_segment')}/{runs[0]['behaviours']},"
-            + (f" changers in new segment {worst('changers_in_new_segment')} (changer"
-               f" profiles never seen after the change: up to"
+            + (f" changers in new segment {worst('changers_in_new_segment')} (per person;"
+               f" latest profile never seen after the change: up to"
                f" {max(r['changers_unseen_since_change'] / r['changers'] for r in runs):.0%}),"
                if runs[0]["changers"] else "")
             + f" moves/steady person {worst('moves_per_steady_person', False)},"
