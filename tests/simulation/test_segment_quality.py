@@ -18,16 +18,9 @@ import orjson
 import pytest
 
 from workers.config import load
-from workers.core.features import FeatureSpec
-from workers.core.segments import feature_columns
 from workers.io.drive import run_files
 from workers.simulation.generator import VARIANTS, Variant, write_stream
-from workers.simulation.quality import (
-    SegmentQuality,
-    adjusted_rand_index,
-    evaluate_run,
-    persons_of,
-)
+from workers.simulation.quality import SegmentQuality, batch_kmeans_ari, evaluate_run
 
 SEEDS = (1, 2, 3)
 PEOPLE = 1200
@@ -46,28 +39,7 @@ def scored(variant: Variant, seed: int) -> tuple[SegmentQuality, float]:
     truth = orjson.loads(truth_path.read_bytes())
     config = load()
     run_files(config, [str(source)], folder / "out")
-    return evaluate_run(folder / "out", truth), _batch_ari(folder / "out", truth, config)
-
-
-def _batch_ari(out: Path, truth: dict[str, Any], config: Any) -> float:
-    from sklearn.cluster import KMeans
-    from sklearn.preprocessing import StandardScaler
-
-    profiles = [orjson.loads(line) for line in (out / "profiles.jsonl").read_bytes().splitlines()]
-    used = set(orjson.loads((out / "personas.json").read_bytes())[0]["centroid"])
-    spec = FeatureSpec(config.features)
-    columns, weights = feature_columns(spec, config.segmentation)
-    picked = [(spec.names[c], w) for c, w in zip(columns, weights, strict=True)
-              if spec.names[c] in used]
-    person_of = persons_of(profiles, truth)
-    kept = [p for p in profiles if p["segment"] is not None and p["event_count"] >= 8
-            and p["profile_id"] in person_of]
-    matrix = StandardScaler().fit_transform(
-        [[p["features"][name] for name, _ in picked] for p in kept]) * [w for _, w in picked]
-    labels = KMeans(n_clusters=config.segmentation.n_clusters, init="k-means++", n_init=10,
-                    random_state=0).fit_predict(matrix)
-    behaviours = [truth["persons"][person_of[p["profile_id"]]]["persona"] for p in kept]
-    return adjusted_rand_index(behaviours, [int(x) for x in labels])
+    return evaluate_run(folder / "out", truth), batch_kmeans_ari(folder / "out", truth, config)
 
 
 def _known_gap(variant: str, seed: int, failing: set[tuple[str, int]], reason: str) -> Any:

@@ -15,6 +15,10 @@ from typing import Any
 
 import orjson
 
+from workers.config import Config
+from workers.core.features import FeatureSpec
+from workers.core.segments import feature_columns
+
 
 @dataclass(frozen=True)
 class StitchingScore:
@@ -263,6 +267,32 @@ def evaluate_run(out_dir: str | Path, truth: Mapping[str, Any],
         empty_segments=empty + sum(1 for card in cards if card["size"] == 0),
         card_values_out_of_domain=_out_of_domain(cards, profiles),
     )
+
+
+def batch_kmeans_ari(out_dir: str | Path, truth: Mapping[str, Any], config: Config,
+                     min_events: int = 8) -> float:
+    """The analyst's nightly job next to a run: scikit-learn KMeans (k-means++, 10 starts)
+    on the same final feature vectors, in the final model's features, standardised and
+    weighted alike. Needs scikit-learn (the ``test`` extra)."""
+    from sklearn.cluster import KMeans
+    from sklearn.preprocessing import StandardScaler
+
+    folder = Path(out_dir)
+    profiles = _read_jsonl(folder / "profiles.jsonl")
+    used = set(orjson.loads((folder / "personas.json").read_bytes())[0]["centroid"])
+    spec = FeatureSpec(config.features)
+    columns, weights = feature_columns(spec, config.segmentation)
+    picked = [(spec.names[c], w) for c, w in zip(columns, weights, strict=True)
+              if spec.names[c] in used]
+    person_of = persons_of(profiles, truth)
+    kept = [p for p in profiles if p["segment"] is not None and p["event_count"] >= min_events
+            and p["profile_id"] in person_of]
+    scaled = StandardScaler().fit_transform(
+        [[p["features"][name] for name, _ in picked] for p in kept]) * [w for _, w in picked]
+    labels = KMeans(n_clusters=config.segmentation.n_clusters, init="k-means++", n_init=10,
+                    random_state=0).fit_predict(scaled)
+    behaviours = [truth["persons"][person_of[p["profile_id"]]]["persona"] for p in kept]
+    return adjusted_rand_index(behaviours, [int(x) for x in labels])
 
 
 def persons_of(profiles: Iterable[Mapping[str, Any]],
