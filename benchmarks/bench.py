@@ -42,9 +42,8 @@ from workers.service.batch import bundles, process_batch  # noqa: E402
 from workers.service.clients import BATCH  # noqa: E402
 from workers.simulation.generator import VARIANTS, write_stream  # noqa: E402
 from workers.simulation.quality import (  # noqa: E402
-    adjusted_rand_index,
+    batch_kmeans_ari,
     evaluate_run,
-    persons_of,
     stitching,
 )
 from workers.testing import (  # noqa: E402
@@ -235,33 +234,6 @@ def _variant_stream(variant: str, seed: int) -> tuple[Path, Path]:
     return path, truth
 
 
-def _batch_ari(out: Path, truth: dict[str, Any], config: Any, min_events: int = 8) -> float:
-    """The analyst's nightly job: sklearn KMeans (k-means++, 10 starts) on the same final
-    feature vectors, in the final model's features, standardised and weighted alike."""
-    from sklearn.cluster import KMeans
-    from sklearn.preprocessing import StandardScaler
-
-    from workers.core.features import FeatureSpec
-    from workers.core.segments import feature_columns
-
-    profiles = [orjson.loads(line) for line in (out / "profiles.jsonl").read_bytes().splitlines()]
-    cards = json.loads((out / "personas.json").read_bytes())
-    used = set(cards[0]["centroid"])
-    spec = FeatureSpec(config.features)
-    columns, weights = feature_columns(spec, config.segmentation)
-    picked = [(spec.names[c], w) for c, w in zip(columns, weights, strict=True)
-              if spec.names[c] in used]
-    person_of = persons_of(profiles, truth)
-    kept = [p for p in profiles if p["segment"] is not None and p["event_count"] >= min_events
-            and p["profile_id"] in person_of]
-    matrix = [[p["features"][name] for name, _ in picked] for p in kept]
-    scaled = StandardScaler().fit_transform(matrix) * [w for _, w in picked]
-    batch = KMeans(n_clusters=config.segmentation.n_clusters, init="k-means++", n_init=10,
-                   random_state=0).fit_predict(scaled)
-    behaviours = [truth["persons"][person_of[p["profile_id"]]]["persona"] for p in kept]
-    return adjusted_rand_index(behaviours, [int(b) for b in batch])
-
-
 def bench_quality() -> dict[str, Any]:
     """Per simulate variant and seed: `run`, then `evaluate` against the truth, next to
     batch sklearn KMeans on the same final features; stitching on the default stream."""
@@ -286,8 +258,8 @@ def bench_quality() -> dict[str, Any]:
             with tempfile.TemporaryDirectory() as out:
                 run_files(config, [str(source)], out)
                 figures = dataclasses.asdict(evaluate_run(out, truth))
-                figures["ari_batch_sklearn_kmeans"] = round(_batch_ari(Path(out), truth, config),
-                                                            4)
+                figures["ari_batch_sklearn_kmeans"] = round(
+                    batch_kmeans_ari(out, truth, config), 4)
             runs.append({"seed": seed, **figures})
         variants[variant] = runs
     return {"stitching_precision": round(score.precision, 4),
@@ -1080,8 +1052,8 @@ def _quality_row(variant: str, runs: list[dict[str, Any]]) -> str:
             f" (gap up to {gap:+.3f}), ids changed meaning {worst('ids_changed_meaning', False)},"
             f" behaviour moves w/o lineage {worst('behaviour_moves_without_lineage', False)},"
             f" own segment {worst('behaviours_with_own_segment')}/{runs[0]['behaviours']},"
-            + (f" changers in new segment {worst('changers_in_new_segment')} (changer"
-               f" profiles never seen after the change: up to"
+            + (f" changers in new segment {worst('changers_in_new_segment')} (per person;"
+               f" latest profile never seen after the change: up to"
                f" {max(r['changers_unseen_since_change'] / r['changers'] for r in runs):.0%}),"
                if runs[0]["changers"] else "")
             + f" moves/steady person {worst('moves_per_steady_person', False)},"
