@@ -328,3 +328,30 @@ def test_exactly_once_each_kind_killed_after_its_outputs_and_every_change_read_o
         for topic in ("segment_changes_topic", "identity_merges_topic"))
     assert sorted(changes) == sorted(want_changes), "each segment change exactly once"
     assert merges and len(merges) == len(set(merges)), "each identity merge exactly once"
+
+
+def test_a_stream_gone_quiet_leaves_no_absorbed_state_held_back(
+        kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The states a profile absorbed wait for the epoch's next tick or a flush: with no
+    reorder window nothing is held in the identity stage, yet the quiet stream is
+    flushed, so each valid event ends in exactly one profile's count. The epoch here
+    outlasts the stream: without that flush no absorbed state would be merged."""
+    for name, value in {"PERSONA_STREAM_INTAKE__REORDER_WINDOW_SECONDS": "0",
+                        "PERSONA_STREAM_SEGMENTATION__VERSION_EPOCH_TICKS": "1048576",
+                        "PERSONA_STREAM_SEGMENTATION__VERSION_DELAY_TICKS": "1048576"}.items():
+        monkeypatch.setenv(name, value)
+    lines, _, _ = simulate(200, seed=37, days=1)
+    config, settings = _config(tmp_path / "deployment", kafka_bootstrap, unique_name)
+    with worker_processes(config, 1, tmp_path / "deployment") as group:
+        _start(group, lines, settings["kafka"]["input_topic"], kafka_bootstrap)
+        wait_for(lambda: _settled(group), 180, "every partition to apply every record")
+
+        def all_merged() -> bool:
+            valid = _counted(group)['persona_stream_events_total{outcome="valid"}']
+            return sum(count for _, count, _ in _profiles(group).values()) == valid
+
+        wait_for(all_merged, 60, "every absorbed state merged into its survivor")
+    merges = topic_records(settings["kafka"]["identity_merges_topic"], kafka_bootstrap)
+    assert any(partition_of(m, 6) != partition_of(r["profile_id"], 6)
+               for r in merges for m in r["merged_profile_ids"])  # merges across partitions

@@ -321,7 +321,7 @@ class Owner(ConsumerRebalanceListener):
         self.consumer.seek(self.partition, state.next_offset)
         # a state committed before its idle flush still holds events: flush them once
         # the stream is quiet, as if they had just arrived
-        state.last_input, state.flush_sent = time.monotonic(), False
+        state.last_input, state.flush_sent = time.monotonic(), stage.held == 0
         state.owner = True
         self._last_commit = time.monotonic()
         worker_log.info("owner of the sequenced stream",
@@ -364,14 +364,18 @@ class Owner(ConsumerRebalanceListener):
     # ---- timers -----------------------------------------------------------------------
 
     async def flush_when_idle(self) -> None:
-        """A quiet stream must not leave events waiting in the event-time buffer.
+        """A quiet stream must not leave events waiting in the event-time buffer, nor
+        (``kafka.topology: partitioned``) absorbed states the profile partitions hold
+        back until a flush or the next tick every partition is sent: partitioned, a stream gone quiet
+        after any input is flushed once, even with nothing held here.
 
         The flush goes through the sequenced stream (a :data:`FLUSH_KEY` record), so a
         replay of it flushes at the same place.
         """
         state = self.state
         stage = state.stage
-        if (not state.owner or stage is None or state.flush_sent or stage.held == 0
+        if (not state.owner or stage is None or state.flush_sent
+                or (stage.held == 0 and not self.partitioned)
                 or time.monotonic() - state.last_input < self.idle_flush):
             return
         # caught up: the sequenced stream holds every input record that exists now

@@ -4,13 +4,14 @@ A task applies its records in the order the identity stage sent them and waits,
 rather than guess, where that order alone does not decide:
 
 * the states of profiles a profile absorbed are merged into it at the next tick
-  every partition is sent (an epoch's first or last tick, or a flush), not at the
-  merge: the absorbed profile of another partition sends its state
+  every partition is sent (:func:`~workers.core.partitioned.records.everywhere`:
+  every few ticks, and at a flush), not at the merge: the absorbed profile of
+  another partition sends its state
   (:class:`~workers.core.partitioned.records.Moved`) when it reaches the merge in
   its own records, and that tick waits until every such state is here. Until then
   the survivor's events go on (its features without the absorbed ones'), so the
-  partitions of two workers do not wait for each other at every merge, only at
-  most once an epoch; absorbed states of the same partition are held back alike,
+  partitions of two workers do not wait for each other at every merge; absorbed
+  states of the same partition are held back alike,
   so the results do not depend on how profiles fall into partitions. A profile
   moved away or forgotten first waits for the states it holds back;
 * tick ``n`` waits until the trainer has learned the epoch (a run of
@@ -44,6 +45,7 @@ from workers.core.partitioned.records import (
     TaskRecord,
     Tick,
     Version,
+    everywhere,
 )
 from workers.core.partitioned.router import partition_of
 from workers.core.personas import persona_cards
@@ -181,8 +183,7 @@ class ProfileTask:
 
     def _due(self, tick: Tick) -> bool:
         """A tick every partition is sent: held-back states are merged there."""
-        n, epoch = tick.tick, self.epoch_ticks
-        return tick.final or n % epoch == 0 or (n + 1) % epoch == 0
+        return everywhere(tick, self.epoch_ticks)
 
     @property
     def waiting_for(self) -> str | None:
@@ -193,8 +194,8 @@ class ProfileTask:
         if isinstance(record, Tick) and self.learned_through < self._in_force(record.tick):
             return (f"the trainer's epoch {self._in_force(record.tick)} (learned"
                     f" {self.learned_through})")
-        missing = sorted(f"{other} for {survivor}" for survivor, held in self.held.items()
-                         for other, survivor in held.keys if (other, survivor) not in self.arrived)
+        missing = sorted(f"{other} for {to}" for held in self.held.values()
+                         for other, to in held.keys if (other, to) not in self.arrived)
         return (f"the states of {', '.join(missing)} ({len(self.inbox)} records and"
                 f" {len(self.arrived)} states here)")
 

@@ -6,8 +6,7 @@ Identity stage -> a profile partition (in the stage's one order)::
                they changed
     Move       a profile absorbed by one of another partition: send its state there
     Tick       a tick of event time ended (sent to the partitions with an event in it,
-               and to every one at an epoch's first and last tick and at a flush:
-               ``final``)
+               and to every one when :func:`everywhere`)
     Forgotten  a profile to forget
 
 Profile partition -> profile partition::
@@ -81,4 +80,21 @@ class Version(NamedTuple):
 
 
 TaskRecord = Routed | Move | Tick | Forgotten
+
+# Every this many ticks, a tick's end goes to every partition, and the states profiles
+# absorbed since are merged there (workers.core.partitioned.profile_task). Held back that
+# long, a state sent from another worker has nearly always arrived (a backfill's owner
+# batch spans hundreds of ticks, a live stream's tick is a second); held longer, the
+# states waiting in a partition's state grow with the merges of the whole interval.
+MERGE_TICKS = 4
+
+
+def everywhere(tick: Tick, epoch_ticks: int) -> bool:
+    """Whether a tick's end goes to every partition: every :data:`MERGE_TICKS` ticks, an
+    epoch's first and last tick (versions come into force, samples are marked done) and a
+    flush. Held-back states are merged there; any other tick changes nothing in a
+    partition that had no event in it."""
+    n = tick.tick
+    return (tick.final or n % MERGE_TICKS == 0 or n % epoch_ticks == 0
+            or (n + 1) % epoch_ticks == 0)
 TrainerRecord = Sample | Mark

@@ -9,7 +9,14 @@ from typing import Any
 from workers.core.forget import ForgetRequest
 from workers.core.identity import IdentityGraph, ProfileId, Resolution
 from workers.core.identity_stage import IdentityStage
-from workers.core.partitioned.records import Forgotten, Move, Routed, TaskRecord, Tick
+from workers.core.partitioned.records import (
+    Forgotten,
+    Move,
+    Routed,
+    TaskRecord,
+    Tick,
+    everywhere,
+)
 from workers.core.records import Output
 from workers.core.touchpoints import Touchpoint
 
@@ -28,12 +35,10 @@ class PartitionRouter:
     waits for it.
 
     A tick's end (:class:`Tick`) goes to the partitions that had an event in the tick,
-    and to every partition at an epoch's first tick (versions come into force there,
-    and merged states held back are merged), at its last (its samples are marked
-    done) and at a flush (``final``: everything held is due): in any other tick a
-    partition without an event has nothing to assess, so its Tick would change
-    nothing. Most ticks of a stream hold a few events, so this sends a few Ticks per
-    tick rather than one per partition.
+    and to every partition when :func:`~workers.core.partitioned.records.everywhere`
+    says: in any other tick a partition without an event has nothing to assess, so its
+    Tick would change nothing. Most ticks of a stream hold a few events, so this sends
+    a few Ticks per tick rather than one per partition.
     """
 
     def __init__(self, partitions: int, epoch_ticks: int) -> None:
@@ -68,11 +73,9 @@ class PartitionRouter:
         self.touched.add(home)
 
     def run_tick(self, final: bool = False) -> None:
-        n = self.ticks
-        tick = Tick(n, final)
+        tick = Tick(self.ticks, final)
         self.ticks += 1
-        epoch = self.epoch_ticks
-        if final or n % epoch == 0 or (n + 1) % epoch == 0:
+        if everywhere(tick, self.epoch_ticks):
             self.sent.extend((p, tick) for p in range(self.partitions))
         else:
             self.sent.extend((p, tick) for p in sorted(self.touched))
