@@ -333,13 +333,12 @@ def test_exactly_once_each_kind_killed_after_its_outputs_and_every_change_read_o
 def test_a_stream_gone_quiet_leaves_no_absorbed_state_held_back(
         kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    """The states a profile absorbed wait for the epoch's next tick or a flush: with no
-    reorder window nothing is held in the identity stage, yet the quiet stream is
-    flushed, so each valid event ends in exactly one profile's count. The epoch here
-    outlasts the stream: without that flush no absorbed state would be merged."""
+    """The states a profile absorbed wait for the next tick every partition is sent, or
+    a flush. Here the whole stream is one tick, so only the idle flush at its end (a
+    final Tick to every partition) merges them: then each valid event is in exactly one
+    profile's count. No reorder window: the identity stage holds next to nothing."""
     for name, value in {"PERSONA_STREAM_INTAKE__REORDER_WINDOW_SECONDS": "0",
-                        "PERSONA_STREAM_SEGMENTATION__VERSION_EPOCH_TICKS": "1048576",
-                        "PERSONA_STREAM_SEGMENTATION__VERSION_DELAY_TICKS": "1048576"}.items():
+                        "PERSONA_STREAM_SEGMENTATION__ASSIGN_TICK_SECONDS": "1000000000"}.items():
         monkeypatch.setenv(name, value)
     lines, _, _ = simulate(200, seed=37, days=1)
     config, settings = _config(tmp_path / "deployment", kafka_bootstrap, unique_name)
