@@ -126,6 +126,39 @@ def test_every_stage_of_the_partitioned_core_restores_from_its_own_records(
         assert got == want, f"restored at record {start + cut}"
 
 
+def test_merges_held_back_at_a_commit_are_restored_with_their_absorbed_states(
+        stream: list[bytes]) -> None:
+    """Committed while profile partitions hold merges back (absorbed states waiting for
+    the next tick every partition is sent), a restored set of stages merges them as the
+    uninterrupted run does; each waiting state is a record of its own."""
+    config = small_stream_config()
+    expected = LocalTopology(config, 3)
+    expected.feed_many(stream)
+    want = sorted(orjson.dumps(o.record) for o in expected.flush())
+    topology = LocalTopology(config, 3)
+    cuts = 0
+    for at, line in enumerate(stream):
+        topology.feed_many([line])
+        if not any(task.held and task.arrived for task in topology.tasks):
+            continue
+        cuts += 1
+        if cuts not in (1, 50, 200):  # a few such points along the stream
+            continue
+        restored = LocalTopology(config, 3)
+        for stage, new in zip([topology.stage, *topology.tasks, topology.trainer],
+                              [restored.stage, *restored.tasks, restored.trainer], strict=True):
+            records = list(everything(stage))
+            restore(new, records, "test")
+            if stage in topology.tasks and stage.held:
+                assert any(r.key.startswith(b"hold:") for r in records)
+        assert [len(t.held) for t in restored.tasks] == [len(t.held) for t in topology.tasks]
+        restored.outputs = list(topology.outputs)
+        restored.feed_many(stream[at + 1:])
+        got = sorted(orjson.dumps(o.record) for o in restored.flush())
+        assert got == want, f"restored after record {at}"
+    assert cuts >= 200
+
+
 def test_a_profile_partition_commits_only_the_profiles_it_changed(stream: list[bytes]) -> None:
     topology = LocalTopology(small_stream_config(), 3)
     task = topology.tasks[0]

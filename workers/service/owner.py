@@ -366,8 +366,8 @@ class Owner(ConsumerRebalanceListener):
     async def flush_when_idle(self) -> None:
         """A quiet stream must not leave events waiting in the event-time buffer, nor
         (``kafka.topology: partitioned``) absorbed states the profile partitions hold
-        back until a flush or the next tick every partition is sent: partitioned, a stream gone quiet
-        after any input is flushed once, even with nothing held here.
+        back until a flush or the next tick every partition is sent: partitioned, a
+        stream gone quiet after any input is flushed once, even with nothing held here.
 
         The flush goes through the sequenced stream (a :data:`FLUSH_KEY` record), so a
         replay of it flushes at the same place.

@@ -44,7 +44,7 @@ from typing import Any, Literal, NamedTuple, Protocol, TypeVar, get_args
 
 from workers.config import Config
 from workers.core.identity_stage import IdentityStage
-from workers.core.partitioned.profile_task import IdentifierView, ProfileTask
+from workers.core.partitioned.profile_task import HeldMerge, IdentifierView, ProfileTask
 from workers.core.partitioned.records import Sample
 from workers.core.partitioned.trainer import Trainer
 from workers.core.pipeline import Pipeline
@@ -62,6 +62,8 @@ PIPELINE_STORES: tuple[Store, ...] = tuple(s for s in STORES if s != "view")
 META_KEY = b"pipeline"
 MODEL_KEY = b"model"
 WINDOW_PREFIX = b"window:"
+HOLD_PREFIX = b"hold:"  # a profile partition's merge held back
+MOVED_PREFIX = b"moved:"  # an absorbed state waiting for its merge
 
 
 class StateRecord(NamedTuple):
@@ -393,6 +395,46 @@ class Model:
         model.window.extend(tuple(unpack(value)) for _, value in entries)
 
 
+class Holds:
+    """A profile partition's merges held back (``hold:<survivor>``) and the absorbed states
+    waiting for them (``moved:<absorbed>\x00<survivor>``), a record each: a commit writes
+    the merges since the last one, not every state still waiting."""
+
+    def __init__(self, task: ProfileTask) -> None:
+        self.task = task
+
+    def records(self, everything: bool) -> Iterator[StateRecord]:
+        task = self.task
+        holds, moved = task.changed_holds, task.changed_arrived
+        if everything:
+            holds, moved = set(task.held), set(task.arrived)
+        for pid in sorted(holds):
+            held = task.held.get(pid)
+            yield StateRecord("meta", HOLD_PREFIX + pid.encode(), None if held is None
+                              else pack([held.keys, held.trigger, held.ts]))
+        for key in sorted(moved):
+            yield StateRecord("meta", MOVED_PREFIX + "\x00".join(key).encode(),
+                              pack([task.arrived[key]]) if key in task.arrived else None)
+        self.written()
+
+    def load(self, latest: Latest) -> None:
+        task = self.task
+        for key, value in latest["meta"].items():
+            if value is None:
+                continue
+            if key.startswith(HOLD_PREFIX):
+                keys, trigger, ts = unpack(value)
+                task.held[key[len(HOLD_PREFIX):].decode()] = HeldMerge(
+                    [(other, survivor) for other, survivor in keys], trigger, ts)
+            elif key.startswith(MOVED_PREFIX):
+                other, survivor = key[len(MOVED_PREFIX):].decode().split("\x00")
+                [task.arrived[other, survivor]] = unpack(value)
+
+    def written(self) -> None:
+        self.task.changed_holds = set()
+        self.task.changed_arrived = set()
+
+
 class Waiting:
     """The trainer's samples and marks of epochs not learned yet: a record each
     (``sample:<tick>:<profile>``, ``mark:<epoch>``), gone once the epoch is learned."""
@@ -471,7 +513,7 @@ def parts_of(stateful: Stateful) -> Sequence[Part]:
     first = Header(_header_key(stateful), _config_of(stateful))
     if isinstance(stateful, ProfileTask):
         return [first, Profiles(stateful.work, stateful.work.config), View(stateful.view),
-                Meta(key, stateful.meta_state, stateful.load_meta)]
+                Holds(stateful), Meta(key, stateful.meta_state, stateful.load_meta)]
     if isinstance(stateful, Trainer):
         return [first, Model(stateful.model), Waiting(stateful),
                 Meta(key, stateful.meta_state, stateful.load_meta)]

@@ -121,6 +121,9 @@ class ProfileTask:
         self.versions: deque[Version] = deque()  # from the trainer, not in force yet
         self.learned_through = -1  # the trainer's last epoch this task has heard of
         self.held: dict[ProfileId, HeldMerge] = {}  # by survivor
+        # since the state's last commit took them (workers.state.changelog.Holds)
+        self.changed_holds: set[ProfileId] = set()
+        self.changed_arrived: set[tuple[ProfileId, ProfileId]] = set()
         self.to_tasks: list[tuple[int, Moved]] = []
         self.to_trainer: list[Sample | Mark] = []
 
@@ -153,6 +156,7 @@ class ProfileTask:
             self.handed.discard(key)
             return
         self.arrived[key] = moved.state
+        self.changed_arrived.add(key)
 
     def offer_version(self, version: Version) -> None:
         """The trainer's answer for an epoch; one already had (sent again) is ignored."""
@@ -239,11 +243,14 @@ class ProfileTask:
             self.view.drop(other)
             if partition_of(other, n) == here:
                 self.arrived[other, pid] = self.work.take(other)
+                self.changed_arrived.add((other, pid))
                 chained = self.held.pop(other, None)  # what it held back follows it
                 if chained is not None:
                     keys.extend(chained.keys)
+                    self.changed_holds.add(other)
             keys.append((other, pid))
         self.held[pid] = HeldMerge(keys, tp.event_id, tp.ts)
+        self.changed_holds.add(pid)
 
     def _merge_held(self, survivor: ProfileId) -> None:
         held = self.held.pop(survivor, None)
@@ -251,6 +258,8 @@ class ProfileTask:
             arrived = self.arrived
             self.work.absorb_held(survivor, [(key[0], arrived.pop(key)) for key in held.keys],
                                   held.trigger, held.ts)
+            self.changed_holds.add(survivor)
+            self.changed_arrived.update(held.keys)
 
     def _in_force(self, tick: int) -> int:
         """The last epoch whose versions are in force at ``tick``."""
@@ -276,16 +285,14 @@ class ProfileTask:
     # ---- state as data (workers.state.changelog writes and reads it) ---------------------
 
     def meta_state(self) -> dict[str, Any]:
-        """Besides the profiles and their identifiers: small, written whole per commit.
-        The inbox is not state: the shell reads again from its first record."""
+        """Besides the profiles, their identifiers and the merges held back (each a record
+        of its own): small, written whole per commit. The inbox is not state: the shell
+        reads again from its first record."""
         return {"stats": self.stats, "learned_through": self.learned_through,
                 "snapshot": _fields(self.learner.snapshot),
                 "versions": [(v.epoch, [(snapshot.fields(), ts) for snapshot, ts in v.snapshots])
                              for v in self.versions],
-                "arrived": [(*key, state) for key, state in self.arrived.items()],
                 "handed": sorted(self.handed),
-                "held": [(pid, held.keys, held.trigger, held.ts)
-                         for pid, held in self.held.items()],
                 **self.work.meta_state()}
 
     def load_meta(self, meta: dict[str, Any]) -> None:
@@ -295,10 +302,10 @@ class ProfileTask:
         self.learner.snapshot = None if fields is None else Snapshot(*fields)
         self.versions = deque(Version(epoch, tuple((Snapshot(*f), ts) for f, ts in snapshots))
                               for epoch, snapshots in meta["versions"])
-        self.arrived = {(pid, survivor): state for pid, survivor, state in meta["arrived"]}
+        # a state written before moved states had records of their own held them here
+        self.arrived.update(((pid, survivor), state)
+                            for pid, survivor, state in meta.get("arrived", ()))
         self.handed = {(pid, survivor) for pid, survivor in meta["handed"]}
-        self.held = {pid: HeldMerge([(other, survivor) for other, survivor in keys], trigger, ts)
-                     for pid, keys, trigger, ts in meta["held"]}
         self.work.load_meta(meta)
 
     # ---- what goes out ------------------------------------------------------------------
