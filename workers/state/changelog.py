@@ -76,6 +76,8 @@ class StateRecord(NamedTuple):
 Latest = dict[Store, dict[bytes, bytes | None]]
 Stateful = Pipeline | IdentityStage | ProfileTask | Trainer
 StatefulT = TypeVar("StatefulT", Pipeline, IdentityStage, ProfileTask, Trainer)
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 class Part(Protocol):
@@ -408,13 +410,11 @@ class Holds:
         holds, moved = task.changed_holds, task.changed_arrived
         if everything:
             holds, moved = set(task.held), set(task.arrived)
-        for pid in sorted(holds):
-            held = task.held.get(pid)
-            yield StateRecord("meta", HOLD_PREFIX + pid.encode(), None if held is None
-                              else pack([held.keys, held.trigger, held.ts]))
-        for key in sorted(moved):
-            yield StateRecord("meta", MOVED_PREFIX + "\x00".join(key).encode(),
-                              pack([task.arrived[key]]) if key in task.arrived else None)
+        yield from _keyed(holds, lambda pid: HOLD_PREFIX + pid.encode(), task.held.get,
+                          lambda held: pack([held.keys, held.trigger, held.ts]))
+        yield from _keyed(moved, lambda key: MOVED_PREFIX + "\x00".join(key).encode(),
+                          lambda key: (task.arrived[key],) if key in task.arrived else None,
+                          lambda state: pack(list(state)))
         self.written()
 
     def load(self, latest: Latest) -> None:
@@ -448,14 +448,10 @@ class Waiting:
         if everything:
             samples = {key for held in trainer.samples.values() for key in held}
             marks = set(trainer.marks)
-        for tick, pid in sorted(samples):
-            sample = trainer.sample(tick, pid)
-            yield StateRecord("meta", b"sample:%d:%s" % (tick, pid.encode()),
-                              None if sample is None else pack(tuple(sample)))
-        for epoch in sorted(marks):
-            held = trainer.marks.get(epoch)
-            yield StateRecord("meta", b"mark:%d" % epoch,
-                              None if held is None else pack(sorted(held)))
+        yield from _keyed(samples, lambda key: b"sample:%d:%s" % (key[0], key[1].encode()),
+                          lambda key: trainer.sample(*key), lambda sample: pack(tuple(sample)))
+        yield from _keyed(marks, lambda epoch: b"mark:%d" % epoch, trainer.marks.get,
+                          lambda held: pack(sorted(held)))
         self.written()
 
     def load(self, latest: Latest) -> None:
@@ -473,6 +469,14 @@ class Waiting:
     def written(self) -> None:
         self.trainer.changed_samples = set()
         self.trainer.changed_marks = set()
+
+
+def _keyed(keys: Iterable[K], key_of: Callable[[K], bytes], get: Callable[[K], V | None],
+           encode_value: Callable[[V], bytes]) -> Iterator[StateRecord]:
+    """A meta-store record per key, in key order: its value, or a tombstone once gone."""
+    for key in sorted(keys):  # type: ignore[type-var]
+        value = get(key)
+        yield StateRecord("meta", key_of(key), None if value is None else encode_value(value))
 
 
 def _model_stamp(model: SegmentModel) -> tuple[int, int]:
