@@ -69,3 +69,41 @@ def test_feeding_what_was_read_gives_the_outputs_and_counts_of_feeding_the_bytes
     assert dict(router.parser.optional.dropped) == raw.summary()["fields_dropped"]
     assert dict(router.parser.optional.coerced) == raw.summary()["values_coerced"]
     assert any(o.kind == "dead_letter" for o in got)
+
+
+def _same(a: object, b: object) -> bool:
+    """Equal, and of the same types all the way down (1 is not 1.0, a tuple no list)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(v, b[k]) for k, v in a.items())  # type: ignore[attr-defined]
+    if isinstance(a, list):
+        return len(a) == len(b) and all(map(_same, a, b))  # type: ignore[arg-type]
+    return a == b
+
+
+@pytest.mark.parametrize(("fmt", "config_file", "fixtures"), [
+    ("touchpoint", None, ["snowplow/touchpoints.jsonl"]),
+    ("segment", None, ["segment/calls.jsonl", "segment/batches.jsonl"]),
+    ("snowplow", None, ["snowplow/enriched.jsonl", "snowplow/enriched.tsv"]),
+    ("ga4", None, ["ga4/events.jsonl"]),
+    ("csv", "csv/purchases.yaml", ["csv/purchases.csv"]),
+    ("auto", None, ["segment/calls.jsonl", "snowplow/enriched.tsv", "ga4/events.jsonl"]),
+])
+def test_every_event_read_travels_as_json_and_reads_back_the_same(
+        fmt: str, config_file: str | None, fixtures: list[str]) -> None:
+    """Between workers an event's fields go as JSON (``Touchpoint.data_json``): whatever a
+    format or a repair put in them, they come back equal, types and all."""
+    config = load(None if config_file is None else FIXTURES / config_file,
+                  env={"PERSONA_STREAM_INTAKE__FORMAT": fmt})
+    intake = Intake(config)
+    lines: list[bytes | None] = [*simulate(60, seed=4, days=2)[0][:600], *hostile_records()]
+    for name in fixtures:
+        lines.extend((FIXTURES / name).read_bytes().splitlines())
+    events = [item for line in lines for item in intake.read(line, "touchpoints")
+              if isinstance(item, Touchpoint)]
+    assert len(events) >= 4
+    for tp in events:
+        carried = Touchpoint.carried(tp.data_json(), tp.event_id, tp.ts, tp.type, tp.identity)
+        assert carried.data_json() == tp.data_json()  # passed on unread: the same bytes
+        assert _same(carried.data, tp.data), tp.event_id

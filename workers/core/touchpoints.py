@@ -33,23 +33,59 @@ _LOOSE_OFFSET = re.compile(r"(.*[0-9])([+-](?:[01]\d|2[0-3]))([0-5]\d)?")
 
 
 class Touchpoint:
-    """A validated event. ``ts`` is event time in epoch seconds."""
+    """A validated event. ``ts`` is event time in epoch seconds.
 
-    __slots__ = ("data", "event_id", "identity", "raw", "ts", "type")
+    Between workers an event travels with its fields as JSON (:meth:`carried`): the
+    identity stage needs only its id, time, type and identifiers, so ``data`` is read
+    from the JSON the first time something asks for it, and an event nobody asked
+    passes on as the bytes it came with (:meth:`data_json`).
+    """
+
+    __slots__ = ("_data", "_json", "event_id", "identity", "raw", "ts", "type")
 
     def __init__(self, data: dict[str, Any], event_id: str, ts: float, type_: str,
                  identity: dict[str, str], raw: bytes = b"") -> None:
         self.raw = raw
-        self.data = data
+        self._data: dict[str, Any] | None = data
+        self._json = b""
         self.event_id = event_id
         self.ts = ts
         self.type = type_
         self.identity = identity
 
+    @classmethod
+    def carried(cls, data_json: bytes, event_id: str, ts: float, type_: str,
+                identity: dict[str, str], raw: bytes = b"") -> Touchpoint:
+        """An event whose fields came as ``data_json`` (from :meth:`data_json`)."""
+        tp = cls.__new__(cls)
+        tp.raw = raw
+        tp._data = None
+        tp._json = data_json
+        tp.event_id = event_id
+        tp.ts = ts
+        tp.type = type_
+        tp.identity = identity
+        return tp
+
+    @property
+    def data(self) -> dict[str, Any]:
+        data = self._data
+        if data is None:
+            data = self._data = orjson.loads(self._json)
+        return data
+
+    def data_json(self) -> bytes:
+        """The event's fields as JSON: as they came when nothing read them here. Every
+        value a validated event holds is JSON's (``formats.common.number``), so they read
+        back equal."""
+        if self._data is None:
+            return self._json
+        return orjson.dumps(self._data)
+
     def record(self) -> bytes:
         """The event's bytes for a dead letter: as received, or its data as JSON when the
         received bytes were let go (identifiers pseudonymised at intake)."""
-        return self.raw or orjson.dumps(self.data)
+        return self.raw or self.data_json()
 
     def __repr__(self) -> str:
         return f"Touchpoint({self.event_id!r}, {self.type!r}, ts={self.ts})"

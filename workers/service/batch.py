@@ -104,14 +104,16 @@ def bundles(topic: str, partition: int, records: Iterable[InputRecord],
 def _item_fields(item: Item) -> list[Any]:
     if isinstance(item, Rejected):
         return list(item)
-    return [item.data, item.event_id, item.ts, item.type, item.identity, item.raw]
+    return [item.data_json(), item.event_id, item.ts, item.type, item.identity, item.raw]
 
 
 def _read_items(fields: list[Any]) -> Item:
     if len(fields) == 3:
         return Rejected(*fields)
     data, event_id, ts, type_, identity, raw = fields
-    return Touchpoint(data, event_id, ts, type_, identity, raw)
+    if type(data) is dict:  # bundled by a router before events went as JSON
+        return Touchpoint(data, event_id, ts, type_, identity, raw)
+    return Touchpoint.carried(data, event_id, ts, type_, identity, raw)
 
 
 def _unpack_read(value: bytes) -> list[Any]:

@@ -6,17 +6,24 @@ a profile partition, a task run's samples and marks), in order. aiokafka costs
 tens of microseconds of Python per record sent and read (a future, an
 acknowledgement, a ``ConsumerRecord``), several times the work a profile task
 does per event, so one Kafka record per bundle is what lets the hops cost less
-than the work. A bundle is a :mod:`workers.state.codec` list of the records'
-own encodings (so reading one never runs code), cut at :data:`BUNDLE_BYTES`
-so no value comes near the broker's size limit. Each record is a list
-``[kind, *fields]``; an event travels as its fields, without the bytes it came
-in: only the stage that dead-letters needs them.
+than the work. A bundle is a msgpack array of records, cut at
+:data:`BUNDLE_BYTES` so no value comes near the broker's size limit. Each record
+is a list ``[kind, *fields]``, of plain values where the kind has only those
+(written by one reused packer: most records are events and ticks), else a
+:mod:`workers.state.codec` value (a moved profile's state, a forget request, a
+model version); read back by one :func:`~workers.state.codec.unpack` per bundle,
+so reading one never runs code. An event travels as its fields' JSON
+(``Touchpoint.data_json``), without the bytes it came in (only the stage that
+dead-letters needs them): the identity stage passes the JSON it was given on
+without reading it, and the profile task reads it once.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+import msgpack
 
 from workers.core.partitioned.records import (
     Forgotten,
@@ -41,11 +48,18 @@ _KINDS: dict[str, type[Any]] = {kind.__name__: kind for kind in (
 BUNDLE_BYTES = 256 * 1024
 
 
+_PLAIN_KINDS = (Routed, Tick, Move, Sample, Mark)
+_plain = msgpack.Packer(use_bin_type=True)
+
+
 def encode_one(record: Record) -> bytes:
+    """One record's msgpack value (an element of a bundle's array)."""
     if isinstance(record, Routed):
         tp = record.tp
-        return pack(["Routed", record.pid, tp.data, tp.event_id, tp.ts, tp.type, tp.identity,
-                     list(record.absorbed), record.identifiers])
+        return _plain.pack(["Routed", record.pid, tp.data_json(), tp.event_id, tp.ts, tp.type,
+                            tp.identity, record.absorbed, record.identifiers])
+    if isinstance(record, _PLAIN_KINDS):
+        return _plain.pack([type(record).__name__, *record])
     if isinstance(record, Version):
         return pack(["Version", record.epoch,
                      [(snapshot.fields(), ts) for snapshot, ts in record.snapshots]])
@@ -62,11 +76,16 @@ def encode(records: Sequence[Record]) -> list[bytes]:
         items.append(item)
         size += len(item)
         if size >= BUNDLE_BYTES:
-            bundles.append(pack(items))
+            bundles.append(_array(items))
             items, size = [], 0
     if items:
-        bundles.append(pack(items))
+        bundles.append(_array(items))
     return bundles
+
+
+def _array(items: list[bytes]) -> bytes:
+    """A msgpack array of values already packed (array 32: a type byte, then the count)."""
+    return b"\xdd" + len(items).to_bytes(4, "big") + b"".join(items)
 
 
 def decode(data: bytes | None) -> list[Record]:
@@ -76,21 +95,20 @@ def decode(data: bytes | None) -> list[Record]:
     items = unpack(data)
     if not isinstance(items, list):
         raise StateError("not a bundle of internal records of persona-stream")
-    return [decode_one(item) for item in items]
+    # a bundle written before records went inline holds each record's own bytes
+    return [_record(unpack(item) if type(item) is bytes else item) for item in items]
 
 
-def decode_one(data: bytes) -> Record:
-    if not isinstance(data, bytes):
-        raise StateError("not an internal record of persona-stream")
-    item = unpack(data)
+def _record(item: Any) -> Record:
     if not isinstance(item, list) or not item or item[0] not in _KINDS:
         raise StateError("not an internal record of persona-stream")
     kind, fields = item[0], item[1:]
     try:
         if kind == "Routed":
             pid, event, event_id, ts, type_, identity, absorbed, identifiers = fields
-            return Routed(pid, Touchpoint(event, event_id, ts, type_, identity),
-                          tuple(absorbed), identifiers)
+            tp = (Touchpoint(event, event_id, ts, type_, identity) if type(event) is dict
+                  else Touchpoint.carried(event, event_id, ts, type_, identity))
+            return Routed(pid, tp, tuple(absorbed), identifiers)
         if kind == "Version":
             tick, snapshots = fields
             return Version(tick, tuple((Snapshot(*f), ts) for f, ts in snapshots))

@@ -6,6 +6,7 @@ numeric string means the same thing in each format.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
@@ -69,11 +70,21 @@ def text(value: Any) -> str | None:
 
 
 def number(value: Any) -> int | float | None:
-    """A JSON number, or a string that is exactly a decimal number; else None."""
+    """A JSON number, or a string that is exactly a decimal number; else None.
+
+    A string is read as a JSON parser reads the number: an integer beyond 64 bits as a
+    float, and one beyond a float's range is no number (JSON has no infinity), so every
+    value an event holds writes back to JSON as it is (``Touchpoint.data_json``).
+    """
     if type(value) is int or type(value) is float:
         return value
     if type(value) is str and _NUMBER_RE.fullmatch(value):
-        return float(value) if any(c in value for c in ".eE") else int(value)
+        if len(value) <= 20 and not any(c in value for c in ".eE"):
+            whole = int(value)
+            if -2**63 <= whole < 2**64:
+                return whole
+        real = float(value)
+        return real if math.isfinite(real) else None
     return None
 
 
