@@ -35,7 +35,6 @@ from aiokafka.errors import KafkaError
 
 from workers.config import Config
 from workers.core.identity_stage import IdentityStage
-from workers.core.partitioned.records import TaskRecord
 from workers.core.partitioned.router import PartitionRouter
 from workers.core.pipeline import Pipeline
 from workers.core.records import Output
@@ -51,7 +50,7 @@ from workers.service.logs import worker_log
 from workers.service.metrics import Metrics
 from workers.service.state import WorkerState
 from workers.state.changelog import StateRecord, StateWriter, restore
-from workers.state.wire import encode
+from workers.state.wire import encode_per_partition
 
 # An idle owner flushes the events its event-time buffer holds once nothing has
 # arrived for as long as the reorder window (an event that waited that long in
@@ -189,18 +188,14 @@ class Owner(ConsumerRebalanceListener):
         """The identity stage's records, to their profile partitions: a batch's records for
         a partition go as one bundle (:mod:`workers.state.wire`), in the stage's order, as
         the outputs go (in the transaction, or acknowledged at the commit)."""
-        by_partition: dict[int, list[TaskRecord]] = {}
-        for partition, record in router.take():
-            by_partition.setdefault(partition, []).append(record)
         send = (await self._producer()).send
         topic, pending = self.profiles_topic, self._pending
-        for partition, records in by_partition.items():
-            for value in encode(records):
-                try:
-                    pending.append((topic, await send(topic, value=value, partition=partition)))
-                except KafkaError as exc:
-                    self._failed = True
-                    raise BrokerError(f"producing to {topic} failed: {exc!r}") from exc
+        for partition, value in encode_per_partition(router.take()):
+            try:
+                pending.append((topic, await send(topic, value=value, partition=partition)))
+            except KafkaError as exc:
+                self._failed = True
+                raise BrokerError(f"producing to {topic} failed: {exc!r}") from exc
 
     async def _producer(self) -> AIOKafkaProducer:
         """What a batch's records go through: the state's open transaction (exactly once),

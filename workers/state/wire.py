@@ -20,7 +20,7 @@ without reading it, and the profile task reads it once.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import msgpack
@@ -81,6 +81,16 @@ def encode(records: Sequence[Record]) -> list[bytes]:
     if items:
         bundles.append(_array(items))
     return bundles
+
+
+def encode_per_partition(sent: Iterable[tuple[int, Record]]) -> list[tuple[int, bytes]]:
+    """(partition, record) pairs in order as bundles per partition, each partition's
+    records in their order: what one batch of the identity stage sends."""
+    by_partition: dict[int, list[Record]] = {}
+    for partition, record in sent:
+        by_partition.setdefault(partition, []).append(record)
+    return [(partition, value) for partition, records in by_partition.items()
+            for value in encode(records)]
 
 
 def _array(items: list[bytes]) -> bytes:
