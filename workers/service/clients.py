@@ -74,10 +74,11 @@ class Clients:
 
 async def read_until(stopping: asyncio.Event, consumer: AIOKafkaConsumer,
                      handle: Callable[[Batches], Awaitable[None]],
-                     max_records: int | None = None, started: bool = False) -> None:
+                     max_records: int | None = None, started: bool = False,
+                     finish: Callable[[], Awaitable[None]] | None = None) -> None:
     """Start ``consumer`` (unless ``started``), hand each ``getmany`` result to ``handle``
-    until ``stopping`` is set (within one wait), then stop it: the read loop of every
-    role."""
+    until ``stopping`` is set (within one wait), then ``finish`` (a commit under way) and
+    stop it: the read loop of every role."""
     if not started:
         await consumer.start()
     try:
@@ -85,4 +86,8 @@ async def read_until(stopping: asyncio.Event, consumer: AIOKafkaConsumer,
             await handle(await consumer.getmany(timeout_ms=BATCH_WAIT_MS,
                                                 max_records=max_records))
     finally:
-        await consumer.stop()
+        try:
+            if finish is not None:
+                await finish()
+        finally:
+            await consumer.stop()

@@ -67,13 +67,21 @@ class Emitter:
     async def acknowledged(self) -> None:
         """Every record sent so far is acknowledged; a refused one is a BrokerError naming
         its topic."""
+        await self.confirm(self.take_sent())
+
+    def take_sent(self) -> list[tuple[str, asyncio.Future[Any]]]:
+        """The records sent since the last call, for a commit to :meth:`confirm` later
+        while the role sends on."""
         sent, self._pending = self._pending, []
+        return sent
+
+    async def confirm(self, sent: list[tuple[str, asyncio.Future[Any]]]) -> None:
+        """Every record of ``sent`` is acknowledged (as :meth:`acknowledged`)."""
         results = await asyncio.gather(*(future for _, future in sent), return_exceptions=True)
         for (topic, _), result in zip(sent, results, strict=True):
             if isinstance(result, BaseException):
                 self.failed = True
                 raise BrokerError(f"producing to {topic} failed: {result!r}") from result
-
 
 def role_emitter(config: Config, shared: Emitter, writer: ChangelogWriter) -> Emitter:
     """What a role committing through ``writer`` sends with: the process's ``shared``

@@ -53,6 +53,7 @@ class Router(ConsumerRebalanceListener):
         self.sequenced = sequenced_topic(config)
         self.intake = Intake(config)  # reads the records it forwards (formats, validation)
         self.consumer: AIOKafkaConsumer | None = None
+        self._committing: asyncio.Task[None] | None = None
 
     def register(self, app: faust.App) -> None:
         """The router's timer: a fresh lag sample for every scrape."""
@@ -63,11 +64,16 @@ class Router(ConsumerRebalanceListener):
                                                          fetch_max_wait_ms=_FETCH_WAIT_MS)
         consumer.subscribe([self.config.kafka.input_topic, self.config.kafka.forget_topic],
                            listener=self)
-        await read_until(stopping, consumer, self._forward, max_records=BATCH)
+        await read_until(stopping, consumer, self._forward, max_records=BATCH,
+                         finish=self._last_commit)
 
     async def _forward(self, batches: Batches) -> None:
-        """Forward a batch, wait for the acknowledgements, then commit the input offsets."""
-        assert self.consumer is not None  # the consumer that read the batch
+        """Forward a batch; its input offsets are committed once the sequenced topic holds
+        it, in a task of its own: the next batch is read and sent meanwhile (commits stay
+        in order, one at a time). A refused record raises here, a batch later."""
+        committing = self._committing
+        if committing is not None and committing.done():
+            await self._settled()
         send = (await self.clients.producer()).send
         futures = []
         forwarded = 0
@@ -84,11 +90,37 @@ class Router(ConsumerRebalanceListener):
             forwarded += len(records)
             self.metrics.observe_routed(records, self.intake)
         if futures:
-            await asyncio.gather(*futures)
-            await self.consumer.commit()  # only once the owner's input holds them
-            self.state.routed += forwarded
+            offsets = {tp: records[-1].offset + 1 for tp, records in batches.items() if records}
+            await self._settled()
+            self._committing = asyncio.create_task(self._commit(futures, offsets, forwarded))
+
+    async def _commit(self, futures: list[asyncio.Future[Any]],
+                      offsets: dict[TopicPartition, int], forwarded: int) -> None:
+        assert self.consumer is not None  # the consumer that read the batch
+        await asyncio.gather(*futures)
+        await self.consumer.commit(offsets)  # only once the owner's input holds them
+        self.state.routed += forwarded
+
+    async def _settled(self, *, quiet: bool = False) -> None:
+        """The commit under way, if any, is done; its failure is raised (logged: ``quiet``:
+        the next holder of the partitions forwards those records again, and the identity
+        stage counts them as duplicates by their offsets)."""
+        committing, self._committing = self._committing, None
+        if committing is None:
+            return
+        try:
+            await committing
+        except Exception as exc:
+            if not quiet:
+                raise
+            worker_log.warning("a router commit failed; the input partitions' next holder"
+                               " forwards those records again", extra={"error": repr(exc)})
+
+    async def _last_commit(self) -> None:
+        await self._settled(quiet=True)
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self._settled(quiet=True)  # before the partitions go
         topic = self.config.kafka.input_topic
         self.metrics.forget_partitions(tp.partition for tp in revoked if tp.topic == topic)
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,7 +110,9 @@ class ProfileTasks(ConsumerRebalanceListener):
         self.versions: AIOKafkaConsumer | None = None
         self.emitter: Emitter | None = None
         self._last_commit = 0.0
-        # batches, versions and commits never interleave: each awaits the broker
+        self._committing: asyncio.Task[None] | None = None
+        self._failed = False  # a commit failed: no later state may be committed
+        # batches, versions and the taking of a commit never interleave
         self._lock = asyncio.Lock()
 
     # ---- the loops --------------------------------------------------------------------
@@ -129,6 +132,9 @@ class ProfileTasks(ConsumerRebalanceListener):
                              read_until(stopping, versions, self._versions, started=True))
 
     async def _process(self, batches: Batches) -> None:
+        committing = self._committing
+        if committing is not None and committing.done():
+            await self._settled()  # a failed commit raises within one read's wait
         async with self._lock:
             for tp, records in batches.items():
                 held = self.held.get(tp.partition)
@@ -182,6 +188,8 @@ class ProfileTasks(ConsumerRebalanceListener):
         """Every task applies what it can; what they send goes out. A state moved to a
         partition this worker holds is also handed to it at once, and the tasks run again
         while one can go on."""
+        if self.exactly_once:
+            await self._settled()  # what they send belongs to the next transactions
         held_now = list(self.held.values())
         while held_now:
             for held in held_now:
@@ -239,27 +247,61 @@ class ProfileTasks(ConsumerRebalanceListener):
     # ---- commits ----------------------------------------------------------------------
 
     async def _commit(self, partitions: list[int] | None = None) -> None:
-        """Records acknowledged, then each task's changes and positions, one transaction
-        per partition."""
+        """Take each task's changes and positions now (under the lock), then, in a task of
+        its own, the records sent acknowledged and one transaction per partition, the
+        partitions' at once: the tasks go on with the next batch while the broker writes
+        (at least once; exactly once, their records wait for the next transaction).
+
+        Not after records that were refused: that state is ahead of what consumers have;
+        the next holder replays from the last commit instead.
+        """
+        await self._settled()  # one commit at a time; a failed one raises here
         emitters = {held.emitter for held in self.held.values()}
-        if not emitters or any(emitter.failed for emitter in emitters):
+        if not emitters or self._failed or any(emitter.failed for emitter in emitters):
             return
         self._last_commit, self._awaited = time.monotonic(), False
-        for emitter in emitters:
-            await emitter.acknowledged()
+        sent = [(emitter, emitter.take_sent()) for emitter in emitters]
+        commits = []
         for p in sorted(self.held) if partitions is None else partitions:
             held = self.held[p]
             offset, applied = held.position()
-            await held.writer.commit(held.changes.changes(), TopicPartition(self.topic, p),
-                                     offset, {VERSIONS_KEY: held.versions_next,
-                                              APPLIED_KEY: applied})
+            commits.append(held.writer.commit(
+                held.changes.changes(), TopicPartition(self.topic, p), offset,
+                {VERSIONS_KEY: held.versions_next, APPLIED_KEY: applied}))
+        self._committing = asyncio.create_task(self._complete(sent, commits))
+
+    async def _complete(self, sent: list[tuple[Emitter, list[tuple[str, Any]]]],
+                        commits: list[Coroutine[Any, Any, int]]) -> None:
+        try:
+            for emitter, records in sent:
+                await emitter.confirm(records)
+        except BaseException:
+            for commit in commits:
+                commit.close()  # never started: nothing of it was sent
+            raise
+        await asyncio.gather(*commits)
         self.state.task_commits += 1
+
+    async def _settled(self, *, quiet: bool = False) -> None:
+        """The commit under way, if any, is done; its failure is raised (logged: ``quiet``)."""
+        committing, self._committing = self._committing, None
+        if committing is None:
+            return
+        try:
+            await committing
+        except Exception as exc:
+            self._failed = True  # that state is not committed, nor any after it
+            if not quiet:
+                raise
+            worker_log.warning("the last commit of profile partitions failed; their next"
+                               " holders replay from the one before", extra={"error": repr(exc)})
 
     # ---- partitions: taking them, giving them back -----------------------------------
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         mine = sorted(tp.partition for tp in assigned if tp.topic == self.topic)
         async with self._lock:
+            self._failed = False  # each partition held now commits from its restored state
             for p in mine:
                 if p not in self.held:
                     self.held[p] = await self._take(p)
@@ -314,11 +356,13 @@ class ProfileTasks(ConsumerRebalanceListener):
             self._held_changed()
 
     async def _hand_over(self, partitions: list[int]) -> None:
-        if any(self.held[p].emitter.failed for p in partitions):
-            worker_log.warning("no commit at hand-over: records were refused; the next"
-                               " holder reads again from the last commit")
+        await self._settled(quiet=True)
+        if self._failed or any(self.held[p].emitter.failed for p in partitions):
+            worker_log.warning("no commit at hand-over: records or a commit were refused;"
+                               " the next holder reads again from the last commit")
             return
         await self._commit(partitions)
+        await self._settled()
 
     async def close(self) -> None:
         """Shutting down: a last commit, then the partitions' producers go."""
