@@ -616,3 +616,15 @@ def test_parser_and_schema_agree_on_timestamp_edge_cases(value: str) -> None:
     else:
         accepted = True
     assert accepted == VALIDATOR.is_valid(data)
+
+
+def test_an_event_carried_as_json_is_passed_on_unread_and_read_when_asked() -> None:
+    sent = b'{"type": "page_view",  "properties": {"n": [1, 2.5]}}'  # not orjson's spacing
+    tp = Touchpoint.carried(sent, "e-1", 1.5, "page_view", {"user_id": "u-1"})
+    assert isinstance(tp, Touchpoint)
+    assert tp.data_json() is sent  # nobody read it: the same bytes go on
+    assert tp.data == {"type": "page_view", "properties": {"n": [1, 2.5]}}
+    tp.data["properties"]["n"].append(3)  # read, and changed here (as pseudonymising does)
+    assert orjson.loads(tp.data_json()) == {"type": "page_view", "properties": {"n": [1, 2.5, 3]}}
+    tp.data = {"type": "click"}
+    assert tp.data_json() == b'{"type":"click"}'

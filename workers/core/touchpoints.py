@@ -33,54 +33,29 @@ _LOOSE_OFFSET = re.compile(r"(.*[0-9])([+-](?:[01]\d|2[0-3]))([0-5]\d)?")
 
 
 class Touchpoint:
-    """A validated event. ``ts`` is event time in epoch seconds.
+    """A validated event. ``ts`` is event time in epoch seconds."""
 
-    Between workers an event travels with its fields as JSON (:meth:`carried`): the
-    identity stage needs only its id, time, type and identifiers, so ``data`` is read
-    from the JSON the first time something asks for it, and an event nobody asked
-    passes on as the bytes it came with (:meth:`data_json`).
-    """
-
-    __slots__ = ("_data", "_json", "event_id", "identity", "raw", "ts", "type")
+    __slots__ = ("data", "event_id", "identity", "raw", "ts", "type")
 
     def __init__(self, data: dict[str, Any], event_id: str, ts: float, type_: str,
                  identity: dict[str, str], raw: bytes = b"") -> None:
         self.raw = raw
-        self._data: dict[str, Any] | None = data
-        self._json = b""
+        self.data = data
         self.event_id = event_id
         self.ts = ts
         self.type = type_
         self.identity = identity
 
-    @classmethod
-    def carried(cls, data_json: bytes, event_id: str, ts: float, type_: str,
+    @staticmethod
+    def carried(data_json: bytes, event_id: str, ts: float, type_: str,
                 identity: dict[str, str], raw: bytes = b"") -> Touchpoint:
         """An event whose fields came as ``data_json`` (from :meth:`data_json`)."""
-        tp = cls.__new__(cls)
-        tp.raw = raw
-        tp._data = None
-        tp._json = data_json
-        tp.event_id = event_id
-        tp.ts = ts
-        tp.type = type_
-        tp.identity = identity
-        return tp
-
-    @property
-    def data(self) -> dict[str, Any]:
-        data = self._data
-        if data is None:
-            data = self._data = orjson.loads(self._json)
-        return data
+        return CarriedTouchpoint(data_json, event_id, ts, type_, identity, raw)
 
     def data_json(self) -> bytes:
-        """The event's fields as JSON: as they came when nothing read them here. Every
-        value a validated event holds is JSON's (``formats.common.number``), so they read
-        back equal."""
-        if self._data is None:
-            return self._json
-        return orjson.dumps(self._data)
+        """The event's fields as JSON, to travel between workers. Every value a validated
+        event holds is JSON's (``formats.common.number``), so they read back equal."""
+        return orjson.dumps(self.data)
 
     def record(self) -> bytes:
         """The event's bytes for a dead letter: as received, or its data as JSON when the
@@ -95,6 +70,46 @@ class Touchpoint:
         de-dup window no longer knew, the clock having jumped ahead) tie in the event-time
         buffer, a heap of (time, id, event), instead of stopping it with a TypeError."""
         return False
+
+
+_DATA = Touchpoint.__dict__["data"]  # the slot, under the property of CarriedTouchpoint
+
+
+class CarriedTouchpoint(Touchpoint):
+    """An event whose fields travel as JSON between workers: the identity stage needs only
+    its id, time, type and identifiers, so ``data`` is read from the JSON the first time
+    something asks for it, and an event nobody asked passes on as the bytes it came with.
+    (A subclass, so that events read in process keep ``data`` a plain slot.)"""
+
+    __slots__ = ("_json",)
+
+    def __init__(self, data_json: bytes, event_id: str, ts: float, type_: str,
+                 identity: dict[str, str], raw: bytes = b"") -> None:
+        self.raw = raw
+        self._json = data_json
+        self.event_id = event_id
+        self.ts = ts
+        self.type = type_
+        self.identity = identity
+
+    @property
+    def data(self) -> dict[str, Any]:
+        try:
+            return _DATA.__get__(self)
+        except AttributeError:  # not read yet
+            data = orjson.loads(self._json)
+            _DATA.__set__(self, data)
+            return data
+
+    @data.setter
+    def data(self, value: dict[str, Any]) -> None:
+        _DATA.__set__(self, value)
+
+    def data_json(self) -> bytes:
+        try:
+            return orjson.dumps(_DATA.__get__(self))
+        except AttributeError:
+            return self._json
 
 
 @dataclass(frozen=True)
