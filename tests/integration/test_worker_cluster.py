@@ -18,6 +18,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from workers.config import load
 from workers.core.pipeline import Pipeline
+from workers.service.app import provision_topics
 from workers.service.batch import process_batch
 from workers.simulation.generator import simulate
 from workers.testing import (
@@ -237,3 +238,36 @@ def test_the_standby_takes_over_a_killed_owner_with_a_rocksdb_store(
         assert status["took_over_from_standby"] and status["restored_from"] > 0
         _assert_as_one_sequenced_pass(_profiles(standby), kafka_bootstrap,
                                       settings["kafka"]["application_id"], config, lines)
+
+
+def test_a_worker_joining_while_another_forwards_a_backlog_stops_neither(
+        kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path) -> None:
+    """A join mid-backlog rebalances the routers while they forward: neither worker stops,
+    and the owner's state is a function of the sequenced stream, which holds every record.
+    (Routers commit in the background while they forward the next batch; a rebalance that
+    takes partitions between the two is left to their next holder. The race itself needs
+    a longer backlog than a test affords: ``bench.py spread``, two workers started on
+    200,000 records, stopped a worker on it before the fix, with ``Partition ... is not
+    assigned``.)"""
+    lines, _, _ = simulate(1500, seed=8, days=2)
+    config, settings = worker_config(tmp_path, unique_name, bootstrap=kafka_bootstrap,
+                                     partitions=4, commit_interval_seconds=1)
+    provision_topics(load(config))  # the input's 4 partitions, before it is written
+    _produce(kafka_bootstrap, settings["kafka"]["input_topic"], lines)
+    first = WorkerProcess(config, instance_id="w0", log_dir=tmp_path)
+    group = [first]
+    try:
+        wait_for(lambda: (first.status() or {}).get("routed", 0) > 0, 60,
+                 "the first router to forward")
+        group.append(WorkerProcess(config, instance_id="w1", log_dir=tmp_path))
+        wait_for(lambda: all((w.status() or {}).get("input_partitions") for w in group), 60,
+                 "both routers to share the input partitions")
+        wait_for(lambda: _done(group), 180, "the owner to process every record")
+        assert all(w.proc.poll() is None for w in group)  # both still running
+        owner = _owner(group)
+        assert owner is not None
+        _assert_as_one_sequenced_pass(_profiles(owner), kafka_bootstrap,
+                                      settings["kafka"]["application_id"], config, lines)
+    finally:
+        for worker in group:
+            worker.stop()

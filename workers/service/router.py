@@ -19,7 +19,12 @@ from typing import Any
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
-from aiokafka.errors import KafkaError
+from aiokafka.errors import (
+    CommitFailedError,
+    IllegalStateError,
+    KafkaError,
+    RebalanceInProgressError,
+)
 
 from workers.config import Config
 from workers.core.identity_stage import IdentityStage
@@ -96,10 +101,21 @@ class Router(ConsumerRebalanceListener):
 
     async def _commit(self, futures: list[asyncio.Future[Any]],
                       offsets: dict[TopicPartition, int], forwarded: int) -> None:
-        assert self.consumer is not None  # the consumer that read the batch
+        consumer = self.consumer
+        assert consumer is not None  # the consumer that read the batch
         await asyncio.gather(*futures)
-        await self.consumer.commit(offsets)  # only once the owner's input holds them
         self.state.routed += forwarded
+        # a rebalance while the batch was sent took some partitions: their next holder
+        # forwards those records again, and the identity stage drops them by their offsets
+        held = consumer.assignment()
+        mine = {tp: offset for tp, offset in offsets.items() if tp in held}
+        if not mine:
+            return
+        try:
+            await consumer.commit(mine)  # only once the owner's input holds them
+        except (CommitFailedError, IllegalStateError, RebalanceInProgressError) as exc:
+            worker_log.info("router commit left to the partitions' next holder",
+                            extra={"error": repr(exc)})
 
     async def _settled(self, *, quiet: bool = False) -> None:
         """The commit under way, if any, is done; its failure is raised (logged: ``quiet``:
@@ -120,7 +136,7 @@ class Router(ConsumerRebalanceListener):
         await self._settled(quiet=True)
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        await self._settled(quiet=True)  # before the partitions go
+        # a commit under way is not awaited here: it commits what this consumer still holds
         topic = self.config.kafka.input_topic
         self.metrics.forget_partitions(tp.partition for tp in revoked if tp.topic == topic)
 
