@@ -9,7 +9,8 @@ A router reads the records of an input partition it fetched in one batch
 (:class:`~workers.core.intake.Intake`: formats, validation) and forwards them as
 one sequenced record, a *bundle* (:func:`bundles`): its key names the input topic
 and partition (``\x00read:topic:partition``), its value lists each record's input
-offset and what it read as (its events' fields and bytes, or the reason each is
+offset and what it read as (each event's id, time, type and identifiers, its fields
+as JSON, which the identity stage passes on unread, and its bytes; or the reason it is
 refused), so the pipeline drops a record a router forwarded twice, and reading,
 half of the identity stage's work on an event, is done in parallel by the routers.
 One Kafka record per bundle rather than per event: aiokafka's Python per record
