@@ -12,7 +12,7 @@ from workers.config import load
 from workers.core.intake import Intake, Rejected
 from workers.core.pipeline import Pipeline
 from workers.core.records import Origin
-from workers.core.touchpoints import Touchpoint
+from workers.core.touchpoints import CarriedTouchpoint, Touchpoint
 from workers.simulation.generator import simulate
 from workers.simulation.hostile import hostile_records
 
@@ -104,6 +104,6 @@ def test_every_event_read_travels_as_json_and_reads_back_the_same(
               if isinstance(item, Touchpoint)]
     assert len(events) >= 4
     for tp in events:
-        carried = Touchpoint.carried(tp.data_json(), tp.event_id, tp.ts, tp.type, tp.identity)
+        carried = CarriedTouchpoint(tp.data_json(), tp.event_id, tp.ts, tp.type, tp.identity)
         assert carried.data_json() == tp.data_json()  # passed on unread: the same bytes
         assert _same(carried.data, tp.data), tp.event_id

@@ -21,6 +21,7 @@ from jsonschema import Draft202012Validator
 
 from workers.core.touchpoints import (
     IDENTIFIER_TYPES,
+    CarriedTouchpoint,
     IntakeLimits,
     TimeParser,
     Touchpoint,
@@ -620,7 +621,7 @@ def test_parser_and_schema_agree_on_timestamp_edge_cases(value: str) -> None:
 
 def test_an_event_carried_as_json_is_passed_on_unread_and_read_when_asked() -> None:
     sent = b'{"type": "page_view",  "properties": {"n": [1, 2.5]}}'  # not orjson's spacing
-    tp = Touchpoint.carried(sent, "e-1", 1.5, "page_view", {"user_id": "u-1"})
+    tp = CarriedTouchpoint(sent, "e-1", 1.5, "page_view", {"user_id": "u-1"})
     assert isinstance(tp, Touchpoint)
     assert tp.data_json() is sent  # nobody read it: the same bytes go on
     assert tp.data == {"type": "page_view", "properties": {"n": [1, 2.5]}}

@@ -46,12 +46,6 @@ class Touchpoint:
         self.type = type_
         self.identity = identity
 
-    @staticmethod
-    def carried(data_json: bytes, event_id: str, ts: float, type_: str,
-                identity: dict[str, str], raw: bytes = b"") -> Touchpoint:
-        """An event whose fields came as ``data_json`` (from :meth:`data_json`)."""
-        return CarriedTouchpoint(data_json, event_id, ts, type_, identity, raw)
-
     def data_json(self) -> bytes:
         """The event's fields as JSON, to travel between workers. Every value a validated
         event holds is JSON's (``formats.common.number``), so they read back equal."""

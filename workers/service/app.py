@@ -43,6 +43,7 @@ Where each rule lives (this module only wires them into the faust app):
 * :mod:`~workers.service.owner`: takeover, the batch loop, commits, idle flush,
   persona-card publication.
 * :mod:`~workers.service.changelog`: the state's changelog topics, written and read.
+* :mod:`~workers.service.background`: a role's commit, run while it goes on.
 * :mod:`~workers.service.batch`: one batch through the pipeline (pure).
 * :mod:`~workers.service.standby`: the standby copy of the changelogs.
 * :mod:`~workers.service.cards`: following the persona cards; partitioned, adding the

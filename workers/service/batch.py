@@ -36,7 +36,7 @@ from workers.core.forget import parse_request
 from workers.core.identity_stage import IdentityStage
 from workers.core.intake import Intake, Item, Rejected
 from workers.core.records import Origin, Output
-from workers.core.touchpoints import Touchpoint
+from workers.core.touchpoints import CarriedTouchpoint, Touchpoint
 from workers.errors import InvalidEvent, StateError
 from workers.state.codec import pack, unpack
 
@@ -114,7 +114,7 @@ def _read_items(fields: list[Any]) -> Item:
     data, event_id, ts, type_, identity, raw = fields
     if type(data) is dict:  # bundled by a router before events went as JSON
         return Touchpoint(data, event_id, ts, type_, identity, raw)
-    return Touchpoint.carried(data, event_id, ts, type_, identity, raw)
+    return CarriedTouchpoint(data, event_id, ts, type_, identity, raw)
 
 
 def _unpack_read(value: bytes) -> list[Any]:

@@ -42,6 +42,7 @@ from workers.errors import BrokerError
 from workers.io.cloudevents import Envelope
 from workers.io.kafka import live_output_topics, profiles_topic, sequenced_topic
 from workers.io.sinks import stamp_emitted, wall_clock
+from workers.service.background import BackgroundCommit
 from workers.service.batch import FLUSH_KEY, process_batch
 from workers.service.cards import PERSONA_INTERVAL
 from workers.service.changelog import ChangelogCopy, ChangelogWriter
@@ -97,10 +98,8 @@ class Owner(ConsumerRebalanceListener):
         self._changes: StateWriter | None = None
         self._pending: list[tuple[str, asyncio.Future[Any]]] = []  # sent, not yet acknowledged
         # the commit whose acknowledgements and transaction are still awaited, if any
-        self._committing: asyncio.Task[None] | None = None
-        # a batch's outputs failed: the state is ahead of what consumers have, so it must
-        # never be committed (the next owner replays from the last commit instead)
-        self._failed = False
+        self._commits = BackgroundCommit("the last commit failed; the next owner replays"
+                                         " from the one before")
         # a batch and the taking of a commit's state never interleave: the timers commit too
         self._lock = asyncio.Lock()
 
@@ -126,9 +125,7 @@ class Owner(ConsumerRebalanceListener):
         task of its own: the next batch is processed while the broker writes this one's
         outputs and the state. A commit that failed raises here (within one read's wait).
         """
-        committing = self._committing
-        if committing is not None and committing.done():
-            await self._settled()
+        await self._commits.check()
         if not batches:
             return
         async with self._lock:
@@ -136,7 +133,7 @@ class Owner(ConsumerRebalanceListener):
 
     async def _process_locked(self, batches: Batches) -> None:
         stage = self.state.stage
-        if stage is None or self._failed:
+        if stage is None or self._commits.failed:
             return
         # a fetch under way when the state was taken may deliver records before the offset
         # the state reached (the seek to it comes after): those are in the state already
@@ -181,7 +178,7 @@ class Owner(ConsumerRebalanceListener):
                 pending.append((topic, await send(topic, key=key, value=value,
                                                   headers=headers)))
             except KafkaError as exc:
-                self._failed = True
+                self._commits.failed = True
                 raise BrokerError(f"producing to {topic} failed: {exc!r}") from exc
 
     async def _forward(self, router: PartitionRouter) -> None:
@@ -194,7 +191,7 @@ class Owner(ConsumerRebalanceListener):
             try:
                 pending.append((topic, await send(topic, value=value, partition=partition)))
             except KafkaError as exc:
-                self._failed = True
+                self._commits.failed = True
                 raise BrokerError(f"producing to {topic} failed: {exc!r}") from exc
 
     async def _producer(self) -> AIOKafkaProducer:
@@ -204,7 +201,7 @@ class Owner(ConsumerRebalanceListener):
             return await self.clients.producer()
         assert self._writer is not None
         # these records belong to the next transaction, not to the one committing
-        await self._settled()
+        await self._commits.settled()
         await self._writer.begin()
         return self._writer.producer
 
@@ -214,7 +211,7 @@ class Owner(ConsumerRebalanceListener):
         results = await asyncio.gather(*(future for _, future in sent), return_exceptions=True)
         for (topic, _), result in zip(sent, results, strict=True):
             if isinstance(result, BaseException):
-                self._failed = True
+                self._commits.failed = True
                 raise BrokerError(f"producing to {topic} failed: {result!r}") from result
 
     async def _publish_cards(self, pipeline: Pipeline) -> None:
@@ -242,16 +239,15 @@ class Owner(ConsumerRebalanceListener):
         the next owner replays from the last commit instead.
         """
         state = self.state
-        if not state.owner or self._writer is None or self._changes is None or self._failed:
+        if not state.owner or self._writer is None or self._changes is None or self._commits.failed:
             return
-        await self._settled()  # one transaction at a time; a failed one raises here
-        if self._failed:
+        await self._commits.settled()  # one transaction at a time; a failed one raises here
+        if self._commits.failed:
             return
         self._last_commit = time.monotonic()
         sent, self._pending = self._pending, []
         records = self._changes.changes()
-        self._committing = asyncio.create_task(
-            self._complete(self._writer, sent, records, state.next_offset))
+        self._commits.start(self._complete(self._writer, sent, records, state.next_offset))
 
     async def _complete(self, writer: ChangelogWriter, sent: list[tuple[str, asyncio.Future[Any]]],
                         records: list[StateRecord], next_offset: int) -> None:
@@ -262,20 +258,6 @@ class Owner(ConsumerRebalanceListener):
         state.commits += 1
         state.committed_offset = next_offset
         self.metrics.observe_commit(len(records), written)
-
-    async def _settled(self, *, quiet: bool = False) -> None:
-        """The commit under way, if any, is done; its failure is raised (logged: ``quiet``)."""
-        committing, self._committing = self._committing, None
-        if committing is None:
-            return
-        try:
-            await committing
-        except Exception as exc:
-            self._failed = True  # that state is not committed, nor any after it
-            if not quiet:
-                raise
-            worker_log.warning("the last commit failed; the next owner replays from the one"
-                               " before", extra={"error": repr(exc)})
 
     # ---- ownership: taking over, handing over ----------------------------------------
 
@@ -292,7 +274,7 @@ class Owner(ConsumerRebalanceListener):
             return
         assert self.consumer is not None  # the listener of this consumer
         state = self.state
-        self._failed = False
+        self._commits.failed = False
         self._writer = ChangelogWriter(self.config, self.clients.security)
         await self._writer.start()  # fences a previous owner's producer first
         copy, state.standby = state.standby, None
@@ -327,7 +309,7 @@ class Owner(ConsumerRebalanceListener):
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         await self.hand_over()  # hand over as fresh a state as possible
-        await self._settled(quiet=True)
+        await self._commits.settled(quiet=True)
         self.state.owner, self.state.pipeline, self.state.stage = False, None, None
         if self._writer is not None:
             await self._writer.stop()
@@ -338,20 +320,20 @@ class Owner(ConsumerRebalanceListener):
         if not self.state.owner:
             return
         async with self._lock:
-            await self._settled(quiet=True)
-        if self._failed:
+            await self._commits.settled(quiet=True)
+        if self._commits.failed:
             worker_log.warning("no commit at hand-over: outputs were refused; the next"
                                " owner replays from the last commit",
                                extra={"committed_offset": self.state.committed_offset})
             return
         async with self._lock:
             await self._commit()
-            await self._settled()
+            await self._commits.settled()
 
     async def close(self) -> None:
         """Shutting down: a last commit, then the transactional producer goes."""
         await self.hand_over()
-        await self._settled(quiet=True)
+        await self._commits.settled(quiet=True)
         if self._writer is not None:
             await self._writer.stop()
             self._writer = None

@@ -30,6 +30,7 @@ from workers.config import Config
 from workers.core.identity_stage import IdentityStage
 from workers.core.intake import Intake
 from workers.io.kafka import sequenced_topic
+from workers.service.background import BackgroundCommit
 from workers.service.batch import FORGET_KEY, bundles
 from workers.service.clients import BATCH, QUICK_FETCH_MS, Batches, Clients, read_until
 from workers.service.logs import worker_log
@@ -58,7 +59,8 @@ class Router(ConsumerRebalanceListener):
         self.sequenced = sequenced_topic(config)
         self.intake = Intake(config)  # reads the records it forwards (formats, validation)
         self.consumer: AIOKafkaConsumer | None = None
-        self._committing: asyncio.Task[None] | None = None
+        self._commits = BackgroundCommit("a router commit failed; the input partitions'"
+                                         " next holder forwards those records again")
 
     def register(self, app: faust.App) -> None:
         """The router's timer: a fresh lag sample for every scrape."""
@@ -76,9 +78,7 @@ class Router(ConsumerRebalanceListener):
         """Forward a batch; its input offsets are committed once the sequenced topic holds
         it, in a task of its own: the next batch is read and sent meanwhile (commits stay
         in order, one at a time). A refused record raises here, a batch later."""
-        committing = self._committing
-        if committing is not None and committing.done():
-            await self._settled()
+        await self._commits.check()
         send = (await self.clients.producer()).send
         futures = []
         forwarded = 0
@@ -96,8 +96,8 @@ class Router(ConsumerRebalanceListener):
             self.metrics.observe_routed(records, self.intake)
         if futures:
             offsets = {tp: records[-1].offset + 1 for tp, records in batches.items() if records}
-            await self._settled()
-            self._committing = asyncio.create_task(self._commit(futures, offsets, forwarded))
+            await self._commits.settled()
+            self._commits.start(self._commit(futures, offsets, forwarded))
 
     async def _commit(self, futures: list[asyncio.Future[Any]],
                       offsets: dict[TopicPartition, int], forwarded: int) -> None:
@@ -117,23 +117,10 @@ class Router(ConsumerRebalanceListener):
             worker_log.info("router commit left to the partitions' next holder",
                             extra={"error": repr(exc)})
 
-    async def _settled(self, *, quiet: bool = False) -> None:
-        """The commit under way, if any, is done; its failure is raised (logged: ``quiet``:
-        the next holder of the partitions forwards those records again, and the identity
-        stage counts them as duplicates by their offsets)."""
-        committing, self._committing = self._committing, None
-        if committing is None:
-            return
-        try:
-            await committing
-        except Exception as exc:
-            if not quiet:
-                raise
-            worker_log.warning("a router commit failed; the input partitions' next holder"
-                               " forwards those records again", extra={"error": repr(exc)})
-
     async def _last_commit(self) -> None:
-        await self._settled(quiet=True)
+        """At shutdown: the commit under way ends (its records are forwarded again by the
+        partitions' next holder if it failed; the identity stage drops them by offset)."""
+        await self._commits.settled(quiet=True)
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         # a commit under way is not awaited here: it commits what this consumer still holds

@@ -39,6 +39,7 @@ from workers.config import Config
 from workers.core.partitioned.profile_task import ProfileTask
 from workers.core.partitioned.records import Moved, Version
 from workers.io.kafka import changelog_topic, profiles_topic, samples_topic, versions_topic
+from workers.service.background import BackgroundCommit
 from workers.service.changelog import ChangelogCopy, ChangelogWriter
 from workers.service.clients import BATCH, QUICK_FETCH_MS, Batches, Clients, read_until
 from workers.service.emitter import Emitter, role_emitter
@@ -110,8 +111,8 @@ class ProfileTasks(ConsumerRebalanceListener):
         self.versions: AIOKafkaConsumer | None = None
         self.emitter: Emitter | None = None
         self._last_commit = 0.0
-        self._committing: asyncio.Task[None] | None = None
-        self._failed = False  # a commit failed: no later state may be committed
+        self._commits = BackgroundCommit("the last commit of profile partitions failed;"
+                                         " their next holders replay from the one before")
         # batches, versions and the taking of a commit never interleave
         self._lock = asyncio.Lock()
 
@@ -132,9 +133,7 @@ class ProfileTasks(ConsumerRebalanceListener):
                              read_until(stopping, versions, self._versions, started=True))
 
     async def _process(self, batches: Batches) -> None:
-        committing = self._committing
-        if committing is not None and committing.done():
-            await self._settled()  # a failed commit raises within one read's wait
+        await self._commits.check()  # a failed commit raises within one read's wait
         async with self._lock:
             for tp, records in batches.items():
                 held = self.held.get(tp.partition)
@@ -189,7 +188,7 @@ class ProfileTasks(ConsumerRebalanceListener):
         partition this worker holds is also handed to it at once, and the tasks run again
         while one can go on."""
         if self.exactly_once:
-            await self._settled()  # what they send belongs to the next transactions
+            await self._commits.settled()  # what they send belongs to the next transactions
         held_now = list(self.held.values())
         while held_now:
             for held in held_now:
@@ -255,9 +254,9 @@ class ProfileTasks(ConsumerRebalanceListener):
         Not after records that were refused: that state is ahead of what consumers have;
         the next holder replays from the last commit instead.
         """
-        await self._settled()  # one commit at a time; a failed one raises here
+        await self._commits.settled()  # one commit at a time; a failed one raises here
         emitters = {held.emitter for held in self.held.values()}
-        if not emitters or self._failed or any(emitter.failed for emitter in emitters):
+        if not emitters or self._commits.failed or any(emitter.failed for emitter in emitters):
             return
         self._last_commit, self._awaited = time.monotonic(), False
         sent = [(emitter, emitter.take_sent()) for emitter in emitters]
@@ -268,7 +267,7 @@ class ProfileTasks(ConsumerRebalanceListener):
             commits.append(held.writer.commit(
                 held.changes.changes(), TopicPartition(self.topic, p), offset,
                 {VERSIONS_KEY: held.versions_next, APPLIED_KEY: applied}))
-        self._committing = asyncio.create_task(self._complete(sent, commits))
+        self._commits.start(self._complete(sent, commits))
 
     async def _complete(self, sent: list[tuple[Emitter, list[tuple[str, Any]]]],
                         commits: list[Coroutine[Any, Any, int]]) -> None:
@@ -282,26 +281,12 @@ class ProfileTasks(ConsumerRebalanceListener):
         await asyncio.gather(*commits)
         self.state.task_commits += 1
 
-    async def _settled(self, *, quiet: bool = False) -> None:
-        """The commit under way, if any, is done; its failure is raised (logged: ``quiet``)."""
-        committing, self._committing = self._committing, None
-        if committing is None:
-            return
-        try:
-            await committing
-        except Exception as exc:
-            self._failed = True  # that state is not committed, nor any after it
-            if not quiet:
-                raise
-            worker_log.warning("the last commit of profile partitions failed; their next"
-                               " holders replay from the one before", extra={"error": repr(exc)})
-
     # ---- partitions: taking them, giving them back -----------------------------------
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         mine = sorted(tp.partition for tp in assigned if tp.topic == self.topic)
         async with self._lock:
-            self._failed = False  # each partition held now commits from its restored state
+            self._commits.failed = False  # each partition held now commits from its restored state
             for p in mine:
                 if p not in self.held:
                     self.held[p] = await self._take(p)
@@ -356,13 +341,13 @@ class ProfileTasks(ConsumerRebalanceListener):
             self._held_changed()
 
     async def _hand_over(self, partitions: list[int]) -> None:
-        await self._settled(quiet=True)
-        if self._failed or any(self.held[p].emitter.failed for p in partitions):
+        await self._commits.settled(quiet=True)
+        if self._commits.failed or any(self.held[p].emitter.failed for p in partitions):
             worker_log.warning("no commit at hand-over: records or a commit were refused;"
                                " the next holder reads again from the last commit")
             return
         await self._commit(partitions)
-        await self._settled()
+        await self._commits.settled()
 
     async def close(self) -> None:
         """Shutting down: a last commit, then the partitions' producers go."""

@@ -36,7 +36,7 @@ from workers.core.partitioned.records import (
     Version,
 )
 from workers.core.segments import Snapshot
-from workers.core.touchpoints import Touchpoint
+from workers.core.touchpoints import CarriedTouchpoint, Touchpoint
 from workers.errors import StateError
 from workers.state.codec import pack, unpack
 
@@ -117,7 +117,7 @@ def _record(item: Any) -> Record:
         if kind == "Routed":
             pid, event, event_id, ts, type_, identity, absorbed, identifiers = fields
             tp = (Touchpoint(event, event_id, ts, type_, identity) if type(event) is dict
-                  else Touchpoint.carried(event, event_id, ts, type_, identity))
+                  else CarriedTouchpoint(event, event_id, ts, type_, identity))
             return Routed(pid, tp, tuple(absorbed), identifiers)
         if kind == "Version":
             tick, snapshots = fields

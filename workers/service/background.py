@@ -1,0 +1,49 @@
+"""A role's commit, run in a task of its own while the role goes on with its next batch.
+
+The owner, the profile tasks and the routers send a batch's records, then await their
+acknowledgements and commit in the background: the broker writes one batch while the
+role works on the next. One commit at a time, in order; a failed one is raised at the
+role's next step (or logged, where the role is letting its partitions go).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Any
+
+from workers.service.logs import worker_log
+
+
+class BackgroundCommit:
+    """The commit under way, if any. ``failed``: a commit (or, for the owner, an output)
+    was refused, so the state is ahead of what is durable: it is not committed, nor any
+    after it, and the role's partitions are replayed by their next holder."""
+
+    def __init__(self, lost: str) -> None:
+        self._lost = lost  # the warning when a failure is logged rather than raised
+        self._task: asyncio.Task[None] | None = None
+        self.failed = False
+
+    def start(self, commit: Coroutine[Any, Any, None]) -> None:
+        """Run ``commit``; the one before must be :meth:`settled` first."""
+        assert self._task is None, "one commit at a time"
+        self._task = asyncio.create_task(commit)
+
+    async def check(self) -> None:
+        """Raise a failure of a commit that has ended, without waiting for one under way."""
+        if self._task is not None and self._task.done():
+            await self.settled()
+
+    async def settled(self, *, quiet: bool = False) -> None:
+        """The commit under way, if any, is done; its failure is raised (logged: ``quiet``)."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        try:
+            await task
+        except Exception as exc:
+            self.failed = True
+            if not quiet:
+                raise
+            worker_log.warning(self._lost, extra={"error": repr(exc)})
