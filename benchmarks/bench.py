@@ -623,6 +623,8 @@ def _spread_run(workers: int, lines: list[bytes]) -> dict[str, Any]:
             time.sleep(SCALE_POLL)
         start = time.perf_counter()
         read_when_ready = next(s["events_read"] for s in statuses if s["owner"]) or 0
+        pids = [p.proc.pid for p in procs] + [_broker_pid()]
+        cpu_start = [_cpu_seconds(pid) for pid in pids]
         deadline = time.monotonic() + 900
         while not _spread_settled(statuses):
             if time.monotonic() > deadline:
@@ -630,6 +632,8 @@ def _spread_run(workers: int, lines: list[bytes]) -> dict[str, Any]:
             time.sleep(SCALE_POLL * 5)
             statuses = [s for s in (worker_status(p.port, timeout=2) for p in procs) if s]
         seconds = time.perf_counter() - start
+        cpu = [end - begin for begin, end in zip(cpu_start, map(_cpu_seconds, pids),
+                                                   strict=True)]
         applied = []
         for proc in procs:
             _, body = proc.admin_get("/profiles")
@@ -640,7 +644,28 @@ def _spread_run(workers: int, lines: list[bytes]) -> dict[str, Any]:
     events = len(lines) - read_when_ready
     return {"workers": workers, "events_timed": events, "seconds": round(seconds, 2),
             "per_second": round(events / seconds),
-            "split": [round(n / max(1, sum(applied)), 3) for n in applied]}
+            "split": [round(n / max(1, sum(applied)), 3) for n in applied],
+            # CPU over the timed window, per event: the workers' together, the broker's
+            "cpu_us_per_event": {"workers": round(sum(cpu[:-1]) / events * 1e6, 1),
+                                 "broker": round(cpu[-1] / events * 1e6, 1)},
+            "cores": {"workers": [round(c / seconds, 2) for c in cpu[:-1]],
+                      "broker": round(cpu[-1] / seconds, 2)}}
+
+
+def _broker_pid() -> int:
+    """The local broker's process (``deploy/kafka.sh`` writes its pid in its run folder)."""
+    port = BOOTSTRAP.rsplit(":", 1)[1]
+    cache = Path(os.environ.get("KAFKA_CACHE") or Path(
+        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "persona-stream")
+    return int((Path(os.environ.get("KAFKA_DATA", cache / f"run-{port}")) / "kafka.pid")
+               .read_text())
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (``/proc/PID/stat``)."""
+    with open(f"/proc/{pid}/stat") as handle:
+        fields = handle.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def bench_spread() -> dict[str, Any]:
@@ -1121,8 +1146,12 @@ def write_table() -> None:
                     "partition caught up (mean of 2 runs each, ABBA)")
             value = (f"2 workers {two['per_second']:,} = {res['two_to_one']:.2f}x of 1 worker "
                      f"{one['per_second']:,}/s; profile work split between the 2: "
-                     f"{res['split_two']}; {res['events']:,} events, "
-                     f"{res['cpu_count']} cores shared with the broker")
+                     f"{res['split_two']}; CPU per event (workers + broker): "
+                     + ", ".join(f"{r['workers']} worker(s) {r['cpu_us_per_event']['workers']}"
+                                 f" + {r['cpu_us_per_event']['broker']} µs"
+                                 for r in one["rounds"] + two["rounds"])
+                     + f"; {res['events']:,} events, {res['cpu_count']} cores shared with "
+                     "the broker")
         elif name == "memory":
             what = "resident memory per profile, in process (RSS growth / profiles)"
             value = "; ".join(f"{store} store, {int(k):,} profiles: "
