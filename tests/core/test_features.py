@@ -7,9 +7,11 @@ exactly what the pipeline feeds ``ProfileState.update``.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import itertools
 import math
 import random
+from array import array
 from typing import Any
 
 import orjson
@@ -283,6 +285,50 @@ def test_absorb_across_a_very_long_gap_stays_finite() -> None:
         assert close(feats(whole), fm, DECAYED + RECENT) == []
         assert fm["type.search"] == pytest.approx(0.5, abs=1e-12)
         assert fm["recent.type.search"] == pytest.approx(0.5, abs=1e-12)
+
+
+# ---- recent event ids -------------------------------------------------------------
+
+
+def _hash(n: int) -> bytes:
+    return hashlib.blake2b(str(n).encode(), digest_size=8).digest()
+
+
+def _with_ids(ids: range) -> ProfileState:
+    state = ProfileState(SPEC.size, T0)
+    for n in ids:
+        state.update(SPEC, tp("page_view", T0 + n), _hash(n))
+    return state
+
+
+def test_a_profile_remembers_its_last_16_event_ids() -> None:
+    state = _with_ids(range(20))
+    assert [state.seen(_hash(n)) for n in range(20)] == [False] * 4 + [True] * 16
+    assert not state.seen(bytes(8))  # an empty slot is no event
+
+
+def test_bytes_across_two_remembered_ids_are_not_an_id() -> None:
+    state = _with_ids(range(2))
+    assert not state.seen(_hash(0)[4:] + _hash(1)[:4])
+    assert not state.seen(_hash(0)[1:] + _hash(1)[:1])
+
+
+def test_absorb_keeps_the_newest_ids_of_both_profiles() -> None:
+    a, b = _with_ids(range(10)), _with_ids(range(100, 110))
+    a.absorb(SPEC, b)
+    kept = [n for n in [*range(10), *range(100, 110)] if a.seen(_hash(n))]
+    assert kept == [*range(4, 10), *range(100, 110)]
+    a.update(SPEC, tp("page_view", T0 + 200), _hash(200))  # the oldest kept goes first
+    assert not a.seen(_hash(4)) and a.seen(_hash(5)) and a.seen(_hash(200))
+
+
+def test_ids_a_state_of_an_earlier_version_holds_are_still_seen() -> None:
+    """Earlier states held the ids as an array of little-endian signed 64-bit ints."""
+    state = _with_ids(range(3))
+    ints = [int.from_bytes(_hash(n), "little", signed=True) for n in range(3)]
+    old = state.__getstate__()
+    state.__setstate__((old[0], array("q", ints + [0] * 13).tobytes(), *old[2:]))
+    assert all(state.seen(_hash(n)) for n in range(3))
 
 
 # ---- long gaps --------------------------------------------------------------------

@@ -229,6 +229,15 @@ def test_graph_invariants_under_any_events(events: list[dict[str, str]]) -> None
         # the event goes to the profile of its highest-priority identifier
         assert g.owner(t, v) == res.profile_id
     check_invariants(g)
+    # the changelog's records give the same graph back: groups, owners and records
+    restored = graph()
+    for pid in g.profiles():
+        record = g.record(pid)
+        assert record is not None
+        restored.load(pid, *record)
+    assert groups(restored) == groups(g)
+    assert sorted(restored.every_identifier()) == sorted(g.every_identifier())
+    assert all(restored.record(pid) == g.record(pid) for pid in g.profiles())
 
 
 # ---- Pipeline: arrival order within the reorder window changes nothing ---------------

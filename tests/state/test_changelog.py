@@ -61,6 +61,25 @@ def test_any_commit_restores_to_the_same_outputs(stream: list[bytes], store: str
         assert got + rest == expected, f"restored at record {start + cut}"
 
 
+def test_a_changelog_attached_mid_stream_misses_nothing(stream: list[bytes]) -> None:
+    """Without a changelog (``run``, ``replay``) no change is remembered, so nothing grows
+    with the profiles; a writer attached later writes everything first, then changes."""
+    config = load()
+    expected = _outputs(Pipeline(config), stream)
+    pipeline = Pipeline(config)
+    half = len(stream) // 2
+    got = [orjson.dumps(o.record) for line in stream[:half] for o in pipeline.feed(line)]
+    assert len(pipeline.profiles) > 100
+    assert not pipeline.changed_profiles and not pipeline.graph.changed
+    writer = StateWriter(pipeline, saved=False)
+    changelog = writer.changes()
+    got += [orjson.dumps(o.record) for line in stream[half:-500] for o in pipeline.feed(line)]
+    changelog += writer.changes()
+    assert pipeline.graph.changed == set()  # taken
+    rest = _outputs(rebuild(config, changelog, "test"), stream[-500:])
+    assert got + rest == expected
+
+
 def test_restored_summary_is_the_same(stream: list[bytes]) -> None:
     config = load()
     pipeline = Pipeline(config)

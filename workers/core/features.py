@@ -36,6 +36,11 @@ RECENT_IDS = 16
 RECENT = "recent."
 # share groups as (first, end, wanted?); empty when none is wanted
 _Groups = tuple[tuple[int, int, bool], ...]
+# one-element arrays repeated to size: array(typecode, bytes) over-allocates by ~1/8
+_DOUBLE = array("d", [0.0])
+_NO_ID = bytes(8)
+_NO_IDS = _NO_ID * RECENT_IDS
+_NEVER = -math.inf  # one float for every profile not learned from yet, not one each
 
 
 class FeatureSpec:
@@ -116,7 +121,7 @@ class ProfileState:
         # the counts (14-day decay; payments lifetime), then the recent set: the same with
         # the short half-life (payments too) and the decayed orders and revenue. One array:
         # a second would cost its own header in every profile
-        self.counts = array("d", bytes(8 * (2 * size + 2)))
+        self.counts = _DOUBLE * (2 * size + 2)
         self.base = ts
         self.event_count = 0
         self.first_seen = ts
@@ -134,22 +139,25 @@ class ProfileState:
         self.engaged = 0
         self.product_views = 0
         self.repeat_views = 0
-        self.recent_products: list[str] = []
-        self.recent_ids = array("q", bytes(8 * RECENT_IDS))
+        # a tuple: no product viewed costs nothing (the one empty tuple), a few their size
+        self.recent_products: tuple[str, ...] = ()
+        # 8-byte hashes in one bytes object: 32 B less than an array (and its buffer)
+        self.recent_ids = _NO_IDS
         self.traits: dict[str, tuple[float, Any]] | None = None
         self.segment: int | None = None
-        self.last_learned = -math.inf
+        self.last_learned = _NEVER
 
     def __getstate__(self) -> tuple[Any, ...]:
         """Compact and store-independent: arrays as bytes, then the other slots in order."""
-        return (self.counts.tobytes(), self.recent_ids.tobytes(),
+        return (self.counts.tobytes(), self.recent_ids,
                 *(getattr(self, name) for name in _SCALARS))
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.counts = array("d", state[0])
-        self.recent_ids = array("q", state[1])
+        self.counts = _exact(_DOUBLE, state[0])
+        self.recent_ids = bytes(state[1])
         for name, value in zip(_SCALARS, state[2:], strict=True):
             setattr(self, name, value)
+        self.recent_products = tuple(self.recent_products)  # msgpack reads arrays as lists
 
     @property
     def sessions(self) -> int:
@@ -161,17 +169,24 @@ class ProfileState:
         return self.closed_seconds + math.fsum(spans[i + 1] - spans[i]
                                                for i in range(0, len(spans), 2))
 
-    def seen(self, id_hash: int) -> bool:
-        """Is this event id among the profile's recent ones (0 is never an id hash)?"""
-        return id_hash in self.recent_ids
+    def seen(self, id_hash: bytes) -> bool:
+        """Is this 8-byte event id hash among the profile's recent ones (8 zero bytes
+        never are)?"""
+        ring = self.recent_ids
+        at = ring.find(id_hash)
+        while at > 0 and at % 8:  # a match across two hashes' bytes is none
+            at = ring.find(id_hash, at + 1)
+        return at >= 0
 
-    def update(self, spec: FeatureSpec, tp: Touchpoint, id_hash: int = 0) -> int:
+    def update(self, spec: FeatureSpec, tp: Touchpoint, id_hash: bytes = b"") -> int:
         """Fold one event in. Called in event-time order except for very late events.
 
         Returns how many of its trait keys were not kept (``features.max_traits``).
         """
         if id_hash:
-            self.recent_ids[self.event_count % RECENT_IDS] = id_hash
+            at = self.event_count % RECENT_IDS * 8
+            ring = self.recent_ids
+            self.recent_ids = ring[:at] + id_hash + ring[at + 8:]
         ts = tp.ts
         data = tp.data
         counts = self.counts
@@ -268,10 +283,10 @@ class ProfileState:
         recent = self.recent_products
         if product in recent:
             self.repeat_views += 1
-            recent.remove(product)
+            recent = tuple(p for p in recent if p != product)
         elif len(recent) >= _RECENT_PRODUCTS:
-            del recent[0]
-        recent.append(product)
+            recent = recent[1:]
+        self.recent_products = (*recent, product)
 
     def _declare(self, traits: Mapping[str, Any], ts: float, limit: int) -> int:
         """Explicit data: the latest statement in event time wins, per trait.
@@ -320,12 +335,15 @@ class ProfileState:
         scale = math.exp(spec.recent_lam * (other.base - self.base))
         for i in range(spec.size, len(counts)):
             counts[i] += theirs[i] * scale
-        ids = ([i for i in self.recent_ids if i] + [i for i in other.recent_ids if i])
-        ids = ids[-RECENT_IDS:]
+        ids = [ring[at:at + 8] for ring in (self.recent_ids, other.recent_ids)
+               for at in range(0, len(ring), 8) if ring[at:at + 8] != _NO_ID][-RECENT_IDS:]
         self.event_count += other.event_count
         start = self.event_count - len(ids)  # the next write (at event_count) hits the oldest
+        merged = bytearray(self.recent_ids)
         for n, id_hash in enumerate(ids):
-            self.recent_ids[(start + n) % RECENT_IDS] = id_hash
+            at = (start + n) % RECENT_IDS * 8
+            merged[at:at + 8] = id_hash
+        self.recent_ids = bytes(merged)
         self.first_seen = min(self.first_seen, other.first_seen)
         self.last_seen = max(self.last_seen, other.last_seen)
         # a session both profiles were active in (a device, then a login) counts once
@@ -339,10 +357,9 @@ class ProfileState:
         self.engaged += other.engaged
         self.product_views += other.product_views
         self.repeat_views += other.repeat_views
-        for product in other.recent_products:
-            if product not in self.recent_products:
-                self.recent_products.append(product)
-        del self.recent_products[:-_RECENT_PRODUCTS]
+        mine = self.recent_products
+        self.recent_products = (*mine, *(p for p in other.recent_products
+                                         if p not in mine))[-_RECENT_PRODUCTS:]
         dropped = 0
         if other.traits:
             for key, (ts, value) in other.traits.items():
@@ -429,7 +446,14 @@ def _merged(spans: list[float], gap: float) -> list[float]:
             out[-1] = max(out[-1], end)
         else:
             out += (start, end)
-    return out
+    return out[:]  # a copy is allocated to size: most profiles hold one session, 2 of 8 slots
 
 
 _SCALARS = tuple(s for s in ProfileState.__slots__ if s not in ("counts", "recent_ids"))
+
+
+def _exact(zero: array[float], data: bytes) -> array[float]:
+    """An array holding ``data``, allocated to its exact size."""
+    out = zero * (len(data) // zero.itemsize)
+    memoryview(out).cast("B")[:] = data
+    return out

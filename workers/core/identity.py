@@ -16,7 +16,11 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
+from workers.core.changes import Untracked
+
 ProfileId = str
+# a profile's identifiers, flat: (type, value, type, value, ...)
+Members = tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -78,11 +82,11 @@ class IdentityGraph:
         self._rank = {t: i for i, t in enumerate(self._types)}
         self._limit = dict(rules.limits)
         self._owners: dict[str, dict[str, ProfileId]] = {t: {} for t in rules.limits}
-        self._members: dict[ProfileId, dict[str, list[str]]] = {}
-        # each profile's strongest identifier as (rank, value): decides survivors
-        self._best: dict[ProfileId, tuple[int, str]] = {}
+        # each profile's identifiers as one flat tuple (type, value, type, value...), in
+        # the order they joined: a dict of lists per profile cost ~450 B more each
+        self._members: dict[ProfileId, Members] = {}
         # profiles whose identifiers changed (or which were absorbed) since take_changed()
-        self.changed: set[ProfileId] = set()
+        self.changed: set[ProfileId] = Untracked()
         self._junk = (re.compile("|".join(f"(?:{p})" for p in rules.blocklist_patterns),
                                  re.IGNORECASE)
                       if rules.blocklist_patterns else None)
@@ -100,7 +104,8 @@ class IdentityGraph:
         return None if owners is None else owners.get(value)
 
     def identifiers(self, profile_id: ProfileId) -> dict[str, list[str]]:
-        return self._members[profile_id]
+        """A profile's identifiers by type (a new dict: the graph keeps them flat)."""
+        return by_type(self._members[profile_id])
 
     def profiles(self) -> Iterable[ProfileId]:
         return self._members.keys()
@@ -139,8 +144,9 @@ class IdentityGraph:
             return None
         counts: dict[str, int] = {}
         for pid in found:
-            for id_type, values in self._members[pid].items():
-                counts[id_type] = counts.get(id_type, 0) + len(values)
+            members = self._members[pid]
+            for id_type in members[::2]:
+                counts[id_type] = counts.get(id_type, 0) + 1
         for _, id_type, _ in new:
             counts[id_type] = counts.get(id_type, 0) + 1
         broken = [t for t, n in counts.items() if n > self._limit[t]]
@@ -148,23 +154,21 @@ class IdentityGraph:
 
     def _union(self, found: list[ProfileId],
                new: list[tuple[int, str, str]]) -> tuple[ProfileId, list[ProfileId]]:
-        best = min([self._best[p] for p in found] + [(r, v) for r, _, v in new])
+        rank = self._rank
+        best = min([(rank[t], v) for p in found for t, v in pairs(self._members[p])]
+                   + [(r, v) for r, _, v in new])
         survivor = profile_id_for(self._types[best[0]], best[1])
-        if survivor not in self._members:
-            self._members[survivor] = {}
-        target = self._members[survivor]
+        target = list(self._members.get(survivor, ()))
         merged = [p for p in found if p != survivor]
         for pid in merged:
-            for id_type, values in self._members.pop(pid).items():
-                owners = self._owners[id_type]
-                for value in values:
-                    owners[value] = survivor
-                target.setdefault(id_type, []).extend(values)
-            del self._best[pid]
-        for _, id_type, value in new:
+            members = self._members.pop(pid)
+            for id_type, value in pairs(members):
+                self._owners[id_type][value] = survivor
+            target += members
+        for r, id_type, value in new:
             self._owners[id_type][value] = survivor
-            target.setdefault(id_type, []).append(value)
-        self._best[survivor] = best
+            target += (self._types[r], value)  # the one string per type, not the event's
+        self._members[survivor] = tuple(target)
         self.changed.add(survivor)
         self.changed.update(merged)
         return survivor, merged
@@ -176,15 +180,12 @@ class IdentityGraph:
                 yield id_type, value, pid
 
     def remove(self, pid: ProfileId) -> dict[str, list[str]]:
-        """Forget a profile and every identifier of its group; returns them."""
+        """Forget a profile and every identifier of its group; returns them by type."""
         members = self._members.pop(pid)
-        del self._best[pid]
-        for id_type, values in members.items():
-            owners = self._owners[id_type]
-            for value in values:
-                owners.pop(value, None)
+        for id_type, value in pairs(members):
+            self._owners[id_type].pop(value, None)
         self.changed.add(pid)
-        return members
+        return by_type(members)
 
     # ---- state as one record per profile -----------------------------------------------
 
@@ -196,17 +197,23 @@ class IdentityGraph:
         return [(pid, self.record(pid)) for pid in sorted(changed)]
 
     def record(self, pid: ProfileId) -> tuple[dict[str, list[str]], tuple[int, str]] | None:
+        """A profile's changelog value: its identifiers by type and its strongest one."""
         members = self._members.get(pid)
-        return None if members is None else (members, self._best[pid])
+        if members is None:
+            return None
+        rank = self._rank
+        return by_type(members), min((rank[t], v) for t, v in pairs(members))
 
     def load(self, pid: ProfileId, members: dict[str, list[str]], best: tuple[int, str]) -> None:
-        """One profile read back from the changelog."""
-        self._members[pid] = members
-        self._best[pid] = (best[0], best[1])
+        """One profile read back from the changelog (``best`` follows from ``members``)."""
+        flat: list[str] = []
         for id_type, values in members.items():
             owners = self._owners[id_type]
+            id_type = self._types[self._rank[id_type]]
             for value in values:
                 owners[value] = pid
+                flat += (id_type, value)
+        self._members[pid] = tuple(flat)
 
     def _refuse(self, found: list[ProfileId], new: list[tuple[int, str, str]],
                 identity: Mapping[str, str], reason: str, blocked: int) -> Resolution:
@@ -226,12 +233,12 @@ class IdentityGraph:
             if target is not None:
                 break
         assert target is not None  # resolve() only refuses when some identifier is usable
-        held = self._members[target]
+        held = self._members[target][::2]
         dropped = 0
         fitting: list[tuple[int, str, str]] = []
         for item in new:
             _, id_type, _ = item
-            taken = len(held.get(id_type, ())) + sum(f[1] == id_type for f in fitting)
+            taken = held.count(id_type) + sum(f[1] == id_type for f in fitting)
             if taken < self._limit[id_type]:
                 fitting.append(item)
             else:
@@ -242,3 +249,17 @@ class IdentityGraph:
             linked = True
         return Resolution(target, merged=merged, refused=reason, blocked=blocked,
                           dropped=dropped, linked=linked)
+
+
+def pairs(members: Members) -> Iterator[tuple[str, str]]:
+    """(type, value) pairs of a flat identifier tuple."""
+    it = iter(members)
+    return zip(it, it, strict=True)
+
+
+def by_type(members: Members) -> dict[str, list[str]]:
+    """A flat identifier tuple as lists of values per type, in the order they joined."""
+    out: dict[str, list[str]] = {}
+    for id_type, value in pairs(members):
+        out.setdefault(id_type, []).append(value)
+    return out

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple, Protocol
 
 from workers.config import Config
 from workers.core.audiences import AudienceKeys, audience_calls
+from workers.core.changes import Untracked
 from workers.core.features import FeatureSpec, ProfileState
 from workers.core.forget import ForgetRequest
 from workers.core.identity import ProfileId, Resolution
@@ -47,6 +48,8 @@ from workers.core.touchpoints import Touchpoint, format_time
 from workers.state.store import ProfileStore, open_store
 
 KNOWN_IDENTIFIERS = ("user_id", "email", "crm_id", "phone")
+_ZERO_HASH = bytes(8)
+_ONE_HASH = (1).to_bytes(8, "little")
 
 # profiles a new model version re-assesses as one numpy batch
 _PUBLISH_CHUNK = 4096
@@ -100,7 +103,7 @@ class ProfileWork:
         self.audience_keys = AudienceKeys()
         self.dirty: dict[ProfileId, Dirty] = {}
         # profiles changed (or absorbed) since the state's last commit took them
-        self.changed_profiles: set[ProfileId] = set()
+        self.changed_profiles: set[ProfileId] = Untracked()
 
     # ---- per event, in event-time order -------------------------------------
 
@@ -395,10 +398,11 @@ def digest(*parts: str) -> str:
     return hashlib.blake2b("|".join(parts).encode(), digest_size=16).hexdigest()
 
 
-def _id_hash(event_id: str) -> int:
-    """A stable, non-zero 64-bit hash (not hash(): that changes between processes)."""
+def _id_hash(event_id: str) -> bytes:
+    """A stable 8-byte hash, never all zero (not hash(): that changes between processes).
+    As a little-endian int 64 it is what states of earlier versions hold."""
     data = hashlib.blake2b(event_id.encode(), digest_size=8).digest()
-    return int.from_bytes(data, "little", signed=True) or 1
+    return data if data != _ZERO_HASH else _ONE_HASH
 
 
 def hash_value(value: str) -> str:
