@@ -26,7 +26,7 @@ demo: $(PY)
 test: $(PY)
 	$(VENV)/bin/ruff check workers tests examples
 	$(VENV)/bin/mypy
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 # everything from scratch: set up, start the local Kafka, test, stop Kafka
 check:

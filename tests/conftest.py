@@ -10,6 +10,15 @@ import pytest
 from workers.testing import BOOTSTRAP, sasl_listener, unique_names
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Under ``pytest -n`` (``make test``) the tests against the broker run one after
+    another in one xdist group: they start worker processes that want the machine's cores
+    and wait on the one broker. The broker-free tests run beside them."""
+    for item in items:
+        if item.get_closest_marker("integration"):
+            item.add_marker(pytest.mark.xdist_group("broker"))
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> str:
     """The local broker's address; fails (not skips) when it is down, so CI cannot go green
