@@ -1,0 +1,70 @@
+"""A state commit on the real broker (workers/service/changelog.py): every record of a
+commit larger than many batches lands once, in the partition Kafka's own partitioner
+gives its key, visible to read_committed readers only once the transaction commits."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+
+import aiokafka
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.partitioner.default import murmur2
+
+from workers.service.changelog import SEQUENCED_KEY, ChangelogWriter
+from workers.state.changelog import StateRecord
+from workers.state.codec import unpack
+from workers.testing import fresh_config
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 4
+
+
+def _read(topic: str, bootstrap: str) -> list[tuple[int, bytes, bytes | None]]:
+    """Every committed record of ``topic`` as (partition, key, value)."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed",
+                             enable_auto_commit=False, consumer_timeout_ms=3000)
+    partitions = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    try:
+        return [(r.partition, r.key, r.value) for r in consumer]
+    finally:
+        consumer.close()
+
+
+def test_a_commit_of_many_batches_lands_whole_where_kafka_places_each_key(
+        admin, kafka_bootstrap: str, unique_name: Callable[[str], str]) -> None:
+    config = fresh_config(unique_name, bootstrap=kafka_bootstrap)
+    profiles, meta, sequenced = unique_name("profile"), unique_name("meta"), unique_name("seq")
+    admin.create_topics([NewTopic(profiles, PARTITIONS, 1), NewTopic(meta, PARTITIONS, 1),
+                         NewTopic(sequenced, 1, 1)])
+    rnd = random.Random(5)
+    # ~600 KB: dozens of 16 KB batches per partition; a few tombstones among them
+    records = [StateRecord("profile", f"p_{i:016x}".encode(),
+                           None if i % 97 == 0 else rnd.randbytes(rnd.randint(20, 400)))
+               for i in range(3000)]
+
+    async def commit() -> int:
+        writer = ChangelogWriter(config, {}, role=unique_name("role"),
+                                 topics={"profile": profiles, "meta": meta})
+        await writer.start()
+        try:
+            return await writer.commit(records, aiokafka.TopicPartition(sequenced, 0), 1234,
+                                       positions={b"other": 7})
+        finally:
+            await writer.stop()
+
+    written = asyncio.run(asyncio.wait_for(commit(), timeout=120))
+    assert written == sum(len(r.key) + len(r.value or b"") for r in records)
+    got = _read(profiles, kafka_bootstrap)
+    assert sorted((key, value) for _, key, value in got) == sorted(
+        (r.key, r.value) for r in records), "every record once, tombstones too"
+    for partition, key, _ in got:
+        assert partition == (murmur2(key) & 0x7FFFFFFF) % PARTITIONS, key
+    offsets = {key: unpack(value) for _, key, value in _read(meta, kafka_bootstrap)}
+    assert offsets == {SEQUENCED_KEY: 1234, b"other": 7}
