@@ -1,6 +1,6 @@
 """A state commit on the real broker (workers/service/changelog.py): every record of a
-commit larger than many batches lands once, in the partition Kafka's own partitioner
-gives its key, visible to read_committed readers only once the transaction commits."""
+commit of many batches lands once, in the partition Kafka's own partitioner gives its
+key, and a read_committed reader reads it all once the transaction has committed."""
 
 from __future__ import annotations
 

@@ -18,6 +18,7 @@ from workers.core.features import ProfileState
 from workers.core.pipeline import Pipeline
 from workers.core.records import Output
 from workers.simulation.generator import simulate
+from workers.state.codec import unpack
 from workers.state.saved import dump_state, restore_state
 from workers.state.store import MemoryStore, RocksDBStore, decode, encode, open_store
 
@@ -58,6 +59,18 @@ def test_profile_state_round_trips_compactly() -> None:
     # slot names are not repeated per profile, as pickle's default for __slots__ would
     by_name = {name: getattr(state, name) for name in ProfileState.__slots__}
     assert len(encode(state)) < len(pickle.dumps(by_name, protocol=pickle.HIGHEST_PROTOCOL)) - 200
+
+
+def test_a_saved_state_reads_as_earlier_versions_wrote_it() -> None:
+    """Recent products are a tuple in memory but a list in the record, as the version
+    before wrote them and appends to them: a worker of it can still take the state over."""
+    pipeline = Pipeline(load(env={}))
+    run(pipeline, lines()[:3000])
+    state = max(pipeline.profiles.values(), key=lambda s: len(s.recent_products))
+    assert state.recent_products
+    scalars = [s for s in ProfileState.__slots__ if s not in ("counts", "recent_ids")]
+    products = unpack(encode(state))[2 + scalars.index("recent_products")]
+    assert type(products) is list and products == list(state.recent_products)
 
 
 def test_rocksdb_store_gives_the_memory_store_results(tmp_path: Path) -> None:

@@ -36,7 +36,7 @@ RECENT_IDS = 16
 RECENT = "recent."
 # share groups as (first, end, wanted?); empty when none is wanted
 _Groups = tuple[tuple[int, int, bool], ...]
-# one-element arrays repeated to size: array(typecode, bytes) over-allocates by ~1/8
+# a one-element array repeated to size: array(typecode, bytes) over-allocates by ~1/8
 _DOUBLE = array("d", [0.0])
 _NO_ID = bytes(8)
 _NO_IDS = _NO_ID * RECENT_IDS
@@ -148,16 +148,18 @@ class ProfileState:
         self.last_learned = _NEVER
 
     def __getstate__(self) -> tuple[Any, ...]:
-        """Compact and store-independent: arrays as bytes, then the other slots in order."""
-        return (self.counts.tobytes(), self.recent_ids,
-                *(getattr(self, name) for name in _SCALARS))
+        """Compact and store-independent: arrays as bytes, then the other slots in order
+        (the recent products as a list, as every version before wrote and reads them)."""
+        scalars = [getattr(self, name) for name in _SCALARS]
+        scalars[_PRODUCTS] = list(self.recent_products)
+        return (self.counts.tobytes(), self.recent_ids, *scalars)
 
     def __setstate__(self, state: tuple[Any, ...]) -> None:
-        self.counts = _exact(_DOUBLE, state[0])
+        self.counts = _doubles(state[0])
         self.recent_ids = bytes(state[1])
         for name, value in zip(_SCALARS, state[2:], strict=True):
             setattr(self, name, value)
-        self.recent_products = tuple(self.recent_products)  # msgpack reads arrays as lists
+        self.recent_products = tuple(self.recent_products)
 
     @property
     def sessions(self) -> int:
@@ -450,10 +452,11 @@ def _merged(spans: list[float], gap: float) -> list[float]:
 
 
 _SCALARS = tuple(s for s in ProfileState.__slots__ if s not in ("counts", "recent_ids"))
+_PRODUCTS = _SCALARS.index("recent_products")
 
 
-def _exact(zero: array[float], data: bytes) -> array[float]:
-    """An array holding ``data``, allocated to its exact size."""
-    out = zero * (len(data) // zero.itemsize)
+def _doubles(data: bytes) -> array[float]:
+    """An array of the doubles in ``data``, allocated to its exact size."""
+    out = _DOUBLE * (len(data) // _DOUBLE.itemsize)
     memoryview(out).cast("B")[:] = data
     return out

@@ -79,6 +79,8 @@ class CarriedTouchpoint(Touchpoint):
 
     def __init__(self, data_json: bytes, event_id: str, ts: float, type_: str,
                  identity: dict[str, str], raw: bytes = b"") -> None:
+        # the slots set directly, not through Touchpoint.__init__: that would set ``data``,
+        # which stays unset until read (a call per event less on the stage's hot path)
         self.raw = raw
         self._json = data_json
         self.event_id = event_id

@@ -54,6 +54,7 @@ _TRANSACTION_MS = 300_000  # under the broker's transaction.max.timeout.ms (15 m
 # a send that finds room in the producer's buffer does not give the event loop back: a
 # commit of thousands of keys does so every this many, so batches are not held up by it
 _YIELD_EVERY = 256
+_PARTITIONER = DefaultPartitioner()  # a key's partition as Kafka's own clients choose it
 
 
 def owner_changelogs(config: Config) -> dict[str, Store]:
@@ -238,7 +239,7 @@ class _Batches:
     async def add(self, topic: str, key: bytes, value: bytes | None) -> int:
         """Add one record; returns its bytes."""
         where = (topic, self.partition if self.partition is not None
-                 else DefaultPartitioner()(key, await self._all(topic), None))
+                 else _PARTITIONER(key, await self._all(topic), None))
         batch = self._open.get(where)
         if batch is None:
             batch = self._open[where] = self.producer.create_batch()

@@ -66,9 +66,9 @@ class PartitionRouter:
             if where != home:
                 sent.append((where, Move(other, pid)))
         identifiers = None
-        if res.linked:  # a copy: the graph goes on changing its lists
+        if res.linked:
             assert self.graph is not None
-            identifiers = {t: list(v) for t, v in self.graph.identifiers(pid).items()}
+            identifiers = self.graph.identifiers(pid)  # a new dict each call
         sent.append((home, Routed(pid, tp, tuple(res.merged), identifiers)))
         self.touched.add(home)
 
