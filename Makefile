@@ -6,14 +6,19 @@ PS := $(VENV)/bin/persona-stream
 DEMO := demo-out
 PROFILES ?= 3000
 
-.PHONY: setup demo test check kafka-start kafka-stop lint bench
+.PHONY: setup build demo test check kafka-start kafka-stop lint bench
 
 $(PY):
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q --upgrade pip
+	$(VENV)/bin/pip install -q --upgrade pip setuptools
 	$(VENV)/bin/pip install -q -e '.[test]'
 
 setup: $(PY)
+
+# the per-event modules compiled in place again after an edit (setup.py; only what
+# changed is rebuilt); the tests refuse to run on a compiled module older than its source
+build: $(PY)
+	$(PY) setup.py -q build_ext --inplace 2>&1 | grep '^persona-stream' || true
 
 demo: $(PY)
 	$(PS) simulate --profiles $(PROFILES) --seed 7 --output $(DEMO)/touchpoints.jsonl.gz --truth $(DEMO)/truth.json --quiet
@@ -23,7 +28,7 @@ demo: $(PY)
 	@head -n 3 $(DEMO)/segment_changes.jsonl
 
 # the test command .ci/run uses: unit and integration tests (needs the local Kafka)
-test: $(PY)
+test: build
 	$(VENV)/bin/ruff check workers tests examples
 	$(VENV)/bin/mypy
 	$(PY) -m pytest -q -n 2 --dist loadgroup

@@ -10,6 +10,15 @@ import pytest
 from workers.testing import BOOTSTRAP, sasl_listener, unique_names
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Refuse to test a compiled module built before its source's last edit."""
+    from workers.compiled import stale
+
+    if old := stale():
+        pytest.exit(f"compiled before the source's last edit: {', '.join(old)}; run `make build`",
+                    returncode=2)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Under ``pytest -n`` (``make test``) the tests against the broker run one after
     another in one xdist group: they start worker processes that want the machine's cores

@@ -38,6 +38,20 @@ def test_every_command_has_help(command: str) -> None:
     assert b"usage: persona-stream " + command.encode() in result.stdout
 
 
+def test_version_says_how_many_modules_run_compiled() -> None:
+    """What a bug report needs: the version, and whether this install runs compiled code;
+    ``PERSONA_STREAM_PURE=1`` runs the Python source even where it is built."""
+    from workers import __version__
+    from workers.compiled import MODULES, compiled
+
+    here = run_cli("--version")
+    assert here.returncode == 0
+    assert here.stdout.decode() == (f"persona-stream {__version__} ({len(compiled())} of"
+                                    f" {len(MODULES)} per-event modules compiled)\n")
+    pure = run_cli("--version", env={"PERSONA_STREAM_PURE": "1"})
+    assert pure.stdout.decode().endswith(f"(0 of {len(MODULES)} per-event modules compiled)\n")
+
+
 def test_each_error_class_has_its_documented_exit_code() -> None:
     assert {cls: cls.exit_code for cls in (UsageError, ConfigError, InputError, StateError,
                                            BrokerError, Interrupted)} == {

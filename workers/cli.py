@@ -29,6 +29,19 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+class _Version(argparse.Action):
+    """``--version``, with how many per-event modules run compiled (worked out only when
+    asked: it looks each module up)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Any, option_string: str | None = None) -> NoReturn:
+        from workers.compiled import MODULES, compiled
+
+        print(f"{parser.prog} {__version__} ({len(compiled())} of {len(MODULES)}"
+              " per-event modules compiled)")
+        parser.exit(0)
+
+
 def _config(args: argparse.Namespace) -> Any:
     from workers.config import load
 
@@ -226,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="persona-stream",
                      description="Real-time customer segmentation on Kafka: stitches identities,"
                      " learns segments online with river, emits segment changes.")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action=_Version, nargs=0, help="show the version and exit")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 parser_class=_Parser)
     for add in (_add_simulate, _add_run, _add_worker, _add_replay, _add_forget, _add_personas,

@@ -24,6 +24,7 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
+from workers.compiled import PURE_ENV
 from workers.errors import ConfigError
 
 ENV_PREFIX = "PERSONA_STREAM_"
@@ -420,7 +421,7 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any], cls: Any) -> None:
 
 def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
     for name in sorted(env):
-        if not name.startswith(ENV_PREFIX):
+        if not name.startswith(ENV_PREFIX) or name == PURE_ENV:  # how to import, not a key
             continue
         parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
         node: Any = data
