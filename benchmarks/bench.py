@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from workers.cli import GC_THRESHOLDS  # noqa: E402
+from workers.compiled import MODULES, PURE_ENV, compiled  # noqa: E402
 from workers.config import load  # noqa: E402
 from workers.core.dedup import Deduplicator  # noqa: E402
 from workers.core.identity import IdentityGraph, IdentityRules  # noqa: E402
@@ -67,6 +68,7 @@ DATA = ROOT / "benchmarks" / "data"
 RESULTS = ROOT / "benchmarks" / "results"
 BIG_PROFILES = 40_000  # about 1M events
 QUALITY_PROFILES = 3_000
+COMPILED_LINES = 400_000
 
 
 def stream(profiles: int, seed: int) -> tuple[Path, Path]:
@@ -1033,10 +1035,54 @@ def bench_dedup() -> dict[str, Any]:
     return {"ids": held, "bytes_per_id": round((_rss() - before) / held)}
 
 
+def _child(bench: str, pure: bool) -> dict[str, Any]:
+    """``bench`` (one of ``CHILDREN``) in a fresh process, compiled or the Python source."""
+    import subprocess
+
+    env = {**os.environ, PURE_ENV: "1" if pure else ""}
+    done = subprocess.run([sys.executable, __file__, "--child", bench], env=env,
+                          capture_output=True, text=True, timeout=3600, check=True)
+    return dict(json.loads(done.stdout.splitlines()[-1]))
+
+
+def _pipeline_slice() -> dict[str, Any]:
+    """The in-process pipeline over the first lines of the 1M-event stream, CPU time."""
+    path, _ = stream(BIG_PROFILES, 7)
+    lines = lines_of(path)[:COMPILED_LINES]
+    pipeline = Pipeline(load())
+    feed = pipeline.feed
+    start = time.process_time()
+    for line in lines:
+        feed(line)
+    pipeline.flush()
+    return {"compiled": len(compiled()),
+            "per_second": round(len(lines) / (time.process_time() - start))}
+
+
+def bench_compiled() -> dict[str, Any]:
+    """The compiled modules against their Python source: the same pipeline and lines in
+    child processes, alternating (ABBA), CPU time."""
+    if not compiled():
+        raise SystemExit("bench compiled: no compiled module here; run `make build`")
+    runs: dict[str, list[int]] = {"compiled": [], "pure": []}
+    for pure in (False, True, True, False):
+        result = _child("slice", pure)
+        assert (result["compiled"] == 0) == pure, result
+        runs["pure" if pure else "compiled"].append(result["per_second"])
+    mean = {k: round(sum(v) / len(v)) for k, v in runs.items()}
+    return {"lines": COMPILED_LINES, "modules": len(compiled()), "runs": runs,
+            "compiled_per_second": mean["compiled"], "pure_per_second": mean["pure"],
+            "ratio": round(mean["compiled"] / mean["pure"], 3)}
+
+
 def bench_profile() -> dict[str, Any]:
-    """Where the time goes on the per-event path (cProfile, top functions by own time)."""
+    """Where the time goes on the per-event path (cProfile, top functions by own time), in
+    the Python source: cProfile does not see into compiled functions."""
     import cProfile
     import pstats
+
+    if compiled():
+        return _child("profile", pure=True)
 
     path, _ = stream(QUALITY_PROFILES, 3)
     lines = lines_of(path)
@@ -1055,18 +1101,21 @@ def bench_profile() -> dict[str, Any]:
          "own_share": round(v[2] / total, 3)} for (f, line, name), v in rows]}
 
 
+CHILDREN = {"slice": _pipeline_slice, "profile": bench_profile}
 BENCHES = {"intake": bench_intake, "pipeline": bench_pipeline, "quality": bench_quality,
            "memory": bench_memory, "profile": bench_profile, "worker": bench_worker,
            "replay": bench_replay, "latency": bench_latency, "scale": bench_scale,
            "hostile": bench_hostile, "formats": bench_formats, "dedup": bench_dedup,
            "state": bench_state, "identity": bench_identity, "spread": bench_spread,
-           "partition": bench_partition}
+           "partition": bench_partition, "compiled": bench_compiled}
 COMMAND = "python benchmarks/bench.py"
 
 
 def machine() -> str:
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-    return f"{os.cpu_count()} cores, {mem:.0f} GiB, Python {platform.python_version()}"
+    built = compiled()
+    return (f"{os.cpu_count()} cores, {mem:.0f} GiB, Python {platform.python_version()}, "
+            + (f"{len(built)} of {len(MODULES)} modules compiled" if built else "pure Python"))
 
 
 def _quality_row(variant: str, runs: list[dict[str, Any]]) -> str:
@@ -1202,6 +1251,12 @@ def write_table() -> None:
                      f"{stage['trainer'][0] / 2**10:,.1f}); partition 0 "
                      f"({res['partition_profiles']:,} profiles, {rest['records']:,} records):"
                      f" read {rest['read_seconds']} s + rebuild {rest['rebuild_seconds']} s")
+        elif name == "compiled":
+            what = (f"the {res['modules']} per-event modules compiled (Cython) vs their Python"
+                    " source: in-process pipeline, events/s of CPU time, 2 runs each, ABBA")
+            value = (f"compiled {res['compiled_per_second']:,} = {res['ratio']:.2f}x of pure"
+                     f" Python {res['pure_per_second']:,}/s; first {res['lines']:,} lines of"
+                     " the 1M-event stream")
         elif name == "profile":
             what = "own time of the costliest functions (cProfile, 3,000 people)"
             value = ", ".join(f"{t['function']} {t['own_share']:.0%}" for t in res["top"][:5])
@@ -1228,9 +1283,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("bench", nargs="*", help=f"benchmarks to run: {', '.join(BENCHES)}")
     parser.add_argument("--memory-child", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=CHILDREN, help=argparse.SUPPRESS)
     parser.add_argument("--store", default="memory", help=argparse.SUPPRESS)
     args = parser.parse_args()
     gc.set_threshold(*GC_THRESHOLDS)  # what every persona-stream command runs with
+    if args.child:
+        print(json.dumps(CHILDREN[args.child]()))
+        return
     if args.memory_child:
         print(json.dumps(_memory_child(args.memory_child, args.store)))
         return

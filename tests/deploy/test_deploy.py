@@ -292,7 +292,7 @@ def test_dockerfile_runs_the_console_script_as_non_root() -> None:
     # the package built from this checkout: a wheel built in the first stage, or `.`
     runs = instruction("RUN")
     built = any("pip wheel" in r and " ." in f"{r} " for r in runs)
-    assert any("pip install" in r and (" ." in f"{r} " or built and "/wheels/" in r)
+    assert any("pip install" in r and (" ." in f"{r} " or (built and "/wheels/" in r))
                for r in runs)
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert "persona-stream" in scripts
