@@ -21,9 +21,9 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
-#: Every module an event passes through in ``run`` and in the worker's core, and what
-#: their saved state and records are read and written with. Pure code only: no asyncio,
-#: no Kafka client, nothing that is mocked or patched.
+#: Every module an event passes through in ``run`` and in the worker's steps between its
+#: reads and writes (``service.batch``), and what state and records are read and written
+#: with. Plain code only: no asyncio, no Kafka client.
 MODULES: tuple[str, ...] = (
     "workers.core.audiences",
     "workers.core.changes",
@@ -35,6 +35,7 @@ MODULES: tuple[str, ...] = (
     "workers.core.formats.ga4",
     "workers.core.formats.segment",
     "workers.core.formats.snowplow",
+    "workers.core.forget",
     "workers.core.identity",
     "workers.core.identity_stage",
     "workers.core.intake",
@@ -53,6 +54,9 @@ MODULES: tuple[str, ...] = (
     "workers.core.segments",
     "workers.core.stats",
     "workers.core.touchpoints",
+    "workers.io.cloudevents",
+    "workers.service.batch",
+    "workers.state.changelog",
     "workers.state.codec",
     "workers.state.store",
     "workers.state.wire",
