@@ -1258,7 +1258,8 @@ def write_table() -> None:
                      f" Python {res['pure_per_second']:,}/s; first {res['lines']:,} lines of"
                      " the 1M-event stream")
         elif name == "profile":
-            what = "own time of the costliest functions (cProfile, 3,000 people)"
+            what = ("own time of the costliest functions (cProfile, 3,000 people; the Python"
+                    " source, as cProfile does not see into compiled functions)")
             value = ", ".join(f"{t['function']} {t['own_share']:.0%}" for t in res["top"][:5])
         else:
             what = (f"quality vs simulate truth per variant ({res['profiles_per_stream']:,}"
