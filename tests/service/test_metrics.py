@@ -160,6 +160,7 @@ def test_process_metrics_and_build_info_are_exposed() -> None:
     import platform
 
     from workers import __version__
+    from workers.compiled import MODULES, compiled
 
     exposed = samples(Metrics())
     names = {name for name, _ in exposed}
@@ -168,7 +169,8 @@ def test_process_metrics_and_build_info_are_exposed() -> None:
     assert value(Metrics(), "process_resident_memory_bytes") > 10_000_000
     build = {labels: v for (name, labels), v in exposed.items()
              if name == "persona_stream_build_info"}
-    assert build == {(("python", platform.python_version()), ("version", __version__)): 1.0}
+    assert build == {(("compiled", f"{len(compiled())}/{len(MODULES)}"),
+                      ("python", platform.python_version()), ("version", __version__)): 1.0}
 
 
 def test_json_log_lines_carry_extras() -> None:
