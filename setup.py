@@ -15,7 +15,7 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from workers.compiled import MODULES, PURE_ENV  # the standard library only
+from workers.compiled import MODULES, pure_asked  # the standard library only
 
 #: Python semantics unchanged: annotations are not C types, so an int stays an int
 DIRECTIVES = {"language_level": 3, "annotation_typing": False, "binding": True}
@@ -27,7 +27,7 @@ def _warn(message: str) -> None:
 
 def extensions() -> list[Any]:
     """The Cython extensions, or none when pure Python is asked for or Cython is missing."""
-    if os.environ.get(PURE_ENV, "") not in ("", "0"):
+    if pure_asked():
         return []
     try:
         from Cython.Build import cythonize

@@ -65,6 +65,12 @@ MODULES: tuple[str, ...] = (
 PURE_ENV = "PERSONA_STREAM_PURE"
 
 
+def pure_asked() -> bool:
+    """``PERSONA_STREAM_PURE`` is set (and not ``0``): at install, build nothing; at run
+    time, import the Python source."""
+    return os.environ.get(PURE_ENV, "") not in ("", "0")
+
+
 def compiled() -> list[str]:
     """The modules of ``MODULES`` this interpreter imports from a compiled extension."""
     suffixes = tuple(importlib.machinery.EXTENSION_SUFFIXES)
@@ -119,6 +125,6 @@ class PureSource:
 
 def install_pure_finder() -> None:
     """Put a ``PureSource`` first on the import path when ``PERSONA_STREAM_PURE`` is set."""
-    if os.environ.get(PURE_ENV, "") not in ("", "0") and not any(
+    if pure_asked() and not any(
             isinstance(finder, PureSource) for finder in sys.meta_path):
         sys.meta_path.insert(0, PureSource())
