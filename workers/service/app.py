@@ -5,7 +5,8 @@ Every worker plays two roles (README "Scaling and recovery" has the diagram):
 * **router**: members of the consumer group ``<app>.router`` share the input
   partitions. A router forwards each record's bytes, untouched, to the
   one-partition topic ``<app>-sequenced`` (key: the record's input topic,
-  partition and offset, for dead letters), then commits its input offsets.
+  partition and offset, for dead letters), and commits its input offsets every
+  ``kafka.commit_interval_seconds`` once that topic holds them.
 * **owner**: the one member of ``<app>.owner`` that holds partition 0 of
   ``<app>-sequenced`` runs the :class:`~workers.core.pipeline.Pipeline` over it.
   One partition is one order, and the core is deterministic, so the owner's

@@ -4,7 +4,11 @@ A router reads the records (formats, validation: work done in parallel by every
 router) and forwards what it read to the one-partition ``<app>-sequenced`` topic,
 those of one input partition in a batch as one bundle naming their input topic,
 partition and offsets (:func:`workers.service.batch.bundles`), and commits its
-input offsets only once the sequenced topic holds them. Its client also answers
+input offsets every ``kafka.commit_interval_seconds``, at revocation and at shutdown,
+once the sequenced topic holds what they cover: not after every batch, which cost an
+offset commit per batch on the broker and held the next batch back until the last
+one's commit was done (a restarted or new holder forwards again what was not committed;
+the identity stage drops those records by their offsets). Its client also answers
 how far the input goes, which the owner's idle flush and ``/status`` compare
 with the pipeline's positions, and how far behind the router is (the lag gauge).
 The group also shares the one partition of ``kafka.forget_topic``: a forget request
@@ -14,6 +18,7 @@ goes into the sequenced topic under :data:`~workers.service.batch.FORGET_KEY`.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import faust
@@ -61,6 +66,11 @@ class Router(ConsumerRebalanceListener):
         self.consumer: AIOKafkaConsumer | None = None
         self._commits = BackgroundCommit("a router commit failed; the input partitions'"
                                          " next holder forwards those records again")
+        self.commit_interval = config.kafka.commit_interval_seconds
+        self._last_commit = 0.0  # monotonic clock
+        self._sent: list[asyncio.Future[Any]] = []  # forwarded since the last commit
+        self._offsets: dict[TopicPartition, int] = {}  # the input offsets they reach
+        self._forwarded = 0
 
     def register(self, app: faust.App) -> None:
         """The router's timer: a fresh lag sample for every scrape."""
@@ -71,16 +81,22 @@ class Router(ConsumerRebalanceListener):
                                                          fetch_max_wait_ms=_FETCH_WAIT_MS)
         consumer.subscribe([self.config.kafka.input_topic, self.config.kafka.forget_topic],
                            listener=self)
+        self._last_commit = time.monotonic()
         await read_until(stopping, consumer, self._forward, max_records=BATCH,
-                         finish=self._last_commit)
+                         finish=self._final_commit)
 
     async def _forward(self, batches: Batches) -> None:
-        """Forward a batch; its input offsets are committed once the sequenced topic holds
-        it, in a task of its own: the next batch is read and sent meanwhile (commits stay
-        in order, one at a time). A refused record raises here, a batch later."""
+        """Forward a batch (an empty one: a quiet stream) and commit what was forwarded
+        when the interval is up. A refused record raises here, a batch later."""
         await self._commits.check()
+        if batches:
+            await self._send(batches)
+        if self._sent and time.monotonic() - self._last_commit >= self.commit_interval:
+            await self._commit_forwarded()
+
+    async def _send(self, batches: Batches) -> None:
         send = (await self.clients.producer()).send
-        futures = []
+        futures = self._sent
         forwarded = 0
         for tp, records in batches.items():
             if tp.topic == self.config.kafka.forget_topic:
@@ -94,10 +110,18 @@ class Router(ConsumerRebalanceListener):
                 futures.append(await send(self.sequenced, value=value, key=key))
             forwarded += len(records)
             self.metrics.observe_routed(records, self.intake)
-        if futures:
-            offsets = {tp: records[-1].offset + 1 for tp, records in batches.items() if records}
-            await self._commits.settled()
-            self._commits.start(self._commit(futures, offsets, forwarded))
+        self._forwarded += forwarded
+        self._offsets.update((tp, records[-1].offset + 1)
+                             for tp, records in batches.items() if records)
+
+    async def _commit_forwarded(self) -> None:
+        """Commit, in a task of its own, what was forwarded since the last commit: the
+        next batches are read and sent meanwhile (commits stay in order, one at a time)."""
+        await self._commits.settled()
+        self._last_commit = time.monotonic()
+        futures, offsets, forwarded = self._sent, self._offsets, self._forwarded
+        self._sent, self._offsets, self._forwarded = [], {}, 0
+        self._commits.start(self._commit(futures, offsets, forwarded))
 
     async def _commit(self, futures: list[asyncio.Future[Any]],
                       offsets: dict[TopicPartition, int], forwarded: int) -> None:
@@ -117,13 +141,18 @@ class Router(ConsumerRebalanceListener):
             worker_log.info("router commit left to the partitions' next holder",
                             extra={"error": repr(exc)})
 
-    async def _last_commit(self) -> None:
-        """At shutdown: the commit under way ends (its records are forwarded again by the
-        partitions' next holder if it failed; the identity stage drops them by offset)."""
+    async def _final_commit(self) -> None:
+        """At shutdown: what was forwarded is committed (what a failed commit covered is
+        forwarded again by the partitions' next holder; the identity stage drops it)."""
         await self._commits.settled(quiet=True)
+        if self._sent and not self._commits.failed:
+            await self._commit_forwarded()
+            await self._commits.settled(quiet=True)
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
-        # a commit under way is not awaited here: it commits what this consumer still holds
+        # what was forwarded is committed while this consumer still holds the partitions:
+        # their next holder then forwards none of it again
+        await self._final_commit()
         topic = self.config.kafka.input_topic
         self.metrics.forget_partitions(tp.partition for tp in revoked if tp.topic == topic)
 
