@@ -393,9 +393,12 @@ def _latency_at(rate: int, lines: list[bytes], topology: str) -> dict[str, Any]:
     from workers.core.touchpoints import parse_time
 
     # live latency profile: hold events 50 ms for ordering, assess every 50 ms
-    # partitioned: a version is in force 2 s after the trainer learned its epoch of 0.5 s
-    # (the defaults, 64 and 256 ticks of 50 ms, would keep segments away for 13 s)
-    epochs = ({"version_epoch_ticks": 10, "version_delay_ticks": 40}
+    # partitioned: a version is in force 2 s after the trainer learned its epoch of 0.2 s
+    # (the defaults, 64 and 256 ticks of 50 ms, would keep segments away for 13 s); the
+    # states a merge across partitions moved join their survivor at an epoch's end, so a
+    # merge's segment change waits up to an epoch: 0.5 s epochs gave p99 244-297 ms at
+    # 5,000/s, 0.2 s 204-227 (two runs each, alternated, 2026-11-30)
+    epochs = ({"version_epoch_ticks": 4, "version_delay_ticks": 40}
               if topology == "partitioned" else {})
     settings = _settings(f"lat{rate}", intake={"reorder_window_seconds": 0.05},
                          segmentation={"assign_tick_seconds": 0.05, "warmup_profiles": 100,
