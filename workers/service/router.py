@@ -69,6 +69,8 @@ class Router(ConsumerRebalanceListener):
         self.commit_interval = config.kafka.commit_interval_seconds
         self._last_commit = 0.0  # monotonic clock
         self._sent: list[asyncio.Future[Any]] = []  # forwarded since the last commit
+        # the batch loop and a revocation (the group's task) may both commit: one at a time
+        self._committing = asyncio.Lock()
         self._offsets: dict[TopicPartition, int] = {}  # the input offsets they reach
         self._forwarded = 0
 
@@ -96,7 +98,7 @@ class Router(ConsumerRebalanceListener):
 
     async def _send(self, batches: Batches) -> None:
         send = (await self.clients.producer()).send
-        futures = self._sent
+        futures: list[asyncio.Future[Any]] = []
         forwarded = 0
         for tp, records in batches.items():
             if tp.topic == self.config.kafka.forget_topic:
@@ -110,6 +112,9 @@ class Router(ConsumerRebalanceListener):
                 futures.append(await send(self.sequenced, value=value, key=key))
             forwarded += len(records)
             self.metrics.observe_routed(records, self.intake)
+        # only now, with no await in between: a commit taken meanwhile (a revocation)
+        # covers whole batches, each with the acknowledgements of all its records
+        self._sent.extend(futures)
         self._forwarded += forwarded
         self._offsets.update((tp, records[-1].offset + 1)
                              for tp, records in batches.items() if records)
@@ -117,7 +122,12 @@ class Router(ConsumerRebalanceListener):
     async def _commit_forwarded(self) -> None:
         """Commit, in a task of its own, what was forwarded since the last commit: the
         next batches are read and sent meanwhile (commits stay in order, one at a time)."""
-        await self._commits.settled()
+        async with self._committing:
+            await self._commits.settled()
+            if self._sent:  # else a revocation committed it while this one waited
+                self._start_commit()
+
+    def _start_commit(self) -> None:
         self._last_commit = time.monotonic()
         futures, offsets, forwarded = self._sent, self._offsets, self._forwarded
         self._sent, self._offsets, self._forwarded = [], {}, 0
@@ -142,12 +152,14 @@ class Router(ConsumerRebalanceListener):
                             extra={"error": repr(exc)})
 
     async def _final_commit(self) -> None:
-        """At shutdown: what was forwarded is committed (what a failed commit covered is
-        forwarded again by the partitions' next holder; the identity stage drops it)."""
-        await self._commits.settled(quiet=True)
-        if self._sent and not self._commits.failed:
-            await self._commit_forwarded()
+        """At revocation and shutdown: what was forwarded is committed (what a failed
+        commit covered is forwarded again by the partitions' next holder; the identity
+        stage drops it)."""
+        async with self._committing:
             await self._commits.settled(quiet=True)
+            if self._sent and not self._commits.failed:
+                self._start_commit()
+                await self._commits.settled(quiet=True)
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         # what was forwarded is committed while this consumer still holds the partitions:
