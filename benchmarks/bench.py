@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import orjson
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -384,6 +385,7 @@ def bench_replay() -> dict[str, Any]:
 
 
 LATENCY_RATES = (1_000, 5_000, 20_000)
+LIVE_PROFILE = ROOT / "examples" / "live.yaml"
 LATENCY_SECONDS = 15  # per rate: long enough for thousands of segment changes
 
 
@@ -392,17 +394,13 @@ def _latency_at(rate: int, lines: list[bytes], topology: str) -> dict[str, Any]:
     event-time-to-emit of the segment changes it emits, from the records themselves."""
     from workers.core.touchpoints import parse_time
 
-    # live latency profile: hold events 50 ms for ordering, assess every 50 ms
-    # partitioned: a version is in force 2 s after the trainer learned its epoch of 0.2 s
-    # (the defaults, 64 and 256 ticks of 50 ms, would keep segments away for 13 s); the
-    # states a merge across partitions moved join their survivor at an epoch's end, so a
-    # merge's segment change waits up to an epoch: 0.5 s epochs gave p99 244-297 ms at
-    # 5,000/s, 0.2 s 204-227 (two runs each, alternated, 2026-11-30)
-    epochs = ({"version_epoch_ticks": 4, "version_delay_ticks": 40}
-              if topology == "partitioned" else {})
-    settings = _settings(f"lat{rate}", intake={"reorder_window_seconds": 0.05},
-                         segmentation={"assign_tick_seconds": 0.05, "warmup_profiles": 100,
-                                       **epochs},
+    # the live profile users copy (examples/live.yaml); with epochs of 10 ticks instead of
+    # its 4, p99 at 5,000/s was 244-297 ms against 204-227 (partitioned, two runs each,
+    # alternated, 2026-11-30); a model after 100 profiles, so one is in force within
+    # seconds of the start
+    live = yaml.safe_load(LIVE_PROFILE.read_text(encoding="utf-8"))
+    settings = _settings(f"lat{rate}", intake=live["intake"],
+                         segmentation={**live["segmentation"], "warmup_profiles": 100},
                          kafka={"topology": topology})
     worker = WorkerProcess(_config_file(settings))
     try:

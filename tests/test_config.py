@@ -286,3 +286,15 @@ def test_secrets_come_from_the_environment_or_a_file_and_never_show(tmp_path: Pa
 def test_a_loopback_admin_listener_needs_no_token() -> None:
     for host in ("127.0.0.1", "localhost", "::1", "127.0.0.2"):
         assert load(env={"PERSONA_STREAM_ADMIN__HOST": host}).admin.token is None
+
+
+def test_the_live_example_sets_what_it_says_and_validates() -> None:
+    """examples/live.yaml (README "Low latency") loads over the defaults, passes the checks,
+    and every key it sets is in force: a misspelt or misplaced key would fail here."""
+    path = Path(__file__).resolve().parent.parent / "examples" / "live.yaml"
+    config = load(path, env={})
+    sections = yaml.safe_load(path.read_text(encoding="utf-8"))
+    for section, keys in sections.items():
+        for key, value in keys.items():
+            assert getattr(getattr(config, section), key) == value, (section, key)
+    assert config.intake.reorder_window_seconds < load(env={}).intake.reorder_window_seconds
