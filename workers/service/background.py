@@ -9,10 +9,28 @@ role's next step (or logged, where the role is letting its partitions go).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Coroutine
 from typing import Any
 
 from workers.service.logs import worker_log
+
+
+class CommitInterval:
+    """When a role's next commit is due: ``kafka.commit_interval_seconds`` (wall clock)
+    after its last one. Every role commits at this pace; a role that must commit at once
+    (another stage waits for what it sent) does so besides."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self._last = time.monotonic()
+
+    def due(self) -> bool:
+        return time.monotonic() - self._last >= self.seconds
+
+    def restart(self) -> None:
+        """A commit is taken now: the next is due an interval later."""
+        self._last = time.monotonic()
 
 
 class BackgroundCommit:

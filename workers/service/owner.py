@@ -42,7 +42,7 @@ from workers.errors import BrokerError
 from workers.io.cloudevents import Envelope
 from workers.io.kafka import live_output_topics, profiles_topic, sequenced_topic
 from workers.io.sinks import stamp_emitted, wall_clock
-from workers.service.background import BackgroundCommit
+from workers.service.background import BackgroundCommit, CommitInterval
 from workers.service.batch import FLUSH_KEY, process_batch
 from workers.service.cards import PERSONA_INTERVAL
 from workers.service.changelog import ChangelogCopy, ChangelogWriter
@@ -92,8 +92,7 @@ class Owner(ConsumerRebalanceListener):
         self.idle_flush = min(_IDLE_FLUSH_MAX, max(_IDLE_FLUSH_MIN,
                                                    config.intake.reorder_window_seconds))
         self.consumer: AIOKafkaConsumer | None = None
-        self.commit_interval = config.kafka.commit_interval_seconds
-        self._last_commit = 0.0  # monotonic clock
+        self._interval = CommitInterval(config.kafka.commit_interval_seconds)
         self._writer: ChangelogWriter | None = None
         self._changes: StateWriter | None = None
         self._pending: list[tuple[str, asyncio.Future[Any]]] = []  # sent, not yet acknowledged
@@ -106,7 +105,7 @@ class Owner(ConsumerRebalanceListener):
     def register(self, app: faust.App) -> None:
         """The owner's timers: the idle flush, the commit of a quiet stream, the cards."""
         app.timer(self.idle_flush / 2)(self.flush_when_idle)
-        app.timer(self.commit_interval)(self.commit_when_due)
+        app.timer(self._interval.seconds)(self.commit_when_due)
         app.timer(PERSONA_INTERVAL)(self.publish_personas)
 
     # ---- the batch loop ------------------------------------------------------------
@@ -115,7 +114,7 @@ class Owner(ConsumerRebalanceListener):
         consumer = self.consumer = self.clients.consumer(
             role="owner", max_partition_fetch_bytes=_FETCH_BYTES)
         consumer.subscribe([self.sequenced], listener=self)
-        self._last_commit = time.monotonic()
+        self._interval.restart()
         await read_until(stopping, consumer, self._process, max_records=BATCH)
 
     async def _process(self, batches: Batches) -> None:
@@ -158,7 +157,7 @@ class Owner(ConsumerRebalanceListener):
                 and snapshot.version != state.published_version:
             await self._publish_cards(pipeline)  # followers learn a new model at once
             state.published_version = snapshot.version
-        if time.monotonic() - self._last_commit >= self.commit_interval:
+        if self._interval.due():
             await self._commit()
 
     async def _emit(self, outputs: list[Output]) -> None:
@@ -227,7 +226,7 @@ class Owner(ConsumerRebalanceListener):
 
     async def commit_when_due(self) -> None:
         """The timer's commit, for a stream gone quiet between batches."""
-        if time.monotonic() - self._last_commit >= self.commit_interval:
+        if self._interval.due():
             async with self._lock:
                 await self._commit()
 
@@ -244,7 +243,7 @@ class Owner(ConsumerRebalanceListener):
         await self._commits.settled()  # one transaction at a time; a failed one raises here
         if self._commits.failed:
             return
-        self._last_commit = time.monotonic()
+        self._interval.restart()
         sent, self._pending = self._pending, []
         records = self._changes.changes()
         self._commits.start(self._complete(self._writer, sent, records, state.next_offset))
@@ -300,7 +299,7 @@ class Owner(ConsumerRebalanceListener):
         # the stream is quiet, as if they had just arrived
         state.last_input, state.flush_sent = time.monotonic(), stage.held == 0
         state.owner = True
-        self._last_commit = time.monotonic()
+        self._interval.restart()
         worker_log.info("owner of the sequenced stream",
                         extra={"from_offset": state.next_offset, "restored": not copy.empty,
                                "standby": state.took_over_from_standby,

@@ -18,7 +18,7 @@ goes into the sequenced topic under :data:`~workers.service.batch.FORGET_KEY`.
 from __future__ import annotations
 
 import asyncio
-import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import faust
@@ -35,7 +35,7 @@ from workers.config import Config
 from workers.core.identity_stage import IdentityStage
 from workers.core.intake import Intake
 from workers.io.kafka import sequenced_topic
-from workers.service.background import BackgroundCommit
+from workers.service.background import BackgroundCommit, CommitInterval
 from workers.service.batch import FORGET_KEY, bundles
 from workers.service.clients import BATCH, QUICK_FETCH_MS, Batches, Clients, read_until
 from workers.service.logs import worker_log
@@ -52,6 +52,16 @@ LAG_INTERVAL = 5.0
 _FETCH_WAIT_MS = QUICK_FETCH_MS
 
 
+@dataclass
+class Forwarded:
+    """What a router sent since its last commit: the sends to acknowledge, the input
+    offsets they reach, and how many records they were."""
+
+    sent: list[asyncio.Future[Any]] = field(default_factory=list)
+    offsets: dict[TopicPartition, int] = field(default_factory=dict)
+    records: int = 0
+
+
 class Router(ConsumerRebalanceListener):
     """Forwards the input partitions it is assigned; its own rebalance listener."""
 
@@ -66,13 +76,10 @@ class Router(ConsumerRebalanceListener):
         self.consumer: AIOKafkaConsumer | None = None
         self._commits = BackgroundCommit("a router commit failed; the input partitions'"
                                          " next holder forwards those records again")
-        self.commit_interval = config.kafka.commit_interval_seconds
-        self._last_commit = 0.0  # monotonic clock
-        self._sent: list[asyncio.Future[Any]] = []  # forwarded since the last commit
+        self._interval = CommitInterval(config.kafka.commit_interval_seconds)
+        self._forwarded = Forwarded()
         # the batch loop and a revocation (the group's task) may both commit: one at a time
         self._committing = asyncio.Lock()
-        self._offsets: dict[TopicPartition, int] = {}  # the input offsets they reach
-        self._forwarded = 0
 
     def register(self, app: faust.App) -> None:
         """The router's timer: a fresh lag sample for every scrape."""
@@ -83,7 +90,7 @@ class Router(ConsumerRebalanceListener):
                                                          fetch_max_wait_ms=_FETCH_WAIT_MS)
         consumer.subscribe([self.config.kafka.input_topic, self.config.kafka.forget_topic],
                            listener=self)
-        self._last_commit = time.monotonic()
+        self._interval.restart()
         await read_until(stopping, consumer, self._forward, max_records=BATCH,
                          finish=self._final_commit)
 
@@ -93,7 +100,7 @@ class Router(ConsumerRebalanceListener):
         await self._commits.check()
         if batches:
             await self._send(batches)
-        if self._sent and time.monotonic() - self._last_commit >= self.commit_interval:
+        if self._forwarded.sent and self._interval.due():
             await self._commit_forwarded()
 
     async def _send(self, batches: Batches) -> None:
@@ -114,35 +121,34 @@ class Router(ConsumerRebalanceListener):
             self.metrics.observe_routed(records, self.intake)
         # only now, with no await in between: a commit taken meanwhile (a revocation)
         # covers whole batches, each with the acknowledgements of all its records
-        self._sent.extend(futures)
-        self._forwarded += forwarded
-        self._offsets.update((tp, records[-1].offset + 1)
-                             for tp, records in batches.items() if records)
+        pending = self._forwarded
+        pending.sent.extend(futures)
+        pending.records += forwarded
+        pending.offsets.update((tp, records[-1].offset + 1)
+                               for tp, records in batches.items() if records)
 
     async def _commit_forwarded(self) -> None:
         """Commit, in a task of its own, what was forwarded since the last commit: the
         next batches are read and sent meanwhile (commits stay in order, one at a time)."""
         async with self._committing:
             await self._commits.settled()
-            if self._sent:  # else a revocation committed it while this one waited
+            if self._forwarded.sent:  # else a revocation committed it while this waited
                 self._start_commit()
 
     def _start_commit(self) -> None:
-        self._last_commit = time.monotonic()
-        futures, offsets, forwarded = self._sent, self._offsets, self._forwarded
-        self._sent, self._offsets, self._forwarded = [], {}, 0
-        self._commits.start(self._commit(futures, offsets, forwarded))
+        self._interval.restart()
+        forwarded, self._forwarded = self._forwarded, Forwarded()
+        self._commits.start(self._commit(forwarded))
 
-    async def _commit(self, futures: list[asyncio.Future[Any]],
-                      offsets: dict[TopicPartition, int], forwarded: int) -> None:
+    async def _commit(self, forwarded: Forwarded) -> None:
         consumer = self.consumer
         assert consumer is not None  # the consumer that read the batch
-        await asyncio.gather(*futures)
-        self.state.routed += forwarded
+        await asyncio.gather(*forwarded.sent)
+        self.state.routed += forwarded.records
         # a rebalance while the batch was sent took some partitions: their next holder
         # forwards those records again, and the identity stage drops them by their offsets
         held = consumer.assignment()
-        mine = {tp: offset for tp, offset in offsets.items() if tp in held}
+        mine = {tp: offset for tp, offset in forwarded.offsets.items() if tp in held}
         if not mine:
             return
         try:
@@ -157,7 +163,7 @@ class Router(ConsumerRebalanceListener):
         stage drops it)."""
         async with self._committing:
             await self._commits.settled(quiet=True)
-            if self._sent and not self._commits.failed:
+            if self._forwarded.sent and not self._commits.failed:
                 self._start_commit()
                 await self._commits.settled(quiet=True)
 

@@ -39,7 +39,7 @@ from workers.config import Config
 from workers.core.partitioned.profile_task import ProfileTask
 from workers.core.partitioned.records import Moved, Version
 from workers.io.kafka import changelog_topic, profiles_topic, samples_topic, versions_topic
-from workers.service.background import BackgroundCommit
+from workers.service.background import BackgroundCommit, CommitInterval
 from workers.service.changelog import ChangelogCopy, ChangelogWriter
 from workers.service.clients import BATCH, QUICK_FETCH_MS, Batches, Clients, read_until
 from workers.service.emitter import Emitter, role_emitter
@@ -101,7 +101,7 @@ class ProfileTasks(ConsumerRebalanceListener):
         self.samples = samples_topic(config)
         self.versions_partition = TopicPartition(versions_topic(config), 0)
         self.partitions = config.kafka.partitions
-        self.commit_interval = config.kafka.commit_interval_seconds
+        self._interval = CommitInterval(config.kafka.commit_interval_seconds)
         self.exactly_once = config.kafka.processing_guarantee == "exactly_once"
         # exactly once: records for the trainer or another partition were sent, and are
         # visible to them only once committed (so the commit comes at once)
@@ -110,7 +110,6 @@ class ProfileTasks(ConsumerRebalanceListener):
         self.consumer: AIOKafkaConsumer | None = None
         self.versions: AIOKafkaConsumer | None = None
         self.emitter: Emitter | None = None
-        self._last_commit = 0.0
         self._commits = BackgroundCommit("the last commit of profile partitions failed;"
                                          " their next holders replay from the one before")
         # batches, versions and the taking of a commit never interleave
@@ -128,7 +127,7 @@ class ProfileTasks(ConsumerRebalanceListener):
         await versions.start()  # started before any assignment seeks it
         versions.assign([self.versions_partition])
         self.versions = versions
-        self._last_commit = time.monotonic()
+        self._interval.restart()
         await asyncio.gather(read_until(stopping, consumer, self._process, max_records=BATCH),
                              read_until(stopping, versions, self._versions, started=True))
 
@@ -160,12 +159,12 @@ class ProfileTasks(ConsumerRebalanceListener):
                     held.skip = 0
                     held.next_offset = offset + 1
             await self._run_tasks()
-            if self._awaited or time.monotonic() - self._last_commit >= self.commit_interval:
+            if self._awaited or self._interval.due():
                 await self._commit()
 
     async def _versions(self, batches: Batches) -> None:
         if not batches:
-            if time.monotonic() - self._last_commit >= self.commit_interval:
+            if self._interval.due():
                 async with self._lock:  # a quiet stream still commits what it did
                     await self._commit()
             return
@@ -258,7 +257,8 @@ class ProfileTasks(ConsumerRebalanceListener):
         emitters = {held.emitter for held in self.held.values()}
         if not emitters or self._commits.failed or any(emitter.failed for emitter in emitters):
             return
-        self._last_commit, self._awaited = time.monotonic(), False
+        self._awaited = False
+        self._interval.restart()
         sent = [(emitter, emitter.take_sent()) for emitter in emitters]
         commits = []
         for p in sorted(self.held) if partitions is None else partitions:

@@ -14,7 +14,6 @@ the ones they have.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -24,6 +23,7 @@ from workers.config import Config
 from workers.core.partitioned.records import Mark, Sample
 from workers.core.partitioned.trainer import Trainer
 from workers.io.kafka import changelog_topic, samples_topic, versions_topic
+from workers.service.background import CommitInterval
 from workers.service.changelog import ChangelogCopy, ChangelogWriter
 from workers.service.clients import BATCH, QUICK_FETCH_MS, Batches, Clients, read_until
 from workers.service.emitter import Emitter, role_emitter
@@ -47,7 +47,7 @@ class TrainerRole(ConsumerRebalanceListener):
         self.metrics = metrics
         self.partition = TopicPartition(samples_topic(config), 0)
         self.versions = versions_topic(config)
-        self.commit_interval = config.kafka.commit_interval_seconds
+        self._interval = CommitInterval(config.kafka.commit_interval_seconds)
         self.exactly_once = config.kafka.processing_guarantee == "exactly_once"
         self._awaited = False  # versions sent, not committed yet (exactly once)
         self.trainer: Trainer | None = None
@@ -57,7 +57,6 @@ class TrainerRole(ConsumerRebalanceListener):
         self._writer: ChangelogWriter | None = None
         self._changes: StateWriter | None = None
         self._next_offset = 0
-        self._last_commit = 0.0
         self._lock = asyncio.Lock()
 
     async def run(self, stopping: asyncio.Event) -> None:
@@ -65,7 +64,7 @@ class TrainerRole(ConsumerRebalanceListener):
         consumer = self.consumer = self.clients.consumer(
             role="trainer", isolation_level="read_committed", fetch_max_wait_ms=QUICK_FETCH_MS)
         consumer.subscribe([self.partition.topic], listener=self)
-        self._last_commit = time.monotonic()
+        self._interval.restart()
         await read_until(stopping, consumer, self._process, max_records=BATCH)
 
     async def _process(self, batches: Batches) -> None:
@@ -89,14 +88,15 @@ class TrainerRole(ConsumerRebalanceListener):
                 # exactly once, the tasks see versions only once committed: commit at once
                 self._awaited |= self.exactly_once and bool(versions)
                 self.state.trainer_learned_through = trainer.learned_through
-            if self._awaited or time.monotonic() - self._last_commit >= self.commit_interval:
+            if self._awaited or self._interval.due():
                 await self._commit()
 
     async def _commit(self) -> None:
         emitter, writer, changes = self.emitter, self._writer, self._changes
         if emitter is None or writer is None or changes is None or emitter.failed:
             return
-        self._last_commit, self._awaited = time.monotonic(), False
+        self._awaited = False
+        self._interval.restart()
         await emitter.acknowledged()
         await writer.commit(changes.changes(), self.partition, self._next_offset)
 
