@@ -286,6 +286,39 @@ def test_the_partitions_of_a_worker_gone_for_good_are_taken_from_standby_copies(
     assert (profiles, changes) == _in_process(config, lines)
 
 
+@pytest.mark.usefixtures("whole_stream_window")
+def test_a_worker_joining_mid_stream_takes_profile_partitions_only(
+        kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path) -> None:
+    """A second worker started mid-stream (scaling out, or a crashed pod back after its
+    session expired) takes half the profile partitions; the identity stage and the trainer
+    stay where their state is, and no partition the first keeps moves (sticky assignment:
+    round robin gave both roles to the newcomer whenever its member id sorted first)."""
+    lines, _, _ = simulate(300, seed=39, days=2)
+    config, settings = _config(tmp_path / "deployment", kafka_bootstrap, unique_name)
+    first = WorkerProcess(config, instance_id="w1", log_dir=tmp_path / "deployment")
+    group = [first]
+    try:
+        _start(group, lines, settings["kafka"]["input_topic"], kafka_bootstrap)
+        wait_for(lambda: _finished(group) or bool((first.status() or {}).get("task_commits")),
+                 120, "the first worker to hold every role and commit")
+        assert (first.status() or {})["task_partitions"] == list(range(6))
+        # w0: its member ids sort before the first worker's
+        group.insert(0, WorkerProcess(config, instance_id="w0", log_dir=tmp_path / "deployment"))
+        wait_for(lambda: len((group[0].status() or {}).get("task_partitions") or ()) == 3,
+                 90, "the newcomer to take three profile partitions")
+        wait_for(lambda: _settled(group), 240, "every partition to apply every record")
+        kept, joined = first.status() or {}, group[0].status() or {}
+        assert kept["owner"] and kept["trainer"] and not (joined["owner"] or joined["trainer"])
+        assert len(kept["task_partitions"]) == 3
+        profiles = _profiles(group)
+    finally:
+        for worker in group:
+            worker.stop()
+    changes = {r["event_id"] for r in topic_records(settings["kafka"]["segment_changes_topic"],
+                                                    kafka_bootstrap)}
+    assert (profiles, changes) == _in_process(config, lines)
+
+
 # exactly once, what one stage sends another is visible at its commit: an epoch's round
 # trip to the trainer costs two commits, so this stream (about 5,000 ticks) runs in
 # longer epochs, short enough that versions are in force from its first quarter on

@@ -14,6 +14,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.coordinator.assignors.roundrobin import RoundRobinPartitionAssignor
+from aiokafka.coordinator.assignors.sticky.sticky_assignor import StickyPartitionAssignor
 from aiokafka.structs import ConsumerRecord
 
 from workers.config import Config
@@ -61,7 +63,8 @@ class Clients:
         group: dict[str, Any] = {"group_id": None}
         if role is not None:
             group = {"group_id": f"{k.application_id}.{role}",
-                     "group_instance_id": f"{k.instance_id}-{role}" if k.instance_id else None}
+                     "group_instance_id": f"{k.instance_id}-{role}" if k.instance_id else None,
+                     "partition_assignment_strategy": assignors()}
         return AIOKafkaConsumer(*topics, bootstrap_servers=k.bootstrap_servers,
                                 enable_auto_commit=False, auto_offset_reset="earliest",
                                 **group, **options, **self.security)
@@ -70,6 +73,22 @@ class Clients:
         """Stops the producer; each role stops its own consumer when its loop ends."""
         if self._producer is not None:
             await self._producer.stop()
+
+
+def assignors() -> tuple[type[Any], ...]:
+    """Sticky first: a worker that joins or leaves moves only the partitions it must (a
+    joining worker would otherwise take the sequenced stream, the whole state, from its
+    holder whenever its member id sorts first). Round robin second, so a group of workers
+    from before still agrees on a protocol during a rolling upgrade.
+
+    aiokafka's sticky assignor keeps its member's last assignment on the class
+    (aiokafka#1175): a subclass per consumer, so the roles' consumers in one process do
+    not announce each other's partitions as their own.
+    """
+    own = type("StickyPartitionAssignor", (StickyPartitionAssignor,),
+               {"member_assignment": None,
+                "generation": StickyPartitionAssignor.DEFAULT_GENERATION_ID})
+    return own, RoundRobinPartitionAssignor
 
 
 async def read_until(stopping: asyncio.Event, consumer: AIOKafkaConsumer,
