@@ -14,7 +14,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.partitioner.default import murmur2
 
-from workers.service.changelog import SEQUENCED_KEY, ChangelogWriter
+from workers.service.changelog import SEQUENCED_KEY, ChangelogCopy, ChangelogWriter, Kept
 from workers.state.changelog import StateRecord
 from workers.state.codec import unpack
 from workers.testing import fresh_config
@@ -68,3 +68,45 @@ def test_a_commit_of_many_batches_lands_whole_where_kafka_places_each_key(
         assert partition == (murmur2(key) & 0x7FFFFFFF) % PARTITIONS, key
     offsets = {key: unpack(value) for _, key, value in _read(meta, kafka_bootstrap)}
     assert offsets == {SEQUENCED_KEY: 1234, b"other": 7}
+
+
+def test_a_state_handed_over_is_kept_only_while_nobody_commits_after_it(
+        admin, kafka_bootstrap: str, unique_name: Callable[[str], str]) -> None:
+    """Kept.untouched: the holder's own last commit (its markers land after the mark) and a
+    later holder's aborted transaction leave the state kept; a later holder's commit does
+    not, so the state is restored from the changelogs instead."""
+    config = fresh_config(unique_name, bootstrap=kafka_bootstrap)
+    profiles, meta, sequenced = unique_name("profile"), unique_name("meta"), unique_name("seq")
+    admin.create_topics([NewTopic(profiles, PARTITIONS, 1), NewTopic(meta, PARTITIONS, 1),
+                         NewTopic(sequenced, 1, 1)])
+    topics, role = {"profile": profiles, "meta": meta}, unique_name("role")
+    group = aiokafka.TopicPartition(sequenced, 0)
+    state = [StateRecord("profile", f"p{i}".encode(), b"v") for i in range(50)]
+
+    async def holder(records: list[StateRecord], offset: int, abort: bool = False) -> None:
+        writer = ChangelogWriter(config, {}, role=role, topics=topics)
+        await writer.start()  # fences the one before, as a new holder's does
+        try:
+            if abort:
+                await writer.begin()
+                await writer.producer.send_and_wait(profiles, key=b"p1", value=b"aborted")
+            else:
+                await writer.commit(records, group, offset)
+        finally:
+            await writer.stop()  # an open transaction is aborted
+
+    def copy() -> ChangelogCopy:
+        return ChangelogCopy(config, {}, {profiles: "profile", meta: "meta"})
+
+    async def scenario() -> list[bool]:
+        await holder(state, 10)
+        kept = await Kept.mark_end("the state at 10", copy())
+        assert kept is not None
+        seen = [await kept.untouched()]
+        await holder([], 0, abort=True)
+        seen.append(await kept.untouched())
+        await holder(state[:1], 11)
+        seen.append(await kept.untouched())
+        return seen
+
+    assert asyncio.run(asyncio.wait_for(scenario(), timeout=120)) == [True, True, False]

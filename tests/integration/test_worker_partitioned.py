@@ -292,7 +292,8 @@ def test_a_worker_joining_mid_stream_takes_profile_partitions_only(
     """A second worker started mid-stream (scaling out, or a crashed pod back after its
     session expired) takes half the profile partitions; the identity stage and the trainer
     stay where their state is, and no partition the first keeps moves (sticky assignment:
-    round robin gave both roles to the newcomer whenever its member id sorted first)."""
+    round robin gave both roles to the newcomer whenever its member id sorted first) or is
+    restored (the states handed over at the revocation are taken back as they were)."""
     lines, _, _ = simulate(300, seed=39, days=2)
     config, settings = _config(tmp_path / "deployment", kafka_bootstrap, unique_name)
     first = WorkerProcess(config, instance_id="w1", log_dir=tmp_path / "deployment")
@@ -310,6 +311,10 @@ def test_a_worker_joining_mid_stream_takes_profile_partitions_only(
         kept, joined = first.status() or {}, group[0].status() or {}
         assert kept["owner"] and kept["trainer"] and not (joined["owner"] or joined["trainer"])
         assert len(kept["task_partitions"]) == 3
+        # the rebalance revoked every partition and gave the first worker back its own:
+        # it went on from the states it had committed, with no restore
+        assert kept["kept_over_rebalance"] and set(kept["task_partitions"]) <= set(
+            kept["tasks_kept"])
         profiles = _profiles(group)
     finally:
         for worker in group:

@@ -34,8 +34,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -55,6 +56,7 @@ _TRANSACTION_MS = 300_000  # under the broker's transaction.max.timeout.ms (15 m
 # commit of thousands of keys does so every this many, so batches are not held up by it
 _YIELD_EVERY = 256
 _PARTITIONER = DefaultPartitioner()  # a key's partition as Kafka's own clients choose it
+T = TypeVar("T")
 
 
 def owner_changelogs(config: Config) -> dict[str, Store]:
@@ -108,13 +110,24 @@ class ChangelogCopy:
 
     async def catch_up(self) -> int:
         """Read every committed record not read yet; returns how many."""
-        async with self._reading:
-            return await self._read_to_end()
+        async with self._reading, self._reader("read_committed") as (consumer, partitions):
+            return await self._read_to_end(consumer, partitions)
 
-    async def _read_to_end(self) -> int:
+    async def skip_to_end(self) -> None:
+        """Go on from where the changelogs end now, reading nothing: a holder that hands its
+        state over notes that, so :meth:`catch_up` later tells whether anyone committed
+        since. The ends are the high watermarks: past the records of the holder's last
+        commit, not necessarily past its markers, which a read skips."""
+        async with self._reading, self._reader("read_uncommitted") as (consumer, partitions):
+            self._positions.update(await consumer.end_offsets(partitions))
+
+    @contextlib.asynccontextmanager
+    async def _reader(self, isolation: Literal["read_committed", "read_uncommitted"]
+                      ) -> AsyncIterator[tuple[AIOKafkaConsumer, list[TopicPartition]]]:
+        """A consumer assigned the changelogs' partitions (``partition`` of each, if set)."""
         consumer = AIOKafkaConsumer(bootstrap_servers=self.config.kafka.bootstrap_servers,
                                     group_id=None, enable_auto_commit=False,
-                                    isolation_level="read_committed",
+                                    isolation_level=isolation,
                                     max_partition_fetch_bytes=_FETCH_BYTES, **self.security)
         await consumer.start()
         try:
@@ -127,27 +140,60 @@ class ChangelogCopy:
                 raise BrokerError("the state's changelog topics are missing: the worker"
                                   " creates them at start, so they were deleted meanwhile")
             consumer.assign(partitions)
-            ends = await consumer.end_offsets(partitions)
-            pending = {tp for tp in partitions if self._positions.get(tp, 0) < ends[tp]}
-            for tp in partitions:
-                consumer.seek(tp, self._positions.get(tp, 0))
-            count = 0
-            while pending:
-                batches = await consumer.getmany(*pending, timeout_ms=_READ_MS)
-                for tp, batch in batches.items():
-                    table = self.latest[self._store_of[tp.topic]]
-                    for record in batch:
-                        table[record.key] = record.value
-                    count += len(batch)
-                for tp in list(pending):
-                    position = await consumer.position(tp)
-                    self._positions[tp] = position
-                    if position >= ends[tp]:
-                        pending.discard(tp)
-            self.records_read += count
-            return count
+            yield consumer, partitions
         finally:
             await consumer.stop()
+
+    async def _read_to_end(self, consumer: AIOKafkaConsumer,
+                           partitions: list[TopicPartition]) -> int:
+        ends = await consumer.end_offsets(partitions)
+        pending = {tp for tp in partitions if self._positions.get(tp, 0) < ends[tp]}
+        for tp in partitions:
+            consumer.seek(tp, self._positions.get(tp, 0))
+        count = 0
+        while pending:
+            batches = await consumer.getmany(*pending, timeout_ms=_READ_MS)
+            for tp, batch in batches.items():
+                table = self.latest[self._store_of[tp.topic]]
+                for record in batch:
+                    table[record.key] = record.value
+                count += len(batch)
+            for tp in list(pending):
+                position = await consumer.position(tp)
+                self._positions[tp] = position
+                if position >= ends[tp]:
+                    pending.discard(tp)
+        self.records_read += count
+        return count
+
+
+@dataclass
+class Kept(Generic[T]):
+    """A state this worker handed over at a revocation, with a copy of its changelogs
+    marked where they ended then. An eager rebalance revokes every partition, even the
+    ones it gives straight back: taken back while nobody else has committed to its
+    changelogs, the state is still theirs and needs no restore (as Kafka Streams keeps a
+    revoked task's store)."""
+
+    state: T
+    mark: ChangelogCopy
+
+    @classmethod
+    async def mark_end(cls, state: T, mark: ChangelogCopy) -> Kept[T] | None:
+        """``state`` kept, or None when the changelogs' ends cannot be read."""
+        try:
+            await mark.skip_to_end()
+        except (KafkaError, BrokerError):
+            return None
+        return cls(state, mark)
+
+    async def untouched(self) -> bool:
+        """Nothing committed to the changelogs since (aborted records do not count); not
+        known (the broker did not answer) counts as touched: the state is restored."""
+        try:
+            return await self.mark.catch_up() == 0
+        except (KafkaError, BrokerError):
+            return False
 
 
 class ChangelogWriter:

@@ -22,6 +22,8 @@ from workers.config import Config
 from workers.io.kafka import aiokafka_security
 
 GroupRole = Literal["router", "owner", "profiles", "trainer"]  # consumer group <app>.<role>
+# the groups whose partitions carry state: assigned sticky (see assignors)
+_STATEFUL: frozenset[GroupRole] = frozenset({"owner", "profiles", "trainer"})
 Batches = dict[TopicPartition, list[ConsumerRecord]]  # what getmany returns
 
 BATCH = 5000  # records per getmany: amortises the event loop; ~0.2 s of pipeline work
@@ -64,7 +66,8 @@ class Clients:
         if role is not None:
             group = {"group_id": f"{k.application_id}.{role}",
                      "group_instance_id": f"{k.instance_id}-{role}" if k.instance_id else None,
-                     "partition_assignment_strategy": assignors()}
+                     "partition_assignment_strategy": (
+                         assignors() if role in _STATEFUL else (RoundRobinPartitionAssignor,))}
         return AIOKafkaConsumer(*topics, bootstrap_servers=k.bootstrap_servers,
                                 enable_auto_commit=False, auto_offset_reset="earliest",
                                 **group, **options, **self.security)
@@ -76,10 +79,14 @@ class Clients:
 
 
 def assignors() -> tuple[type[Any], ...]:
-    """Sticky first: a worker that joins or leaves moves only the partitions it must (a
-    joining worker would otherwise take the sequenced stream, the whole state, from its
-    holder whenever its member id sorts first). Round robin second, so a group of workers
-    from before still agrees on a protocol during a rolling upgrade.
+    """A stateful role's group: sticky first, so a worker that joins or leaves moves only
+    the partitions it must (a joining worker would otherwise take the sequenced stream,
+    the whole state, from its holder whenever its member id sorts first). Round robin
+    second, so a group of workers from before still agrees on a protocol during a rolling
+    upgrade. The routers hold no state and their group reads the forget topic too: sticky
+    balances the count of partitions over both topics, and left a worker the forget
+    topic's one partition and no input, so they keep round robin, which deals out each
+    topic's partitions in turn.
 
     aiokafka's sticky assignor keeps its member's last assignment on the class
     (aiokafka#1175): a subclass per consumer, so the roles' consumers in one process do

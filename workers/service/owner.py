@@ -45,7 +45,7 @@ from workers.io.sinks import stamp_emitted, wall_clock
 from workers.service.background import BackgroundCommit, CommitInterval
 from workers.service.batch import FLUSH_KEY, process_batch
 from workers.service.cards import PERSONA_INTERVAL
-from workers.service.changelog import ChangelogCopy, ChangelogWriter
+from workers.service.changelog import ChangelogCopy, ChangelogWriter, Kept
 from workers.service.clients import BATCH, Batches, Clients, read_until
 from workers.service.logs import worker_log
 from workers.service.metrics import Metrics
@@ -95,6 +95,8 @@ class Owner(ConsumerRebalanceListener):
         self._interval = CommitInterval(config.kafka.commit_interval_seconds)
         self._writer: ChangelogWriter | None = None
         self._changes: StateWriter | None = None
+        # the state handed over at the last revocation, while it may come straight back
+        self._kept: Kept[tuple[IdentityStage, StateWriter, int]] | None = None
         self._pending: list[tuple[str, asyncio.Future[Any]]] = []  # sent, not yet acknowledged
         # the commit whose acknowledgements and transaction are still awaited, if any
         self._commits = BackgroundCommit("the last commit failed; the next owner replays"
@@ -269,6 +271,7 @@ class Owner(ConsumerRebalanceListener):
             self.config.kafka.partitions, self.config.segmentation.version_epoch_ticks).attach)
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
+        kept, self._kept = self._kept, None  # a state not given back goes
         if not assigned:
             return
         assert self.consumer is not None  # the listener of this consumer
@@ -277,20 +280,14 @@ class Owner(ConsumerRebalanceListener):
         self._writer = ChangelogWriter(self.config, self.clients.security)
         await self._writer.start()  # fences a previous owner's producer first
         copy, state.standby = state.standby, None
-        state.took_over_from_standby = copy is not None and not copy.empty
-        if copy is None:
-            copy = ChangelogCopy(self.config, self.clients.security)
         started = time.monotonic()
-        read = await copy.catch_up()
-        if copy.empty:
-            stage = self.initial if self.initial is not None else self._blank()
-            self._changes = StateWriter(stage, saved=False)
+        state.kept_over_rebalance = kept is not None and await kept.untouched()
+        if kept is not None and state.kept_over_rebalance:
+            (stage, self._changes, state.next_offset), read, restored = kept.state, 0, False
+            state.took_over_from_standby = False
         else:
-            # decoding the state is CPU work: a thread lets the router's loop go on meanwhile
-            stage = await asyncio.to_thread(restore, self._blank(), copy.records(),
-                                            "the changelog topics")
-            self._changes = StateWriter(stage, saved=True)
-        state.stage, state.next_offset = stage, copy.next_offset
+            stage, read, restored = await self._restore(copy)
+        state.stage = stage
         state.pipeline = stage if isinstance(stage, Pipeline) else None
         state.restored_from = state.committed_offset = state.next_offset
         self.metrics.start_counting(stage)
@@ -301,15 +298,44 @@ class Owner(ConsumerRebalanceListener):
         state.owner = True
         self._interval.restart()
         worker_log.info("owner of the sequenced stream",
-                        extra={"from_offset": state.next_offset, "restored": not copy.empty,
+                        extra={"from_offset": state.next_offset,
+                               "kept": state.kept_over_rebalance, "restored": restored,
                                "standby": state.took_over_from_standby,
                                "changelog_records_read": read,
                                "restore_seconds": round(time.monotonic() - started, 3)})
 
+    async def _restore(self, copy: ChangelogCopy | None) -> tuple[IdentityStage, int, bool]:
+        """The state from the changelogs (``copy``: a standby's, nearly current), or the
+        initial one when they are empty; how many changelog records were read, and whether
+        the changelogs held a state."""
+        state = self.state
+        state.took_over_from_standby = copy is not None and not copy.empty
+        if copy is None:
+            copy = ChangelogCopy(self.config, self.clients.security)
+        read = await copy.catch_up()
+        if copy.empty:
+            stage = self.initial if self.initial is not None else self._blank()
+            self._changes = StateWriter(stage, saved=False)
+        else:
+            # decoding the state is CPU work: a thread lets the router's loop go on meanwhile
+            stage = await asyncio.to_thread(restore, self._blank(), copy.records(),
+                                            "the changelog topics")
+            self._changes = StateWriter(stage, saved=True)
+        state.next_offset = copy.next_offset
+        return stage, read, not copy.empty
+
     async def on_partitions_revoked(self, revoked: Any) -> None:
+        state = self.state
         await self.hand_over()  # hand over as fresh a state as possible
         await self._commits.settled(quiet=True)
-        self.state.owner, self.state.pipeline, self.state.stage = False, None, None
+        async with self._lock:  # no batch from here on
+            held, state.owner, state.pipeline, state.stage = state.stage, False, None, None
+        if (held is not None and self._changes is not None and not self._commits.failed
+                and state.next_offset == state.committed_offset):
+            # the state committed, no batch since: if the partition comes straight back, it
+            # is still the changelogs' state
+            self._kept = await Kept.mark_end((held, self._changes, state.next_offset),
+                                             ChangelogCopy(self.config, self.clients.security))
         if self._writer is not None:
             await self._writer.stop()
             self._writer = None

@@ -43,6 +43,8 @@ class WorkerState:
     published_version: int = 0
     commits: int = 0
     took_over_from_standby: bool = False
+    # the owner's state, handed over at a revocation and given straight back: not restored
+    kept_over_rebalance: bool = False
     # profile partitions and trainer (kafka.topology: partitioned)
     task_partitions: list[int] = field(default_factory=list)
     tasks: dict[int, ProfileTask] = field(default_factory=dict)  # the ones held, by partition
@@ -52,6 +54,7 @@ class WorkerState:
     tasks_read_to: dict[int, int] = field(default_factory=dict)  # input offset, by partition
     task_commits: int = 0
     tasks_from_standby: list[int] = field(default_factory=list)  # taken from a standby copy
+    tasks_kept: list[int] = field(default_factory=list)  # given straight back: not restored
     trainer: bool = False
     trainer_learned_through: int = -1
     # router

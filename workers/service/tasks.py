@@ -26,6 +26,7 @@ version to every task held; a task ignores one it already has.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections import deque
 from collections.abc import Coroutine
@@ -40,7 +41,7 @@ from workers.core.partitioned.profile_task import ProfileTask
 from workers.core.partitioned.records import Moved, Version
 from workers.io.kafka import changelog_topic, profiles_topic, samples_topic, versions_topic
 from workers.service.background import BackgroundCommit, CommitInterval
-from workers.service.changelog import ChangelogCopy, ChangelogWriter
+from workers.service.changelog import ChangelogCopy, ChangelogWriter, Kept
 from workers.service.clients import BATCH, QUICK_FETCH_MS, Batches, Clients, read_until
 from workers.service.emitter import Emitter, role_emitter
 from workers.service.logs import worker_log
@@ -107,6 +108,8 @@ class ProfileTasks(ConsumerRebalanceListener):
         # visible to them only once committed (so the commit comes at once)
         self._awaited = False
         self.held: dict[int, HeldTask] = {}
+        # partitions handed over at the last revocation, while they may come straight back
+        self._kept: dict[int, Kept[HeldTask]] = {}
         self.consumer: AIOKafkaConsumer | None = None
         self.versions: AIOKafkaConsumer | None = None
         self.emitter: Emitter | None = None
@@ -285,11 +288,12 @@ class ProfileTasks(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         mine = sorted(tp.partition for tp in assigned if tp.topic == self.topic)
+        kept, self._kept = self._kept, {}  # the ones not given back go
         async with self._lock:
             self._commits.failed = False  # each partition held now commits from its restored state
             for p in mine:
                 if p not in self.held:
-                    self.held[p] = await self._take(p)
+                    self.held[p] = await self._take(p, kept.get(p))
             self._held_changed()
             if self.versions is not None and self.held:
                 self.versions.seek(self.versions_partition,
@@ -300,18 +304,37 @@ class ProfileTasks(ConsumerRebalanceListener):
         self.state.task_partitions = sorted(self.held)
         self.state.tasks = {p: held.task for p, held in self.held.items()}
 
-    async def _take(self, p: int) -> HeldTask:
-        """Partition ``p``'s task, from its changelogs; its reading starts where they end."""
+    async def _take(self, p: int, kept: Kept[HeldTask] | None) -> HeldTask:
+        """Partition ``p``'s task: the one this worker handed over, if nobody has committed
+        to its changelogs since, else from its changelogs; its reading starts where the
+        state stands."""
         assert self.consumer is not None
-        stores = task_changelogs(self.config)
         writer = ChangelogWriter(self.config, self.clients.security, role="profiles",
-                                 topics=stores, partition=p)
+                                 topics=task_changelogs(self.config), partition=p)
         await writer.start()  # fences the producer of the partition's previous holder
         assert self.emitter is not None
         emitter = role_emitter(self.config, self.emitter, writer)
         standby = self.state.task_standbys.pop(p, None)
-        copy = standby or task_copy(self.config, self.clients.security, p)
         started = time.monotonic()
+        if kept is not None and await kept.untouched():
+            held, read = dataclasses.replace(kept.state, writer=writer, emitter=emitter), 0
+            self.state.tasks_kept.append(p)
+        else:
+            held, read = await self._restore(p, writer, emitter, standby)
+        self.metrics.start_source(_source(p), counts_of(held.task.stats))
+        self.consumer.seek(TopicPartition(self.topic, p), held.next_offset)
+        worker_log.info("profile partition taken", extra={
+            "partition": p, "from_offset": held.next_offset, "changelog_records_read": read,
+            "from_standby": p in self.state.tasks_from_standby,
+            "kept": p in self.state.tasks_kept,
+            "restore_seconds": round(time.monotonic() - started, 3)})
+        return held
+
+    async def _restore(self, p: int, writer: ChangelogWriter, emitter: Emitter,
+                       standby: ChangelogCopy | None) -> tuple[HeldTask, int]:
+        """Partition ``p``'s task from its changelogs (``standby``: a copy nearly current),
+        and how many changelog records were read."""
+        copy = standby or task_copy(self.config, self.clients.security, p)
         read = await copy.catch_up()  # a standby copy: only what changed since it last read
         task = ProfileTask(self.config, p, self.partitions)
         if not copy.empty:
@@ -322,32 +345,33 @@ class ProfileTasks(ConsumerRebalanceListener):
             self.state.tasks_from_standby.append(p)
         held = HeldTask(task, writer, emitter, StateWriter(task, saved=not copy.empty),
                         copy.next_offset, copy.position(VERSIONS_KEY), copy.position(APPLIED_KEY))
-        self.metrics.start_source(_source(p), counts_of(task.stats))
-        self.consumer.seek(TopicPartition(self.topic, p), held.next_offset)
-        worker_log.info("profile partition taken", extra={
-            "partition": p, "from_offset": held.next_offset, "changelog_records_read": read,
-            "from_standby": p in self.state.tasks_from_standby,
-            "restore_seconds": round(time.monotonic() - started, 3)})
-        return held
+        return held, read
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         gone = sorted(tp.partition for tp in revoked if tp.partition in self.held)
         async with self._lock:
-            if gone:
-                await self._hand_over(gone)
+            committed = bool(gone) and await self._hand_over(gone)
             for p in gone:
-                await self.held.pop(p).writer.stop()
+                held = self.held.pop(p)
+                await held.writer.stop()
                 self.metrics.forget_source(_source(p))
+                if committed:  # the state of its changelogs: kept, in case it comes back
+                    kept = await Kept.mark_end(held, task_copy(self.config,
+                                                               self.clients.security, p))
+                    if kept is not None:
+                        self._kept[p] = kept
             self._held_changed()
 
-    async def _hand_over(self, partitions: list[int]) -> None:
+    async def _hand_over(self, partitions: list[int]) -> bool:
+        """Commit ``partitions``; False when records or a commit were refused."""
         await self._commits.settled(quiet=True)
         if self._commits.failed or any(self.held[p].emitter.failed for p in partitions):
             worker_log.warning("no commit at hand-over: records or a commit were refused;"
                                " the next holder reads again from the last commit")
-            return
+            return False
         await self._commit(partitions)
         await self._commits.settled()
+        return not self._commits.failed
 
     async def close(self) -> None:
         """Shutting down: a last commit, then the partitions' producers go."""
