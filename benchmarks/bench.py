@@ -696,6 +696,68 @@ def bench_spread() -> dict[str, Any]:
             "cpu_count": os.cpu_count()}
 
 
+JOIN_POLL = 0.05  # seconds between the first worker's /status polls while one joins
+
+
+def _join_paused(procs: list[WorkerProcess], seconds: float) -> dict[str, Any]:
+    """Poll ``procs[0]`` (holding every role) while ``procs[1]`` joins: how long it held
+    no sequenced stream (the identity stage) and no profile partition, from the revocation
+    to holding its share again, and whether it took its states back without a restore."""
+    lost: dict[str, float] = {}
+    back: dict[str, float] = {}
+    deadline = time.monotonic() + seconds
+    while len(back) < 2:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the first worker did not take its share back")
+        status = worker_status(procs[0].port, timeout=2)
+        now = time.perf_counter()
+        if status is None:
+            continue
+        holding = {"identity_stage": bool(status["owner"]),
+                   "profile_partitions": len(status["task_partitions"]) == SPREAD_PARTITIONS // 2}
+        for role, held in holding.items():
+            if not held and role not in lost:
+                lost[role] = now
+            if held and role in lost:
+                back.setdefault(role, now)
+        time.sleep(JOIN_POLL)
+    return {"paused_seconds": {role: round(back[role] - lost[role], 2) for role in back},
+            "kept_identity_stage": status.get("kept_over_rebalance"),
+            "kept_partitions": status.get("tasks_kept"),
+            "partitions_held": status["task_partitions"]}
+
+
+def bench_join() -> dict[str, Any]:
+    """kafka.topology partitioned: one worker holds the state of the 1M-event stream; a
+    second one joins (its member ids sort first). How long the first stops."""
+    from workers.service.app import provision_topics
+
+    lines = lines_of(stream(BIG_PROFILES, 7)[0])
+    settings = _settings("join",
+                         kafka={"topology": "partitioned", "partitions": SPREAD_PARTITIONS})
+    config = config_from(settings)
+    provision_topics(config)
+    config_file = _config_file(settings)
+    procs = [WorkerProcess(config_file, instance_id="s1", log_dir=config_file.parent)]
+    try:
+        produce(config.kafka.input_topic, lines)
+        deadline = time.monotonic() + 1800
+        while not _spread_settled([s for s in [worker_status(procs[0].port, timeout=2)] if s],
+                                  len(lines)):
+            if time.monotonic() > deadline:
+                raise RuntimeError("the first worker did not process the stream")
+            time.sleep(1)
+        _, body = procs[0].admin_get("/profiles")
+        profiles = len(body.splitlines())
+        procs.append(WorkerProcess(config_file, instance_id="s0", log_dir=config_file.parent))
+        result = _join_paused(procs, 300)
+    finally:
+        for proc in procs:
+            proc.stop()
+    return {"events": len(lines), "profiles": profiles, "partitions": SPREAD_PARTITIONS,
+            **result}
+
+
 def _rss() -> int:
     with open("/proc/self/statm") as handle:
         return int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -1119,7 +1181,7 @@ BENCHES = {"intake": bench_intake, "pipeline": bench_pipeline, "quality": bench_
            "replay": bench_replay, "latency": bench_latency, "scale": bench_scale,
            "hostile": bench_hostile, "formats": bench_formats, "dedup": bench_dedup,
            "state": bench_state, "identity": bench_identity, "spread": bench_spread,
-           "partition": bench_partition, "compiled": bench_compiled}
+           "partition": bench_partition, "compiled": bench_compiled, "join": bench_join}
 COMMAND = "python benchmarks/bench.py"
 
 
@@ -1214,6 +1276,16 @@ def write_table() -> None:
                                  for r in one["rounds"] + two["rounds"])
                      + f"; {res['events']:,} events, {res['cpu_count']} cores shared with "
                      "the broker")
+        elif name == "join":
+            paused = res["paused_seconds"]
+            what = (f"kafka.topology partitioned: a second worker joins one holding "
+                    f"{res['profiles']:,} profiles ({res['events']:,} events, "
+                    f"{res['partitions']} partitions); how long the first holds no identity"
+                    " stage and no profile partition, revocation to its share held again")
+            value = (f"identity stage {paused['identity_stage']} s, profile partitions "
+                     f"{paused['profile_partitions']} s; taken back without a restore: the "
+                     f"identity stage {'yes' if res['kept_identity_stage'] else 'no'}, "
+                     f"partitions {res['kept_partitions']} of {res['partitions_held']} held")
         elif name == "memory":
             what = "resident memory per profile, in process (RSS growth / profiles)"
             value = "; ".join(f"{store} store, {int(k):,} profiles: "
