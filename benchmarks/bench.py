@@ -700,31 +700,36 @@ JOIN_POLL = 0.05  # seconds between the first worker's /status polls while one j
 
 
 def _join_paused(procs: list[WorkerProcess], seconds: float) -> dict[str, Any]:
-    """Poll ``procs[0]`` (holding every role) while ``procs[1]`` joins: how long it held
-    no sequenced stream (the identity stage) and no profile partition, from the revocation
-    to holding its share again, and whether it took its states back without a restore."""
+    """Poll both workers while ``procs[1]`` joins ``procs[0]`` (holding every role): how
+    long no worker held the identity stage, and the first held no profile partition, from
+    the revocation to the role (wherever it went) and the first's share held again; and
+    whether the first took its states back without a restore."""
     lost: dict[str, float] = {}
     back: dict[str, float] = {}
     deadline = time.monotonic() + seconds
     while len(back) < 2:
         if time.monotonic() > deadline:
-            raise RuntimeError("the first worker did not take its share back")
-        status = worker_status(procs[0].port, timeout=2)
+            raise RuntimeError("the roles were not held again")
+        statuses = [worker_status(p.port, timeout=2) for p in procs]
         now = time.perf_counter()
-        if status is None:
+        first = statuses[0]
+        if first is None:
             continue
-        holding = {"identity_stage": bool(status["owner"]),
-                   "profile_partitions": len(status["task_partitions"]) == SPREAD_PARTITIONS // 2}
+        holding = {"identity_stage": any(s and s["owner"] for s in statuses),
+                   "profile_partitions": len(first["task_partitions"]) == SPREAD_PARTITIONS // 2}
+        if not first["owner"] and "identity_stage" not in lost:
+            lost["identity_stage"] = now
+        if len(first["task_partitions"]) < SPREAD_PARTITIONS and "profile_partitions" not in lost:
+            lost["profile_partitions"] = now
         for role, held in holding.items():
-            if not held and role not in lost:
-                lost[role] = now
             if held and role in lost:
                 back.setdefault(role, now)
         time.sleep(JOIN_POLL)
     return {"paused_seconds": {role: round(back[role] - lost[role], 2) for role in back},
-            "kept_identity_stage": status.get("kept_over_rebalance"),
-            "kept_partitions": status.get("tasks_kept"),
-            "partitions_held": status["task_partitions"]}
+            "identity_stage_moved": not first["owner"],
+            "kept_identity_stage": first.get("kept_over_rebalance"),
+            "kept_partitions": first.get("tasks_kept"),
+            "partitions_held": first["task_partitions"]}
 
 
 def bench_join() -> dict[str, Any]:
@@ -1282,10 +1287,12 @@ def write_table() -> None:
                     f"{res['profiles']:,} profiles ({res['events']:,} events, "
                     f"{res['partitions']} partitions); how long the first holds no identity"
                     " stage and no profile partition, revocation to its share held again")
-            value = (f"identity stage {paused['identity_stage']} s, profile partitions "
-                     f"{paused['profile_partitions']} s; taken back without a restore: the "
-                     f"identity stage {'yes' if res['kept_identity_stage'] else 'no'}, "
-                     f"partitions {res['kept_partitions']} of {res['partitions_held']} held")
+            value = (f"identity stage {paused['identity_stage']} s"
+                     f"{' (moved to the newcomer)' if res['identity_stage_moved'] else ''}, "
+                     f"profile partitions {paused['profile_partitions']} s; taken back "
+                     "without a restore: the identity stage "
+                     f"{'yes' if res['kept_identity_stage'] else 'no'}, partitions "
+                     f"{res['kept_partitions']} of {res['partitions_held']} held")
         elif name == "memory":
             what = "resident memory per profile, in process (RSS growth / profiles)"
             value = "; ".join(f"{store} store, {int(k):,} profiles: "

@@ -14,7 +14,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.partitioner.default import murmur2
 
-from workers.service.changelog import SEQUENCED_KEY, ChangelogCopy, ChangelogWriter, Kept
+from workers.service.changelog import SEQUENCED_KEY, ChangelogWriter, Kept
 from workers.state.changelog import StateRecord
 from workers.state.codec import unpack
 from workers.testing import fresh_config
@@ -72,9 +72,9 @@ def test_a_commit_of_many_batches_lands_whole_where_kafka_places_each_key(
 
 def test_a_state_handed_over_is_kept_only_while_nobody_commits_after_it(
         admin, kafka_bootstrap: str, unique_name: Callable[[str], str]) -> None:
-    """Kept.untouched: the holder's own last commit (its markers land after the mark) and a
-    later holder's aborted transaction leave the state kept; a later holder's commit does
-    not, so the state is restored from the changelogs instead."""
+    """Kept.untouched: after the holder's own last commit (its markers land after its
+    writes) the state is kept; after a later holder's commit, or its aborted writes, it is
+    not, and is restored from the changelogs instead."""
     config = fresh_config(unique_name, bootstrap=kafka_bootstrap)
     profiles, meta, sequenced = unique_name("profile"), unique_name("meta"), unique_name("seq")
     admin.create_topics([NewTopic(profiles, PARTITIONS, 1), NewTopic(meta, PARTITIONS, 1),
@@ -83,30 +83,32 @@ def test_a_state_handed_over_is_kept_only_while_nobody_commits_after_it(
     group = aiokafka.TopicPartition(sequenced, 0)
     state = [StateRecord("profile", f"p{i}".encode(), b"v") for i in range(50)]
 
-    async def holder(records: list[StateRecord], offset: int, abort: bool = False) -> None:
+    async def holder(records: list[StateRecord], offset: int,
+                     abort: bool = False) -> dict[aiokafka.TopicPartition, int]:
         writer = ChangelogWriter(config, {}, role=role, topics=topics)
         await writer.start()  # fences the one before, as a new holder's does
         try:
             if abort:
                 await writer.begin()
-                await writer.producer.send_and_wait(profiles, key=b"p1", value=b"aborted")
+                await writer.producer.send_and_wait(profiles, key=b"p0", value=b"aborted")
             else:
                 await writer.commit(records, group, offset)
         finally:
             await writer.stop()  # an open transaction is aborted
-
-    def copy() -> ChangelogCopy:
-        return ChangelogCopy(config, {}, {profiles: "profile", meta: "meta"})
+        return writer.written
 
     async def scenario() -> list[bool]:
-        await holder(state, 10)
-        kept = await Kept.mark_end("the state at 10", copy())
-        assert kept is not None
-        seen = [await kept.untouched()]
-        await holder([], 0, abort=True)
-        seen.append(await kept.untouched())
+        ends = await holder(state, 10)
+        # where its writes ended: the profile partitions it wrote and the meta one
+        assert sum(ends.values()) == len(state) + 1
+        kept = Kept("the state at 10", ends)
+        seen = [await kept.untouched(config, {})]
         await holder(state[:1], 11)
-        seen.append(await kept.untouched())
+        seen.append(await kept.untouched(config, {}))
+        aborted = Kept("the state at 11", await holder(state[:1], 12))
+        await holder([], 0, abort=True)
+        seen.append(await aborted.untouched(config, {}))
         return seen
 
-    assert asyncio.run(asyncio.wait_for(scenario(), timeout=120)) == [True, True, False]
+    # an aborted write after the state counts as touched too: restoring is always safe
+    assert asyncio.run(asyncio.wait_for(scenario(), timeout=120)) == [True, False, False]

@@ -36,7 +36,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
@@ -110,24 +110,15 @@ class ChangelogCopy:
 
     async def catch_up(self) -> int:
         """Read every committed record not read yet; returns how many."""
-        async with self._reading, self._reader("read_committed") as (consumer, partitions):
+        async with self._reading, self._reader() as (consumer, partitions):
             return await self._read_to_end(consumer, partitions)
 
-    async def skip_to_end(self) -> None:
-        """Go on from where the changelogs end now, reading nothing: a holder that hands its
-        state over notes that, so :meth:`catch_up` later tells whether anyone committed
-        since. The ends are the high watermarks: past the records of the holder's last
-        commit, not necessarily past its markers, which a read skips."""
-        async with self._reading, self._reader("read_uncommitted") as (consumer, partitions):
-            self._positions.update(await consumer.end_offsets(partitions))
-
     @contextlib.asynccontextmanager
-    async def _reader(self, isolation: Literal["read_committed", "read_uncommitted"]
-                      ) -> AsyncIterator[tuple[AIOKafkaConsumer, list[TopicPartition]]]:
+    async def _reader(self) -> AsyncIterator[tuple[AIOKafkaConsumer, list[TopicPartition]]]:
         """A consumer assigned the changelogs' partitions (``partition`` of each, if set)."""
         consumer = AIOKafkaConsumer(bootstrap_servers=self.config.kafka.bootstrap_servers,
                                     group_id=None, enable_auto_commit=False,
-                                    isolation_level=isolation,
+                                    isolation_level="read_committed",
                                     max_partition_fetch_bytes=_FETCH_BYTES, **self.security)
         await consumer.start()
         try:
@@ -169,31 +160,35 @@ class ChangelogCopy:
 
 @dataclass
 class Kept(Generic[T]):
-    """A state this worker handed over at a revocation, with a copy of its changelogs
-    marked where they ended then. An eager rebalance revokes every partition, even the
-    ones it gives straight back: taken back while nobody else has committed to its
-    changelogs, the state is still theirs and needs no restore (as Kafka Streams keeps a
-    revoked task's store)."""
+    """A state this worker committed and handed over at a revocation. An eager rebalance
+    revokes every partition, even the ones it gives straight back: taken back while
+    nobody else has written to its changelogs, the state is still theirs and needs no
+    restore (as Kafka Streams keeps a revoked task's store).
+
+    ``ends``: where the holder's own committed writes ended in each changelog partition
+    (:attr:`ChangelogWriter.written`). Each is followed by exactly one record, the
+    marker of the transaction that wrote it; another holder's commit (every commit writes
+    the meta store's offsets) adds records and a marker of its own after it."""
 
     state: T
-    mark: ChangelogCopy
+    ends: dict[TopicPartition, int]
 
-    @classmethod
-    async def mark_end(cls, state: T, mark: ChangelogCopy) -> Kept[T] | None:
-        """``state`` kept, or None when the changelogs' ends cannot be read."""
-        try:
-            await mark.skip_to_end()
-        except (KafkaError, BrokerError):
-            return None
-        return cls(state, mark)
-
-    async def untouched(self) -> bool:
-        """Nothing committed to the changelogs since (aborted records do not count); not
-        known (the broker did not answer) counts as touched: the state is restored."""
-        try:
-            return await self.mark.catch_up() == 0
-        except (KafkaError, BrokerError):
+    async def untouched(self, config: Config, security: dict[str, Any]) -> bool:
+        """Only the holder's own marker after its writes; not known (the broker did not
+        answer, nothing was written, a marker not written yet) counts as touched: the state
+        is then restored from the changelogs."""
+        if not self.ends:
             return False
+        consumer = AIOKafkaConsumer(bootstrap_servers=config.kafka.bootstrap_servers,
+                                    group_id=None, enable_auto_commit=False, **security)
+        try:
+            await consumer.start()
+            now = await consumer.end_offsets(list(self.ends))
+        except KafkaError:
+            return False
+        finally:
+            await consumer.stop()
+        return all(now[tp] == end + 1 for tp, end in self.ends.items())
 
 
 class ChangelogWriter:
@@ -221,6 +216,8 @@ class ChangelogWriter:
         self._topics = dict(topics or {s: t for t, s in owner_changelogs(config).items()})
         self._partition = partition
         self._open = False
+        # where this producer's committed writes end in each changelog partition
+        self.written: dict[TopicPartition, int] = {}
 
     async def start(self) -> None:
         """Starting initialises the transactional id: any older owner is fenced from now."""
@@ -257,8 +254,9 @@ class ChangelogWriter:
                 await batches.add(self._topics[store], key, value)
             await self.producer.send_offsets_to_transaction({sequenced: next_offset},
                                                             self.group)
-            await batches.sent()
+            ends = await batches.sent()
             await self.producer.commit_transaction()
+            self.written.update(ends)
         except KafkaError as exc:
             # nothing of it is committed; the producer is left ready for a next owner's stop
             with contextlib.suppress(KafkaError):
@@ -280,7 +278,7 @@ class _Batches:
         self.partition = partition
         self._open: dict[tuple[str, int], Any] = {}
         self._partitions: dict[str, list[int]] = {}
-        self._futures: list[asyncio.Future[Any]] = []
+        self._futures: list[tuple[asyncio.Future[Any], int]] = []  # with its record count
 
     async def add(self, topic: str, key: bytes, value: bytes | None) -> int:
         """Add one record; returns its bytes."""
@@ -295,17 +293,24 @@ class _Batches:
             batch.append(key=key, value=value, timestamp=None)  # a first record always fits
         return len(key) + len(value or b"")
 
-    async def sent(self) -> None:
-        """Hand over the batches not full yet, then wait until every one is written."""
+    async def sent(self) -> dict[TopicPartition, int]:
+        """Hand over the batches not full yet, then wait until every one is written; the
+        offset after the last record written in each partition."""
         for where, batch in self._open.items():
             await self._send(where, batch)
         self._open.clear()
-        await asyncio.gather(*self._futures)
+        written = await asyncio.gather(*(future for future, _ in self._futures))
+        ends: dict[TopicPartition, int] = {}
+        for meta, (_, count) in zip(written, self._futures, strict=True):
+            tp = TopicPartition(meta.topic, meta.partition)
+            ends[tp] = max(ends.get(tp, 0), meta.offset + count)
+        return ends
 
     async def _send(self, where: tuple[str, int], batch: Any) -> None:
         batch.close()
-        self._futures.append(await self.producer.send_batch(batch, where[0],
-                                                            partition=where[1]))
+        count = batch.record_count()
+        self._futures.append((await self.producer.send_batch(batch, where[0],
+                                                             partition=where[1]), count))
 
     async def _all(self, topic: str) -> list[int]:
         partitions = self._partitions.get(topic)

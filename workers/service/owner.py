@@ -281,7 +281,8 @@ class Owner(ConsumerRebalanceListener):
         await self._writer.start()  # fences a previous owner's producer first
         copy, state.standby = state.standby, None
         started = time.monotonic()
-        state.kept_over_rebalance = kept is not None and await kept.untouched()
+        state.kept_over_rebalance = kept is not None and await kept.untouched(
+            self.config, self.clients.security)
         if kept is not None and state.kept_over_rebalance:
             (stage, self._changes, state.next_offset), read, restored = kept.state, 0, False
             state.took_over_from_standby = False
@@ -334,8 +335,8 @@ class Owner(ConsumerRebalanceListener):
                 and state.next_offset == state.committed_offset):
             # the state committed, no batch since: if the partition comes straight back, it
             # is still the changelogs' state
-            self._kept = await Kept.mark_end((held, self._changes, state.next_offset),
-                                             ChangelogCopy(self.config, self.clients.security))
+            assert self._writer is not None  # it committed
+            self._kept = Kept((held, self._changes, state.next_offset), self._writer.written)
         if self._writer is not None:
             await self._writer.stop()
             self._writer = None

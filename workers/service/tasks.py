@@ -316,7 +316,7 @@ class ProfileTasks(ConsumerRebalanceListener):
         emitter = role_emitter(self.config, self.emitter, writer)
         standby = self.state.task_standbys.pop(p, None)
         started = time.monotonic()
-        if kept is not None and await kept.untouched():
+        if kept is not None and await kept.untouched(self.config, self.clients.security):
             held, read = dataclasses.replace(kept.state, writer=writer, emitter=emitter), 0
             self.state.tasks_kept.append(p)
         else:
@@ -356,10 +356,7 @@ class ProfileTasks(ConsumerRebalanceListener):
                 await held.writer.stop()
                 self.metrics.forget_source(_source(p))
                 if committed:  # the state of its changelogs: kept, in case it comes back
-                    kept = await Kept.mark_end(held, task_copy(self.config,
-                                                               self.clients.security, p))
-                    if kept is not None:
-                        self._kept[p] = kept
+                    self._kept[p] = Kept(held, held.writer.written)
             self._held_changed()
 
     async def _hand_over(self, partitions: list[int]) -> bool:
