@@ -727,8 +727,8 @@ def _join_paused(procs: list[WorkerProcess], seconds: float) -> dict[str, Any]:
         time.sleep(JOIN_POLL)
     return {"paused_seconds": {role: round(back[role] - lost[role], 2) for role in back},
             "identity_stage_moved": not first["owner"],
-            "kept_identity_stage": first.get("kept_over_rebalance"),
-            "kept_partitions": first.get("tasks_kept"),
+            "kept_identity_stage": first["kept_over_rebalance"],
+            "kept_partitions": first["tasks_kept"],
             "partitions_held": first["task_partitions"]}
 
 

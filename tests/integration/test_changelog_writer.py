@@ -14,7 +14,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.partitioner.default import murmur2
 
-from workers.service.changelog import SEQUENCED_KEY, ChangelogWriter, Kept
+from workers.service.changelog import SEQUENCED_KEY, ChangelogWriter, Kept, untouched
 from workers.state.changelog import StateRecord
 from workers.state.codec import unpack
 from workers.testing import fresh_config
@@ -72,7 +72,7 @@ def test_a_commit_of_many_batches_lands_whole_where_kafka_places_each_key(
 
 def test_a_state_handed_over_is_kept_only_while_nobody_commits_after_it(
         admin, kafka_bootstrap: str, unique_name: Callable[[str], str]) -> None:
-    """Kept.untouched: after the holder's own last commit (its markers land after its
+    """untouched: after the holder's own last commit (its markers land after its
     writes) the state is kept; after a later holder's commit, or its aborted writes, it is
     not, and is restored from the changelogs instead."""
     config = fresh_config(unique_name, bootstrap=kafka_bootstrap)
@@ -101,14 +101,17 @@ def test_a_state_handed_over_is_kept_only_while_nobody_commits_after_it(
         ends = await holder(state, 10)
         # where its writes ended: the profile partitions it wrote and the meta one
         assert sum(ends.values()) == len(state) + 1
-        kept = Kept("the state at 10", ends)
-        seen = [await kept.untouched(config, {})]
+        kept = {"at 10": Kept("the state at 10", ends)}
+        seen = [await untouched(config, {}, kept)]
         await holder(state[:1], 11)
-        seen.append(await kept.untouched(config, {}))
-        aborted = Kept("the state at 11", await holder(state[:1], 12))
+        seen.append(await untouched(config, {}, kept))
+        kept["at 12"] = Kept("the state at 12", await holder(state[:1], 12))
+        seen.append(await untouched(config, {}, kept))
         await holder([], 0, abort=True)
-        seen.append(await aborted.untouched(config, {}))
+        seen.append(await untouched(config, {}, kept))
         return seen
 
-    # an aborted write after the state counts as touched too: restoring is always safe
-    assert asyncio.run(asyncio.wait_for(scenario(), timeout=120)) == [True, False, False]
+    # asked together, each state on its own; an aborted write after a state counts as
+    # touched too: restoring is always safe
+    assert asyncio.run(asyncio.wait_for(scenario(), timeout=120)) == [
+        {"at 10"}, set(), {"at 12"}, set()]

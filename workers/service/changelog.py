@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -57,6 +57,7 @@ _TRANSACTION_MS = 300_000  # under the broker's transaction.max.timeout.ms (15 m
 _YIELD_EVERY = 256
 _PARTITIONER = DefaultPartitioner()  # a key's partition as Kafka's own clients choose it
 T = TypeVar("T")
+K = TypeVar("K")
 
 
 def owner_changelogs(config: Config) -> dict[str, Store]:
@@ -110,12 +111,10 @@ class ChangelogCopy:
 
     async def catch_up(self) -> int:
         """Read every committed record not read yet; returns how many."""
-        async with self._reading, self._reader() as (consumer, partitions):
-            return await self._read_to_end(consumer, partitions)
+        async with self._reading:
+            return await self._read_to_end()
 
-    @contextlib.asynccontextmanager
-    async def _reader(self) -> AsyncIterator[tuple[AIOKafkaConsumer, list[TopicPartition]]]:
-        """A consumer assigned the changelogs' partitions (``partition`` of each, if set)."""
+    async def _read_to_end(self) -> int:
         consumer = AIOKafkaConsumer(bootstrap_servers=self.config.kafka.bootstrap_servers,
                                     group_id=None, enable_auto_commit=False,
                                     isolation_level="read_committed",
@@ -131,31 +130,27 @@ class ChangelogCopy:
                 raise BrokerError("the state's changelog topics are missing: the worker"
                                   " creates them at start, so they were deleted meanwhile")
             consumer.assign(partitions)
-            yield consumer, partitions
+            ends = await consumer.end_offsets(partitions)
+            pending = {tp for tp in partitions if self._positions.get(tp, 0) < ends[tp]}
+            for tp in partitions:
+                consumer.seek(tp, self._positions.get(tp, 0))
+            count = 0
+            while pending:
+                batches = await consumer.getmany(*pending, timeout_ms=_READ_MS)
+                for tp, batch in batches.items():
+                    table = self.latest[self._store_of[tp.topic]]
+                    for record in batch:
+                        table[record.key] = record.value
+                    count += len(batch)
+                for tp in list(pending):
+                    position = await consumer.position(tp)
+                    self._positions[tp] = position
+                    if position >= ends[tp]:
+                        pending.discard(tp)
+            self.records_read += count
+            return count
         finally:
             await consumer.stop()
-
-    async def _read_to_end(self, consumer: AIOKafkaConsumer,
-                           partitions: list[TopicPartition]) -> int:
-        ends = await consumer.end_offsets(partitions)
-        pending = {tp for tp in partitions if self._positions.get(tp, 0) < ends[tp]}
-        for tp in partitions:
-            consumer.seek(tp, self._positions.get(tp, 0))
-        count = 0
-        while pending:
-            batches = await consumer.getmany(*pending, timeout_ms=_READ_MS)
-            for tp, batch in batches.items():
-                table = self.latest[self._store_of[tp.topic]]
-                for record in batch:
-                    table[record.key] = record.value
-                count += len(batch)
-            for tp in list(pending):
-                position = await consumer.position(tp)
-                self._positions[tp] = position
-                if position >= ends[tp]:
-                    pending.discard(tp)
-        self.records_read += count
-        return count
 
 
 @dataclass
@@ -173,22 +168,26 @@ class Kept(Generic[T]):
     state: T
     ends: dict[TopicPartition, int]
 
-    async def untouched(self, config: Config, security: dict[str, Any]) -> bool:
-        """Only the holder's own marker after its writes; not known (the broker did not
-        answer, nothing was written, a marker not written yet) counts as touched: the state
-        is then restored from the changelogs."""
-        if not self.ends:
-            return False
-        consumer = AIOKafkaConsumer(bootstrap_servers=config.kafka.bootstrap_servers,
-                                    group_id=None, enable_auto_commit=False, **security)
-        try:
-            await consumer.start()
-            now = await consumer.end_offsets(list(self.ends))
-        except KafkaError:
-            return False
-        finally:
-            await consumer.stop()
-        return all(now[tp] == end + 1 for tp, end in self.ends.items())
+
+async def untouched(config: Config, security: dict[str, Any],
+                    kept: Mapping[K, Kept[Any]]) -> set[K]:
+    """The keys of the states in ``kept`` with only their holder's own marker after its
+    writes, asked in one ``ListOffsets``. Not known (the broker did not answer, nothing was
+    written, a marker not written yet) counts as touched: that state is restored."""
+    asked = [tp for state in kept.values() for tp in state.ends]
+    if not asked:
+        return set()
+    consumer = AIOKafkaConsumer(bootstrap_servers=config.kafka.bootstrap_servers,
+                                group_id=None, enable_auto_commit=False, **security)
+    try:
+        await consumer.start()
+        now = await consumer.end_offsets(asked)
+    except KafkaError:
+        return set()
+    finally:
+        await consumer.stop()
+    return {key for key, state in kept.items()
+            if state.ends and all(now[tp] == end + 1 for tp, end in state.ends.items())}
 
 
 class ChangelogWriter:

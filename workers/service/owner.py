@@ -45,7 +45,7 @@ from workers.io.sinks import stamp_emitted, wall_clock
 from workers.service.background import BackgroundCommit, CommitInterval
 from workers.service.batch import FLUSH_KEY, process_batch
 from workers.service.cards import PERSONA_INTERVAL
-from workers.service.changelog import ChangelogCopy, ChangelogWriter, Kept
+from workers.service.changelog import ChangelogCopy, ChangelogWriter, Kept, untouched
 from workers.service.clients import BATCH, Batches, Clients, read_until
 from workers.service.logs import worker_log
 from workers.service.metrics import Metrics
@@ -281,8 +281,8 @@ class Owner(ConsumerRebalanceListener):
         await self._writer.start()  # fences a previous owner's producer first
         copy, state.standby = state.standby, None
         started = time.monotonic()
-        state.kept_over_rebalance = kept is not None and await kept.untouched(
-            self.config, self.clients.security)
+        state.kept_over_rebalance = self.partition in await untouched(
+            self.config, self.clients.security, {self.partition: kept} if kept else {})
         if kept is not None and state.kept_over_rebalance:
             (stage, self._changes, state.next_offset), read, restored = kept.state, 0, False
             state.took_over_from_standby = False

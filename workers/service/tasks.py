@@ -41,7 +41,7 @@ from workers.core.partitioned.profile_task import ProfileTask
 from workers.core.partitioned.records import Moved, Version
 from workers.io.kafka import changelog_topic, profiles_topic, samples_topic, versions_topic
 from workers.service.background import BackgroundCommit, CommitInterval
-from workers.service.changelog import ChangelogCopy, ChangelogWriter, Kept
+from workers.service.changelog import ChangelogCopy, ChangelogWriter, Kept, untouched
 from workers.service.clients import BATCH, QUICK_FETCH_MS, Batches, Clients, read_until
 from workers.service.emitter import Emitter, role_emitter
 from workers.service.logs import worker_log
@@ -291,9 +291,11 @@ class ProfileTasks(ConsumerRebalanceListener):
         kept, self._kept = self._kept, {}  # the ones not given back go
         async with self._lock:
             self._commits.failed = False  # each partition held now commits from its restored state
-            for p in mine:
-                if p not in self.held:
-                    self.held[p] = await self._take(p, kept.get(p))
+            taken = [p for p in mine if p not in self.held]
+            back = await untouched(self.config, self.clients.security,
+                                   {p: kept[p] for p in taken if p in kept})
+            for p in taken:
+                self.held[p] = await self._take(p, kept[p].state if p in back else None)
             self._held_changed()
             if self.versions is not None and self.held:
                 self.versions.seek(self.versions_partition,
@@ -304,10 +306,10 @@ class ProfileTasks(ConsumerRebalanceListener):
         self.state.task_partitions = sorted(self.held)
         self.state.tasks = {p: held.task for p, held in self.held.items()}
 
-    async def _take(self, p: int, kept: Kept[HeldTask] | None) -> HeldTask:
-        """Partition ``p``'s task: the one this worker handed over, if nobody has committed
-        to its changelogs since, else from its changelogs; its reading starts where the
-        state stands."""
+    async def _take(self, p: int, kept: HeldTask | None) -> HeldTask:
+        """Partition ``p``'s task: ``kept``, the one this worker handed over if nobody has
+        written to its changelogs since, else from its changelogs; its reading starts where
+        the state stands."""
         assert self.consumer is not None
         writer = ChangelogWriter(self.config, self.clients.security, role="profiles",
                                  topics=task_changelogs(self.config), partition=p)
@@ -316,8 +318,8 @@ class ProfileTasks(ConsumerRebalanceListener):
         emitter = role_emitter(self.config, self.emitter, writer)
         standby = self.state.task_standbys.pop(p, None)
         started = time.monotonic()
-        if kept is not None and await kept.untouched(self.config, self.clients.security):
-            held, read = dataclasses.replace(kept.state, writer=writer, emitter=emitter), 0
+        if kept is not None:
+            held, read = dataclasses.replace(kept, writer=writer, emitter=emitter), 0
             self.state.tasks_kept.append(p)
         else:
             held, read = await self._restore(p, writer, emitter, standby)
@@ -367,8 +369,8 @@ class ProfileTasks(ConsumerRebalanceListener):
                                " the next holder reads again from the last commit")
             return False
         await self._commit(partitions)
-        await self._commits.settled()
-        return not self._commits.failed
+        await self._commits.settled()  # a failed commit raises
+        return True
 
     async def close(self) -> None:
         """Shutting down: a last commit, then the partitions' producers go."""
