@@ -272,6 +272,7 @@ class Owner(ConsumerRebalanceListener):
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         kept, self._kept = self._kept, None  # a state not given back goes
+        self.state.owner_kept = False
         if not assigned:
             return
         assert self.consumer is not None  # the listener of this consumer
@@ -337,6 +338,7 @@ class Owner(ConsumerRebalanceListener):
             # is still the changelogs' state
             assert self._writer is not None  # it committed
             self._kept = Kept((held, self._changes, state.next_offset), self._writer.written)
+            state.owner_kept = True
         if self._writer is not None:
             await self._writer.stop()
             self._writer = None

@@ -35,15 +35,22 @@ class StandbyReplica:
     async def run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
             await asyncio.sleep(_POLL)
-            state = self.state
-            if self.config.kafka.topology == "partitioned":
-                await self._follow_partitions()
-            if state.owner:
-                continue
-            copy = state.standby or ChangelogCopy(self.config, self.clients.security)
-            await copy.catch_up()
-            if not state.owner:  # the owner takes the copy over when it is assigned
-                state.standby = copy
+            await self.refresh()
+
+    async def refresh(self) -> None:
+        """Brings every copy up to date. A state this worker handed over at a revocation
+        and keeps is not copied until the assignment: it usually comes straight back, and
+        reading its changelogs whole (seconds at a million profiles, on the loop the other
+        roles share) would then be wasted."""
+        state = self.state
+        if self.config.kafka.topology == "partitioned":
+            await self._follow_partitions()
+        if state.owner or state.owner_kept:
+            return
+        copy = state.standby or ChangelogCopy(self.config, self.clients.security)
+        await copy.catch_up()
+        if not state.owner:  # the owner takes the copy over when it is assigned
+            state.standby = copy
 
     async def _follow_partitions(self) -> None:
         """A copy of each profile partition held elsewhere, brought up to date; a partition
@@ -53,6 +60,8 @@ class StandbyReplica:
         for p in range(self.config.kafka.partitions):
             if p in state.task_partitions:
                 copies.pop(p, None)
+                continue
+            if p in state.partitions_kept:
                 continue
             copy = copies.get(p) or task_copy(self.config, self.clients.security, p)
             await copy.catch_up()

@@ -45,6 +45,10 @@ class WorkerState:
     took_over_from_standby: bool = False
     # the owner's state, handed over at a revocation and given straight back: not restored
     kept_over_rebalance: bool = False
+    # states handed over at a revocation and kept until the next assignment says whether
+    # they come back: the standby does not copy them meanwhile
+    owner_kept: bool = False
+    partitions_kept: frozenset[int] = frozenset()
     # profile partitions and trainer (kafka.topology: partitioned)
     task_partitions: list[int] = field(default_factory=list)
     tasks: dict[int, ProfileTask] = field(default_factory=dict)  # the ones held, by partition

@@ -289,6 +289,7 @@ class ProfileTasks(ConsumerRebalanceListener):
     async def on_partitions_assigned(self, assigned: Any) -> None:
         mine = sorted(tp.partition for tp in assigned if tp.topic == self.topic)
         kept, self._kept = self._kept, {}  # the ones not given back go
+        self.state.partitions_kept = frozenset()
         async with self._lock:
             self._commits.failed = False  # each partition held now commits from its restored state
             taken = [p for p in mine if p not in self.held]
@@ -359,6 +360,7 @@ class ProfileTasks(ConsumerRebalanceListener):
                 self.metrics.forget_source(_source(p))
                 if committed:  # the state of its changelogs: kept, in case it comes back
                     self._kept[p] = Kept(held, held.writer.written)
+            self.state.partitions_kept = frozenset(self._kept)
             self._held_changed()
 
     async def _hand_over(self, partitions: list[int]) -> bool:
