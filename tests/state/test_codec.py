@@ -44,6 +44,20 @@ def test_shared_objects_stay_shared() -> None:
     assert factory.func.__self__ is restored._rng
 
 
+def test_each_value_packs_on_its_own_whatever_was_packed_before() -> None:
+    """The packers are reused value after value: a value refused half-way leaves nothing
+    in them, and an object packed before is not a reference in the next value."""
+    model = cluster.KMeans(n_clusters=2, seed=4)
+    model.learn_one({"a": 1.0})
+    alone = pack(model)
+    with pytest.raises(StateError):
+        pack([(1, 2), {"x": (3, object())}])  # refused inside a nested tuple
+    assert pack(model) == alone
+    assert unpack(pack(model)).centers == model.centers
+    nested = (1, [(2, (3, frozenset({4}))), {"k": (5.0, None)}])
+    assert unpack(pack(nested)) == nested
+
+
 def _object(module: str, qualname: str, attributes: dict[str, object]) -> bytes:
     inner = msgpack.packb([0, module, qualname, attributes], use_bin_type=True)
     return msgpack.packb(msgpack.ExtType(9, inner), use_bin_type=True)

@@ -28,6 +28,7 @@ import collections
 import functools
 import importlib
 import random
+import threading
 from typing import Any
 
 import msgpack
@@ -38,6 +39,7 @@ ALLOWED_MODULES = ("workers.core.", "river.")
 ALLOWED_FACTORIES: dict[str, Any] = {"float": float, "int": int, "list": list, "dict": dict,
                                      "set": set, "str": str}
 ALLOWED_METHODS = frozenset({"gauss", "random", "uniform"})
+_THREAD = threading.local()  # each thread's packer: restores and stores pack in threads
 
 # extension type codes: part of the state format (workers.state.saved.FORMAT)
 _TUPLE, _SET, _FROZENSET, _ARRAY, _DEFAULTDICT, _COUNTER, _DEQUE = 1, 2, 3, 4, 5, 6, 7
@@ -45,15 +47,41 @@ _RANDOM, _OBJECT, _REF, _PARTIAL = 8, 9, 10, 11
 
 
 class _Packer:
-    """One value to msgpack; objects get a number so a second mention is a reference."""
+    """One value to msgpack; objects get a number so a second mention is a reference.
+
+    An extension type's payload is packed on its own, inside the packing of what holds
+    it: one msgpack ``Packer`` per level of that nesting, made once and reused (a
+    ``Packer`` costs a buffer to make, and a profile's traits alone nest a tuple each).
+    """
 
     def __init__(self) -> None:
         self._ids: dict[int, int] = {}
         self._keep: list[Any] = []  # keeps ids unique while packing
+        self._levels: list[msgpack.Packer] = []
+        self._depth = 0
 
     def pack(self, value: Any) -> bytes:
-        return msgpack.packb(value, default=self._default, use_bin_type=True,
-                             strict_types=True)
+        depth = self._depth
+        if depth == len(self._levels):
+            self._levels.append(msgpack.Packer(default=self._default, use_bin_type=True,
+                                               strict_types=True))
+        self._depth = depth + 1
+        try:
+            return self._levels[depth].pack(value)  # resets its buffer, also on an error
+        finally:
+            self._depth = depth
+
+    def pack_value(self, value: Any) -> bytes:
+        """A whole value: the references of the one before are forgotten."""
+        try:
+            return self.pack(value)
+        finally:
+            self._ids.clear()
+            self._keep.clear()
+
+    @property
+    def busy(self) -> bool:
+        return self._depth > 0
 
     def _default(self, value: Any) -> msgpack.ExtType:
         kind = type(value)
@@ -202,7 +230,12 @@ def _tuples(value: Any) -> Any:
 
 def pack(value: Any) -> bytes:
     """``value`` as bytes; a :class:`StateError` names what cannot be saved safely."""
-    return _Packer().pack(value)
+    packer = getattr(_THREAD, "packer", None)
+    if packer is None:
+        packer = _THREAD.packer = _Packer()
+    elif packer.busy:  # a value packed while packing another (a __getstate__ that packs)
+        packer = _Packer()
+    return packer.pack_value(value)
 
 
 def unpack(data: bytes) -> Any:

@@ -42,7 +42,7 @@ from workers.errors import StateError
 from workers.state.codec import pack, unpack
 
 ProfileId = str
-# one profile as bytes: ProfileState's compact tuple state (its __getstate__), packed by
+# one profile as bytes: ProfileState's compact list state (its __getstate__), packed by
 # workers.state.codec
 Dumped = tuple[ProfileId, bytes]
 
