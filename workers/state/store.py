@@ -106,7 +106,7 @@ class RocksDBStore(MutableMapping[ProfileId, ProfileState]):
     """Profiles in a local RocksDB; the states a tick touches stay decoded until ``sync``."""
 
     def __init__(self, directory: str | None, contents: Iterable[Dumped] = ()) -> None:
-        from rocksdict import Options, Rdict, WriteBatch
+        from rocksdict import Options, Rdict, WriteBatch, WriteOptions
 
         _sweep(directory)
         try:
@@ -115,6 +115,11 @@ class RocksDBStore(MutableMapping[ProfileId, ProfileState]):
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
             options = Options(raw_mode=True)  # keys and values are bytes: no rocksdict pickling
             self._db: Any = Rdict(self.path, options)  # raw mode: bytes, which stubs cannot say
+            # no write-ahead log: the store is never reopened (a restart rebuilds it from the
+            # changelogs or a state file), so the log would be written for nothing
+            unlogged = WriteOptions()
+            unlogged.disable_wal = True
+            self._db.set_write_options(unlogged)
         except Exception as exc:  # rocksdict raises plain Exceptions
             raise StateError(_failed("create the profile store in", directory, exc)) from None
         self._cache: dict[ProfileId, ProfileState] = {}
