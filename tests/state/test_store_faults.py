@@ -39,9 +39,15 @@ def _profiles(n: int) -> Iterator[tuple[str, bytes]]:
 
 
 def test_a_full_disk_is_one_clear_error_and_the_store_is_gone(tiny_disk: Path) -> None:
+    """The store writes no log, so the disk fills when RocksDB flushes its memtable (up to
+    64 MiB held in memory first), and the write after that flush failed says so."""
+    store = RocksDBStore(str(tiny_disk))
     with pytest.raises(StateError, match=r"cannot write the profile store in .*"
                                          r"\(state\.directory\): .*space") as info:
-        RocksDBStore(str(tiny_disk), _profiles(5000))  # 10 MB for a 1 MiB disk
+        for i in range(200_000):  # 200 MB of profiles for a 1 MiB disk, a sync per tick
+            store[f"p{i:07d}"] = ProfileState(64, 1.7e9)
+            if i % 1000 == 999:
+                store.sync()
     assert "free space there and start again" in str(info.value)
     assert list(tiny_disk.glob("persona-stream-profiles-*")) == []
     # space is back (the failed store is gone): the next start works

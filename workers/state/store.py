@@ -117,7 +117,7 @@ class RocksDBStore(MutableMapping[ProfileId, ProfileState]):
             self._db: Any = Rdict(self.path, options)  # raw mode: bytes, which stubs cannot say
             # no write-ahead log: the store is never reopened (a restart rebuilds it from the
             # changelogs or a state file), so the log would be written for nothing
-            unlogged = WriteOptions()
+            unlogged: Any = WriteOptions()
             unlogged.disable_wal = True
             self._db.set_write_options(unlogged)
         except Exception as exc:  # rocksdict raises plain Exceptions
@@ -207,7 +207,8 @@ class RocksDBStore(MutableMapping[ProfileId, ProfileState]):
         self._write(batch)
 
     def _write(self, batch: Any) -> None:
-        """Write ``batch``; on failure (a full disk) delete the store and say where."""
+        """Write ``batch``; on failure (a full disk: found when a flush of the memtable
+        failed, as no log is written) delete the store and say where."""
         try:
             self._db.write(batch)
         except Exception as exc:  # rocksdict raises plain Exceptions
