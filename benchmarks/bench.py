@@ -1114,6 +1114,38 @@ def bench_dedup() -> dict[str, Any]:
     return {"ids": held, "bytes_per_id": round((_rss() - before) / held)}
 
 
+CODEC_LINES = 100_000
+CODEC_PROFILES = 5_000
+
+
+def bench_codec() -> dict[str, Any]:
+    """State records (workers.state.codec): a profile packed and unpacked, and an identity
+    record made and packed, per profile (best of 5), on the profiles of the first lines of
+    the 1M-event stream; what every changelog commit, RocksDB tick and state file pays."""
+    import timeit
+
+    from workers.state.codec import pack
+    from workers.state.store import decode, encode
+
+    pipeline = Pipeline(load())
+    for line in lines_of(stream(BIG_PROFILES, 7)[0])[:CODEC_LINES]:
+        pipeline.feed(line)
+    store = pipeline.profiles
+    pids = sorted(store)[:CODEC_PROFILES]
+    states = [store[pid] for pid in pids]
+    blobs = [encode(state) for state in states]
+    graph = pipeline.graph
+
+    def best(work: Any) -> float:
+        return round(min(timeit.repeat(work, number=1, repeat=5)) / len(pids) * 1e6, 2)
+
+    return {"lines": CODEC_LINES, "profiles": len(pids),
+            "pack_profile_us": best(lambda: [encode(state) for state in states]),
+            "unpack_profile_us": best(lambda: [decode(blob) for blob in blobs]),
+            "identity_record_us": best(lambda: [pack(graph.record(pid)) for pid in pids]),
+            "profile_record_bytes": round(sum(map(len, blobs)) / len(blobs))}
+
+
 def _child(bench: str, pure: bool) -> dict[str, Any]:
     """``bench`` (one of ``CHILDREN``) in a fresh process, compiled or the Python source."""
     import subprocess
@@ -1186,7 +1218,8 @@ BENCHES = {"intake": bench_intake, "pipeline": bench_pipeline, "quality": bench_
            "replay": bench_replay, "latency": bench_latency, "scale": bench_scale,
            "hostile": bench_hostile, "formats": bench_formats, "dedup": bench_dedup,
            "state": bench_state, "identity": bench_identity, "spread": bench_spread,
-           "partition": bench_partition, "compiled": bench_compiled, "join": bench_join}
+           "partition": bench_partition, "compiled": bench_compiled, "join": bench_join,
+           "codec": bench_codec}
 COMMAND = "python benchmarks/bench.py"
 
 
@@ -1298,6 +1331,13 @@ def write_table() -> None:
             value = "; ".join(f"{store} store, {int(k):,} profiles: "
                               f"{v['bytes_per_profile']:,} B/profile"
                               for store, sizes in res.items() for k, v in sizes.items())
+        elif name == "codec":
+            what = ("state records: one profile packed and unpacked, one identity record made"
+                    " and packed (per profile, best of 5)")
+            value = (f"pack {res['pack_profile_us']} µs, unpack {res['unpack_profile_us']} µs"
+                     f" ({res['profile_record_bytes']} B), identity record"
+                     f" {res['identity_record_us']} µs; {res['profiles']:,} profiles of the"
+                     f" first {res['lines']:,} lines of the 1M-event stream")
         elif name == "dedup":
             what = "de-dup window memory per event id held (UUID ids)"
             value = f"{res['bytes_per_id']:,} B/id, {res['ids']:,} ids"
