@@ -78,3 +78,57 @@ def test_faust_agent_reads_the_topic(admin, kafka_bootstrap: str,
 
     asyncio.run(run())
     assert sorted(seen) == sorted(f"v{i}".encode() for i in range(MESSAGES))
+
+
+def test_three_workers_joining_a_role_group_together_rebalance_once(
+        admin, kafka_bootstrap: str, unique_name: Callable[[str], str]) -> None:
+    """The stateful role groups' consumers, three static members started at once, settle
+    in one generation and stay there: with round robin offered as a second protocol,
+    aiokafka's second JoinGroup per join looked like changed metadata to the broker and
+    the members rebalanced against each other for minutes (hundreds of generations)."""
+    import dataclasses
+
+    from aiokafka.abc import ConsumerRebalanceListener
+
+    from workers.config import load_config
+    from workers.service.clients import Clients
+
+    topic, application = unique_name("role-group"), unique_name("app")
+    admin.create_topics([NewTopic(topic, num_partitions=6, replication_factor=1)])
+    base = load_config(None)
+
+    class Held(ConsumerRebalanceListener):
+        def __init__(self) -> None:
+            self.partitions: set[int] = set()
+            self.revocations = 0
+
+        async def on_partitions_revoked(self, revoked: object) -> None:
+            self.revocations += 1
+
+        async def on_partitions_assigned(self, assigned: set) -> None:  # type: ignore[type-arg]
+            self.partitions = {tp.partition for tp in assigned}
+
+    async def join() -> tuple[list[int], list[int]]:
+        consumers, held = [], []
+        for i in range(3):
+            kafka = dataclasses.replace(base.kafka, bootstrap_servers=kafka_bootstrap,
+                                        application_id=application, instance_id=f"w{i}")
+            consumer = Clients(dataclasses.replace(base, kafka=kafka)).consumer(role="profiles")
+            listener = Held()
+            consumer.subscribe([topic], listener=listener)
+            consumers.append(consumer)
+            held.append(listener)
+        await asyncio.gather(*(c.start() for c in consumers))
+        try:
+            while sorted(p for h in held for p in h.partitions) != list(range(6)):
+                await asyncio.gather(*(c.getmany(timeout_ms=100) for c in consumers))
+            for _ in range(60):  # six seconds more: no further rebalance
+                await asyncio.gather(*(c.getmany(timeout_ms=100) for c in consumers))
+            # the generation the broker gave: one per completed rebalance
+            return ([c._coordinator.generation for c in consumers],
+                    [h.revocations for h in held])
+        finally:
+            await asyncio.gather(*(c.stop() for c in consumers))
+
+    generations, revocations = asyncio.run(asyncio.wait_for(join(), timeout=60))
+    assert max(generations) <= 3 and max(revocations) <= 3, (generations, revocations)

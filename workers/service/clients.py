@@ -79,14 +79,17 @@ class Clients:
 
 
 def assignors() -> tuple[type[Any], ...]:
-    """A stateful role's group: sticky first, so a worker that joins or leaves moves only
-    the partitions it must (a joining worker would otherwise take the sequenced stream,
-    the whole state, from its holder whenever its member id sorts first). Round robin
-    second, so a group of workers from before still agrees on a protocol during a rolling
-    upgrade. The routers hold no state and their group reads the forget topic too: sticky
-    balances the count of partitions over both topics, and left a worker the forget
-    topic's one partition and no input, so they keep round robin, which deals out each
-    topic's partitions in turn.
+    """A stateful role's group: sticky, so a worker that joins or leaves moves only the
+    partitions it must (a joining worker would otherwise take the sequenced stream, the
+    whole state, from its holder whenever its member id sorts first). The routers hold
+    no state and their group reads the forget topic too: sticky balances the count of
+    partitions over both topics, and left a worker the forget topic's one partition and
+    no input, so they keep round robin, which deals out each topic's partitions in turn.
+
+    One assignor only: aiokafka sends one JoinGroup per assignor it is given, each with
+    a longer protocol list (aio-libs/aiokafka#1168); the broker took the second for
+    changed metadata and began another rebalance, so static members rebalanced against
+    each other for minutes (three members: 355 to 2,907 generations where one is enough).
 
     aiokafka's sticky assignor keeps its member's last assignment on the class
     (aiokafka#1175): a subclass per consumer, so the roles' consumers in one process do
@@ -95,7 +98,7 @@ def assignors() -> tuple[type[Any], ...]:
     own = type("StickyPartitionAssignor", (StickyPartitionAssignor,),
                {"member_assignment": None,
                 "generation": StickyPartitionAssignor.DEFAULT_GENERATION_ID})
-    return own, RoundRobinPartitionAssignor
+    return (own,)
 
 
 async def read_until(stopping: asyncio.Event, consumer: AIOKafkaConsumer,
