@@ -83,7 +83,7 @@ def test_faust_agent_reads_the_topic(admin, kafka_bootstrap: str,
 def test_three_workers_joining_a_role_group_together_rebalance_once(
         admin, kafka_bootstrap: str, unique_name: Callable[[str], str]) -> None:
     """The stateful role groups' consumers, three static members started at once, settle
-    in one generation and stay there: with round robin offered as a second protocol,
+    within three generations and stay there: with round robin offered as a second protocol,
     aiokafka's second JoinGroup per join looked like changed metadata to the broker and
     the members rebalanced against each other for minutes (hundreds of generations)."""
     import dataclasses

@@ -89,7 +89,8 @@ def assignors() -> tuple[type[Any], ...]:
     One assignor only: aiokafka sends one JoinGroup per assignor it is given, each with
     a longer protocol list (aio-libs/aiokafka#1168); the broker took the second for
     changed metadata and began another rebalance, so static members rebalanced against
-    each other for minutes (three members: 355 to 2,907 generations where one is enough).
+    each other, for minutes in the worker tests (the broker's log: "Updating metadata
+    for member ... during CompletingRebalance" at every generation).
 
     aiokafka's sticky assignor keeps its member's last assignment on the class
     (aiokafka#1175): a subclass per consumer, so the roles' consumers in one process do
