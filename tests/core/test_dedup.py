@@ -40,14 +40,36 @@ def test_ids_older_than_the_window_are_forgotten() -> None:
     assert d.seen("old-0", 1200.0) is False
 
 
-def test_id_older_than_what_is_remembered_is_accepted_not_stored() -> None:
+def test_id_older_than_the_window_is_accepted_counted_and_remembered_from_now() -> None:
     d = Deduplicator(100)
     d.seen("x", 5000.0)
     d.expire(5000.0)
-    size = len(d)
-    assert d.seen("late", 100.0) is False  # far too old to tell: keep the event
-    assert len(d) == size  # and do not grow memory for it
+    assert d.seen("late", 100.0) is False  # far too old to check against its original: kept
+    assert d.beyond_window == 1
+    # its copy, a few seconds behind it in its partition, is caught however far ahead the
+    # stream is: the id is remembered for a window of the clock from its arrival
+    assert d.seen("late", 103.0) is True
+    d.expire(5099.0)
+    assert d.seen("late", 100.0) is True
+    d.expire(5200.0)  # a whole window after it arrived: forgotten, memory stays bounded
+    assert "late" not in d._ids
     assert d.seen("late", 100.0) is False
+
+
+def test_a_partition_lagging_a_day_behind_has_its_copies_caught() -> None:
+    """Two partitions forwarded at different speeds: one a day of event time ahead of the
+    other. The lagging partition's copies (seconds behind their originals) are caught."""
+    day = 86_400.0
+    d = Deduplicator(day)
+    caught = 0
+    for i in range(200):
+        fast, slow = 2 * day + i * 60.0, i * 60.0  # the fast partition runs 2 days ahead
+        d.seen(f"fast-{i}", fast)
+        d.expire(fast)
+        d.seen(f"slow-{i}", slow)
+        caught += d.seen(f"slow-{i - 1}", slow) if i else 0  # the copy of the one before
+    assert caught == 199
+    assert d.beyond_window == 200  # the originals: a caught copy is a duplicate
 
 
 def test_memory_stays_bounded_on_a_long_stream() -> None:
@@ -67,7 +89,8 @@ def test_memory_stays_bounded_on_a_long_stream() -> None:
                 max_size=80),
        st.sampled_from([10.0, 37.5, 100.0]))
 def test_model(events: list[tuple[int, float]], window: float) -> None:
-    """Driven like the pipeline: seen() then expire(newest). Compared with a plain model."""
+    """Driven like the pipeline: seen() then expire(newest). Compared with a plain model: an
+    id is remembered for a window from its event time or the clock's, whichever is later."""
     d = Deduplicator(window)
     stored: dict[str, float] = {}  # first accepted time of each id the model remembers
     newest = float("-inf")
@@ -79,7 +102,7 @@ def test_model(events: list[tuple[int, float]], window: float) -> None:
         if repeat:
             assert eid in stored  # never reports an id it was not given
         elif eid not in stored or stored[eid] < newest - window:
-            stored[eid] = ts
+            stored[eid] = max(ts, newest)  # an event behind the clock: remembered from now
         if ts > newest:
             newest = ts
             d.expire(ts)

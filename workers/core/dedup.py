@@ -6,10 +6,15 @@ and a whole bucket is dropped once the newest event time has left it behind.
 The window is measured against the stream's clock (the second newest event
 time), not against the order records arrive in, so de-duplication is exact for
 any backlog whose events are less than a window behind the stream, however
-long the backlog took to arrive. An event further behind than that cannot be
-checked here (its original may have been forgotten): it is counted in
+long the backlog took to arrive. An id is filed under its event's time or the
+clock's, whichever is later: an event that arrives behind the stream (a
+partition whose backlog lags the others by hours) is remembered for a whole
+window of the clock from its arrival, so its copy, a few seconds behind it in
+its partition, is caught however far the other partitions have run ahead. An
+event further behind than the window when it arrives cannot be checked against
+an original the window already forgot: it is counted in
 :attr:`Deduplicator.beyond_window` and the pipeline checks it against its
-profile's ring of recent event ids instead. The window
+profile's ring of recent event ids too. The window
 (``intake.dedup_window_seconds``, 24 h by default) is the memory knob: about
 166 bytes per event id inside it (UUID ids; `bench.py dedup`, BENCHMARKS.md).
 """
@@ -42,9 +47,11 @@ class Deduplicator:
         if event_id in self._ids:
             return True
         bucket = int(ts // self._width)
-        if bucket < self._oldest:
-            self.beyond_window += 1  # older than anything remembered: cannot tell, keep it
-            return False
+        now = self._oldest + _BUCKETS  # the clock's bucket at the last expire()
+        if bucket < now:  # behind the stream: remembered from the clock's time on
+            if bucket < self._oldest:
+                self.beyond_window += 1  # its original may be forgotten: cannot tell
+            bucket = int(now)
         self._ids[event_id] = bucket
         members = self._buckets.get(bucket)
         if members is None:
