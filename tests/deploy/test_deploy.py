@@ -40,6 +40,7 @@ EXPECTED_ALERTS = {
     "PersonaStreamDeadLetterRateHigh",
     "PersonaStreamMergeRefusalsSpiking",
     "PersonaStreamNoSegmentChanges",
+    "PersonaStreamRebalanceStorm",
 }
 SEVERITIES = {"critical", "warning", "info"}
 METRIC_RE = re.compile(r"\b(persona_stream_[a-z0-9_]+|up)\b")
@@ -371,6 +372,8 @@ def test_alert_expressions_are_balanced_and_use_project_metrics() -> None:
         ("PersonaStreamNoSegmentChanges",
          ['persona_stream_events_total{outcome="valid"}', "persona_stream_segment_changes_total",
           "== 0"]),
+        ("PersonaStreamRebalanceStorm",
+         ["max by (role) (increase(persona_stream_rebalances_total[15m])) > 30"]),
     ],
 )
 def test_alert_expression_watches_the_right_metric(alert: str, needles: list[str]) -> None:

@@ -125,6 +125,15 @@ def test_readyz_is_503_until_partitions_are_assigned_then_200(worker: Worker) ->
     assert get(f"{worker.url}/healthz")[0] == 200
 
 
+def test_one_worker_alone_rebalances_each_role_group_once(worker: Worker) -> None:
+    """Joining is its groups' one rebalance; the metric an operator's storm alert reads."""
+    m = worker.metrics()
+    rebalances = {dict(labels)["role"]: v for (name, labels), v in m.items()
+                  if name == "persona_stream_rebalances_total"}
+    assert rebalances == {"router": 1, "owner": 1}
+    assert m[("persona_stream_rebalance_pause_seconds_count", (("role", "owner"),))] == 1
+
+
 def test_counters_equal_what_was_fed_and_lag_returns_to_zero(worker: Worker) -> None:
     summary = worker.app.worker_state.pipeline.summary()
     assert summary["events_read"] == len(worker.lines)

@@ -28,7 +28,10 @@ METRIC = re.compile(r"\bpersona_stream_[a-z0-9_]+")
 # series that exist once a label value is first seen (no zero series at start)
 LABELLED = {"persona_stream_identity_merges_refused_total", "persona_stream_consumer_lag",
             "persona_stream_segment_size", "persona_stream_invalid_events_total",
-            "persona_stream_last_event_time_seconds"}
+            "persona_stream_last_event_time_seconds", "persona_stream_rebalances_total",
+            "persona_stream_rebalance_pause_seconds_bucket",
+            "persona_stream_rebalance_pause_seconds_sum",
+            "persona_stream_rebalance_pause_seconds_count"}
 
 
 @dataclass
@@ -146,7 +149,7 @@ def test_registry_is_private_and_labels_carry_no_identifiers() -> None:
     pipeline = pipeline_over(lines)
     a, b = Metrics(), Metrics()  # two registries: no "Duplicated timeseries" error
     a.sync(pipeline)
-    allowed = {"outcome", "error", "reason", "segment", "partition", "le"}
+    allowed = {"outcome", "error", "reason", "segment", "partition", "le", "role"}
     for name, labels in samples(a):
         if name.startswith(("process_", "python_info", "persona_stream_build_info")):
             continue  # the standard collectors and the build: no identifier there

@@ -56,6 +56,10 @@ PROCESSING_BUCKETS = (5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3
 LAG_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
                120.0, 300.0, 600.0)
 
+# A rebalance's pause: 0.1 s (a state kept, nothing to restore) to 2 min (a restore of
+# a large state, or a group waiting out a dead member's session)
+REBALANCE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+
 
 class Message(Protocol):
     """What :meth:`Metrics.observe_routed` reads of a consumed record (aiokafka's)."""
@@ -148,6 +152,15 @@ class Metrics:
         self.commit_bytes = Counter("persona_stream_state_commit_bytes",
                                     "Bytes (keys and values) of changelog records written.",
                                     registry=r)
+        self.rebalances = Counter(
+            "persona_stream_rebalances",
+            "Rebalances of a role's consumer group this worker completed (an assignment taken),"
+            " by role: a steady rate is a group that does not settle.", ["role"], registry=r)
+        self.rebalance_pause = Histogram(
+            "persona_stream_rebalance_pause_seconds",
+            "From a role's revocation (or its first join) until its next assignment is taken:"
+            " how long its partitions were held by nobody here, by role.", ["role"],
+            buckets=REBALANCE_BUCKETS, registry=r)
         self.replay_progress = Gauge("persona_stream_replay_progress_ratio",
                                      "Share of a running replay done, 0..1.", registry=r)
         for outcome in OUTCOMES:  # zero series from the start, so rate() has a baseline
@@ -188,6 +201,11 @@ class Metrics:
             self.processing.observe(seconds / count)
         self._observe_emitted(outputs)
         self.sync(pipeline)
+
+    def observe_rebalance(self, role: str, pause: float) -> None:
+        """A rebalance of ``role``'s group completed here after ``pause`` seconds."""
+        self.rebalances.labels(role).inc()
+        self.rebalance_pause.labels(role).observe(pause)
 
     def observe_commit(self, records: int, written: int) -> None:
         self.commits.inc()

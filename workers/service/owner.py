@@ -49,6 +49,7 @@ from workers.service.changelog import ChangelogCopy, ChangelogWriter, Kept, unto
 from workers.service.clients import BATCH, Batches, Clients, read_until
 from workers.service.logs import worker_log
 from workers.service.metrics import Metrics
+from workers.service.rebalances import RebalanceWatch
 from workers.service.state import WorkerState
 from workers.state.changelog import StateRecord, StateWriter, restore
 from workers.state.wire import encode_per_partition
@@ -115,7 +116,8 @@ class Owner(ConsumerRebalanceListener):
     async def run(self, stopping: asyncio.Event) -> None:
         consumer = self.consumer = self.clients.consumer(
             role="owner", max_partition_fetch_bytes=_FETCH_BYTES)
-        consumer.subscribe([self.sequenced], listener=self)
+        consumer.subscribe([self.sequenced], listener=RebalanceWatch(
+            "owner", self, self.metrics.observe_rebalance))
         self._interval.restart()
         await read_until(stopping, consumer, self._process, max_records=BATCH)
 

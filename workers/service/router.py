@@ -40,6 +40,7 @@ from workers.service.batch import FORGET_KEY, bundles
 from workers.service.clients import BATCH, QUICK_FETCH_MS, Batches, Clients, read_until
 from workers.service.logs import worker_log
 from workers.service.metrics import Metrics
+from workers.service.rebalances import RebalanceWatch
 from workers.service.state import WorkerState
 
 # seconds between consumer-lag samples: well under the usual 15 s scrape interval, so
@@ -89,7 +90,8 @@ class Router(ConsumerRebalanceListener):
         consumer = self.consumer = self.clients.consumer(role="router",
                                                          fetch_max_wait_ms=_FETCH_WAIT_MS)
         consumer.subscribe([self.config.kafka.input_topic, self.config.kafka.forget_topic],
-                           listener=self)
+                           listener=RebalanceWatch("router", self,
+                                                   self.metrics.observe_rebalance))
         self._interval.restart()
         await read_until(stopping, consumer, self._forward, max_records=BATCH,
                          finish=self._final_commit)

@@ -46,6 +46,7 @@ from workers.service.clients import BATCH, QUICK_FETCH_MS, Batches, Clients, rea
 from workers.service.emitter import Emitter, role_emitter
 from workers.service.logs import worker_log
 from workers.service.metrics import Metrics, counts_of
+from workers.service.rebalances import RebalanceWatch
 from workers.service.state import WorkerState
 from workers.state.changelog import StateWriter, Store, restore
 from workers.state.wire import decode, encode
@@ -124,7 +125,8 @@ class ProfileTasks(ConsumerRebalanceListener):
         self.emitter = Emitter(self.config, await self.clients.producer())
         consumer = self.consumer = self.clients.consumer(
             role="profiles", isolation_level="read_committed", fetch_max_wait_ms=QUICK_FETCH_MS)
-        consumer.subscribe([self.topic], listener=self)
+        consumer.subscribe([self.topic], listener=RebalanceWatch(
+            "profiles", self, self.metrics.observe_rebalance))
         versions = self.clients.consumer(isolation_level="read_committed",
                                          fetch_max_wait_ms=QUICK_FETCH_MS)
         await versions.start()  # started before any assignment seeks it

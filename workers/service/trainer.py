@@ -29,6 +29,7 @@ from workers.service.clients import BATCH, QUICK_FETCH_MS, Batches, Clients, rea
 from workers.service.emitter import Emitter, role_emitter
 from workers.service.logs import worker_log
 from workers.service.metrics import Metrics, counts_of
+from workers.service.rebalances import RebalanceWatch
 from workers.service.state import WorkerState
 from workers.state.changelog import StateWriter, Store, restore
 from workers.state.wire import decode, encode
@@ -63,7 +64,8 @@ class TrainerRole(ConsumerRebalanceListener):
         self.shared = Emitter(self.config, await self.clients.producer())
         consumer = self.consumer = self.clients.consumer(
             role="trainer", isolation_level="read_committed", fetch_max_wait_ms=QUICK_FETCH_MS)
-        consumer.subscribe([self.partition.topic], listener=self)
+        consumer.subscribe([self.partition.topic], listener=RebalanceWatch(
+            "trainer", self, self.metrics.observe_rebalance))
         self._interval.restart()
         await read_until(stopping, consumer, self._process, max_records=BATCH)
 

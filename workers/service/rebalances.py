@@ -1,0 +1,64 @@
+"""Each role group's rebalances, counted, timed and logged.
+
+A rebalance pauses a role: from the revocation until the new assignment is taken
+(its state kept or restored), the role's partitions are held by nobody. One now and
+then is a worker joining or leaving; a steady stream of them is a group that does not
+settle (session 14: aiokafka's second JoinGroup per join kept static members
+rebalancing for minutes), and the workers stay busy doing nothing useful. So every
+completed rebalance of a role's consumer is counted
+(``persona_stream_rebalances_total{role}``), its pause observed
+(``persona_stream_rebalance_pause_seconds{role}``) and logged as one INFO line; the
+alert ``PersonaStreamRebalanceStorm`` watches the count.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from aiokafka.abc import ConsumerRebalanceListener
+
+from workers.service.logs import worker_log
+
+
+class Listener(Protocol):
+    """A role's rebalance callbacks (aiokafka's ``ConsumerRebalanceListener``)."""
+
+    async def on_partitions_revoked(self, revoked: Any) -> None: ...
+
+    async def on_partitions_assigned(self, assigned: Any) -> None: ...
+
+
+class Observe(Protocol):
+    """Where a rebalance is counted: :meth:`workers.service.metrics.Metrics.observe_rebalance`."""
+
+    def __call__(self, role: str, pause: float) -> None: ...
+
+
+class RebalanceWatch(ConsumerRebalanceListener):
+    """Wraps ``role``'s listener: the role's callbacks run unchanged, and each assignment
+    that completes is counted with the pause since the revocation before it (since the
+    consumer subscribed, for the first)."""
+
+    def __init__(self, role: str, listener: Listener, observe: Observe,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.role = role
+        self.listener = listener
+        self.observe = observe
+        self.clock = clock
+        self.rebalances = 0
+        self._paused_at = clock()  # joining the group is the first pause
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        self._paused_at = self.clock()
+        await self.listener.on_partitions_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self.listener.on_partitions_assigned(assigned)
+        pause = self.clock() - self._paused_at
+        self.rebalances += 1
+        self.observe(self.role, pause)
+        worker_log.info("rebalanced", extra={
+            "role": self.role, "rebalances": self.rebalances, "pause_seconds": round(pause, 3),
+            "partitions": sorted(tp.partition for tp in assigned)})
