@@ -196,8 +196,8 @@ def test_a_killed_worker_restarts_from_its_changelogs_and_loses_nothing(
         before = topic_records(k["segment_changes_topic"], kafka_bootstrap)
     finally:
         first.stop(signal.SIGKILL)  # no goodbye: no final commit
-    # the same instance id (a pod restarted in place): static membership in every group,
-    # faust's own included, so it is ready without waiting out its dead self's session
+    # the same instance id (a pod restarted in place): static membership in every group
+    # (faust joins none), so it is ready without waiting out its dead self's session
     restarted = time.monotonic()
     with WorkerProcess(config, instance_id="solo", log_dir=tmp_path) as second:
         wait_for(lambda: second.get("/readyz") is not None, 60,

@@ -2,7 +2,7 @@
 
 The worker and ``replay --to-topic`` both create their topics here, with the
 configured partitions, replication and retention; kafka-python (admin,
-replay) and aiokafka (the worker, faust) get the same security settings.
+replay) and aiokafka (the worker) get the same security settings.
 """
 
 from __future__ import annotations
@@ -61,20 +61,6 @@ def aiokafka_security(config: Config) -> dict[str, Any]:
         opts["ssl_context"] = create_ssl_context(cafile=k.ssl_cafile, certfile=k.ssl_certfile,
                                                  keyfile=k.ssl_keyfile)
     return opts
-
-
-def faust_credentials(config: Config, security: dict[str, Any]) -> Any:
-    """The same security for faust's own clients (it connects even with no agents)."""
-    import faust
-
-    k = config.kafka
-    if k.sasl_mechanism:
-        return faust.SASLCredentials(username=k.sasl_username, password=k.sasl_password,
-                                     ssl_context=security.get("ssl_context"),
-                                     mechanism=k.sasl_mechanism)
-    if "ssl_context" in security:
-        return faust.SSLCredentials(security["ssl_context"])
-    return None
 
 
 # ---- topic names ---------------------------------------------------------------------

@@ -31,8 +31,9 @@ the rest (README "kafka.topology: partitioned"):
 * **trainer** (:mod:`~workers.service.trainer`): the member of ``<app>.trainer``
   holding ``<app>-samples`` learns the one model all tasks use.
 
-faust runs the service: lifecycle, signals, timers and the web server. The
-records do not go through a faust agent: faust hands an agent one message at a
+faust runs the service: lifecycle, signals, timers and the web server, and none of
+its own Kafka clients (:class:`WithoutKafka`). The records do not go through a
+faust agent: faust hands an agent one message at a
 time through queues and tasks (~120 us of event-loop work per message, measured)
 and its agent commits are where its known at-least-once bugs live. Both roles
 read with aiokafka's ``getmany`` (the client faust itself uses) and commit
@@ -63,14 +64,15 @@ import socket
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import faust
+from faust.app.base import BootStrategy
 
 from workers.config import Config
 from workers.core.pipeline import Pipeline
 from workers.errors import ConfigError
-from workers.io.kafka import faust_credentials, provision, worker_topics
+from workers.io.kafka import provision, worker_topics
 from workers.service.admin import AdminPages
 from workers.service.cards import CardFollower, CardReports
 from workers.service.clients import Clients
@@ -99,9 +101,19 @@ class Holder(Protocol):
     async def close(self) -> None: ...
 
 
+class WithoutKafka(BootStrategy):
+    """faust's services without its Kafka clients: every record goes through the roles'
+    aiokafka clients, so faust's consumer (a thread of its own polling a group of its own,
+    with no agent to feed) and its producer were only connections, a group a restarted
+    worker had to rejoin, and security settings to pass twice."""
+
+    enable_kafka = False
+
+
 class WorkerApp(faust.App):
     """The faust app, plus what the tests and benchmarks read of the worker it runs."""
 
+    BootStrategy = WithoutKafka
     worker_state: WorkerState
     metrics: Metrics
     size_history: SizeHistory
@@ -160,20 +172,6 @@ def check_listen(host: str, port: int, section: str = "metrics") -> None:
                           f" {exc.strerror}") from None
 
 
-def _static_faust(instance_id: str | None) -> dict[str, Any]:
-    """faust's own group (its assignor's topic) static too: without it a worker restarted
-    after SIGKILL waits out its dead self's session (faust's 60 s) before it is ready.
-
-    faust's assignor keeps each member's URL in the group and insists a returning static
-    member has the same one, so the URL is named after the instance, not after a port
-    that may change between restarts (faust's URL routes agent and table requests,
-    which this worker has none of)."""
-    if instance_id is None:
-        return {}
-    return {"consumer_group_instance_id": f"{instance_id}-faust",
-            "canonical_url": f"http://{instance_id}"}
-
-
 def provision_topics(config: Config) -> None:
     """Create the contract's topics and the internal ones if missing."""
     provision(config, worker_topics(config))
@@ -194,12 +192,8 @@ def build_app(config: Config, initial: Pipeline | None = None) -> WorkerApp:
     """
     k = config.kafka
     clients = Clients(config)
-    app = WorkerApp(k.application_id, broker=f"kafka://{k.bootstrap_servers}",
-                    broker_credentials=faust_credentials(config, clients.security),
-                    store="memory://", datadir=_faust_directory(config),
-                    web_port=config.metrics.port,
-                    web_bind=config.metrics.host,
-                    **_static_faust(k.instance_id))
+    app = WorkerApp(k.application_id, store="memory://", datadir=_faust_directory(config),
+                    web_port=config.metrics.port, web_bind=config.metrics.host)
     state, metrics = WorkerState(), Metrics()
     router = Router(config, clients, state, metrics)
     owner = Owner(config, clients, state, metrics, router, initial)
