@@ -30,6 +30,7 @@ from workers.testing import (
     topic_records,
     wait_for,
     worker_config,
+    write_config,
 )
 
 pytestmark = pytest.mark.integration
@@ -126,6 +127,39 @@ def test_a_produce_failure_then_a_restart_loses_nothing(
         wait_for(lambda: _caught_up(second, len(lines)), 240, "the restart to catch up")
     assert _ids(k["segment_changes_topic"], kafka_bootstrap) == _ids_of(
         lines, "segment_change", config)
+
+
+@pytest.mark.parametrize("topology", ["sequenced", "partitioned"])
+def test_a_restart_under_settings_its_state_was_not_made_with_stops_in_one_line(
+        kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path,
+        topology: str) -> None:
+    """A setting that shapes the state changed between two runs on the same changelogs:
+    the role taking them refuses the state, and the worker stops with exit 1 and one line
+    naming the setting. It used to go on holding the partitions, dropping every record."""
+    lines = simulate(120, seed=33, days=1)[0]
+    config, settings = worker_config(tmp_path, unique_name, bootstrap=kafka_bootstrap,
+                                     partitions=2, commit_interval_seconds=1,
+                                     topology=topology)
+    produce(settings["kafka"]["input_topic"], [Record(line) for line in lines],
+            kafka_bootstrap)
+    with WorkerProcess(config, instance_id="solo", log_dir=tmp_path) as first:
+        wait_for(lambda: _caught_up(first, len(lines))
+                 and (first.status() or {}).get("commits", 0) >= 1, 120,
+                 "a commit of the whole stream")
+    settings["segmentation"] = {**settings.get("segmentation", {}), "n_clusters": 7}
+    changed = write_config(tmp_path / "changed.yaml", settings)
+    (tmp_path / "second").mkdir()
+    second = WorkerProcess(changed, instance_id="solo", log_dir=tmp_path / "second")
+    try:
+        wait_for(lambda: second.proc.poll() is not None, 120, "the worker to stop")
+    finally:
+        second.stop()
+    assert second.proc.returncode == 1
+    log = next((tmp_path / "second").glob("worker-solo-*.log")).read_text()
+    refused = [line for line in log.splitlines() if "different configuration" in line]
+    assert refused and "segmentation.n_clusters: 5 in the state, 7 now" in refused[0]
+    assert "Traceback" not in log
+    assert "persona-stream worker: error: " in log  # the CLI's one line, on stderr
 
 
 @pytest.mark.parametrize(("host", "says"), [

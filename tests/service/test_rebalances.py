@@ -9,7 +9,9 @@ from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaTimeoutError
 
+from workers.errors import PersonaStreamError, StateError
 from workers.service.metrics import Metrics
 from workers.service.rebalances import RebalanceWatch
 
@@ -17,7 +19,7 @@ from workers.service.rebalances import RebalanceWatch
 class Role:
     """A role's listener: records the calls, and what the watch had counted at each."""
 
-    def __init__(self, watch: list[RebalanceWatch], fail: bool = False) -> None:
+    def __init__(self, watch: list[RebalanceWatch], fail: Exception | None = None) -> None:
         self.calls: list[tuple[str, Any, int]] = []
         self.watch = watch
         self.fail = fail
@@ -27,8 +29,8 @@ class Role:
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
         self.calls.append(("assigned", assigned, self.watch[0].rebalances))
-        if self.fail:
-            raise TimeoutError("the restore timed out")
+        if self.fail is not None:
+            raise self.fail
 
 
 class Clock:
@@ -68,15 +70,69 @@ def test_each_assignment_is_counted_with_its_pause_after_the_role_took_it(
         ("profiles", 1, 1.5, [0, 1]), ("profiles", 2, 0.25, [1])]
 
 
-def test_an_assignment_the_role_failed_to_take_is_not_counted() -> None:
+@pytest.mark.parametrize(("raised", "stops_with"), [
+    (StateError("the changelog topics was made with a different configuration: x"),
+     "the changelog topics was made with a different configuration: x"),
+    (KafkaTimeoutError("Failed to get offsets by times in 40000 ms"),
+     "the owner role could not take or hand over its partitions: KafkaTimeoutError"),
+])
+def test_an_assignment_the_role_failed_to_take_stops_its_loop_in_one_line(
+        raised: Exception, stops_with: str) -> None:
+    """aiokafka would log the error with a traceback and keep the assignment, the role
+    dropping every record; the watch keeps the error for the role's read loop."""
     holder: list[RebalanceWatch] = []
     observed: list[tuple[str, float]] = []
-    watch = RebalanceWatch("owner", Role(holder, fail=True),
+    watch = RebalanceWatch("owner", Role(holder, fail=raised),
                            lambda r, p: observed.append((r, p)), Clock())
     holder.append(watch)
-    with pytest.raises(TimeoutError):  # aiokafka logs a listener's error and goes on
-        asyncio.run(watch.on_partitions_assigned({TopicPartition("t", 0)}))
-    assert watch.rebalances == 0 and observed == []
+    watch.check()  # nothing failed yet
+    asyncio.run(watch.on_partitions_assigned({TopicPartition("t", 0)}))
+    assert watch.rebalances == 0 and observed == []  # not taken: not counted
+    with pytest.raises(PersonaStreamError, match=stops_with):
+        watch.check()
+
+
+def test_a_defect_in_a_callback_keeps_its_own_type_and_traceback() -> None:
+    holder: list[RebalanceWatch] = []
+    watch = RebalanceWatch("trainer", Role(holder, fail=KeyError("oops")),
+                           lambda r, p: None, Clock())
+    holder.append(watch)
+    asyncio.run(watch.on_partitions_assigned({TopicPartition("t", 0)}))
+    with pytest.raises(KeyError):
+        watch.check()
+
+
+def test_read_until_raises_a_failed_take_before_the_role_is_handed_a_record() -> None:
+    """The read loop of every role checks its watch after each read."""
+    from workers.service.clients import read_until
+
+    handled: list[object] = []
+    holder: list[RebalanceWatch] = []
+    watch = RebalanceWatch("profiles", Role(holder, fail=StateError("damaged state")),
+                           lambda r, p: None, Clock())
+    holder.append(watch)
+
+    class Consumer:
+        """Delivers one batch per read; the take fails before the second."""
+
+        reads = 0
+
+        async def getmany(self, **_: object) -> dict[str, list[int]]:
+            self.reads += 1
+            if self.reads == 2:
+                await watch.on_partitions_assigned({TopicPartition("t", 0)})
+            return {"batch": [self.reads]}
+
+        async def stop(self) -> None:
+            handled.append("stopped")
+
+    async def handle(batches: object) -> None:
+        handled.append(batches)
+
+    with pytest.raises(StateError, match="damaged state"):
+        asyncio.run(read_until(asyncio.Event(), Consumer(), handle,  # type: ignore[arg-type]
+                               started=True, watch=watch))
+    assert handled == [{"batch": [1]}, "stopped"]
 
 
 def test_the_metrics_count_rebalances_and_their_pauses_by_role() -> None:

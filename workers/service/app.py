@@ -71,7 +71,7 @@ from faust.app.base import BootStrategy
 
 from workers.config import Config
 from workers.core.pipeline import Pipeline
-from workers.errors import ConfigError
+from workers.errors import ConfigError, PersonaStreamError
 from workers.io.kafka import provision, worker_topics
 from workers.service.admin import AdminPages
 from workers.service.cards import CardFollower, CardReports
@@ -138,9 +138,14 @@ class Roles(faust.Service):
             task.add_done_callback(self._crash_on_error)
 
     def _crash_on_error(self, task: asyncio.Future[None]) -> None:
+        """A role's loop that failed stops the worker: an operator's error (a state made
+        under other settings...) as one line, a defect with its traceback."""
         error = None if task.cancelled() else task.exception()
         if error is not None and not self.stopping.is_set():
-            worker_log.error("worker loop failed", exc_info=error)
+            if isinstance(error, PersonaStreamError):
+                worker_log.error("worker stopped: %s", error)
+            else:
+                worker_log.error("worker loop failed", exc_info=error)
             self.crashing = asyncio.ensure_future(self.crash(error))
 
     async def on_stop(self) -> None:
@@ -223,12 +228,20 @@ def build_app(config: Config, initial: Pipeline | None = None) -> WorkerApp:
 
 
 def run_worker(config: Config, initial: Pipeline | None = None) -> int:
-    """Blocks until SIGTERM/SIGINT; faust shuts down gracefully on either."""
+    """Blocks until SIGTERM/SIGINT; faust shuts down gracefully on either. A role that
+    stopped the worker with an operator's error (:meth:`Roles._crash_on_error`) ends it
+    with that error, so the CLI says it in one line with its exit code (mode's worker
+    exits 1 with no message)."""
     check_listen(config.metrics.host, config.metrics.port)
     check_listen(config.admin.host, config.admin.port, "admin")
     provision_topics(config)  # an unreachable broker: BrokerError, one line from the CLI
     app = build_app(config, initial)
     worker = faust.Worker(app, loglevel=config.metrics.log_level.lower(),
                           logging_config=logging_config(config.metrics.log_level))
-    worker.execute_from_commandline()
+    try:
+        worker.execute_from_commandline()
+    except SystemExit:
+        if isinstance(worker.crash_reason, PersonaStreamError):
+            raise worker.crash_reason from None
+        raise
     return 0

@@ -20,6 +20,7 @@ from aiokafka.structs import ConsumerRecord
 
 from workers.config import Config
 from workers.io.kafka import aiokafka_security
+from workers.service.rebalances import RebalanceWatch
 
 GroupRole = Literal["router", "owner", "profiles", "trainer"]  # consumer group <app>.<role>
 # the groups whose partitions carry state: assigned sticky (see assignors)
@@ -105,16 +106,21 @@ def assignors() -> tuple[type[Any], ...]:
 async def read_until(stopping: asyncio.Event, consumer: AIOKafkaConsumer,
                      handle: Callable[[Batches], Awaitable[None]],
                      max_records: int | None = None, started: bool = False,
-                     finish: Callable[[], Awaitable[None]] | None = None) -> None:
+                     finish: Callable[[], Awaitable[None]] | None = None,
+                     watch: RebalanceWatch | None = None) -> None:
     """Start ``consumer`` (unless ``started``), hand each ``getmany`` result to ``handle``
     until ``stopping`` is set (within one wait), then ``finish`` (a commit under way) and
-    stop it: the read loop of every role."""
+    stop it: the read loop of every role. A rebalance callback that failed (``watch``,
+    the consumer's listener) raises here, before the role is handed a record."""
     if not started:
         await consumer.start()
     try:
         while not stopping.is_set():
-            await handle(await consumer.getmany(timeout_ms=BATCH_WAIT_MS,
-                                                max_records=max_records))
+            batches = await consumer.getmany(timeout_ms=BATCH_WAIT_MS,
+                                             max_records=max_records)
+            if watch is not None:
+                watch.check()
+            await handle(batches)
     finally:
         try:
             if finish is not None:

@@ -116,10 +116,11 @@ class Owner(ConsumerRebalanceListener):
     async def run(self, stopping: asyncio.Event) -> None:
         consumer = self.consumer = self.clients.consumer(
             role="owner", max_partition_fetch_bytes=_FETCH_BYTES)
-        consumer.subscribe([self.sequenced], listener=RebalanceWatch(
-            "owner", self, self.metrics.observe_rebalance))
+        watch = RebalanceWatch("owner", self, self.metrics.observe_rebalance)
+        consumer.subscribe([self.sequenced], listener=watch)
         self._interval.restart()
-        await read_until(stopping, consumer, self._process, max_records=BATCH)
+        await read_until(stopping, consumer, self._process, max_records=BATCH,
+                         watch=watch)
 
     async def _process(self, batches: Batches) -> None:
         """One batch: process and send the outputs; commit when the interval is up.

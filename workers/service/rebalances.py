@@ -9,6 +9,15 @@ completed rebalance of a role's consumer is counted
 (``persona_stream_rebalances_total{role}``), its pause observed
 (``persona_stream_rebalance_pause_seconds{role}``) and logged as one INFO line; the
 alert ``PersonaStreamRebalanceStorm`` watches the count.
+
+A role that could not take or hand over its partitions (its state's restore failed:
+a damaged changelog, a state made under other settings, the broker gone for the
+whole restore) must not go on holding them: aiokafka logs a callback's error with its
+traceback and keeps the assignment, and the role would drop every record it is given.
+The watch keeps the error instead, and :meth:`RebalanceWatch.check` raises it in the
+role's read loop before the role is handed a record, which stops the worker with it
+(exit 1: the orchestrator restarts it, and the group gives the partitions to a worker
+that can take them).
 """
 
 from __future__ import annotations
@@ -18,7 +27,9 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.errors import KafkaError
 
+from workers.errors import BrokerError, PersonaStreamError
 from workers.service.logs import worker_log
 
 
@@ -49,16 +60,38 @@ class RebalanceWatch(ConsumerRebalanceListener):
         self.clock = clock
         self.rebalances = 0
         self._paused_at = clock()  # joining the group is the first pause
+        self.failed: Exception | None = None  # what a callback of the role raised
 
     async def on_partitions_revoked(self, revoked: Any) -> None:
         self._paused_at = self.clock()
-        await self.listener.on_partitions_revoked(revoked)
+        try:
+            await self.listener.on_partitions_revoked(revoked)
+        except Exception as exc:
+            self.failed = exc  # raised by check(), in the role's loop
 
     async def on_partitions_assigned(self, assigned: Any) -> None:
-        await self.listener.on_partitions_assigned(assigned)
+        try:
+            await self.listener.on_partitions_assigned(assigned)
+        except Exception as exc:
+            self.failed = exc  # raised by check(), in the role's loop
+            return
         pause = self.clock() - self._paused_at
         self.rebalances += 1
         self.observe(self.role, pause)
         worker_log.info("rebalanced", extra={
             "role": self.role, "rebalances": self.rebalances, "pause_seconds": round(pause, 3),
             "partitions": sorted(tp.partition for tp in assigned)})
+
+    def check(self) -> None:
+        """Raise what the role's callback raised, as one line for the operator: the role's
+        own error (a :class:`~workers.errors.StateError`...) as it is, a client's error as a
+        :class:`~workers.errors.BrokerError`; anything else (a defect) with its traceback."""
+        failed = self.failed
+        if failed is None:
+            return
+        if isinstance(failed, PersonaStreamError):
+            raise failed
+        if isinstance(failed, KafkaError | OSError | TimeoutError):
+            raise BrokerError(f"the {self.role} role could not take or hand over its"
+                              f" partitions: {failed!r}") from failed
+        raise failed

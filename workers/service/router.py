@@ -89,11 +89,12 @@ class Router(ConsumerRebalanceListener):
     async def run(self, stopping: asyncio.Event) -> None:
         consumer = self.consumer = self.clients.consumer(role="router",
                                                          fetch_max_wait_ms=_FETCH_WAIT_MS)
+        watch = RebalanceWatch("router", self, self.metrics.observe_rebalance)
         consumer.subscribe([self.config.kafka.input_topic, self.config.kafka.forget_topic],
-                           listener=RebalanceWatch("router", self,
-                                                   self.metrics.observe_rebalance))
+                           listener=watch)
         self._interval.restart()
         await read_until(stopping, consumer, self._forward, max_records=BATCH,
+                         watch=watch,
                          finish=self._final_commit)
 
     async def _forward(self, batches: Batches) -> None:

@@ -125,15 +125,16 @@ class ProfileTasks(ConsumerRebalanceListener):
         self.emitter = Emitter(self.config, await self.clients.producer())
         consumer = self.consumer = self.clients.consumer(
             role="profiles", isolation_level="read_committed", fetch_max_wait_ms=QUICK_FETCH_MS)
-        consumer.subscribe([self.topic], listener=RebalanceWatch(
-            "profiles", self, self.metrics.observe_rebalance))
+        watch = RebalanceWatch("profiles", self, self.metrics.observe_rebalance)
+        consumer.subscribe([self.topic], listener=watch)
         versions = self.clients.consumer(isolation_level="read_committed",
                                          fetch_max_wait_ms=QUICK_FETCH_MS)
         await versions.start()  # started before any assignment seeks it
         versions.assign([self.versions_partition])
         self.versions = versions
         self._interval.restart()
-        await asyncio.gather(read_until(stopping, consumer, self._process, max_records=BATCH),
+        await asyncio.gather(read_until(stopping, consumer, self._process, max_records=BATCH,
+                                        watch=watch),
                              read_until(stopping, versions, self._versions, started=True))
 
     async def _process(self, batches: Batches) -> None:

@@ -64,10 +64,11 @@ class TrainerRole(ConsumerRebalanceListener):
         self.shared = Emitter(self.config, await self.clients.producer())
         consumer = self.consumer = self.clients.consumer(
             role="trainer", isolation_level="read_committed", fetch_max_wait_ms=QUICK_FETCH_MS)
-        consumer.subscribe([self.partition.topic], listener=RebalanceWatch(
-            "trainer", self, self.metrics.observe_rebalance))
+        watch = RebalanceWatch("trainer", self, self.metrics.observe_rebalance)
+        consumer.subscribe([self.partition.topic], listener=watch)
         self._interval.restart()
-        await read_until(stopping, consumer, self._process, max_records=BATCH)
+        await read_until(stopping, consumer, self._process, max_records=BATCH,
+                         watch=watch)
 
     async def _process(self, batches: Batches) -> None:
         async with self._lock:
