@@ -9,7 +9,13 @@ from workers.core.partitioned.records import Moved, Routed, Version
 from workers.errors import StateError
 from workers.simulation.generator import simulate
 from workers.state.codec import pack
-from workers.state.wire import BUNDLE_BYTES, decode, encode
+from workers.state.wire import (
+    BUNDLE_BYTES,
+    decode,
+    decode_numbered,
+    encode,
+    encode_per_partition,
+)
 from workers.testing import small_stream_config
 
 
@@ -19,9 +25,9 @@ def _records() -> list[object]:
     sent: list[object] = []
     take = topology.router.take
 
-    def spy() -> list[tuple[int, object]]:
+    def spy() -> list[tuple[int, int, object]]:
         records = take()
-        sent.extend(r for _, r in records)
+        sent.extend(r for _, _, r in records)
         return records  # type: ignore[return-value]
 
     topology.router.take = spy  # type: ignore[method-assign]
@@ -85,3 +91,22 @@ def test_a_bundle_keeps_its_records_in_order_and_is_cut_before_it_grows_large() 
 def test_anything_else_is_a_state_error(value: bytes | None) -> None:
     with pytest.raises(StateError):
         decode(value)
+
+
+def test_the_identity_stages_bundles_carry_the_number_of_their_first_record() -> None:
+    """Numbered per partition and on across the bundles a large batch is cut into; a
+    bundle of a task (moved states) or of an earlier version has none."""
+    records = [r for r in _records() if isinstance(r, Routed)]
+    sent = [(p, n, r) for p in (0, 1) for n, r in enumerate(records, start=100 * p)]
+    bundles = encode_per_partition(sent)  # type: ignore[arg-type]
+    assert len([b for p, b in bundles if p == 0]) > 1  # cut: a large batch
+    for p in (0, 1):
+        numbered = [decode_numbered(value) for q, value in bundles if q == p]
+        firsts = [first for first, _ in numbered]
+        sizes = [len(items) for _, items in numbered]
+        assert firsts == [100 * p + sum(sizes[:i]) for i in range(len(sizes))]
+        assert sum(sizes) == len(records)
+        assert [encode([r]) for _, items in numbered for r in items] == [
+            encode([r]) for r in records]
+    [plain] = encode(records[:3])  # type: ignore[arg-type]
+    assert decode_numbered(plain)[0] is None and len(decode(plain)) == 3

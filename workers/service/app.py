@@ -88,6 +88,11 @@ from workers.service.tasks import ProfileTasks
 from workers.service.trainer import TrainerRole
 from workers.service.web import Pages
 
+# How long a stopping worker waits for its roles' last commits: well under a second on
+# a broker that answers; bounded, so SIGTERM ends the worker within Kubernetes' grace
+# period (60 s in deploy/) also when the broker is gone.
+STOP_SECONDS = 30
+
 
 class Loop(Protocol):
     """A role's loop: it runs until ``stopping`` is set, within one read's wait."""
@@ -149,12 +154,23 @@ class Roles(faust.Service):
             self.crashing = asyncio.ensure_future(self.crash(error))
 
     async def on_stop(self) -> None:
+        """The roles' last commits, within :data:`STOP_SECONDS`: with the broker gone they
+        would wait for it forever and SIGTERM would never end the worker; what is not
+        committed is replayed by the next holder, so giving up loses nothing."""
         self.stopping.set()  # each loop ends within one getmany wait
+        try:
+            await asyncio.wait_for(self._close(), STOP_SECONDS)
+        except TimeoutError:
+            worker_log.warning("stopped without a last commit: the broker did not take it"
+                               f" within {STOP_SECONDS} s; the next holders replay from the"
+                               " commit before")
+        await self.probe.close()
+
+    async def _close(self) -> None:
         await asyncio.gather(*self.tasks, return_exceptions=True)
         for holder in self.holders:  # each next holder starts from here: nothing to replay
             await holder.close()
         await self.clients.stop()
-        await self.probe.close()
 
 
 def check_listen(host: str, port: int, section: str = "metrics") -> None:

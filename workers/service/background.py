@@ -9,11 +9,33 @@ role's next step (or logged, where the role is letting its partitions go).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import time
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
+
+from aiokafka.errors import KafkaError
 
 from workers.service.logs import worker_log
+
+Role = TypeVar("Role")
+
+
+def skipped_while_the_broker_is_away(
+        timer: Callable[[Role], Awaitable[None]]) -> Callable[[Role], Awaitable[None]]:
+    """A timer that sends a snapshot (persona cards, card reports): a round the broker
+    does not take is skipped, and the next one sends afresh. Its error would otherwise
+    stop the whole worker about a minute into an outage (aiokafka's send gives up
+    waiting for the topic's metadata after 40 s); the broker probe already says the
+    broker is gone."""
+
+    @functools.wraps(timer)
+    async def round_of(role: Role) -> None:
+        with contextlib.suppress(KafkaError):  # the next interval sends again
+            await timer(role)
+
+    return round_of
 
 
 class CommitInterval:

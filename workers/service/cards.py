@@ -21,6 +21,7 @@ from workers.core.partitioned.cards import CardAssembly, CardReport
 from workers.core.records import PersonaCard
 from workers.io.cloudevents import Envelope
 from workers.io.kafka import card_reports_topic
+from workers.service.background import skipped_while_the_broker_is_away
 from workers.service.clients import Batches, Clients, read_until
 from workers.service.logs import worker_log
 from workers.service.state import WorkerState
@@ -94,6 +95,7 @@ class CardReports:
                 if r.value is not None:
                     self.assembly.offer(_report(orjson.loads(r.value)))
 
+    @skipped_while_the_broker_is_away
     async def report(self) -> None:
         """The partitions this worker holds, each as it stands now."""
         reports = [report for _, task in sorted(self.state.tasks.items())
@@ -105,6 +107,7 @@ class CardReports:
                               value=orjson.dumps(_fields(r))) for r in reports]
         await asyncio.gather(*futures)
 
+    @skipped_while_the_broker_is_away
     async def publish(self) -> None:
         """The trainer's holder: the cards, when every partition reported and they changed."""
         if not self.state.trainer:

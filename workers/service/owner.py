@@ -42,7 +42,11 @@ from workers.errors import BrokerError
 from workers.io.cloudevents import Envelope
 from workers.io.kafka import live_output_topics, profiles_topic, sequenced_topic
 from workers.io.sinks import stamp_emitted, wall_clock
-from workers.service.background import BackgroundCommit, CommitInterval
+from workers.service.background import (
+    BackgroundCommit,
+    CommitInterval,
+    skipped_while_the_broker_is_away,
+)
 from workers.service.batch import FLUSH_KEY, process_batch
 from workers.service.cards import PERSONA_INTERVAL
 from workers.service.changelog import ChangelogCopy, ChangelogWriter, Kept, untouched
@@ -391,8 +395,12 @@ class Owner(ConsumerRebalanceListener):
             return
         state.flush_sent = True
         producer = await self.clients.producer()
-        await (await producer.send(self.sequenced, key=FLUSH_KEY, value=b""))
+        try:
+            await (await producer.send(self.sequenced, key=FLUSH_KEY, value=b""))
+        except KafkaError:  # the broker is away: the next round sends it
+            state.flush_sent = False
 
+    @skipped_while_the_broker_is_away
     async def publish_personas(self) -> None:
         """Now and then, not only on a new model: the cards' sizes move with every batch."""
         if self.state.owner and self.state.pipeline is not None:

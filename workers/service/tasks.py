@@ -49,7 +49,7 @@ from workers.service.metrics import Metrics, counts_of
 from workers.service.rebalances import RebalanceWatch
 from workers.service.state import WorkerState
 from workers.state.changelog import StateWriter, Store, restore
-from workers.state.wire import decode, encode
+from workers.state.wire import decode, decode_numbered, encode
 
 VERSIONS_KEY = b"versions"  # task meta: the versions offset its worker had read to
 # task meta: how many records of the bundle at the committed offset the state holds already
@@ -152,14 +152,18 @@ class ProfileTasks(ConsumerRebalanceListener):
                         # already under way when it was taken): already offered
                         continue
                     count = 0
-                    for item in decode(record.value):
+                    number, items = decode_numbered(record.value)
+                    for item in items:
                         if isinstance(item, Moved):
                             task.offer_moved(item)
                             continue
                         count += 1
-                        if count > held.skip:  # else applied before the state's commit
-                            task.offer(item)  # type: ignore[arg-type]
+                        # else applied before the state's commit, or (a number the task
+                        # has) sent again by an identity stage restored from an older one
+                        if count > held.skip and task.offer(item, number):  # type: ignore[arg-type]
                             offsets.append(offset)
+                        if number is not None:
+                            number += 1
                     if count:
                         held.bundles.append((offset, count))
                     held.skip = 0

@@ -7,7 +7,10 @@ tens of microseconds of Python per record sent and read (a future, an
 acknowledgement, a ``ConsumerRecord``), several times the work a profile task
 does per event, so one Kafka record per bundle is what lets the hops cost less
 than the work. A bundle is a msgpack array of records, cut at
-:data:`BUNDLE_BYTES` so no value comes near the broker's size limit. Each record
+:data:`BUNDLE_BYTES` so no value comes near the broker's size limit; a bundle of
+the identity stage starts with the number of its first record in its partition
+(an integer; the records after it are numbered on), which a profile task reads
+to tell a record it has from one sent again. Each record
 is a list ``[kind, *fields]``, of plain values where the kind has only those
 (written by one reused packer: most records are events and ticks), else a
 :mod:`workers.state.codec` value (a moved profile's state, a forget request, a
@@ -66,8 +69,10 @@ def encode_one(record: Record) -> bytes:
     return pack([type(record).__name__, *record])
 
 
-def encode(records: Sequence[Record]) -> list[bytes]:
-    """``records`` as bundles, in order: one Kafka value each."""
+def encode(records: Sequence[Record], first: int | None = None) -> list[bytes]:
+    """``records`` as bundles, in order: one Kafka value each. ``first``: the number of
+    the first record (the identity stage's records for a partition), each bundle then
+    starting with the number of its own first record."""
     bundles: list[bytes] = []
     items: list[bytes] = []
     size = 0
@@ -76,37 +81,57 @@ def encode(records: Sequence[Record]) -> list[bytes]:
         items.append(item)
         size += len(item)
         if size >= BUNDLE_BYTES:
-            bundles.append(_array(items))
+            bundles.append(_array(items, first))
+            first = None if first is None else first + len(items)
             items, size = [], 0
     if items:
-        bundles.append(_array(items))
+        bundles.append(_array(items, first))
     return bundles
 
 
-def encode_per_partition(sent: Iterable[tuple[int, Record]]) -> list[tuple[int, bytes]]:
-    """(partition, record) pairs in order as bundles per partition, each partition's
-    records in their order: what one batch of the identity stage sends."""
-    by_partition: dict[int, list[Record]] = {}
-    for partition, record in sent:
-        by_partition.setdefault(partition, []).append(record)
-    return [(partition, value) for partition, records in by_partition.items()
-            for value in encode(records)]
+def encode_per_partition(sent: Iterable[tuple[int, int, Record]]) -> list[tuple[int, bytes]]:
+    """(partition, number, record) in order as numbered bundles per partition, each
+    partition's records in their order: what one batch of the identity stage sends."""
+    by_partition: dict[int, tuple[int, list[Record]]] = {}
+    for partition, number, record in sent:
+        numbered = by_partition.get(partition)
+        if numbered is None:
+            by_partition[partition] = number, [record]
+        else:
+            numbered[1].append(record)
+    return [(partition, value) for partition, (first, records) in by_partition.items()
+            for value in encode(records, first)]
 
 
-def _array(items: list[bytes]) -> bytes:
-    """A msgpack array of values already packed (array 32: a type byte, then the count)."""
-    return b"\xdd" + len(items).to_bytes(4, "big") + b"".join(items)
+def _array(items: list[bytes], first: int | None) -> bytes:
+    """A msgpack array of values already packed (array 32: a type byte, then the count),
+    after the number ``first`` if there is one."""
+    if first is None:
+        return b"\xdd" + len(items).to_bytes(4, "big") + b"".join(items)
+    return (b"\xdd" + (len(items) + 1).to_bytes(4, "big") + _plain.pack(first)
+            + b"".join(items))
 
 
 def decode(data: bytes | None) -> list[Record]:
     """The records of a bundle from :func:`encode`; a StateError for anything else."""
+    return decode_numbered(data)[1]
+
+
+def decode_numbered(data: bytes | None) -> tuple[int | None, list[Record]]:
+    """The number of a bundle's first record (None: not numbered) and its records."""
     if data is None:
         raise StateError("an internal record without a value")
     items = unpack(data)
     if not isinstance(items, list):
         raise StateError("not a bundle of internal records of persona-stream")
+    first = None
+    if items and type(items[0]) is int:
+        first = items[0]
+        del items[0]
+        if not items:  # encode() never writes a number alone
+            raise StateError("not a bundle of internal records of persona-stream")
     # a bundle written before records went inline holds each record's own bytes
-    return [_record(unpack(item) if type(item) is bytes else item) for item in items]
+    return first, [_record(unpack(item) if type(item) is bytes else item) for item in items]
 
 
 def _record(item: Any) -> Record:

@@ -79,8 +79,8 @@ class LocalTopology:
 
     def _route(self) -> None:
         queues = self._queues
-        for partition, record in self.router.take():
-            queues["stage", partition].append(record)
+        for partition, number, record in self.router.take():
+            queues["stage", partition].append((number, record))
         if self._random is None:
             self._deliver_all()
 
@@ -110,7 +110,8 @@ class LocalTopology:
             return
         task = self.tasks[partition]
         if kind == "stage":
-            task.offer(self._queues[kind, partition].popleft())
+            number, record = self._queues[kind, partition].popleft()
+            task.offer(record, number)
         elif kind == "moved":
             task.offer_moved(self._queues[kind, partition].popleft())
         elif kind == "version":

@@ -114,6 +114,9 @@ class ProfileTask:
         self.work = ProfileWork(config, spec, self.learner, self.view, self.stats, [],
                                 frozenset(columns), announces=False)
         self.inbox: deque[TaskRecord] = deque()  # from the identity stage, in its order
+        # the stage's number of each inbox record; the next number not offered yet
+        self.numbers: deque[int] = deque()
+        self.next_number = 0
         self.arrived: dict[tuple[ProfileId, ProfileId], ProfileState | None] = {}
         # states handed over in process by a partition of the same worker, whose copy
         # through the partition's topic is still to come (and is then not taken again)
@@ -139,8 +142,19 @@ class ProfileTask:
 
     # ---- what comes in ------------------------------------------------------------------
 
-    def offer(self, record: TaskRecord) -> None:
+    def offer(self, record: TaskRecord, number: int | None = None) -> bool:
+        """The identity stage's next record, with its number in this partition (None: a
+        record sent before records were numbered). False for one this task was offered
+        already: a stage restored from an older commit than this task's sends again what
+        it sent since, and the task's state holds it (not even a profile's recent event
+        ids would catch every one)."""
+        if number is not None:
+            if number < self.next_number:
+                return False
+            self.next_number = number + 1
         self.inbox.append(record)
+        self.numbers.append(self.next_number if number is None else number)
+        return True
 
     def offer_moved(self, moved: Moved, handed: bool = False) -> None:
         """A state sent here (again, after its sender restarted: the same state).
@@ -205,8 +219,9 @@ class ProfileTask:
 
     def run(self) -> None:
         """Apply the records that can be applied now, in order."""
-        inbox = self.inbox
+        inbox, numbers = self.inbox, self.numbers
         while self.ready:
+            numbers.popleft()
             self._apply(inbox.popleft())
 
     def _apply(self, record: TaskRecord) -> None:
@@ -289,6 +304,8 @@ class ProfileTask:
         of its own): small, written whole per commit. The inbox is not state: the shell
         reads again from its first record."""
         return {"stats": self.stats, "learned_through": self.learned_through,
+                # the number of the first record not applied: offered again after a restart
+                "next_number": self.numbers[0] if self.numbers else self.next_number,
                 "snapshot": _fields(self.learner.snapshot),
                 "versions": [(v.epoch, [(snapshot.fields(), ts) for snapshot, ts in v.snapshots])
                              for v in self.versions],
@@ -306,6 +323,7 @@ class ProfileTask:
         self.arrived.update(((pid, survivor), state)
                             for pid, survivor, state in meta.get("arrived", ()))
         self.handed = {(pid, survivor) for pid, survivor in meta["handed"]}
+        self.next_number = meta.get("next_number", 0)  # 0: a state from before numbers
         self.work.load_meta(meta)
 
     # ---- what goes out ------------------------------------------------------------------
