@@ -80,6 +80,15 @@ def worker(kafka_bootstrap: str) -> Iterator[Worker]:
         # sample lag and sizes often, so a short test sees lag reach 0 and a drawn line
         mp.setattr(router, "LAG_INTERVAL", 0.5)
         mp.setattr(web, "HISTORY_INTERVAL", 0.3)
+        # the router's first assignment a second late: the probe below sees /readyz
+        # before it (the group's join takes a few milliseconds on a local broker)
+        assigned = router.Router.on_partitions_assigned
+
+        async def late(self: router.Router, partitions: Any) -> None:
+            await asyncio.sleep(1.0)
+            await assigned(self, partitions)
+
+        mp.setattr(router.Router, "on_partitions_assigned", late)
         thread = threading.Thread(target=serve, name="worker", daemon=True)
         thread.start()
         codes = []

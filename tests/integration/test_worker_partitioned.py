@@ -84,8 +84,15 @@ def _config(directory: Path, bootstrap: str, unique_name: Callable[[str], str],
 
 
 def _start(group: list[WorkerProcess], lines: list[bytes], topic: str, bootstrap: str) -> None:
-    wait_for(lambda: sum(len((w.status() or {}).get("input_partitions") or ())
-                         for w in group) == 6, 90, "the routers to share the input")
+    """Every router holds its share before a record is produced: the first worker alone
+    holds all six at first, and a router rebalance mid-stream forwards again what was not
+    committed, which the identity stage counts as duplicates (the counts would differ
+    from one worker's)."""
+    def shared() -> bool:
+        held = [len((w.status() or {}).get("input_partitions") or ()) for w in group]
+        return sum(held) == 6 and all(held)
+
+    wait_for(shared, 90, "the routers to share the input")
     produce(topic, [Record(line, identity_key(line)) for line in lines], bootstrap)
 
 
