@@ -67,7 +67,7 @@ def test_each_assignment_is_counted_with_its_pause_after_the_role_took_it(
     assert observed == [("profiles", 1.5), ("profiles", 0.25)]
     lines = [r for r in caplog.records if r.getMessage() == "rebalanced"]
     assert [(r.role, r.rebalances, r.pause_seconds, r.partitions) for r in lines] == [
-        ("profiles", 1, 1.5, [0, 1]), ("profiles", 2, 0.25, [1])]
+        ("profiles", 1, 1.5, {"t": [0, 1]}), ("profiles", 2, 0.25, {"t": [1]})]
 
 
 @pytest.mark.parametrize(("raised", "stops_with"), [

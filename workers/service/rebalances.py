@@ -78,9 +78,12 @@ class RebalanceWatch(ConsumerRebalanceListener):
         pause = self.clock() - self._paused_at
         self.rebalances += 1
         self.observe(self.role, pause)
+        partitions: dict[str, list[int]] = {}
+        for tp in sorted(assigned):
+            partitions.setdefault(tp.topic, []).append(tp.partition)
         worker_log.info("rebalanced", extra={
             "role": self.role, "rebalances": self.rebalances, "pause_seconds": round(pause, 3),
-            "partitions": sorted(tp.partition for tp in assigned)})
+            "partitions": partitions})
 
     def check(self) -> None:
         """Raise what the role's callback raised, as one line for the operator: the role's
