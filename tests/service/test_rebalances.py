@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaTimeoutError
 
 from workers.errors import PersonaStreamError, StateError
@@ -16,7 +17,7 @@ from workers.service.metrics import Metrics
 from workers.service.rebalances import RebalanceWatch
 
 
-class Role:
+class Role(ConsumerRebalanceListener):
     """A role's listener: records the calls, and what the watch had counted at each."""
 
     def __init__(self, watch: list[RebalanceWatch], fail: Exception | None = None) -> None:

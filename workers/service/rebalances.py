@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
@@ -33,26 +33,13 @@ from workers.errors import BrokerError, PersonaStreamError
 from workers.service.logs import worker_log
 
 
-class Listener(Protocol):
-    """A role's rebalance callbacks (aiokafka's ``ConsumerRebalanceListener``)."""
-
-    async def on_partitions_revoked(self, revoked: Any) -> None: ...
-
-    async def on_partitions_assigned(self, assigned: Any) -> None: ...
-
-
-class Observe(Protocol):
-    """Where a rebalance is counted: :meth:`workers.service.metrics.Metrics.observe_rebalance`."""
-
-    def __call__(self, role: str, pause: float) -> None: ...
-
-
 class RebalanceWatch(ConsumerRebalanceListener):
     """Wraps ``role``'s listener: the role's callbacks run unchanged, and each assignment
     that completes is counted with the pause since the revocation before it (since the
     consumer subscribed, for the first)."""
 
-    def __init__(self, role: str, listener: Listener, observe: Observe,
+    def __init__(self, role: str, listener: ConsumerRebalanceListener,
+                 observe: Callable[[str, float], None],
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.role = role
         self.listener = listener

@@ -77,3 +77,22 @@ def test_a_profile_moved_away_first_takes_the_states_it_held_back_with_it() -> N
     [(_, sent)] = home.to_tasks
     assert isinstance(sent, Moved) and sent.state is not None
     assert sent.state.event_count == 2 and not home.held
+
+
+def test_each_number_of_the_stage_is_taken_once_and_a_commit_notes_the_first_unapplied() -> None:
+    """A stage replaying from an older commit sends numbers the task has: refused. The
+    state notes the number of the first record still waiting, offered again after a
+    restart."""
+    task = ProfileTask(CONFIG, 0, 1)
+    waits = Tick(100 * EPOCH)  # waits for the trainer's epochs: stays in the inbox
+    for number, record in enumerate([Tick(0), Tick(1), Tick(2), waits, Tick(100 * EPOCH + 1)]):
+        assert task.offer(record, number)
+    task.run()
+    assert list(task.inbox) == [waits, Tick(100 * EPOCH + 1)]
+    assert task.meta_state()["next_number"] == 3
+    assert not task.offer(Tick(1), 1) and not task.offer(waits, 3)  # sent again: refused
+    assert task.offer(Tick(100 * EPOCH + 2), 5)
+    restarted = ProfileTask(CONFIG, 0, 1)
+    restarted.load_meta(task.meta_state())
+    assert not restarted.offer(Tick(2), 2)
+    assert restarted.offer(waits, 3)  # read again from the first record not applied

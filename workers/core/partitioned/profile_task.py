@@ -114,8 +114,7 @@ class ProfileTask:
         self.work = ProfileWork(config, spec, self.learner, self.view, self.stats, [],
                                 frozenset(columns), announces=False)
         self.inbox: deque[TaskRecord] = deque()  # from the identity stage, in its order
-        # the stage's number of each inbox record; the next number not offered yet
-        self.numbers: deque[int] = deque()
+        # the number of the stage's next record: the inbox holds the ones just before it
         self.next_number = 0
         self.arrived: dict[tuple[ProfileId, ProfileId], ProfileState | None] = {}
         # states handed over in process by a partition of the same worker, whose copy
@@ -153,7 +152,6 @@ class ProfileTask:
                 return False
             self.next_number = number + 1
         self.inbox.append(record)
-        self.numbers.append(self.next_number if number is None else number)
         return True
 
     def offer_moved(self, moved: Moved, handed: bool = False) -> None:
@@ -219,9 +217,8 @@ class ProfileTask:
 
     def run(self) -> None:
         """Apply the records that can be applied now, in order."""
-        inbox, numbers = self.inbox, self.numbers
+        inbox = self.inbox
         while self.ready:
-            numbers.popleft()
             self._apply(inbox.popleft())
 
     def _apply(self, record: TaskRecord) -> None:
@@ -304,8 +301,10 @@ class ProfileTask:
         of its own): small, written whole per commit. The inbox is not state: the shell
         reads again from its first record."""
         return {"stats": self.stats, "learned_through": self.learned_through,
-                # the number of the first record not applied: offered again after a restart
-                "next_number": self.numbers[0] if self.numbers else self.next_number,
+                # the number of the first record not applied, offered again after a restart:
+                # the stage numbers a partition's records one after another (0 while the
+                # inbox still holds records from before numbers, which come first)
+                "next_number": max(0, self.next_number - len(self.inbox)),
                 "snapshot": _fields(self.learner.snapshot),
                 "versions": [(v.epoch, [(snapshot.fields(), ts) for snapshot, ts in v.snapshots])
                              for v in self.versions],
