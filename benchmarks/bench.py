@@ -185,7 +185,7 @@ class _Input(NamedTuple):
 
 
 def bench_identity() -> dict[str, Any]:
-    """kafka.topology partitioned: the identity stage alone (de-dup, event-time order,
+    """The identity stage alone (de-dup, event-time order,
     identity decisions, records for 6 profile partitions encoded as the worker sends
     them) fed the bundles routers write
     (the events read where they enter: formats, validation), next to the routers' reading
@@ -315,9 +315,11 @@ async def _worker_run(config: Any, count: int) -> float:
     start = time.perf_counter()
     await app.start()
     try:
+        state = app.worker_state
         while True:
-            pipeline = app.worker_state.pipeline
-            if pipeline is not None and pipeline.stats.events_read >= count:
+            stage = state.stage
+            if (stage is not None and stage.stats.events_read >= count and not stage.held
+                    and state.tasks_caught_up):
                 break
             await asyncio.sleep(0.05)
         return time.perf_counter() - start
@@ -389,7 +391,7 @@ LIVE_PROFILE = ROOT / "examples" / "live.yaml"
 LATENCY_SECONDS = 15  # per rate: long enough for thousands of segment changes
 
 
-def _latency_at(rate: int, lines: list[bytes], topology: str) -> dict[str, Any]:
+def _latency_at(rate: int, lines: list[bytes]) -> dict[str, Any]:
     """Produce at ``rate`` events/s stamped with the wall clock; a worker process keeps up;
     event-time-to-emit of the segment changes it emits, from the records themselves."""
     from workers.core.touchpoints import parse_time
@@ -400,8 +402,7 @@ def _latency_at(rate: int, lines: list[bytes], topology: str) -> dict[str, Any]:
     # seconds of the start
     live = yaml.safe_load(LIVE_PROFILE.read_text(encoding="utf-8"))
     settings = _settings(f"lat{rate}", intake=live["intake"],
-                         segmentation={**live["segmentation"], "warmup_profiles": 100},
-                         kafka={"topology": topology})
+                         segmentation={**live["segmentation"], "warmup_profiles": 100})
     worker = WorkerProcess(_config_file(settings))
     try:
         _wait_ready(worker.port)  # both groups joined, the owner restored: the clock starts
@@ -481,117 +482,14 @@ def _wait_ready(*ports: int, seconds: float = 60.0,
 
 
 def bench_latency() -> dict[str, Any]:
-    """Both topologies (``kafka.topology``), one worker process each."""
+    """One worker process at each rate."""
     path, _ = stream(BIG_PROFILES, 7)
     lines = lines_of(path)
-    return {topology: [_latency_at(rate, lines, topology) for rate in LATENCY_RATES]
-            for topology in ("sequenced", "partitioned")}
+    return {"runs": [_latency_at(rate, lines) for rate in LATENCY_RATES]}
 
 
 SCALE_ORDER = (1, 2, 2, 1)  # worker counts, one run each: ABBA, so a drift hits both alike
 SCALE_POLL = 0.1  # seconds between /status polls: each costs the owner a ListOffsets request
-
-
-def _routed_end(config: Any, consumer: Any, admin: Any) -> int | None:
-    """End offset of the sequenced topic once the routers have committed every input record
-    (it then holds them all, with any a rebalance forwarded twice); None before that."""
-    from kafka import TopicPartition
-
-    from workers.io.kafka import sequenced_topic
-
-    k = config.kafka
-    ends = consumer.end_offsets([TopicPartition(k.input_topic, p)
-                                 for p in consumer.partitions_for_topic(k.input_topic)])
-    committed = admin.list_group_offsets({f"{k.application_id}.router": None})
-    done = committed.get(f"{k.application_id}.router", {})
-    if any(done.get(tp) is None or done[tp].offset < end for tp, end in ends.items()):
-        return None
-    seq = TopicPartition(sequenced_topic(config), 0)
-    return int(consumer.end_offsets([seq])[seq])
-
-
-def _scale_run(workers: int, lines: list[bytes]) -> dict[str, Any]:
-    """``workers`` worker processes started together on a fresh pre-filled input, polled
-    from the moment all are ready until the owner has read every record. As in bench_worker
-    progress is the owner's events read; a rebalance before ready may forward some records
-    twice, so the end is "the owner has read the whole sequenced topic after the routers
-    committed all input", and ``samples`` (seconds since ready, events read) discount those
-    ``duplicates``."""
-    from kafka import KafkaConsumer
-    from kafka.admin import KafkaAdminClient
-
-    settings = _settings(f"scale{workers}")
-    config = _prefilled(settings, lines)
-    config_file = _config_file(settings)
-    consumer = KafkaConsumer(bootstrap_servers=BOOTSTRAP)
-    admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-    launched = time.perf_counter()
-    procs = [WorkerProcess(config_file) for _ in range(workers)]  # each on a port of its own
-    ports = [proc.port for proc in procs]
-    try:
-        statuses = _wait_ready(*ports, seconds=120,
-                               application_id=config.kafka.application_id)
-        start = time.perf_counter()
-        routed_when_ready = sum(s["routed"] for s in statuses)
-        samples: list[tuple[float, int]] = []
-        sequenced_end = None
-        deadline = time.monotonic() + 600
-        while True:
-            owner = next((s for s in statuses if s["owner"]), None)
-            read = (owner["events_read"] or 0) if owner else samples[-1][1]  # a hand-over
-            samples.append((time.perf_counter() - start, read))
-            if sequenced_end is None and sum(s["routed"] for s in statuses) >= len(lines):
-                sequenced_end = _routed_end(config, consumer, admin)
-            if sequenced_end is not None and owner and owner["next_offset"] >= sequenced_end:
-                break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{workers} worker(s) read {read} of {len(lines)} events")
-            time.sleep(SCALE_POLL)
-            statuses = [s for s in (worker_status(port, timeout=2) for port in ports) if s]
-    finally:
-        for proc in procs:
-            proc.stop()
-        consumer.close()
-        admin.close()
-    twice = samples[-1][1] - len(lines)
-    samples = [(t, n - twice) for t, n in samples]
-    return {"workers": workers, "ready_after_seconds": round(start - launched, 2),
-            "read_when_ready": samples[0][1], "duplicates": twice,
-            "routed_when_ready": routed_when_ready,
-            "from_launch_per_second": round(len(lines) / (start + samples[-1][0] - launched)),
-            "owners": sum(bool(s["owner"]) for s in statuses),
-            "input_partitions": [s["input_partitions"] for s in statuses], "samples": samples}
-
-
-def _rate_from(samples: list[tuple[float, int]], first: int) -> tuple[int, float]:
-    """Events read from the first sample at or past ``first`` to the last one, and seconds."""
-    t0, n0 = next((t, n) for t, n in samples if n >= first)
-    return samples[-1][1] - n0, samples[-1][0] - t0
-
-
-def bench_scale() -> dict[str, Any]:
-    """1 and 2 worker processes on the same events, each run on its own pre-filled topics;
-    every rate is over the same events: those no run had read when its workers were ready."""
-    lines = _worker_lines()
-    rounds = [_scale_run(n, lines) for n in SCALE_ORDER]
-    common = max(r["read_when_ready"] for r in rounds)
-    for r in rounds:
-        events, seconds = _rate_from(r.pop("samples"), common)
-        r.update(events_timed=events, seconds=round(seconds, 2),
-                 per_second=round(events / seconds))
-    runs = {}
-    for n in sorted(set(SCALE_ORDER)):
-        mine = [r for r in rounds if r["workers"] == n]
-        runs[str(n)] = {key: round(sum(r[key] for r in mine) / len(mine))
-                        for key in ("per_second", "from_launch_per_second")}
-        runs[str(n)]["rounds"] = mine
-    return {"events": len(lines), "partitions": load().kafka.partitions, "runs": runs,
-            "two_to_one": round(runs["2"]["per_second"] / runs["1"]["per_second"], 3),
-            "cpu_count": os.cpu_count(),
-            "note": f"{os.cpu_count()} cores shared by the broker, the workers and the bench; "
-                    "the pipeline runs in the one owner process either way"}
-
-
 SPREAD_PARTITIONS = 6
 
 
@@ -614,14 +512,14 @@ def _spread_ready(statuses: list[dict[str, Any] | None]) -> bool:
 
 
 def _spread_run(workers: int, lines: list[bytes]) -> dict[str, Any]:
-    """``workers`` processes with kafka.topology partitioned: once every one holds its
+    """``workers`` processes: once every one holds its
     share of the partitions (an empty input, so no record is read before), ``lines`` are
     produced and the clock runs until every profile partition applied every record; the
     events each worker's profile partitions applied (the work split)."""
     from workers.service.app import provision_topics
 
     settings = _settings(f"spread{workers}",
-                         kafka={"topology": "partitioned", "partitions": SPREAD_PARTITIONS})
+                         kafka={"partitions": SPREAD_PARTITIONS})
     config = config_from(settings)
     provision_topics(config)
     config_file = _config_file(settings)
@@ -682,7 +580,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def bench_spread() -> dict[str, Any]:
-    """kafka.topology partitioned: 1 and 2 worker processes (ABBA) on the same events."""
+    """1 and 2 worker processes (ABBA) on the same events."""
     lines = _worker_lines()
     _spread_run(1, lines[:50_000])  # not counted: a broker just started is slower at first
     rounds = [_spread_run(n, lines) for n in SCALE_ORDER]
@@ -733,13 +631,13 @@ def _join_paused(procs: list[WorkerProcess], seconds: float) -> dict[str, Any]:
 
 
 def bench_join() -> dict[str, Any]:
-    """kafka.topology partitioned: one worker holds the state of the 1M-event stream; a
+    """One worker holds the state of the 1M-event stream; a
     second one joins (its member ids sort first). How long the first stops."""
     from workers.service.app import provision_topics
 
     lines = lines_of(stream(BIG_PROFILES, 7)[0])
     settings = _settings("join",
-                         kafka={"topology": "partitioned", "partitions": SPREAD_PARTITIONS})
+                         kafka={"partitions": SPREAD_PARTITIONS})
     config = config_from(settings)
     provision_topics(config)
     config_file = _config_file(settings)
@@ -832,74 +730,8 @@ def _bytes_of(records: Iterable[Any]) -> int:
     return sum(len(r.key) + len(r.value or b"") for r in records)
 
 
-def bench_state() -> dict[str, Any]:
-    """Changelog commits at 1M profiles: (a) bytes a commit writes when 1% of the people
-    come back, next to the whole state's bytes; (b) restoring the state from Kafka: the
-    changelog topics read to their end, then the pipeline rebuilt."""
-    import asyncio
-
-    from workers.io.kafka import sequenced_topic
-    from workers.service.changelog import ChangelogCopy, ChangelogWriter
-    from workers.state.changelog import StateWriter, everything, rebuild
-
-    profiles = int(os.environ.get("BENCH_STATE_PROFILES", 1_000_000))
-    settings = _settings("state")
-    config = _prefilled(settings, [])
-    pipeline = Pipeline(config)
-    spread = 30 * 86400 / profiles
-    t0 = 1_767_571_200.0
-    for raw in _people(0, profiles, t0, spread):
-        pipeline.feed(raw)
-    pipeline.flush()
-    writer = StateWriter(pipeline, saved=False)
-    full_bytes = _bytes_of(writer.changes())
-    returning = profiles // 100
-    for raw in _returning(profiles, t0, spread):
-        pipeline.feed(raw)
-    pipeline.flush()
-    started = time.perf_counter()
-    commit = writer.changes()
-    take_seconds = time.perf_counter() - started
-    commit_bytes = _bytes_of(commit)
-    by_store: dict[str, int] = {}
-    for r in commit:
-        by_store[r.store] = by_store.get(r.store, 0) + len(r.key) + len(r.value or b"")
-
-    async def restore() -> dict[str, Any]:
-        security: dict[str, Any] = {}
-        out = ChangelogWriter(config, security)
-        await out.start()
-        from aiokafka import TopicPartition
-
-        started = time.perf_counter()
-        records = list(everything(pipeline))
-        for i in range(0, len(records), 100_000):  # a transaction each, as commits are
-            await out.commit(records[i:i + 100_000],
-                             TopicPartition(sequenced_topic(config), 0), 0)
-        written = time.perf_counter() - started
-        await out.stop()
-        copy = ChangelogCopy(config, security)
-        started = time.perf_counter()
-        records = await copy.catch_up()
-        read = time.perf_counter() - started
-        started = time.perf_counter()
-        restored = rebuild(config, copy.records(), "bench")
-        built = time.perf_counter() - started
-        assert len(restored.profiles) == len(pipeline.profiles)
-        return {"records": records, "write_seconds": round(written, 1),
-                "read_seconds": round(read, 1), "rebuild_seconds": round(built, 1),
-                "partitions": config.kafka.partitions}
-
-    restored = asyncio.run(restore())
-    return {"profiles": len(pipeline.profiles), "returning": returning,
-            "full_state_bytes": full_bytes, "commit_bytes": commit_bytes,
-            "commit_share": round(commit_bytes / full_bytes, 4),
-            "commit_records": len(commit), "commit_bytes_by_store": by_store,
-            "take_changes_seconds": round(take_seconds, 3), "restore": restored}
-
-
 def bench_partition() -> dict[str, Any]:
-    """``kafka.topology: partitioned`` at 1M profiles over 6 partitions, the stages in one
+    """At 1M profiles over 6 partitions, the stages in one
     process (LocalTopology): (a) bytes the commits of every stage write when 1% of the
     people come back, next to the whole state's; (b) one profile partition restored from
     its changelogs on the broker (read to their end, then the task rebuilt). The people
@@ -917,7 +749,7 @@ def bench_partition() -> dict[str, Any]:
 
     profiles = int(os.environ.get("BENCH_STATE_PROFILES", 1_000_000))
     partitions = 6
-    config = _prefilled(_settings("partition", kafka={"topology": "partitioned",
+    config = _prefilled(_settings("partition", kafka={
                                                       "partitions": partitions}), [])
     topology = LocalTopology(config, partitions)
     spread = 30 * 86400 / profiles
@@ -1215,9 +1047,9 @@ def bench_profile() -> dict[str, Any]:
 CHILDREN = {"slice": _pipeline_slice, "profile": bench_profile}
 BENCHES = {"intake": bench_intake, "pipeline": bench_pipeline, "quality": bench_quality,
            "memory": bench_memory, "profile": bench_profile, "worker": bench_worker,
-           "replay": bench_replay, "latency": bench_latency, "scale": bench_scale,
+           "replay": bench_replay, "latency": bench_latency,
            "hostile": bench_hostile, "formats": bench_formats, "dedup": bench_dedup,
-           "state": bench_state, "identity": bench_identity, "spread": bench_spread,
+           "identity": bench_identity, "spread": bench_spread,
            "partition": bench_partition, "compiled": bench_compiled, "join": bench_join,
            "codec": bench_codec}
 COMMAND = "python benchmarks/bench.py"
@@ -1278,21 +1110,11 @@ def write_table() -> None:
                      f"{res['parse_only_per_second']:,}/s; {res['events']:,} events")
         elif name == "latency":
             what = "event time to segment-change emit, one worker keeping up (live profile)"
-            value = "; ".join(
-                f"{topology}: " + ", ".join(
-                    f"{r['target_rate']:,}/s (sent {r['achieved_rate']:,}/s): p50 "
-                    f"{r['p50_ms']} ms, p99 {r['p99_ms']} ms" for r in runs)
-                for topology, runs in res.items())
-        elif name == "scale":
-            one, two = res["runs"]["1"], res["runs"]["2"]
-            what = (f"1 vs 2 worker processes on a pre-filled {res['partitions']}-partition "
-                    "topic, events/s from all ready to all read (mean of 2 runs each)")
-            value = (f"2 workers {two['per_second']:,} = {res['two_to_one']:.2f}x of 1 worker "
-                     f"{one['per_second']:,}/s (counting start-up and rebalance: "
-                     f"{two['from_launch_per_second']:,} vs {one['from_launch_per_second']:,}); "
-                     f"{res['events']:,} events; {res['note']}")
+            value = ", ".join(
+                f"{r['target_rate']:,}/s (sent {r['achieved_rate']:,}/s): p50 "
+                f"{r['p50_ms']} ms, p99 {r['p99_ms']} ms" for r in res["runs"])
         elif name == "identity":
-            what = ("kafka.topology partitioned: the identity stage alone (fed the routers'"
+            what = ("the identity stage alone (fed the routers'"
                     " bundles, its records encoded for 6 partitions) vs the routers' reading"
                     " and the whole pipeline, same events, CPU time, best of 3")
             value = (f"identity stage {res['stage_per_second']:,} events/s, routers' reading "
@@ -1302,7 +1124,7 @@ def write_table() -> None:
                      f"{res['events']:,} events")
         elif name == "spread":
             one, two = res["runs"]["1"], res["runs"]["2"]
-            what = (f"kafka.topology partitioned: 1 vs 2 worker processes, a "
+            what = (f"1 vs 2 worker processes, a "
                     f"{res['partitions']}-partition input produced once each holds its share,"
                     " events/s from the first record produced to every partition caught up"
                     " (mean of 2 runs each, ABBA, after a round not counted)")
@@ -1316,7 +1138,7 @@ def write_table() -> None:
                      "the broker")
         elif name == "join":
             paused = res["paused_seconds"]
-            what = (f"kafka.topology partitioned: a second worker joins one holding "
+            what = (f"a second worker joins one holding "
                     f"{res['profiles']:,} profiles ({res['events']:,} events, "
                     f"{res['partitions']} partitions); how long the first holds no identity"
                     " stage and no profile partition, revocation to its share held again")
@@ -1358,18 +1180,9 @@ def write_table() -> None:
             value = "; ".join(f"{k}: {v['input_bytes'] / 2**20:,.0f} MiB in, peak "
                               f"{v['peak_bytes'] / 2**20:,.0f} MiB, {v['seconds']} s"
                               for k, v in res["runs"].items())
-        elif name == "state":
-            rest = res["restore"]
-            what = (f"owner state on changelog topics at {res['profiles']:,} profiles: a commit"
-                    f" after {res['returning']:,} people (1%) came back, and a full restore")
-            value = (f"commit {res['commit_bytes'] / 2**20:,.1f} MiB = "
-                     f"{res['commit_share']:.2%} of the whole state's "
-                     f"{res['full_state_bytes'] / 2**20:,.0f} MiB; restore of "
-                     f"{rest['records']:,} records from {rest['partitions']} partitions: read "
-                     f"{rest['read_seconds']} s + rebuild {rest['rebuild_seconds']} s")
         elif name == "partition":
             rest, stage = res["restore_partition_0"], res["by_stage"]
-            what = (f"kafka.topology partitioned at {res['profiles']:,} profiles over "
+            what = (f"at {res['profiles']:,} profiles over "
                     f"{res['partitions']} partitions: the commits of every stage after 1% of "
                     "the people came back, and one profile partition restored")
             value = (f"commits {res['commit_bytes'] / 2**20:,.1f} MiB = "

@@ -5,8 +5,8 @@
 Each TREE is a checkout (``git worktree add --detach /tmp/before <commit>``); each
 round runs every tree once, in a fresh process, alternating, over the same simulate
 stream as ``bench.py pipeline`` (the first N lines when given), next to parse-only in
-the same process; ``--identity`` runs the identity stage alone (``kafka.topology:
-partitioned``: intake, de-dup, order, identity, records for 6 partitions), as
+the same process; ``--identity`` runs the identity stage alone (intake, de-dup, order,
+identity, records for 6 partitions), as
 ``bench.py identity`` does. Before/after figures in BENCHMARKS.md come from here: on these shared
 machines only figures of one run compare.
 """

@@ -98,6 +98,18 @@ def test_env_string_values_are_taken_literally(secret: str) -> None:
     assert config.kafka.sasl_password == secret
 
 
+@pytest.mark.parametrize(("text", "env"), [
+    ("kafka:\n  topology: partitioned\n", {}),
+    ("", {"PERSONA_STREAM_KAFKA__TOPOLOGY": "sequenced"}),
+])
+def test_a_removed_key_says_what_to_do_instead(tmp_path: Path, text: str,
+                                               env: dict[str, str]) -> None:
+    """Configurations of earlier versions set kafka.topology; there is one design now."""
+    with pytest.raises(ConfigError, match=r"kafka\.topology was removed: every worker runs"
+                                          r" the partitioned design .*; delete it"):
+        load(write(tmp_path, text) if text else None, env=env)
+
+
 @pytest.mark.parametrize(("text", "key"), [
     ("kafka:\n  bootstrap_server: x:1\n", "kafka.bootstrap_server"),
     ("kafak:\n  bootstrap_servers: x:1\n", "kafak"),
@@ -217,7 +229,6 @@ def test_n_clusters_takes_auto() -> None:
     ({"PERSONA_STREAM_KAFKA__PARTITIONS": "0"}, r"kafka\.partitions must be >= 1"),
     ({"PERSONA_STREAM_INTAKE__DEDUP_WINDOW_SECONDS": "60"},
      r"intake\.dedup_window_seconds must be >= intake\.reorder_window_seconds"),
-    ({"PERSONA_STREAM_KAFKA__TOPOLOGY": "sharded"}, r"'kafka\.topology' must be one of"),
     ({"PERSONA_STREAM_SEGMENTATION__VERSION_DELAY_TICKS": "100"},
      r"segmentation\.version_delay_ticks must be a multiple of version_epoch_ticks"),
     ({"PERSONA_STREAM_SEGMENTATION__VERSION_EPOCH_TICKS": "0"},

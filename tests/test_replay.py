@@ -473,43 +473,14 @@ def test_missing_topic_is_one_line(kafka_bootstrap: str,
         run_replay(config, ReplayRequest(topic=unique_name("nope"), dry_run=True))
 
 
-@pytest.mark.integration
-def test_worker_starts_from_a_saved_state(tmp_path: Path, stream: list[bytes],
-                                          capsys: pytest.CaptureFixture[str],
-                                          kafka_bootstrap: str,
-                                          unique_name: Callable[[str], str]) -> None:
-    import asyncio
-
-    from workers.service.app import build_app, provision_topics
-
-    base = _config(kafka_bootstrap, unique_name)
-    config = dataclasses.replace(base, metrics=dataclasses.replace(
-        base.metrics, host="127.0.0.1", port=free_port()))
-    pipeline = Pipeline(config)
-    for line in stream[:500]:
-        pipeline.feed(line)
-    save_state(pipeline, tmp_path / "s.bin")
-    loaded = load_state(tmp_path / "s.bin", config)
-    provision_topics(config)
-    app = build_app(config, loaded)
-
-    async def owner_state() -> Pipeline | None:
-        await app.start()
-        try:
-            for _ in range(150):  # no checkpoint in Kafka yet: the owner takes the saved state
-                if app.worker_state.owner:
-                    return app.worker_state.pipeline  # type: ignore[no-any-return]
-                await asyncio.sleep(0.2)
-            return None
-        finally:
-            await app.stop()
-
-    assert asyncio.run(owner_state()) is loaded
-    # a bad state fails in one line before any broker is contacted
-    (tmp_path / "bad.bin").write_bytes(b"{}\n")
-    assert cli.main(["worker", "--initial-state", str(tmp_path / "bad.bin")]) == 1
+def test_the_removed_initial_state_flag_says_what_to_do_instead(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Deployments scripted with ``worker --initial-state`` get one line, before any broker
+    is contacted: a whole pipeline's state has no place in the partitioned design."""
+    assert cli.main(["worker", "--initial-state", str(tmp_path / "jan.state")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "not a persona-stream state file" in err[0]
+    assert len(err) == 1 and "--initial-state was removed" in err[0], err
+    assert "produce it to the input topic" in err[0]
 
 
 def test_replay_serves_its_progress_as_a_metric(tmp_path: Path, stream: list[bytes]) -> None:

@@ -149,14 +149,11 @@ def cmd_forget(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     from workers.service.app import run_worker
-    from workers.state.saved import load_state
 
-    config = _config(args)
-    if args.initial_state and config.kafka.topology == "partitioned":
-        raise UsageError("--initial-state is a whole pipeline's state: it starts"
-                          " kafka.topology sequenced only")
-    initial = load_state(args.initial_state, config) if args.initial_state else None
-    return run_worker(config, initial)
+    if args.initial_state:
+        raise UsageError("--initial-state was removed: to start from history, produce it to"
+                         " the input topic before going live (README \"Replay and backfill\")")
+    return run_worker(_config(args))
 
 
 def _fetch(url: str, token: str | None = None) -> Any:
@@ -321,8 +318,8 @@ def _add_worker(sub: Commands) -> None:
     p = sub.add_parser("worker", help="run a Kafka stream worker (run several to scale out)",
                        description="Consume touchpoints from Kafka and produce segment changes,"
                        " identity merges, persona cards and dead letters.")
-    p.add_argument("--initial-state", metavar="FILE",
-                   help="start from a state saved by 'replay --state-out' (same configuration)")
+    # a flag of earlier versions, kept to say what to do instead
+    p.add_argument("--initial-state", metavar="FILE", help=argparse.SUPPRESS)
     _config_flag(p)
     p.set_defaults(func=cmd_worker)
 

@@ -39,7 +39,6 @@ StoreName = Literal["memory", "rocksdb"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 IdentifierType = Literal["user_id", "crm_id", "email", "phone", "device_id", "anonymous_id"]
 ProcessingGuarantee = Literal["at_least_once", "exactly_once"]
-Topology = Literal["sequenced", "partitioned"]
 
 
 class Secret:
@@ -122,9 +121,6 @@ class KafkaConfig:
     # the owner commits its state (changed keys only) and its offset this often
     commit_interval_seconds: float
     processing_guarantee: ProcessingGuarantee
-    # sequenced: one owner runs the whole pipeline; partitioned: one identity stage,
-    # profile partitions spread over the workers, one trainer (README "Scaling")
-    topology: Topology
 
 
 CsvTimeFormat = Literal["iso", "epoch_s", "epoch_ms", "epoch_us"]
@@ -428,7 +424,9 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
         for i, part in enumerate(parts):
             if not isinstance(node, dict) or part not in node:
                 dotted = ".".join(parts[: i + 1])
-                raise ConfigError(f"environment variable {name} names unknown key '{dotted}'")
+                raise ConfigError(f"environment variable {name}: {_REMOVED[dotted]}"
+                                  if dotted in _REMOVED
+                                  else f"environment variable {name} names unknown key '{dotted}'")
             if i == len(parts) - 1:
                 node[part] = _EnvValue(env[name])
             else:
@@ -440,6 +438,13 @@ class _EnvValue(str):
     password like ``0123`` is not read as the octal number 83."""
 
 
+# keys of earlier versions that a configuration may still set: what to do instead
+_REMOVED = {
+    "kafka.topology": "kafka.topology was removed: every worker runs the partitioned design"
+                      " (README \"Scaling and recovery\"); delete it",
+}
+
+
 def _build(cls: type[T], data: Any, where: str) -> T:
     if not isinstance(data, dict):
         raise ConfigError(f"'{where.rstrip('.') or 'config'}' must be a mapping")
@@ -447,7 +452,8 @@ def _build(cls: type[T], data: Any, where: str) -> T:
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields))
     if unknown:
-        raise ConfigError(f"unknown configuration key '{where}{unknown[0]}'")
+        key = f"{where}{unknown[0]}"
+        raise ConfigError(_REMOVED.get(key, f"unknown configuration key '{key}'"))
     values: dict[str, Any] = {}
     for name, f in fields.items():
         path = f"{where}{name}"

@@ -79,15 +79,14 @@ def _page(worker: WorkerProcess, path: str) -> tuple[int, dict[str, object]]:
 OUTAGE_SECONDS = 50
 
 
-@pytest.mark.parametrize("topology", ["sequenced", "partitioned"])
 def test_an_outage_is_said_plainly_and_loses_nothing(
         own_broker: tuple[int, Path], unique_name: Callable[[str], str],
-        tmp_path: Path, topology: str) -> None:
+        tmp_path: Path) -> None:
     port, data = own_broker
     bootstrap = f"127.0.0.1:{port}"
     lines = simulate(150, seed=41, days=2)[0]
     config, settings = worker_config(tmp_path, unique_name, bootstrap=bootstrap, partitions=1,
-                                     connect_timeout_seconds=3, topology=topology)
+                                     connect_timeout_seconds=3)
     topic = settings["kafka"]["input_topic"]
     half = len(lines) // 2
     with WorkerProcess(config, instance_id="solo", log_dir=tmp_path) as worker:
@@ -143,7 +142,7 @@ def test_sigterm_during_an_outage_stops_the_worker_and_its_restart_loses_nothing
     lines = simulate(150, seed=42, days=2)[0]
     half = len(lines) // 2
     config, settings = worker_config(tmp_path, unique_name, bootstrap=bootstrap, partitions=1,
-                                     connect_timeout_seconds=3, topology="partitioned")
+                                     connect_timeout_seconds=3)
     topic = settings["kafka"]["input_topic"]
     worker = WorkerProcess(config, instance_id="solo", log_dir=tmp_path)
     try:

@@ -54,7 +54,8 @@ def test_a_forgotten_person_stays_forgotten_live_restarted_and_replayed(
         wait_for(lambda: worker.status() is not None, 60, "the worker to serve /status")
         produce(k["input_topic"], lines, kafka_bootstrap)
         wait_for(lambda: (worker.status() or {}).get("caught_up") is True
-                 and worker.status()["events_read"] == len(lines), 180, "the stream")
+                 and worker.status()["events_read"] == len(lines)
+                 and worker.status()["tasks_caught_up"], 180, "the stream")
         assert worker.admin_get(f"/profile/{pid}")[0] == 200
         asked = run_cli("forget", f"email:{email}", "--reason", "asked by the person",
                         "--config", str(config))
@@ -90,7 +91,8 @@ def test_a_forgotten_person_stays_forgotten_live_restarted_and_replayed(
         assert worker.status()["restored_from"] > 0
         produce(k["input_topic"], theirs, kafka_bootstrap)
         wait_for(lambda: (worker.status() or {}).get("caught_up") is True
-                 and worker.status()["events_read"] == len(lines) + len(theirs), 120,
+                 and worker.status()["events_read"] == len(lines) + len(theirs)
+                 and worker.status()["tasks_caught_up"], 120,
                  "the backfill")
         assert worker.status()["events_forgotten"] == len(theirs)
         assert _metric(worker, 'persona_stream_events_total{outcome="forgotten"}') == len(theirs)

@@ -62,7 +62,7 @@ def test_ssl_only_passes_the_certificates() -> None:
 def _caught_up(worker: WorkerProcess, records: int) -> bool:
     status = worker.status()
     return bool(status and status["owner"] and status["caught_up"]
-                and status["events_read"] == records)
+                and status["events_read"] == records and status["tasks_caught_up"])
 
 
 @pytest.mark.integration

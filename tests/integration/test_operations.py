@@ -25,6 +25,7 @@ import orjson
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from workers.core.partitioned.local import LocalTopology
 from workers.service import router, web
 from workers.service.app import build_app, provision_topics
 from workers.simulation.generator import simulate
@@ -43,6 +44,7 @@ class Worker:
     port: int
     lines: list[bytes]
     readyz_codes: list[int]
+    expected: LocalTopology  # the same stages over the same lines, in this process
 
     def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         _, body = get(f"{self.url}/metrics")
@@ -104,17 +106,21 @@ def worker(kafka_bootstrap: str) -> Iterator[Worker]:
                 break
             time.sleep(0.02)
     assert started.wait(60), "worker did not start"
-    running = Worker(box["app"], url, port, lines, codes)
+    expected = LocalTopology(config, config.kafka.partitions)
+    expected.feed_many(lines)
+    expected.flush()
+    running = Worker(box["app"], url, port, lines, codes, expected)
     try:
         state = running.app.worker_state
         deadline = time.monotonic() + 90
         read = held = lag = None
         while time.monotonic() < deadline:
             lag = running.metrics().get(("persona_stream_consumer_lag", (("partition", "0"),)))
-            pipeline = state.pipeline
-            if pipeline is not None:
-                read, held = pipeline.stats.events_read, pipeline.held
-                if read >= len(lines) and not held and lag == 0 and state.current_cards():
+            stage = state.stage
+            if stage is not None:
+                read, held = stage.stats.events_read, stage.held
+                if (read >= len(lines) and not held and lag == 0 and state.tasks_caught_up
+                        and state.current_cards()):
                     break
             time.sleep(0.2)
         else:
@@ -139,29 +145,32 @@ def test_one_worker_alone_rebalances_each_role_group_once(worker: Worker) -> Non
     m = worker.metrics()
     rebalances = {dict(labels)["role"]: v for (name, labels), v in m.items()
                   if name == "persona_stream_rebalances_total"}
-    assert rebalances == {"router": 1, "owner": 1}
-    assert m[("persona_stream_rebalance_pause_seconds_count", (("role", "owner"),))] == 1
+    assert rebalances == {"router": 1, "owner": 1, "profiles": 1, "trainer": 1}
+    for role in rebalances:
+        assert m[("persona_stream_rebalance_pause_seconds_count", (("role", role),))] == 1
 
 
 def test_counters_equal_what_was_fed_and_lag_returns_to_zero(worker: Worker) -> None:
-    summary = worker.app.worker_state.pipeline.summary()
-    assert summary["events_read"] == len(worker.lines)
+    """Each counter is what the same stages counted over the same lines in this process."""
+    want = worker.expected.stats()
+    assert want.events_read == len(worker.lines)
     m = worker.metrics()
     for outcome in ("valid", "invalid", "duplicate"):
-        assert m[("persona_stream_events_total", (("outcome", outcome),))] == summary[
-            f"events_{outcome}"], outcome
-    assert summary["events_invalid"] >= 1 and summary["events_duplicate"] >= 1
+        assert m[("persona_stream_events_total", (("outcome", outcome),))] == getattr(
+            want, f"events_{outcome}"), outcome
+    assert want.events_invalid >= 1 and want.events_duplicate >= 1
     assert sum(v for (name, _), v in m.items()
-               if name == "persona_stream_invalid_events_total") == summary["events_invalid"]
-    assert m[("persona_stream_identity_merges_total", ())] == summary["identity_merges"]
-    assert m[("persona_stream_profiles", ())] == summary["profiles"]
-    assert m[("persona_stream_model_version", ())] == summary["model_version"] >= 1
+               if name == "persona_stream_invalid_events_total") == want.events_invalid
+    assert m[("persona_stream_identity_merges_total", ())] == want.identity_merges
+    assert m[("persona_stream_profiles", ())] == sum(
+        len(task.work.profiles) for task in worker.expected.tasks)
+    assert m[("persona_stream_model_version", ())] >= 1
     assert m[("persona_stream_consumer_lag", (("partition", "0"),))] == 0
     assert m[("persona_stream_last_event_time_seconds", (("partition", "0"),))] > 1e9
     assert m[("persona_stream_event_processing_seconds_count", ())] >= 1
     changes = sum(v for (name, _), v in m.items()
                   if name == "persona_stream_segment_changes_total")
-    assert changes == summary["segment_changes"]
+    assert changes == want.segment_changes >= 1
 
 
 def test_promtool_accepts_the_exposition(worker: Worker) -> None:
@@ -203,8 +212,8 @@ def test_a_real_prometheus_scrapes_the_worker(worker: Worker, tmp_path: Path) ->
         proc.wait(timeout=30)
     assert result, "Prometheus never answered with persona_stream_events_total"
     scraped = {r["metric"]["outcome"]: float(r["value"][1]) for r in result}
-    summary = worker.app.worker_state.pipeline.summary()
-    assert scraped == {o: summary[f"events_{o}"] for o in ("valid", "invalid", "duplicate")}
+    want = worker.expected.stats()
+    assert scraped == {o: getattr(want, f"events_{o}") for o in ("valid", "invalid", "duplicate")}
 
 
 def test_personas_page_renders_in_chromium(worker: Worker, tmp_path: Path) -> None:

@@ -74,7 +74,8 @@ def deployment(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 
         def caught_up() -> bool:
             status = worker.status() or {}
-            return bool(status.get("caught_up") and status["events_read"] == len(lines))
+            return bool(status.get("caught_up") and status["events_read"] == len(lines)
+                        and status["tasks_caught_up"])
 
         wait_for(caught_up, 180, "the stream to be processed")
         # an identifier asked for on the public port: refused, and not logged either

@@ -1,7 +1,9 @@
 """Worker processes on the real local broker: scale-out and crash recovery (issue 5).
 
 Each test runs `persona-stream worker` processes, as an operator would, on
-fresh topics, and compares the end state with the in-process pipeline.
+fresh topics, and compares the end state with the in-process pipeline: the same
+identifier groups and event counts (``test_worker_partitioned`` holds the rest of the
+outputs against the same stages in one process).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from workers.config import load
+from workers.core.partitioned.local import LocalTopology
+from workers.core.partitioned.router import partition_of
 from workers.core.pipeline import Pipeline
 from workers.service.app import provision_topics
 from workers.service.batch import process_batch
@@ -80,16 +84,35 @@ def _the_owner(group: list[WorkerProcess]) -> WorkerProcess:
     return owner
 
 
-def _done(group: list[WorkerProcess]) -> bool:
-    owner = _owner(group)
-    status = owner.status() if owner else None
-    return bool(status and status["caught_up"])
+def _caught_up(group: list[WorkerProcess], partitions: int) -> bool:
+    statuses = [w.status() for w in group]
+    if not all(statuses):
+        return False
+    owners = [s for s in statuses if s and s["owner"]]
+    held = sorted(p for s in statuses if s for p in s["task_partitions"])
+    return (len(owners) == 1 and bool(owners[0]["caught_up"])
+            and held == list(range(partitions))
+            and all(s and s["tasks_caught_up"] for s in statuses if s["task_partitions"]))
 
 
-def _profiles(owner: WorkerProcess) -> dict[str, dict[str, Any]]:
-    status, body = owner.admin_get("/profiles")
-    assert status == 200
-    return {p["profile_id"]: p for p in map(orjson.loads, body.splitlines())}
+def _done(group: list[WorkerProcess], partitions: int) -> bool:
+    """The identity stage and every profile partition applied every record, twice in a
+    row two seconds apart (a partition may still wait for a model version)."""
+    if not _caught_up(group, partitions):
+        return False
+    time.sleep(2)
+    return _caught_up(group, partitions)
+
+
+def _profiles(group: list[WorkerProcess]) -> dict[str, dict[str, Any]]:
+    """Every worker's profile partitions' profiles: together, the whole population."""
+    found: dict[str, dict[str, Any]] = {}
+    for worker in group:
+        status, body = worker.admin_get("/profiles")
+        assert status == 200
+        for p in map(orjson.loads, body.splitlines()):
+            assert found.setdefault(p["profile_id"], p) is p, "a profile held twice"
+    return found
 
 
 def _groups_and_counts(profiles: dict[str, dict[str, Any]]) -> dict[str, tuple[Any, int]]:
@@ -113,7 +136,7 @@ def test_two_workers_on_four_partitions_match_one_process(
         wait_for(lambda: all((w.status() or {}).get("input_partitions") for w in group), 60,
                  "both routers to share the input partitions")
         _produce(kafka_bootstrap, settings["kafka"]["input_topic"], lines)
-        wait_for(lambda: _done(group), 180, "the owner to process every record")
+        wait_for(lambda: _done(group, 4), 180, "every stage to process every record")
         owner = _the_owner(group)
         # both routers took part: the input partitions were shared
         assert all(w.status()["routed"] > 0 for w in group)  # type: ignore[index]
@@ -123,13 +146,16 @@ def test_two_workers_on_four_partitions_match_one_process(
         wait_for(lambda: _routers_committed_all(kafka_bootstrap, kafka["application_id"],
                                                 kafka["input_topic"]),
                  10, "the routers to commit every input record they forwarded")
-        got = _profiles(owner)
+        got = _profiles(group)
         _assert_as_one_process(got, lines)
         wait_for(lambda: len({w.status()["model_version"] for w in group}) == 1  # type: ignore[index]
                   and group[0].status()["model_version"] > 0,  # type: ignore[index]
-                  30, "every worker to report the owner's model version")
-        # `persona-stream profile --url` looks a profile up in the running deployment
-        known = next(p for p in got.values() if "email" in p["identifiers"])
+                  30, "every worker to report the same model version")
+        # `persona-stream profile --url` looks a profile up in the running deployment: an
+        # identifier on the worker making the identity decisions, for a profile it holds
+        held = set(owner.status()["task_partitions"])  # type: ignore[index]
+        known = next(p for p in got.values() if "email" in p["identifiers"]
+                     and partition_of(p["profile_id"], 4) in held)
         email = known["identifiers"]["email"][0]
         shown = run_cli("profile", f"email:{email}", "--url", owner.admin_url)
         assert shown.returncode == 0
@@ -142,26 +168,19 @@ def test_two_workers_on_four_partitions_match_one_process(
         assert table.returncode == 0 and b"size" in table.stdout
 
 
-def _sequenced_pass(bootstrap: str, app: str, config: Path) -> tuple[Pipeline, set[str]]:
+def _sequenced_pass(bootstrap: str, app: str, config: Path) -> Pipeline:
     """One uninterrupted pass over the sequenced stream, record by record through the owner's
-    own batch step: the pipeline it ends with, and the segment-change ids it emitted."""
+    own batch step, the rest of the core in the same process: the pipeline it ends with."""
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                              consumer_timeout_ms=3000)
     tp = TopicPartition(f"{app}-sequenced", 0)
     consumer.assign([tp])
     consumer.seek_to_beginning(tp)
     pipeline = Pipeline(load(config))
-    ids = set()
     for record in consumer:
-        outputs = process_batch(pipeline, [record]).outputs
-        ids |= {o.record["event_id"] for o in outputs if o.kind == "segment_change"}
+        process_batch(pipeline, [record])
     consumer.close()
-    return pipeline, ids
-
-
-def _sequenced_change_ids(bootstrap: str, app: str, config: Path) -> set[str]:
-    """Segment-change ids of one uninterrupted pass over the sequenced stream."""
-    return _sequenced_pass(bootstrap, app, config)[1]
+    return pipeline
 
 
 def _assert_as_one_sequenced_pass(got: dict[str, dict[str, Any]], bootstrap: str, app: str,
@@ -175,7 +194,7 @@ def _assert_as_one_sequenced_pass(got: dict[str, dict[str, Any]], bootstrap: str
     depends on the order events arrive in beyond the window (README, "Ordering"). What a
     takeover must keep is that the state is a function of the sequenced offset.
     """
-    expected, _ = _sequenced_pass(bootstrap, app, config)
+    expected = _sequenced_pass(bootstrap, app, config)
     want = {pid: expected.profile_snapshot(pid) for pid in expected.profiles}
     assert _groups_and_counts(got) == _groups_and_counts(want)
     assert sum(expected.positions.values()) == len(lines)  # every input record was in it
@@ -186,10 +205,11 @@ def test_a_killed_worker_restarts_from_its_changelogs_and_loses_nothing(
         kafka_bootstrap: str, unique_name: Callable[[str], str], tmp_path: Path,
         guarantee: str) -> None:
     """SIGKILL mid-stream, restart: nothing lost, the same outputs as one uninterrupted
-    pass; exactly once, a read_committed consumer sees every output exactly once."""
+    pass; exactly once, a read_committed consumer sees every output exactly once. One
+    input partition: the sequenced order is the order produced, as in the reference."""
     lines, _, _ = simulate(500, seed=22, days=2)
     config, settings = worker_config(tmp_path, unique_name, bootstrap=kafka_bootstrap,
-                                     partitions=2, commit_interval_seconds=1,
+                                     partitions=1, commit_interval_seconds=1,
                                      processing_guarantee=guarantee)
     k = settings["kafka"]
     first = WorkerProcess(config, instance_id="solo", log_dir=tmp_path)
@@ -213,10 +233,10 @@ def test_a_killed_worker_restarts_from_its_changelogs_and_loses_nothing(
         wait_for(lambda: second.get("/readyz") is not None, 60,
                  "the restarted worker to be ready")
         ready_after = time.monotonic() - restarted
-        wait_for(lambda: _done([second]), 180, "the restarted worker to catch up")
+        wait_for(lambda: _done([second], 1), 180, "the restarted worker to catch up")
         restored = second.status()
         assert restored is not None and restored["restored_from"] > 0  # the changelogs were used
-        _assert_as_one_process(_profiles(second), lines)
+        _assert_as_one_process(_profiles([second]), lines)
         # its counters count what it processed, not the history it restored
         counted = sum(float(line.split()[-1]) for line in
                       (second.get("/metrics") or b"").decode().splitlines()
@@ -228,7 +248,10 @@ def test_a_killed_worker_restarts_from_its_changelogs_and_loses_nothing(
     ids = [r["event_id"] for r in after]
     # at-least-once: whatever was re-emitted repeats its id exactly; nothing is missing
     # and nothing new was invented compared with one uninterrupted pass
-    assert set(ids) == _sequenced_change_ids(kafka_bootstrap, k["application_id"], config)
+    one_pass = LocalTopology(load(config), 1)
+    one_pass.feed_many(lines)
+    assert set(ids) == {o.record["event_id"] for o in one_pass.flush()
+                        if o.kind == "segment_change"}
     assert {r["event_id"] for r in before} <= set(ids)
     by_id: dict[str, dict[str, Any]] = {}
     for record in after:
@@ -270,11 +293,11 @@ def test_the_standby_takes_over_a_killed_owner_with_a_rocksdb_store(
         wait_for(warm, 120, "the standby to hold a copy of the changelogs taken mid-stream")
         owner, standby = roles
         owner.stop(signal.SIGKILL)
-        wait_for(lambda: _done([standby]), 180, "the standby to take over and catch up")
+        wait_for(lambda: _done([standby], 2), 180, "the standby to take over and catch up")
         status = standby.status()
         assert status is not None and status["store"] == "rocksdb"
         assert status["took_over_from_standby"] and status["restored_from"] > 0
-        _assert_as_one_sequenced_pass(_profiles(standby), kafka_bootstrap,
+        _assert_as_one_sequenced_pass(_profiles([standby]), kafka_bootstrap,
                                       settings["kafka"]["application_id"], config, lines)
 
 
@@ -300,10 +323,9 @@ def test_a_worker_joining_while_another_forwards_a_backlog_stops_neither(
         group.append(WorkerProcess(config, instance_id="w1", log_dir=tmp_path))
         wait_for(lambda: all((w.status() or {}).get("input_partitions") for w in group), 60,
                  "both routers to share the input partitions")
-        wait_for(lambda: _done(group), 180, "the owner to process every record")
+        wait_for(lambda: _done(group, 4), 180, "every stage to process every record")
         assert all(w.proc.poll() is None for w in group)  # both still running
-        owner = _the_owner(group)
-        _assert_as_one_sequenced_pass(_profiles(owner), kafka_bootstrap,
+        _assert_as_one_sequenced_pass(_profiles(group), kafka_bootstrap,
                                       settings["kafka"]["application_id"], config, lines)
     finally:
         for worker in group:

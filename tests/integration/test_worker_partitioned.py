@@ -1,4 +1,4 @@
-"""``kafka.topology: partitioned`` on the real local broker: profile partitions spread
+"""The worker on the real local broker: profile partitions spread
 over 1, 2 and 3 worker processes give the same results, and the groups of one process."""
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def _config(directory: Path, bootstrap: str, unique_name: Callable[[str], str],
             guarantee: str = "at_least_once") -> tuple[Path, dict[str, Any]]:
     directory.mkdir()
     return worker_config(directory, unique_name, bootstrap=bootstrap, partitions=6,
-                         topology="partitioned", commit_interval_seconds=1,
+                         commit_interval_seconds=1,
                          processing_guarantee=guarantee)
 
 
@@ -353,7 +353,7 @@ def test_exactly_once_each_kind_killed_after_its_outputs_and_every_change_read_o
     directory = tmp_path / "deployment"
     directory.mkdir()
     config, settings = worker_config(directory, unique_name, bootstrap=kafka_bootstrap,
-                                     partitions=6, topology="partitioned",
+                                     partitions=6,
                                      commit_interval_seconds=10,
                                      processing_guarantee="exactly_once")
     k = settings["kafka"]

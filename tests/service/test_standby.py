@@ -44,8 +44,7 @@ def reads(monkeypatch: pytest.MonkeyPatch) -> _Reads:
 
 
 def _replica(state: WorkerState) -> standby.StandbyReplica:
-    config = load_config(env={"PERSONA_STREAM_KAFKA__TOPOLOGY": "partitioned",
-                              "PERSONA_STREAM_KAFKA__PARTITIONS": "4"})
+    config = load_config(env={"PERSONA_STREAM_KAFKA__PARTITIONS": "4"})
     clients: Any = type("Clients", (), {"security": None})()
     return standby.StandbyReplica(config, clients, state)
 

@@ -94,8 +94,8 @@ def sequenced_topic(config: Config) -> str:
 
 
 def profiles_topic(config: Config) -> str:
-    """``kafka.topology: partitioned``: the identity stage's records for the profile
-    partitions (and states moved between them), one partition per profile partition."""
+    """The identity stage's records for the profile partitions (and states moved between
+    them), one partition per profile partition."""
     return f"{config.kafka.application_id}-profiles"
 
 
@@ -115,7 +115,7 @@ def card_reports_topic(config: Config) -> str:
 
 
 def changelog_topic(config: Config, store: str) -> str:
-    """The compacted topic holding one store of the owner's state (workers.state.changelog)."""
+    """The compacted topic holding one store of a stage's state (workers.state.changelog)."""
     return f"{config.kafka.application_id}-{store}-changelog"
 
 
@@ -142,12 +142,13 @@ def worker_topics(config: Config) -> list[TopicSpec]:
                   {**retention, "message.timestamp.type": "LogAppendTime"}),
         *(TopicSpec(changelog_topic(config, store), 1 if store == "meta" else k.partitions,
                     compact) for store in PIPELINE_STORES),
-        *(_partitioned_topics(config) if k.topology == "partitioned" else ()),
+        *_stage_topics(config),
     ]
 
 
-def _partitioned_topics(config: Config) -> list[TopicSpec]:
-    """The topics of ``kafka.topology: partitioned`` (workers.service.tasks, .trainer)."""
+def _stage_topics(config: Config) -> list[TopicSpec]:
+    """The topics from the identity stage to the profile partitions and the trainer, and
+    theirs (workers.service.tasks, .trainer)."""
     k = config.kafka
     # stamped by the broker on arrival, as the sequenced topic: retention counts from then
     retention = {"retention.ms": str(k.retention_ms), "message.timestamp.type": "LogAppendTime"}

@@ -4,11 +4,10 @@
 default), never on the public port of ``/metrics`` and ``/personas``: a port opened
 to Prometheus or a load balancer must not hand out emails. With a token configured
 (required off loopback, :func:`workers.config.validate`) every request must carry
-``Authorization: Bearer <token>``; anything else is a 401. Only the owner holds the
-profiles; other workers answer 503. With ``kafka.topology: partitioned`` a worker
-answers for the profile partitions it holds: by profile id anywhere, by identifier
-on the worker making the identity decisions, which says which partition holds a
-profile it does not.
+``Authorization: Bearer <token>``; anything else is a 401. A worker answers for the
+profile partitions it holds: by profile id anywhere, by identifier on the worker
+making the identity decisions, which says which partition holds a profile it does
+not.
 
 A plain aiohttp server (faust's web server listens on one address only), started and
 stopped with the app. It writes no access log: a logged path would hold the
@@ -79,21 +78,9 @@ class AdminPages(faust.Service):
         return await handler(request)
 
     async def profile(self, request: web.Request) -> web.Response:
-        key = request.match_info["key"]
-        pipeline = self.worker.pipeline
-        if pipeline is not None:
-            pid = pipeline.lookup(key)
-            if pid is None:
-                return _json({"error": "not found"}, status=404)
-            return _json(pipeline.profile_snapshot(pid))
-        if self.config.kafka.topology == "partitioned":
-            return self._held_profile(key)
-        return _json({"error": "profiles live on the owner worker; ask it (GET /status"
-                      " says which one is)"}, status=503)
-
-    def _held_profile(self, key: str) -> web.Response:
         """A profile of a partition this worker holds; the identity stage's worker resolves
         identifiers and names the partition of a profile held elsewhere."""
+        key = request.match_info["key"]
         stage = self.worker.stage
         pid = key if stage is None else stage.lookup(key)
         if pid is None:
@@ -110,17 +97,10 @@ class AdminPages(faust.Service):
                       "profile_id": pid, "partition": partition}, status=404)
 
     async def profiles(self, request: web.Request) -> web.Response:
-        """Every profile snapshot as JSON lines (the owner's ``profiles.jsonl``; with
-        ``kafka.topology: partitioned``, those of the profile partitions this worker holds)."""
-        pipeline = self.worker.pipeline
-        if pipeline is not None:
-            body = b"".join(orjson.dumps(pipeline.profile_snapshot(pid)) + b"\n"
-                            for pid in sorted(pipeline.profiles))
-        elif self.config.kafka.topology == "partitioned":
-            types = list(self.config.identity.limits)
-            body = b"".join(orjson.dumps(task.work.profile_snapshot(pid, types)) + b"\n"
-                            for _, task in sorted(self.worker.tasks.items())
-                            for pid in sorted(task.work.profiles))
-        else:
-            return _json({"error": "profiles live on the owner worker"}, status=503)
+        """Every profile snapshot of the profile partitions this worker holds, as JSON lines
+        (``run``'s ``profiles.jsonl``: the union over workers is every profile)."""
+        types = list(self.config.identity.limits)
+        body = b"".join(orjson.dumps(task.work.profile_snapshot(pid, types)) + b"\n"
+                        for _, task in sorted(self.worker.tasks.items())
+                        for pid in sorted(task.work.profiles))
         return web.Response(body=body, content_type="application/x-ndjson")

@@ -1,35 +1,32 @@
 """``persona-stream worker``: the Kafka shell around the same core ``run`` uses.
 
-Every worker plays two roles (README "Scaling and recovery" has the diagram):
+Every worker plays four roles (README "Scaling and recovery" has the diagram):
 
 * **router**: members of the consumer group ``<app>.router`` share the input
-  partitions. A router forwards each record's bytes, untouched, to the
-  one-partition topic ``<app>-sequenced`` (key: the record's input topic,
-  partition and offset, for dead letters), and commits its input offsets every
+  partitions. A router reads each record (formats, validation) and forwards what it
+  read, a bundle per input partition and batch, to the one-partition topic
+  ``<app>-sequenced``, and commits its input offsets every
   ``kafka.commit_interval_seconds`` once that topic holds them.
-* **owner**: the one member of ``<app>.owner`` that holds partition 0 of
-  ``<app>-sequenced`` runs the :class:`~workers.core.pipeline.Pipeline` over it.
-  One partition is one order, and the core is deterministic, so the owner's
-  state is a function of the sequenced offset it reached: it commits what
-  changed in that state to compacted changelog topics, in one Kafka
-  transaction with the offset (:mod:`workers.service.changelog`), and a
-  replacement owner (another worker, or the same one restarted) restores the
-  changelogs and replays from their offset, recomputing the lost outputs with
-  the same ``event_id`` s. Outputs are acknowledged before the commit (at
-  least once, exactly repeatable records) or committed in its transaction
-  (``kafka.processing_guarantee: exactly_once``).
-
-Identity across partitions is therefore decided in one place, in one order: N
-workers on P partitions end with exactly the groups of one process. With the
-default ``kafka.topology: sequenced`` the owner runs the whole core on one core;
-with ``partitioned`` it runs only the identity stage and two more roles spread
-the rest (README "kafka.topology: partitioned"):
-
+* **identity stage** (:mod:`~workers.service.owner`): the one member of
+  ``<app>.owner`` that holds ``<app>-sequenced`` runs the
+  :class:`~workers.core.identity_stage.IdentityStage` over it: de-duplication,
+  event-time order and every identity decision, in one place and one order, so N
+  workers on P partitions end with exactly the groups of one process. It re-keys each
+  event to its profile id and sends it to ``<app>-profiles``.
 * **profile tasks** (:mod:`~workers.service.tasks`): members of ``<app>.profiles``
   share the partitions of ``<app>-profiles``, one
-  :class:`~workers.core.partitioned.profile_task.ProfileTask` per partition;
+  :class:`~workers.core.partitioned.profile_task.ProfileTask` per partition: features,
+  assessment, segment changes;
 * **trainer** (:mod:`~workers.service.trainer`): the member of ``<app>.trainer``
   holding ``<app>-samples`` learns the one model all tasks use.
+
+Every stage's state is a function of the input offset it reached: it commits what
+changed to compacted changelog topics, in one Kafka transaction with the offset
+(:mod:`workers.service.changelog`), and a replacement (another worker, or the same
+one restarted) restores the changelogs and replays from there, recomputing lost
+outputs with the same ``event_id`` s. Outputs are acknowledged before the commit (at
+least once, exactly repeatable records) or committed in its transaction
+(``kafka.processing_guarantee: exactly_once``).
 
 faust runs the service: lifecycle, signals, timers and the web server, and none of
 its own Kafka clients (:class:`WithoutKafka`). The records do not go through a
@@ -42,14 +39,14 @@ explicitly after their outputs are acknowledged.
 Where each rule lives (this module only wires them into the faust app):
 
 * :mod:`~workers.service.router`: forwarding input records, input ends, consumer lag.
-* :mod:`~workers.service.owner`: takeover, the batch loop, commits, idle flush,
-  persona-card publication.
+* :mod:`~workers.service.owner`: the identity stage's takeover, batch loop, commits
+  and idle flush.
 * :mod:`~workers.service.changelog`: the state's changelog topics, written and read.
 * :mod:`~workers.service.background`: a role's commit, run while it goes on.
-* :mod:`~workers.service.batch`: one batch through the pipeline (pure).
+* :mod:`~workers.service.batch`: one batch through the identity stage (pure).
 * :mod:`~workers.service.standby`: the standby copy of the changelogs.
-* :mod:`~workers.service.cards`: following the persona cards; partitioned, adding the
-  profile partitions' reports up into them.
+* :mod:`~workers.service.cards`: following the persona cards, and adding the profile
+  partitions' reports up into them.
 * :mod:`~workers.service.web`: the public HTTP pages; :mod:`~workers.service.admin`: the
   pages that return identifiers, on a listener of their own.
 * :mod:`~workers.service.clients`: the Kafka clients; :mod:`~workers.service.state`:
@@ -70,7 +67,6 @@ import faust
 from faust.app.base import BootStrategy
 
 from workers.config import Config
-from workers.core.pipeline import Pipeline
 from workers.errors import ConfigError, PersonaStreamError
 from workers.io.kafka import provision, worker_topics
 from workers.service.admin import AdminPages
@@ -205,29 +201,23 @@ def _faust_directory(config: Config) -> Path:
     return Path(base) / f"faust-{config.kafka.application_id}"
 
 
-def build_app(config: Config, initial: Pipeline | None = None) -> WorkerApp:
-    """The faust app with the worker's roles, timers and pages; tests start it in-process.
-
-    ``initial``: the state the owner starts from when the changelogs hold none
-    yet (a state saved by ``replay --state-out``).
-    """
+def build_app(config: Config) -> WorkerApp:
+    """The faust app with the worker's roles, timers and pages; tests start it in-process."""
     k = config.kafka
     clients = Clients(config)
     app = WorkerApp(k.application_id, store="memory://", datadir=_faust_directory(config),
                     web_port=config.metrics.port, web_bind=config.metrics.host)
     state, metrics = WorkerState(), Metrics()
     router = Router(config, clients, state, metrics)
-    owner = Owner(config, clients, state, metrics, router, initial)
+    owner = Owner(config, clients, state, metrics, router)
     pages = Pages(app, config, state, metrics, router)
-    loops: list[Loop] = [router, owner, CardFollower(config, clients, state)]
-    holders: list[Holder] = [owner]
-    if k.topology == "partitioned":
-        tasks = ProfileTasks(config, clients, state, metrics)
-        trainer = TrainerRole(config, clients, state, metrics)
-        reports = CardReports(config, clients, state)
-        reports.register(app)
-        loops += [tasks, trainer, reports]
-        holders += [tasks, trainer]
+    tasks = ProfileTasks(config, clients, state, metrics)
+    trainer = TrainerRole(config, clients, state, metrics)
+    reports = CardReports(config, clients, state)
+    reports.register(app)
+    loops: list[Loop] = [router, owner, CardFollower(config, clients, state), tasks,
+                         trainer, reports]
+    holders: list[Holder] = [owner, tasks, trainer]
     if config.state.standby:
         loops.append(StandbyReplica(config, clients, state))
     probe = BrokerProbe(config, state)
@@ -243,7 +233,7 @@ def build_app(config: Config, initial: Pipeline | None = None) -> WorkerApp:
 
 
 
-def run_worker(config: Config, initial: Pipeline | None = None) -> int:
+def run_worker(config: Config) -> int:
     """Blocks until SIGTERM/SIGINT; faust shuts down gracefully on either. A role that
     stopped the worker with an operator's error (:meth:`Roles._crash_on_error`) ends it
     with that error, so the CLI says it in one line with its exit code (mode's worker
@@ -251,7 +241,7 @@ def run_worker(config: Config, initial: Pipeline | None = None) -> int:
     check_listen(config.metrics.host, config.metrics.port)
     check_listen(config.admin.host, config.admin.port, "admin")
     provision_topics(config)  # an unreachable broker: BrokerError, one line from the CLI
-    app = build_app(config, initial)
+    app = build_app(config)
     worker = faust.Worker(app, loglevel=config.metrics.log_level.lower(),
                           logging_config=logging_config(config.metrics.log_level))
     try:

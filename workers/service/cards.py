@@ -1,11 +1,10 @@
 """Persona cards on the personas topic, and every worker following them.
 
-The owner publishes the cards of each model version (and their sizes now and
-then) to the compacted personas topic; with ``kafka.topology: partitioned`` no
-process holds every profile, so :class:`CardReports` adds the profile
-partitions' reports up and the trainer's holder publishes. Each worker reads the
-topic from the start, so ``/status``, ``/personas`` and ``persona-stream
-personas --url`` agree on every worker, owner or not.
+No process holds every profile, so :class:`CardReports` adds the profile
+partitions' reports up and the trainer's holder publishes the cards of each model
+version (and their sizes now and then) to the compacted personas topic. Each worker
+reads the topic from the start, so ``/status``, ``/personas`` and ``persona-stream
+personas --url`` agree on every worker.
 """
 
 from __future__ import annotations
@@ -62,14 +61,14 @@ class CardFollower:
 
 
 class CardReports:
-    """``kafka.topology: partitioned``: the cards of every profile partition, added up.
+    """The cards of every profile partition, added up.
 
     Every :data:`PERSONA_INTERVAL` each worker sends the cards and KPI totals of the
     partitions it holds to ``<app>-card-reports`` (compacted: the newest per
     partition); every worker follows that topic, and the one holding the trainer
     publishes the cards the reports add up to when they changed
     (:class:`~workers.core.partitioned.cards.CardAssembly`). Sizes are as of the
-    reports, at most an interval old, as the owner's are in the sequenced topology.
+    reports, at most an interval old.
     """
 
     def __init__(self, config: Config, clients: Clients, state: WorkerState) -> None:

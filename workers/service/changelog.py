@@ -1,7 +1,7 @@
 """State on Kafka: one compacted changelog topic per store, written in transactions.
 
-What follows says it of the owner's state; a profile partition's state
-(``kafka.topology: partitioned``) is kept alike, in partition ``p`` of its
+What follows says it of the owner's state (the identity stage's); a profile
+partition's state is kept alike, in partition ``p`` of its
 changelog topics, under the transactional id ``<app>.profiles.<p>``, and the
 trainer's in ``<app>-trainer-changelog`` under ``<app>.trainer``.
 
@@ -45,7 +45,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from workers.config import Config
 from workers.errors import BrokerError
 from workers.io.kafka import changelog_topic
-from workers.state.changelog import PIPELINE_STORES, StateRecord, Store
+from workers.state.changelog import STAGE_STORES, StateRecord, Store
 from workers.state.codec import pack, unpack
 
 SEQUENCED_KEY = b"sequenced"  # meta store: the first sequenced offset the state has not seen
@@ -61,11 +61,8 @@ K = TypeVar("K")
 
 
 def owner_changelogs(config: Config) -> dict[str, Store]:
-    """The owner's changelog topics, each with the store it holds (partitioned, the
-    profiles are the profile partitions' own)."""
-    partitioned = config.kafka.topology == "partitioned"
-    return {changelog_topic(config, s): s for s in PIPELINE_STORES
-            if not (partitioned and s == "profile")}
+    """The owner's changelog topics (the identity stage's), each with the store it holds."""
+    return {changelog_topic(config, s): s for s in STAGE_STORES}
 
 
 class ChangelogCopy:

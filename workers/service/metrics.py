@@ -34,7 +34,6 @@ from workers import __version__
 from workers.compiled import MODULES, compiled
 from workers.core.identity_stage import IdentityStage
 from workers.core.intake import Intake
-from workers.core.pipeline import Pipeline
 from workers.core.records import CHANGE_REASONS, IdentityMerge, Output, SegmentChange
 from workers.core.stats import Stats
 from workers.core.touchpoints import parse_time
@@ -194,13 +193,13 @@ class Metrics:
                                                     last.offset + 1)
             self.last_event_time.labels(str(last.partition)).set(last.timestamp / 1000.0)
 
-    def observe_batch(self, pipeline: IdentityStage, count: int, seconds: float,
+    def observe_batch(self, stage: IdentityStage, count: int, seconds: float,
                       outputs: Iterable[Output]) -> None:
         """After the owner fed ``count`` records and emitted their outputs."""
         if count:
             self.processing.observe(seconds / count)
         self._observe_emitted(outputs)
-        self.sync(pipeline)
+        self.sync(stage)
 
     def observe_rebalance(self, role: str, pause: float) -> None:
         """A rebalance of ``role``'s group completed here after ``pause`` seconds."""
@@ -212,23 +211,18 @@ class Metrics:
         self.commit_records.inc(records)
         self.commit_bytes.inc(written)
 
-    def start_counting(self, pipeline: IdentityStage) -> None:
+    def start_counting(self, stage: IdentityStage) -> None:
         """A state taken over: its counts so far are other processes' work (or this one's,
         already exported), so this process's counters grow only by what it does next, and
         ``sum()`` over workers stays right after any takeover."""
-        self.start_source(OWNER, self._current(pipeline))
-        self.sync(pipeline)
+        self.start_source(OWNER, self._current(stage))
+        self.sync(stage)
 
-    def sync(self, pipeline: IdentityStage) -> None:
+    def sync(self, stage: IdentityStage) -> None:
         """Counters advance by the growth of ``Stats`` since the last call; gauges are set."""
-        self._advance(OWNER, self._current(pipeline))
-        if isinstance(pipeline, Pipeline):  # the profiles and the model are here too
-            self.profiles.set(len(pipeline.profiles))
-            snapshot = pipeline.model.snapshot
-            self.model_version.set(0 if snapshot is None else snapshot.version)
-            self._set_segment_sizes(pipeline.sizes)
+        self._advance(OWNER, self._current(stage))
 
-    # ---- the other holders of state (kafka.topology: partitioned) -------------------
+    # ---- the other holders of state: profile partitions, the trainer -----------------
 
     def start_source(self, source: str, counts: Counts) -> None:
         """``source`` (``profiles:<p>``, ``trainer``) taken over with ``counts`` done
@@ -263,14 +257,14 @@ class Metrics:
                 exported[key] = value
 
     @staticmethod
-    def _current(pipeline: IdentityStage) -> Counts:
-        """Every counted quantity of ``pipeline``, keyed (counter, label)."""
-        current = counts_of(pipeline.stats)
+    def _current(stage: IdentityStage) -> Counts:
+        """Every counted quantity of ``stage``, keyed (counter, label)."""
+        current = counts_of(stage.stats)
         # a held valid event may still turn out unattributable (then invalid), so it
         # is counted once it leaves the buffer: this keeps the counter monotonic
-        current["events", "valid"] -= pipeline.buffered
-        current["beyond_dedup_window", ""] = pipeline.dedup.beyond_window
-        current.update(_read_counts(pipeline.intake))
+        current["events", "valid"] -= stage.buffered
+        current["beyond_dedup_window", ""] = stage.dedup.beyond_window
+        current.update(_read_counts(stage.intake))
         return current
 
     def _set_segment_sizes(self, sizes: Mapping[int, int]) -> None:

@@ -1,14 +1,15 @@
-"""The owner role: the one member of ``<app>.owner`` holding ``<app>-sequenced`` runs the pipeline.
+"""The owner role: the one member of ``<app>.owner`` holding ``<app>-sequenced`` runs the
+identity stage.
 
 On assignment it takes over the state: it brings a copy of the changelog topics
 up to date (the standby's, already nearly current, or a new one read from the
-start), rebuilds the pipeline from it (the initial state when the changelogs
-are empty) and reads the sequenced stream from the offset the state reached.
-Then, per batch: :func:`~workers.service.batch.process_batch` and produce the
-outputs; every ``kafka.commit_interval_seconds``, on revocation and at shutdown
-it commits (:mod:`workers.service.changelog`): the outputs' acknowledgements
-first (at least once), then the changed state and the offset in one
-transaction. It publishes the persona cards of every new model version.
+start), rebuilds the identity stage from it and reads the sequenced stream from the
+offset the state reached. Then, per batch: :func:`~workers.service.batch.process_batch`,
+produce the outputs (dead letters, identity merges) and the stage's records to their
+profile partitions (``<app>-profiles``); every ``kafka.commit_interval_seconds``, on
+revocation and at shutdown it commits (:mod:`workers.service.changelog`): the
+acknowledgements first (at least once), then the changed state and the offset in one
+transaction.
 
 A commit is pipelined with the batches after it: the changed state is taken
 between two batches (so it is the state of one sequenced offset), then the
@@ -36,19 +37,13 @@ from aiokafka.errors import KafkaError
 from workers.config import Config
 from workers.core.identity_stage import IdentityStage
 from workers.core.partitioned.router import PartitionRouter
-from workers.core.pipeline import Pipeline
 from workers.core.records import Output
 from workers.errors import BrokerError
 from workers.io.cloudevents import Envelope
 from workers.io.kafka import live_output_topics, profiles_topic, sequenced_topic
 from workers.io.sinks import stamp_emitted, wall_clock
-from workers.service.background import (
-    BackgroundCommit,
-    CommitInterval,
-    skipped_while_the_broker_is_away,
-)
+from workers.service.background import BackgroundCommit, CommitInterval
 from workers.service.batch import FLUSH_KEY, process_batch
-from workers.service.cards import PERSONA_INTERVAL
 from workers.service.changelog import ChangelogCopy, ChangelogWriter, Kept, untouched
 from workers.service.clients import BATCH, Batches, Clients, read_until
 from workers.service.logs import worker_log
@@ -77,22 +72,21 @@ class InputProgress(Protocol):
 
 
 class Owner(ConsumerRebalanceListener):
-    """Runs the pipeline over the sequenced stream while assigned; its own rebalance listener."""
+    """Runs the identity stage over the sequenced stream while assigned; its own rebalance
+    listener."""
 
     def __init__(self, config: Config, clients: Clients, state: WorkerState, metrics: Metrics,
-                 progress: InputProgress, initial: Pipeline | None) -> None:
+                 progress: InputProgress) -> None:
         self.config = config
         self.clients = clients
         self.state = state
         self.metrics = metrics
         self.progress = progress
-        self.initial = initial  # the state to start from while Kafka holds none
         self.sequenced = sequenced_topic(config)
         self.partition = TopicPartition(self.sequenced, 0)
         self.output_topics = live_output_topics(config)
         self.envelope = Envelope(config)
         self.exactly_once = config.kafka.processing_guarantee == "exactly_once"
-        self.partitioned = config.kafka.topology == "partitioned"
         self.profiles_topic = profiles_topic(config)
         self.idle_flush = min(_IDLE_FLUSH_MAX, max(_IDLE_FLUSH_MIN,
                                                    config.intake.reorder_window_seconds))
@@ -110,10 +104,9 @@ class Owner(ConsumerRebalanceListener):
         self._lock = asyncio.Lock()
 
     def register(self, app: faust.App) -> None:
-        """The owner's timers: the idle flush, the commit of a quiet stream, the cards."""
+        """The owner's timers: the idle flush, the commit of a quiet stream."""
         app.timer(self.idle_flush / 2)(self.flush_when_idle)
         app.timer(self._interval.seconds)(self.commit_when_due)
-        app.timer(PERSONA_INTERVAL)(self.publish_personas)
 
     # ---- the batch loop ------------------------------------------------------------
 
@@ -157,15 +150,10 @@ class Owner(ConsumerRebalanceListener):
         state.last_input = time.monotonic()
         state.flush_sent = False
         await self._emit(done.outputs)
-        if isinstance(stage.downstream, PartitionRouter):
-            await self._forward(stage.downstream)
+        router = stage.downstream
+        assert isinstance(router, PartitionRouter)  # made by _blank
+        await self._forward(router)
         self.metrics.observe_batch(stage, done.fed, seconds, done.outputs)
-        pipeline = state.pipeline
-        snapshot = None if pipeline is None else pipeline.model.snapshot
-        if pipeline is not None and snapshot is not None \
-                and snapshot.version != state.published_version:
-            await self._publish_cards(pipeline)  # followers learn a new model at once
-            state.published_version = snapshot.version
         if self._interval.due():
             await self._commit()
 
@@ -222,15 +210,6 @@ class Owner(ConsumerRebalanceListener):
                 self._commits.failed = True
                 raise BrokerError(f"producing to {topic} failed: {result!r}") from result
 
-    async def _publish_cards(self, pipeline: Pipeline) -> None:
-        send = (await self.clients.producer()).send
-        topic = self.config.kafka.personas_topic
-        futures = []
-        for card in pipeline.personas():
-            key, value, headers = self.envelope.card(card)
-            futures.append(await send(topic, key=key, value=value, headers=headers))
-        await asyncio.gather(*futures)
-
     # ---- commits ----------------------------------------------------------------------
 
     async def commit_when_due(self) -> None:
@@ -270,10 +249,7 @@ class Owner(ConsumerRebalanceListener):
     # ---- ownership: taking over, handing over ----------------------------------------
 
     def _blank(self) -> IdentityStage:
-        """A new state: the whole pipeline, or (``kafka.topology: partitioned``) the
-        identity stage, its events routed to the profile partitions."""
-        if not self.partitioned:
-            return Pipeline(self.config)
+        """A new state: the identity stage, its events routed to the profile partitions."""
         return IdentityStage(self.config, PartitionRouter(
             self.config.kafka.partitions, self.config.segmentation.version_epoch_ticks).attach)
 
@@ -297,7 +273,6 @@ class Owner(ConsumerRebalanceListener):
         else:
             stage, read, restored = await self._restore(copy)
         state.stage = stage
-        state.pipeline = stage if isinstance(stage, Pipeline) else None
         state.restored_from = state.committed_offset = state.next_offset
         self.metrics.start_counting(stage)
         self.consumer.seek(self.partition, state.next_offset)
@@ -323,7 +298,7 @@ class Owner(ConsumerRebalanceListener):
             copy = ChangelogCopy(self.config, self.clients.security)
         read = await copy.catch_up()
         if copy.empty:
-            stage = self.initial if self.initial is not None else self._blank()
+            stage = self._blank()
             self._changes = StateWriter(stage, saved=False)
         else:
             # decoding the state is CPU work: a thread lets the router's loop go on meanwhile
@@ -338,7 +313,7 @@ class Owner(ConsumerRebalanceListener):
         await self.hand_over()  # hand over as fresh a state as possible
         await self._commits.settled(quiet=True)
         async with self._lock:  # no batch from here on
-            held, state.owner, state.pipeline, state.stage = state.stage, False, None, None
+            held, state.owner, state.stage = state.stage, False, None
         if (held is not None and self._changes is not None and not self._commits.failed
                 and state.next_offset == state.committed_offset):
             # the state committed, no batch since: if the partition comes straight back, it
@@ -377,9 +352,9 @@ class Owner(ConsumerRebalanceListener):
 
     async def flush_when_idle(self) -> None:
         """A quiet stream must not leave events waiting in the event-time buffer, nor
-        (``kafka.topology: partitioned``) absorbed states the profile partitions hold
-        back until a flush or the next tick every partition is sent: partitioned, a
-        stream gone quiet after any input is flushed once, even with nothing held here.
+        absorbed states the profile partitions hold back until a flush or the next tick
+        every partition is sent: a stream gone quiet after any input is flushed once, even
+        with nothing held here.
 
         The flush goes through the sequenced stream (a :data:`FLUSH_KEY` record), so a
         replay of it flushes at the same place.
@@ -387,7 +362,6 @@ class Owner(ConsumerRebalanceListener):
         state = self.state
         stage = state.stage
         if (not state.owner or stage is None or state.flush_sent
-                or (stage.held == 0 and not self.partitioned)
                 or time.monotonic() - state.last_input < self.idle_flush):
             return
         # caught up: the sequenced stream holds every input record that exists now
@@ -399,9 +373,3 @@ class Owner(ConsumerRebalanceListener):
             await (await producer.send(self.sequenced, key=FLUSH_KEY, value=b""))
         except KafkaError:  # the broker is away: the next round sends it
             state.flush_sent = False
-
-    @skipped_while_the_broker_is_away
-    async def publish_personas(self) -> None:
-        """Now and then, not only on a new model: the cards' sizes move with every batch."""
-        if self.state.owner and self.state.pipeline is not None:
-            await self._publish_cards(self.state.pipeline)

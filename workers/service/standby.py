@@ -4,8 +4,8 @@ Like a faust standby replica: the copy follows the changelog topics as the
 owner commits, so a takeover reads only the changes since the last refresh
 and then replays the sequenced records after the state's offset
 (``state.standby: true``; it costs the memory of the state's records and the
-CPU to read each commit). With ``kafka.topology: partitioned`` the same holds
-for every profile partition this worker does not hold: the consumer group's
+CPU to read each commit). The same holds for every profile partition this worker
+does not hold: the consumer group's
 assignor does not know standbys, so whichever worker is given a partition has
 its copy.
 """
@@ -43,8 +43,7 @@ class StandbyReplica:
         reading its changelogs whole (seconds at a million profiles, on the loop the other
         roles share) would then be wasted."""
         state = self.state
-        if self.config.kafka.topology == "partitioned":
-            await self._follow_partitions()
+        await self._follow_partitions()
         if state.owner or state.owner_kept:
             return
         copy = state.standby or ChangelogCopy(self.config, self.clients.security)

@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 
 from workers.core.identity_stage import IdentityStage
 from workers.core.partitioned.profile_task import ProfileTask
-from workers.core.pipeline import Pipeline
 from workers.core.records import PersonaCard
 from workers.service.changelog import ChangelogCopy
 
@@ -31,16 +30,12 @@ class WorkerState:
 
     # owner
     owner: bool = False
-    # what the owner runs: the whole pipeline (kafka.topology sequenced, then also in
-    # ``pipeline``), or the identity stage of the partitioned topology
-    stage: IdentityStage | None = None
-    pipeline: Pipeline | None = None
+    stage: IdentityStage | None = None  # the identity stage, while this worker owns it
     restored_from: int | None = None  # sequenced offset the owner's state started at
     next_offset: int = 0  # first sequenced offset the owner's state has not seen
     committed_offset: int = 0  # the same, for the state last committed to the changelogs
     last_input: float = 0.0  # monotonic clock of the last batch, for the idle flush
     flush_sent: bool = True
-    published_version: int = 0
     commits: int = 0
     took_over_from_standby: bool = False
     # the owner's state, handed over at a revocation and given straight back: not restored
@@ -49,7 +44,7 @@ class WorkerState:
     # they come back: the standby does not copy them meanwhile
     owner_kept: bool = False
     partitions_kept: frozenset[int] = frozenset()
-    # profile partitions and trainer (kafka.topology: partitioned)
+    # profile partitions and trainer
     task_partitions: list[int] = field(default_factory=list)
     tasks: dict[int, ProfileTask] = field(default_factory=dict)  # the ones held, by partition
     tasks_caught_up: bool | None = None  # every record of the partitions held applied
@@ -65,8 +60,8 @@ class WorkerState:
     routed: int = 0
     router_assigned: bool = False
     input_partitions: list[int] = field(default_factory=list)
-    # standby: a non-owner's copy of the owner's changelogs, for a quick takeover; and
-    # (kafka.topology partitioned) a copy of each profile partition this worker does not hold
+    # standby: a non-owner's copy of the owner's changelogs, for a quick takeover, and a
+    # copy of each profile partition this worker does not hold
     standby: ChangelogCopy | None = None
     task_standbys: dict[int, ChangelogCopy] = field(default_factory=dict)
     # every worker: the owner's persona cards, by segment id
@@ -75,10 +70,8 @@ class WorkerState:
 
     @property
     def model_version(self) -> int:
-        """The newest model this worker knows: its own, or the owner's persona cards."""
-        own = self.pipeline.model.snapshot if self.pipeline is not None else None
-        followed = max((c["model_version"] for c in self.cards.values()), default=0)
-        return max(followed, own.version if own is not None else 0)
+        """The newest model this worker knows, from the persona cards it follows."""
+        return max((c["model_version"] for c in self.cards.values()), default=0)
 
     def current_cards(self) -> list[PersonaCard]:
         """The cards of the newest model version followed, by segment id."""

@@ -1,4 +1,4 @@
-"""The profile partitions (``kafka.topology: partitioned``): each runs a ProfileTask.
+"""The profile partitions: each runs a ProfileTask.
 
 Members of ``<app>.profiles`` share the partitions of ``<app>-profiles``. For
 each partition ``p`` a worker is given, the task's state is read back from

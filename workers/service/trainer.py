@@ -1,4 +1,4 @@
-"""The trainer (``kafka.topology: partitioned``): the one model every profile partition uses.
+"""The trainer: the one model every profile partition uses.
 
 The member of ``<app>.trainer`` holding the one partition of ``<app>-samples``
 runs the :class:`~workers.core.partitioned.trainer.Trainer`: it learns each tick

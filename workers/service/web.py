@@ -17,6 +17,7 @@ import faust
 from faust.web import Request, Response
 
 from workers.config import Config
+from workers.core.features import FeatureSpec
 from workers.core.touchpoints import format_time
 from workers.service.metrics import CONTENT_TYPE_LATEST, Metrics
 from workers.service.owner import InputProgress
@@ -36,6 +37,7 @@ class Pages:
                  progress: InputProgress) -> None:
         self.app = app
         self.config = config
+        self._spec = FeatureSpec(config.features)  # the features' readable names
         self.state = state
         self.metrics = metrics
         self.progress = progress
@@ -75,14 +77,14 @@ class Pages:
     async def status(self, request: Request) -> Response:
         """Role and progress of this worker, for operators and tests."""
         state = self.state
-        pipeline = state.stage  # the owner's: the pipeline, or the identity stage
+        stage = state.stage  # the identity stage, where this worker holds it
         caught_up = None
-        if pipeline is not None and state.broker.reachable:
+        if stage is not None and state.broker.reachable:
             # every input record that exists now is processed, nothing held back; the
             # page answers within a second, also when the broker does not
             with contextlib.suppress(TimeoutError):
-                fed_all = await asyncio.wait_for(self.progress.fed_all_input(pipeline), 1.0)
-                caught_up = fed_all and pipeline.held == 0
+                fed_all = await asyncio.wait_for(self.progress.fed_all_input(stage), 1.0)
+                caught_up = fed_all and stage.held == 0
         return self.app.web.json({
             "owner": state.owner, "model_version": state.model_version,
             "routed": state.routed, "input_partitions": state.input_partitions,
@@ -93,15 +95,15 @@ class Pages:
             "took_over_from_standby": state.took_over_from_standby,
             "kept_over_rebalance": state.kept_over_rebalance,
             "store": self.config.state.store,
-            "events_read": pipeline.stats.events_read if pipeline is not None else None,
-            "held": pipeline.held if pipeline is not None else None,
-            # forget requests applied: profiles removed, events dropped for naming one
-            "profiles_forgotten": (pipeline.stats.profiles_forgotten if pipeline is not None
-                                   else None),
-            "events_forgotten": (pipeline.stats.events_forgotten if pipeline is not None
+            "events_read": stage.stats.events_read if stage is not None else None,
+            "held": stage.held if stage is not None else None,
+            # forget requests applied: profiles removed (by the profile partitions held
+            # here), events dropped for naming one (by the identity stage)
+            "profiles_forgotten": sum(t.stats.profiles_forgotten for t in state.tasks.values()),
+            "events_forgotten": (stage.stats.events_forgotten if stage is not None
                                  else None),
             "caught_up": caught_up,
-            # kafka.topology partitioned: the profile partitions held here, the trainer
+            # the profile partitions held here, the trainer
             "task_partitions": state.task_partitions, "tasks_waiting": state.tasks_waiting,
             "tasks_caught_up": state.tasks_caught_up, "task_commits": state.task_commits,
             "tasks_waiting_for": state.tasks_waiting_for, "tasks_read_to": state.tasks_read_to,
@@ -118,10 +120,8 @@ class Pages:
                                   headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def personas_page(self, request: Request) -> Response:
-        pipeline = self.state.pipeline
-        label = pipeline.spec.label if pipeline is not None else str
         return self.app.web.html(render_page(self.state.current_cards(), list(self.history),
-                                             label, time.time()))
+                                             self._spec.label, time.time()))
 
     async def personas_json(self, request: Request) -> Response:
         return self.app.web.json(self.state.current_cards())

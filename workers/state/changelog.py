@@ -59,6 +59,8 @@ Store = Literal["meta", "profile", "identity", "dedup", "held", "forgotten", "vi
 STORES: tuple[Store, ...] = get_args(Store)
 # the stores of a Pipeline (the worker's owner, a state file): all but a partition's view
 PIPELINE_STORES: tuple[Store, ...] = tuple(s for s in STORES if s != "view")
+# the identity stage's (the worker's owner): the profiles are the profile partitions'
+STAGE_STORES: tuple[Store, ...] = tuple(s for s in PIPELINE_STORES if s != "profile")
 META_KEY = b"pipeline"
 MODEL_KEY = b"model"
 WINDOW_PREFIX = b"window:"
