@@ -56,6 +56,7 @@ from workers.testing import (  # noqa: E402
     config_from,
     free_port,
     fresh_settings,
+    identity_key,
     pipeline_over,
     produce,
     producer,
@@ -511,6 +512,37 @@ def _spread_ready(statuses: list[dict[str, Any] | None]) -> bool:
             and all(s["input_partitions"] and s["task_partitions"] for s in statuses if s))
 
 
+def _feed(topic: str, records: Iterable[tuple[bytes | None, bytes]]) -> float:
+    """Produce ``(key, value)`` records while the processes under test read them; the CPU
+    seconds it took this process. confluent-kafka's producer (the ``bench`` extra):
+    kafka-python's took about 25 us of CPU per record, a fifth of a core at the rates
+    timed, on the two cores the processes under test share; librdkafka takes a few."""
+    try:
+        from confluent_kafka import Producer
+    except ImportError:
+        raise SystemExit("bench: confluent-kafka is not installed;"
+                         " pip install -e '.[bench]'") from None
+    client = Producer({"bootstrap.servers": BOOTSTRAP, "linger.ms": 20, "acks": "all",
+                       "batch.size": 256 * 1024})
+    used = time.process_time()
+    for key, value in records:
+        while True:
+            try:
+                client.produce(topic, value, key)
+                break
+            except BufferError:  # its queue is full: let it send
+                client.poll(0.05)
+        client.poll(0)
+    if client.flush(120):
+        raise RuntimeError(f"records not acknowledged by the broker on {topic}")
+    return time.process_time() - used
+
+
+def _keyed(lines: list[bytes]) -> list[tuple[bytes | None, bytes]]:
+    """Each line keyed by its first identifier, as README asks producers to key."""
+    return [(identity_key(line), line) for line in lines]
+
+
 def _spread_run(workers: int, lines: list[bytes]) -> dict[str, Any]:
     """``workers`` processes: once every one holds its
     share of the partitions (an empty input, so no record is read before), ``lines`` are
@@ -534,7 +566,7 @@ def _spread_run(workers: int, lines: list[bytes]) -> dict[str, Any]:
         pids = [p.proc.pid for p in procs] + [_broker_pid()]
         cpu_start = [_cpu_seconds(pid) for pid in pids]
         start = time.perf_counter()
-        produce(config.kafka.input_topic, lines)  # ~3 s of one core, while the workers read
+        feeding = _feed(config.kafka.input_topic, _keyed(lines))
         deadline = time.monotonic() + 900
         statuses: list[dict[str, Any]] = []
         while not _spread_settled(statuses, len(lines)):
@@ -556,10 +588,18 @@ def _spread_run(workers: int, lines: list[bytes]) -> dict[str, Any]:
     return {"workers": workers, "events_timed": events, "seconds": round(seconds, 2),
             "per_second": round(events / seconds),
             "split": [round(n / max(1, sum(applied)), 3) for n in applied],
-            # CPU over the timed window, per event: the workers' together, the broker's
-            "cpu_us_per_event": {"workers": round(sum(cpu[:-1]) / events * 1e6, 1),
-                                 "broker": round(cpu[-1] / events * 1e6, 1)},
-            "cores": {"workers": [round(c / seconds, 2) for c in cpu[:-1]],
+            **_cpu_figures("workers", cpu, feeding, events, seconds)}
+
+
+def _cpu_figures(role: str, cpu: list[float], feeding: float, events: int,
+                 seconds: float) -> dict[str, Any]:
+    """CPU over a timed window (``cpu``: each process's under test, then the broker's):
+    per event, the processes' together, the broker's and the producer's, which shares the
+    cores with them; and the cores each used."""
+    return {"cpu_us_per_event": {role: round(sum(cpu[:-1]) / events * 1e6, 1),
+                                 "broker": round(cpu[-1] / events * 1e6, 1),
+                                 "producer": round(feeding / events * 1e6, 1)},
+            "cores": {role: [round(c / seconds, 2) for c in cpu[:-1]],
                       "broker": round(cpu[-1] / seconds, 2)}}
 
 
@@ -591,6 +631,168 @@ def bench_spread() -> dict[str, Any]:
     return {"events": len(lines), "partitions": SPREAD_PARTITIONS, "runs": runs,
             "two_to_one": round(runs["2"]["per_second"] / runs["1"]["per_second"], 3),
             "split_two": [r["split"] for r in runs["2"]["rounds"]],
+            "cpu_count": os.cpu_count()}
+
+
+PEER_JOB = ROOT / "benchmarks" / "peer_job.py"
+PEER_SETTLE = 1.0  # seconds every job must have held its share before the clock starts
+
+
+class _PeerJob:
+    """A Quix Streams job process (benchmarks/peer_job.py) and the input partitions it says
+    it holds: its ASSIGNED / REVOKED lines, read on a thread."""
+
+    def __init__(self, args: list[str], log: Path) -> None:
+        import subprocess
+        import threading
+
+        self.log = log
+        with log.open("w") as errors:
+            self.proc = subprocess.Popen([sys.executable, str(PEER_JOB), *args],
+                                         stdout=subprocess.PIPE, stderr=errors, text=True)
+        self.held: frozenset[int] = frozenset()  # replaced, never changed: read elsewhere
+        self.changes = 0  # assignments and revocations seen
+        self.processed: int | None = None  # its count, once it stopped
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            word, _, rest = line.strip().partition(" ")
+            if word == "PROCESSED":
+                self.processed = int(rest)
+            elif word in ("ASSIGNED", "REVOKED"):
+                partitions = {int(p) for p in rest.split(",") if p}
+                self.held = (self.held | partitions if word == "ASSIGNED"
+                             else self.held - partitions)
+                self.changes += 1
+
+    def alive(self) -> None:
+        """RuntimeError, with the end of its log, if the job exited."""
+        if self.proc.poll() is not None:
+            tail = self.log.read_text(errors="replace").strip().splitlines()[-5:]
+            raise RuntimeError(f"a Quix job exited (rc {self.proc.returncode}): "
+                               + " | ".join(tail))
+
+    def stop(self) -> None:
+        """After ``proc.terminate()``: wait for the job (on SIGTERM Quix takes a last
+        checkpoint and returns), SIGKILL after 30 s."""
+        import subprocess
+
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.reader.join(5)
+
+
+def _peer_ready(jobs: list[_PeerJob], admin: Any, group: str) -> bool:
+    """Every job holds input partitions, together all of them once, and the group is
+    stable with one member per job: no rebalance pending."""
+    held = [job.held for job in jobs]
+    if not (all(held) and sum(map(len, held)) == SPREAD_PARTITIONS
+            and len(frozenset().union(*held)) == SPREAD_PARTITIONS):
+        return False
+    state = admin.describe_groups([group])[group]
+    return bool(state["group_state"] == "Stable" and len(state["members"]) == len(jobs))
+
+
+def _peer_run(processes: int, records: list[tuple[bytes | None, bytes]]) -> dict[str, Any]:
+    """``processes`` Quix jobs, timed as ``_spread_run`` times workers: fresh topics, group
+    and state; once every job holds its share of the (empty) input, ``records`` are
+    produced and the clock runs until the output holds one record per input."""
+    import tempfile
+
+    from kafka import KafkaConsumer, TopicPartition
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    name = unique_names()
+    source, sink, group = name("bench-peer-in"), name("bench-peer-out"), name("bench-peer")
+    admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    meter = KafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
+    admin.create_topics([NewTopic(t, SPREAD_PARTITIONS, 1) for t in (source, sink)])
+    ends = [TopicPartition(sink, p) for p in range(SPREAD_PARTITIONS)]
+    jobs: list[_PeerJob] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="persona-stream-bench-peer-") as tmp:
+            try:
+                jobs = [_PeerJob(["--bootstrap", BOOTSTRAP, "--group", group, "--input",
+                                  source, "--output", sink, "--state-dir", f"{tmp}/state{i}"],
+                                 Path(tmp) / f"job{i}.log") for i in range(processes)]
+                deadline = time.monotonic() + 120
+                since = None
+                while since is None or time.monotonic() - since < PEER_SETTLE:
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{processes} Quix job(s) not ready: "
+                                           f"{[sorted(job.held) for job in jobs]}")
+                    for job in jobs:
+                        job.alive()
+                    ready = _peer_ready(jobs, admin, group)
+                    since = (since or time.monotonic()) if ready else None
+                    time.sleep(SCALE_POLL)
+                changes = sum(job.changes for job in jobs)
+                pids = [job.proc.pid for job in jobs] + [_broker_pid()]
+                cpu_start = [_cpu_seconds(pid) for pid in pids]
+                start = time.perf_counter()
+                feeding = _feed(source, records)  # as _spread_run does, while the jobs read
+                produced = time.perf_counter() - start
+                deadline = time.monotonic() + 900
+                while sum(meter.end_offsets(ends).values()) < len(records):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{processes} Quix job(s) did not finish")
+                    for job in jobs:
+                        job.alive()
+                    time.sleep(SCALE_POLL)
+                seconds = time.perf_counter() - start
+                cpu = [end - begin for begin, end in zip(cpu_start, map(_cpu_seconds, pids),
+                                                           strict=True)]
+                rebalanced = sum(job.changes for job in jobs) != changes
+            finally:  # all at once, so that none takes over another's partitions
+                for job in jobs:
+                    job.proc.terminate()
+                for job in jobs:
+                    job.stop()
+    finally:
+        # Quix names its changelog topics after the group
+        with contextlib.suppress(Exception):
+            admin.delete_topics([t for t in admin.list_topics() if group in t]
+                                + [source, sink])
+        meter.close()
+        admin.close()
+    events = len(records)
+    processed = [job.processed or 0 for job in jobs]
+    return {"processes": processes, "events_timed": events, "seconds": round(seconds, 2),
+            "per_second": round(events / seconds), "produce_seconds": round(produced, 2),
+            "rebalanced_while_timed": rebalanced,
+            "split": [round(n / max(1, sum(processed)), 3) for n in processed],
+            **_cpu_figures("jobs", cpu, feeding, events, seconds)}
+
+
+def bench_peer() -> dict[str, Any]:
+    """``bench_spread`` with a minimal Quix Streams job (benchmarks/peer_job.py) in place of
+    persona-stream's workers: the same events, produced the same way (keyed by their first
+    identifier), 1 and 2 processes (ABBA)."""
+    import importlib.metadata
+    import importlib.util
+
+    if importlib.util.find_spec("quixstreams") is None:
+        raise SystemExit("bench peer: quixstreams is not installed; pip install -e '.[bench]'")
+    records = _keyed(_worker_lines())
+    _peer_run(1, records[:50_000])  # not counted, as in bench_spread
+    rounds = [_peer_run(n, records) for n in SCALE_ORDER]
+    runs = {str(n): {"per_second": round(sum(r["per_second"] for r in rounds
+                                             if r["processes"] == n) / 2),
+                     # the timed window and the producer's share of it, means
+                     **{k: round(sum(r[k] for r in rounds if r["processes"] == n) / 2, 1)
+                        for k in ("seconds", "produce_seconds")},
+                     "rounds": [r for r in rounds if r["processes"] == n]}
+            for n in (1, 2)}
+    return {"events": len(records), "partitions": SPREAD_PARTITIONS, "runs": runs,
+            "two_to_one": round(runs["2"]["per_second"] / runs["1"]["per_second"], 3),
+            "split_two": [r["split"] for r in runs["2"]["rounds"]],
+            "quixstreams": importlib.metadata.version("quixstreams"),
             "cpu_count": os.cpu_count()}
 
 
@@ -1049,7 +1251,7 @@ BENCHES = {"intake": bench_intake, "pipeline": bench_pipeline, "quality": bench_
            "memory": bench_memory, "profile": bench_profile, "worker": bench_worker,
            "replay": bench_replay, "latency": bench_latency,
            "hostile": bench_hostile, "formats": bench_formats, "dedup": bench_dedup,
-           "identity": bench_identity, "spread": bench_spread,
+           "identity": bench_identity, "spread": bench_spread, "peer": bench_peer,
            "partition": bench_partition, "compiled": bench_compiled, "join": bench_join,
            "codec": bench_codec}
 COMMAND = "python benchmarks/bench.py"
@@ -1130,12 +1332,13 @@ def write_table() -> None:
                     " (mean of 2 runs each, ABBA, after a round not counted)")
             value = (f"2 workers {two['per_second']:,} = {res['two_to_one']:.2f}x of 1 worker "
                      f"{one['per_second']:,}/s; profile work split between the 2: "
-                     f"{res['split_two']}; CPU per event (workers + broker): "
+                     f"{res['split_two']}; CPU per event (workers + broker + producer): "
                      + ", ".join(f"{r['workers']} worker(s) {r['cpu_us_per_event']['workers']}"
-                                 f" + {r['cpu_us_per_event']['broker']} µs"
+                                 f" + {r['cpu_us_per_event']['broker']}"
+                                 f" + {r['cpu_us_per_event'].get('producer', '?')} µs"
                                  for r in one["rounds"] + two["rounds"])
-                     + f"; {res['events']:,} events, {res['cpu_count']} cores shared with "
-                     "the broker")
+                     + f"; {res['events']:,} events keyed by their first identifier, "
+                     f"{res['cpu_count']} cores shared with the broker and the producer")
         elif name == "join":
             paused = res["paused_seconds"]
             what = (f"a second worker joins one holding "
@@ -1180,6 +1383,22 @@ def write_table() -> None:
             value = "; ".join(f"{k}: {v['input_bytes'] / 2**20:,.0f} MiB in, peak "
                               f"{v['peak_bytes'] / 2**20:,.0f} MiB, {v['seconds']} s"
                               for k, v in res["runs"].items())
+        elif name == "peer":
+            one, two = res["runs"]["1"], res["runs"]["2"]
+            what = ("a minimal Quix Streams job (parse, per-key RocksDB state, one output"
+                    " per input): 1 vs 2 processes, the bench spread harness")
+            value = (f"2 processes {two['per_second']:,} = {res['two_to_one']:.2f}x of 1 "
+                     f"process {one['per_second']:,}/s; work split between the 2: "
+                     f"{res['split_two']}; CPU per event (jobs + broker + producer): "
+                     + ", ".join(f"{r['processes']} process(es) {r['cpu_us_per_event']['jobs']}"
+                                 f" + {r['cpu_us_per_event']['broker']}"
+                                 f" + {r['cpu_us_per_event']['producer']} µs"
+                                 for r in one["rounds"] + two["rounds"])
+                     + "; producing took "
+                     + f"{one['produce_seconds']} of {one['seconds']} s (1 process), "
+                     f"{two['produce_seconds']} of {two['seconds']} s (2)"
+                     + f"; {res['events']:,} events, Quix Streams {res['quixstreams']}, "
+                     f"{res['cpu_count']} cores shared with the broker and the producer")
         elif name == "partition":
             rest, stage = res["restore_partition_0"], res["by_stage"]
             what = (f"at {res['profiles']:,} profiles over "
