@@ -57,7 +57,7 @@ from workers.state.store import encode, open_store
 
 Store = Literal["meta", "profile", "identity", "dedup", "held", "forgotten", "view"]
 STORES: tuple[Store, ...] = get_args(Store)
-# the stores of a Pipeline (the worker's owner, a state file): all but a partition's view
+# the stores of a Pipeline (a state file of run, replay and forget): all but a partition's view
 PIPELINE_STORES: tuple[Store, ...] = tuple(s for s in STORES if s != "view")
 # the identity stage's (the worker's owner): the profiles are the profile partitions'
 STAGE_STORES: tuple[Store, ...] = tuple(s for s in PIPELINE_STORES if s != "profile")
