@@ -406,7 +406,7 @@ def _latency_at(rate: int, lines: list[bytes]) -> dict[str, Any]:
                          segmentation={**live["segmentation"], "warmup_profiles": 100})
     worker = WorkerProcess(_config_file(settings))
     try:
-        _wait_ready(worker.port)  # both groups joined, the owner restored: the clock starts
+        _wait_ready(worker.port)  # every group joined, its state restored: the clock starts
         client = producer(linger_ms=2)
         start = time.time()
         sent = 0
@@ -468,14 +468,20 @@ def _groups_stable(application_id: str, members: int) -> bool:
 
 def _wait_ready(*ports: int, seconds: float = 60.0,
                 application_id: str | None = None) -> list[dict[str, Any]]:
-    """Until every worker on ``ports`` routes input partitions and exactly one of them owns
-    the state (and, given ``application_id``, both of its groups are stable with one member
-    per worker); the statuses then."""
+    """Until every worker on ``ports`` routes input partitions and holds profile
+    partitions, every profile partition is held (there are as many as input partitions),
+    exactly one worker makes the identity decisions and one trains (and, given
+    ``application_id``, the router and owner groups are stable with one member per
+    worker); the statuses then. Records produced before would wait for a group's join."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         statuses = [worker_status(port, timeout=2) for port in ports]
-        if (all(s is not None and s["input_partitions"] for s in statuses)
+        if (all(s is not None and s["input_partitions"] and s["task_partitions"]
+                for s in statuses)
+                and sum(len(s["task_partitions"]) for s in statuses if s)
+                == sum(len(s["input_partitions"]) for s in statuses if s)
                 and sum(bool(s and s["owner"]) for s in statuses) == 1
+                and sum(bool(s and s["trainer"]) for s in statuses) == 1
                 and (application_id is None or _groups_stable(application_id, len(ports)))):
             return [s for s in statuses if s is not None]
         time.sleep(0.2)
