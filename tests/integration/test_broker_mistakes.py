@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
+from workers import cli
 from workers.config import load
 from workers.errors import BrokerError, ConfigError
 from workers.io.kafka import provision, worker_topics
@@ -41,3 +42,28 @@ def test_nothing_listening_is_not_a_protocol_problem() -> None:
     with pytest.raises(BrokerError, match=r"cannot reach Kafka at 127\.0\.0\.1:[0-9]+: Connection"
                                           r" refused"):
         provision(config, worker_topics(config))
+
+
+def test_a_changed_partition_count_is_refused_before_any_record_moves(
+        kafka_bootstrap: str, unique_name: Callable[[str], str],
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """kafka.partitions places every profile: a deployment restarted with another count
+    would send a profile's records where its state is not. One line, exit 2, naming the
+    count the topics have."""
+    env = {"PERSONA_STREAM_KAFKA__BOOTSTRAP_SERVERS": kafka_bootstrap,
+           "PERSONA_STREAM_KAFKA__APPLICATION_ID": unique_name("placed"),
+           "PERSONA_STREAM_KAFKA__PARTITIONS": "2"}
+    first = load(env=env)
+    provision(first, worker_topics(first))
+    provision(first, worker_topics(first))  # the same count again: nothing to say
+    changed = {**env, "PERSONA_STREAM_KAFKA__PARTITIONS": "3"}
+    app = env["PERSONA_STREAM_KAFKA__APPLICATION_ID"]
+    with pytest.raises(ConfigError, match=rf"kafka\.partitions is 3, but {app}-[\w-]+ has 2"
+                                          r" partitions: .* set kafka\.partitions back to 2"):
+        provision(load(env=changed), worker_topics(load(env=changed)))
+    for name, value in {**changed, "PERSONA_STREAM_METRICS__PORT": str(free_port()),
+                        "PERSONA_STREAM_ADMIN__PORT": str(free_port())}.items():
+        monkeypatch.setenv(name, value)
+    assert cli.main(["worker"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "kafka.partitions is 3, but" in err[0], err

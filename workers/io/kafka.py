@@ -26,6 +26,9 @@ class TopicSpec:
     name: str
     partitions: int
     settings: dict[str, str] = field(default_factory=dict)
+    # partition p holds profile partition p's records or state: a topic that exists must
+    # have exactly ``partitions`` (kafka.partitions places every profile)
+    placed: bool = False
 
 
 def _sasl(config: Config) -> dict[str, Any]:
@@ -141,7 +144,7 @@ def worker_topics(config: Config) -> list[TopicSpec]:
         TopicSpec(sequenced_topic(config), 1,
                   {**retention, "message.timestamp.type": "LogAppendTime"}),
         *(TopicSpec(changelog_topic(config, store), 1 if store == "meta" else k.partitions,
-                    compact) for store in PIPELINE_STORES),
+                    compact, placed=store == "profile") for store in PIPELINE_STORES),
         *_stage_topics(config),
     ]
 
@@ -154,13 +157,13 @@ def _stage_topics(config: Config) -> list[TopicSpec]:
     retention = {"retention.ms": str(k.retention_ms), "message.timestamp.type": "LogAppendTime"}
     compact = {"cleanup.policy": "compact"}
     return [
-        TopicSpec(profiles_topic(config), k.partitions, retention),
+        TopicSpec(profiles_topic(config), k.partitions, retention, placed=True),
         TopicSpec(samples_topic(config), 1, retention),
         TopicSpec(versions_topic(config), 1, retention),
         # partition p of each: profile partition p's identifiers and the rest of its state
         # (its profiles: the profile changelog, which has k.partitions partitions too)
-        TopicSpec(changelog_topic(config, "view"), k.partitions, compact),
-        TopicSpec(changelog_topic(config, "task"), k.partitions, compact),
+        TopicSpec(changelog_topic(config, "view"), k.partitions, compact, placed=True),
+        TopicSpec(changelog_topic(config, "task"), k.partitions, compact, placed=True),
         TopicSpec(changelog_topic(config, "trainer"), 1, compact),
         TopicSpec(card_reports_topic(config), 1, compact),
     ]
@@ -263,7 +266,8 @@ def restore_topic(config: Config, spec: TopicSpec) -> str:
 
 
 def provision(config: Config, topics: Iterable[TopicSpec]) -> None:
-    """Create the missing ones among ``topics``; an existing topic is left as it is."""
+    """Create the missing ones among ``topics``; an existing topic is left as it is, but
+    one that places profiles must have the partitions the configuration says."""
     from kafka.admin import NewTopic
     from kafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -275,6 +279,8 @@ def provision(config: Config, topics: Iterable[TopicSpec]) -> None:
                               f" more than the {brokers} broker(s) of the cluster at"
                               f" {config.kafka.bootstrap_servers}")
         existing = set(admin.list_topics())
+        topics = list(topics)
+        _check_placement(admin, [t for t in topics if t.placed and t.name in existing])
         missing = [NewTopic(t.name, t.partitions, config.kafka.replication_factor,
                             topic_configs=t.settings)
                    for t in topics if t.name not in existing]
@@ -286,3 +292,19 @@ def provision(config: Config, topics: Iterable[TopicSpec]) -> None:
                           f"{exc}") from None
     finally:
         admin.close()
+
+
+def _check_placement(admin: Any, placed: list[TopicSpec]) -> None:
+    """A changed ``kafka.partitions`` would send a profile's records to another partition
+    than the one holding its state: refused, before any worker reads or writes."""
+    if not placed:
+        return
+    found = {d["name"]: len(d["partitions"]) for d in admin.describe_topics(
+        [t.name for t in placed])}
+    for spec in placed:
+        has = found.get(spec.name, spec.partitions)
+        if has != spec.partitions:
+            raise ConfigError(
+                f"kafka.partitions is {spec.partitions}, but {spec.name} has {has} partitions:"
+                f" they place every profile; set kafka.partitions back to {has}, or start a"
+                " new kafka.application_id (README \"Sizing: partitions and workers\")")
