@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import orjson
 import yaml
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).resolve().parent.parent  # the checkout (tests run from one)
 BOOTSTRAP = os.environ.get("KAFKA_BOOTSTRAP", "127.0.0.1:9092")
 """The local broker the integration tests and the Kafka benchmarks use."""
+_T = TypeVar("_T")
 
 Settings = dict[str, dict[str, Any]]
 """Configuration overrides by section, the shape of a ``--config`` file."""
@@ -60,13 +61,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(check: Callable[[], bool], seconds: float, what: str) -> None:
-    """Poll ``check`` twice a second until it holds; TimeoutError naming ``what`` after
-    ``seconds`` (a test fails with it, a benchmark stops)."""
+def wait_for(check: Callable[[], _T], seconds: float, what: str) -> _T:
+    """Poll ``check`` twice a second until it gives a true value, and return that value
+    (what held when the wait ended: a second look may already see another cluster);
+    TimeoutError naming ``what`` after ``seconds`` (a test fails with it, a benchmark
+    stops)."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if check():
-            return
+        if found := check():
+            return found
         time.sleep(0.5)
     raise TimeoutError(f"timed out waiting for {what}")
 

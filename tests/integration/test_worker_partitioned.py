@@ -222,13 +222,23 @@ def _holding(group: list[WorkerProcess], role: str) -> WorkerProcess | None:
     return None
 
 
+def _partitions_only(group: list[WorkerProcess]) -> tuple[WorkerProcess, set[int]] | None:
+    """A worker holding profile partitions only, and those partitions, once all three hold
+    some: read from one /status, so the pair cannot come from two assignments."""
+    statuses = [worker.status() or {} for worker in group]
+    if not all(status.get("task_partitions") for status in statuses):
+        return None
+    for worker, status in zip(group, statuses, strict=True):
+        if not (status.get("owner") or status.get("trainer")):
+            return worker, set(status["task_partitions"])
+    return None
+
+
 def _kill_and_restart(group: list[WorkerProcess], role: str, config: Path,
                       committed: bool = True) -> None:
     """SIGKILL of the worker holding ``role`` (once it has committed some of its work,
     when ``committed``), then the same instance started again."""
-    wait_for(lambda: _holding(group, role) is not None, 90, f"a worker holding {role}")
-    victim = _holding(group, role)
-    assert victim is not None
+    victim = wait_for(lambda: _holding(group, role), 90, f"a worker holding {role}")
 
     def busy() -> bool:
         status = victim.status() or {}
@@ -274,12 +284,8 @@ def test_the_partitions_of_a_worker_gone_for_good_are_taken_from_standby_copies(
     config, settings = _config(tmp_path / "deployment", kafka_bootstrap, unique_name)
     with worker_processes(config, 3, tmp_path / "deployment") as group:
         _start(group, lines, settings["kafka"]["input_topic"], kafka_bootstrap)
-        wait_for(lambda: all((w.status() or {}).get("task_partitions") for w in group)
-                 and _holding(group, "tasks") is not None, 90,
-                 "the partitions spread over the three, one with partitions only")
-        victim = _holding(group, "tasks")
-        assert victim is not None
-        theirs = set((victim.status() or {})["task_partitions"])
+        victim, theirs = wait_for(lambda: _partitions_only(group), 90,
+                                  "the partitions spread over the three, one with partitions only")
         survivors = [w for w in group if w is not victim]
         wait_for(lambda: all(theirs <= set((w.status() or {}).get("task_standbys", ()))
                              for w in survivors), 60, "copies of its partitions elsewhere")
