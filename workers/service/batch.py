@@ -39,13 +39,12 @@ from workers.core.records import Origin, Output
 from workers.core.touchpoints import CarriedTouchpoint, Touchpoint
 from workers.errors import InvalidEvent, StateError
 from workers.state.codec import pack, unpack
+from workers.state.wire import BUNDLE_BYTES
 
 FLUSH_KEY = b"\x00flush"
 FORGET_KEY = b"\x00forget"
 BUNDLE_PREFIX = b"\x00in:"  # the bytes of input records, unread
 READ_PREFIX = b"\x00read:"  # input records as a router read them
-# a bundle is cut once its events reach this many bytes, well under the producer's 1 MiB
-BUNDLE_BYTES = 256 * 1024
 
 
 class InputRecord(Protocol):

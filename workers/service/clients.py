@@ -21,6 +21,7 @@ from aiokafka.structs import ConsumerRecord
 from workers.config import Config
 from workers.io.kafka import aiokafka_security
 from workers.service.rebalances import RebalanceWatch
+from workers.state.wire import BUNDLE_BYTES
 
 GroupRole = Literal["router", "owner", "profiles", "trainer"]  # consumer group <app>.<role>
 # the groups whose partitions carry state: assigned sticky (see assignors)
@@ -51,10 +52,16 @@ class Clients:
             # send a batch's records in one go (and internal records as bundles), so they
             # are batched anyway, while a partition waiting for a moved state or a model
             # version waited the linger at every hop (bench spread, 2 workers: 4,566 ->
-            # 6,454 events/s with linger 0 instead of 5 ms; 1 worker: the same)
+            # 6,454 events/s with linger 0 instead of 5 ms; 1 worker: the same).
+            # Batches that hold two bundles, not aiokafka's 16 KiB: a bundle filled a batch
+            # alone, and with one request per broker in flight the next bundle to that
+            # partition waited a produce round trip inside ``send`` (a router's four
+            # bundles per read took three; bench.py latency at 5,000/s, router hop p99
+            # 201 -> 92 ms)
             self._producer = AIOKafkaProducer(
                 bootstrap_servers=self.config.kafka.bootstrap_servers, acks="all",
                 enable_idempotence=True, linger_ms=0, max_request_size=1_048_576,
+                max_batch_size=2 * BUNDLE_BYTES,
                 **self.security)
             await self._producer.start()
         return self._producer
