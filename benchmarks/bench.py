@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import gc
 import json
 import math
 import os
@@ -29,7 +28,7 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from workers.cli import GC_THRESHOLDS  # noqa: E402
+from workers import collector  # noqa: E402
 from workers.compiled import MODULES, PURE_ENV, compiled  # noqa: E402
 from workers.config import load  # noqa: E402
 from workers.core.dedup import Deduplicator  # noqa: E402
@@ -1492,7 +1491,7 @@ def main() -> None:
     parser.add_argument("--child", choices=CHILDREN, help=argparse.SUPPRESS)
     parser.add_argument("--store", default="memory", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    gc.set_threshold(*GC_THRESHOLDS)  # what every persona-stream command runs with
+    collector.tune()  # what every persona-stream command runs with
     if args.child:
         print(json.dumps(CHILDREN[args.child]()))
         return

@@ -27,9 +27,13 @@ _CHILD = """
 import contextlib, gc, itertools, sys, time
 sys.path.insert(0, sys.argv[1])
 import orjson
-with contextlib.suppress(ImportError):  # a tree from before: the interpreter's default
-    from workers.cli import GC_THRESHOLDS
-    gc.set_threshold(*GC_THRESHOLDS)
+try:
+    from workers import collector
+    collector.tune()
+except ImportError:  # a tree from before: its thresholds, or the interpreter's default
+    with contextlib.suppress(ImportError):
+        from workers.cli import GC_THRESHOLDS
+        gc.set_threshold(*GC_THRESHOLDS)
 from workers.config import load
 from workers.core.identity_stage import IdentityStage
 from workers.core.partitioned.router import PartitionRouter

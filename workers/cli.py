@@ -8,7 +8,6 @@ traceback.
 from __future__ import annotations
 
 import argparse
-import gc
 import os
 import sys
 import typing
@@ -18,7 +17,7 @@ from typing import Any, NoReturn
 
 import orjson
 
-from workers import __version__
+from workers import __version__, collector
 from workers.config import InputFormat
 from workers.core.records import PersonaCard
 from workers.errors import InputError, Interrupted, PersonaStreamError, UsageError
@@ -451,15 +450,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-# CPython's cyclic collector runs a young collection every 700 container allocations and
-# now and then a full one over every object held, so every command runs with fewer: a
-# worker holding millions of objects spent 37% of its CPU there (bench spread, 1
-# partitioned worker: 11.6 of 31 CPU seconds) while finding almost no cycles (2,194 objects
-# in 7,876 collections; fewer collections: 2.1 s), and `run` is 7-15% faster (200,000
-# events, alternating). Reference counting still frees everything else at once.
-GC_THRESHOLDS = (50_000, 20, 20)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; every failure a user can cause is one line and its exit code."""
     parser = build_parser()
@@ -467,7 +457,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:  # argparse would name "persona-stream", not the command given the flag
         parser.exit(2, f"persona-stream {args.command}: error: unrecognized arguments: "
                     f"{' '.join(unknown)} (see --help)\n")
-    gc.set_threshold(*GC_THRESHOLDS)
+    collector.tune()
     try:
         return int(args.func(args))
     except PersonaStreamError as exc:
