@@ -1353,7 +1353,9 @@ def write_table() -> None:
                     f" {LATENCY_SECONDS} s after {LATENCY_WARMUP_SECONDS} s of warm-up")
             value = ", ".join(
                 f"{r['target_rate']:,}/s (sent {r['achieved_rate']:,}/s): p50 "
-                f"{r['p50_ms']} ms, p99 {r['p99_ms']} ms (warm-up p99 {r['warmup_p99_ms']} ms)"
+                f"{r['p50_ms']} ms, p99 {r['p99_ms']} ms ("
+                + (f"warm-up p99 {r['warmup_p99_ms']} ms)" if r["warmup_p99_ms"] >= 0
+                   else "no segment change in the warm-up)")
                 for r in res["runs"])
         elif name == "identity":
             what = ("the identity stage alone (fed the routers'"
