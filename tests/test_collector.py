@@ -15,9 +15,10 @@ from workers.simulation.generator import simulate
 
 @pytest.fixture
 def tuned() -> Iterator[None]:
-    """The settings of :func:`collector.tune` for one test, the interpreter's after it."""
+    """The worker's settings for one test, the interpreter's after it."""
     thresholds = gc.get_threshold()
     collector.tune()
+    collector.freeze_after_full_collections()
     yield
     gc.callbacks.remove(collector.freeze_survivors)
     gc.unfreeze()
@@ -31,7 +32,7 @@ def test_a_full_collection_leaves_what_it_kept_to_the_next_ones() -> None:
     frozen = gc.get_freeze_count()
     assert frozen >= len(kept)
     assert gc.get_threshold() == collector.THRESHOLDS
-    collector.tune()  # again: still one callback
+    collector.freeze_after_full_collections()  # again: still one callback
     assert gc.callbacks.count(collector.freeze_survivors) == 1
     del kept  # a frozen object is still freed by its reference count
     assert gc.get_freeze_count() <= frozen - 1_000

@@ -66,6 +66,7 @@ from typing import Protocol
 import faust
 from faust.app.base import BootStrategy
 
+from workers import collector
 from workers.config import Config
 from workers.errors import ConfigError, PersonaStreamError
 from workers.io.kafka import provision, worker_topics
@@ -241,6 +242,7 @@ def run_worker(config: Config) -> int:
     check_listen(config.metrics.host, config.metrics.port)
     check_listen(config.admin.host, config.admin.port, "admin")
     provision_topics(config)  # an unreachable broker: BrokerError, one line from the CLI
+    collector.freeze_after_full_collections()
     app = build_app(config)
     worker = faust.Worker(app, loglevel=config.metrics.log_level.lower(),
                           logging_config=logging_config(config.metrics.log_level))
