@@ -110,6 +110,19 @@ def _counted(group: list[WorkerProcess]) -> dict[str, float]:
     return counted
 
 
+def _hop_batches(group: list[WorkerProcess]) -> dict[str, bool]:
+    """Whether the workers' pages counted batches read at each hop of the event's path
+    (``persona_stream_hop_wait_seconds``)."""
+    counts: dict[str, float] = {}
+    for worker in group:
+        for line in (worker.get("/metrics") or b"").decode().splitlines():
+            if line.startswith("persona_stream_hop_wait_seconds_count{"):
+                series, value = line.rsplit(" ", 1)
+                hop = series.split('hop="', 1)[1].split('"', 1)[0]
+                counts[hop] = counts.get(hop, 0.0) + float(value)
+    return {hop: count > 0 for hop, count in counts.items()}
+
+
 def _profile_pages_answer(group: list[WorkerProcess],
                           profiles: dict[str, tuple[Any, int, Any]]) -> None:
     """/profile by identifier on the identity stage's worker (which names the partition of
@@ -152,6 +165,7 @@ def _run(workers: int, lines: list[bytes], tmp_path: Path, bootstrap: str,
         counted = _counted(group)
         if workers == 2:
             _profile_pages_answer(group, profiles)
+            assert _hop_batches(group) == {"input": True, "sequenced": True, "profiles": True}
             # the cards add up the reports of partitions held by two workers
             segmented = sum(1 for _, _, segment in profiles.values() if segment is not None)
             wait_for(lambda: _card_sizes(settings["kafka"]["personas_topic"], bootstrap)

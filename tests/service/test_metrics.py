@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,7 +145,7 @@ def test_registry_is_private_and_labels_carry_no_identifiers() -> None:
     pipeline = pipeline_over(lines)
     a, b = Metrics(), Metrics()  # two registries: no "Duplicated timeseries" error
     a.sync(pipeline)
-    allowed = {"outcome", "error", "reason", "segment", "partition", "le", "role"}
+    allowed = {"outcome", "error", "reason", "segment", "partition", "le", "role", "hop"}
     for name, labels in samples(a):
         if name.startswith(("process_", "python_info", "persona_stream_build_info")):
             continue  # the standard collectors and the build: no identifier there
@@ -188,6 +189,22 @@ def test_promtool_accepts_the_alert_rules() -> None:
     result = subprocess.run([promtool, "check", "rules", str(ALERTS)], capture_output=True,
                             text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_each_hop_reports_how_long_the_oldest_record_of_a_batch_waited() -> None:
+    """Per partition batch, the wait of its first record: where a segment change's
+    latency builds up between the stages."""
+    metrics = Metrics()
+    now = time.time() * 1000
+    metrics.observe_hop("sequenced", {0: [Msg(0, 5, int(now - 2000)), Msg(0, 6, int(now))],
+                                      1: [Msg(1, 9, int(now - 30))], 2: []})
+    assert value(metrics, "persona_stream_hop_wait_seconds_count", hop="sequenced") == 2
+    assert value(metrics, "persona_stream_hop_wait_seconds_bucket", hop="sequenced",
+                 le="1.0") == 1  # the 30 ms one; the other waited 2 s
+    assert value(metrics, "persona_stream_hop_wait_seconds_bucket", hop="sequenced",
+                 le="2.5") == 2
+    assert value(metrics, "persona_stream_hop_wait_seconds_count", hop="input") == 0
+    assert value(metrics, "persona_stream_hop_wait_seconds_count", hop="profiles") == 0
 
 
 def test_alerts_and_dashboard_use_only_exposed_metric_names() -> None:

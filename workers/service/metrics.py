@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import contextlib
 import platform
+import time
+import typing
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Protocol, cast
+from typing import Any, Literal, Protocol, cast
 
 from prometheus_client import (
     CollectorRegistry,
@@ -43,6 +45,7 @@ __all__ = ["CONTENT_TYPE_LATEST", "Message", "Metrics"]
 OUTCOMES = ("valid", "invalid", "duplicate")
 Counts = dict[tuple[str, str], int]  # (counter, label) -> count
 OWNER = "owner"  # the source of the owner's counts (workers.service.owner)
+Hop = Literal["input", "sequenced", "profiles"]  # the event's path, in order
 ROUTER = "router"  # what this worker's router read (workers.service.router)
 
 # Per-event processing time, a 1-2.5-5 series around the 10-100 µs a touchpoint
@@ -135,6 +138,14 @@ class Metrics:
             "persona_stream_event_to_emit_lag_seconds",
             "Wall-clock emitted_at minus the triggering touchpoint's occurred_at.",
             buckets=LAG_BUCKETS, registry=r)
+        hops = Histogram(
+            "persona_stream_hop_wait_seconds",
+            "Per batch a role read, how long its oldest record had waited since its Kafka"
+            " timestamp (the producer's, or the stage before's send), by hop: input (producers"
+            " to routers), sequenced (routers to the identity stage), profiles (identity stage"
+            " to profile partitions). Where a segment change's latency builds up; across"
+            " hosts, their clocks' skew too.", ["hop"], buckets=LAG_BUCKETS, registry=r)
+        self.hop_wait = {hop: hops.labels(hop) for hop in typing.get_args(Hop)}
         self.consumer_lag = Gauge("persona_stream_consumer_lag",
                                   "Input messages not yet processed, per assigned partition.",
                                   ["partition"], registry=r)
@@ -182,6 +193,13 @@ class Metrics:
         self._lag_partitions: set[int] = set()
 
     # ---- driven by the agent -------------------------------------------------
+
+    def observe_hop(self, hop: Hop, batches: Mapping[Any, Sequence[Message]]) -> None:
+        """A batch read at ``hop``: per partition, the wait of its oldest record."""
+        histogram, now = self.hop_wait[hop], time.time() * 1000.0
+        for records in batches.values():
+            if records:
+                histogram.observe((now - records[0].timestamp) / 1000.0)
 
     def observe_routed(self, records: Sequence[Message], intake: Intake) -> None:
         """Input records of one partition read by this worker's router with ``intake`` and

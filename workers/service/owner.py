@@ -129,6 +129,7 @@ class Owner(ConsumerRebalanceListener):
         await self._commits.check()
         if not batches:
             return
+        self.metrics.observe_hop("sequenced", batches)
         async with self._lock:
             await self._process_locked(batches)
 

@@ -102,6 +102,7 @@ class Router(ConsumerRebalanceListener):
         when the interval is up. A refused record raises here, a batch later."""
         await self._commits.check()
         if batches:
+            self.metrics.observe_hop("input", batches)
             await self._send(batches)
         if self._forwarded.sent and self._interval.due():
             await self._commit_forwarded()

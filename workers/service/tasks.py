@@ -139,6 +139,7 @@ class ProfileTasks(ConsumerRebalanceListener):
 
     async def _process(self, batches: Batches) -> None:
         await self._commits.check()  # a failed commit raises within one read's wait
+        self.metrics.observe_hop("profiles", batches)
         async with self._lock:
             for tp, records in batches.items():
                 held = self.held.get(tp.partition)
