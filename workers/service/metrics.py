@@ -18,9 +18,8 @@ from __future__ import annotations
 import contextlib
 import platform
 import time
-import typing
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Literal, Protocol, cast, get_args
 
 from prometheus_client import (
     CollectorRegistry,
@@ -45,8 +44,8 @@ __all__ = ["CONTENT_TYPE_LATEST", "Message", "Metrics"]
 OUTCOMES = ("valid", "invalid", "duplicate")
 Counts = dict[tuple[str, str], int]  # (counter, label) -> count
 OWNER = "owner"  # the source of the owner's counts (workers.service.owner)
-Hop = Literal["input", "sequenced", "profiles"]  # the event's path, in order
 ROUTER = "router"  # what this worker's router read (workers.service.router)
+Hop = Literal["input", "sequenced", "profiles"]  # the hops of an event's path, in order
 
 # Per-event processing time, a 1-2.5-5 series around the 10-100 µs a touchpoint
 # costs: 5 µs catches batches of duplicates and dead letters (cheap), 10 ms a
@@ -145,7 +144,7 @@ class Metrics:
             " to routers), sequenced (routers to the identity stage), profiles (identity stage"
             " to profile partitions). Where a segment change's latency builds up; across"
             " hosts, their clocks' skew too.", ["hop"], buckets=LAG_BUCKETS, registry=r)
-        self.hop_wait = {hop: hops.labels(hop) for hop in typing.get_args(Hop)}
+        self.hop_wait = {hop: hops.labels(hop) for hop in get_args(Hop)}
         self.consumer_lag = Gauge("persona_stream_consumer_lag",
                                   "Input messages not yet processed, per assigned partition.",
                                   ["partition"], registry=r)
