@@ -1,6 +1,6 @@
 """Exact de-duplication by ``event_id`` over a sliding window of event time.
 
-Memory is bounded by the ids seen within the window (one dict entry each),
+Memory is bounded by the ids seen within the window (one set entry each),
 not by the stream's length: ids are filed in buckets of a tenth of the window
 and a whole bucket is dropped once the newest event time has left it behind.
 The window is measured against the stream's clock (the second newest event
@@ -16,7 +16,8 @@ an original the window already forgot: it is counted in
 :attr:`Deduplicator.beyond_window` and the pipeline checks it against its
 profile's ring of recent event ids too. The window
 (``intake.dedup_window_seconds``, 24 h by default) is the memory knob: about
-166 bytes per event id inside it (UUID ids; `bench.py dedup`, BENCHMARKS.md).
+137 bytes per event id inside it (UUID ids; `bench.py dedup`, BENCHMARKS.md): the id
+string and a set entry (the window's buckets list the same string objects).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ class Deduplicator:
     def __init__(self, window_seconds: float) -> None:
         self.window = window_seconds
         self._width = window_seconds / _BUCKETS
-        self._ids: dict[str, int] = {}
+        self._ids: set[str] = set()  # every id held, for the lookup; by bucket below
         self._buckets: dict[int, list[str]] = {}
         self._oldest = -math.inf
         self.beyond_window = 0  # events too old to check against the window
@@ -52,7 +53,7 @@ class Deduplicator:
             if bucket < self._oldest:
                 self.beyond_window += 1  # its original may be forgotten: cannot tell
             bucket = int(now)
-        self._ids[event_id] = bucket
+        self._ids.add(event_id)
         members = self._buckets.get(bucket)
         if members is None:
             self._buckets[bucket] = [event_id]
@@ -67,8 +68,7 @@ class Deduplicator:
             return
         self._oldest = horizon
         for bucket in [b for b in self._buckets if b < horizon]:
-            for event_id in self._buckets.pop(bucket):
-                del self._ids[event_id]
+            self._ids.difference_update(self._buckets.pop(bucket))
             if bucket in self._saved:
                 self._gone.append(bucket)
                 self._last_chunk.pop(bucket, None)
@@ -117,7 +117,6 @@ class Deduplicator:
         if len(members) < start + len(ids):
             members.extend([""] * (start + len(ids) - len(members)))
         members[start:start + len(ids)] = ids
-        for event_id in ids:
-            self._ids[event_id] = bucket
+        self._ids.update(ids)
         if start == starts[-1]:
             self._last_chunk[bucket] = len(ids)
