@@ -63,7 +63,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def wait_for(check: Callable[[], _T], seconds: float, what: str) -> _T:
     """Poll ``check`` twice a second until it gives a true value, and return that value
-    (what held when the wait ended: a second look may already see another cluster);
+    (what held when the wait ended: a second look may already see another assignment);
     TimeoutError naming ``what`` after ``seconds`` (a test fails with it, a benchmark
     stops)."""
     deadline = time.monotonic() + seconds

@@ -96,31 +96,22 @@ def _start(group: list[WorkerProcess], lines: list[bytes], topic: str, bootstrap
     produce(topic, [Record(line, identity_key(line)) for line in lines], bootstrap)
 
 
+def _summed(group: list[WorkerProcess], *prefixes: str) -> dict[str, float]:
+    """The series of the workers' pages that start with one of ``prefixes``, each summed
+    over the workers."""
+    summed: dict[str, float] = {}
+    for worker in group:
+        for line in (worker.get("/metrics") or b"").decode().splitlines():
+            if line.startswith(prefixes):
+                series, value = line.rsplit(" ", 1)
+                summed[series] = summed.get(series, 0.0) + float(value)
+    return summed
+
+
 def _counted(group: list[WorkerProcess]) -> dict[str, float]:
-    """The event and segment-change counters, the profiles and segment-size gauges, each
-    series summed over the workers' pages."""
-    counted: dict[str, float] = {}
-    for worker in group:
-        for line in (worker.get("/metrics") or b"").decode().splitlines():
-            if line.startswith(("persona_stream_events_total{",
-                                "persona_stream_segment_changes_total{",
-                                "persona_stream_profiles ", "persona_stream_segment_size{")):
-                series, value = line.rsplit(" ", 1)
-                counted[series] = counted.get(series, 0.0) + float(value)
-    return counted
-
-
-def _hop_batches(group: list[WorkerProcess]) -> dict[str, bool]:
-    """Whether the workers' pages counted batches read at each hop of the event's path
-    (``persona_stream_hop_wait_seconds``)."""
-    counts: dict[str, float] = {}
-    for worker in group:
-        for line in (worker.get("/metrics") or b"").decode().splitlines():
-            if line.startswith("persona_stream_hop_wait_seconds_count{"):
-                series, value = line.rsplit(" ", 1)
-                hop = series.split('hop="', 1)[1].split('"', 1)[0]
-                counts[hop] = counts.get(hop, 0.0) + float(value)
-    return {hop: count > 0 for hop, count in counts.items()}
+    """The event and segment-change counters, the profiles and segment-size gauges."""
+    return _summed(group, "persona_stream_events_total{", "persona_stream_segment_changes_total{",
+                   "persona_stream_profiles ", "persona_stream_segment_size{")
 
 
 def _profile_pages_answer(group: list[WorkerProcess],
@@ -165,7 +156,11 @@ def _run(workers: int, lines: list[bytes], tmp_path: Path, bootstrap: str,
         counted = _counted(group)
         if workers == 2:
             _profile_pages_answer(group, profiles)
-            assert _hop_batches(group) == {"input": True, "sequenced": True, "profiles": True}
+            # batches read at each hop of the event's path (persona_stream_hop_wait_seconds)
+            hops = _summed(group, "persona_stream_hop_wait_seconds_count{")
+            assert {series: count > 0 for series, count in hops.items()} == {
+                f'persona_stream_hop_wait_seconds_count{{hop="{hop}"}}': True
+                for hop in ("input", "sequenced", "profiles")}
             # the cards add up the reports of partitions held by two workers
             segmented = sum(1 for _, _, segment in profiles.values() if segment is not None)
             wait_for(lambda: _card_sizes(settings["kafka"]["personas_topic"], bootstrap)
@@ -222,18 +217,18 @@ def test_one_two_and_three_workers_give_the_same_results(
         stats.events_valid, stats.events_invalid, stats.events_duplicate]
 
 
+def _holds(status: dict[str, Any], role: str) -> bool:
+    """Whether a worker's /status says it holds ``role``: the owner, the trainer, or
+    profile partitions only."""
+    if role == "tasks":
+        return bool(status.get("task_partitions")) and not (
+            status.get("owner") or status.get("trainer"))
+    return bool(status.get(role))
+
+
 def _holding(group: list[WorkerProcess], role: str) -> WorkerProcess | None:
-    """A worker holding ``role``: the owner, the trainer, or profile partitions only."""
-    for worker in group:
-        status = worker.status() or {}
-        if role == "owner" and status.get("owner"):
-            return worker
-        if role == "trainer" and status.get("trainer"):
-            return worker
-        if role == "tasks" and status.get("task_partitions") and not (
-                status.get("owner") or status.get("trainer")):
-            return worker
-    return None
+    """A worker holding ``role``."""
+    return next((worker for worker in group if _holds(worker.status() or {}, role)), None)
 
 
 def _partitions_only(group: list[WorkerProcess]) -> tuple[WorkerProcess, set[int]] | None:
@@ -242,10 +237,9 @@ def _partitions_only(group: list[WorkerProcess]) -> tuple[WorkerProcess, set[int
     statuses = [worker.status() or {} for worker in group]
     if not all(status.get("task_partitions") for status in statuses):
         return None
-    for worker, status in zip(group, statuses, strict=True):
-        if not (status.get("owner") or status.get("trainer")):
-            return worker, set(status["task_partitions"])
-    return None
+    return next(((worker, set(status["task_partitions"]))
+                 for worker, status in zip(group, statuses, strict=True)
+                 if _holds(status, "tasks")), None)
 
 
 def _kill_and_restart(group: list[WorkerProcess], role: str, config: Path,
