@@ -56,9 +56,10 @@ class CommitInterval:
 
 
 class BackgroundCommit:
-    """The commit under way, if any. ``failed``: a commit (or, for the owner, an output)
-    was refused, so the state is ahead of what is durable: it is not committed, nor any
-    after it, and the role's partitions are replayed by their next holder."""
+    """The commit under way, if any. ``failed``: a commit was refused (a refused output
+    marks its :class:`~workers.service.emitter.Emitter` failed), so the state is ahead of
+    what is durable: it is not committed, nor any after it, and the role's partitions are
+    replayed by their next holder."""
 
     def __init__(self, lost: str) -> None:
         self._lost = lost  # the warning when a failure is logged rather than raised

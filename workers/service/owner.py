@@ -30,7 +30,7 @@ from itertools import chain
 from typing import Any, Protocol
 
 import faust
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
@@ -38,14 +38,12 @@ from workers.config import Config
 from workers.core.identity_stage import IdentityStage
 from workers.core.partitioned.router import PartitionRouter
 from workers.core.records import Output
-from workers.errors import BrokerError
-from workers.io.cloudevents import Envelope
-from workers.io.kafka import live_output_topics, profiles_topic, sequenced_topic
-from workers.io.sinks import stamp_emitted, wall_clock
+from workers.io.kafka import profiles_topic, sequenced_topic
 from workers.service.background import BackgroundCommit, CommitInterval
 from workers.service.batch import FLUSH_KEY, process_batch
 from workers.service.changelog import ChangelogCopy, ChangelogWriter, Kept, untouched
 from workers.service.clients import BATCH, Batches, Clients, read_until
+from workers.service.emitter import Emitter, role_emitter
 from workers.service.logs import worker_log
 from workers.service.metrics import Metrics
 from workers.service.rebalances import RebalanceWatch
@@ -84,8 +82,6 @@ class Owner(ConsumerRebalanceListener):
         self.progress = progress
         self.sequenced = sequenced_topic(config)
         self.partition = TopicPartition(self.sequenced, 0)
-        self.output_topics = live_output_topics(config)
-        self.envelope = Envelope(config)
         self.exactly_once = config.kafka.processing_guarantee == "exactly_once"
         self.profiles_topic = profiles_topic(config)
         self.idle_flush = min(_IDLE_FLUSH_MAX, max(_IDLE_FLUSH_MIN,
@@ -96,7 +92,8 @@ class Owner(ConsumerRebalanceListener):
         self._changes: StateWriter | None = None
         # the state handed over at the last revocation, while it may come straight back
         self._kept: Kept[tuple[IdentityStage, StateWriter, int]] | None = None
-        self._pending: list[tuple[str, asyncio.Future[Any]]] = []  # sent, not yet acknowledged
+        # what a batch's records go through: made with the writer of each assignment
+        self.emitter: Emitter | None = None
         # the commit whose acknowledgements and transaction are still awaited, if any
         self._commits = BackgroundCommit("the last commit failed; the next owner replays"
                                          " from the one before")
@@ -135,7 +132,7 @@ class Owner(ConsumerRebalanceListener):
 
     async def _process_locked(self, batches: Batches) -> None:
         stage = self.state.stage
-        if stage is None or self._commits.failed:
+        if stage is None or self._failed:
             return
         # a fetch under way when the state was taken may deliver records before the offset
         # the state reached (the seek to it comes after): those are in the state already
@@ -161,55 +158,32 @@ class Owner(ConsumerRebalanceListener):
     async def _emit(self, outputs: list[Output]) -> None:
         """Send the outputs: in the open transaction (exactly once), or at once with their
         acknowledgements awaited at the next commit (at least once)."""
-        if not outputs:
-            return
-        producer = await self._producer()
-        message = self.envelope.message
-        stamp_emitted(outputs, wall_clock)
-        send = producer.send
-        pending = self._pending
-        for out in outputs:
-            topic = self.output_topics[out.kind]
-            key, value, headers = message(out)
-            try:
-                pending.append((topic, await send(topic, key=key, value=value,
-                                                  headers=headers)))
-            except KafkaError as exc:
-                self._commits.failed = True
-                raise BrokerError(f"producing to {topic} failed: {exc!r}") from exc
+        if outputs:
+            await (await self._emitter()).emit(outputs)
 
     async def _forward(self, router: PartitionRouter) -> None:
         """The identity stage's records, to their profile partitions: a batch's records for
         a partition go as one bundle (:mod:`workers.state.wire`), in the stage's order, as
         the outputs go (in the transaction, or acknowledged at the commit)."""
-        send = (await self._producer()).send
-        topic, pending = self.profiles_topic, self._pending
-        for partition, value in encode_per_partition(router.take()):
-            try:
-                pending.append((topic, await send(topic, value=value, partition=partition)))
-            except KafkaError as exc:
-                self._commits.failed = True
-                raise BrokerError(f"producing to {topic} failed: {exc!r}") from exc
+        bundles = encode_per_partition(router.take())
+        if bundles:
+            emitter = await self._emitter()
+            for partition, value in bundles:
+                await emitter.send(self.profiles_topic, value, partition=partition)
 
-    async def _producer(self) -> AIOKafkaProducer:
-        """What a batch's records go through: the state's open transaction (exactly once),
-        or the shared producer, their acknowledgements awaited at the next commit."""
-        if not self.exactly_once:
-            return await self.clients.producer()
-        assert self._writer is not None
-        # these records belong to the next transaction, not to the one committing
-        await self._commits.settled()
-        await self._writer.begin()
-        return self._writer.producer
+    async def _emitter(self) -> Emitter:
+        """The assignment's emitter; exactly once, after the commit under way: what a batch
+        sends belongs to the next transaction, not to the one committing."""
+        assert self.emitter is not None  # made at assignment, before any batch
+        if self.exactly_once:
+            await self._commits.settled()
+        return self.emitter
 
-    async def _acknowledged(self, sent: list[tuple[str, asyncio.Future[Any]]]) -> None:
-        """Every output of ``sent`` is acknowledged; a refused one is a BrokerError naming
-        its topic, and the state that made it is never committed."""
-        results = await asyncio.gather(*(future for _, future in sent), return_exceptions=True)
-        for (topic, _), result in zip(sent, results, strict=True):
-            if isinstance(result, BaseException):
-                self._commits.failed = True
-                raise BrokerError(f"producing to {topic} failed: {result!r}") from result
+    @property
+    def _failed(self) -> bool:
+        """A commit failed or a record was refused: the state is ahead of what consumers
+        have, and is never committed (the next owner replays from the last commit)."""
+        return self._commits.failed or (self.emitter is not None and self.emitter.failed)
 
     # ---- commits ----------------------------------------------------------------------
 
@@ -227,20 +201,24 @@ class Owner(ConsumerRebalanceListener):
         the next owner replays from the last commit instead.
         """
         state = self.state
-        if not state.owner or self._writer is None or self._changes is None or self._commits.failed:
+        emitter = self.emitter
+        if (not state.owner or self._writer is None or self._changes is None or emitter is None
+                or self._failed):
             return
         await self._commits.settled()  # one transaction at a time; a failed one raises here
-        if self._commits.failed:
+        if self._failed:
             return
         self._interval.restart()
-        sent, self._pending = self._pending, []
+        sent = emitter.take_sent()
         records = self._changes.changes()
-        self._commits.start(self._complete(self._writer, sent, records, state.next_offset))
+        self._commits.start(self._complete(self._writer, emitter, sent, records,
+                                           state.next_offset))
 
-    async def _complete(self, writer: ChangelogWriter, sent: list[tuple[str, asyncio.Future[Any]]],
+    async def _complete(self, writer: ChangelogWriter, emitter: Emitter,
+                        sent: list[tuple[str, asyncio.Future[Any]]],
                         records: list[StateRecord], next_offset: int) -> None:
         """The rest of a commit: its outputs acknowledged, then its state in one transaction."""
-        await self._acknowledged(sent)
+        await emitter.confirm(sent)
         written = await writer.commit(records, self.partition, next_offset)
         state = self.state
         state.commits += 1
@@ -264,6 +242,9 @@ class Owner(ConsumerRebalanceListener):
         self._commits.failed = False
         self._writer = ChangelogWriter(self.config, self.clients.security)
         await self._writer.start()  # fences a previous owner's producer first
+        self.emitter = role_emitter(self.config, Emitter(self.config,
+                                                         await self.clients.producer()),
+                                    self._writer)
         copy, state.standby = state.standby, None
         started = time.monotonic()
         state.kept_over_rebalance = self.partition in await untouched(
@@ -315,7 +296,7 @@ class Owner(ConsumerRebalanceListener):
         await self._commits.settled(quiet=True)
         async with self._lock:  # no batch from here on
             held, state.owner, state.stage = state.stage, False, None
-        if (held is not None and self._changes is not None and not self._commits.failed
+        if (held is not None and self._changes is not None and not self._failed
                 and state.next_offset == state.committed_offset):
             # the state committed, no batch since: if the partition comes straight back, it
             # is still the changelogs' state
@@ -332,7 +313,7 @@ class Owner(ConsumerRebalanceListener):
             return
         async with self._lock:
             await self._commits.settled(quiet=True)
-        if self._commits.failed:
+        if self._failed:
             worker_log.warning("no commit at hand-over: outputs were refused; the next"
                                " owner replays from the last commit",
                                extra={"committed_offset": self.state.committed_offset})
