@@ -80,9 +80,12 @@ class Snapshot:
                                                    self._offset)),  # type: ignore[attr-defined]
             np.array([seg.centroid for seg in self.segments], dtype=float).reshape(
                 len(self.segments), len(self.columns))))
-        # every explanation of a change quotes its segment's centroid in feature units
-        object.__setattr__(self, "_raw_centroids",
-                           {seg.id: self.raw(seg.centroid) for seg in self.segments})
+        # every explanation of a change quotes its segment's centroid and the population's
+        # centre in feature units, as the output rounds them: rounded once per snapshot
+        # (round() to 6 digits is most of an explanation's cost)
+        object.__setattr__(self, "_quoted", {seg.id: [_quote(v) for v in self.raw(seg.centroid)]
+                                             for seg in self.segments})
+        object.__setattr__(self, "_population", [_quote(v) for v in self.mean])
 
     def fields(self) -> tuple[Any, ...]:
         """What it is made of, for saved state: ``Snapshot(*snapshot.fields())`` is it
@@ -194,7 +197,8 @@ def explain(snapshot: Snapshot, z: list[float], segment_id: int,
     seg = snapshot.segment(segment_id)
     if seg is None:
         return []
-    raw_centroid = snapshot._raw_centroids[segment_id]  # type: ignore[attr-defined]
+    quoted = snapshot._quoted[segment_id]  # type: ignore[attr-defined]
+    population = snapshot._population  # type: ignore[attr-defined]
     parts = []
     for i, (zi, ci) in enumerate(zip(z, seg.centroid, strict=True)):
         contribution = 2.0 * zi * ci - ci * ci
@@ -204,11 +208,15 @@ def explain(snapshot: Snapshot, z: list[float], segment_id: int,
     out: list[Explanation] = []
     for _, i in parts[:size]:
         column = snapshot.columns[i]
-        # "+ 0.0" turns a rounded -0.0 into 0.0 in the JSON
-        out.append({"feature": names[column], "value": round(vector[column], 6) + 0.0,
-                    "segment_value": round(raw_centroid[i], 6) + 0.0,
-                    "population_value": round(snapshot.mean[i], 6) + 0.0})
+        out.append({"feature": names[column], "value": _quote(vector[column]),
+                    "segment_value": quoted[i], "population_value": population[i]})
     return out
+
+
+def _quote(value: float) -> float:
+    """A value as outputs show it: 6 digits, and "+ 0.0" turns a rounded -0.0 into 0.0 in
+    the JSON."""
+    return round(value, 6) + 0.0
 
 
 class SegmentModel:
