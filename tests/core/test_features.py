@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from workers.config import load
-from workers.core.features import FeatureSpec, ProfileState
+from workers.core.features import ColumnReader, FeatureSpec, ProfileState
 from workers.core.touchpoints import Touchpoint, TouchpointParser, format_time, parse_time
 
 CONFIG = load()
@@ -520,3 +520,28 @@ def test_named_keys_equal_spec_names() -> None:
     vector = state.vector(SPEC)
     assert all(named[n] == pytest.approx(v, abs=1e-6) for n, v in zip(SPEC.names, vector,
                                                                       strict=True))
+
+
+# ---- reading a model's columns --------------------------------------------------------
+
+
+@pytest.mark.parametrize("names", [
+    # the default model's: recent shares and the recent basket
+    [n for n in SPEC.names if n.startswith(("recent.type.", "recent.channel.", "recent.device.",
+                                            "recent.payment.")) or n == "recent.aov_log"],
+    ["recent.aov_log", "recent.channel.email"],  # out of order, groups left out
+    ["recent.type.purchase", "monetary_log", "trait.age"],  # columns read from the vector
+])
+def test_a_reader_gives_a_vectors_columns_float_for_float(names: list[str]) -> None:
+    """What an assessment reads of a profile must be what the whole vector says, bit for
+    bit: outputs are the same with either."""
+    columns = [SPEC.index[n] for n in names]
+    read = ColumnReader(SPEC, columns)
+    rng = random.Random(5)
+    states = [state_of(mixed_events(rng, rng.randrange(1, 60))) for _ in range(200)]
+    states.append(state_of([tp("page_view", T0)]))  # no channel, device or order: zeros
+    for state in states:
+        vector = state.vector(SPEC, frozenset(columns))
+        values = read(state)
+        assert [v.hex() for v in values] == [vector[c].hex() for c in columns]
+    assert (read.plan is None) == ("monetary_log" in names)

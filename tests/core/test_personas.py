@@ -132,9 +132,9 @@ def test_names_from_a_trained_model_are_unique_and_name_the_blob() -> None:
     assert snap is not None
     names = name_segments(snap, SPEC)
     assert len(set(names.values())) == 3
-    z_email = snap.transform([0.9 if n == "recent.channel.email"
-                              else 0.8 if n == "recent.type.email_open" else 0.0
-                              for n in SPEC.names])
+    z_email = snap.transform(snap.pick([0.9 if n == "recent.channel.email"
+                                        else 0.8 if n == "recent.type.email_open" else 0.0
+                                        for n in SPEC.names]))
     email_seg = min(snap.distances(z_email))[1]
     assert "email" in names[email_seg].lower()
     assert all("email" not in names[s.id].lower() for s in snap.segments if s.id != email_seg)

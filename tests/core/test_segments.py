@@ -16,7 +16,14 @@ import pytest
 
 from workers.config import load
 from workers.core.features import FeatureSpec
-from workers.core.segments import Segment, SegmentModel, Snapshot, assign, explain
+from workers.core.segments import (
+    Assignment,
+    Segment,
+    SegmentModel,
+    Snapshot,
+    assign,
+    explain,
+)
 from workers.testing import output_under_other_hashseed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -64,6 +71,12 @@ def warmed_model(seed: int = 1) -> tuple[SegmentModel, list[tuple[int, list[floa
     return model, stream
 
 
+def place(snapshot: Snapshot, v: list[float], current: int | None = None,
+          hysteresis: float = 0.0) -> Assignment:
+    """Where ``assign`` puts a profile of whole feature vector ``v``."""
+    return assign(snapshot, snapshot.transform(snapshot.pick(v)), current, hysteresis)
+
+
 def snapshot_fingerprint(snapshot: Snapshot | None) -> str:
     return repr(snapshot)
 
@@ -96,7 +109,7 @@ def test_warmup_finds_the_blobs() -> None:
     assert snapshot is not None
     by_blob: dict[int, set[int]] = {}
     for blob, v in stream:
-        result = assign(snapshot, snapshot.transform(v), None, CFG.hysteresis)
+        result = place(snapshot, v, None, CFG.hysteresis)
         by_blob.setdefault(blob, set()).add(result.segment_id)
     # every blob lands in exactly one segment, a different one per blob
     assert all(len(s) == 1 for s in by_blob.values())
@@ -207,8 +220,8 @@ def test_keeps_only_profiles_assign_would_not_move() -> None:
                                                       strict=True)]
         vectors.append(v)
         current.append(None if i % 7 == 0 else (99 if i % 11 == 0 else rng.choice(ids)))
-    kept = snapshot.keeps(current, vectors, CFG.hysteresis)
-    moved = [assign(snapshot, snapshot.transform(v), c, CFG.hysteresis).changed
+    kept = snapshot.keeps(current, [snapshot.pick(v) for v in vectors], CFG.hysteresis)
+    moved = [place(snapshot, v, c, CFG.hysteresis).changed
              for v, c in zip(vectors, current, strict=True)]
     assert not any(k and m for k, m in zip(kept, moved, strict=True))
     # and it does skip: nearly every profile assign() leaves where it is
@@ -242,11 +255,11 @@ def test_explain_names_features_that_deviate_with_the_segment() -> None:
     size = CONFIG.output.explanation_size
     checked = 0
     for _, v in stream:
-        z = snapshot.transform(v)
+        z = snapshot.transform(snapshot.pick(v))
         sid = assign(snapshot, z, None, CFG.hysteresis).segment_id
         seg = snapshot.segment(sid)
         assert seg is not None
-        items = explain(snapshot, z, sid, v, SPEC.names, size)
+        items = explain(snapshot, z, sid, snapshot.pick(v), SPEC.names, size)
         assert 0 < len(items) <= size
         raw_centroid = snapshot.raw(seg.centroid)
         contributions = []
@@ -279,17 +292,18 @@ def test_explain_of_an_email_profile_names_email() -> None:
     snapshot = model.snapshot
     assert snapshot is not None
     v = blob_vector(random.Random(99), 0)
-    z = snapshot.transform(v)
+    z = snapshot.transform(snapshot.pick(v))
     sid = assign(snapshot, z, None, CFG.hysteresis).segment_id
-    features = [it["feature"] for it in explain(snapshot, z, sid, v, SPEC.names, 5)]
+    values = snapshot.pick(v)
+    features = [it["feature"] for it in explain(snapshot, z, sid, values, SPEC.names, 5)]
     assert {"recent.channel.email", "recent.type.email_open"} <= set(features[:3])
-    assert explain(snapshot, z, sid, v, SPEC.names, 1) == explain(
-        snapshot, z, sid, v, SPEC.names, 5)[:1]
+    assert explain(snapshot, z, sid, values, SPEC.names, 1) == explain(
+        snapshot, z, sid, values, SPEC.names, 5)[:1]
 
 
 def test_explain_unknown_segment_is_empty() -> None:
     snap = two_segment_snapshot()
-    assert explain(snap, [1.0, 1.0], 99, [0.0] * len(SPEC.names), SPEC.names, 5) == []
+    assert explain(snap, [1.0, 1.0], 99, [0.0, 0.0], SPEC.names, 5) == []
 
 
 # ---- versions and stable ids -------------------------------------------------------
@@ -313,7 +327,7 @@ def test_drift_publishes_new_versions_with_stable_ids() -> None:
     rng = random.Random(8)
     for blob in range(K):
         v = blob_vector(rng, blob, shift=0.15)
-        ids = {assign(s, s.transform(v), None, 0.0).segment_id for s in published}
+        ids = {place(s, v).segment_id for s in published}
         assert len(ids) == 1, (blob, ids)
 
 
@@ -394,7 +408,7 @@ def test_a_feature_everyone_shares_is_left_out_and_makes_no_phantom_segment() ->
         assert SPEC.index["recent.channel.web"] not in snapshot.columns
         counts = {seg.id: 0 for seg in snapshot.segments}
         for v in vectors:
-            counts[assign(snapshot, snapshot.transform(v), None, 0.0).segment_id] += 1
+            counts[place(snapshot, v).segment_id] += 1
         assert all(counts.values()), counts  # no empty segment
 
 
@@ -424,7 +438,7 @@ def test_outliers_cannot_take_a_centroid_and_every_value_stays_in_its_domain() -
         for _ in range(20):
             v = blob_vector(rng, blob)
             by_blob.setdefault(blob, set()).add(
-                assign(snapshot, snapshot.transform(v), None, 0.0).segment_id)
+                place(snapshot, v).segment_id)
     assert all(len(s) == 1 for s in by_blob.values()), by_blob
     assert len(set.union(*by_blob.values())) == K
 
@@ -437,7 +451,7 @@ def test_more_centres_than_behaviours_leave_no_empty_segment() -> None:
     for snapshot in published:
         counts = {seg.id: 0 for seg in snapshot.segments}
         for v in vectors[-cfg.window_profiles:]:
-            counts[assign(snapshot, snapshot.transform(v), None, 0.0).segment_id] += 1
+            counts[place(snapshot, v).segment_id] += 1
         assert min(counts.values()) >= cfg.min_segment_share / 2 * min(
             len(vectors), cfg.window_profiles) * 0.5, counts
 

@@ -433,6 +433,57 @@ class ProfileState:
         return {n: round(v, 6) for n, v in zip(spec.names, self.vector(spec), strict=True)}
 
 
+class ColumnReader:
+    """The values of a few columns (a model's) read straight from a profile's state:
+    float for float what ``[state.vector(spec, wanted)[c] for c in columns]`` gives,
+    without building the hundred-odd features an assessment does not read (it runs for
+    every profile touched in a tick). The recent set's shares and basket are read from
+    the counts; a model with any other column reads the whole vector."""
+
+    def __init__(self, spec: FeatureSpec, columns: Sequence[int]) -> None:
+        self.spec = spec
+        self.columns = tuple(columns)
+        self.wanted = frozenset(self.columns)
+        size, base = spec.size, spec.recent_base
+        groups = [(size + lo, size + hi) for lo, hi in spec.groups]
+        self.basket = base + size  # recent.aov_log
+        # per column, (the share group's place in self.groups, the count's index), or
+        # (-1, 0) for the recent basket; None when some column is neither
+        plan: list[tuple[int, int]] = []
+        used: list[tuple[int, int]] = []
+        for column in self.columns:
+            count = column - base + size  # the column's count in the recent set
+            group = next((g for g in groups if g[0] <= count < g[1]), None)
+            if column == self.basket:
+                plan.append((-1, 0))
+            elif base <= column < base + size and group is not None:
+                if group not in used:
+                    used.append(group)
+                plan.append((used.index(group), count))
+        self.groups = tuple(used)
+        self.plan = tuple(plan) if len(plan) == len(self.columns) else None
+
+    def __call__(self, state: ProfileState) -> list[float]:
+        plan = self.plan
+        if plan is None:
+            vector = state.vector(self.spec, self.wanted)
+            return [vector[c] for c in self.columns]
+        c = state.counts
+        inverses = []
+        for lo, hi in self.groups:
+            total = sum(c[lo:hi])  # as _shares sums them: the same float
+            inverses.append(1.0 / total if total > 0 else 0.0)  # counts >= 0: 0.0 * v = 0.0
+        out = []
+        for group, i in plan:
+            if group >= 0:
+                out.append(c[i] * inverses[group])
+            else:
+                size = self.spec.size
+                orders = c[2 * size]
+                out.append(math.log1p(c[2 * size + 1] / orders) if orders > 0 else 0.0)
+        return out
+
+
 def _shares(c: array[float], offset: int, groups: _Groups, zeros: list[float]) -> list[float]:
     """Each group's counts (from ``offset`` in ``c``) as shares of the group's total; a
     group not wanted is left at 0.0."""

@@ -23,7 +23,7 @@ from typing import Any, NamedTuple, Protocol
 from workers.config import Config
 from workers.core.audiences import AudienceKeys, audience_calls
 from workers.core.changes import Untracked
-from workers.core.features import FeatureSpec, ProfileState
+from workers.core.features import ColumnReader, FeatureSpec, ProfileState
 from workers.core.forget import ForgetRequest
 from workers.core.identity import ProfileId, Resolution
 from workers.core.personas import (
@@ -93,7 +93,9 @@ class ProfileWork:
         self.who = identifiers
         self.stats = stats
         self.out = out
-        self._wanted = wanted  # the features an assessment or a learn reads
+        self._wanted = wanted  # the features a learn reads
+        # what an assessment reads of a profile: the columns of the version in force
+        self._reader: ColumnReader | None = None
         # whether this work announces each model version (lineage records, the count): one
         # place does, where profiles are spread over several works
         self._announces = announces
@@ -214,17 +216,17 @@ class ProfileWork:
             if state is None or state.event_count < cfg.min_events:
                 continue
             trigger = dirty[pid]
-            vector = state.vector(spec, self._wanted)
             if (state.event_count >= cfg.learn_min_events
                     and trigger.ts - state.last_learned >= cfg.learn_interval_seconds):
                 state.last_learned = trigger.ts
-                snapshot = learner.learn(pid, vector, trigger.ts)
+                snapshot = learner.learn(pid, state.vector(spec, self._wanted), trigger.ts)
                 if snapshot is not None:
                     self.publish(snapshot, trigger.ts)
             snapshot = learner.snapshot
             if snapshot is not None:
-                self._assess(pid, state, vector, snapshot, "merge" if trigger.merged
-                             else "assignment", trigger.trigger, trigger.ts, trigger.merged)
+                self._assess(pid, state, self._read(snapshot)(state), snapshot,
+                             "merge" if trigger.merged else "assignment", trigger.trigger,
+                             trigger.ts, trigger.merged)
         self.profiles.sync()
 
     def publish(self, snapshot: Snapshot, ts: float) -> None:
@@ -256,14 +258,15 @@ class ProfileWork:
             for _, state in chunk:
                 if state.segment is not None and state.segment not in known:
                     state.segment = None  # retired segment: re-assigned below like a newcomer
-            vectors = [state.vector(self.spec, self._wanted) for _, state in chunk]
+            read = self._read(snapshot)
+            values = [read(state) for _, state in chunk]
             # most profiles provably stay where they are: only the others are assessed
-            stays = snapshot.keeps([state.segment for _, state in chunk], vectors, hysteresis)
-            for (pid, state), before, vector, stay in zip(chunk, befores, vectors, stays,
-                                                          strict=True):
+            stays = snapshot.keeps([state.segment for _, state in chunk], values, hysteresis)
+            for (pid, state), before, mine, stay in zip(chunk, befores, values, stays,
+                                                        strict=True):
                 if stay:
                     continue
-                self._assess(pid, state, vector, snapshot, "assignment" if first
+                self._assess(pid, state, mine, snapshot, "assignment" if first
                              or state.segment is None else "model_update", None, ts, False)
                 if state.segment != before:
                     profiles[pid] = state  # a store that is not a dict writes it back
@@ -289,10 +292,19 @@ class ProfileWork:
             "occurred_at": format_time(ts),
         }))
 
-    def _assess(self, pid: ProfileId, state: ProfileState, vector: list[float],
+    def _read(self, snapshot: Snapshot) -> ColumnReader:
+        """What an assessment under ``snapshot`` reads of a profile: its columns' values."""
+        reader = self._reader
+        if reader is None or (reader.columns is not snapshot.columns
+                              and reader.columns != snapshot.columns):
+            reader = self._reader = ColumnReader(self.spec, snapshot.columns)
+        return reader
+
+    def _assess(self, pid: ProfileId, state: ProfileState, values: list[float],
                 snapshot: Snapshot, reason: ChangeReason, trigger: str | None, ts: float,
                 announce: bool) -> None:
-        z = snapshot.transform(vector)
+        """Place a profile, from its ``values`` of the snapshot's columns."""
+        z = snapshot.transform(values)
         previous = state.segment
         result = assign(snapshot, z, previous, self.config.segmentation.hysteresis)
         if not result.changed and not announce:
@@ -318,7 +330,7 @@ class ProfileWork:
             "reason": reason,
             "model_version": snapshot.version,
             "score": result.score,
-            "explanation": explain(snapshot, z, sid, vector, self.spec.names,
+            "explanation": explain(snapshot, z, sid, values, self.spec.names,
                                    self.config.output.explanation_size),
             "identifiers": self.identifiers(pid, KNOWN_IDENTIFIERS),
             "trigger_event_id": trigger,

@@ -13,7 +13,6 @@ import collections
 import dataclasses
 import fnmatch
 import math
-import operator
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -73,7 +72,6 @@ class Snapshot:
         object.__setattr__(self, "_gain", gain)
         object.__setattr__(self, "_offset", tuple(m * g for m, g in zip(self.mean, gain,
                                                                         strict=True)))
-        object.__setattr__(self, "_pick", operator.itemgetter(*self.columns))
         # the same, as arrays, for Snapshot.keeps
         object.__setattr__(self, "_arrays", (
             *(np.array(v, dtype=float) for v in (self.lo, self.hi, gain,
@@ -92,15 +90,18 @@ class Snapshot:
         again (the values worked out from them are not saved)."""
         return tuple(getattr(self, f.name) for f in dataclasses.fields(Snapshot))
 
-    def transform(self, vector: list[float]) -> list[float]:
+    def pick(self, vector: Sequence[float]) -> list[float]:
+        """This snapshot's columns of a whole feature vector: the values the methods below
+        take (a profile's are read without the whole vector:
+        :class:`~workers.core.features.ColumnReader`)."""
+        return [vector[c] for c in self.columns]
+
+    def transform(self, values: Sequence[float]) -> list[float]:
         """Clip, then scale: ``min(hi, max(lo, x)) * gain - offset`` per column (the
         clip spelled out: the same value, NaN and -0.0 alike, at a third of the cost of
         calling the builtins; this runs for every assessment)."""
-        picked = self._pick(vector)  # type: ignore[attr-defined]
-        if len(self.columns) == 1:
-            picked = (picked,)
         return [(y if (y := x if x > lo else lo) < h else h) * g - o
-                for x, lo, h, g, o in zip(picked, self.lo, self.hi,
+                for x, lo, h, g, o in zip(values, self.lo, self.hi,
                                           self._gain, self._offset,  # type: ignore[attr-defined]
                                           strict=True)]
 
@@ -115,7 +116,7 @@ class Snapshot:
         dist = math.dist
         return [(dist(z, seg.centroid), seg.id) for seg in self.segments]
 
-    def keeps(self, current: list[int | None], vectors: list[list[float]],
+    def keeps(self, current: list[int | None], values: list[list[float]],
               hysteresis: float) -> list[bool]:
         """For many profiles at once: which provably keep their current segment under
         :func:`assign` (so need no assessment).
@@ -125,15 +126,15 @@ class Snapshot:
         ``(1 - hysteresis)`` of its own distance by a margin a million times wider than
         that rounding; a profile near the boundary is left to :func:`assign`.
         """
-        if not vectors:
+        if not values:
             return []
         lo, hi, gain, offset, centroids = self._arrays  # type: ignore[attr-defined]
-        x = np.array(vectors, dtype=float)[:, list(self.columns)]
+        x = np.array(values, dtype=float)
         z = np.minimum(hi, np.maximum(lo, x)) * gain - offset
         d = np.sqrt(((z[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=2))
         where = {seg.id: j for j, seg in enumerate(self.segments)}
         own = np.array([where.get(c, -1) if c is not None else -1 for c in current])
-        rows = np.arange(len(vectors))
+        rows = np.arange(len(values))
         known = own >= 0
         own_d = np.where(known, d[rows, np.maximum(own, 0)], np.inf)
         others = d.copy()
@@ -187,7 +188,7 @@ def assign(snapshot: Snapshot, z: list[float], current: int | None,
 
 
 def explain(snapshot: Snapshot, z: list[float], segment_id: int,
-            vector: list[float], names: list[str], size: int) -> list[Explanation]:
+            values: Sequence[float], names: list[str], size: int) -> list[Explanation]:
     """The features that most put this profile nearer its segment than the average person.
 
     Each feature's share of ``d(z, population)^2 - d(z, segment)^2``, which is
@@ -207,8 +208,7 @@ def explain(snapshot: Snapshot, z: list[float], segment_id: int,
     parts.sort()
     out: list[Explanation] = []
     for _, i in parts[:size]:
-        column = snapshot.columns[i]
-        out.append({"feature": names[column], "value": _quote(vector[column]),
+        out.append({"feature": names[snapshot.columns[i]], "value": _quote(values[i]),
                     "segment_value": quoted[i], "population_value": population[i]})
     return out
 
