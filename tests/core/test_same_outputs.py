@@ -16,6 +16,8 @@ features, the model segments on them, hysteresis 0.2): the digests were made aga
 that tree (branch q15), ``PYTHONHASHSEED=0 python tests/core/test_same_outputs.py .``
 The recent order value weighing 0.3 instead of 1.0 (as the payment shares: both are 0 for
 whoever did not buy lately) changes them on purpose again: made from that tree (q15b).
+So does ``segmentation.min_events`` 8 instead of 5 (a profile is segmented from its 8th
+event): made from that tree.
 
 Under a fixed ``PYTHONHASHSEED``: at e51dea3 the streamkmeans and clustream runs
 already differ from one hash seed to another (river iterates sets of feature names),
@@ -46,10 +48,10 @@ ROOT = Path(__file__).resolve().parents[2]
 MODELS = ("kmeans", "streamkmeans", "dbstream", "clustream")
 
 GOLDEN = {
-    'kmeans': '4f5e7f872607d1b598277eada5060efa282c50a2e8eb89761452594e84c2f3f9',
-    'streamkmeans': '305f5e8efff62aa74d2f81a620878714daf9368909082b89ff40f086ffd35436',
-    'dbstream': 'c0e42afacc03293c537ad7aad50105c134d99175e573ee328a82c3ac8af637f4',
-    'clustream': '3a862e03e58906c08262581ba80c6ee80ea6751f8fa7523c5ff6aacefa3b43d5',
+    'kmeans': 'ef6d4c4ff5cf8218293c2d1bf5f47c9972ed5af31dbf1e0c8e6d498745726026',
+    'streamkmeans': '3d176172375a9e34bb9da70e12832a22013b6430d4e86f0ce14ff3acde1d0c2f',
+    'dbstream': '9bf2c8c2795265b4a194a1e3938ec3f9e0b1fafb94059aeef57f61d0ce0c104f',
+    'clustream': '99595463d85319e8ca9b2ef1c114f5dca761268164e188fad745dab30ae860d6',
 }
 
 
