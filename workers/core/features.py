@@ -407,9 +407,7 @@ class ProfileState:
         out += (self._traits(spec, traits) if traits and not want.isdisjoint(spec.trait_columns)
                 else spec.no_traits)
         out += _shares(c, t, fast, spec.zeros) if fast else spec.zeros
-        orders = c[2 * t]
-        out.append(math.log1p(c[2 * t + 1] / orders)
-                   if orders > 0 and spec.recent_base + t in want else 0.0)
+        out.append(_basket(c, t) if spec.recent_base + t in want else 0.0)
         return out
 
     @staticmethod
@@ -446,7 +444,7 @@ class ColumnReader:
         self.wanted = frozenset(self.columns)
         size, base = spec.size, spec.recent_base
         groups = [(size + lo, size + hi) for lo, hi in spec.groups]
-        self.basket = base + size  # recent.aov_log
+        basket = base + size  # recent.aov_log
         # per column, (the share group's place in self.groups, the count's index), or
         # (-1, 0) for the recent basket; None when some column is neither
         plan: list[tuple[int, int]] = []
@@ -454,7 +452,7 @@ class ColumnReader:
         for column in self.columns:
             count = column - base + size  # the column's count in the recent set
             group = next((g for g in groups if g[0] <= count < g[1]), None)
-            if column == self.basket:
+            if column == basket:
                 plan.append((-1, 0))
             elif base <= column < base + size and group is not None:
                 if group not in used:
@@ -473,15 +471,15 @@ class ColumnReader:
         for lo, hi in self.groups:
             total = sum(c[lo:hi])  # as _shares sums them: the same float
             inverses.append(1.0 / total if total > 0 else 0.0)  # counts >= 0: 0.0 * v = 0.0
-        out = []
-        for group, i in plan:
-            if group >= 0:
-                out.append(c[i] * inverses[group])
-            else:
-                size = self.spec.size
-                orders = c[2 * size]
-                out.append(math.log1p(c[2 * size + 1] / orders) if orders > 0 else 0.0)
-        return out
+        size = self.spec.size
+        return [c[i] * inverses[group] if group >= 0 else _basket(c, size)
+                for group, i in plan]
+
+
+def _basket(c: array[float], size: int) -> float:
+    """recent.aov_log: the decayed revenue per decayed order, 0.0 without a recent order."""
+    orders = c[2 * size]
+    return math.log1p(c[2 * size + 1] / orders) if orders > 0 else 0.0
 
 
 def _shares(c: array[float], offset: int, groups: _Groups, zeros: list[float]) -> list[float]:
