@@ -15,7 +15,8 @@
 #   KAFKA_SASL_PORT  SASL_SSL client port on 127.0.0.1 (default port+2)
 #   KAFKA_CACHE    where jars are cached across runs (default ~/.cache/persona-stream)
 #   KAFKA_DATA     run folder: logs, data, pid (default $KAFKA_CACHE/run-$KAFKA_PORT)
-#   KAFKA_HEAP     JVM heap (default 512m: plenty for tests on a 2-core machine)
+#   KAFKA_HEAP     JVM heap (default 1g: the suite leaves ~1,400 partitions, whose
+#                  metadata holds ~250 MB of old generation; 512m ran out in CI)
 set -euo pipefail
 
 KAFKA_VERSION="${KAFKA_VERSION:-4.4.0}"
@@ -184,9 +185,9 @@ print_env() {
 
 # One attempt to launch the broker and see it answer on both listeners.
 launch() {
-  KAFKA_HEAP="${KAFKA_HEAP:-512m}"
+  KAFKA_HEAP="${KAFKA_HEAP:-1g}"
   nohup java -Xms"$KAFKA_HEAP" -Xmx"$KAFKA_HEAP" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
-    -XX:ActiveProcessorCount=2 -Djava.awt.headless=true \
+    -XX:+ExitOnOutOfMemoryError -XX:ActiveProcessorCount=2 -Djava.awt.headless=true \
     -cp "$LIB/*" -Dlog4j2.configurationFile="$RUN/log4j2.properties" \
     kafka.Kafka "$RUN/server.properties" >"$LOG" 2>&1 &
   local pid=$!
@@ -246,7 +247,14 @@ stop_quiet() {
 
 case "${1:-}" in
   start) start ;;
-  stop) if running; then stop_quiet; say "stopped"; else say "not running"; fi ;;
+  stop)
+    if running; then stop_quiet; say "stopped"
+    elif [ -f "$PIDFILE" ]; then
+      # started, never stopped: the broker died under its clients (a CI log's only clue)
+      say "the broker had already exited; last lines of its logs:"
+      tail -n 20 "$LOG" "$RUN/server.log" >&2 2>/dev/null || true
+      rm -f "$PIDFILE"
+    else say "not running"; fi ;;
   status) if running && answers; then say "running (pid $(cat "$PIDFILE")) on 127.0.0.1:$KAFKA_PORT"; else say "not running"; exit 3; fi ;;
   fetch) fetch ;;
   reset) stop_quiet; rm -rf "$RUN"; say "stopped and removed $RUN" ;;

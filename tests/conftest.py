@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -41,6 +42,20 @@ def kafka_bootstrap() -> str:
         pytest.fail(f"no Kafka broker at {BOOTSTRAP}: start one with `deploy/kafka.sh start`")
     admin.close()
     return BOOTSTRAP
+
+
+@pytest.fixture(autouse=True)
+def _broker_still_answers(request: pytest.FixtureRequest) -> None:
+    """A broker that died mid-suite (out of memory, say) fails each test against it at
+    once, instead of each waiting out its own timeouts until CI's clock runs out."""
+    if not request.node.get_closest_marker("integration"):
+        return
+    host, _, port = BOOTSTRAP.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        pytest.fail(f"the broker at {BOOTSTRAP} stopped answering ({exc}); "
+                    "`deploy/kafka.sh stop` prints the end of its log")
 
 
 @pytest.fixture(scope="session")
