@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable, Iterator
 
 import pytest
 
-from workers.testing import BOOTSTRAP, sasl_listener, unique_names
+from workers.testing import (
+    BOOTSTRAP,
+    answers,
+    delete_issued_topics,
+    sasl_listener,
+    unique_names,
+)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -18,6 +23,11 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     if old := stale():
         pytest.exit(f"compiled before the source's last edit: {', '.join(old)}; run `make build`",
                     returncode=2)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The topics this process's tests made are deleted (best effort) when it ends."""
+    delete_issued_topics()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -50,11 +60,8 @@ def _broker_still_answers(request: pytest.FixtureRequest) -> None:
     once, instead of each waiting out its own timeouts until CI's clock runs out."""
     if not request.node.get_closest_marker("integration"):
         return
-    host, _, port = BOOTSTRAP.rpartition(":")
-    try:
-        socket.create_connection((host, int(port)), timeout=5).close()
-    except OSError as exc:
-        pytest.fail(f"the broker at {BOOTSTRAP} stopped answering ({exc}); "
+    if not answers():
+        pytest.fail(f"the broker at {BOOTSTRAP} stopped answering; "
                     "`deploy/kafka.sh stop` prints the end of its log")
 
 

@@ -74,11 +74,53 @@ def wait_for(check: Callable[[], _T], seconds: float, what: str) -> _T:
     raise TimeoutError(f"timed out waiting for {what}")
 
 
+def answers(bootstrap: str = BOOTSTRAP) -> bool:
+    """Does something listen at ``bootstrap`` (one TCP connect, not a Kafka request)?"""
+    host, _, port = bootstrap.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError:
+        return False
+    return True
+
+
+#: the random suffixes :func:`unique_names` handed out in this process: the test suite
+#: deletes the topics named with them when it ends (:func:`delete_issued_topics`)
+ISSUED: set[str] = set()
+
+
 def unique_names(run: str | None = None) -> Callable[[str], str]:
     """``name(prefix) -> "prefix-RUN"``: topic and group names that no other test, bench or
     earlier run uses; RUN is ``run``, or 8 random hex digits."""
     suffix = run or uuid.uuid4().hex[:8]
+    if run is None:
+        ISSUED.add(suffix)
     return lambda prefix: f"{prefix}-{suffix}"
+
+
+def delete_issued_topics(bootstrap: str = BOOTSTRAP) -> int:
+    """Delete the broker's topics named with a suffix this process handed out, so that a
+    developer's broker does not pile up a suite's ~1,400 partitions a run (its heap holds
+    their metadata). How many it deleted; none when the broker does not answer."""
+    from kafka import KafkaAdminClient
+    from kafka.errors import KafkaError
+
+    if not ISSUED or not answers(bootstrap):
+        return 0
+    try:
+        admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=10_000)
+    except KafkaError:
+        return 0
+    try:
+        mine = [t for t in admin.list_topics()
+                if any(suffix in t for suffix in ISSUED)]
+        for start in range(0, len(mine), 100):
+            admin.delete_topics(mine[start:start + 100], timeout_ms=30_000)
+        return len(mine)
+    except KafkaError:
+        return 0
+    finally:
+        admin.close()
 
 
 # ---- configurations on fresh topics -----------------------------------------------------
