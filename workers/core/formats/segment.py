@@ -235,24 +235,14 @@ class SegmentAdapter(Adapter):
         # ids_unsure: an id in identity may be other than a string of 1..256 characters
         identity: dict[str, Any] = {}
         ids_unsure = False
-        value = device.get("id")
-        if type(value) is str and 0 < len(value) <= 256:
-            identity["device_id"] = value
-        elif value is not None:
-            _put(identity, "device_id", _identifier(value))
-            ids_unsure = True
-        value = call.get("anonymousId")
-        if type(value) is str and 0 < len(value) <= 256:
-            identity["anonymous_id"] = value
-        elif value is not None:
-            _put(identity, "anonymous_id", _identifier(value))
-            ids_unsure = True
-        value = call.get("userId")
-        if type(value) is str and 0 < len(value) <= 256:
-            identity["user_id"] = value
-        elif value is not None:
-            _put(identity, "user_id", _identifier(value))
-            ids_unsure = True
+        for slot, value in (("device_id", device.get("id")),
+                            ("anonymous_id", call.get("anonymousId")),
+                            ("user_id", call.get("userId"))):
+            if type(value) is str and 0 < len(value) <= 256:
+                identity[slot] = value
+            elif value is not None:
+                _put(identity, slot, _identifier(value))
+                ids_unsure = True
         if kind == "alias":
             # previousId is what the alias is about: it wins its slot over anonymousId
             _put(identity, self._alias_id, _identifier(call.get("previousId")))
