@@ -31,7 +31,6 @@ from typing import Any, Protocol
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import KafkaError
 
 from workers.config import Config
@@ -47,6 +46,7 @@ from workers.service.emitter import Emitter, role_emitter
 from workers.service.logs import worker_log
 from workers.service.metrics import Metrics
 from workers.service.rebalances import RebalanceWatch
+from workers.service.role import Role
 from workers.service.state import WorkerState
 from workers.state.changelog import StateRecord, StateWriter, restore
 from workers.state.wire import encode_per_partition
@@ -69,16 +69,13 @@ class InputProgress(Protocol):
     async def fed_all_input(self, stage: IdentityStage) -> bool: ...
 
 
-class Owner(ConsumerRebalanceListener):
+class Owner(Role):
     """Runs the identity stage over the sequenced stream while assigned; its own rebalance
     listener."""
 
     def __init__(self, config: Config, clients: Clients, state: WorkerState, metrics: Metrics,
                  progress: InputProgress) -> None:
-        self.config = config
-        self.clients = clients
-        self.state = state
-        self.metrics = metrics
+        super().__init__(config, clients, state, metrics)
         self.progress = progress
         self.sequenced = sequenced_topic(config)
         self.partition = TopicPartition(self.sequenced, 0)

@@ -23,7 +23,6 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.errors import (
     CommitFailedError,
     IllegalStateError,
@@ -41,6 +40,7 @@ from workers.service.clients import BATCH, QUICK_FETCH_MS, Batches, Clients, rea
 from workers.service.logs import worker_log
 from workers.service.metrics import Metrics
 from workers.service.rebalances import RebalanceWatch
+from workers.service.role import Role
 from workers.service.state import WorkerState
 
 # seconds between consumer-lag samples: well under the usual 15 s scrape interval, so
@@ -63,15 +63,12 @@ class Forwarded:
     records: int = 0
 
 
-class Router(ConsumerRebalanceListener):
+class Router(Role):
     """Forwards the input partitions it is assigned; its own rebalance listener."""
 
     def __init__(self, config: Config, clients: Clients, state: WorkerState,
                  metrics: Metrics) -> None:
-        self.config = config
-        self.clients = clients
-        self.state = state
-        self.metrics = metrics
+        super().__init__(config, clients, state, metrics)
         self.sequenced = sequenced_topic(config)
         self.intake = Intake(config)  # reads the records it forwards (formats, validation)
         self.consumer: AIOKafkaConsumer | None = None

@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.abc import ConsumerRebalanceListener
 
 from workers.config import Config
 from workers.core.partitioned.profile_task import ProfileTask
@@ -47,6 +46,7 @@ from workers.service.emitter import Emitter, role_emitter
 from workers.service.logs import worker_log
 from workers.service.metrics import Metrics, counts_of
 from workers.service.rebalances import RebalanceWatch
+from workers.service.role import Role
 from workers.service.state import WorkerState
 from workers.state.changelog import StateWriter, Store, restore
 from workers.state.wire import decode, decode_numbered, encode
@@ -90,15 +90,12 @@ class HeldTask:
         return first, bundles[0][1] - waiting
 
 
-class ProfileTasks(ConsumerRebalanceListener):
+class ProfileTasks(Role):
     """The profile partitions assigned to this worker; its own rebalance listener."""
 
     def __init__(self, config: Config, clients: Clients, state: WorkerState,
                  metrics: Metrics) -> None:
-        self.config = config
-        self.clients = clients
-        self.state = state
-        self.metrics = metrics
+        super().__init__(config, clients, state, metrics)
         self.topic = profiles_topic(config)
         self.samples = samples_topic(config)
         self.versions_partition = TopicPartition(versions_topic(config), 0)

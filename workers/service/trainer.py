@@ -17,7 +17,6 @@ import asyncio
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.abc import ConsumerRebalanceListener
 
 from workers.config import Config
 from workers.core.partitioned.records import Mark, Sample
@@ -30,6 +29,7 @@ from workers.service.emitter import Emitter, role_emitter
 from workers.service.logs import worker_log
 from workers.service.metrics import Metrics, counts_of
 from workers.service.rebalances import RebalanceWatch
+from workers.service.role import Role
 from workers.service.state import WorkerState
 from workers.state.changelog import StateWriter, Store, restore
 from workers.state.wire import decode, encode
@@ -37,15 +37,12 @@ from workers.state.wire import decode, encode
 _SOURCE = "trainer"  # whose counts the metrics advance by
 
 
-class TrainerRole(ConsumerRebalanceListener):
+class TrainerRole(Role):
     """Runs the trainer while this worker holds ``<app>-samples``."""
 
     def __init__(self, config: Config, clients: Clients, state: WorkerState,
                  metrics: Metrics) -> None:
-        self.config = config
-        self.clients = clients
-        self.state = state
-        self.metrics = metrics
+        super().__init__(config, clients, state, metrics)
         self.partition = TopicPartition(samples_topic(config), 0)
         self.versions = versions_topic(config)
         self._interval = CommitInterval(config.kafka.commit_interval_seconds)
