@@ -349,14 +349,7 @@ class SegmentAdapter(Adapter):
         value = context.get("campaign")
         if type(value) is dict:
             picked: dict[str, Any] = {}
-            for key in ("source", "medium", "name"):
-                inner = value.get(key)
-                if type(inner) is str:
-                    if inner:
-                        picked[key] = inner
-                elif inner is not None:
-                    picked[key] = inner
-                    clean = False
+            clean = _strings(value, ("source", "medium", "name"), picked) and clean
             if picked:
                 out["campaign"] = picked
         value = context.get("location")
@@ -366,14 +359,7 @@ class SegmentAdapter(Adapter):
             inner = self._countries[inner] if type(inner) is str else None
             if inner is not None:
                 picked["country"] = inner
-            for key in ("region", "city"):
-                inner = value.get(key)
-                if type(inner) is str:
-                    if inner:
-                        picked[key] = inner
-                elif inner is not None:
-                    picked[key] = inner
-                    clean = False
+            clean = _strings(value, ("region", "city"), picked) and clean
             if picked:
                 out["geo"] = picked
         value = context.get("userAgent")
@@ -575,6 +561,21 @@ def _with(obj: dict[str, Any], key: str, value: Any) -> dict[str, Any]:
     copy = dict(obj)
     _put(copy, key, value)
     return copy
+
+
+def _strings(source: Mapping[str, Any], keys: tuple[str, ...], into: dict[str, Any]) -> bool:
+    """``keys`` of ``source`` copied ``into``: a string when not empty, anything else as it
+    is, for the intake to refuse with its reason; False when something else was copied."""
+    clean = True
+    for key in keys:
+        inner = source.get(key)
+        if type(inner) is str:
+            if inner:
+                into[key] = inner
+        elif inner is not None:
+            into[key] = inner
+            clean = False
+    return clean
 
 
 def _put(obj: dict[str, Any], key: str, value: Any) -> None:
