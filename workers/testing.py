@@ -61,17 +61,19 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(check: Callable[[], _T], seconds: float, what: str) -> _T:
+def wait_for(check: Callable[[], _T], seconds: float, what: str,
+             state: Callable[[], object] | None = None) -> _T:
     """Poll ``check`` twice a second until it gives a true value, and return that value
     (what held when the wait ended: a second look may already see another assignment);
     TimeoutError naming ``what`` after ``seconds`` (a test fails with it, a benchmark
-    stops)."""
+    stops), with what ``state()`` says then: a CI log's only view of what was missing."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if found := check():
             return found
         time.sleep(0.5)
-    raise TimeoutError(f"timed out waiting for {what}")
+    seen = "" if state is None else f"; at the end: {state()}"
+    raise TimeoutError(f"timed out waiting for {what}{seen}")
 
 
 def answers(bootstrap: str = BOOTSTRAP) -> bool:
@@ -544,13 +546,17 @@ def worker_processes(config: str | os.PathLike[str], count: int,
     """``count`` worker processes on one configuration file (instances ``w0``, ``w1``...),
     started together and stopped on leaving."""
     started: list[WorkerProcess] = []
+    failed = True
     try:
         for i in range(count):
             started.append(WorkerProcess(config, instance_id=f"w{i}", log_dir=log_dir))
         yield started
+        failed = False
     finally:
+        # after a failure, quickly: a minute's grace each outlasted pytest-timeout, which
+        # left the rest running beside the next tests
         for worker in started:
-            worker.stop()
+            worker.stop(timeout=10.0 if failed else 60.0)
 
 
 def require_tool(binary: str) -> str:

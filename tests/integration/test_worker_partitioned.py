@@ -55,6 +55,20 @@ def _finished(group: list[WorkerProcess]) -> bool:
             and any(s and s["trainer"] for s in statuses))
 
 
+def _wait_settled(group: list[WorkerProcess], seconds: float, what: str) -> None:
+    """Wait for :func:`_settled`; a timeout says what each worker's status held then."""
+    wait_for(lambda: _settled(group), seconds, what, lambda: _where(group))
+
+
+def _where(group: list[WorkerProcess]) -> list[dict[str, Any] | None]:
+    """What each worker's /status says of what :func:`_finished` reads: a timeout's message."""
+    return [{key: s.get(key) for key in _SHOWN} if (s := w.status()) else None for w in group]
+
+
+_SHOWN = ("owner", "caught_up", "task_partitions", "tasks_caught_up", "trainer",
+          "tasks_waiting_for")
+
+
 def _settled(group: list[WorkerProcess]) -> bool:
     """Finished twice in a row, two seconds apart (the tasks may still wait for a version)."""
     if not _finished(group):
@@ -151,7 +165,7 @@ def _run(workers: int, lines: list[bytes], tmp_path: Path, bootstrap: str,
                                lambda prefix: unique_name(f"{prefix}-{workers}w"))
     with worker_processes(config, workers, directory) as group:
         _start(group, lines, settings["kafka"]["input_topic"], bootstrap)
-        wait_for(lambda: _settled(group), 240, "every partition to apply every record")
+        _wait_settled(group, 240, "every partition to apply every record")
         profiles = _profiles(group)
         counted = _counted(group)
         if workers == 2:
@@ -273,7 +287,7 @@ def test_each_kind_of_worker_killed_in_turn_loses_nothing(
         _start(group, lines, settings["kafka"]["input_topic"], kafka_bootstrap)
         for role in ("owner", "trainer", "tasks"):
             _kill_and_restart(group, role, config)
-        wait_for(lambda: _settled(group), 240, "every partition to apply every record")
+        _wait_settled(group, 240, "every partition to apply every record")
         profiles = _profiles(group)
     changes = {r["event_id"] for r in topic_records(settings["kafka"]["segment_changes_topic"],
                                                     kafka_bootstrap)}
@@ -298,7 +312,7 @@ def test_the_partitions_of_a_worker_gone_for_good_are_taken_from_standby_copies(
         wait_for(lambda: all(theirs <= set((w.status() or {}).get("task_standbys", ()))
                              for w in survivors), 60, "copies of its partitions elsewhere")
         victim.stop(signal.SIGKILL)
-        wait_for(lambda: _settled(survivors), 240, "the others to apply every record")
+        _wait_settled(survivors, 240, "the others to apply every record")
         taken = {p for w in survivors for p in (w.status() or {})["tasks_from_standby"]}
         profiles = _profiles(survivors)
     assert theirs <= taken  # a rebalance may move other partitions too, from copies as well
@@ -328,7 +342,7 @@ def test_a_worker_joining_mid_stream_takes_profile_partitions_only(
         group.insert(0, WorkerProcess(config, instance_id="w0", log_dir=tmp_path / "deployment"))
         wait_for(lambda: len((group[0].status() or {}).get("task_partitions") or ()) == 3,
                  90, "the newcomer to take three profile partitions")
-        wait_for(lambda: _settled(group), 240, "every partition to apply every record")
+        _wait_settled(group, 240, "every partition to apply every record")
         kept, joined = first.status() or {}, group[0].status() or {}
         assert kept["owner"] and kept["trainer"] and not (joined["owner"] or joined["trainer"])
         assert len(kept["task_partitions"]) == 3
@@ -377,7 +391,7 @@ def test_exactly_once_each_kind_killed_after_its_outputs_and_every_change_read_o
                                             idle_ms=200)), 240, "segment changes to flow")
         for role in ("tasks", "owner", "trainer"):
             _kill_and_restart(group, role, config, committed=False)
-        wait_for(lambda: _settled(group), 240, "every partition to apply every record")
+        _wait_settled(group, 240, "every partition to apply every record")
         profiles = _profiles(group)
     want_profiles, want_changes = _in_process(config, lines, LONG_EPOCHS)
     assert profiles == want_profiles
@@ -403,7 +417,7 @@ def test_a_stream_gone_quiet_leaves_no_absorbed_state_held_back(
     config, settings = _config(tmp_path / "deployment", kafka_bootstrap, unique_name)
     with worker_processes(config, 1, tmp_path / "deployment") as group:
         _start(group, lines, settings["kafka"]["input_topic"], kafka_bootstrap)
-        wait_for(lambda: _settled(group), 180, "every partition to apply every record")
+        _wait_settled(group, 180, "every partition to apply every record")
 
         def all_merged() -> bool:
             valid = _counted(group)['persona_stream_events_total{outcome="valid"}']
