@@ -9,6 +9,7 @@ rate-limited, and once the broker is back nothing was lost.
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -24,7 +25,6 @@ from workers.testing import (
     ROOT,
     Record,
     WorkerProcess,
-    free_port,
     http_get,
     pipeline_over,
     produce,
@@ -44,8 +44,8 @@ def _kafka(command: str, port: int, data: Path) -> None:
 
 @pytest.fixture
 def own_broker(tmp_path: Path) -> Iterator[tuple[int, Path]]:
-    """A broker of this test's own on a free port pair (client, controller)."""
-    port = _port_pair()
+    """A broker of this test's own on three free ports (client, controller, SASL_SSL)."""
+    port = _port_triple()
     data = tmp_path / "kafka"
     _kafka("start", port, data)
     try:
@@ -54,17 +54,27 @@ def own_broker(tmp_path: Path) -> Iterator[tuple[int, Path]]:
         _kafka("stop", port, data)
 
 
-def _port_pair() -> int:
-    """A free port whose next one is free too (the broker's controller listens there)."""
+def _port_triple() -> int:
+    """A port whose next two are free too (the broker's controller and SASL_SSL listeners),
+    below the range the kernel hands out to outgoing connections: the broker restarts on
+    them after the outage, and in that range any connection made meanwhile may hold one
+    (CI once, in that range: "failed to bind to 127.0.0.1:50184: Address already in use")."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
     for _ in range(50):
-        port = free_port()
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    pytest.fail("no two free ports in a row")
+        port = rng.randrange(low // 2, low - 3)
+        if all(_bindable(p) for p in (port, port + 1, port + 2)):
+            return port
+    pytest.fail("no three free ports in a row")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 
