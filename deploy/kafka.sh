@@ -15,7 +15,7 @@
 #   KAFKA_SASL_PORT  SASL_SSL client port on 127.0.0.1 (default port+2)
 #   KAFKA_CACHE    where jars are cached across runs (default ~/.cache/persona-stream)
 #   KAFKA_DATA     run folder: logs, data, pid (default $KAFKA_CACHE/run-$KAFKA_PORT)
-#   KAFKA_HEAP     JVM heap (default 1g: the suite leaves ~1,400 partitions, whose
+#   KAFKA_HEAP     JVM heap (default 1g: a test run makes over 1,200 partitions, whose
 #                  metadata holds ~250 MB of old generation; 512m ran out in CI)
 set -euo pipefail
 

@@ -102,7 +102,7 @@ def unique_names(run: str | None = None) -> Callable[[str], str]:
 
 def delete_issued_topics(bootstrap: str = BOOTSTRAP) -> int:
     """Delete the broker's topics named with a suffix this process handed out, so that a
-    developer's broker does not pile up a suite's ~1,400 partitions a run (its heap holds
+    developer's broker does not pile up a suite's 1,200-odd partitions a run (its heap holds
     their metadata). How many it deleted; none when the broker does not answer."""
     from kafka import KafkaAdminClient
     from kafka.errors import KafkaError
