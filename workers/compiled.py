@@ -14,6 +14,7 @@ anything else is installed.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.machinery
 import importlib.util
 import os
@@ -84,8 +85,8 @@ def compiled() -> list[str]:
 
 
 def stale() -> list[str]:
-    """The modules of ``MODULES`` whose compiled extension is older than their source: an
-    edit not yet built (``make build``), which would otherwise run the code before it."""
+    """The modules of ``MODULES`` whose compiled extension is older than their source (or
+    its ``.pxd``): an edit not yet built (``make build``), which would otherwise run the code before it."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = []
     for name in MODULES:
@@ -94,6 +95,8 @@ def stale() -> list[str]:
             source = os.stat(base + ".py").st_mtime
         except FileNotFoundError:
             continue
+        with contextlib.suppress(FileNotFoundError):  # its Cython declarations, if any
+            source = max(source, os.stat(base + ".pxd").st_mtime)
         for suffix in importlib.machinery.EXTENSION_SUFFIXES:
             try:
                 if os.stat(base + suffix).st_mtime < source:

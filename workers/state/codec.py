@@ -209,7 +209,7 @@ class _Unpacker:
                              " does not have") from None
         if not isinstance(kind, type):
             raise StateError(f"the state names {module}.{qualname}, which is not a class")
-        made: Any = object.__new__(kind)
+        made: Any = kind.__new__(kind)  # an extension type (compiled) refuses object.__new__
         self._objects[number] = made
         for name, value in attributes.items():
             object.__setattr__(made, name, value)

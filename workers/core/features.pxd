@@ -1,0 +1,42 @@
+# Cython's declarations for features.py (setup.py compiles it): C fields and typed
+# locals on the per-event path; the .py stays the one source, and pure Python runs it
+# unchanged (tests/test_compiled.py compares the two).
+cimport cython
+
+cdef class FeatureSpec:
+    cdef public object cfg
+    cdef public double lam, recent_lam, rebase_rate, session_gap
+    cdef public dict types, channels, devices, payments, index, _plans
+    cdef public Py_ssize_t channel_base, device_base, payment_base, size, recent_base
+    cdef public frozenset conversions, engagements, every, trait_columns
+    cdef public str product_view
+    cdef public list names, zeros, no_traits
+    cdef public tuple groups
+
+cdef class ProfileState:
+    cdef public object counts
+    cdef public double base, closed_seconds, first_seen, last_seen, revenue, last_learned
+    cdef public Py_ssize_t closed_sessions, conversions, engaged, event_count, orders
+    cdef public Py_ssize_t product_views, repeat_views
+    cdef public bytes recent_ids
+    cdef public list spans
+    cdef public object recent_products, traits, segment
+
+    @cython.locals(ts=cython.double, age=cython.double, w=cython.double, r=cython.double,
+                   i=Py_ssize_t, size=Py_ssize_t, at=Py_ssize_t, counts="double[:]")
+    cpdef int update(self, FeatureSpec spec, tp, bytes id_hash=*) except? -1
+
+    @cython.locals(spans=list)
+    cpdef _session(self, double ts, double gap)
+
+    @cython.locals(spans=list)
+    cpdef _close_oldest(self)
+
+    @cython.locals(counts="double[:]", size=Py_ssize_t, i=Py_ssize_t)
+    cpdef _purchase(self, FeatureSpec spec, props, double r)
+
+cdef class ColumnReader:
+    cdef public FeatureSpec spec
+    cdef public tuple columns, groups
+    cdef public frozenset wanted
+    cdef public object plan

@@ -1,0 +1,14 @@
+# Cython's declarations for repair.py (setup.py compiles it): a typed dict is looked up
+# by the C API, without a method call per field; pure Python runs the .py unchanged.
+cimport cython
+
+cdef class OptionalFields:
+    cdef public str amount_key
+    cdef public dict dropped, coerced
+
+    cpdef repair(self, dict data)
+    cpdef _context(self, dict context)
+    @cython.locals(key=str)
+    cpdef _strings(self, dict obj, str name)
+    cpdef _number(self, dict obj, str key, str name)
+    cpdef _drop(self, dict obj, str key, str name)

@@ -1,0 +1,20 @@
+# Cython's declarations for touchpoints.py (setup.py compiles it): the validation of
+# every event on typed dicts and strings; pure Python runs the .py unchanged.
+cimport cython
+from workers.core.repair cimport OptionalFields
+
+cdef class TimeParser:
+    cdef dict _minutes
+
+cdef class TouchpointParser:
+    cdef public object limits
+    cdef public OptionalFields optional
+    cdef set _known_types
+    cdef TimeParser _time
+
+    @cython.locals(identity=object, key=object, value=object)
+    cpdef check(self, dict data, bytes raw=*, vouched=*)
+    cpdef _check_bounds(self, dict data)
+
+@cython.locals(value=object)
+cdef str _required_str(dict data, str key, Py_ssize_t max_len)
