@@ -86,7 +86,8 @@ def compiled() -> list[str]:
 
 def stale() -> list[str]:
     """The modules of ``MODULES`` whose compiled extension is older than their source (or
-    its ``.pxd``): an edit not yet built (``make build``), which would otherwise run the code before it."""
+    its ``.pxd``): an edit not yet built (``make build``), which would otherwise run the
+    code before it."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     out = []
     for name in MODULES:
