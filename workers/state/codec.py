@@ -209,7 +209,8 @@ class _Unpacker:
                              " does not have") from None
         if not isinstance(kind, type):
             raise StateError(f"the state names {module}.{qualname}, which is not a class")
-        made: Any = kind.__new__(kind)  # an extension type (compiled) refuses object.__new__
+        new: Any = kind.__new__  # an extension type (compiled) refuses object.__new__
+        made: Any = new(kind)
         self._objects[number] = made
         for name, value in attributes.items():
             object.__setattr__(made, name, value)
