@@ -110,3 +110,15 @@ def test_a_cut_or_altered_state_file_is_refused(tmp_path: Path) -> None:
     path.write_bytes(bytes(altered))
     with pytest.raises(StateError):
         load_state(path, load())
+
+
+def test_a_compiled_object_whose_fields_it_cannot_see_is_refused_not_saved_empty() -> None:
+    """A class compiled with C fields (a ``.pxd``) and no ``__slots__`` has no ``__dict__``
+    either: saved as it is, it would read back with no fields at all."""
+    from workers.core.features import FeatureSpec
+
+    spec = FeatureSpec(load().features)
+    if hasattr(spec, "__dict__"):
+        pytest.skip("FeatureSpec runs as Python source here: its fields are in __dict__")
+    with pytest.raises(StateError, match="not listed in __slots__"):
+        pack(spec)

@@ -134,8 +134,12 @@ class _Packer:
         path = f"{kind.__module__}.{kind.__qualname__}"
         if not kind.__module__.startswith(ALLOWED_MODULES) or "<" in kind.__qualname__:
             raise StateError(f"cannot save an object of {path}")
+        slots = _slots(kind)
+        if not slots and not hasattr(value, "__dict__"):  # a compiled class: C fields
+            raise StateError(f"cannot save an object of {path}: its fields are not listed"
+                             " in __slots__")
         attributes = dict(getattr(value, "__dict__", {}))
-        for slot in _slots(kind):
+        for slot in slots:
             if hasattr(value, slot):
                 attributes[slot] = getattr(value, slot)
         return msgpack.ExtType(_OBJECT, self.pack([number, kind.__module__, kind.__qualname__,

@@ -1,0 +1,21 @@
+# Cython's declarations for identity_stage.py (setup.py compiles it): the stage's parts
+# as C fields, so that each event's de-dup, clock and buffer steps are C calls; pure
+# Python runs the .py unchanged.
+cimport cython
+from workers.core.clock cimport StreamClock
+from workers.core.dedup cimport Deduplicator
+
+cdef class IdentityStage:
+    cdef public object config, intake, graph, pseudonymiser, forgotten, stats, downstream
+    cdef public object _far, _tick
+    cdef public bint _redact
+    cdef public Deduplicator dedup
+    cdef public StreamClock clock
+    cdef public list _out, _buffer
+    cdef public double _window, _tick_end
+    cdef public dict positions
+
+    @cython.locals(ts=cython.double, watermark=cython.double, buffer=list)
+    cpdef _admit(self, tp, bint observed=*)
+    @cython.locals(ts=cython.double)
+    cpdef _process(self, tp)
