@@ -22,6 +22,9 @@ cdef class ProfileState:
     cdef public list spans
     cdef public object recent_products, traits, segment
 
+    @cython.locals(ring=bytes, at=Py_ssize_t)
+    cpdef bint seen(self, bytes id_hash) except -1
+
     @cython.locals(ts=cython.double, age=cython.double, w=cython.double, r=cython.double,
                    i=Py_ssize_t, size=Py_ssize_t, at=Py_ssize_t, counts="double[:]")
     cpdef int update(self, FeatureSpec spec, tp, bytes id_hash=*) except? -1

@@ -344,8 +344,8 @@ class ProfileWork:
             if segment is not None:
                 self.audience_keys.see(segment, audiences.chosen)
         if audiences.enabled:
-            self.out.extend(Output("audience", pid, call) for call in audience_calls(
-                change, self.audience_keys.resolved(audiences.chosen)))
+            self.out.extend([Output("audience", pid, call) for call in audience_calls(
+                change, self.audience_keys.resolved(audiences.chosen))])
 
     def _name(self, segment_id: int) -> str:
         return self.names.get(segment_id, f"Segment {segment_id}")

@@ -1,0 +1,26 @@
+# Cython's declarations for profile_work.py (setup.py compiles it): the work's parts as
+# C fields, a profile's state typed, so that folding an event in and assessing a
+# profile call their steps in C; pure Python runs the .py unchanged.
+cimport cython
+from workers.core.features cimport FeatureSpec, ProfileState
+
+cdef class ProfileWork:
+    cdef public object config, learner, who, stats, _reader, profiles, audience_keys
+    cdef public object changed_profiles
+    cdef public FeatureSpec spec
+    cdef public list out
+    cdef public frozenset _wanted
+    cdef public bint _announces
+    cdef public dict names, sizes, dirty
+
+    @cython.locals(state=ProfileState, ts=cython.double, merged=bint, id_hash=bytes)
+    cpdef apply(self, pid, tp, absorbed, moved=*)
+    @cython.locals(state=ProfileState, dirty=dict)
+    cpdef run_tick(self, bint final=*)
+    @cython.locals(z=list)
+    cpdef _assess(self, pid, ProfileState state, list values, snapshot, str reason, trigger,
+                  double ts, bint announce)
+    cpdef _read(self, snapshot)
+    cpdef str _name(self, segment_id)
+
+cpdef bytes _id_hash(str event_id)
