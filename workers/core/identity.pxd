@@ -1,0 +1,13 @@
+# Cython's declarations for identity.py (setup.py compiles it): the graph's maps as C
+# fields, each event's lookups on typed dicts; pure Python runs the .py unchanged.
+cimport cython
+
+cdef class IdentityGraph:
+    cdef public object rules, changed, _junk
+    cdef public list _types
+    cdef public dict _rank, _limit, _owners, _members
+
+    @cython.locals(owners_by_type=dict, owners=dict, found=list, new=list,
+                   blocked=Py_ssize_t)
+    cpdef resolve(self, identity)
+    cpdef bint is_junk(self, str value) except -1
