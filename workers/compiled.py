@@ -1,10 +1,11 @@
 """The per-event modules ``setup.py`` compiles with Cython, and which of them run compiled.
 
 The Python source is the product; a compiled module is the same source built as a C
-extension, which takes the interpreter's per-instruction cost off the hot path (about
-1.4x on ``run``, BENCHMARKS.md "compiled"). Where Cython or a C compiler is missing,
-or ``PERSONA_STREAM_PURE=1`` is set when installing, pip installs pure Python, with the
-same outputs (``tests/test_compiled.py``).
+extension. Untyped, that barely beats CPython 3.11's own specialising interpreter; the
+``.pxd`` file beside a hot module declares C fields and typed locals for its per-event
+classes, which is where the compiled build gains (BENCHMARKS.md "compiled"). Where
+Cython or a C compiler is missing, or ``PERSONA_STREAM_PURE=1`` is set when installing,
+pip installs pure Python, with the same outputs (``tests/test_compiled.py``).
 
 ``PERSONA_STREAM_PURE=1`` at run time imports the Python source even where the compiled
 modules are installed: for a debugger, a readable traceback, or the comparison test.
