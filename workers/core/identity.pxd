@@ -11,3 +11,8 @@ cdef class IdentityGraph:
                    blocked=Py_ssize_t)
     cpdef resolve(self, identity)
     cpdef bint is_junk(self, str value) except -1
+
+cdef class Resolution:
+    cdef public object profile_id, merged, refused
+    cdef public Py_ssize_t blocked, dropped
+    cdef public bint linked

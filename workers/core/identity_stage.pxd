@@ -1,9 +1,11 @@
 # Cython's declarations for identity_stage.py (setup.py compiles it): the stage's parts
 # as C fields, so that each event's de-dup, clock and buffer steps are C calls; pure
-# Python runs the .py unchanged.
+# Python runs the .py unchanged. An event is typed only where its ``data`` is not read
+# (a CarriedTouchpoint reads it lazily, through a property a C field access would skip).
 cimport cython
 from workers.core.clock cimport StreamClock
 from workers.core.dedup cimport Deduplicator
+from workers.core.touchpoints cimport Touchpoint
 
 cdef class IdentityStage:
     cdef public object config, intake, graph, pseudonymiser, forgotten, stats, downstream
@@ -16,6 +18,6 @@ cdef class IdentityStage:
     cdef public dict positions
 
     @cython.locals(ts=cython.double, watermark=cython.double, buffer=list)
-    cpdef _admit(self, tp, bint observed=*)
+    cpdef _admit(self, Touchpoint tp, bint observed=*)
     @cython.locals(ts=cython.double)
-    cpdef _process(self, tp)
+    cpdef _process(self, Touchpoint tp)

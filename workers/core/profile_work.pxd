@@ -1,8 +1,10 @@
 # Cython's declarations for profile_work.py (setup.py compiles it): the work's parts as
 # C fields, a profile's state typed, so that folding an event in and assessing a
-# profile call their steps in C; pure Python runs the .py unchanged.
+# profile call their steps in C; pure Python runs the .py unchanged. The event is typed
+# where its ``data`` is not read (a CarriedTouchpoint reads it lazily, through a property).
 cimport cython
 from workers.core.features cimport FeatureSpec, ProfileState
+from workers.core.touchpoints cimport Touchpoint
 
 cdef class ProfileWork:
     cdef public object config, learner, who, stats, _reader, profiles, audience_keys
@@ -14,7 +16,7 @@ cdef class ProfileWork:
     cdef public dict names, sizes, dirty
 
     @cython.locals(state=ProfileState, ts=cython.double, merged=bint, id_hash=bytes)
-    cpdef apply(self, pid, tp, absorbed, moved=*)
+    cpdef apply(self, pid, Touchpoint tp, absorbed, moved=*)
     @cython.locals(state=ProfileState, dirty=dict)
     cpdef run_tick(self, bint final=*)
     @cython.locals(z=list)

@@ -3,6 +3,10 @@
 cimport cython
 from workers.core.repair cimport OptionalFields
 
+cdef class Touchpoint:
+    cdef public object data, event_id, identity, raw, type
+    cdef public double ts
+
 cdef class TimeParser:
     cdef dict _minutes
 

@@ -90,22 +90,27 @@ class CarriedTouchpoint(Touchpoint):
 
     @property
     def data(self) -> dict[str, Any]:
-        try:
-            return _DATA.__get__(self)
-        except AttributeError:  # not read yet
+        data = self._read_data()
+        if data is None:  # not read yet
             data = orjson.loads(self._json)
             _DATA.__set__(self, data)
-            return data
+        return data
 
     @data.setter
     def data(self, value: dict[str, Any]) -> None:
         _DATA.__set__(self, value)
 
     def data_json(self) -> bytes:
+        data = self._read_data()
+        return self._json if data is None else orjson.dumps(data)
+
+    def _read_data(self) -> dict[str, Any] | None:
+        """The slot under the property: unset (Python) or None (a compiled C field) until
+        read."""
         try:
-            return orjson.dumps(_DATA.__get__(self))
+            return _DATA.__get__(self)
         except AttributeError:
-            return self._json
+            return None
 
 
 @dataclass(frozen=True)
