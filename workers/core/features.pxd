@@ -1,6 +1,6 @@
 # Cython's declarations for features.py (setup.py compiles it): C fields and typed
 # locals on the per-event path; the .py stays the one source, and pure Python runs it
-# unchanged (tests/test_compiled.py compares the two).
+# unchanged (tests/core/test_same_outputs.py compares the two).
 cimport cython
 
 cdef class FeatureSpec:
