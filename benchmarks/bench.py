@@ -1243,10 +1243,15 @@ def _pipeline_slice() -> dict[str, Any]:
 
 
 def _typed_steps() -> dict[str, Any]:
-    """Two steps the ``.pxd`` files type, per event, best of 5 over the first 200,000
-    lines: the intake's reading of a record, and folding a read event into its profile."""
+    """The per-event steps the ``.pxd`` files type, best of 5 over the first 200,000
+    lines: the intake's reading of a record and folding a read event into its profile
+    (per event); a tick's work on the profiles it touched, learning aside (per profile
+    assessed under the model in force, every profile of the 200,000 lines with
+    ``segmentation.min_events``, most of which stay where they are); and learning (per
+    learn, a new model fed the profiles' vectors: checks and publishes included)."""
     from workers.core.features import FeatureSpec, ProfileState
-    from workers.core.profile_work import _id_hash
+    from workers.core.profile_work import Dirty, _id_hash
+    from workers.core.segments import SegmentModel
 
     path, _ = stream(BIG_PROFILES, 7)
     lines = lines_of(path)[:200_000]
@@ -1255,23 +1260,50 @@ def _typed_steps() -> dict[str, Any]:
     intake = Intake(config)
     events = [(tp, next(iter(tp.identity.values())), _id_hash(tp.event_id))
               for line in lines for tp in intake.read(line) if not isinstance(tp, Rejected)]
-    read, fold = math.inf, math.inf
+    pipeline = Pipeline(config)
+    for line in lines:
+        pipeline.feed(line)
+    pipeline.flush()
+    snapshot = pipeline.model.snapshot
+    assert snapshot is not None
+    seg = config.segmentation
+    states = [pipeline.profiles[pid] for pid in sorted(pipeline.profiles)]
+    work = pipeline.work
+    assessed = {pid: Dirty(f"tick-{n}", 0.0, False) for n, pid in enumerate(
+        sorted(pipeline.profiles)) if pipeline.profiles[pid].event_count >= seg.min_events}
+    for pid in assessed:
+        pipeline.profiles[pid].last_learned = 0.0  # not learned from at 0.0: assessed only
+    wanted = frozenset(pipeline.model.columns)
+    vectors = [s.vector(spec, wanted) for s in states if s.event_count >= seg.learn_min_events]
+    read = fold = assess = learn = math.inf
     for _ in range(5):
         intake = Intake(config)
         start = time.perf_counter()
         for line in lines:
             intake.read(line)
         read = min(read, (time.perf_counter() - start) / len(lines))
-        states: dict[str, ProfileState] = {}
+        folded: dict[str, ProfileState] = {}
         start = time.perf_counter()
         for tp, key, id_hash in events:
-            state = states.get(key)
+            state = folded.get(key)
             if state is None:
-                state = states[key] = ProfileState(spec.size, tp.ts)
+                state = folded[key] = ProfileState(spec.size, tp.ts)
             state.update(spec, tp, id_hash)
         fold = min(fold, (time.perf_counter() - start) / len(events))
+        work.dirty = dict(assessed)
+        start = time.perf_counter()
+        work.run_tick()
+        assess = min(assess, (time.perf_counter() - start) / len(assessed))
+        work.out.clear()
+        model = SegmentModel(seg, spec)
+        start = time.perf_counter()
+        for n, vector in enumerate(vectors):
+            model.learn(vector, n * 60.0)
+        learn = min(learn, (time.perf_counter() - start) / len(vectors))
     return {"compiled": len(compiled()), "read_us": round(read * 1e6, 2),
-            "fold_us": round(fold * 1e6, 2)}
+            "fold_us": round(fold * 1e6, 2), "assess_us": round(assess * 1e6, 2),
+            "assessed": len(assessed), "learn_us": round(learn * 1e6, 2),
+            "learned": len(vectors)}
 
 
 def bench_compiled() -> dict[str, Any]:
@@ -1501,6 +1533,9 @@ def write_table() -> None:
                 value += (f"; per event (best of 5), compiled vs pure: reading a record"
                           f" {c['read_us']} vs {p['read_us']} µs, folding it into its profile"
                           f" {c['fold_us']} vs {p['fold_us']} µs")
+                if "assess_us" in c:
+                    value += (f"; per profile assessed, {c['assess_us']} vs {p['assess_us']} µs;"
+                              f" per learn, {c['learn_us']} vs {p['learn_us']} µs")
         elif name == "profile":
             what = ("own time of the costliest functions (cProfile, 3,000 people; the Python"
                     " source, as cProfile does not see into compiled functions)")

@@ -10,6 +10,7 @@ import dataclasses
 import itertools
 import math
 import random
+from array import array
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,7 @@ from workers.core.segments import (
     Snapshot,
     assign,
     explain,
+    stays,
 )
 from workers.testing import output_under_other_hashseed
 
@@ -204,29 +206,31 @@ def test_hysteresis_keeps_the_current_segment_unless_clearly_closer(x: float,
     assert not same.changed
 
 
-def test_keeps_only_profiles_assign_would_not_move() -> None:
-    """The batch check a model version uses to skip assessments: never a profile that
-    assign() would move, including profiles placed right on a hysteresis boundary."""
+@pytest.mark.parametrize("hysteresis", [0.0, CFG.hysteresis, 1.0])
+def test_stays_only_for_profiles_assign_would_not_move(hysteresis: float) -> None:
+    """The per-profile check a tick uses to skip an assessment (and its outputs): never
+    a profile assign() would move, on a boundary or with an unknown segment, and it does
+    skip nearly all the others."""
     model, _ = warmed_model()
     snapshot = model.snapshot
     assert snapshot is not None
-    rng = random.Random(9)
+    rng = random.Random(11)
     ids = [s.id for s in snapshot.segments]
-    vectors, current = [], []
+    skipped = unmoved = 0
     for i in range(3000):
         a, b = rng.sample(range(K), 2)
         mix = rng.random() if i % 3 else 0.5 + rng.uniform(-1e-3, 1e-3)
         v = [x * mix + y * (1 - mix) for x, y in zip(blob_vector(rng, a), blob_vector(rng, b),
                                                       strict=True)]
-        vectors.append(v)
-        current.append(None if i % 7 == 0 else (99 if i % 11 == 0 else rng.choice(ids)))
-    kept = snapshot.keeps(current, [snapshot.pick(v) for v in vectors], CFG.hysteresis)
-    moved = [place(snapshot, v, c, CFG.hysteresis).changed
-             for v, c in zip(vectors, current, strict=True)]
-    assert not any(k and m for k, m in zip(kept, moved, strict=True))
-    # and it does skip: nearly every profile assign() leaves where it is
-    assert sum(kept) > 0.95 * moved.count(False)
-    assert snapshot.keeps([], [], CFG.hysteresis) == []
+        current = None if i % 7 == 0 else (99 if i % 11 == 0 else rng.choice(ids))
+        moved = place(snapshot, v, current, hysteresis).changed
+        kept = stays(snapshot, array("d", snapshot.pick(v)), current, hysteresis)
+        assert not (kept and moved), (v, current)
+        skipped += kept
+        unmoved += not moved
+    assert skipped > 0.95 * unmoved
+    with pytest.raises(ValueError, match="columns"):
+        stays(snapshot, array("d", [0.0]), ids[0], hysteresis)
 
 
 def test_score_is_one_at_a_centroid_zero_on_the_border_and_in_range() -> None:

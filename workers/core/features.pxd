@@ -42,4 +42,14 @@ cdef class ColumnReader:
     cdef public FeatureSpec spec
     cdef public tuple columns, groups
     cdef public frozenset wanted
-    cdef public object plan
+    cdef public object plan, scratch
+
+    @cython.locals(counts="double[:]", out="double[:]", inverses=list, total=cython.double,
+                   inverse=cython.double, group=Py_ssize_t, i=Py_ssize_t, lo=Py_ssize_t,
+                   hi=Py_ssize_t, n=Py_ssize_t)
+    cpdef void fill(self, ProfileState state) except *
+
+@cython.locals(total=cython.double, i=Py_ssize_t)
+cpdef double _total(double[:] counts, Py_ssize_t lo, Py_ssize_t hi) except? -1
+
+cpdef double _basket(double[:] c, Py_ssize_t size) except? -1

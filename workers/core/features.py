@@ -461,19 +461,43 @@ class ColumnReader:
         self.groups = tuple(used)
         self.plan = tuple(plan) if len(plan) == len(self.columns) else None
 
+        # where fill() writes: one per reader, not one per profile
+        self.scratch = _DOUBLE * len(self.columns)
+
     def __call__(self, state: ProfileState) -> list[float]:
+        self.fill(state)
+        return self.scratch.tolist()
+
+    def fill(self, state: ProfileState) -> None:
+        """The columns' values of ``state`` into :attr:`scratch`, overwritten by the next
+        call: an assessment that provably changes nothing allocates no list for them."""
+        out = self.scratch
         plan = self.plan
         if plan is None:
             vector = state.vector(self.spec, self.wanted)
-            return [vector[c] for c in self.columns]
-        c = state.counts
+            for n, column in enumerate(self.columns):
+                out[n] = vector[column]
+            return
+        counts = state.counts
         inverses = []
         for lo, hi in self.groups:
-            total = sum(c[lo:hi])  # as _shares sums them: the same float
+            total = _total(counts, lo, hi)  # as _shares sums them: the same float
             inverses.append(1.0 / total if total > 0 else 0.0)  # counts >= 0: 0.0 * v = 0.0
-        size = self.spec.size
-        return [c[i] * inverses[group] if group >= 0 else _basket(c, size)
-                for group, i in plan]
+        for n, (group, i) in enumerate(plan):
+            if group >= 0:
+                inverse = inverses[group]
+                out[n] = counts[i] * inverse
+            else:
+                out[n] = _basket(counts, self.spec.size)
+
+
+def _total(counts: array[float], lo: int, hi: int) -> float:
+    """``counts[lo:hi]`` summed left to right (as ``sum()`` of floats did before Python
+    3.12: the same float compiled or not, on every version)."""
+    total = 0.0
+    for i in range(lo, hi):
+        total += counts[i]
+    return total
 
 
 def _basket(c: array[float], size: int) -> float:
@@ -490,11 +514,10 @@ def _shares(c: array[float], offset: int, groups: _Groups, zeros: list[float]) -
         if not on:
             out.extend(zeros[lo:hi])
             continue
-        part = c[offset + lo:offset + hi]
-        total = sum(part)
+        total = _total(c, offset + lo, offset + hi)
         if total > 0:
             inverse = 1.0 / total
-            out.extend([v * inverse for v in part])
+            out.extend([v * inverse for v in c[offset + lo:offset + hi]])
         else:
             out.extend(zeros[lo:hi])
     return out

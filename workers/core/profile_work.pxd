@@ -3,11 +3,12 @@
 # profile call their steps in C; pure Python runs the .py unchanged. The event is typed
 # where its ``data`` is not read (a CarriedTouchpoint reads it lazily, through a property).
 cimport cython
-from workers.core.features cimport FeatureSpec, ProfileState
+from workers.core.features cimport ColumnReader, FeatureSpec, ProfileState
 from workers.core.touchpoints cimport Touchpoint
 
 cdef class ProfileWork:
-    cdef public object config, learner, who, stats, _reader, profiles, audience_keys
+    cdef public object config, learner, who, stats, profiles, audience_keys
+    cdef public ColumnReader _reader
     cdef public object changed_profiles
     cdef public FeatureSpec spec
     cdef public list out
@@ -17,12 +18,15 @@ cdef class ProfileWork:
 
     @cython.locals(state=ProfileState, ts=cython.double, merged=bint, id_hash=bytes)
     cpdef apply(self, pid, Touchpoint tp, absorbed, moved=*)
-    @cython.locals(state=ProfileState, dirty=dict)
+    @cython.locals(state=ProfileState, dirty=dict, reader=ColumnReader)
     cpdef run_tick(self, bint final=*)
     @cython.locals(z=list)
     cpdef _assess(self, pid, ProfileState state, list values, snapshot, str reason, trigger,
                   double ts, bint announce)
-    cpdef _read(self, snapshot)
+    @cython.locals(state=ProfileState, read=ColumnReader, hysteresis=cython.double,
+                   min_events=Py_ssize_t)
+    cpdef _reassess(self, snapshot, set known, bint first, double ts)
+    cpdef ColumnReader _read(self, snapshot)
     cpdef str _name(self, segment_id)
 
 cpdef bytes _id_hash(str event_id)

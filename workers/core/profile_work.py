@@ -42,7 +42,7 @@ from workers.core.records import (
     SegmentRef,
 )
 from workers.core.registry import Lineage
-from workers.core.segments import Snapshot, assign, explain
+from workers.core.segments import Snapshot, assign, explain, stays
 from workers.core.stats import Stats
 from workers.core.touchpoints import Touchpoint, format_time
 from workers.state.store import ProfileStore, open_store
@@ -51,7 +51,7 @@ KNOWN_IDENTIFIERS = ("user_id", "email", "crm_id", "phone")
 _ZERO_HASH = bytes(8)
 _ONE_HASH = (1).to_bytes(8, "little")
 
-# profiles a new model version re-assesses as one numpy batch
+# profiles a new model version reads from the store at a time
 _PUBLISH_CHUNK = 4096
 
 
@@ -223,8 +223,14 @@ class ProfileWork:
                 if snapshot is not None:
                     self.publish(snapshot, trigger.ts)
             snapshot = learner.snapshot
-            if snapshot is not None:
-                self._assess(pid, state, self._read(snapshot)(state), snapshot,
+            if snapshot is None:
+                continue
+            reader = self._read(snapshot)
+            reader.fill(state)
+            # most touched profiles provably stay where they are: no output, nothing to do
+            if trigger.merged or not stays(snapshot, reader.scratch, state.segment,
+                                           cfg.hysteresis):
+                self._assess(pid, state, reader.scratch.tolist(), snapshot,
                              "merge" if trigger.merged else "assignment", trigger.trigger,
                              trigger.ts, trigger.merged)
         self.profiles.sync()
@@ -248,26 +254,30 @@ class ProfileWork:
                 del self.sizes[sid]
         for sid in known:
             self.sizes.setdefault(sid, 0)
+        self._reassess(snapshot, known, first, ts)
+
+    def _reassess(self, snapshot: Snapshot, known: set[int], first: bool, ts: float) -> None:
+        """Every profile a new version may move, in profile-id order, read from the store
+        a chunk at a time (written back while the store's iterator is between chunks)."""
         min_events = self.config.segmentation.min_events
         hysteresis = self.config.segmentation.hysteresis
         profiles = self.profiles
-        eligible = ((pid, state) for pid, state in profiles.sorted_items()
-                    if state.event_count >= min_events)
-        while chunk := list(itertools.islice(eligible, _PUBLISH_CHUNK)):
-            befores = [state.segment for _, state in chunk]
-            for _, state in chunk:
-                if state.segment is not None and state.segment not in known:
-                    state.segment = None  # retired segment: re-assigned below like a newcomer
-            read = self._read(snapshot)
-            values = [read(state) for _, state in chunk]
-            # most profiles provably stay where they are: only the others are assessed
-            stays = snapshot.keeps([state.segment for _, state in chunk], values, hysteresis)
-            for (pid, state), before, mine, stay in zip(chunk, befores, values, stays,
-                                                        strict=True):
-                if stay:
+        read = self._read(snapshot)
+        items = profiles.sorted_items()
+        while chunk := list(itertools.islice(items, _PUBLISH_CHUNK)):
+            for pid, state in chunk:
+                if state.event_count < min_events:
                     continue
-                self._assess(pid, state, mine, snapshot, "assignment" if first
-                             or state.segment is None else "model_update", None, ts, False)
+                before = state.segment
+                if before is not None and before not in known:
+                    state.segment = None  # retired segment: re-assigned below like a newcomer
+                read.fill(state)
+                # most profiles provably stay where they are: only the others are assessed
+                if stays(snapshot, read.scratch, state.segment, hysteresis):
+                    continue
+                self._assess(pid, state, read.scratch.tolist(), snapshot, "assignment"
+                             if first or state.segment is None else "model_update", None, ts,
+                             False)
                 if state.segment != before:
                     profiles[pid] = state  # a store that is not a dict writes it back
                     self.changed_profiles.add(pid)

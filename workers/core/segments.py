@@ -14,6 +14,7 @@ import dataclasses
 import fnmatch
 import math
 import random
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -40,7 +41,7 @@ _RESTARTS = 3
 _CLEARLY_TIGHTER = 0.97
 # n_clusters auto: another k is taken only for a silhouette this much better (no flapping)
 _K_MARGIN = 0.02
-# relative margin for decisions taken on numpy's distances (Snapshot.keeps): theirs and
+# relative margin for decisions taken on plainly summed distances (stays()): theirs and
 # math.dist's differ by far less than 1e-12 relative on a few dozen columns
 _MARGIN = 1e-6
 
@@ -72,12 +73,11 @@ class Snapshot:
         object.__setattr__(self, "_gain", gain)
         object.__setattr__(self, "_offset", tuple(m * g for m, g in zip(self.mean, gain,
                                                                         strict=True)))
-        # the same, as arrays, for Snapshot.keeps
-        object.__setattr__(self, "_arrays", (
-            *(np.array(v, dtype=float) for v in (self.lo, self.hi, gain,
-                                                   self._offset)),  # type: ignore[attr-defined]
-            np.array([seg.centroid for seg in self.segments], dtype=float).reshape(
-                len(self.segments), len(self.columns))))
+        # the same as flat arrays of doubles, and each segment's row, for stays()
+        object.__setattr__(self, "_flat", tuple(array("d", v) for v in (
+            self.lo, self.hi, gain, self._offset,  # type: ignore[attr-defined]
+            [v for seg in self.segments for v in seg.centroid])))
+        object.__setattr__(self, "_rows", {seg.id: j for j, seg in enumerate(self.segments)})
         # every explanation of a change quotes its segment's centroid and the population's
         # centre in feature units, as the output rounds them: rounded once per snapshot
         # (round() to 6 digits is most of an explanation's cost)
@@ -100,10 +100,8 @@ class Snapshot:
         """Clip, then scale: ``min(hi, max(lo, x)) * gain - offset`` per column (the
         clip spelled out: the same value, NaN and -0.0 alike, at a third of the cost of
         calling the builtins; this runs for every assessment)."""
-        return [(y if (y := x if x > lo else lo) < h else h) * g - o
-                for x, lo, h, g, o in zip(values, self.lo, self.hi,
-                                          self._gain, self._offset,  # type: ignore[attr-defined]
-                                          strict=True)]
+        return _transform(values, self.lo, self.hi, self._gain,  # type: ignore[attr-defined]
+                          self._offset)  # type: ignore[attr-defined]
 
     def raw(self, z: tuple[float, ...] | list[float]) -> list[float]:
         """Back from scaled space to feature units (a centroid, a mean of clipped values,
@@ -116,37 +114,70 @@ class Snapshot:
         dist = math.dist
         return [(dist(z, seg.centroid), seg.id) for seg in self.segments]
 
-    def keeps(self, current: list[int | None], values: list[list[float]],
-              hysteresis: float) -> list[bool]:
-        """For many profiles at once: which provably keep their current segment under
-        :func:`assign` (so need no assessment).
-
-        Worked out in numpy, whose distances may differ from ``math.dist``'s in the last
-        bits: a profile counts as kept only when every other segment is further than
-        ``(1 - hysteresis)`` of its own distance by a margin a million times wider than
-        that rounding; a profile near the boundary is left to :func:`assign`.
-        """
-        if not values:
-            return []
-        lo, hi, gain, offset, centroids = self._arrays  # type: ignore[attr-defined]
-        x = np.array(values, dtype=float)
-        z = np.minimum(hi, np.maximum(lo, x)) * gain - offset
-        d = np.sqrt(((z[:, None, :] - centroids[None, :, :]) ** 2).sum(axis=2))
-        where = {seg.id: j for j, seg in enumerate(self.segments)}
-        own = np.array([where.get(c, -1) if c is not None else -1 for c in current])
-        rows = np.arange(len(values))
-        known = own >= 0
-        own_d = np.where(known, d[rows, np.maximum(own, 0)], np.inf)
-        others = d.copy()
-        others[rows[known], own[known]] = np.inf
-        keep = known & (others.min(axis=1) >= (1.0 - hysteresis) * own_d * (1.0 + _MARGIN))
-        return keep.tolist()
-
     def segment(self, segment_id: int) -> Segment | None:
         for seg in self.segments:
             if seg.id == segment_id:
                 return seg
         return None
+
+
+def _transform(values: Sequence[float], lo: tuple[float, ...], hi: tuple[float, ...],
+               gain: tuple[float, ...], offset: tuple[float, ...]) -> list[float]:
+    """:meth:`Snapshot.transform`, a loop over C doubles when compiled (segments.pxd)."""
+    n = len(values)
+    if not len(lo) == len(hi) == len(gain) == len(offset) == n:
+        raise ValueError(f"{n} values for a snapshot of {len(lo)} columns")
+    out = []
+    for i in range(n):
+        x = values[i]
+        low = lo[i]
+        y = x if x > low else low
+        high = hi[i]
+        g = gain[i]
+        o = offset[i]
+        out.append((y if y < high else high) * g - o)
+    return out
+
+
+def stays(snapshot: Snapshot, values: array[float], current: int | None,
+          hysteresis: float) -> bool:
+    """Whether :func:`assign` provably keeps a profile with these column ``values`` in its
+    ``current`` segment: worked out without allocating (it runs for
+    every profile a tick touches and every profile a new version may move; a profile that
+    stays needs no output).
+
+    The distances are summed plainly, not as ``math.dist`` does: a profile counts as
+    staying only when every other segment is further than ``(1 - hysteresis)`` of its
+    own distance by a margin a million times wider than that rounding; a profile near
+    the boundary is left to :func:`assign`.
+    """
+    if current is None:
+        return False
+    own = snapshot._rows.get(current, -1)  # type: ignore[attr-defined]
+    if own < 0:
+        return False
+    lo, hi, gain, offset, centroids = snapshot._flat  # type: ignore[attr-defined]
+    n = len(lo)
+    if len(values) != n:
+        raise ValueError(f"{len(values)} values for a snapshot of {n} columns")
+    own_d = 0.0
+    others = math.inf
+    for j in range(len(snapshot.segments)):
+        total = 0.0
+        at = j * n
+        for i in range(n):
+            x = values[i]
+            low = lo[i]
+            y = x if x > low else low
+            high = hi[i]
+            diff = (y if y < high else high) * gain[i] - offset[i] - centroids[at + i]
+            total += diff * diff
+        d = math.sqrt(total)
+        if j == own:
+            own_d = d
+        elif d < others:
+            others = d
+    return others >= (1.0 - hysteresis) * own_d * (1.0 + _MARGIN)
 
 
 class Assignment(NamedTuple):
@@ -200,8 +231,13 @@ def explain(snapshot: Snapshot, z: list[float], segment_id: int,
         return []
     quoted = snapshot._quoted[segment_id]  # type: ignore[attr-defined]
     population = snapshot._population  # type: ignore[attr-defined]
+    centroid = seg.centroid
+    if len(z) != len(centroid):
+        raise ValueError(f"{len(z)} values for a centroid of {len(centroid)}")
     parts = []
-    for i, (zi, ci) in enumerate(zip(z, seg.centroid, strict=True)):
+    for i in range(len(z)):
+        zi = z[i]
+        ci = centroid[i]
         contribution = 2.0 * zi * ci - ci * ci
         if contribution > 0:
             parts.append((-contribution, i))
@@ -294,11 +330,7 @@ class SegmentModel:
         return len(self.clusterer.centers) >= 2
 
     def _scaled(self, x: Sequence[float], ref: Reference) -> dict[str, float]:
-        # min(h, max(lo, v)) spelled out, as in Snapshot.transform
-        return {k: ((y if (y := v if v > lo else lo) < h else h) - c) / s * w
-                for k, v, lo, h, c, s, w, on in zip(self.keys, x, ref.lo, ref.hi, ref.center,
-                                                    ref.scale, self.weights, ref.active,
-                                                    strict=True) if on}
+        return _scaled(self.keys, self.weights, x, ref)
 
     def _points(self, ref: Reference) -> np.ndarray:
         keys = [k for k, on in zip(self.keys, ref.active, strict=True) if on]
@@ -423,6 +455,28 @@ class SegmentModel:
 _dist = math.dist
 
 
+def _scaled(keys: list[str], weights: tuple[float, ...], x: Sequence[float],
+            ref: Reference) -> dict[str, float]:
+    """A learned profile's active columns in the reference space, by feature name (as
+    river takes a sample): clipped (as in :func:`_transform`), centred, scaled, weighted."""
+    lo, hi, center, scale, active = ref.lo, ref.hi, ref.center, ref.scale, ref.active
+    n = len(keys)
+    if not len(x) == len(lo) == len(weights) == n:
+        raise ValueError(f"{len(x)} values for {n} columns")
+    out = {}
+    for i in range(n):
+        if active[i]:
+            v = x[i]
+            low = lo[i]
+            y = v if v > low else low
+            high = hi[i]
+            c = center[i]
+            s = scale[i]
+            w = weights[i]
+            out[keys[i]] = ((y if y < high else high) - c) / s * w
+    return out
+
+
 def _learn_kmeans(model: cluster.KMeans, x: dict[str, float]) -> None:
     """river's ``KMeans.learn_one``, without its generator over a fresh set of keys per
     centre: the nearest centre (the first of equals) takes the same step toward ``x``.
@@ -435,13 +489,17 @@ def _learn_kmeans(model: cluster.KMeans, x: dict[str, float]) -> None:
     closest = None
     best = math.inf
     for centre in model.centers.values():
-        d = sum([abs(centre[k] - v) ** p for k, v in x.items()])
+        d = 0.0  # summed left to right, as sum() of floats does
+        for k, v in x.items():
+            c = centre[k]
+            d += abs(c - v) ** p
         if d < best:
             closest, best = centre, d
     assert closest is not None
     step = model.halflife
     for i, xi in x.items():
-        closest[i] += step * (xi - closest[i])
+        c = closest[i]
+        closest[i] = c + step * (xi - c)
 
 
 def _nearest(points: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

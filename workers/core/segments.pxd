@@ -1,0 +1,34 @@
+# Cython's declarations for segments.py (setup.py compiles it): the loops an assessment
+# and a learn run per profile (scaling, placing, explaining, river's k-means step) over
+# C doubles; the .py stays the one source, and pure Python runs it unchanged
+# (tests/core/test_same_outputs.py compares the two).
+cimport cython
+
+@cython.locals(n=Py_ssize_t, i=Py_ssize_t, x=cython.double, low=cython.double,
+               high=cython.double, y=cython.double, g=cython.double, o=cython.double,
+               out=list)
+cpdef list _transform(values, tuple lo, tuple hi, tuple gain, tuple offset)
+
+@cython.locals(nearest_d=cython.double, d=cython.double, dists=list)
+cpdef assign(snapshot, list z, current, double hysteresis)
+
+@cython.locals(i=Py_ssize_t, zi=cython.double, ci=cython.double,
+               contribution=cython.double, parts=list, out=list, centroid=tuple)
+cpdef list explain(snapshot, list z, segment_id, values, list names, Py_ssize_t size)
+
+@cython.locals(n=Py_ssize_t, i=Py_ssize_t, v=cython.double, low=cython.double,
+               high=cython.double, y=cython.double, c=cython.double, s=cython.double,
+               w=cython.double, out=dict, lo=tuple, hi=tuple,
+               center=tuple, scale=tuple, active=tuple)
+cpdef dict _scaled(list keys, tuple weights, x, ref)
+
+@cython.locals(p=cython.double, best=cython.double, d=cython.double, v=cython.double,
+               c=cython.double, step=cython.double, xi=cython.double)
+cpdef _learn_kmeans(model, dict x)
+
+@cython.locals(own=Py_ssize_t, n=Py_ssize_t, j=Py_ssize_t, i=Py_ssize_t, at=Py_ssize_t,
+               own_d=cython.double, others=cython.double, total=cython.double,
+               x=cython.double, low=cython.double, high=cython.double, y=cython.double,
+               diff=cython.double, d=cython.double, lo="double[:]", hi="double[:]",
+               gain="double[:]", offset="double[:]", centroids="double[:]")
+cpdef bint stays(snapshot, double[:] values, current, double hysteresis) except -1
