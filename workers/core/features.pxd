@@ -2,6 +2,10 @@
 # locals on the per-event path; the .py stays the one source, and pure Python runs it
 # unchanged (tests/core/test_same_outputs.py compares the two).
 cimport cython
+# ``math.exp`` and the like are libm's C functions (the same doubles as Python's
+# math module, which calls them; arguments here never reach its range errors); the
+# names libc.math lacks (``math.inf``, ``math.dist``) stay Python's
+from libc cimport math
 
 cdef class FeatureSpec:
     cdef public object cfg

@@ -3,6 +3,10 @@
 # C doubles; the .py stays the one source, and pure Python runs it unchanged
 # (tests/core/test_same_outputs.py compares the two).
 cimport cython
+# ``math.sqrt`` and the like are libm's C functions (the same doubles as Python's
+# math module, which calls them; arguments here never reach its range errors); the
+# names libc.math lacks (``math.inf``, ``math.dist``) stay Python's
+from libc cimport math
 
 @cython.locals(n=Py_ssize_t, i=Py_ssize_t, x=cython.double, low=cython.double,
                high=cython.double, y=cython.double, g=cython.double, o=cython.double,
