@@ -24,7 +24,6 @@ from workers.core.segments import (
     Snapshot,
     assign,
     explain,
-    stays,
 )
 from workers.testing import output_under_other_hashseed
 
@@ -224,13 +223,13 @@ def test_stays_only_for_profiles_assign_would_not_move(hysteresis: float) -> Non
                                                       strict=True)]
         current = None if i % 7 == 0 else (99 if i % 11 == 0 else rng.choice(ids))
         moved = place(snapshot, v, current, hysteresis).changed
-        kept = stays(snapshot, array("d", snapshot.pick(v)), current, hysteresis)
+        kept = snapshot.placement.stays(array("d", snapshot.pick(v)), current, hysteresis)
         assert not (kept and moved), (v, current)
         skipped += kept
         unmoved += not moved
     assert skipped > 0.95 * unmoved
     with pytest.raises(ValueError, match="columns"):
-        stays(snapshot, array("d", [0.0]), ids[0], hysteresis)
+        snapshot.placement.stays(array("d", [0.0]), ids[0], hysteresis)
 
 
 def test_score_is_one_at_a_centroid_zero_on_the_border_and_in_range() -> None:

@@ -47,6 +47,7 @@ cdef class ColumnReader:
     cdef public tuple columns, groups
     cdef public frozenset wanted
     cdef public object plan, scratch
+    cdef readonly double[:] view
 
     @cython.locals(counts="double[:]", out="double[:]", inverses=list, total=cython.double,
                    inverse=cython.double, group=Py_ssize_t, i=Py_ssize_t, lo=Py_ssize_t,

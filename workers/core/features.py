@@ -461,8 +461,10 @@ class ColumnReader:
         self.groups = tuple(used)
         self.plan = tuple(plan) if len(plan) == len(self.columns) else None
 
-        # where fill() writes: one per reader, not one per profile
+        # where fill() writes: one per reader, not one per profile; ``view`` is the same
+        # array, a typed view the compiled build acquires once, not at every call
         self.scratch = _DOUBLE * len(self.columns)
+        self.view = self.scratch
 
     def __call__(self, state: ProfileState) -> list[float]:
         self.fill(state)
@@ -471,7 +473,7 @@ class ColumnReader:
     def fill(self, state: ProfileState) -> None:
         """The columns' values of ``state`` into :attr:`scratch`, overwritten by the next
         call: an assessment that provably changes nothing allocates no list for them."""
-        out = self.scratch
+        out = self.view
         plan = self.plan
         if plan is None:
             vector = state.vector(self.spec, self.wanted)

@@ -4,6 +4,7 @@
 # where its ``data`` is not read (a CarriedTouchpoint reads it lazily, through a property).
 cimport cython
 from workers.core.features cimport ColumnReader, FeatureSpec, ProfileState
+from workers.core.segments cimport Placement
 from workers.core.touchpoints cimport Touchpoint
 
 cdef class ProfileWork:
@@ -18,12 +19,13 @@ cdef class ProfileWork:
 
     @cython.locals(state=ProfileState, ts=cython.double, merged=bint, id_hash=bytes)
     cpdef apply(self, pid, Touchpoint tp, absorbed, moved=*)
-    @cython.locals(state=ProfileState, dirty=dict, reader=ColumnReader)
+    @cython.locals(state=ProfileState, dirty=dict, reader=ColumnReader, placement=Placement)
     cpdef run_tick(self, bint final=*)
     @cython.locals(z=list)
     cpdef _assess(self, pid, ProfileState state, list values, snapshot, str reason, trigger,
                   double ts, bint announce)
-    @cython.locals(state=ProfileState, read=ColumnReader, hysteresis=cython.double,
+    @cython.locals(state=ProfileState, read=ColumnReader, placement=Placement,
+                   hysteresis=cython.double,
                    min_events=Py_ssize_t)
     cpdef _reassess(self, snapshot, set known, bint first, double ts)
     cpdef ColumnReader _read(self, snapshot)

@@ -42,7 +42,7 @@ from workers.core.records import (
     SegmentRef,
 )
 from workers.core.registry import Lineage
-from workers.core.segments import Snapshot, assign, explain, stays
+from workers.core.segments import Snapshot, assign, explain
 from workers.core.stats import Stats
 from workers.core.touchpoints import Touchpoint, format_time
 from workers.state.store import ProfileStore, open_store
@@ -226,10 +226,11 @@ class ProfileWork:
             if snapshot is None:
                 continue
             reader = self._read(snapshot)
+            placement = snapshot.placement
             reader.fill(state)
             # most touched profiles provably stay where they are: no output, nothing to do
-            if trigger.merged or not stays(snapshot, reader.scratch, state.segment,
-                                           cfg.hysteresis):
+            if trigger.merged or not placement.stays(reader.view, state.segment,
+                                                     cfg.hysteresis):
                 self._assess(pid, state, reader.scratch.tolist(), snapshot,
                              "merge" if trigger.merged else "assignment", trigger.trigger,
                              trigger.ts, trigger.merged)
@@ -263,6 +264,7 @@ class ProfileWork:
         hysteresis = self.config.segmentation.hysteresis
         profiles = self.profiles
         read = self._read(snapshot)
+        placement = snapshot.placement
         items = profiles.sorted_items()
         while chunk := list(itertools.islice(items, _PUBLISH_CHUNK)):
             for pid, state in chunk:
@@ -273,7 +275,7 @@ class ProfileWork:
                     state.segment = None  # retired segment: re-assigned below like a newcomer
                 read.fill(state)
                 # most profiles provably stay where they are: only the others are assessed
-                if stays(snapshot, read.scratch, state.segment, hysteresis):
+                if placement.stays(read.view, state.segment, hysteresis):
                     continue
                 self._assess(pid, state, read.scratch.tolist(), snapshot, "assignment"
                              if first or state.segment is None else "model_update", None, ts,

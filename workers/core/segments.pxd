@@ -30,9 +30,14 @@ cpdef dict _scaled(list keys, tuple weights, x, ref)
                c=cython.double, step=cython.double, xi=cython.double)
 cpdef _learn_kmeans(model, dict x)
 
-@cython.locals(own=Py_ssize_t, n=Py_ssize_t, j=Py_ssize_t, i=Py_ssize_t, at=Py_ssize_t,
-               own_d=cython.double, others=cython.double, total=cython.double,
-               x=cython.double, low=cython.double, high=cython.double, y=cython.double,
-               diff=cython.double, d=cython.double, lo="double[:]", hi="double[:]",
-               gain="double[:]", offset="double[:]", centroids="double[:]")
-cpdef bint stays(snapshot, double[:] values, current, double hysteresis) except -1
+cdef class Placement:
+    cdef double[:] lo, hi, gain, offset, centroids
+    cdef dict rows
+    cdef Py_ssize_t columns
+
+    @cython.locals(own=Py_ssize_t, n=Py_ssize_t, j=Py_ssize_t, i=Py_ssize_t, at=Py_ssize_t,
+                   own_d=cython.double, others=cython.double, total=cython.double,
+                   x=cython.double, low=cython.double, high=cython.double, y=cython.double,
+                   diff=cython.double, d=cython.double, lo="double[:]", hi="double[:]",
+                   gain="double[:]", offset="double[:]", centroids="double[:]")
+    cpdef bint stays(self, double[:] values, current, double hysteresis) except -1

@@ -73,17 +73,18 @@ class Snapshot:
         object.__setattr__(self, "_gain", gain)
         object.__setattr__(self, "_offset", tuple(m * g for m, g in zip(self.mean, gain,
                                                                         strict=True)))
-        # the same as flat arrays of doubles, and each segment's row, for stays()
-        object.__setattr__(self, "_flat", tuple(array("d", v) for v in (
-            self.lo, self.hi, gain, self._offset,  # type: ignore[attr-defined]
-            [v for seg in self.segments for v in seg.centroid])))
-        object.__setattr__(self, "_rows", {seg.id: j for j, seg in enumerate(self.segments)})
+        object.__setattr__(self, "_placement", Placement(self))
         # every explanation of a change quotes its segment's centroid and the population's
         # centre in feature units, as the output rounds them: rounded once per snapshot
         # (round() to 6 digits is most of an explanation's cost)
         object.__setattr__(self, "_quoted", {seg.id: [_quote(v) for v in self.raw(seg.centroid)]
                                              for seg in self.segments})
         object.__setattr__(self, "_population", [_quote(v) for v in self.mean])
+
+    @property
+    def placement(self) -> Placement:
+        """Its scaling and centroids as arrays of doubles, for :meth:`Placement.stays`."""
+        return self._placement  # type: ignore[attr-defined]
 
     def fields(self) -> tuple[Any, ...]:
         """What it is made of, for saved state: ``Snapshot(*snapshot.fields())`` is it
@@ -139,45 +140,57 @@ def _transform(values: Sequence[float], lo: tuple[float, ...], hi: tuple[float, 
     return out
 
 
-def stays(snapshot: Snapshot, values: array[float], current: int | None,
-          hysteresis: float) -> bool:
-    """Whether :func:`assign` provably keeps a profile with these column ``values`` in its
-    ``current`` segment: worked out without allocating (it runs for
-    every profile a tick touches and every profile a new version may move; a profile that
-    stays needs no output).
+class Placement:
+    """A snapshot's scaling (:meth:`Snapshot.transform`) and centroids as flat arrays of
+    doubles (C fields where compiled), made once per snapshot."""
 
-    The distances are summed plainly, not as ``math.dist`` does: a profile counts as
-    staying only when every other segment is further than ``(1 - hysteresis)`` of its
-    own distance by a margin a million times wider than that rounding; a profile near
-    the boundary is left to :func:`assign`.
-    """
-    if current is None:
-        return False
-    own = snapshot._rows.get(current, -1)  # type: ignore[attr-defined]
-    if own < 0:
-        return False
-    lo, hi, gain, offset, centroids = snapshot._flat  # type: ignore[attr-defined]
-    n = len(lo)
-    if len(values) != n:
-        raise ValueError(f"{len(values)} values for a snapshot of {n} columns")
-    own_d = 0.0
-    others = math.inf
-    for j in range(len(snapshot.segments)):
-        total = 0.0
-        at = j * n
-        for i in range(n):
-            x = values[i]
-            low = lo[i]
-            y = x if x > low else low
-            high = hi[i]
-            diff = (y if y < high else high) * gain[i] - offset[i] - centroids[at + i]
-            total += diff * diff
-        d = math.sqrt(total)
-        if j == own:
-            own_d = d
-        elif d < others:
-            others = d
-    return others >= (1.0 - hysteresis) * own_d * (1.0 + _MARGIN)
+    def __init__(self, snapshot: Snapshot) -> None:
+        self.lo = array("d", snapshot.lo)
+        self.hi = array("d", snapshot.hi)
+        self.gain = array("d", snapshot._gain)  # type: ignore[attr-defined]
+        self.offset = array("d", snapshot._offset)  # type: ignore[attr-defined]
+        self.centroids = array("d", [v for seg in snapshot.segments for v in seg.centroid])
+        self.rows = {seg.id: j for j, seg in enumerate(snapshot.segments)}
+        self.columns = len(snapshot.lo)
+
+    def stays(self, values: array[float], current: int | None, hysteresis: float) -> bool:
+        """Whether :func:`assign` provably keeps a profile with these column ``values`` in
+        its ``current`` segment, worked out without allocating (it runs for every profile
+        a tick touches and every profile a new version may move; a profile that stays
+        needs no output).
+
+        The distances are summed plainly, not as ``math.dist`` does: a profile counts as
+        staying only when every other segment is further than ``(1 - hysteresis)`` of its
+        own distance by a margin a million times wider than that rounding; a profile near
+        the boundary is left to :func:`assign`.
+        """
+        if current is None:
+            return False
+        own = self.rows.get(current, -1)
+        if own < 0:
+            return False
+        n = self.columns
+        if len(values) != n:
+            raise ValueError(f"{len(values)} values for a snapshot of {n} columns")
+        lo, hi, gain, offset, centroids = self.lo, self.hi, self.gain, self.offset, self.centroids
+        own_d = 0.0
+        others = math.inf
+        for j in range(len(self.rows)):
+            total = 0.0
+            at = j * n
+            for i in range(n):
+                x = values[i]
+                low = lo[i]
+                y = x if x > low else low
+                high = hi[i]
+                diff = (y if y < high else high) * gain[i] - offset[i] - centroids[at + i]
+                total += diff * diff
+            d = math.sqrt(total)
+            if j == own:
+                own_d = d
+            elif d < others:
+                others = d
+        return others >= (1.0 - hysteresis) * own_d * (1.0 + _MARGIN)
 
 
 class Assignment(NamedTuple):
