@@ -6,6 +6,7 @@ Fast: synthetic feature vectors drawn from well separated blobs, no broker.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import itertools
 import math
@@ -14,6 +15,7 @@ from array import array
 from pathlib import Path
 
 import pytest
+from river import cluster
 
 from workers.config import load
 from workers.core.features import FeatureSpec
@@ -22,6 +24,7 @@ from workers.core.segments import (
     Segment,
     SegmentModel,
     Snapshot,
+    _learn_kmeans,
     assign,
     explain,
 )
@@ -527,3 +530,24 @@ def test_a_feature_that_starts_to_vary_later_joins_the_model() -> None:
     published = _learn_all(model, first + later)
     assert web not in published[0].columns
     assert web in published[-1].columns
+
+
+@pytest.mark.parametrize("p", [1, 2, 3])
+def test_the_kmeans_step_is_rivers(p: int) -> None:
+    """Our k-means step (no generator per centre, distances in the sample's key order)
+    moves the same centre to the same place as river's ``KMeans.learn_one``, whatever
+    the Minkowski power ``p`` (compiled, a power of C doubles must not round otherwise)."""
+    rng = random.Random(p)
+    keys = [f"f{i}" for i in range(9)]
+    ours = cluster.KMeans(n_clusters=4, halflife=0.3, p=p, seed=1)
+    theirs = cluster.KMeans(n_clusters=4, halflife=0.3, p=p, seed=1)
+    for model in (ours, theirs):
+        model.centers = {j: collections.defaultdict(float, {k: rng.uniform(-3, 3)
+                                                            for k in keys}) for j in range(4)}
+    theirs.centers = {j: collections.defaultdict(float, c) for j, c in ours.centers.items()}
+    for _ in range(500):
+        x = {k: rng.gauss(0, 2) / 3 for k in keys}
+        _learn_kmeans(ours, x)
+        theirs.learn_one(x)
+    assert {j: dict(c) for j, c in ours.centers.items()} == {
+        j: dict(c) for j, c in theirs.centers.items()}

@@ -505,7 +505,9 @@ def _learn_kmeans(model: cluster.KMeans, x: dict[str, float]) -> None:
         d = 0.0  # summed left to right, as sum() of floats does
         for k, v in x.items():
             c = centre[k]
-            d += abs(c - v) ** p
+            # pow(), as float ** float calls it (compiled, ** on C doubles would go through
+            # complex numbers and multiply out small integer powers, rounding differently)
+            d += math.pow(abs(c - v), p)
         if d < best:
             closest, best = centre, d
     assert closest is not None
