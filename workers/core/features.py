@@ -203,6 +203,7 @@ class ProfileState:
             self.recent_ids = ring[:at] + id_hash + ring[at + 8:]
         ts = tp.ts
         data = tp.data
+        type_ = tp.type
         counts = self.counts
         size = spec.size  # where the recent set starts
         age = ts - self.base
@@ -211,7 +212,7 @@ class ProfileState:
             age = 0.0
         w = math.exp(spec.lam * age)
         r = math.exp(spec.recent_lam * age)
-        i = spec.types.get(tp.type, spec.channel_base - 1)
+        i = spec.types.get(type_, spec.channel_base - 1)
         counts[i] += w
         counts[size + i] += r
         channel = data.get("channel")
@@ -232,7 +233,6 @@ class ProfileState:
         if ts > self.last_seen:
             self.last_seen = ts
         self._session(ts, spec.session_gap)
-        type_ = tp.type
         props = data.get("properties")
         if type_ in spec.conversions:
             self.conversions += 1

@@ -5,10 +5,12 @@
 cimport cython
 from workers.core.clock cimport StreamClock
 from workers.core.dedup cimport Deduplicator
+from workers.core.identity cimport IdentityGraph, Resolution
 from workers.core.touchpoints cimport Touchpoint
 
 cdef class IdentityStage:
-    cdef public object config, intake, graph, pseudonymiser, forgotten, stats, downstream
+    cdef public object config, intake, pseudonymiser, forgotten, stats, downstream
+    cdef public IdentityGraph graph
     cdef public object _far, _tick
     cdef public bint _redact
     cdef public Deduplicator dedup
@@ -19,5 +21,5 @@ cdef class IdentityStage:
 
     @cython.locals(ts=cython.double, watermark=cython.double, buffer=list)
     cpdef _admit(self, Touchpoint tp, bint observed=*)
-    @cython.locals(ts=cython.double)
+    @cython.locals(ts=cython.double, res=Resolution)
     cpdef _process(self, Touchpoint tp)
