@@ -363,7 +363,7 @@ def test_the_stream_time_parser_is_parse_time_exactly(
         except ValueError:
             want = "refused"
         try:
-            got: float | str = parser(text)
+            got: float | str = parser.read(text)
         except ValueError:
             got = "refused"
         assert got == want, text

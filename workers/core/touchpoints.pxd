@@ -10,6 +10,9 @@ cdef class Touchpoint:
 cdef class TimeParser:
     cdef dict _minutes
 
+    @cython.locals(size=Py_ssize_t)
+    cpdef double read(self, str value) except? -1
+
 cdef class TouchpointParser:
     cdef public object limits
     cdef public OptionalFields optional

@@ -175,7 +175,7 @@ class TimeParser:
         # offset not applied yet
         self._minutes: dict[str, int] = {}
 
-    def __call__(self, value: str) -> float:
+    def read(self, value: str) -> float:
         minute = self._minutes.get(value[:17])
         if minute is None:
             return self._first(value)
@@ -237,7 +237,7 @@ class TouchpointParser:
         event_id = _required_str(data, "event_id", 128)
         occurred_at = _required_str(data, "occurred_at", 64)
         try:
-            ts = self._time(occurred_at)
+            ts = self._time.read(occurred_at)
         except ValueError:
             ts = self._loose_time(data, occurred_at)
         limits = self.limits

@@ -269,7 +269,7 @@ class SegmentAdapter(Adapter):
         ts = None
         if type(stamp) is str and len(stamp) <= 64:
             try:
-                ts = self._time(stamp)  # RFC 3339 already: the intake reads it as it is
+                ts = self._time.read(stamp)  # RFC 3339 already: the intake reads it as it is
             except (ValueError, OverflowError):
                 ts = None  # not (or not a real day): _occurred_at says what it is
         event: dict[str, Any] = {
