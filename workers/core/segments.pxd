@@ -31,7 +31,7 @@ cpdef dict _scaled(list keys, tuple weights, x, ref)
 cpdef _learn_kmeans(model, dict x)
 
 cdef class Placement:
-    cdef double[:] lo, hi, gain, offset, centroids
+    cdef double[:] lo, hi, gain, offset, centroids, z
     cdef dict rows
     cdef Py_ssize_t columns
 
@@ -39,5 +39,5 @@ cdef class Placement:
                    own_d=cython.double, others=cython.double, total=cython.double,
                    x=cython.double, low=cython.double, high=cython.double, y=cython.double,
                    diff=cython.double, d=cython.double, lo="double[:]", hi="double[:]",
-                   gain="double[:]", offset="double[:]", centroids="double[:]")
+                   gain="double[:]", offset="double[:]", centroids="double[:]", z="double[:]")
     cpdef bint stays(self, double[:] values, current, double hysteresis) except -1

@@ -152,6 +152,7 @@ class Placement:
         self.centroids = array("d", [v for seg in snapshot.segments for v in seg.centroid])
         self.rows = {seg.id: j for j, seg in enumerate(snapshot.segments)}
         self.columns = len(snapshot.lo)
+        self.z = array("d", snapshot.lo)  # where stays() scales a profile's values
 
     def stays(self, values: array[float], current: int | None, hysteresis: float) -> bool:
         """Whether :func:`assign` provably keeps a profile with these column ``values`` in
@@ -172,18 +173,21 @@ class Placement:
         n = self.columns
         if len(values) != n:
             raise ValueError(f"{len(values)} values for a snapshot of {n} columns")
-        lo, hi, gain, offset, centroids = self.lo, self.hi, self.gain, self.offset, self.centroids
+        lo, hi, gain, offset, z = self.lo, self.hi, self.gain, self.offset, self.z
+        for i in range(n):  # scaled once, as Snapshot.transform does
+            x = values[i]
+            low = lo[i]
+            y = x if x > low else low
+            high = hi[i]
+            z[i] = (y if y < high else high) * gain[i] - offset[i]
+        centroids = self.centroids
         own_d = 0.0
         others = math.inf
         for j in range(len(self.rows)):
             total = 0.0
             at = j * n
             for i in range(n):
-                x = values[i]
-                low = lo[i]
-                y = x if x > low else low
-                high = hi[i]
-                diff = (y if y < high else high) * gain[i] - offset[i] - centroids[at + i]
+                diff = z[i] - centroids[at + i]
                 total += diff * diff
             d = math.sqrt(total)
             if j == own:
