@@ -8,10 +8,11 @@ cimport cython
 # names libc.math lacks (``math.inf``, ``math.dist``) stay Python's
 from libc cimport math
 
-@cython.locals(n=Py_ssize_t, i=Py_ssize_t, x=cython.double, low=cython.double,
-               high=cython.double, y=cython.double, g=cython.double, o=cython.double,
-               out=list)
+@cython.locals(n=Py_ssize_t, i=Py_ssize_t, g=cython.double, o=cython.double, out=list)
 cpdef list _transform(values, tuple lo, tuple hi, tuple gain, tuple offset)
+
+@cython.locals(y=cython.double)
+cdef inline double _clip(double x, double low, double high)
 
 @cython.locals(nearest_d=cython.double, d=cython.double, dists=list)
 cpdef assign(snapshot, list z, current, double hysteresis)
@@ -20,8 +21,7 @@ cpdef assign(snapshot, list z, current, double hysteresis)
                contribution=cython.double, parts=list, out=list, centroid=tuple)
 cpdef list explain(snapshot, list z, segment_id, values, list names, Py_ssize_t size)
 
-@cython.locals(n=Py_ssize_t, i=Py_ssize_t, v=cython.double, low=cython.double,
-               high=cython.double, y=cython.double, c=cython.double, s=cython.double,
+@cython.locals(n=Py_ssize_t, i=Py_ssize_t, c=cython.double, s=cython.double,
                w=cython.double, out=dict, lo=tuple, hi=tuple,
                center=tuple, scale=tuple, active=tuple)
 cpdef dict _scaled(list keys, tuple weights, x, ref)
@@ -37,7 +37,6 @@ cdef class Placement:
 
     @cython.locals(own=Py_ssize_t, n=Py_ssize_t, j=Py_ssize_t, i=Py_ssize_t, at=Py_ssize_t,
                    own_d=cython.double, others=cython.double, total=cython.double,
-                   x=cython.double, low=cython.double, high=cython.double, y=cython.double,
                    diff=cython.double, d=cython.double, lo="double[:]", hi="double[:]",
                    gain="double[:]", offset="double[:]", centroids="double[:]", z="double[:]")
     cpdef bint stays(self, double[:] values, current, double hysteresis) except -1

@@ -98,9 +98,7 @@ class Snapshot:
         return [vector[c] for c in self.columns]
 
     def transform(self, values: Sequence[float]) -> list[float]:
-        """Clip, then scale: ``min(hi, max(lo, x)) * gain - offset`` per column (the
-        clip spelled out: the same value, NaN and -0.0 alike, at a third of the cost of
-        calling the builtins; this runs for every assessment)."""
+        """Clip, then scale: ``min(hi, max(lo, x)) * gain - offset`` per column."""
         return _transform(values, self.lo, self.hi, self._gain,  # type: ignore[attr-defined]
                           self._offset)  # type: ignore[attr-defined]
 
@@ -130,14 +128,17 @@ def _transform(values: Sequence[float], lo: tuple[float, ...], hi: tuple[float, 
         raise ValueError(f"{n} values for a snapshot of {len(lo)} columns")
     out = []
     for i in range(n):
-        x = values[i]
-        low = lo[i]
-        y = x if x > low else low
-        high = hi[i]
         g = gain[i]
         o = offset[i]
-        out.append((y if y < high else high) * g - o)
+        out.append(_clip(values[i], lo[i], hi[i]) * g - o)
     return out
+
+
+def _clip(x: float, low: float, high: float) -> float:
+    """``min(high, max(low, x))`` spelled out: the same value, NaN and -0.0 alike, at a
+    third of the cost of calling the builtins (inlined where compiled)."""
+    y = x if x > low else low
+    return y if y < high else high
 
 
 class Placement:
@@ -175,11 +176,7 @@ class Placement:
             raise ValueError(f"{len(values)} values for a snapshot of {n} columns")
         lo, hi, gain, offset, z = self.lo, self.hi, self.gain, self.offset, self.z
         for i in range(n):  # scaled once, as Snapshot.transform does
-            x = values[i]
-            low = lo[i]
-            y = x if x > low else low
-            high = hi[i]
-            z[i] = (y if y < high else high) * gain[i] - offset[i]
+            z[i] = _clip(values[i], lo[i], hi[i]) * gain[i] - offset[i]
         centroids = self.centroids
         own_d = 0.0
         others = math.inf
@@ -483,14 +480,10 @@ def _scaled(keys: list[str], weights: tuple[float, ...], x: Sequence[float],
     out = {}
     for i in range(n):
         if active[i]:
-            v = x[i]
-            low = lo[i]
-            y = v if v > low else low
-            high = hi[i]
             c = center[i]
             s = scale[i]
             w = weights[i]
-            out[keys[i]] = ((y if y < high else high) - c) / s * w
+            out[keys[i]] = (_clip(x[i], lo[i], hi[i]) - c) / s * w
     return out
 
 
