@@ -12,3 +12,5 @@ cdef class OptionalFields:
     cpdef _strings(self, dict obj, str name)
     cpdef _number(self, dict obj, str key, str name)
     cpdef _drop(self, dict obj, str key, str name)
+
+cdef bint _is_country(str value)

@@ -31,6 +31,12 @@ _STRUCT = {"device": ("os", "app_version"),
            "context.geo": ("country", "region", "city")}
 
 
+def _is_country(value: str) -> bool:
+    """``COUNTRY_RE.fullmatch(value)``, spelled out: most events carry a country, and two
+    comparisons cost a tenth of a regular expression's call."""
+    return len(value) == 2 and "A" <= value[0] <= "Z" and "A" <= value[1] <= "Z"
+
+
 class OptionalFields:
     """Repairs a decoded event's optional fields in place and counts what it did."""
 
@@ -88,7 +94,7 @@ class OptionalFields:
         if type(geo) is dict:
             self._strings(geo, "context.geo")
             country = geo.get("country", _ABSENT)
-            if country is not _ABSENT and COUNTRY_RE.fullmatch(country) is None:
+            if country is not _ABSENT and not _is_country(country):
                 if len(country) == 2 and country.isalpha() and country.isascii():
                     geo["country"] = country.upper()
                     self._count(self.coerced, "context.geo.country")

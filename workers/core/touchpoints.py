@@ -26,8 +26,6 @@ TYPE_RE = re.compile(r"[a-z0-9_.:-]{1,64}")  # what a touchpoint type may be
 _TIME_RE = re.compile(r"(?!0000)(\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12]\d|3[01]))[Tt ]"
                       r"((?:[01]\d|2[0-3]):[0-5]\d):([0-5]\d|60)(\.\d+)?"
                       r"([Zz]|[+-](?:[01]\d|2[0-3]):[0-5]\d)")
-_SECOND_MICROS = {f"{n:02d}": n * 1_000_000 for n in range(60)}
-_MILLI_MICROS = {f"{n:03d}": n * 1000 for n in range(1000)}
 # offsets as many trackers write them (ISO 8601 basic "+0000", or hours only "+00")
 _LOOSE_OFFSET = re.compile(r"(.*[0-9])([+-](?:[01]\d|2[0-3]))([0-5]\d)?")
 
@@ -161,11 +159,11 @@ class TimeParser:
     """:func:`parse_time` for a stream, whose events share minutes: the first
     ``YYYY-MM-DDThh:mm:`` of a minute is read whole; a later UTC stamp of it to the
     second or millisecond (what trackers send) looks its epoch up and reads only the
-    digits that follow; any other form is :func:`parse_time`'s. The same float to the
-    last bit (whole microseconds divided once, as ``datetime.timestamp``), the same
-    errors."""
+    digits that follow, in place; any other form is :func:`parse_time`'s. The same float
+    to the last bit (whole microseconds divided once, as ``datetime.timestamp``), the
+    same errors."""
 
-    __slots__ = ("_minutes",)
+    __slots__ = ("_last", "_last_minute", "_minutes")
     _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
     _MICROSECOND = timedelta(microseconds=1)
     _KEEP = 4096  # minutes remembered; a stream moves on through time, so forgetting is cheap
@@ -174,18 +172,27 @@ class TimeParser:
         # the 17 characters up to the seconds -> that minute's epoch in microseconds, UTC
         # offset not applied yet
         self._minutes: dict[str, int] = {}
+        # the minute read last: consecutive events mostly share it, and a prefix compared
+        # in place costs less than a slice hashed for the lookup
+        self._last = "\x00" * 17
+        self._last_minute = 0
 
     def read(self, value: str) -> float:
-        minute = self._minutes.get(value[:17])
-        if minute is None:
-            return self._first(value)
+        if value.startswith(self._last):
+            minute = self._last_minute
+        else:
+            found = self._minutes.get(value[:17])
+            if found is None:
+                return self._first(value)
+            minute = self._last_minute = found
+            self._last = value[:17]
         size = len(value)
         if (size == 24 and value[19] == "." and value[23] in "Zz") or (
                 size == 20 and value[19] in "Zz"):  # UTC, milliseconds or none: most events
-            second = _SECOND_MICROS.get(value[17:19])
-            millis = _MILLI_MICROS.get(value[20:23]) if size == 24 else 0
-            if second is not None and millis is not None:
-                return (minute + second + millis) / 1_000_000
+            second = _digits(value, 17, 19)
+            millis = _digits(value, 20, 23) if size == 24 else 0
+            if 0 <= second < 60 and millis >= 0:
+                return (minute + second * 1_000_000 + millis * 1000) / 1_000_000
         return parse_time(value)  # another offset or precision, or not a time at all
 
     def _first(self, value: str) -> float:
@@ -196,6 +203,18 @@ class TimeParser:
             self._minutes.clear()
         self._minutes[value[:17]] = (minute - self._EPOCH) // self._MICROSECOND
         return ts
+
+
+def _digits(value: str, start: int, end: int) -> int:
+    """The number the ASCII digits ``value[start:end]`` spell, -1 when another character
+    is among them (read in place: no slice, no int())."""
+    number = 0
+    for i in range(start, end):
+        c = value[i]
+        if not "0" <= c <= "9":
+            return -1
+        number = number * 10 + (ord(c) - 48)
+    return number
 
 
 def is_rfc3339(value: str) -> bool:
