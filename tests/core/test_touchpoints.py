@@ -350,9 +350,9 @@ def _stamp(day: datetime, separator: str, second: str, fraction: str, zone: str)
 def test_the_stream_time_parser_is_parse_time_exactly(
         stamps: list[tuple[datetime, str, str, str, str]]) -> None:
     """The same float to the last bit or the same refusal, for any stamp, after any other
-    (its minute's epoch remembered from another stamp of the same minute)."""
+    (its day's epoch remembered from another stamp of the same day)."""
     parser = TimeParser()
-    # each minute once with a valid stamp first, so the shortcut serves what follows
+    # each day once with a valid stamp first, so the shortcut serves what follows
     texts = [_stamp(day, "T", "00", "", "Z") for day, *_ in stamps]
     texts += [_stamp(*parts) for parts in stamps]
     texts += ["2025-02-30T12:30:00Z", "2025-02-28T12:30:59.999Z", "2025-02-28T12:30:60Z",

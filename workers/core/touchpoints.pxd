@@ -8,11 +8,11 @@ cdef class Touchpoint:
     cdef public double ts
 
 cdef class TimeParser:
-    cdef dict _minutes
+    cdef dict _days
     cdef str _last
-    cdef object _last_minute
+    cdef object _last_day
 
-    @cython.locals(size=Py_ssize_t, second=Py_ssize_t, millis=Py_ssize_t)
+    @cython.locals(size=Py_ssize_t, clock=Py_ssize_t)
     cpdef double read(self, str value) except? -1
 
 cdef class TouchpointParser:
@@ -27,6 +27,9 @@ cdef class TouchpointParser:
 
 @cython.locals(value=object)
 cdef str _required_str(dict data, str key, Py_ssize_t max_len)
+
+@cython.locals(hour=Py_ssize_t, minute=Py_ssize_t, second=Py_ssize_t, millis=Py_ssize_t)
+cdef Py_ssize_t _clock(str value, Py_ssize_t size)
 
 @cython.locals(number=Py_ssize_t, i=Py_ssize_t, c=Py_UCS4)
 cdef Py_ssize_t _digits(str value, Py_ssize_t start, Py_ssize_t end)

@@ -156,53 +156,64 @@ def parse_time(value: str) -> float:
 
 
 class TimeParser:
-    """:func:`parse_time` for a stream, whose events share minutes: the first
-    ``YYYY-MM-DDThh:mm:`` of a minute is read whole; a later UTC stamp of it to the
-    second or millisecond (what trackers send) looks its epoch up and reads only the
-    digits that follow, in place; any other form is :func:`parse_time`'s. The same float
-    to the last bit (whole microseconds divided once, as ``datetime.timestamp``), the
-    same errors."""
+    """:func:`parse_time` for a stream, whose events share days: the first UTC stamp of
+    a day is read whole; a later one of it to the second or millisecond (what trackers
+    send, ``YYYY-MM-DDThh:mm:ss[.mmm]Z``) looks the day's epoch up and reads its clock
+    digits in place; any other form is :func:`parse_time`'s. The same float to the last
+    bit (whole microseconds divided once, as ``datetime.timestamp``), the same errors."""
 
-    __slots__ = ("_last", "_last_minute", "_minutes")
+    __slots__ = ("_days", "_last", "_last_day")
     _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
     _MICROSECOND = timedelta(microseconds=1)
-    _KEEP = 4096  # minutes remembered; a stream moves on through time, so forgetting is cheap
+    _KEEP = 4096  # days remembered; a stream moves on through time, so forgetting is cheap
 
     def __init__(self) -> None:
-        # the 17 characters up to the seconds -> that minute's epoch in microseconds, UTC
-        # offset not applied yet
-        self._minutes: dict[str, int] = {}
-        # the minute read last: consecutive events mostly share it, and a prefix compared
-        # in place costs less than a slice hashed for the lookup
-        self._last = "\x00" * 17
-        self._last_minute = 0
+        # ``YYYY-MM-DD`` -> that day's epoch in microseconds
+        self._days: dict[str, int] = {}
+        # the day read last: consecutive events mostly share it, and a prefix compared in
+        # place costs less than a slice hashed for the lookup
+        self._last = "\x00" * 10
+        self._last_day = 0
 
     def read(self, value: str) -> float:
-        if value.startswith(self._last):
-            minute = self._last_minute
-        else:
-            found = self._minutes.get(value[:17])
-            if found is None:
-                return self._first(value)
-            minute = self._last_minute = found
-            self._last = value[:17]
         size = len(value)
         if (size == 24 and value[19] == "." and value[23] in "Zz") or (
                 size == 20 and value[19] in "Zz"):  # UTC, milliseconds or none: most events
-            second = _digits(value, 17, 19)
-            millis = _digits(value, 20, 23) if size == 24 else 0
-            if 0 <= second < 60 and millis >= 0:
-                return (minute + second * 1_000_000 + millis * 1000) / 1_000_000
+            if value.startswith(self._last):
+                day = self._last_day
+            else:
+                found = self._days.get(value[:10])
+                if found is None:
+                    return self._first(value)
+                day = self._last_day = found
+                self._last = value[:10]
+            clock = _clock(value, size)
+            if clock >= 0:
+                return (day + clock) / 1_000_000
         return parse_time(value)  # another offset or precision, or not a time at all
 
     def _first(self, value: str) -> float:
-        """A minute not seen yet: the whole grammar, and the day checked to exist."""
+        """A day not seen yet: the whole grammar, and the day checked to exist."""
         ts = parse_time(value)
-        minute = datetime.fromisoformat(f"{value[:10]}T{value[11:16]}:00+00:00")
-        if len(self._minutes) >= self._KEEP:
-            self._minutes.clear()
-        self._minutes[value[:17]] = (minute - self._EPOCH) // self._MICROSECOND
+        day = datetime.fromisoformat(f"{value[:10]}T00:00:00+00:00")
+        if len(self._days) >= self._KEEP:
+            self._days.clear()
+        self._days[value[:10]] = (day - self._EPOCH) // self._MICROSECOND
         return ts
+
+
+def _clock(value: str, size: int) -> int:
+    """Microseconds since midnight of a stamp ``YYYY-MM-DDThh:mm:ss[.mmm]...`` with ASCII
+    digits in range (``size`` 24: milliseconds), -1 for anything else."""
+    if value[10] != "T" or value[13] != ":" or value[16] != ":":
+        return -1
+    hour = _digits(value, 11, 13)
+    minute = _digits(value, 14, 16)
+    second = _digits(value, 17, 19)
+    millis = _digits(value, 20, 23) if size == 24 else 0
+    if not (0 <= hour < 24 and 0 <= minute < 60 and 0 <= second < 60 and millis >= 0):
+        return -1
+    return ((hour * 60 + minute) * 60 + second) * 1_000_000 + millis * 1000
 
 
 def _digits(value: str, start: int, end: int) -> int:
