@@ -34,7 +34,7 @@ cdef class ProfileState:
                    data=dict, device=dict, props=dict, traits=dict)
     cpdef int update(self, FeatureSpec spec, tp, bytes id_hash=*) except? -1
 
-    @cython.locals(spans=list)
+    @cython.locals(spans=list, begin=cython.double, latest=cython.double)
     cpdef _session(self, double ts, double gap)
 
     @cython.locals(spans=list)
@@ -42,6 +42,12 @@ cdef class ProfileState:
 
     @cython.locals(counts="double[:]", size=Py_ssize_t, i=Py_ssize_t)
     cpdef _purchase(self, FeatureSpec spec, props, double r)
+
+    @cython.locals(recent=tuple)
+    cpdef _product_view(self, product)
+
+    @cython.locals(held=dict, dropped=Py_ssize_t)
+    cpdef Py_ssize_t _declare(self, dict traits, double ts, Py_ssize_t limit) except? -1
 
 cdef class ColumnReader:
     cdef public FeatureSpec spec

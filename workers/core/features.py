@@ -250,13 +250,16 @@ class ProfileState:
     def _session(self, ts: float, gap: float) -> None:
         """Fold an event time into the session spans (events <= gap apart share one)."""
         spans = self.spans
-        if spans and ts >= spans[-2]:  # the usual case: in or after the latest session
-            if ts - spans[-1] > gap:
-                spans += (ts, ts)
-                self._close_oldest()
-            elif ts > spans[-1]:
-                spans[-1] = ts
-            return
+        if spans:
+            begin = spans[-2]
+            if ts >= begin:  # the usual case: in or after the latest session
+                latest = spans[-1]
+                if ts - latest > gap:
+                    spans += (ts, ts)
+                    self._close_oldest()
+                elif ts > latest:
+                    spans[-1] = ts
+                return
         start = end = ts
         keep: list[float] = []
         for i in range(0, len(spans), 2):
@@ -297,7 +300,7 @@ class ProfileState:
         recent = self.recent_products
         if product in recent:
             self.repeat_views += 1
-            recent = tuple(p for p in recent if p != product)
+            recent = tuple([p for p in recent if p != product])  # a loop where compiled
         elif len(recent) >= _RECENT_PRODUCTS:
             recent = recent[1:]
         self.recent_products = (*recent, product)
