@@ -320,7 +320,7 @@ class SegmentModel:
 
     def learn(self, vector: list[float], ts: float = 0.0) -> Snapshot | None:
         """Learn one profile at event time ``ts``; returns a snapshot when one is published."""
-        x = tuple(vector[c] for c in self.columns)
+        x = tuple([vector[c] for c in self.columns])  # a loop where compiled
         self.learned += 1
         self.window.append(x)
         if self.reference is None:
