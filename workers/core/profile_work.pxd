@@ -7,6 +7,11 @@ from workers.core.features cimport ColumnReader, FeatureSpec, ProfileState
 from workers.core.segments cimport Placement
 from workers.core.touchpoints cimport Touchpoint
 
+cdef class Dirty:
+    cdef public object trigger
+    cdef public double ts
+    cdef public bint merged
+
 cdef class ProfileWork:
     cdef public object config, learner, who, stats, profiles, audience_keys
     cdef public ColumnReader _reader
@@ -17,9 +22,12 @@ cdef class ProfileWork:
     cdef public bint _announces
     cdef public dict names, sizes, dirty
 
-    @cython.locals(state=ProfileState, ts=cython.double, merged=bint, id_hash=bytes)
+    @cython.locals(state=ProfileState, ts=cython.double, merged=bint, id_hash=bytes,
+                   previous=Dirty)
     cpdef apply(self, pid, Touchpoint tp, absorbed, moved=*)
-    @cython.locals(state=ProfileState, dirty=dict, reader=ColumnReader, placement=Placement)
+    @cython.locals(state=ProfileState, dirty=dict, reader=ColumnReader, placement=Placement,
+                   trigger=Dirty, min_events=Py_ssize_t, learn_min_events=Py_ssize_t,
+                   learn_interval=cython.double, hysteresis=cython.double)
     cpdef run_tick(self, bint final=*)
     @cython.locals(z=list)
     cpdef _assess(self, pid, ProfileState state, list values, snapshot, str reason, trigger,

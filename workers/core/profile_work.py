@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 from collections.abc import Iterable, Mapping
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from workers.config import Config
 from workers.core.audiences import AudienceKeys, audience_calls
@@ -71,13 +71,21 @@ class Identifiers(Protocol):
     def identifiers(self, profile_id: ProfileId) -> Mapping[str, list[str]]: ...
 
 
-class Dirty(NamedTuple):
+class Dirty:
     """A profile touched in this tick: the last event that touched it, and whether a
-    merge did."""
+    merge did. One is made per event: a small class (C fields where compiled), as a
+    NamedTuple's constructor is Python code."""
 
-    trigger: str
-    ts: float
-    merged: bool
+    __slots__ = ("merged", "trigger", "ts")
+
+    def __init__(self, trigger: str, ts: float, merged: bool) -> None:
+        self.trigger = trigger
+        self.ts = ts
+        self.merged = merged
+
+    def fields(self) -> tuple[str, float, bool]:
+        """What it is made of, for saved state: ``Dirty(*dirty.fields())`` is it again."""
+        return (self.trigger, self.ts, self.merged)
 
 
 class ProfileWork:
@@ -167,8 +175,8 @@ class ProfileWork:
         self.merge(survivor, absorbed)
         self.changed_profiles.add(survivor)
         previous = self.dirty.get(survivor)
-        self.dirty[survivor] = (Dirty(trigger, ts, True) if previous is None
-                                else previous._replace(merged=True))
+        self.dirty[survivor] = Dirty(trigger if previous is None else previous.trigger,
+                                     ts if previous is None else previous.ts, True)
 
     def take(self, pid: ProfileId) -> ProfileState | None:
         """Remove a profile merged into another (its state goes with it)."""
@@ -209,15 +217,19 @@ class ProfileWork:
         dirty, self.dirty = self.dirty, {}
         self.changed_profiles.update(dirty)  # learning and assessing change them too
         cfg = self.config.segmentation
+        min_events = cfg.min_events
+        learn_min_events = cfg.learn_min_events
+        learn_interval = cfg.learn_interval_seconds
+        hysteresis = cfg.hysteresis
         spec = self.spec
         learner = self.learner
         for pid in sorted(dirty):
             state = self.profiles.get(pid)
-            if state is None or state.event_count < cfg.min_events:
+            if state is None or state.event_count < min_events:
                 continue
             trigger = dirty[pid]
-            if (state.event_count >= cfg.learn_min_events
-                    and trigger.ts - state.last_learned >= cfg.learn_interval_seconds):
+            if (state.event_count >= learn_min_events
+                    and trigger.ts - state.last_learned >= learn_interval):
                 state.last_learned = trigger.ts
                 snapshot = learner.learn(pid, state.vector(spec, self._wanted), trigger.ts)
                 if snapshot is not None:
@@ -229,8 +241,7 @@ class ProfileWork:
             placement = snapshot.placement
             reader.fill(state)
             # most touched profiles provably stay where they are: no output, nothing to do
-            if trigger.merged or not placement.stays(reader.view, state.segment,
-                                                     cfg.hysteresis):
+            if trigger.merged or not placement.stays(reader.view, state.segment, hysteresis):
                 self._assess(pid, state, reader.scratch.tolist(), snapshot,
                              "merge" if trigger.merged else "assignment", trigger.trigger,
                              trigger.ts, trigger.merged)
@@ -370,7 +381,7 @@ class ProfileWork:
 
     def meta_state(self) -> dict[str, Any]:
         return {"names": self.names, "sizes": self.sizes,
-                "dirty": {pid: tuple(d) for pid, d in self.dirty.items()},
+                "dirty": {pid: d.fields() for pid, d in self.dirty.items()},
                 "audience_keys": self.audience_keys.born}
 
     def load_meta(self, meta: dict[str, Any]) -> None:
