@@ -388,6 +388,32 @@ def test_format_time_round_trip(ts: float) -> None:
     assert VALIDATOR.is_valid(event(occurred_at=text))
 
 
+def _datetime_format(ts: float) -> str:
+    """format_time as datetime writes it: what it computes with integers must match."""
+    ms = round(ts * 1000)
+    t = datetime.fromtimestamp(ms // 1000, UTC)
+    return (f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:"
+            f"{t.second:02d}.{ms % 1000:03d}Z")
+
+
+# the years 1..9999 and a little beyond both ends, where both refuse
+_FIRST, _LAST = -62_135_596_800, 253_402_300_800
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.one_of(st.floats(min_value=_FIRST - 1e6, max_value=_LAST + 1e6, allow_nan=False),
+                 st.integers(_FIRST - 2, _LAST + 2).map(float),
+                 st.integers(-10**9, 10**9).map(lambda n: n / 1000)))
+def test_format_time_is_what_datetime_writes(ts: float) -> None:
+    try:
+        want = _datetime_format(ts)
+    except (ValueError, OverflowError, OSError):
+        with pytest.raises(ValueError):
+            format_time(ts)
+        return
+    assert format_time(ts) == want
+
+
 # ---- equivalence with the JSON Schema -----------------------------------------------
 
 # strings without a line break: jsonschema evaluates `pattern` with Python's re.search,

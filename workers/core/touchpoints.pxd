@@ -33,3 +33,14 @@ cdef Py_ssize_t _clock(str value, Py_ssize_t size)
 
 @cython.locals(number=Py_ssize_t, i=Py_ssize_t, c=Py_UCS4)
 cdef Py_ssize_t _digits(str value, Py_ssize_t start, Py_ssize_t end)
+
+@cython.locals(z=cython.longlong, era=cython.longlong, of_era=cython.longlong,
+               year_of_era=cython.longlong, of_year=cython.longlong, shifted=cython.longlong,
+               day=cython.longlong, month=cython.longlong)
+cdef tuple _civil(long long days)
+
+@cython.locals(days=cython.longlong, in_day=cython.longlong, year=cython.longlong,
+               month=cython.longlong, day=cython.longlong, seconds=cython.longlong,
+               millis=cython.longlong, minutes=cython.longlong, second=cython.longlong,
+               hour=cython.longlong, minute=cython.longlong)
+cpdef str format_time(ts)

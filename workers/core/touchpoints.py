@@ -235,12 +235,42 @@ def is_rfc3339(value: str) -> bool:
 
 
 def format_time(ts: float) -> str:
-    """Epoch seconds to RFC 3339 UTC with milliseconds, the form every output uses."""
+    """Epoch seconds to RFC 3339 UTC with milliseconds, the form every output uses: the
+    string ``datetime`` gives, worked out with integers (it runs for every output).
+    ValueError beyond the years 1..9999, as ``datetime`` says."""
     ms = round(ts * 1000)
-    t = datetime.fromtimestamp(ms // 1000, UTC)
+    if not _FIRST_MS <= ms < _END_MS:
+        raise ValueError(f"{ts!r} is outside the years 1..9999")
+    days, in_day = divmod(ms, 86_400_000)
+    year, month, day = _civil(days)
+    seconds, millis = divmod(in_day, 1000)
+    minutes, second = divmod(seconds, 60)
+    hour, minute = divmod(minutes, 60)
     # by hand: strftime's %Y gives "1" for the year 1, which is not RFC 3339
-    return (f"{t.year:04d}-{t.month:02d}-{t.day:02d}T{t.hour:02d}:{t.minute:02d}:"
-            f"{t.second:02d}.{ms % 1000:03d}Z")
+    return (f"{_PAD2[year // 100]}{_PAD2[year % 100]}-{_PAD2[month]}-{_PAD2[day]}"
+            f"T{_PAD2[hour]}:{_PAD2[minute]}:{_PAD2[second]}.{_PAD3[millis]}Z")
+
+
+_FIRST_MS = -62_135_596_800_000  # 0001-01-01T00:00:00Z
+_END_MS = 253_402_300_800_000  # 10000-01-01T00:00:00Z
+# numbers as format_time writes them: looked up, not formatted, per output
+_PAD2 = tuple(f"{n:02d}" for n in range(100))
+_PAD3 = tuple(f"{n:03d}" for n in range(1000))
+
+
+def _civil(days: int) -> tuple[int, int, int]:
+    """The proleptic Gregorian (year, month, day) ``days`` after 1970-01-01 (Howard
+    Hinnant's ``civil_from_days``: whole 400-year eras, then the year of the era counted
+    from 1 March, so that the leap day falls last)."""
+    z = days + 719_468  # days since 0000-03-01
+    era = z // 146_097
+    of_era = z - era * 146_097
+    year_of_era = (of_era - of_era // 1460 + of_era // 36_524 - of_era // 146_096) // 365
+    of_year = of_era - (365 * year_of_era + year_of_era // 4 - year_of_era // 100)
+    shifted = (5 * of_year + 2) // 153  # the month counted from March
+    day = of_year - (153 * shifted + 2) // 5 + 1
+    month = shifted + 3 if shifted < 10 else shifted - 9
+    return year_of_era + era * 400 + (1 if month <= 2 else 0), month, day
 
 
 class TouchpointParser:
