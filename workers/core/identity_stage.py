@@ -269,7 +269,8 @@ class IdentityStage:
             return
         if res.refused is not None:
             stats.merges_refused[res.refused] = stats.merges_refused.get(res.refused, 0) + 1
-        stats.identifiers_dropped += res.dropped
+        if res.dropped:  # a counter's attribute is read and written only when it moves
+            stats.identifiers_dropped += res.dropped
         if res.merged:
             self._merged(pid, res.merged, tp)
         self.downstream.event(tp, res)

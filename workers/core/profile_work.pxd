@@ -23,7 +23,7 @@ cdef class ProfileWork:
     cdef public dict names, sizes, dirty
 
     @cython.locals(state=ProfileState, ts=cython.double, merged=bint, id_hash=bytes,
-                   previous=Dirty)
+                   previous=Dirty, dropped=Py_ssize_t)
     cpdef apply(self, pid, Touchpoint tp, absorbed, moved=*)
     @cython.locals(state=ProfileState, dirty=dict, reader=ColumnReader, placement=Placement,
                    trigger=Dirty, min_events=Py_ssize_t, learn_min_events=Py_ssize_t,

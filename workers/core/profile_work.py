@@ -140,7 +140,9 @@ class ProfileWork:
             stats.events_valid -= 1
             stats.events_duplicate += 1
             return
-        stats.traits_dropped += state.update(self.spec, tp, id_hash)
+        dropped = state.update(self.spec, tp, id_hash)
+        if dropped:
+            stats.traits_dropped += dropped
         self.changed_profiles.add(pid)
         previous = self.dirty.get(pid)
         self.dirty[pid] = Dirty(tp.event_id, ts, merged or (previous is not None
