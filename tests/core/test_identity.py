@@ -170,6 +170,15 @@ def test_junk_value_never_links_anyone(junk: str) -> None:
     check_invariants(g)
 
 
+def test_each_blocklist_pattern_keeps_its_own_back_references() -> None:
+    """A back reference counts the groups of its own pattern, whatever patterns come
+    before it (one alternation of them all numbered the groups across patterns)."""
+    rules = IdentityRules.from_config(LIMITS, [], [r"^(bot)-", r"^(.)\1+$"])
+    g = IdentityGraph(rules)
+    assert g.is_junk("zzzz") and g.is_junk("bot-7") and g.is_junk("ZZzz")
+    assert not g.is_junk("zzzy") and not g.is_junk("robot-7")
+
+
 def test_event_with_only_junk_has_no_profile() -> None:
     g = graph()
     res = g.resolve({"user_id": "undefined", "email": "test@test.com"})

@@ -93,9 +93,10 @@ class IdentityGraph:
         self._members: dict[ProfileId, Members] = {}
         # profiles whose identifiers changed (or which were absorbed) since take_changed()
         self.changed: set[ProfileId] = Untracked()
-        self._junk = (re.compile("|".join(f"(?:{p})" for p in rules.blocklist_patterns),
-                                 re.IGNORECASE)
-                      if rules.blocklist_patterns else None)
+        # each pattern on its own: a back reference counts the groups of its own pattern,
+        # and a pattern that starts with a literal (``@example.com$``) is looked for as one,
+        # where one alternation of them all is tried at every position of every value
+        self._junk = tuple(re.compile(p, re.IGNORECASE) for p in rules.blocklist_patterns)
 
     def __len__(self) -> int:
         return len(self._members)
@@ -103,7 +104,8 @@ class IdentityGraph:
     def is_junk(self, value: str) -> bool:
         if value.lower() in self.rules.blocklist_values:
             return True
-        return self._junk is not None and self._junk.search(value) is not None
+        # any() over a generator is a plain loop where compiled (Cython inlines it)
+        return any(pattern.search(value) is not None for pattern in self._junk)
 
     def owner(self, id_type: str, value: str) -> ProfileId | None:
         owners = self._owners.get(id_type)
