@@ -104,8 +104,10 @@ class IdentityGraph:
     def is_junk(self, value: str) -> bool:
         if value.lower() in self.rules.blocklist_values:
             return True
-        # any() over a generator is a plain loop where compiled (Cython inlines it)
-        return any(pattern.search(value) is not None for pattern in self._junk)
+        for pattern in self._junk:  # noqa: SIM110 (a cpdef method holds no generator)
+            if pattern.search(value) is not None:
+                return True
+        return False
 
     def owner(self, id_type: str, value: str) -> ProfileId | None:
         owners = self._owners.get(id_type)
