@@ -1,7 +1,7 @@
 """Instructions per event of the in-process pipeline, several source trees side by side,
 counted by valgrind's callgrind: the same count on a busy machine as on an idle one.
 
-    python benchmarks/instructions.py [--warm N] [--lines N] TREE [TREE...]
+    python benchmarks/instructions.py [--warm N] [--lines N] [--keep DIR] TREE [TREE...]
 
 Each TREE is a checkout (``git worktree add --detach /tmp/before <commit>``, built). Each
 runs in a process of its own under callgrind (the trees at once, one per core): the
@@ -10,7 +10,9 @@ pipeline reads the first ``--warm`` lines of the ``bench.py pipeline`` stream un
 orjson alone decodes those lines, counted apart: the same "x of parse-only" as the timed
 benches, in instructions. Instructions are not time (numpy's loops and orjson run more of
 them per cycle than the interpreter does), so timings still come from ``side_by_side.py``;
-this says which way a change moves, where timings drown in noise. Needs valgrind.
+this says which way a change moves, where timings drown in noise. ``--keep DIR`` keeps
+callgrind's files there (``callgrind_annotate --inclusive=yes DIR/tree0.out.1``: where
+the counted instructions went, by function). Needs valgrind.
 """
 
 from __future__ import annotations
@@ -81,14 +83,17 @@ def main() -> None:
     parser.add_argument("trees", nargs="+")
     parser.add_argument("--warm", type=int, default=100_000)
     parser.add_argument("--lines", type=int, default=20_000)
+    parser.add_argument("--keep", type=Path, help="keep callgrind's files in this folder")
     args = parser.parse_args()
     if shutil.which("valgrind") is None or shutil.which("callgrind_control") is None:
         raise SystemExit("instructions: valgrind is not installed (apt-get install valgrind)")
     path, _ = stream(BIG_PROFILES, 7)
     with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) if args.keep is None else args.keep
+        folder.mkdir(parents=True, exist_ok=True)
         runs = []
         for n, tree in enumerate(args.trees):
-            out = Path(tmp) / f"tree{n}.out"
+            out = folder / f"tree{n}.out"
             runs.append((tree, out, subprocess.Popen(
                 ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}",
                  sys.executable, "-c", _CHILD, tree, str(path), str(args.warm),

@@ -80,7 +80,7 @@ class Metrics:
         build = Gauge("persona_stream_build_info", "Always 1: the running persona-stream's"
                       " version and Python, to tell the versions of a rolling update apart,"
                       " and how many per-event modules run compiled (N/M; 0/M runs pure"
-                      " Python, about half the speed: BENCHMARKS.md, compiled).",
+                      " Python, less than half the speed: BENCHMARKS.md, compiled).",
                       ["version", "python", "compiled"],
                       registry=r)
         build.labels(__version__, platform.python_version(),
