@@ -16,9 +16,14 @@ $(PY):
 setup: $(PY)
 
 # the per-event modules compiled in place again after an edit (setup.py; only what
-# changed is rebuilt); the tests refuse to run on a compiled module older than its source
+# changed is rebuilt); the tests refuse to run on a compiled module older than its source.
+# Quiet when it works; Cython's errors and a non-zero exit when a module does not compile
 build: $(PY)
-	$(PY) setup.py -q build_ext --inplace 2>&1 | grep '^persona-stream' || true
+	@mkdir -p build
+	@$(PY) setup.py -q build_ext --inplace > build/make-build.log 2>&1 || { \
+	  grep -B1 -A12 'Error compiling' build/make-build.log || tail -n 30 build/make-build.log; \
+	  exit 1; }
+	@grep '^persona-stream' build/make-build.log || true
 
 demo: $(PY)
 	$(PS) simulate --profiles $(PROFILES) --seed 7 --output $(DEMO)/touchpoints.jsonl.gz --truth $(DEMO)/truth.json --quiet
