@@ -8,6 +8,9 @@ cdef class OptionalFields:
 
     cpdef repair(self, dict data)
     cpdef _context(self, dict context)
+    cpdef _device(self, dict device)
+    cpdef _amount(self, dict properties)
+    cpdef _geo(self, dict geo)
     @cython.locals(key=str)
     cpdef _strings(self, dict obj, str name)
     cpdef _number(self, dict obj, str key, str name)

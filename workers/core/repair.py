@@ -59,10 +59,7 @@ class OptionalFields:
             self._drop(data, "source", "source")
         device = data.get("device", _ABSENT)
         if type(device) is dict:
-            dtype = device.get("type", _ABSENT)
-            if dtype is not _ABSENT and (type(dtype) is not str or dtype not in DEVICE_TYPES):
-                self._drop(device, "type", "device.type")
-            self._strings(device, "device")
+            self._device(device)
         elif device is not _ABSENT:
             self._drop(data, "device", "device")
         context = data.get("context", _ABSENT)
@@ -72,9 +69,7 @@ class OptionalFields:
             self._drop(data, "context", "context")
         properties = data.get("properties", _ABSENT)
         if type(properties) is dict:
-            amount = properties.get(self.amount_key, _ABSENT)
-            if amount is not _ABSENT and type(amount) is not int and type(amount) is not float:
-                self._number(properties, self.amount_key, f"properties.{self.amount_key}")
+            self._amount(properties)
         elif properties is not _ABSENT:
             self._drop(data, "properties", "properties")
         traits = data.get("traits", _ABSENT)
@@ -92,16 +87,33 @@ class OptionalFields:
             self._drop(context, "campaign", "context.campaign")
         geo = context.get("geo", _ABSENT)
         if type(geo) is dict:
-            self._strings(geo, "context.geo")
-            country = geo.get("country", _ABSENT)
-            if country is not _ABSENT and not _is_country(country):
-                if len(country) == 2 and country.isalpha() and country.isascii():
-                    geo["country"] = country.upper()
-                    self._count(self.coerced, "context.geo.country")
-                else:
-                    self._drop(geo, "country", "context.geo.country")
+            self._geo(geo)
         elif geo is not _ABSENT:
             self._drop(context, "geo", "context.geo")
+
+    # one method per object the event may carry: each reads its object as a typed dict
+    # where compiled (a lookup in C, not a call of its get method)
+
+    def _device(self, device: dict[str, Any]) -> None:
+        dtype = device.get("type", _ABSENT)
+        if dtype is not _ABSENT and (type(dtype) is not str or dtype not in DEVICE_TYPES):
+            self._drop(device, "type", "device.type")
+        self._strings(device, "device")
+
+    def _amount(self, properties: dict[str, Any]) -> None:
+        amount = properties.get(self.amount_key, _ABSENT)
+        if amount is not _ABSENT and type(amount) is not int and type(amount) is not float:
+            self._number(properties, self.amount_key, f"properties.{self.amount_key}")
+
+    def _geo(self, geo: dict[str, Any]) -> None:
+        self._strings(geo, "context.geo")
+        country = geo.get("country", _ABSENT)
+        if country is not _ABSENT and not _is_country(country):
+            if len(country) == 2 and country.isalpha() and country.isascii():
+                geo["country"] = country.upper()
+                self._count(self.coerced, "context.geo.country")
+            else:
+                self._drop(geo, "country", "context.geo.country")
 
     def _traits(self, traits: dict[str, Any]) -> None:
         age = traits.get("age", _ABSENT)
