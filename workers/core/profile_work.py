@@ -177,8 +177,8 @@ class ProfileWork:
         self.merge(survivor, absorbed)
         self.changed_profiles.add(survivor)
         previous = self.dirty.get(survivor)
-        self.dirty[survivor] = Dirty(trigger if previous is None else previous.trigger,
-                                     ts if previous is None else previous.ts, True)
+        self.dirty[survivor] = (Dirty(trigger, ts, True) if previous is None
+                                else Dirty(previous.trigger, previous.ts, True))
 
     def take(self, pid: ProfileId) -> ProfileState | None:
         """Remove a profile merged into another (its state goes with it)."""
