@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
+from workers.core.nearest import nearest_labels
+
 # the silhouette's distance matrix is taken on at most this many points (evenly spaced)
 _SAMPLE = 1000
 
@@ -50,8 +52,7 @@ def best_count(points: np.ndarray, candidates: Iterable[int],
     for k in sorted(set(candidates)):
         if 2 <= k < len(sample):
             centres = fit(points, k)
-            labels = ((sample[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)
-            scores[k] = silhouette(sample, labels, k)
+            scores[k] = silhouette(sample, nearest_labels(sample, centres), k)
     if not scores:
         return current or 2
     best = max(scores, key=lambda k: (scores[k], -k))

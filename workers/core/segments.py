@@ -25,6 +25,7 @@ from river import cluster
 from workers.config import SegmentationConfig
 from workers.core.cluster_count import best_count
 from workers.core.features import FeatureSpec
+from workers.core.nearest import nearest, nearest_labels
 from workers.core.records import Explanation
 from workers.core.reference import Reference, fit_reference
 from workers.core.registry import Lineage, Registry
@@ -347,9 +348,7 @@ class SegmentModel:
         return _scaled(self.keys, self.weights, x, ref)
 
     def _points(self, ref: Reference) -> np.ndarray:
-        keys = [k for k, on in zip(self.keys, ref.active, strict=True) if on]
-        return np.array([[z[k] for k in keys] for z in (self._scaled(x, ref)
-                                                        for x in self.window)], dtype=float)
+        return _space(np.array(self.window, dtype=float), ref, self.weights)
 
     def _initialise(self) -> None:
         """Fit the reference on the warm-up sample and seed the clusterer from it.
@@ -456,7 +455,7 @@ class SegmentModel:
         return moved > self.cfg.publish_shift
 
     def _points_of(self, raw: list[list[float]], ref: Reference) -> np.ndarray:
-        return np.array([list(self._scaled(r, ref).values()) for r in raw], dtype=float)
+        return _space(np.array(raw, dtype=float), ref, self.weights)
 
     def _raw(self, z: list[float], ref: Reference) -> tuple[float, ...]:
         """A centre of the active space back in feature units, every selected column."""
@@ -487,6 +486,20 @@ def _scaled(keys: list[str], weights: tuple[float, ...], x: Sequence[float],
     return out
 
 
+def _space(rows: np.ndarray, ref: Reference, weights: tuple[float, ...]) -> np.ndarray:
+    """:func:`_scaled` of many rows at once, as an array of their active columns: the
+    same operations in the same order, so the same doubles (a check scales its window)."""
+    on = np.array(ref.active, dtype=bool)
+    if rows.shape[1:] != on.shape:
+        raise ValueError(f"rows of {rows.shape[1:]} values for {len(on)} columns")
+    x = rows[:, on]
+    lo, hi = np.array(ref.lo)[on], np.array(ref.hi)[on]
+    clipped = np.where(x > lo, x, lo)  # _clip's comparisons: NaN and -0.0 alike
+    clipped = np.where(clipped < hi, clipped, hi)
+    return (clipped - np.array(ref.center)[on]) / np.array(ref.scale)[on] * np.array(
+        weights)[on]
+
+
 def _learn_kmeans(model: cluster.KMeans, x: dict[str, float]) -> None:
     """river's ``KMeans.learn_one``, without its generator over a fresh set of keys per
     centre: the nearest centre (the first of equals) takes the same step toward ``x``.
@@ -514,30 +527,22 @@ def _learn_kmeans(model: cluster.KMeans, x: dict[str, float]) -> None:
         closest[i] = c + step * (xi - c)
 
 
-def _nearest(points: np.ndarray, centres: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(index of the nearest centre, squared distance to it) for every point."""
-    d = ((points[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
-    labels = d.argmin(axis=1)
-    return labels, d[np.arange(len(points)), labels]
-
-
 def _inertia(points: np.ndarray, centres: np.ndarray) -> float:
-    return float(_nearest(points, centres)[1].sum())
+    return float(nearest(points, centres)[1].sum())
 
 
 def _shares(points: np.ndarray, centres: np.ndarray) -> list[float]:
-    labels, _ = _nearest(points, centres)
-    counts = np.bincount(labels, minlength=len(centres))
+    counts = np.bincount(nearest_labels(points, centres), minlength=len(centres))
     return [c / len(points) for c in counts.tolist()]
 
 
 def _lloyd(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
     centres = centres.copy()
     for _ in range(_LLOYD_ITERATIONS):
-        labels, _ = _nearest(points, centres)
+        picked = nearest_labels(points, centres)
         new = centres.copy()
         for j in range(len(centres)):
-            members = points[labels == j]
+            members = points[picked == j]
             if len(members):
                 new[j] = members.mean(axis=0)
         if np.array_equal(new, centres):
@@ -561,7 +566,7 @@ def _polish(points: np.ndarray, centres: np.ndarray, starved: float) -> np.ndarr
         low = min(range(len(centres)), key=lambda j: (shares[j], j))
         if shares[low] >= starved:
             break
-        _, far = _nearest(points, centres)
+        _, far = nearest(points, centres)
         moved = centres.copy()
         moved[low] = points[int(far.argmax())]
         moved = _lloyd(points, moved)
@@ -575,7 +580,7 @@ def _seed_centres(points: np.ndarray, k: int, rng: random.Random) -> np.ndarray:
     """k-means++ seeding: the warm-up's batch start."""
     centres = [points[rng.randrange(len(points))]]
     while len(centres) < k:
-        _, weights = _nearest(points, np.array(centres))
+        _, weights = nearest(points, np.array(centres))
         total = float(weights.sum())
         if total == 0:
             centres.append(points[rng.randrange(len(points))])
