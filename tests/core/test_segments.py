@@ -551,3 +551,21 @@ def test_the_kmeans_step_is_rivers(p: int) -> None:
         theirs.learn_one(x)
     assert {j: dict(c) for j, c in ours.centers.items()} == {
         j: dict(c) for j, c in theirs.centers.items()}
+
+
+@pytest.mark.parametrize("p", [1, 2])
+def test_a_profile_as_near_two_centres_moves_the_first_as_rivers_does(p: int) -> None:
+    """Ties (and near ties, which p = 2 settles with pow() as river does) go to the
+    first nearest centre."""
+    ours = cluster.KMeans(n_clusters=3, halflife=0.5, p=p, seed=1)
+    theirs = cluster.KMeans(n_clusters=3, halflife=0.5, p=p, seed=1)
+    for model in (ours, theirs):
+        model.centers = {0: collections.defaultdict(float, {"a": 5.0, "b": 5.0}),
+                         1: collections.defaultdict(float, {"a": 1.0, "b": 0.0}),
+                         2: collections.defaultdict(float, {"a": -1.0, "b": 0.0})}
+    for x in ({"a": 0.0, "b": 0.0}, {"a": 0.0, "b": 1e-9}, {"a": 1e-300, "b": 0.0}):
+        _learn_kmeans(ours, x)
+        theirs.learn_one(x)
+        assert {j: dict(c) for j, c in ours.centers.items()} == {
+            j: dict(c) for j, c in theirs.centers.items()}
+    assert ours.centers[2]["a"] == -1.0  # the second of two equals never moved

@@ -26,9 +26,15 @@ cpdef list explain(snapshot, list z, segment_id, values, list names, Py_ssize_t 
                center=tuple, scale=tuple, active=tuple)
 cpdef dict _scaled(list keys, tuple weights, x, ref)
 
-@cython.locals(p=cython.double, best=cython.double, d=cython.double, v=cython.double,
-               c=cython.double, step=cython.double, xi=cython.double)
+@cython.locals(step=cython.double, c=cython.double, xi=cython.double)
 cpdef _learn_kmeans(model, dict x)
+
+@cython.locals(best=cython.double, d=cython.double, v=cython.double, c=cython.double)
+cdef _nearest_centre(centres, dict x, double p)
+
+@cython.locals(best=cython.double, second=cython.double, d=cython.double, v=cython.double,
+               c=cython.double, diff=cython.double)
+cdef _clearly_nearest(centres, dict x)
 
 cdef class Placement:
     cdef double[:] lo, hi, gain, offset, centroids, z
