@@ -26,12 +26,16 @@ def nearest_labels(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
     if len(centres) < 2 or len(points) == 0:
         return np.zeros(len(points), dtype=np.intp)
     norms = np.einsum("ij,ij->i", centres, centres)
-    # |p|^2 is the same for every centre of a row: left out of the comparison
-    shifted = norms - 2.0 * (points @ centres.T)
-    picked = shifted.argmin(axis=1)
-    two = np.partition(shifted, 1, axis=1)
+    # a centre a row, a point a column (reduced across rows: a vector operation);
+    # |p|^2 is the same for every centre of a point: left out of the comparison
+    shifted = norms[:, None] - 2.0 * (centres @ points.T)
+    picked = shifted.argmin(axis=0)
+    every = np.arange(len(points))
+    best = shifted[picked, every]
+    shifted[picked, every] = np.inf
+    gap = shifted.min(axis=0) - best
     bound = _SURE * (np.einsum("ij,ij->i", points, points) + norms.max())
-    unsure = np.flatnonzero(~(two[:, 1] - two[:, 0] > bound))  # NaN rows are unsure too
+    unsure = np.flatnonzero(~(gap > bound))  # NaN gaps are unsure too
     if len(unsure):
         rows = points[unsure]
         picked[unsure] = ((rows[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2).argmin(

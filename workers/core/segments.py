@@ -573,9 +573,9 @@ def _lloyd(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
         picked = nearest_labels(points, centres)
         new = centres.copy()
         for j in range(len(centres)):
-            members = points[picked == j]
-            if len(members):
-                new[j] = members.mean(axis=0)
+            members = points.compress(picked == j, axis=0)
+            if len(members):  # mean(axis=0), the same doubles, without its Python layer
+                new[j] = members.sum(axis=0) / len(members)
         if np.array_equal(new, centres):
             break
         centres = new
