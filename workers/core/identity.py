@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from workers.core.changes import Untracked
@@ -43,20 +43,26 @@ class IdentityRules:
         return cls(dict(limits), frozenset(v.lower() for v in values), tuple(patterns))
 
 
-@dataclass
 class Resolution:
-    """Where an event goes, and what its identifiers changed on the way."""
+    """Where an event goes, and what its identifiers changed on the way. One is made per
+    event: a small class (C fields where compiled), as a dataclass's constructor is
+    Python code."""
 
-    profile_id: ProfileId | None
-    # profiles absorbed into ``profile_id`` by this event (renames included)
-    merged: list[ProfileId] = field(default_factory=list)
-    # why a link was refused, e.g. "limit:user_id"; None when nothing was refused
-    refused: str | None = None
-    blocked: int = 0
-    # identifiers the event named that no profile could take (limit reached)
-    dropped: int = 0
-    # whether the profile's identifiers changed (a new one, or a merge)
-    linked: bool = False
+    __slots__ = ("blocked", "dropped", "linked", "merged", "profile_id", "refused")
+
+    def __init__(self, profile_id: ProfileId | None, merged: Sequence[ProfileId] = (),
+                 refused: str | None = None, blocked: int = 0, dropped: int = 0,
+                 linked: bool = False) -> None:
+        self.profile_id = profile_id
+        # profiles absorbed into ``profile_id`` by this event (renames included)
+        self.merged = merged
+        # why a link was refused, e.g. "limit:user_id"; None when nothing was refused
+        self.refused = refused
+        self.blocked = blocked
+        # identifiers the event named that no profile could take (limit reached)
+        self.dropped = dropped
+        # whether the profile's identifiers changed (a new one, or a merge)
+        self.linked = linked
 
 
 def profile_id_for(id_type: str, value: str) -> ProfileId:

@@ -22,7 +22,7 @@ import base64
 import hashlib
 import heapq
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from workers.config import Config
@@ -275,7 +275,7 @@ class IdentityStage:
             self._merged(pid, res.merged, tp)
         self.downstream.event(tp, res)
 
-    def _merged(self, survivor: ProfileId, absorbed: list[ProfileId],
+    def _merged(self, survivor: ProfileId, absorbed: Sequence[ProfileId],
                 tp: Touchpoint) -> None:
         """An ``identity_merge/v1``: ``tp`` linked the profiles ``absorbed`` to
         ``survivor``."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from workers.config import Config
@@ -122,7 +122,7 @@ class ProfileWork:
         assert res.profile_id is not None  # the stage dead-letters the unattributable
         self.apply(res.profile_id, tp, res.merged)
 
-    def apply(self, pid: ProfileId, tp: Touchpoint, absorbed: list[ProfileId],
+    def apply(self, pid: ProfileId, tp: Touchpoint, absorbed: Sequence[ProfileId],
               moved: Mapping[ProfileId, ProfileState | None] | None = None) -> None:
         """One event of profile ``pid``, which absorbed the profiles ``absorbed`` on the
         way: their states are here, or in ``moved`` (sent from another partition)."""

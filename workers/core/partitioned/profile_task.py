@@ -243,7 +243,7 @@ class ProfileTask:
             self._hold(pid, record.absorbed, tp)
         if record.identifiers is not None:
             self.view.set(pid, record.identifiers)
-        self.work.apply(pid, tp, [])
+        self.work.apply(pid, tp, ())
 
     def _hold(self, pid: ProfileId, absorbed: tuple[ProfileId, ...], tp: Touchpoint) -> None:
         """``pid`` absorbed ``absorbed``: their states are merged at the next due tick
