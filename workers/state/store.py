@@ -33,7 +33,6 @@ import tempfile
 import time
 import weakref
 from collections.abc import Iterable, Iterator, MutableMapping
-from operator import itemgetter
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -86,14 +85,12 @@ def decode(data: bytes) -> ProfileState:
     return state
 
 
-_first = itemgetter(0)
-
-
 class MemoryStore(dict[ProfileId, ProfileState]):
     """A dict: every state decoded and resident, nothing to write back."""
 
     def sorted_items(self) -> Iterator[tuple[ProfileId, ProfileState]]:
-        return iter(sorted(self.items(), key=_first))  # no lookup of each id again
+        for pid in sorted(self):
+            yield pid, self[pid]
 
     def sync(self) -> None:
         pass
