@@ -225,6 +225,11 @@ class ProfileWork:
         hysteresis = cfg.hysteresis
         spec = self.spec
         learner = self.learner
+        # the version in force changes within a tick only by a learn that publishes one
+        snapshot = learner.snapshot
+        if snapshot is not None:
+            reader = self._read(snapshot)
+            placement = snapshot.placement
         for pid in sorted(dirty):
             state = self.profiles.get(pid)
             if state is None or state.event_count < min_events:
@@ -233,14 +238,14 @@ class ProfileWork:
             if (state.event_count >= learn_min_events
                     and trigger.ts - state.last_learned >= learn_interval):
                 state.last_learned = trigger.ts
-                snapshot = learner.learn(pid, state.vector(spec, self._wanted), trigger.ts)
-                if snapshot is not None:
-                    self.publish(snapshot, trigger.ts)
-            snapshot = learner.snapshot
+                published = learner.learn(pid, state.vector(spec, self._wanted), trigger.ts)
+                if published is not None:
+                    self.publish(published, trigger.ts)
+                    snapshot = published  # in force from this profile on
+                    reader = self._read(snapshot)
+                    placement = snapshot.placement
             if snapshot is None:
                 continue
-            reader = self._read(snapshot)
-            placement = snapshot.placement
             reader.fill(state)
             # most touched profiles provably stay where they are: no output, nothing to do
             if trigger.merged or not placement.stays(reader.view, state.segment, hysteresis):
