@@ -19,6 +19,10 @@ cdef class IdentityStage:
     cdef public double _window, _tick_end
     cdef public dict positions
 
+    cpdef bint _redelivered(self, origin) except -1
+    cpdef _admit_read(self, list items, origin)
+    cpdef accept(self, tp, origin=*)
+    cpdef list _take(self)
     @cython.locals(ts=cython.double, watermark=cython.double, buffer=list)
     cpdef _admit(self, Touchpoint tp, bint observed=*)
     @cython.locals(ts=cython.double, res=Resolution)
