@@ -225,11 +225,11 @@ class ProfileWork:
         hysteresis = cfg.hysteresis
         spec = self.spec
         learner = self.learner
-        # the version in force changes within a tick only by a learn that publishes one
+        # the version in force changes within a tick only by a learn that publishes one;
+        # its reader and placement are taken at the first profile assessed (a tick often
+        # holds one event, of a profile too young to assess)
         snapshot = learner.snapshot
-        if snapshot is not None:
-            reader = self._read(snapshot)
-            placement = snapshot.placement
+        reader = None
         for pid in sorted(dirty):
             state = self.profiles.get(pid)
             if state is None or state.event_count < min_events:
@@ -242,10 +242,12 @@ class ProfileWork:
                 if published is not None:
                     self.publish(published, trigger.ts)
                     snapshot = published  # in force from this profile on
-                    reader = self._read(snapshot)
-                    placement = snapshot.placement
+                    reader = None
             if snapshot is None:
                 continue
+            if reader is None:
+                reader = self._read(snapshot)
+                placement = snapshot.placement
             reader.fill(state)
             # most touched profiles provably stay where they are: no output, nothing to do
             if trigger.merged or not placement.stays(reader.view, state.segment, hysteresis):
