@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import heapq
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from heapq import heapify, heappop, heappush
 from typing import Any, Protocol
 
 from workers.config import Config
@@ -194,10 +194,10 @@ class IdentityStage:
         if ts < watermark:  # later than the window allows: apply now, out of order
             self._process(tp)
         else:
-            heapq.heappush(self._buffer, (ts, tp.event_id, tp))
+            heappush(self._buffer, (ts, tp.event_id, tp))
         buffer = self._buffer
         while buffer and buffer[0][0] <= watermark:
-            self._process(heapq.heappop(buffer)[2])
+            self._process(heappop(buffer)[2])
 
     def flush(self) -> list[Output]:
         """End of input (or an idle stream): process everything held, close the tick.
@@ -209,7 +209,7 @@ class IdentityStage:
             self._dead_letter(tp.record(), "future_time", _FUTURE_DETAIL, origin)
         horizon = self.clock.limit
         while self._buffer:
-            tp = heapq.heappop(self._buffer)[2]
+            tp = heappop(self._buffer)[2]
             if tp.ts > horizon:
                 self.stats.events_valid -= 1
                 self._dead_letter(tp.record(), "future_time", _FUTURE_DETAIL, None)
@@ -331,7 +331,7 @@ class IdentityStage:
         kept = [item for item in self._buffer if not names(item[2].identity)]
         dropped = len(self._buffer) - len(kept)
         if dropped:
-            heapq.heapify(kept)
+            heapify(kept)
             self._buffer = kept
             self.stats.events_valid -= dropped  # counted valid when they entered the buffer
         far = self._far.drop(lambda tp: names(tp.identity))
@@ -372,7 +372,7 @@ class IdentityStage:
         if far:
             self._far.hold(tp, origin)
         else:
-            heapq.heappush(self._buffer, (tp.ts, tp.event_id, tp))
+            heappush(self._buffer, (tp.ts, tp.event_id, tp))
 
     # ---- read side ------------------------------------------------------------
 

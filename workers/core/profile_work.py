@@ -15,9 +15,9 @@ differs between the two:
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections.abc import Iterable, Mapping, Sequence
+from hashlib import blake2b, sha256
 from typing import Any, Protocol
 
 from workers.config import Config
@@ -439,15 +439,15 @@ def identifiers_of(held: Mapping[str, list[str]], types: Iterable[str],
 
 def digest(*parts: str) -> str:
     """Deterministic output ids: same input, same id, so consumers de-duplicate exactly."""
-    return hashlib.blake2b("|".join(parts).encode(), digest_size=16).hexdigest()
+    return blake2b("|".join(parts).encode(), digest_size=16).hexdigest()
 
 
 def _id_hash(event_id: str) -> bytes:
     """A stable 8-byte hash, never all zero (not hash(): that changes between processes).
     As a little-endian int 64 it is what states of earlier versions hold."""
-    data = hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+    data = blake2b(event_id.encode(), digest_size=8).digest()
     return data if data != _ZERO_HASH else _ONE_HASH
 
 
 def hash_value(value: str) -> str:
-    return hashlib.sha256(value.encode()).hexdigest()
+    return sha256(value.encode()).hexdigest()

@@ -5,7 +5,7 @@
 cimport cython
 # ``math.sqrt`` and the like are libm's C functions (the same doubles as Python's
 # math module, which calls them; arguments here never reach its range errors); the
-# names libc.math lacks (``math.inf``, ``math.dist``) stay Python's
+# names libc.math lacks (``math.dist``) stay Python's
 from libc cimport math
 
 @cython.locals(n=Py_ssize_t, i=Py_ssize_t, g=cython.double, o=cython.double, out=list)

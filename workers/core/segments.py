@@ -17,6 +17,7 @@ import random
 from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from math import inf
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -180,7 +181,7 @@ class Placement:
             z[i] = _clip(values[i], lo[i], hi[i]) * gain[i] - offset[i]
         centroids = self.centroids
         own_d = 0.0
-        others = math.inf
+        others = inf
         for j in range(len(self.rows)):
             total = 0.0
             at = j * n
@@ -206,14 +207,14 @@ class Assignment(NamedTuple):
     @property
     def score(self) -> float:
         """1 at the centroid, 0 on the border with the next segment (or beyond it)."""
-        own = math.inf
-        other = math.inf
+        own = inf
+        other = inf
         for d, sid in self.distances:
             if sid == self.segment_id:
                 own = d
             elif d < other:
                 other = d
-        if other == math.inf or other <= 0:
+        if other == inf or other <= 0:
             return 1.0
         return round(max(0.0, 1.0 - own / other), 6)
 
@@ -294,7 +295,7 @@ class SegmentModel:
         self.registry = Registry.from_config(self.weights, cfg)
         self.learned = 0
         self.snapshot: Snapshot | None = None
-        self._published_at = -math.inf
+        self._published_at = -inf
 
     # what the model has learned, as data: river's objects and plain values (no config)
     # (the window of learned profiles is saved apart, one entry per learn: see
@@ -523,7 +524,7 @@ def _nearest_centre(centres: Iterable[dict[str, float]], x: dict[str, float],
     """The centre river's ``learn_one`` steps: the first of the nearest by the sum of
     ``|c - v| ** p``."""
     closest = None
-    best = math.inf
+    best = inf
     for centre in centres:
         d = 0.0  # summed left to right, as sum() of floats does
         for k, v in x.items():
@@ -544,7 +545,7 @@ def _clearly_nearest(centres: Iterable[dict[str, float]],
     then): the pick stands only when the runner-up is further by a margin (_MARGIN)
     far wider than that; None leaves a near tie to :func:`_nearest_centre`."""
     closest = None
-    best = second = math.inf
+    best = second = inf
     for centre in centres:
         d = 0.0
         for k, v in x.items():

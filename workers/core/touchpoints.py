@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
+from orjson import JSONDecodeError, dumps, loads
 
 from workers.config import Config
 from workers.core.repair import OptionalFields
@@ -47,7 +47,7 @@ class Touchpoint:
     def data_json(self) -> bytes:
         """The event's fields as JSON, to travel between workers. Every value a validated
         event holds is JSON's (``formats.common.number``), so they read back equal."""
-        return orjson.dumps(self.data)
+        return dumps(self.data)
 
     def record(self) -> bytes:
         """The event's bytes for a dead letter: as received, or its data as JSON when the
@@ -90,7 +90,7 @@ class CarriedTouchpoint(Touchpoint):
     def data(self) -> dict[str, Any]:
         data = self._read_data()
         if data is None:  # not read yet
-            data = orjson.loads(self._json)
+            data = loads(self._json)
             _DATA.__set__(self, data)
         return data
 
@@ -100,7 +100,7 @@ class CarriedTouchpoint(Touchpoint):
 
     def data_json(self) -> bytes:
         data = self._read_data()
-        return self._json if data is None else orjson.dumps(data)
+        return self._json if data is None else dumps(data)
 
     def _read_data(self) -> dict[str, Any] | None:
         """The slot under the property: unset (Python) or None (a compiled C field) until
@@ -376,8 +376,8 @@ def check_size(raw: bytes | None, limits: IntakeLimits) -> bytes:
 def decode_object(raw: bytes, limits: IntakeLimits) -> dict[str, Any]:
     """One JSON object, within the nesting limit: what every JSON format starts from."""
     try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        data = loads(raw)
+    except JSONDecodeError as exc:
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError:
