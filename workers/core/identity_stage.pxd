@@ -21,7 +21,7 @@ cdef class IdentityStage:
 
     cpdef bint _redelivered(self, origin) except -1
     cpdef _admit_read(self, list items, origin)
-    cpdef accept(self, tp, origin=*)
+    cpdef accept(self, Touchpoint tp, origin=*)
     cpdef list _take(self)
     @cython.locals(ts=cython.double, watermark=cython.double, buffer=list)
     cpdef _admit(self, Touchpoint tp, bint observed=*)

@@ -4,6 +4,7 @@
 # where its ``data`` is not read (a CarriedTouchpoint reads it lazily, through a property).
 cimport cython
 from workers.core.features cimport ColumnReader, FeatureSpec, ProfileState
+from workers.core.identity cimport Resolution
 from workers.core.segments cimport Placement
 from workers.core.touchpoints cimport Touchpoint
 
@@ -21,7 +22,10 @@ cdef class ProfileWork:
     cdef public frozenset _wanted
     cdef public bint _announces
     cdef public dict names, sizes, dirty
+    cdef public Py_ssize_t _min_events, _learn_min_events
+    cdef public double _learn_interval, _hysteresis
 
+    cpdef event(self, tp, Resolution res)
     @cython.locals(state=ProfileState, ts=cython.double, merged=bint, id_hash=bytes,
                    previous=Dirty, dropped=Py_ssize_t)
     cpdef apply(self, pid, Touchpoint tp, absorbed, moved=*)

@@ -96,6 +96,12 @@ class ProfileWork:
                  identifiers: Identifiers, stats: Stats, out: list[Output],
                  wanted: frozenset[int], announces: bool = True) -> None:
         self.config = config
+        seg = config.segmentation
+        # read at every tick (most hold one event): C fields where compiled
+        self._min_events = seg.min_events
+        self._learn_min_events = seg.learn_min_events
+        self._learn_interval = seg.learn_interval_seconds
+        self._hysteresis = seg.hysteresis
         self.spec = spec
         self.learner = learner
         self.who = identifiers
@@ -218,11 +224,10 @@ class ProfileWork:
             return
         dirty, self.dirty = self.dirty, {}
         self.changed_profiles.update(dirty)  # learning and assessing change them too
-        cfg = self.config.segmentation
-        min_events = cfg.min_events
-        learn_min_events = cfg.learn_min_events
-        learn_interval = cfg.learn_interval_seconds
-        hysteresis = cfg.hysteresis
+        min_events = self._min_events
+        learn_min_events = self._learn_min_events
+        learn_interval = self._learn_interval
+        hysteresis = self._hysteresis
         spec = self.spec
         learner = self.learner
         # the version in force changes within a tick only by a learn that publishes one;
@@ -280,8 +285,8 @@ class ProfileWork:
     def _reassess(self, snapshot: Snapshot, known: set[int], first: bool, ts: float) -> None:
         """Every profile a new version may move, in profile-id order, read from the store
         a chunk at a time (written back while the store's iterator is between chunks)."""
-        min_events = self.config.segmentation.min_events
-        hysteresis = self.config.segmentation.hysteresis
+        min_events = self._min_events
+        hysteresis = self._hysteresis
         profiles = self.profiles
         read = self._read(snapshot)
         placement = snapshot.placement
@@ -338,7 +343,7 @@ class ProfileWork:
         """Place a profile, from its ``values`` of the snapshot's columns."""
         z = snapshot.transform(values)
         previous = state.segment
-        result = assign(snapshot, z, previous, self.config.segmentation.hysteresis)
+        result = assign(snapshot, z, previous, self._hysteresis)
         if not result.changed and not announce:
             return
         if result.changed:
