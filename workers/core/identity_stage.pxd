@@ -6,10 +6,12 @@ cimport cython
 from workers.core.clock cimport StreamClock
 from workers.core.dedup cimport Deduplicator
 from workers.core.identity cimport IdentityGraph, Resolution
+from workers.core.intake cimport Intake
 from workers.core.touchpoints cimport Touchpoint
 
 cdef class IdentityStage:
-    cdef public object config, intake, pseudonymiser, forgotten, stats, downstream
+    cdef public object config, pseudonymiser, forgotten, stats, downstream
+    cdef public Intake intake
     cdef public IdentityGraph graph
     cdef public object _far, _tick
     cdef public bint _redact

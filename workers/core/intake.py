@@ -46,12 +46,14 @@ class Intake:
     def __init__(self, config: Config) -> None:
         self.parser = TouchpointParser(IntakeLimits.from_config(config))
         self.formats = Formats(config)
+        self._format = self.formats.of(None)  # of a record read from no topic (run, replay)
 
     def read(self, raw: bytes | None, topic: str | None = None,
              fmt: Format | None = None) -> list[Item]:
         """The events of one record from ``topic`` (its format is ``fmt``, else the
         topic's, else ``intake.format``)."""
-        fmt = self.formats.of(topic, fmt)
+        if fmt is None:
+            fmt = self._format if topic is None else self.formats.of(topic)
         adapter = None if fmt == "touchpoint" or not raw else self.formats.adapter(fmt, raw)
         if adapter is not None:
             return self._adapted(adapter, raw or b"")
