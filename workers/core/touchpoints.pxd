@@ -21,9 +21,13 @@ cdef class TouchpointParser:
     cdef set _known_types
     cdef TimeParser _time
 
+    cpdef parse(self, raw)
     @cython.locals(identity=object, key=object, value=object)
     cpdef check(self, dict data, bytes raw=*, vouched=*)
     cpdef _check_bounds(self, dict data)
+
+cpdef check_size(raw, limits)
+cpdef dict decode_object(raw, limits)
 
 @cython.locals(value=object)
 cdef str _required_str(dict data, str key, Py_ssize_t max_len)
