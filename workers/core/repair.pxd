@@ -11,7 +11,7 @@ cdef class OptionalFields:
     cpdef _device(self, dict device)
     cpdef _amount(self, dict properties)
     cpdef _geo(self, dict geo)
-    @cython.locals(key=str)
+    @cython.locals(key=str, fields=frozenset)
     cpdef _strings(self, dict obj, str name)
     cpdef _number(self, dict obj, str key, str name)
     cpdef _drop(self, dict obj, str key, str name)

@@ -29,6 +29,7 @@ _STRUCT = {"device": ("os", "app_version"),
            "context": ("session_id", "page_url", "referrer", "user_agent"),
            "context.campaign": ("source", "medium", "name"),
            "context.geo": ("country", "region", "city")}
+_STRING_FIELDS = {name: frozenset(keys) for name, keys in _STRUCT.items()}
 
 
 def _is_country(value: str) -> bool:
@@ -145,7 +146,15 @@ class OptionalFields:
         return not probe.dropped and not probe.coerced
 
     def _strings(self, obj: dict[str, Any], name: str) -> None:
-        for key in _STRUCT[name]:
+        # one pass over the object's values first: most are strings, and the others are
+        # nested objects or numbers under keys that are not string fields
+        fields = _STRING_FIELDS[name]
+        for key, value in obj.items():
+            if type(value) is not str and key in fields:
+                break
+        else:
+            return
+        for key in _STRUCT[name]:  # in this order, as counted
             value = obj.get(key, _ABSENT)
             if value is not _ABSENT and type(value) is not str:
                 self._drop(obj, key, f"{name}.{key}")
