@@ -25,6 +25,7 @@ cdef class IdentityStage:
     cpdef _admit_read(self, list items, origin)
     cpdef accept(self, Touchpoint tp, origin=*)
     cpdef list _take(self)
+    cpdef _clock_moved(self)
     @cython.locals(ts=cython.double, watermark=cython.double, buffer=list)
     cpdef _admit(self, Touchpoint tp, bint observed=*)
     @cython.locals(ts=cython.double, res=Resolution)
