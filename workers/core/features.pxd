@@ -51,14 +51,17 @@ cdef class ProfileState:
 
 cdef class ColumnReader:
     cdef public FeatureSpec spec
-    cdef public tuple columns, groups
+    cdef public tuple columns
     cdef public frozenset wanted
-    cdef public object plan, scratch
-    cdef readonly double[:] view
+    cdef public bint direct
+    cdef public object scratch
+    cdef readonly long long[:] group_of, count_of, group_lo, group_hi
+    cdef readonly double[:] view, inverses
 
-    @cython.locals(counts="double[:]", out="double[:]", inverses=list, total=cython.double,
-                   inverse=cython.double, group=Py_ssize_t, i=Py_ssize_t, lo=Py_ssize_t,
-                   hi=Py_ssize_t, n=Py_ssize_t)
+    @cython.locals(counts="double[:]", out="double[:]", inverses="double[:]",
+                   total=cython.double, group=Py_ssize_t, n=Py_ssize_t,
+                   group_lo="long long[:]", group_hi="long long[:]",
+                   group_of="long long[:]", count_of="long long[:]")
     cpdef void fill(self, ProfileState state) except *
 
 @cython.locals(total=cython.double, i=Py_ssize_t)

@@ -448,21 +448,31 @@ class ColumnReader:
         size, base = spec.size, spec.recent_base
         groups = [(size + lo, size + hi) for lo, hi in spec.groups]
         basket = base + size  # recent.aov_log
-        # per column, (the share group's place in self.groups, the count's index), or
-        # (-1, 0) for the recent basket; None when some column is neither
-        plan: list[tuple[int, int]] = []
+        # per column, the share group it reads (its place in ``used``) and its count's
+        # index, or group -1 for the recent basket; when some column is neither, fill() reads
+        # the whole vector
+        group_of: list[int] = []
+        count_of: list[int] = []
         used: list[tuple[int, int]] = []
         for column in self.columns:
             count = column - base + size  # the column's count in the recent set
             group = next((g for g in groups if g[0] <= count < g[1]), None)
             if column == basket:
-                plan.append((-1, 0))
+                group_of.append(-1)
+                count_of.append(0)
             elif base <= column < base + size and group is not None:
                 if group not in used:
                     used.append(group)
-                plan.append((used.index(group), count))
-        self.groups = tuple(used)
-        self.plan = tuple(plan) if len(plan) == len(self.columns) else None
+                group_of.append(used.index(group))
+                count_of.append(count)
+        self.direct = len(group_of) == len(self.columns)  # every column read from the counts
+        # flat arrays of C integers and doubles where compiled: fill() runs no Python
+        # object per column
+        self.group_of = array("q", group_of)
+        self.count_of = array("q", count_of)
+        self.group_lo = array("q", [lo for lo, _ in used])
+        self.group_hi = array("q", [hi for _, hi in used])
+        self.inverses = _DOUBLE * len(used)
 
         # where fill() writes: one per reader, not one per profile; ``view`` is the same
         # array, a typed view the compiled build acquires once, not at every call
@@ -477,21 +487,22 @@ class ColumnReader:
         """The columns' values of ``state`` into :attr:`scratch`, overwritten by the next
         call: an assessment that provably changes nothing allocates no list for them."""
         out = self.view
-        plan = self.plan
-        if plan is None:
+        if not self.direct:
             vector = state.vector(self.spec, self.wanted)
             for n, column in enumerate(self.columns):
                 out[n] = vector[column]
             return
         counts = state.counts
-        inverses = []
-        for lo, hi in self.groups:
-            total = _total(counts, lo, hi)  # as _shares sums them: the same float
-            inverses.append(1.0 / total if total > 0 else 0.0)  # counts >= 0: 0.0 * v = 0.0
-        for n, (group, i) in enumerate(plan):
+        inverses = self.inverses
+        group_lo, group_hi = self.group_lo, self.group_hi
+        for group in range(len(inverses)):
+            total = _total(counts, group_lo[group], group_hi[group])  # as _shares sums them
+            inverses[group] = 1.0 / total if total > 0 else 0.0  # counts >= 0: 0.0 * v = 0.0
+        group_of, count_of = self.group_of, self.count_of
+        for n in range(len(group_of)):
+            group = group_of[n]
             if group >= 0:
-                inverse = inverses[group]
-                out[n] = counts[i] * inverse
+                out[n] = counts[count_of[n]] * inverses[group]
             else:
                 out[n] = _basket(counts, self.spec.size)
 

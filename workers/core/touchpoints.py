@@ -386,8 +386,9 @@ def decode_object(raw: bytes, limits: IntakeLimits) -> dict[str, Any]:
     if type(data) is not dict:
         kind = type(data).__name__
         raise InvalidEvent("not_object", f"event is a JSON {kind}, not an object")
-    # counting brackets is a C loop; only a record with many of them is walked
-    if (raw.count(b"{") + raw.count(b"[") > limits.max_depth
+    # the brackets counted in one C pass (deleting them: two count() calls scan twice, each
+    # slower); only a record with many of them is walked
+    if (len(raw) - len(raw.translate(None, b"{[")) > limits.max_depth
             and _depth(data, limits.max_depth) > limits.max_depth):
         raise InvalidEvent("too_deep", f"event nests objects and arrays deeper than"
                            f" {limits.max_depth} levels")
