@@ -46,6 +46,10 @@ cdef class ProfileState:
     @cython.locals(recent=tuple)
     cpdef _product_view(self, product)
 
+    @cython.locals(want=frozenset, slow=tuple, fast=tuple, c="double[:]", out=list,
+                   t=Py_ssize_t, traits=dict)
+    cpdef list vector(self, FeatureSpec spec, wanted=*)
+
     @cython.locals(held=dict, dropped=Py_ssize_t)
     cpdef Py_ssize_t _declare(self, dict traits, double ts, Py_ssize_t limit) except? -1
 
@@ -68,3 +72,7 @@ cdef class ColumnReader:
 cpdef double _total(double[:] counts, Py_ssize_t lo, Py_ssize_t hi) except? -1
 
 cpdef double _basket(double[:] c, Py_ssize_t size) except? -1
+
+@cython.locals(out=list, lo=Py_ssize_t, hi=Py_ssize_t, i=Py_ssize_t, total=cython.double,
+               inverse=cython.double)
+cpdef list _shares(double[:] c, Py_ssize_t offset, tuple groups, list zeros)

@@ -533,7 +533,8 @@ def _shares(c: array[float], offset: int, groups: _Groups, zeros: list[float]) -
         total = _total(c, offset + lo, offset + hi)
         if total > 0:
             inverse = 1.0 / total
-            out.extend([v * inverse for v in c[offset + lo:offset + hi]])
+            for i in range(offset + lo, offset + hi):  # a C loop where compiled: no slice
+                out.append(c[i] * inverse)
         else:
             out.extend(zeros[lo:hi])
     return out
