@@ -146,3 +146,21 @@ def test_rocksdb_store_mapping_and_cleanup(tmp_path: Path) -> None:
         store["p_b"]
     store.close()
     assert os.listdir(tmp_path) == []
+
+
+def test_memory_store_sorted_items_in_id_order_between_changes() -> None:
+    """Each call is in id order, whatever was added, replaced or removed since the last
+    (the store reorders itself at each call, so the next one merges rather than sorts)."""
+    store = MemoryStore()
+    states = {pid: ProfileState(3, float(n)) for n, pid in enumerate(["p_m", "p_c", "p_x"])}
+    store.update(states)
+    assert [(pid, s.base) for pid, s in store.sorted_items()] == [
+        ("p_c", 1.0), ("p_m", 0.0), ("p_x", 2.0)]
+    store["p_a"] = ProfileState(3, 10.0)
+    del store["p_m"]
+    store["p_z"] = ProfileState(3, 11.0)
+    store["p_c"] = ProfileState(3, 12.0)  # replaced: the new state is the one read
+    store["p_b"] = ProfileState(3, 13.0)
+    assert [(pid, s.base) for pid, s in store.sorted_items()] == [
+        ("p_a", 10.0), ("p_b", 13.0), ("p_c", 12.0), ("p_x", 2.0), ("p_z", 11.0)]
+    assert store["p_x"] is not None and len(store) == 5

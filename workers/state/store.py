@@ -89,8 +89,14 @@ class MemoryStore(dict[ProfileId, ProfileState]):
     """A dict: every state decoded and resident, nothing to write back."""
 
     def sorted_items(self) -> Iterator[tuple[ProfileId, ProfileState]]:
-        for pid in sorted(self):
-            yield pid, self[pid]
+        # the dict is rebuilt in id order: the next call sorts the ids it held then, in
+        # order, followed by those added since (a merge, not a sort of them all), and
+        # reads the states in the order they sit in memory
+        pids = sorted(self)
+        states = [self[pid] for pid in pids]
+        self.clear()
+        self.update(zip(pids, states))
+        yield from zip(pids, states)
 
     def sync(self) -> None:
         pass
