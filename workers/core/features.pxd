@@ -13,7 +13,8 @@ cdef class FeatureSpec:
     cdef public dict types, channels, devices, payments, index, _plans
     cdef public Py_ssize_t channel_base, device_base, payment_base, size, recent_base
     cdef public frozenset conversions, engagements, every, trait_columns
-    cdef public str product_view
+    cdef public str product_view, product_property, revenue_property, payment_property
+    cdef public Py_ssize_t max_traits
     cdef public list names, zeros, no_traits
     cdef public tuple groups
 

@@ -65,6 +65,11 @@ class FeatureSpec:
         self.conversions = frozenset(cfg.conversion_types)
         self.engagements = frozenset(cfg.engagement_types)
         self.product_view = "product_view"
+        # read as an event is folded in: C fields where compiled, not a config's attributes
+        self.product_property = cfg.product_property
+        self.revenue_property = cfg.revenue_property
+        self.payment_property = cfg.payment_property
+        self.max_traits = cfg.max_traits
         names = [f"type.{t}" for t in cfg.event_types] + ["type.other"]
         names += [f"channel.{c}" for c in cfg.channels] + ["channel.other"]
         names += [f"device.{d}" for d in cfg.devices] + ["device.other"]
@@ -241,10 +246,10 @@ class ProfileState:
         elif type_ in spec.engagements:
             self.engaged += 1
         elif type_ == spec.product_view and props is not None:
-            self._product_view(props.get(spec.cfg.product_property))
+            self._product_view(props.get(spec.product_property))
         traits = data.get("traits")
         if traits:
-            return self._declare(traits, ts, spec.cfg.max_traits)
+            return self._declare(traits, ts, spec.max_traits)
         return 0
 
     def _session(self, ts: float, gap: float) -> None:
@@ -281,14 +286,14 @@ class ProfileState:
         """An order at recent weight ``r``: lifetime figures, and the recent set's."""
         counts = self.counts
         size = spec.size
-        revenue = props.get(spec.cfg.revenue_property)
+        revenue = props.get(spec.revenue_property)
         if (isinstance(revenue, int | float) and not isinstance(revenue, bool)
                 and math.isfinite(revenue) and revenue > 0):
             self.revenue += revenue
             counts[2 * size + 1] += r * revenue
         self.orders += 1
         counts[2 * size] += r
-        method = props.get(spec.cfg.payment_property)
+        method = props.get(spec.payment_property)
         i = spec.payments.get(method, size - 1) if type(method) is str else size - 1
         counts[i] += 1.0
         counts[size + i] += r
@@ -380,7 +385,7 @@ class ProfileState:
         dropped = 0
         if other.traits:
             for key, (ts, value) in other.traits.items():
-                dropped += self._declare({key: value}, ts, spec.cfg.max_traits)
+                dropped += self._declare({key: value}, ts, spec.max_traits)
         self.last_learned = max(self.last_learned, other.last_learned)
         return dropped
 

@@ -20,6 +20,9 @@ cdef class TouchpointParser:
     cdef public OptionalFields optional
     cdef set _known_types
     cdef TimeParser _time
+    cdef double _earliest, _latest, _max_amount
+    cdef Py_ssize_t _max_keys
+    cdef str _amount_key
 
     cpdef parse(self, raw)
     @cython.locals(identity=object, key=object, value=object)

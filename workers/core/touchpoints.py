@@ -278,6 +278,13 @@ class TouchpointParser:
 
     def __init__(self, limits: IntakeLimits = IntakeLimits()) -> None:
         self.limits = limits
+        # the bounds every event is checked against, as C fields where compiled (a
+        # dataclass's attribute is a dict lookup at each read)
+        self._earliest = limits.earliest
+        self._latest = limits.latest
+        self._max_keys = limits.max_keys
+        self._max_amount = limits.max_amount
+        self._amount_key = limits.amount_key
         self.optional = OptionalFields(limits.amount_key)
         self._known_types: set[str] = set()
         self._time = TimeParser()
@@ -300,8 +307,7 @@ class TouchpointParser:
             ts = self._time.read(occurred_at)
         except ValueError:
             ts = self._loose_time(data, occurred_at)
-        limits = self.limits
-        if not limits.earliest <= ts <= limits.latest:
+        if not self._earliest <= ts <= self._latest:
             raise InvalidEvent("time_out_of_range",
                                f"occurred_at {occurred_at!r} is outside intake.earliest_event_time"
                                "..intake.latest_event_time")
@@ -347,19 +353,18 @@ class TouchpointParser:
 
     def _check_bounds(self, data: dict[str, Any]) -> None:
         """What every type check passes but would grow a profile or overflow a sum."""
-        limits = self.limits
         for key in ("properties", "traits"):
             members = data.get(key)
-            if members is not None and len(members) > limits.max_keys:
+            if members is not None and len(members) > self._max_keys:
                 raise InvalidEvent("too_many_keys", f"{key} has {len(members)} members,"
-                                   f" limit is {limits.max_keys}")
+                                   f" limit is {self._max_keys}")
         properties = data.get("properties")
         if properties is not None:
-            amount = properties.get(limits.amount_key)
+            amount = properties.get(self._amount_key)
             if (type(amount) in (int, float)
-                    and not (math.isfinite(amount) and abs(amount) <= limits.max_amount)):
-                raise InvalidEvent("out_of_range", f"properties.{limits.amount_key} {amount!r}"
-                                   f" is beyond intake.max_amount ({limits.max_amount:g})")
+                    and not (math.isfinite(amount) and abs(amount) <= self._max_amount)):
+                raise InvalidEvent("out_of_range", f"properties.{self._amount_key} {amount!r}"
+                                   f" is beyond intake.max_amount ({self._max_amount:g})")
 
 
 def check_size(raw: bytes | None, limits: IntakeLimits) -> bytes:

@@ -95,8 +95,8 @@ class MemoryStore(dict[ProfileId, ProfileState]):
         pids = sorted(self)
         states = [self[pid] for pid in pids]
         self.clear()
-        self.update(zip(pids, states))
-        yield from zip(pids, states)
+        self.update(zip(pids, states, strict=True))
+        yield from zip(pids, states, strict=True)
 
     def sync(self) -> None:
         pass
