@@ -43,4 +43,5 @@ cdef class ProfileWork:
     cpdef ColumnReader _read(self, snapshot)
     cpdef str _name(self, segment_id)
 
+@cython.locals(data=bytes)
 cpdef bytes _id_hash(str event_id)

@@ -50,6 +50,7 @@ from workers.state.store import ProfileStore, open_store
 KNOWN_IDENTIFIERS = ("user_id", "email", "crm_id", "phone")
 _ZERO_HASH = bytes(8)
 _ONE_HASH = (1).to_bytes(8, "little")
+_ID_HASHER = blake2b(digest_size=8)  # what every event id hash starts from
 
 # profiles a new model version reads from the store at a time
 _PUBLISH_CHUNK = 4096
@@ -450,7 +451,9 @@ def digest(*parts: str) -> str:
 def _id_hash(event_id: str) -> bytes:
     """A stable 8-byte hash, never all zero (not hash(): that changes between processes).
     As a little-endian int 64 it is what states of earlier versions hold."""
-    data = blake2b(event_id.encode(), digest_size=8).digest()
+    hasher = _ID_HASHER.copy()  # a copy costs less than a new hash's keyword arguments
+    hasher.update(event_id.encode())
+    data = hasher.digest()
     return data if data != _ZERO_HASH else _ONE_HASH
 
 
