@@ -52,6 +52,7 @@ MODULES: tuple[str, ...] = (
     "workers.core.records",
     "workers.core.reference",
     "workers.core.registry",
+    "workers.core.reorder",
     "workers.core.repair",
     "workers.core.segments",
     "workers.core.stats",

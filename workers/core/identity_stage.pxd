@@ -7,6 +7,7 @@ from workers.core.clock cimport StreamClock
 from workers.core.dedup cimport Deduplicator
 from workers.core.identity cimport IdentityGraph, Resolution
 from workers.core.intake cimport Intake
+from workers.core.reorder cimport ReorderBuffer
 from workers.core.touchpoints cimport Touchpoint
 
 cdef class IdentityStage:
@@ -17,7 +18,8 @@ cdef class IdentityStage:
     cdef public bint _redact
     cdef public Deduplicator dedup
     cdef public StreamClock clock
-    cdef public list _out, _buffer
+    cdef public list _out
+    cdef public ReorderBuffer _held
     cdef public double _window, _tick_end
     cdef public dict positions
 
@@ -26,7 +28,8 @@ cdef class IdentityStage:
     cpdef accept(self, Touchpoint tp, origin=*)
     cpdef list _take(self)
     cpdef _clock_moved(self)
-    @cython.locals(ts=cython.double, watermark=cython.double, buffer=list)
+    @cython.locals(ts=cython.double, watermark=cython.double, held=ReorderBuffer,
+                   ready=Touchpoint)
     cpdef _admit(self, Touchpoint tp, bint observed=*)
     @cython.locals(ts=cython.double, res=Resolution)
     cpdef _process(self, Touchpoint tp)

@@ -22,7 +22,6 @@ import base64
 import hashlib
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from heapq import heapify, heappop, heappush
 from typing import Any, Protocol
 
 from workers.config import Config
@@ -41,6 +40,7 @@ from workers.core.intake import Intake, Item, Rejected
 from workers.core.privacy import Pseudonymiser, redact
 from workers.core.profile_work import KNOWN_IDENTIFIERS, digest, identifiers_of
 from workers.core.records import DeadLetter, Origin, Output
+from workers.core.reorder import ReorderBuffer
 from workers.core.stats import Stats
 from workers.core.touchpoints import Touchpoint, format_time
 from workers.errors import InvalidEvent
@@ -86,7 +86,7 @@ class IdentityStage:
         self.stats = Stats()
         self.downstream = downstream(self)
         self._out = self.downstream.out
-        self._buffer: list[tuple[float, str, Touchpoint]] = []
+        self._held = ReorderBuffer()  # valid events the watermark has not passed yet
         self.clock = StreamClock(config.intake.future_tolerance_seconds)
         self._far = FarFuture()
         self._window = config.intake.reorder_window_seconds
@@ -194,10 +194,10 @@ class IdentityStage:
         if ts < watermark:  # later than the window allows: apply now, out of order
             self._process(tp)
         else:
-            heappush(self._buffer, (ts, tp.event_id, tp))
-        buffer = self._buffer
-        while buffer and buffer[0][0] <= watermark:
-            self._process(heappop(buffer)[2])
+            self._held.push(tp)
+        held = self._held
+        while (ready := held.pop(watermark)) is not None:
+            self._process(ready)
 
     def flush(self) -> list[Output]:
         """End of input (or an idle stream): process everything held, close the tick.
@@ -208,13 +208,12 @@ class IdentityStage:
         for tp, origin in self._far.drain():  # the stream never followed them there
             self._dead_letter(tp.record(), "future_time", _FUTURE_DETAIL, origin)
         horizon = self.clock.limit
-        while self._buffer:
-            tp = heappop(self._buffer)[2]
-            if tp.ts > horizon:
+        while (waiting := self._held.pop(math.inf)) is not None:
+            if waiting.ts > horizon:
                 self.stats.events_valid -= 1
-                self._dead_letter(tp.record(), "future_time", _FUTURE_DETAIL, None)
+                self._dead_letter(waiting.record(), "future_time", _FUTURE_DETAIL, None)
             else:
-                self._process(tp)
+                self._process(waiting)
         self.downstream.run_tick(final=True)
         return self._take()
 
@@ -328,12 +327,8 @@ class IdentityStage:
     def _drop_forgotten_events(self) -> None:
         """Events held back (reorder window, far future) that name a forgotten identifier."""
         names = self.forgotten.names
-        kept = [item for item in self._buffer if not names(item[2].identity)]
-        dropped = len(self._buffer) - len(kept)
-        if dropped:
-            heapify(kept)
-            self._buffer = kept
-            self.stats.events_valid -= dropped  # counted valid when they entered the buffer
+        dropped = self._held.drop(lambda tp: names(tp.identity))
+        self.stats.events_valid -= dropped  # counted valid when they entered the buffer
         far = self._far.drop(lambda tp: names(tp.identity))
         self.stats.events_forgotten += dropped + far
 
@@ -362,7 +357,7 @@ class IdentityStage:
     def held_events(self) -> dict[str, tuple[bool, Touchpoint, Origin | None]]:
         """Events not processed yet, by id: (far ahead?, event, origin)."""
         held: dict[str, tuple[bool, Touchpoint, Origin | None]] = {
-            tp.event_id: (False, tp, None) for _, _, tp in self._buffer}
+            tp.event_id: (False, tp, None) for tp in self._held}
         for tp, origin in self._far.waiting():
             held[tp.event_id] = (True, tp, origin)
         return held
@@ -372,7 +367,7 @@ class IdentityStage:
         if far:
             self._far.hold(tp, origin)
         else:
-            heappush(self._buffer, (tp.ts, tp.event_id, tp))
+            self._held.push(tp)
 
     # ---- read side ------------------------------------------------------------
 
@@ -380,12 +375,12 @@ class IdentityStage:
     def held(self) -> int:
         """Events whose outcome is not final yet: in the event-time buffer (valid so far),
         or waiting as far-future events (not counted yet)."""
-        return len(self._buffer) + len(self._far)
+        return len(self._held) + len(self._far)
 
     @property
     def buffered(self) -> int:
         """Valid events in the event-time buffer (counted valid, not processed yet)."""
-        return len(self._buffer)
+        return len(self._held)
 
     def lookup(self, key: str) -> ProfileId | None:
         """A profile by its id or by any identifier, written ``value`` or ``type:value``."""

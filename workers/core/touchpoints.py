@@ -60,7 +60,8 @@ class Touchpoint:
     def __lt__(self, other: Touchpoint) -> bool:
         """Never before another: two copies of one event (one id, one time: a duplicate the
         de-dup window no longer knew, the clock having jumped ahead) tie in the event-time
-        buffer, a heap of (time, id, event), instead of stopping it with a TypeError."""
+        buffer's heap of late events, (time, id, event), instead of stopping it with a
+        TypeError."""
         return False
 
 
