@@ -219,6 +219,8 @@ class IdentityStage:
 
     def _take(self) -> list[Output]:
         out = self._out
+        if not out:  # most records cause none: the list both halves append to stays
+            return []
         self._out = self.downstream.out = []  # the downstream appends to it as well
         return out
 

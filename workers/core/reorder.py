@@ -55,8 +55,10 @@ class ReorderBuffer:
                 heappop(late)
                 return tp
             return None
-        if run and run[0].ts <= until:
-            return run.popleft()
+        if run:
+            head = run[0]
+            if head.ts <= until:
+                return run.popleft()
         return None
 
     def drop(self, unwanted: Callable[[Touchpoint], bool]) -> int:
