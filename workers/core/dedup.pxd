@@ -1,8 +1,7 @@
 # Cython's declarations for dedup.py (setup.py compiles it): the id set and buckets as
 # C fields; pure Python runs the .py unchanged.
 cdef class Deduplicator:
-    cdef public double window, _width  # seconds
-    cdef public object _oldest  # a bucket number, or -inf: saved as it is
+    cdef public object window, _width, _oldest
     cdef public Py_ssize_t beyond_window
     cdef public set _ids
     cdef public dict _buckets, _saved, _last_chunk
