@@ -109,3 +109,12 @@ def test_model(events: list[tuple[int, float]], window: float) -> None:
         # bounded: nothing remembered lies more than a window and a bucket behind
         live = {e for e, t in stored.items() if t > newest - window - window / 10 - 1e-9}
         assert len(d) <= len(live)
+
+
+def test_buckets_follow_pythons_floor_division_compiled_too() -> None:
+    """An event time's bucket is ``ts // width`` as Python's floats divide: 0.5 // 0.1 is
+    4.0, where C's floor(0.5 / 0.1) is 5 (typing the width as a C double would change the
+    buckets, and so the state, of the compiled build only)."""
+    dedup = Deduplicator(1.0)  # buckets of 0.1 s
+    assert not dedup.seen("e-1", 0.5)
+    assert dedup.take_chunks() == [("4:0", ["e-1"])]
