@@ -41,6 +41,7 @@ MODULES: tuple[str, ...] = (
     "workers.core.identity",
     "workers.core.identity_stage",
     "workers.core.intake",
+    "workers.core.kmeans_step",
     "workers.core.partitioned.profile_task",
     "workers.core.partitioned.records",
     "workers.core.partitioned.router",

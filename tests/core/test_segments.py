@@ -6,7 +6,6 @@ Fast: synthetic feature vectors drawn from well separated blobs, no broker.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import itertools
 import math
@@ -15,7 +14,6 @@ from array import array
 from pathlib import Path
 
 import pytest
-from river import cluster
 
 from workers.config import load
 from workers.core.features import FeatureSpec
@@ -24,7 +22,6 @@ from workers.core.segments import (
     Segment,
     SegmentModel,
     Snapshot,
-    _learn_kmeans,
     assign,
     explain,
 )
@@ -532,40 +529,3 @@ def test_a_feature_that_starts_to_vary_later_joins_the_model() -> None:
     assert web in published[-1].columns
 
 
-@pytest.mark.parametrize("p", [1, 2, 3])
-def test_the_kmeans_step_is_rivers(p: int) -> None:
-    """Our k-means step (no generator per centre, distances in the sample's key order)
-    moves the same centre to the same place as river's ``KMeans.learn_one``, whatever
-    the Minkowski power ``p`` (compiled, a power of C doubles must not round otherwise)."""
-    rng = random.Random(p)
-    keys = [f"f{i}" for i in range(9)]
-    ours = cluster.KMeans(n_clusters=4, halflife=0.3, p=p, seed=1)
-    theirs = cluster.KMeans(n_clusters=4, halflife=0.3, p=p, seed=1)
-    for model in (ours, theirs):
-        model.centers = {j: collections.defaultdict(float, {k: rng.uniform(-3, 3)
-                                                            for k in keys}) for j in range(4)}
-    theirs.centers = {j: collections.defaultdict(float, c) for j, c in ours.centers.items()}
-    for _ in range(500):
-        x = {k: rng.gauss(0, 2) / 3 for k in keys}
-        _learn_kmeans(ours, x)
-        theirs.learn_one(x)
-    assert {j: dict(c) for j, c in ours.centers.items()} == {
-        j: dict(c) for j, c in theirs.centers.items()}
-
-
-@pytest.mark.parametrize("p", [1, 2])
-def test_a_profile_as_near_two_centres_moves_the_first_as_rivers_does(p: int) -> None:
-    """Ties (and near ties, which p = 2 settles with pow() as river does) go to the
-    first nearest centre."""
-    ours = cluster.KMeans(n_clusters=3, halflife=0.5, p=p, seed=1)
-    theirs = cluster.KMeans(n_clusters=3, halflife=0.5, p=p, seed=1)
-    for model in (ours, theirs):
-        model.centers = {0: collections.defaultdict(float, {"a": 5.0, "b": 5.0}),
-                         1: collections.defaultdict(float, {"a": 1.0, "b": 0.0}),
-                         2: collections.defaultdict(float, {"a": -1.0, "b": 0.0})}
-    for x in ({"a": 0.0, "b": 0.0}, {"a": 0.0, "b": 1e-9}, {"a": 1e-300, "b": 0.0}):
-        _learn_kmeans(ours, x)
-        theirs.learn_one(x)
-        assert {j: dict(c) for j, c in ours.centers.items()} == {
-            j: dict(c) for j, c in theirs.centers.items()}
-    assert ours.centers[2]["a"] == -1.0  # the second of two equals never moved

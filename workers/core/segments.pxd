@@ -22,19 +22,9 @@ cpdef assign(snapshot, list z, current, double hysteresis)
 cpdef list explain(snapshot, list z, segment_id, values, list names, Py_ssize_t size)
 
 @cython.locals(n=Py_ssize_t, i=Py_ssize_t, c=cython.double, s=cython.double,
-               w=cython.double, out=dict, lo=tuple, hi=tuple,
+               w=cython.double, out=list, lo=tuple, hi=tuple,
                center=tuple, scale=tuple, active=tuple)
-cpdef dict _scaled(list keys, tuple weights, x, ref)
-
-@cython.locals(step=cython.double, c=cython.double, xi=cython.double)
-cpdef _learn_kmeans(model, dict x)
-
-@cython.locals(best=cython.double, d=cython.double, v=cython.double, c=cython.double)
-cdef _nearest_centre(centres, dict x, double p)
-
-@cython.locals(best=cython.double, second=cython.double, d=cython.double, v=cython.double,
-               c=cython.double, diff=cython.double)
-cdef _clearly_nearest(centres, dict x)
+cpdef list _scaled(tuple weights, x, ref)
 
 cdef class Placement:
     cdef double[:] lo, hi, gain, offset, centroids, z

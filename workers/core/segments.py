@@ -15,7 +15,7 @@ import fnmatch
 import math
 import random
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from math import inf
 from typing import Any, NamedTuple
@@ -26,6 +26,7 @@ from river import cluster
 from workers.config import SegmentationConfig
 from workers.core.cluster_count import best_count
 from workers.core.features import FeatureSpec
+from workers.core.kmeans_step import KMeansStep
 from workers.core.nearest import nearest, nearest_labels
 from workers.core.records import Explanation
 from workers.core.reference import Reference, fit_reference
@@ -296,6 +297,7 @@ class SegmentModel:
         self.learned = 0
         self.snapshot: Snapshot | None = None
         self._published_at = -inf
+        self._step: KMeansStep | None = None  # river's centres as flat doubles (KMeans)
 
     # what the model has learned, as data: river's objects and plain values (no config)
     # (the window of learned profiles is saved apart, one entry per learn: see
@@ -330,10 +332,12 @@ class SegmentModel:
                 return None
             self._initialise()
             return self._check(ts) if self._ready() else None
+        ref = self.reference
+        scaled = _scaled(self.weights, x, ref)
         if isinstance(self.clusterer, cluster.KMeans):
-            _learn_kmeans(self.clusterer, self._scaled(x, self.reference))
+            self._kmeans_step(ref).learn(scaled)
         else:
-            self.clusterer.learn_one(self._scaled(x, self.reference))
+            self.clusterer.learn_one(dict(zip(self._active_keys(ref), scaled, strict=True)))
         if self.snapshot is None:
             return self._check(ts) if self._ready() else None
         if (self.learned % self.cfg.snapshot_every_learns == 0
@@ -345,8 +349,17 @@ class SegmentModel:
         """Some river clusterers (CluStream, DBSTREAM) have no centres for a while."""
         return len(self.clusterer.centers) >= 2
 
-    def _scaled(self, x: Sequence[float], ref: Reference) -> dict[str, float]:
-        return _scaled(self.keys, self.weights, x, ref)
+    def _kmeans_step(self, ref: Reference) -> KMeansStep:
+        """The k-means step over the centres in force, set in ``ref``'s space (taken
+        afresh once they are replaced: a check, a restore)."""
+        step = self._step
+        if step is None or step.centers is not self.clusterer.centers:
+            step = self._step = KMeansStep(self.clusterer, self._active_keys(ref))
+        return step
+
+    def _active_keys(self, ref: Reference) -> list[str]:
+        """The features clustered in ``ref``'s space, as river names them."""
+        return [k for k, on in zip(self.keys, ref.active, strict=True) if on]
 
     def _points(self, ref: Reference) -> np.ndarray:
         return _space(np.array(self.window, dtype=float), ref, self.weights)
@@ -372,12 +385,12 @@ class SegmentModel:
             # centres in one group and leaves two groups sharing one (as sklearn's n_init)
             self._set_centres(_fit(points, k, rng, _STARTS), ref)
         else:
-            keys = [k for k, on in zip(self.keys, ref.active, strict=True) if on]
+            keys = self._active_keys(ref)
             for point in points.tolist():
                 self.clusterer.learn_one(dict(zip(keys, point, strict=True)))
 
     def _set_centres(self, centres: np.ndarray, ref: Reference) -> None:
-        keys = [k for k, on in zip(self.keys, ref.active, strict=True) if on]
+        keys = self._active_keys(ref)
         self.clusterer.centers = {i: collections.defaultdict(float, zip(keys, c, strict=True))
                                   for i, c in enumerate(centres.tolist())}
 
@@ -469,21 +482,21 @@ class SegmentModel:
 _dist = math.dist
 
 
-def _scaled(keys: list[str], weights: tuple[float, ...], x: Sequence[float],
-            ref: Reference) -> dict[str, float]:
-    """A learned profile's active columns in the reference space, by feature name (as
-    river takes a sample): clipped (as in :func:`_transform`), centred, scaled, weighted."""
+def _scaled(weights: tuple[float, ...], x: Sequence[float], ref: Reference) -> list[float]:
+    """A learned profile's active columns in the reference space (in column order, as
+    :meth:`SegmentModel._active_keys` names them): clipped (as in :func:`_transform`),
+    centred, scaled, weighted."""
     lo, hi, center, scale, active = ref.lo, ref.hi, ref.center, ref.scale, ref.active
-    n = len(keys)
-    if not len(x) == len(lo) == len(weights) == n:
+    n = len(weights)
+    if not len(x) == len(lo) == n:
         raise ValueError(f"{len(x)} values for {n} columns")
-    out = {}
+    out = []
     for i in range(n):
         if active[i]:
             c = center[i]
             s = scale[i]
             w = weights[i]
-            out[keys[i]] = (_clip(x[i], lo[i], hi[i]) - c) / s * w
+            out.append((_clip(x[i], lo[i], hi[i]) - c) / s * w)
     return out
 
 
@@ -499,64 +512,6 @@ def _space(rows: np.ndarray, ref: Reference, weights: tuple[float, ...]) -> np.n
     clipped = np.where(clipped < hi, clipped, hi)
     return (clipped - np.array(ref.center)[on]) / np.array(ref.scale)[on] * np.array(
         weights)[on]
-
-
-def _learn_kmeans(model: cluster.KMeans, x: dict[str, float]) -> None:
-    """river's ``KMeans.learn_one``, without its generator over a fresh set of keys per
-    centre: the nearest centre (the first of equals) takes the same step toward ``x``.
-
-    Every centre holds exactly ``x``'s keys (centres are set with the reference that
-    scales ``x``), so the distance is summed over them in ``x``'s order; river sums in
-    the order of a set of strings, which moves with PYTHONHASHSEED.
-    """
-    centres = model.centers.values()
-    closest = _clearly_nearest(centres, x) if model.p == 2.0 else None
-    if closest is None:
-        closest = _nearest_centre(centres, x, model.p)
-    step = model.halflife
-    for i, xi in x.items():
-        c = closest[i]
-        closest[i] = c + step * (xi - c)
-
-
-def _nearest_centre(centres: Iterable[dict[str, float]], x: dict[str, float],
-                    p: float) -> dict[str, float]:
-    """The centre river's ``learn_one`` steps: the first of the nearest by the sum of
-    ``|c - v| ** p``."""
-    closest = None
-    best = inf
-    for centre in centres:
-        d = 0.0  # summed left to right, as sum() of floats does
-        for k, v in x.items():
-            c = centre[k]
-            # pow(), as float ** float calls it (compiled, ** on C doubles would go through
-            # complex numbers and multiply out small integer powers, rounding differently)
-            d += math.pow(abs(c - v), p)
-        if d < best:
-            closest, best = centre, d
-    assert closest is not None
-    return closest
-
-
-def _clearly_nearest(centres: Iterable[dict[str, float]],
-                     x: dict[str, float]) -> dict[str, float] | None:
-    """:func:`_nearest_centre` for p = 2, with squares multiplied out rather than taken
-    by pow(), which costs far more and rounds a square otherwise (by an ulp, now and
-    then): the pick stands only when the runner-up is further by a margin (_MARGIN)
-    far wider than that; None leaves a near tie to :func:`_nearest_centre`."""
-    closest = None
-    best = second = inf
-    for centre in centres:
-        d = 0.0
-        for k, v in x.items():
-            c = centre[k]
-            diff = c - v
-            d += diff * diff
-        if d < best:
-            closest, best, second = centre, d, best
-        elif d < second:
-            second = d
-    return closest if second - best > _MARGIN * second else None
 
 
 def _inertia(points: np.ndarray, centres: np.ndarray) -> float:
