@@ -13,13 +13,15 @@ cdef class KMeansStep:
     cdef double[:] _view
 
     @cython.locals(n=Py_ssize_t, j=Py_ssize_t, i=Py_ssize_t, at=Py_ssize_t,
-                   step=cython.double, c=cython.double, moved=cython.double,
+                   step=cython.double, c=cython.double, v=cython.double, moved=cython.double,
                    values="double[:]", keys=list)
     cpdef learn(self, list x)
     @cython.locals(values="double[:]", n=Py_ssize_t, j=Py_ssize_t, i=Py_ssize_t,
-                   at=Py_ssize_t, closest=Py_ssize_t, best=cython.double, d=cython.double)
+                   at=Py_ssize_t, closest=Py_ssize_t, best=cython.double, d=cython.double,
+                   v=cython.double)
     cpdef Py_ssize_t _nearest(self, list x, double p) except? -2
     @cython.locals(values="double[:]", n=Py_ssize_t, j=Py_ssize_t, i=Py_ssize_t,
                    at=Py_ssize_t, closest=Py_ssize_t, best=cython.double,
-                   second=cython.double, d=cython.double, diff=cython.double)
+                   second=cython.double, d=cython.double, diff=cython.double,
+                   v=cython.double)
     cpdef Py_ssize_t _clearly_nearest(self, list x) except? -2

@@ -52,7 +52,8 @@ class KMeansStep:
         at = j * n
         for i in range(n):
             c = values[at + i]
-            moved = c + step * (x[i] - c)
+            v = x[i]
+            moved = c + step * (v - c)
             values[at + i] = moved
             centre[keys[i]] = moved
 
@@ -68,7 +69,8 @@ class KMeansStep:
             d = 0.0  # summed left to right, as sum() of floats does
             at = j * n
             for i in range(n):
-                d += math.pow(abs(values[at + i] - x[i]), p)
+                v = x[i]
+                d += math.pow(abs(values[at + i] - v), p)
             if d < best:
                 closest, best = j, d
         if closest < 0:  # every sum NaN: scaled values are clipped, so never
@@ -87,7 +89,8 @@ class KMeansStep:
             d = 0.0
             at = j * n
             for i in range(n):
-                diff = values[at + i] - x[i]
+                v = x[i]
+                diff = values[at + i] - v
                 d += diff * diff
             if d < best:
                 closest, best, second = j, d, best
