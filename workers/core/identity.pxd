@@ -8,7 +8,7 @@ cdef class IdentityGraph:
     cdef public list _types
     cdef public dict _rank, _limit, _owners, _members
 
-    @cython.locals(owners_by_type=dict, owners=dict, found=list, new=list,
+    @cython.locals(owners_by_type=dict, owners=dict, found=list, new=list, first=object,
                    blocked=Py_ssize_t)
     cpdef resolve(self, identity)
     cpdef bint is_junk(self, str value) except -1

@@ -129,8 +129,10 @@ class IdentityGraph:
     def resolve(self, identity: Mapping[str, str]) -> Resolution:
         """Attribute one event's identifiers; merges or refuses as the rules say."""
         owners_by_type = self._owners
-        found: list[ProfileId] = []
-        new: list[tuple[int, str, str]] = []
+        # the lists are made only when needed: most events name one known profile
+        first: ProfileId | None = None  # the first profile found
+        found: list[ProfileId] | None = None  # every profile found, once there are two
+        new: list[tuple[int, str, str]] | None = None
         blocked = 0
         for id_type, value in identity.items():
             owners = owners_by_type.get(id_type)
@@ -138,16 +140,24 @@ class IdentityGraph:
                 continue
             pid = owners.get(value)
             if pid is not None:
-                if pid not in found:
+                if first is None:
+                    first = pid
+                elif pid != first and (found is None or pid not in found):
+                    if found is None:
+                        found = [first]
                     found.append(pid)
             elif self.is_junk(value):
                 blocked += 1
+            elif new is None:
+                new = [(self._rank[id_type], id_type, value)]
             else:
                 new.append((self._rank[id_type], id_type, value))
-        if not new and len(found) == 1:  # the common case: nothing to link
-            return Resolution(found[0], blocked=blocked)
-        if not new and not found:
-            return Resolution(None, blocked=blocked)
+        if new is None and found is None:  # the common case: nothing to link
+            return Resolution(first, blocked=blocked)
+        if found is None:
+            found = [] if first is None else [first]
+        if new is None:
+            new = []
         over = self._over_limit(found, new)
         if over is None:
             survivor, merged = self._union(found, new)

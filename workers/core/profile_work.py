@@ -236,7 +236,7 @@ class ProfileWork:
         # holds one event, of a profile too young to assess)
         snapshot = learner.snapshot
         reader = None
-        for pid in sorted(dirty):
+        for pid in sorted(dirty) if len(dirty) > 1 else dirty:  # most ticks hold one
             state = self.profiles.get(pid)
             if state is None or state.event_count < min_events:
                 continue
