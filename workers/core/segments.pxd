@@ -11,6 +11,9 @@ from libc cimport math
 @cython.locals(n=Py_ssize_t, i=Py_ssize_t, g=cython.double, o=cython.double, out=list)
 cpdef list _transform(values, tuple lo, tuple hi, tuple gain, tuple offset)
 
+# stays()'s constants, as C doubles
+cdef double _UP, _TINY
+
 @cython.locals(y=cython.double)
 cdef inline double _clip(double x, double low, double high)
 
@@ -32,7 +35,7 @@ cdef class Placement:
     cdef Py_ssize_t columns
 
     @cython.locals(own=Py_ssize_t, n=Py_ssize_t, j=Py_ssize_t, i=Py_ssize_t, at=Py_ssize_t,
-                   own_d=cython.double, others=cython.double, total=cython.double,
-                   diff=cython.double, d=cython.double, lo="double[:]", hi="double[:]",
+                   bound=cython.double, enough=cython.double, total=cython.double,
+                   diff=cython.double, lo="double[:]", hi="double[:]",
                    gain="double[:]", offset="double[:]", centroids="double[:]", z="double[:]")
     cpdef bint stays(self, double[:] values, current, double hysteresis) except -1

@@ -47,6 +47,10 @@ _K_MARGIN = 0.02
 # relative margin for decisions taken on plainly summed distances (stays()): theirs and
 # math.dist's differ by far less than 1e-12 relative on a few dozen columns
 _MARGIN = 1e-6
+# a bound's square times this is at least the exact square: the product's two roundings
+# take off at most 2 ** -52 of it (for bounds above _TINY, whose squares are normal)
+_UP = 1.0 + 2.0 ** -50
+_TINY = 1e-150
 
 
 @dataclass(frozen=True)
@@ -181,20 +185,30 @@ class Placement:
         for i in range(n):  # scaled once, as Snapshot.transform does
             z[i] = _clip(values[i], lo[i], hi[i]) * gain[i] - offset[i]
         centroids = self.centroids
-        own_d = 0.0
-        others = inf
+        total = 0.0
+        at = own * n
+        for i in range(n):
+            diff = z[i] - centroids[at + i]
+            total += diff * diff
+        bound = (1.0 - hysteresis) * math.sqrt(total) * (1.0 + _MARGIN)
+        # every other segment must be at least ``bound`` away; a segment's sum of squares
+        # only grows as it is summed, so once it reaches the bound squared (rounded up:
+        # ``_UP``) that segment is far enough and the rest of its sum is not needed
+        enough = bound * bound * _UP if bound > _TINY else inf
         for j in range(len(self.rows)):
+            if j == own:
+                continue
             total = 0.0
             at = j * n
             for i in range(n):
                 diff = z[i] - centroids[at + i]
                 total += diff * diff
-            d = math.sqrt(total)
-            if j == own:
-                own_d = d
-            elif d < others:
-                others = d
-        return others >= (1.0 - hysteresis) * own_d * (1.0 + _MARGIN)
+                if total >= enough:
+                    break
+            else:
+                if math.sqrt(total) < bound:  # (a NaN distance is nobody's, as before)
+                    return False
+        return bound <= inf  # False for a NaN bound
 
 
 class Assignment(NamedTuple):
