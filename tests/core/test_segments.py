@@ -232,6 +232,26 @@ def test_stays_only_for_profiles_assign_would_not_move(hysteresis: float) -> Non
         snapshot.placement.stays(array("d", [0.0]), ids[0], hysteresis)
 
 
+@pytest.mark.parametrize("hysteresis", [0.0, 0.15, 1.0])
+def test_stays_on_and_near_the_border_and_at_a_centroid(hysteresis: float) -> None:
+    """Where stays() can stop summing a segment early, its answer is still assign()'s:
+    points swept across the border (and one ulp either side), points on a centroid
+    (own distance 0, where every other segment is far at once), a tiny own distance
+    (whose square is not a normal double) and huge ones."""
+    snap = two_segment_snapshot()
+    xs = [x for k in range(-40, 441) for x in (k / 40, math.nextafter(k / 40, math.inf),
+                                                math.nextafter(k / 40, -math.inf))]
+    xs += [0.0, 10.0, 1e-160, 10.0 - 1e-14, 1e150, -1e150, 5.0]
+    for x in xs:
+        for y in (0.0, 1e-160, 3.0):
+            for current in (0, 1):
+                moved = assign(snap, [x, y], current, hysteresis).changed
+                kept = snap.placement.stays(array("d", [x, y]), current, hysteresis)
+                assert not (kept and moved), (x, y, current)
+                if not moved and abs(x - 5.0) > 1.0 and hysteresis < 1.0 and abs(x) < 1e100:
+                    assert kept, (x, y, current)  # clearly inside: skipped
+
+
 def test_score_is_one_at_a_centroid_zero_on_the_border_and_in_range() -> None:
     snap = two_segment_snapshot()
     assert assign(snap, [0.0, 0.0], None, 0.15).score == 1.0
