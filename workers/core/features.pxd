@@ -7,6 +7,10 @@ cimport cython
 # names libc.math lacks (``math.inf``, ``math.dist``) stay Python's
 from libc cimport math
 
+# constants of the per-event fold, as C values
+cdef double _REBASE_EXPONENT
+cdef Py_ssize_t RECENT_IDS
+
 cdef class FeatureSpec:
     cdef public object cfg
     cdef public double lam, recent_lam, rebase_rate, session_gap
