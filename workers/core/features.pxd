@@ -9,7 +9,7 @@ from libc cimport math
 
 # constants of the per-event fold, as C values
 cdef double _REBASE_EXPONENT
-cdef Py_ssize_t RECENT_IDS
+cdef Py_ssize_t _RECENT_IDS
 
 cdef class FeatureSpec:
     cdef public object cfg

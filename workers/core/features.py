@@ -31,7 +31,7 @@ _KEPT_SESSIONS = 8
 # A profile remembers the ids of its last 16 events (8-byte hashes): the event-time
 # de-dup window cannot see a duplicate that arrives after the stream moved past its
 # time (a partition catching up a backlog behind the others); this ring can, in 128 B.
-RECENT_IDS = 16
+_RECENT_IDS = 16
 # the prefix of the recent set's feature names
 RECENT = "recent."
 # share groups as (first, end, wanted?); empty when none is wanted
@@ -39,7 +39,7 @@ _Groups = tuple[tuple[int, int, bool], ...]
 # a one-element array repeated to size: array(typecode, bytes) over-allocates by ~1/8
 _DOUBLE = array("d", [0.0])
 _NO_ID = bytes(8)
-_NO_IDS = _NO_ID * RECENT_IDS
+_NO_IDS = _NO_ID * _RECENT_IDS
 _NEVER = -math.inf  # one float for every profile not learned from yet, not one each
 
 
@@ -203,7 +203,7 @@ class ProfileState:
         Returns how many of its trait keys were not kept (``features.max_traits``).
         """
         if id_hash:
-            at = self.event_count % RECENT_IDS * 8
+            at = self.event_count % _RECENT_IDS * 8
             ring = self.recent_ids
             self.recent_ids = ring[:at] + id_hash + ring[at + 8:]
         ts = tp.ts
@@ -358,12 +358,12 @@ class ProfileState:
         for i in range(spec.size, len(counts)):
             counts[i] += theirs[i] * scale
         ids = [ring[at:at + 8] for ring in (self.recent_ids, other.recent_ids)
-               for at in range(0, len(ring), 8) if ring[at:at + 8] != _NO_ID][-RECENT_IDS:]
+               for at in range(0, len(ring), 8) if ring[at:at + 8] != _NO_ID][-_RECENT_IDS:]
         self.event_count += other.event_count
         start = self.event_count - len(ids)  # the next write (at event_count) hits the oldest
         merged = bytearray(self.recent_ids)
         for n, id_hash in enumerate(ids):
-            at = (start + n) % RECENT_IDS * 8
+            at = (start + n) % _RECENT_IDS * 8
             merged[at:at + 8] = id_hash
         self.recent_ids = bytes(merged)
         self.first_seen = min(self.first_seen, other.first_seen)
