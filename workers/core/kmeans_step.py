@@ -19,9 +19,10 @@ from collections.abc import Sequence
 from math import inf
 from typing import Any
 
-# relative margin by which the runner-up must be further for a pick by multiplied-out
-# squares to stand: pow() rounds a square otherwise now and then (by an ulp)
-_MARGIN = 1e-6
+# relative margin for a decision taken on plainly summed squares: the decision stands
+# only when the alternative is further by this much, a million times wider than how far
+# another way of summing rounds apart (pow() here, math.dist in segments.Placement)
+MARGIN = 1e-6
 
 
 class KMeansStep:
@@ -96,4 +97,4 @@ class KMeansStep:
                 closest, best, second = j, d, best
             elif d < second:
                 second = d
-        return closest if second - best > _MARGIN * second else -1
+        return closest if second - best > MARGIN * second else -1

@@ -26,7 +26,7 @@ from river import cluster
 from workers.config import SegmentationConfig
 from workers.core.cluster_count import best_count
 from workers.core.features import FeatureSpec
-from workers.core.kmeans_step import KMeansStep
+from workers.core.kmeans_step import MARGIN, KMeansStep
 from workers.core.nearest import nearest, nearest_labels
 from workers.core.records import Explanation
 from workers.core.reference import Reference, fit_reference
@@ -44,9 +44,6 @@ _RESTARTS = 3
 _CLEARLY_TIGHTER = 0.97
 # n_clusters auto: another k is taken only for a silhouette this much better (no flapping)
 _K_MARGIN = 0.02
-# relative margin for decisions taken on plainly summed distances (stays()): theirs and
-# math.dist's differ by far less than 1e-12 relative on a few dozen columns
-_MARGIN = 1e-6
 # a bound's square times this is at least the exact square: the product's two roundings
 # take off at most 2 ** -52 of it (for bounds above _TINY, whose squares are normal)
 _UP = 1.0 + 2.0 ** -50
@@ -190,7 +187,7 @@ class Placement:
         for i in range(n):
             diff = z[i] - centroids[at + i]
             total += diff * diff
-        bound = (1.0 - hysteresis) * math.sqrt(total) * (1.0 + _MARGIN)
+        bound = (1.0 - hysteresis) * math.sqrt(total) * (1.0 + MARGIN)
         # every other segment must be at least ``bound`` away; a segment's sum of squares
         # only grows as it is summed, so once it reaches the bound squared (rounded up:
         # ``_UP``) that segment is far enough and the rest of its sum is not needed
