@@ -115,3 +115,39 @@ def test_a_state_handed_over_is_kept_only_while_nobody_commits_after_it(
     # touched too: restoring is always safe
     assert asyncio.run(asyncio.wait_for(scenario(), timeout=120)) == [
         {"at 10"}, set(), {"at 12"}, set()]
+
+
+def test_a_state_taken_back_before_its_commit_markers_land_waits_for_them(
+        admin, kafka_bootstrap: str, unique_name: Callable[[str], str]) -> None:
+    """The broker answers a commit before writing its markers, so a revocation given
+    straight back can ask before they are there: untouched waits for them (the state is
+    kept) and, when they never come, counts the state as touched (it is restored)."""
+    config = fresh_config(unique_name, bootstrap=kafka_bootstrap)
+    topic = unique_name("profile")
+    admin.create_topics([NewTopic(topic, 1, 1)])
+
+    async def scenario() -> tuple[set[str], set[str]]:
+        producer = aiokafka.AIOKafkaProducer(bootstrap_servers=kafka_bootstrap,
+                                             transactional_id=unique_name("holder"))
+        await producer.start()
+
+        async def written() -> Kept[str]:
+            """One record in an open transaction: where the holder's writes end."""
+            await producer.begin_transaction()
+            sent = await producer.send_and_wait(topic, key=b"p0", value=b"v")
+            return Kept("state", {aiokafka.TopicPartition(topic, 0): sent.offset + 1})
+
+        try:
+            asked = asyncio.create_task(untouched(config, {}, {"late": await written()},
+                                                  marker_wait=30))
+            await asyncio.sleep(1)  # asked while only the writes are there
+            assert not asked.done()
+            await producer.commit_transaction()
+            kept = await asked
+            never = await untouched(config, {}, {"never": await written()}, marker_wait=0.5)
+            await producer.abort_transaction()
+            return kept, never
+        finally:
+            await producer.stop()
+
+    assert asyncio.run(asyncio.wait_for(scenario(), timeout=120)) == ({"late"}, set())

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -55,6 +56,9 @@ _TRANSACTION_MS = 300_000  # under the broker's transaction.max.timeout.ms (15 m
 # a send that finds room in the producer's buffer does not give the event loop back: a
 # commit of thousands of keys does so every this many, so batches are not held up by it
 _YIELD_EVERY = 256
+# a commit's markers follow its answer: how long a state handed over waits for them
+_MARKER_WAIT_S = 5.0
+_MARKER_POLL_S = 0.05
 _PARTITIONER = DefaultPartitioner()  # a key's partition as Kafka's own clients choose it
 T = TypeVar("T")
 K = TypeVar("K")
@@ -167,24 +171,38 @@ class Kept(Generic[T]):
 
 
 async def untouched(config: Config, security: dict[str, Any],
-                    kept: Mapping[K, Kept[Any]]) -> set[K]:
+                    kept: Mapping[K, Kept[Any]], marker_wait: float = _MARKER_WAIT_S) -> set[K]:
     """The keys of the states in ``kept`` with only their holder's own marker after its
-    writes, asked in one ``ListOffsets``. Not known (the broker did not answer, nothing was
-    written, a marker not written yet) counts as touched: that state is restored."""
-    asked = [tp for state in kept.values() for tp in state.ends]
-    if not asked:
-        return set()
+    writes, asked with ``ListOffsets``. The broker answers a commit before it writes the
+    commit's markers, so a revocation taken straight back can find them missing: those
+    ends (nothing after the writes yet) are asked again for up to ``marker_wait`` seconds.
+    Not known (the broker did not answer, nothing was written, a marker still missing)
+    counts as touched: that state is restored."""
+    found: set[K] = set()
+    waiting = {key: state for key, state in kept.items() if state.ends}
+    if not waiting:
+        return found
     consumer = AIOKafkaConsumer(bootstrap_servers=config.kafka.bootstrap_servers,
                                 group_id=None, enable_auto_commit=False, **security)
+    deadline = time.monotonic() + marker_wait
     try:
         await consumer.start()
-        now = await consumer.end_offsets(asked)
+        while True:
+            now = await consumer.end_offsets(
+                [tp for state in waiting.values() for tp in state.ends])
+            for key, state in list(waiting.items()):
+                after = [now[tp] - end for tp, end in state.ends.items()]
+                if all(n == 1 for n in after):
+                    found.add(key)
+                if not all(n in (0, 1) for n in after) or key in found:
+                    del waiting[key]  # kept, or written after: settled either way
+            if not waiting or time.monotonic() >= deadline:
+                return found
+            await asyncio.sleep(_MARKER_POLL_S)
     except KafkaError:
-        return set()
+        return found
     finally:
         await consumer.stop()
-    return {key for key, state in kept.items()
-            if state.ends and all(now[tp] == end + 1 for tp, end in state.ends.items())}
 
 
 class ChangelogWriter:
