@@ -54,11 +54,20 @@ Settings = dict[str, dict[str, Any]]
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port on ``host`` that nothing listens on now (the system picks it; use it soon,
-    nothing holds it)."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A TCP port on ``host`` that nothing listens on now and that this process has not
+    handed out before (the system picks it; use it soon, nothing holds it). A worker
+    binds its ports a second or so after it starts: until then the system can pick the
+    same port again, and a worker restarted meanwhile found its admin port taken."""
+    while True:
+        with socket.socket() as s:
+            s.bind((host, 0))
+            port = int(s.getsockname()[1])
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
+
+
+_GIVEN: set[int] = set()  # ports free_port handed out
 
 
 def wait_for(check: Callable[[], _T], seconds: float, what: str,
