@@ -15,13 +15,21 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from workers.config import load
 from workers.core.clock import StreamClock
 from workers.core.pipeline import Pipeline
 from workers.core.records import Output
-from workers.core.touchpoints import IntakeLimits, TouchpointParser, format_time, parse_time
+from workers.core.touchpoints import (
+    IntakeLimits,
+    TouchpointParser,
+    decode_object,
+    format_time,
+    parse_time,
+)
 from workers.errors import InvalidEvent
 from workers.simulation.generator import simulate
 from workers.state.saved import dump_state, restore_state
@@ -98,6 +106,33 @@ def lists(depth: int) -> Any:
 ])
 def test_each_hostile_record_has_an_outcome(raw: bytes | None, reason: str) -> None:
     assert outcome(raw)[0] == reason
+
+
+def depth(value: Any) -> int:
+    """How deep objects and arrays nest, the value itself being 1 (a scalar is 0)."""
+    children = value.values() if isinstance(value, dict) else value
+    if not isinstance(value, dict | list):
+        return 0
+    return 1 + max((depth(child) for child in children), default=0)
+
+
+JSON = st.recursive(st.none() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=3),
+                    lambda inner: st.lists(inner, max_size=3)
+                    | st.dictionaries(st.text(max_size=2), inner, max_size=3), max_leaves=40)
+
+
+@given(st.dictionaries(st.text(max_size=2), JSON, max_size=4), st.integers(1, 8))
+def test_too_deep_exactly_when_objects_and_arrays_nest_past_the_limit(
+        body: dict[str, Any], limit: int) -> None:
+    """Every shape of nesting (objects in arrays in objects, empty ones, wide ones) is
+    refused exactly when it goes past ``intake.max_depth``, compiled and pure alike."""
+    raw = orjson.dumps(body)
+    try:
+        decode_object(raw, IntakeLimits(max_depth=limit))
+    except InvalidEvent as exc:
+        assert exc.code == "too_deep" and depth(body) > limit
+    else:
+        assert depth(body) <= limit
 
 
 def test_times_at_the_edges_of_the_range() -> None:

@@ -6,6 +6,7 @@ cimport cython
 # math module, which calls them; arguments here never reach its range errors); the
 # names libc.math lacks (``math.inf``, ``math.dist``) stay Python's
 from libc cimport math
+from workers.core.touchpoints cimport Touchpoint
 
 # constants of the per-event fold, as C values
 cdef double _REBASE_EXPONENT
@@ -36,7 +37,7 @@ cdef class ProfileState:
 
     @cython.locals(ts=cython.double, age=cython.double, w=cython.double, r=cython.double,
                    i=Py_ssize_t, size=Py_ssize_t, at=Py_ssize_t, counts="double[:]",
-                   data=dict, device=dict, props=dict, traits=dict)
+                   data=dict, device=dict, props=dict, traits=dict, event=Touchpoint)
     cpdef int update(self, FeatureSpec spec, tp, bytes id_hash=*) except? -1
 
     @cython.locals(spans=list, begin=cython.double, latest=cython.double)

@@ -206,9 +206,10 @@ class ProfileState:
             at = self.event_count % _RECENT_IDS * 8
             ring = self.recent_ids
             self.recent_ids = ring[:at] + id_hash + ring[at + 8:]
-        ts = tp.ts
-        data = tp.data
-        type_ = tp.type
+        event = tp  # compiled, a Touchpoint: its time and type are C fields ...
+        ts = event.ts
+        type_ = event.type
+        data = tp.data  # ... while data is an attribute (a property of CarriedTouchpoint)
         counts = self.counts
         size = spec.size  # where the recent set starts
         age = ts - self.base

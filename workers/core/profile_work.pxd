@@ -21,7 +21,7 @@ cdef class ProfileWork:
     cdef public list out
     cdef public frozenset _wanted
     cdef public bint _announces
-    cdef public dict names, sizes, dirty
+    cdef public dict names, sizes, dirty, _chosen
     cdef public Py_ssize_t _min_events, _learn_min_events
     cdef public double _learn_interval, _hysteresis
 

@@ -118,6 +118,8 @@ class ProfileWork:
         self.names: dict[int, str] = {}
         self.sizes: dict[int, int] = {}
         self.audience_keys = AudienceKeys()
+        # the marketer's keys, read at every change (the config's property builds a dict)
+        self._chosen = config.audiences.chosen
         self.dirty: dict[ProfileId, Dirty] = {}
         # profiles changed (or absorbed) since the state's last commit took them
         self.changed_profiles: set[ProfileId] = Untracked()
@@ -377,13 +379,13 @@ class ProfileWork:
         self.out.append(Output("segment_change", pid, change))
         # keys are born with the segment even while audience calls are off, so turning
         # them on later gives the keys of the segments' first names
-        audiences = self.config.audiences
+        chosen = self._chosen
         for segment in (change["segment"], change["previous_segment"]):
             if segment is not None:
-                self.audience_keys.see(segment, audiences.chosen)
-        if audiences.enabled:
+                self.audience_keys.see(segment, chosen)
+        if self.config.audiences.enabled:
             self.out.extend([Output("audience", pid, call) for call in audience_calls(
-                change, self.audience_keys.resolved(audiences.chosen))])
+                change, self.audience_keys.resolved(chosen))])
 
     def _name(self, segment_id: int) -> str:
         return self.names.get(segment_id, f"Segment {segment_id}")

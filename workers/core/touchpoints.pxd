@@ -32,6 +32,9 @@ cdef class TouchpointParser:
 cpdef check_size(raw, limits)
 cpdef dict decode_object(raw, limits)
 
+@cython.locals(child=object)
+cdef bint _nests_within(object node, Py_ssize_t levels) except -1
+
 @cython.locals(value=object)
 cdef str _required_str(dict data, str key, Py_ssize_t max_len)
 

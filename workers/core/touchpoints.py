@@ -392,10 +392,7 @@ def decode_object(raw: bytes, limits: IntakeLimits) -> dict[str, Any]:
     if type(data) is not dict:
         kind = type(data).__name__
         raise InvalidEvent("not_object", f"event is a JSON {kind}, not an object")
-    # the brackets counted in one C pass (deleting them: two count() calls scan twice, each
-    # slower); only a record with many of them is walked
-    if (len(raw) - len(raw.translate(None, b"{[")) > limits.max_depth
-            and _depth(data, limits.max_depth) > limits.max_depth):
+    if not _nests_within(data, limits.max_depth):
         raise InvalidEvent("too_deep", f"event nests objects and arrays deeper than"
                            f" {limits.max_depth} levels")
     return data
@@ -412,17 +409,20 @@ def _required_str(data: dict[str, Any], key: str, max_len: int) -> str:
     return value
 
 
-def _depth(value: Any, limit: int) -> int:
-    """How deep objects and arrays nest (the value itself is 1); stops counting past ``limit``."""
-    deepest = 0
-    stack = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > deepest:
-            deepest = depth
-            if deepest > limit:
-                return deepest
-        children = node.values() if type(node) is dict else node
-        stack.extend((child, depth + 1) for child in children
-                     if type(child) is dict or type(child) is list)
-    return deepest
+def _nests_within(node: dict[str, Any] | list[Any], levels: int) -> bool:
+    """Whether the objects and arrays of ``node`` (itself one level) nest ``levels`` deep
+    at most: a walk of the decoded containers (compiled, a C loop over each of the few an
+    event holds), not a count of the record's brackets, which reads and copies every byte."""
+    if levels < 1:
+        return False
+    if type(node) is dict:
+        for child in node.values():
+            if (type(child) is dict or type(child) is list) and not _nests_within(
+                    child, levels - 1):
+                return False
+    else:
+        for child in node:
+            if (type(child) is dict or type(child) is list) and not _nests_within(
+                    child, levels - 1):
+                return False
+    return True
