@@ -14,6 +14,8 @@ from array import array
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from workers.config import load
 from workers.core.features import FeatureSpec
@@ -22,6 +24,7 @@ from workers.core.segments import (
     Segment,
     SegmentModel,
     Snapshot,
+    _quote,
     assign,
     explain,
 )
@@ -250,6 +253,34 @@ def test_stays_on_and_near_the_border_and_at_a_centroid(hysteresis: float) -> No
                 assert not (kept and moved), (x, y, current)
                 if not moved and abs(x - 5.0) > 1.0 and hysteresis < 1.0 and abs(x) < 1e100:
                     assert kept, (x, y, current)  # clearly inside: skipped
+
+
+def same_double(a: float, b: float) -> bool:
+    """The same double: NaN is NaN, and 0.0 is not -0.0."""
+    if math.isnan(a) or math.isnan(b):
+        return math.isnan(a) and math.isnan(b)
+    return a == b and math.copysign(1, a) == math.copysign(1, b)
+
+
+@given(st.floats(allow_nan=True, allow_infinity=True))
+def test_quote_is_round_to_six_digits_for_any_double(value: float) -> None:
+    assert same_double(_quote(value), round(value, 6) + 0.0)
+
+
+def test_quote_is_round_to_six_digits_at_ties_and_over_magnitudes() -> None:
+    """Values next to a 6-digit tie (x.xxxxxx5, as written and one ulp either side) and
+    random values of every magnitude: the fast path gives round()'s double, bit for bit
+    (ties go to round(): rounding them up fails here, compiled and pure)."""
+    rng = random.Random(11)
+    values = []
+    for _ in range(20_000):
+        tie = (rng.randrange(-10**9, 10**9) + 0.5) / 1e6
+        values += [tie, math.nextafter(tie, math.inf), math.nextafter(tie, -math.inf)]
+        values.append(rng.uniform(-1, 1) * 10 ** rng.uniform(-12, 16))
+        values.append(rng.choice((1, -1)) * rng.randrange(10**12) / 10**rng.randrange(13))
+    values += [0.0, -0.0, 5e-7, -5e-7, 2.5e-6, 1.0000005, 5e-324]
+    values += [s * (2.0 ** 52 - k) / 1e6 for k in (0, 0.5, 1, 1.5) for s in (1, -1)]
+    assert [v for v in values if not same_double(_quote(v), round(v, 6) + 0.0)] == []
 
 
 def test_score_is_one_at_a_centroid_zero_on_the_border_and_in_range() -> None:

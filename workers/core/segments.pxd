@@ -11,8 +11,11 @@ from libc cimport math
 @cython.locals(n=Py_ssize_t, i=Py_ssize_t, g=cython.double, o=cython.double, out=list)
 cpdef list _transform(values, tuple lo, tuple hi, tuple gain, tuple offset)
 
-# stays()'s constants, as C doubles
-cdef double _UP, _TINY
+# stays()'s and _quote()'s constants, as C doubles
+cdef double _UP, _TINY, _QUOTE_FAST
+
+@cython.locals(scaled=cython.double, low=cython.double, fraction=cython.double)
+cpdef double _quote(double value)
 
 @cython.locals(y=cython.double)
 cdef inline double _clip(double x, double low, double high)

@@ -228,7 +228,7 @@ class Assignment(NamedTuple):
                 other = d
         if other == inf or other <= 0:
             return 1.0
-        return round(max(0.0, 1.0 - own / other), 6)
+        return _quote(max(0.0, 1.0 - own / other))
 
 
 def assign(snapshot: Snapshot, z: list[float], current: int | None,
@@ -244,6 +244,10 @@ def assign(snapshot: Snapshot, z: list[float], current: int | None,
                     chosen = current
                 break
     return Assignment(chosen, chosen != current, dists)
+
+
+# below it, every half-integer is a double (_quote's fast path)
+_QUOTE_FAST = 2.0 ** 52
 
 
 def explain(snapshot: Snapshot, z: list[float], segment_id: int,
@@ -278,8 +282,21 @@ def explain(snapshot: Snapshot, z: list[float], segment_id: int,
 
 
 def _quote(value: float) -> float:
-    """A value as outputs show it: 6 digits, and "+ 0.0" turns a rounded -0.0 into 0.0 in
-    the JSON."""
+    """A value as outputs show it: ``round(value, 6) + 0.0`` ("+ 0.0" turns a rounded -0.0
+    into 0.0 in the JSON), the same double, mostly without round()'s decimal conversion.
+
+    ``value * 1e6`` rounds to the nearest double, which never crosses a half-integer (below
+    2 ** 52 each is a double): off a tie, its nearest integer ``n`` is the exact product's,
+    and ``n / 1e6`` (one correctly rounded division of exact numbers) is the double
+    nearest the 6-digit decimal, which is what round() returns. A tie (exact or made by
+    the product's rounding), NaN, the infinities and larger values go to round().
+    """
+    scaled = value * 1e6
+    if -_QUOTE_FAST < scaled < _QUOTE_FAST:
+        low = math.floor(scaled)
+        fraction = scaled - low  # exact below 2 ** 52
+        if fraction != 0.5:
+            return (low + (1.0 if fraction > 0.5 else 0.0)) / 1e6 + 0.0
     return round(value, 6) + 0.0
 
 
