@@ -355,6 +355,23 @@ def test_explain_of_an_email_profile_names_email() -> None:
         snapshot, z, sid, values, SPEC.names, 5)[:1]
 
 
+def test_explain_breaks_ties_by_column_and_leaves_out_what_does_not_count() -> None:
+    """Equal shares come in column order, the largest first; a share of 0 or less, or NaN,
+    is never listed."""
+    names = ["channel.email", "channel.web", "channel.mobile_app", "device.mobile",
+             "device.desktop"]
+    columns = tuple(SPEC.index[n] for n in names)
+    snap = Snapshot(version=1, columns=columns, weights=(1.0,) * 5, mean=(0.0,) * 5,
+                    std=(1.0,) * 5, segments=(Segment(3, (1.0, 2.0, 1.0, 1.0, -1.0)),),
+                    lo=(-100.0,) * 5, hi=(100.0,) * 5)
+    # shares 2*z*c - c*c: 1, 0, 1, 3, NaN (z = 1, 1, 1, 2, NaN)
+    z = [1.0, 1.0, 1.0, 2.0, math.nan]
+    listed = [it["feature"] for it in explain(snap, z, 3, [0.0] * 5, SPEC.names, 5)]
+    assert listed == ["device.mobile", "channel.email", "channel.mobile_app"]
+    assert [it["feature"] for it in explain(snap, z, 3, [0.0] * 5, SPEC.names, 2)] == [
+        "device.mobile", "channel.email"]
+
+
 def test_explain_unknown_segment_is_empty() -> None:
     snap = two_segment_snapshot()
     assert explain(snap, [1.0, 1.0], 99, [0.0, 0.0], SPEC.names, 5) == []

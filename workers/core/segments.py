@@ -266,16 +266,20 @@ def explain(snapshot: Snapshot, z: list[float], segment_id: int,
     centroid = seg.centroid
     if len(z) != len(centroid):
         raise ValueError(f"{len(z)} values for a centroid of {len(centroid)}")
-    parts = []
+    # the features that count, in column order, and their shares negated: a stable sort
+    # of the shares alone (floats compare cheaply; tuples do not) breaks ties by column
+    counted = []
+    negated = []
     for i in range(len(z)):
         zi = z[i]
         ci = centroid[i]
         contribution = 2.0 * zi * ci - ci * ci
         if contribution > 0:
-            parts.append((-contribution, i))
-    parts.sort()
+            counted.append(i)
+            negated.append(-contribution)
     out: list[Explanation] = []
-    for _, i in parts[:size]:
+    for rank in sorted(range(len(negated)), key=negated.__getitem__)[:size]:
+        i = counted[rank]
         out.append({"feature": names[snapshot.columns[i]], "value": _quote(values[i]),
                     "segment_value": quoted[i], "population_value": population[i]})
     return out
