@@ -331,6 +331,18 @@ def test_ids_a_state_of_an_earlier_version_holds_are_still_seen() -> None:
     assert all(state.seen(_hash(n)) for n in range(3))
 
 
+def test_a_ring_of_an_earlier_version_keeps_its_ids_and_takes_new_ones() -> None:
+    """Earlier states wrote event n's id at slot n % 16: read as they are, every id is
+    still seen, and each new event pushes out one id and no more."""
+    state = _with_ids(range(20))
+    old = state.__getstate__()
+    positional = b"".join(_hash(n) for n in [*range(16, 20), *range(4, 16)])  # slot n % 16
+    state.__setstate__((old[0], positional, *old[2:]))
+    assert [n for n in range(20) if state.seen(_hash(n))] == list(range(4, 20))
+    state.update(SPEC, tp("page_view", T0 + 200), _hash(200))
+    assert state.seen(_hash(200)) and sum(state.seen(_hash(n)) for n in range(4, 20)) == 15
+
+
 # ---- long gaps --------------------------------------------------------------------
 
 

@@ -36,7 +36,7 @@ cdef class ProfileState:
     cpdef bint seen(self, bytes id_hash) except -1
 
     @cython.locals(ts=cython.double, age=cython.double, w=cython.double, r=cython.double,
-                   i=Py_ssize_t, size=Py_ssize_t, at=Py_ssize_t, counts="double[:]",
+                   i=Py_ssize_t, size=Py_ssize_t, counts="double[:]",
                    data=dict, device=dict, props=dict, traits=dict, event=Touchpoint)
     cpdef int update(self, FeatureSpec spec, tp, bytes id_hash=*) except? -1
 

@@ -31,6 +31,9 @@ _KEPT_SESSIONS = 8
 # A profile remembers the ids of its last 16 events (8-byte hashes): the event-time
 # de-dup window cannot see a duplicate that arrives after the stream moved past its
 # time (a partition catching up a backlog behind the others); this ring can, in 128 B.
+# Oldest first: an event's hash joins at the end as the first one leaves (one slice and
+# one concatenation; states of earlier versions, which wrote at event_count % 16, hold
+# the same ids in another order, and only the order the next ones leave in differs).
 _RECENT_IDS = 16
 # the prefix of the recent set's feature names
 RECENT = "recent."
@@ -203,9 +206,7 @@ class ProfileState:
         Returns how many of its trait keys were not kept (``features.max_traits``).
         """
         if id_hash:
-            at = self.event_count % _RECENT_IDS * 8
-            ring = self.recent_ids
-            self.recent_ids = ring[:at] + id_hash + ring[at + 8:]
+            self.recent_ids = self.recent_ids[8:] + id_hash
         event = tp  # compiled, a Touchpoint: its time and type are C fields ...
         ts = event.ts
         type_ = event.type
@@ -361,12 +362,7 @@ class ProfileState:
         ids = [ring[at:at + 8] for ring in (self.recent_ids, other.recent_ids)
                for at in range(0, len(ring), 8) if ring[at:at + 8] != _NO_ID][-_RECENT_IDS:]
         self.event_count += other.event_count
-        start = self.event_count - len(ids)  # the next write (at event_count) hits the oldest
-        merged = bytearray(self.recent_ids)
-        for n, id_hash in enumerate(ids):
-            at = (start + n) % _RECENT_IDS * 8
-            merged[at:at + 8] = id_hash
-        self.recent_ids = bytes(merged)
+        self.recent_ids = _NO_ID * (_RECENT_IDS - len(ids)) + b"".join(ids)
         self.first_seen = min(self.first_seen, other.first_seen)
         self.last_seen = max(self.last_seen, other.last_seen)
         # a session both profiles were active in (a device, then a login) counts once
