@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -118,3 +121,69 @@ def test_buckets_follow_pythons_floor_division_compiled_too() -> None:
     dedup = Deduplicator(1.0)  # buckets of 0.1 s
     assert not dedup.seen("e-1", 0.5)
     assert dedup.take_chunks() == [("4:0", ["e-1"])]
+
+
+Filed = list[tuple[bool, dict[int, list[str]]]]
+
+
+def _filed(window: float, steps: list[tuple[str, float]]) -> Filed:
+    """What a window does with ``steps`` (each: an id seen, then the clock at its time):
+    every answer, and the ids it holds by bucket (as its state's chunks name them)."""
+    d = Deduplicator(window)
+    out = []
+    for event_id, ts in steps:
+        answer = d.seen(event_id, ts)
+        d.expire(ts)
+        chunks = d.take_chunks(everything=True)
+        out.append((answer, {int(key.split(":")[0]): ids or [] for key, ids in chunks}))
+    return out
+
+
+def _reference(window: float, steps: list[tuple[str, float]]) -> Filed:
+    """The same by the plain formulas: a float floor division for every event."""
+    width = window / 10
+    buckets: dict[int, list[str]] = {}
+    oldest = -math.inf
+    out = []
+    for event_id, ts in steps:
+        answer = any(event_id in ids for ids in buckets.values())
+        if not answer:
+            bucket = int(ts // width)
+            if bucket < oldest + 10:
+                bucket = int(oldest + 10)
+            buckets.setdefault(bucket, []).append(event_id)
+        horizon = int((ts - window) // width)
+        if horizon > oldest:
+            oldest = horizon
+            buckets = {b: ids for b, ids in buckets.items() if b >= horizon}
+        out.append((answer, {b: list(ids) for b, ids in buckets.items()}))
+    return out
+
+
+NEAR_BORDERS = st.integers(-3, 40).flatmap(lambda k: st.sampled_from([
+    k * 8.64, math.nextafter(k * 8.64, math.inf), math.nextafter(k * 8.64, -math.inf),
+    k * 8.64 + 1e-9, k * 8.64 - 1e-9]))
+
+
+@given(st.lists(st.tuples(st.sampled_from("abcdefgh"), NEAR_BORDERS | st.floats(-30, 400)),
+                max_size=60))
+def test_event_times_on_and_beside_bucket_borders_are_filed_as_the_plain_formula_says(
+        steps: list[tuple[str, float]]) -> None:
+    """The window places an event without a division when its time is certainly inside the
+    last bucket, and skips expiring until the clock can reach the next one: both give
+    the answers and buckets of a division for every event."""
+    assert _filed(86.4, steps) == _reference(86.4, steps)
+
+
+def test_each_pair_of_times_around_a_border_is_filed_as_the_plain_formula_says() -> None:
+    """Every ordered pair of times on, one ulp beside and 1e-9 beside two neighbouring
+    borders (8.64-wide buckets: no border is a double), the first filing a bucket the
+    second may or may not share."""
+    for k in range(-3, 40):
+        near = [t for border in (k * 8.64, (k + 1) * 8.64) for t in (
+            border, math.nextafter(border, math.inf), math.nextafter(border, -math.inf),
+            border + 1e-9, border - 1e-9, border + 4.32)]
+        for first, second in itertools.product(near, repeat=2):
+            steps = [("a", first), ("b", second)]
+            assert _filed(86.4, steps) == _reference(86.4, steps), steps
+

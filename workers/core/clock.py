@@ -15,7 +15,6 @@ confirm the jump, or the stream is flushed.
 from __future__ import annotations
 
 import math
-from bisect import insort
 from collections.abc import Callable
 
 from workers.core.records import Origin
@@ -44,8 +43,14 @@ class StreamClock:
         if ts <= top[0]:
             return False
         before = top[0]
-        insort(top, ts)
-        del top[0]
+        # in place, the oldest out (compiled, comparisons of C doubles): insort, then
+        # del top[0], without moving the list's items twice
+        n = len(top)
+        i = 1
+        while i < n and top[i] <= ts:
+            top[i - 1] = top[i]
+            i += 1
+        top[i - 1] = ts
         if top[0] == before:  # still -inf: fewer events than the clock needs
             return False
         self.limit = top[0] + self.tolerance

@@ -25,6 +25,10 @@ from __future__ import annotations
 import math
 
 _BUCKETS = 10
+# How far inside a border an event time must lie to be placed without a division: 2 ** -40
+# of the time, far wider than the rounding of either side (a float floor division calls
+# fmod, hundreds of instructions a time; each event needs one or two)
+_MARGIN = 2.0 ** -40
 
 
 class Deduplicator:
@@ -33,7 +37,11 @@ class Deduplicator:
         self._width = window_seconds / _BUCKETS
         self._ids: set[str] = set()  # every id held, for the lookup; by bucket below
         self._buckets: dict[int, list[str]] = {}
-        self._oldest = -math.inf
+        # the bucket an id was last filed under, and the event times certainly in it
+        self._bucket = 0
+        self._bucket_lo = math.inf
+        self._bucket_hi = -math.inf
+        self._set_oldest(-math.inf)
         self.beyond_window = 0  # events too old to check against the window
         # what the state's changelog holds of each bucket: the starts of its chunks
         self._saved: dict[int, list[int]] = {}
@@ -47,8 +55,11 @@ class Deduplicator:
         """True for a repeat within the window; otherwise remembers the id."""
         if event_id in self._ids:
             return True
-        bucket = int(ts // self._width)
-        now = self._oldest + _BUCKETS  # the clock's bucket at the last expire()
+        if self._bucket_lo <= ts < self._bucket_hi:
+            bucket = self._bucket
+        else:
+            bucket = self._file_under(int(ts // self._width))
+        now = self._now  # the clock's bucket at the last expire()
         if bucket < now:  # behind the stream: remembered from the clock's time on
             if bucket < self._oldest:
                 self.beyond_window += 1  # its original may be forgotten: cannot tell
@@ -63,10 +74,12 @@ class Deduplicator:
 
     def expire(self, newest_ts: float) -> None:
         """Forget ids whose bucket lies a whole window behind ``newest_ts``."""
+        if newest_ts < self._quiet_until:
+            return
         horizon = int((newest_ts - self.window) // self._width)
         if horizon <= self._oldest:
             return
-        self._oldest = horizon
+        self._set_oldest(horizon)
         for bucket in [b for b in self._buckets if b < horizon]:
             self._ids.difference_update(self._buckets.pop(bucket))
             if bucket in self._saved:
@@ -103,8 +116,25 @@ class Deduplicator:
         return {"oldest": self._oldest, "beyond_window": self.beyond_window}
 
     def load_meta(self, meta: dict[str, float]) -> None:
-        self._oldest = meta["oldest"]
+        self._set_oldest(meta["oldest"])
         self.beyond_window = int(meta["beyond_window"])
+
+    def _file_under(self, bucket: int) -> int:
+        """Remember ``bucket`` and the event times certainly in it (``ts // width`` is
+        the floor of the exact quotient, which the margin keeps from the borders)."""
+        lo, hi = bucket * self._width, (bucket + 1) * self._width
+        self._bucket = bucket
+        self._bucket_lo = lo + abs(lo) * _MARGIN
+        self._bucket_hi = hi - abs(hi) * _MARGIN
+        return bucket
+
+    def _set_oldest(self, oldest: float) -> None:
+        """The oldest bucket kept, the clock's bucket, and the clock's time below which
+        no bucket can expire (the horizon cannot pass ``oldest`` before it)."""
+        self._oldest = oldest
+        self._now = oldest + _BUCKETS
+        border = self.window + (oldest + 1) * self._width
+        self._quiet_until = border - abs(border) * _MARGIN
 
     def load_chunk(self, key: str, ids: list[str]) -> None:
         """One chunk read back from the changelog (any order of chunks)."""
