@@ -3,6 +3,8 @@
 cimport cython
 from workers.core.repair cimport OptionalFields
 
+cdef frozenset _IDENTIFIER_KEYS
+
 cdef class Touchpoint:
     cdef public object data, event_id, identity, raw, type
     cdef public double ts

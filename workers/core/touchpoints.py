@@ -20,6 +20,8 @@ from workers.core.repair import OptionalFields
 from workers.errors import InvalidEvent
 
 IDENTIFIER_TYPES = ("user_id", "crm_id", "email", "phone", "device_id", "anonymous_id")
+# what every identity key is checked against: one hash look-up, not a scan of the names
+_IDENTIFIER_KEYS = frozenset(IDENTIFIER_TYPES)
 
 TYPE_RE = re.compile(r"[a-z0-9_.:-]{1,64}")  # what a touchpoint type may be
 # the same grammar as schemas/touchpoint.v1.schema.json ($defs/timestamp)
@@ -326,7 +328,7 @@ class TouchpointParser:
         if not identity:
             raise InvalidEvent("empty_identity", "identity must name at least one identifier")
         for key, value in identity.items():
-            if key not in IDENTIFIER_TYPES:
+            if key not in _IDENTIFIER_KEYS:
                 raise InvalidEvent("bad_identifier", f"identity.{key} is not an identifier type")
             if type(value) is not str or not 1 <= len(value) <= 256:
                 raise InvalidEvent("bad_identifier",
