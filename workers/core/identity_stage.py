@@ -139,7 +139,7 @@ class IdentityStage:
             return
         for item in items:
             stats.events_read += 1
-            if isinstance(item, Rejected):
+            if type(item) is Rejected:  # a NamedTuple nobody subclasses: no isinstance walk
                 self._dead_letter(item.raw, item.code, item.detail, origin)
             else:
                 self.accept(item, origin)
