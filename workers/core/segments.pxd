@@ -24,8 +24,9 @@ cdef inline double _clip(double x, double low, double high)
 cpdef assign(snapshot, list z, current, double hysteresis)
 
 @cython.locals(i=Py_ssize_t, zi=cython.double, ci=cython.double,
-               contribution=cython.double, counted=list, negated=list, out=list,
-               centroid=tuple)
+               contribution=cython.double, counted=list, shares=list, out=list,
+               centroid=tuple, best=Py_ssize_t, j=Py_ssize_t, greatest=cython.double,
+               value=cython.double)
 cpdef list explain(snapshot, list z, segment_id, values, list names, Py_ssize_t size)
 
 @cython.locals(n=Py_ssize_t, i=Py_ssize_t, c=cython.double, s=cython.double,
