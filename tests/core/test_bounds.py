@@ -110,9 +110,9 @@ def test_each_hostile_record_has_an_outcome(raw: bytes | None, reason: str) -> N
 
 def depth(value: Any) -> int:
     """How deep objects and arrays nest, the value itself being 1 (a scalar is 0)."""
-    children = value.values() if isinstance(value, dict) else value
     if not isinstance(value, dict | list):
         return 0
+    children = value.values() if isinstance(value, dict) else value
     return 1 + max((depth(child) for child in children), default=0)
 
 
