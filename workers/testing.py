@@ -351,7 +351,7 @@ def cloudevents_problems(kind: str, record: dict[str, Any], headers: dict[str, b
 def segmented_person(pipeline: Pipeline) -> tuple[str, dict[str, list[str]]]:
     """A profile in a segment with an email and more identifiers: its id and identifiers
     (someone worth forgetting in the forget tests)."""
-    for pid, state in pipeline.profiles.sorted_items():
+    for pid, state in sorted(pipeline.profiles.items()):
         ids = pipeline.graph.identifiers(pid)
         if state.segment is not None and ids.get("email") and len(ids) > 1:
             return pid, {t: list(v) for t, v in ids.items()}

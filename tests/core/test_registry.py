@@ -6,6 +6,8 @@ Fast: hand-made centroids in two features, no model, no broker.
 
 from __future__ import annotations
 
+import numpy as np
+
 from workers.core.reference import Reference, fit_reference
 from workers.core.registry import Registry
 
@@ -97,12 +99,12 @@ def test_matching_uses_the_scale_each_feature_was_first_seen_with() -> None:
 
 
 def test_a_feature_that_starts_to_vary_joins_with_its_first_scale() -> None:
-    flat = fit_reference([(0.0, 1.0), (1.0, 1.0), (2.0, 1.0)] * 20, 0.01)
+    flat = fit_reference(np.array([(0.0, 1.0), (1.0, 1.0), (2.0, 1.0)] * 20), 0.01)
     assert flat.active == (True, False)
     reg = registry()
     reg.update(flat, [(0.0, 1.0), (2.0, 1.0)], [0.5, 0.5])
     assert set(reg.scale) == {0}
-    varies = fit_reference([(0.0, 0.0), (1.0, 1.0), (2.0, 2.0)] * 20, 0.01)
+    varies = fit_reference(np.array([(0.0, 0.0), (1.0, 1.0), (2.0, 2.0)] * 20), 0.01)
     reg.update(varies, [(0.0, 1.0), (2.0, 1.0)], [0.5, 0.5])
     assert set(reg.scale) == {0, 1}
     assert reg.scale[0] == flat.scale[0]

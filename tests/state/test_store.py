@@ -139,7 +139,8 @@ def test_rocksdb_store_mapping_and_cleanup(tmp_path: Path) -> None:
     store.sync()
     assert len(store) == 2 and "p_a" in store and "p_z" not in store
     assert store["p_a"].event_count == 7 and store.get("p_z") is None
-    assert [pid for pid, _ in store.sorted_items()] == ["p_a", "p_b"]
+    assert [(pids, [s.base for s in states]) for pids, states in store.sorted_chunks(1)] == [
+        (["p_a"], [100.0]), (["p_b"], [200.0])]
     assert store.pop("p_b").base == 200.0
     assert len(store) == 1 and "p_b" not in store
     with pytest.raises(KeyError):
@@ -148,19 +149,26 @@ def test_rocksdb_store_mapping_and_cleanup(tmp_path: Path) -> None:
     assert os.listdir(tmp_path) == []
 
 
-def test_memory_store_sorted_items_in_id_order_between_changes() -> None:
+def _in_chunks(store: MemoryStore, size: int) -> list[tuple[str, float]]:
+    out = []
+    for pids, states in store.sorted_chunks(size):
+        assert 0 < len(pids) == len(states) <= size
+        out.extend((pid, s.base) for pid, s in zip(pids, states, strict=True))
+    return out
+
+
+def test_memory_store_sorted_chunks_in_id_order_between_changes() -> None:
     """Each call is in id order, whatever was added, replaced or removed since the last
     (the store reorders itself at each call, so the next one merges rather than sorts)."""
     store = MemoryStore()
     states = {pid: ProfileState(3, float(n)) for n, pid in enumerate(["p_m", "p_c", "p_x"])}
     store.update(states)
-    assert [(pid, s.base) for pid, s in store.sorted_items()] == [
-        ("p_c", 1.0), ("p_m", 0.0), ("p_x", 2.0)]
+    assert _in_chunks(store, 2) == [("p_c", 1.0), ("p_m", 0.0), ("p_x", 2.0)]
     store["p_a"] = ProfileState(3, 10.0)
     del store["p_m"]
     store["p_z"] = ProfileState(3, 11.0)
     store["p_c"] = ProfileState(3, 12.0)  # replaced: the new state is the one read
     store["p_b"] = ProfileState(3, 13.0)
-    assert [(pid, s.base) for pid, s in store.sorted_items()] == [
+    assert _in_chunks(store, 3) == [
         ("p_a", 10.0), ("p_b", 13.0), ("p_c", 12.0), ("p_x", 2.0), ("p_z", 11.0)]
     assert store["p_x"] is not None and len(store) == 5

@@ -37,8 +37,8 @@ cdef class ProfileWork:
     cpdef _assess(self, pid, ProfileState state, list values, snapshot, str reason, trigger,
                   double ts, bint announce)
     @cython.locals(state=ProfileState, read=ColumnReader, placement=Placement,
-                   hysteresis=cython.double,
-                   min_events=Py_ssize_t)
+                   hysteresis=cython.double, min_events=Py_ssize_t, pids=list, states=list,
+                   i=Py_ssize_t)
     cpdef _reassess(self, snapshot, set known, bint first, double ts)
     cpdef ColumnReader _read(self, snapshot)
     cpdef str _name(self, segment_id)

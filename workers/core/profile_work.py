@@ -15,7 +15,6 @@ differs between the two:
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from hashlib import blake2b, sha256
 from typing import Any, Protocol
@@ -293,9 +292,9 @@ class ProfileWork:
         profiles = self.profiles
         read = self._read(snapshot)
         placement = snapshot.placement
-        items = profiles.sorted_items()
-        while chunk := list(itertools.islice(items, _PUBLISH_CHUNK)):
-            for pid, state in chunk:
+        for pids, states in profiles.sorted_chunks(_PUBLISH_CHUNK):
+            for i in range(len(pids)):
+                state = states[i]
                 if state.event_count < min_events:
                     continue
                 before = state.segment
@@ -305,6 +304,7 @@ class ProfileWork:
                 # most profiles provably stay where they are: only the others are assessed
                 if placement.stays(read.view, state.segment, hysteresis):
                     continue
+                pid = pids[i]
                 self._assess(pid, state, read.scratch.tolist(), snapshot, "assignment"
                              if first or state.segment is None else "model_update", None, ts,
                              False)

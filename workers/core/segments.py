@@ -402,8 +402,9 @@ class SegmentModel:
         """The features clustered in ``ref``'s space, as river names them."""
         return [k for k, on in zip(self.keys, ref.active, strict=True) if on]
 
-    def _points(self, ref: Reference) -> np.ndarray:
-        return _space(np.array(self.window, dtype=float), ref, self.weights)
+    def _rows(self) -> np.ndarray:
+        """The window, a profile a row."""
+        return np.array(self.window, dtype=float)
 
     def _initialise(self) -> None:
         """Fit the reference on the warm-up sample and seed the clusterer from it.
@@ -413,8 +414,9 @@ class SegmentModel:
         PYTHONHASHSEED); seeding with k-means++ on real profiles is both
         reproducible and far better than random centres.
         """
-        ref = self.reference = fit_reference(self.window, self.cfg.clip_quantile)
-        points = self._points(ref)
+        rows = self._rows()
+        ref = self.reference = fit_reference(rows, self.cfg.clip_quantile)
+        points = _space(rows, ref, self.weights)
         rng = random.Random(self.cfg.seed)
         k = self.cfg.n_clusters
         if k == "auto":
@@ -450,9 +452,10 @@ class SegmentModel:
         assert old is not None
         kmeans = isinstance(self.clusterer, cluster.KMeans)
         # river's other models keep their own summaries: their space stays the warm-up's
-        ref = fit_reference(self.window, self.cfg.clip_quantile) if kmeans else old
+        rows = self._rows()
+        ref = fit_reference(rows, self.cfg.clip_quantile) if kmeans else old
         raw = self._raw_centres(old)
-        points = self._points(ref)
+        points = _space(rows, ref, self.weights)
         start = self._points_of(raw, ref)
         centres = _polish(points, start, self.cfg.min_segment_share / 2)
         rng = random.Random(self.cfg.seed * 1_000_003 + self.learned)

@@ -66,6 +66,8 @@ MODEL_KEY = b"model"
 WINDOW_PREFIX = b"window:"
 HOLD_PREFIX = b"hold:"  # a profile partition's merge held back
 MOVED_PREFIX = b"moved:"  # an absorbed state waiting for its merge
+# profiles a full commit reads from the store at a time
+_CHUNK = 4096
 
 
 class StateRecord(NamedTuple):
@@ -204,8 +206,9 @@ class Profiles:
         work = self.work
         changed, work.changed_profiles = work.changed_profiles, set()
         if everything:
-            for pid, state in work.profiles.sorted_items():
-                yield StateRecord("profile", pid.encode(), encode(state))
+            for pids, states in work.profiles.sorted_chunks(_CHUNK):
+                for pid, state in zip(pids, states, strict=True):
+                    yield StateRecord("profile", pid.encode(), encode(state))
             return
         profiles = work.profiles
         for pid in sorted(changed):

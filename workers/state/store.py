@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import itertools
 import os
 import shutil
 import tempfile
@@ -60,8 +61,10 @@ class ProfileStore(Protocol):
     def values(self) -> Iterable[ProfileState]: ...
     def items(self) -> Iterable[tuple[ProfileId, ProfileState]]: ...
 
-    def sorted_items(self) -> Iterator[tuple[ProfileId, ProfileState]]:
-        """Every profile in id order; a changed state must be assigned back."""
+    def sorted_chunks(self, size: int) -> Iterator[tuple[list[ProfileId], list[ProfileState]]]:
+        """Every profile in id order, ``size`` at a time as (ids, states): two lists a
+        loop indexes, not a tuple per profile. A changed state must be assigned back
+        (the store may write it once the next chunk is asked for)."""
         ...
 
     def sync(self) -> None:
@@ -88,7 +91,7 @@ def decode(data: bytes) -> ProfileState:
 class MemoryStore(dict[ProfileId, ProfileState]):
     """A dict: every state decoded and resident, nothing to write back."""
 
-    def sorted_items(self) -> Iterator[tuple[ProfileId, ProfileState]]:
+    def sorted_chunks(self, size: int) -> Iterator[tuple[list[ProfileId], list[ProfileState]]]:
         # the dict is rebuilt in id order: the next call sorts the ids it held then, in
         # order, followed by those added since (a merge, not a sort of them all), and
         # reads the states in the order they sit in memory
@@ -96,7 +99,8 @@ class MemoryStore(dict[ProfileId, ProfileState]):
         states = [self[pid] for pid in pids]
         self.clear()
         self.update(zip(pids, states, strict=True))
-        yield from zip(pids, states, strict=True)
+        for at in range(0, len(pids), size):
+            yield pids[at:at + size], states[at:at + size]
 
     def sync(self) -> None:
         pass
@@ -195,8 +199,10 @@ class RocksDBStore(MutableMapping[ProfileId, ProfileState]):
 
     # -- store duties -------------------------------------------------------------------
 
-    def sorted_items(self) -> Iterator[tuple[ProfileId, ProfileState]]:
-        return self.items()  # RocksDB keeps keys in byte order: id order for ASCII ids
+    def sorted_chunks(self, size: int) -> Iterator[tuple[list[ProfileId], list[ProfileState]]]:
+        items = self.items()  # RocksDB keeps keys in byte order: id order for ASCII ids
+        while chunk := list(itertools.islice(items, size)):
+            yield [pid for pid, _ in chunk], [state for _, state in chunk]
 
     def sync(self) -> None:
         self._write_back()
