@@ -534,6 +534,26 @@ def test_named_keys_equal_spec_names() -> None:
                                                                       strict=True))
 
 
+def test_a_vector_of_some_columns_has_those_of_the_whole_vector_float_for_float() -> None:
+    """A learn reads the model's columns of ``vector(spec, wanted)``: each must be the
+    whole vector's, bit for bit, whichever columns are wanted (a column is placed where
+    its name says: a slip of one place fails here); the others are 0.0, or what someone
+    who declared no trait has there."""
+    rng = random.Random(8)
+    states = [state_of(mixed_events(rng, rng.randrange(1, 60))) for _ in range(100)]
+    states.append(state_of([tp("page_view", T0)]))
+    blank = ProfileState(SPEC.size, T0).vector(SPEC, frozenset())
+    for state in states:
+        whole = state.vector(SPEC)
+        for size in (1, 5, 30, len(SPEC.names)):
+            wanted = frozenset(rng.sample(range(len(SPEC.names)), size))
+            some = state.vector(SPEC, wanted)
+            assert len(some) == len(whole)
+            assert [some[c].hex() for c in sorted(wanted)] == [
+                whole[c].hex() for c in sorted(wanted)]
+            assert all(some[c] in (0.0, blank[c], whole[c]) for c in range(len(some)))
+
+
 # ---- reading a model's columns --------------------------------------------------------
 
 

@@ -20,7 +20,7 @@ cdef class FeatureSpec:
     cdef public frozenset conversions, engagements, every, trait_columns
     cdef public str product_view, product_property, revenue_property, payment_property
     cdef public Py_ssize_t max_traits
-    cdef public list names, zeros, no_traits
+    cdef public list names, blank
     cdef public tuple groups
 
 cdef class ProfileState:
@@ -52,8 +52,8 @@ cdef class ProfileState:
     @cython.locals(recent=tuple)
     cpdef _product_view(self, product)
 
-    @cython.locals(want=frozenset, slow=tuple, fast=tuple, c="double[:]", out=list,
-                   t=Py_ssize_t, traits=dict)
+    @cython.locals(want=frozenset, slow=tuple, fast=tuple, traits_wanted=bint,
+                   c="double[:]", out=list, t=Py_ssize_t, traits=dict)
     cpdef list vector(self, FeatureSpec spec, wanted=*)
 
     @cython.locals(held=dict, dropped=Py_ssize_t)
@@ -79,6 +79,7 @@ cpdef double _total(double[:] counts, Py_ssize_t lo, Py_ssize_t hi) except? -1
 
 cpdef double _basket(double[:] c, Py_ssize_t size) except? -1
 
-@cython.locals(out=list, lo=Py_ssize_t, hi=Py_ssize_t, i=Py_ssize_t, total=cython.double,
+@cython.locals(lo=Py_ssize_t, hi=Py_ssize_t, i=Py_ssize_t, total=cython.double,
                inverse=cython.double)
-cpdef list _shares(double[:] c, Py_ssize_t offset, tuple groups, list zeros)
+cpdef void _shares(list out, Py_ssize_t at, double[:] c, Py_ssize_t offset,
+                   tuple groups) except *

@@ -88,26 +88,29 @@ class FeatureSpec:
         self.names: list[str] = names
         self.groups = ((0, self.channel_base), (self.channel_base, self.device_base),
                        (self.device_base, self.payment_base), (self.payment_base, self.size))
-        self.zeros = [0.0] * self.size
-        # the trait part of the vector of someone who declared nothing
-        self.no_traits = [0.0] * sum(len(v) for v in cfg.traits.categorical.values())
-        self.no_traits += [0.5] * len(cfg.traits.numeric)
+        # the vector of someone who did nothing (each vector starts as a copy of it): no
+        # shares, no figures, and as traits, none declared (a numeric one's middle value)
+        no_traits = [0.0] * sum(len(v) for v in cfg.traits.categorical.values())
+        no_traits += [0.5] * len(cfg.traits.numeric)
+        self.blank = [0.0] * (self.size + 8) + no_traits + [0.0] * (self.size + 1)
         self.index = {n: i for i, n in enumerate(names)}
         self.every = frozenset(range(len(names)))
         # which share groups a set of wanted columns reads, per set (see wanted_groups)
-        self._plans: dict[frozenset[int], tuple[_Groups, _Groups]] = {}
+        self._plans: dict[frozenset[int], tuple[_Groups, _Groups, bool]] = {}
         # the declared traits' columns, after the counts' shares and 8 derived features
         self.trait_columns = frozenset(range(self.size + 8, self.recent_base))
 
-    def wanted_groups(self, wanted: frozenset[int]) -> tuple[_Groups, _Groups]:
+    def wanted_groups(self, wanted: frozenset[int]) -> tuple[_Groups, _Groups, bool]:
         """The share groups ``wanted`` reads any column of, in the slower and in the recent
-        set (worked out once per set of columns: this runs per vector)."""
+        set, and whether it reads a trait (worked out once per set of columns: this runs
+        per vector)."""
         plan = self._plans.get(wanted)
         if plan is None:
             slow, fast = (tuple((lo, hi, not wanted.isdisjoint(range(offset + lo, offset + hi)))
                                 for lo, hi in self.groups) for offset in (0, self.recent_base))
             plan = self._plans[wanted] = (slow if any(on for *_, on in slow) else (),
-                                          fast if any(on for *_, on in fast) else ())
+                                          fast if any(on for *_, on in fast) else (),
+                                          not wanted.isdisjoint(self.trait_columns))
         return plan
 
     def label(self, name: str) -> str:
@@ -391,28 +394,38 @@ class ProfileState:
         it are not worked out (0.0, or the no-traits part): the assessment of every
         touched profile reads only the model's columns."""
         want = spec.every if wanted is None else wanted
-        slow, fast = spec.wanted_groups(want)
+        slow, fast, traits_wanted = spec.wanted_groups(want)
+        out = spec.blank[:]  # written in place: no list grows, no zeros are copied twice
         c = self.counts
-        out = _shares(c, 0, slow, spec.zeros) if slow else spec.zeros[:]
+        if slow:
+            _shares(out, 0, c, 0, slow)
         t = spec.size  # the first derived feature after the counts' shares
         sessions = self.sessions if t + 4 in want or t + 5 in want else 0
-        out += [
-            math.log1p(self.revenue) if t in want else 0.0,
-            math.log1p(self.revenue / self.orders) if self.orders and t + 1 in want else 0.0,
-            math.log1p(self.orders) if t + 2 in want else 0.0,
-            math.log1p(self.event_count / max(1.0, (self.last_seen - self.first_seen)
-                                              / 604800.0)) if t + 3 in want else 0.0,
-            math.log1p(sessions) if t + 4 in want else 0.0,
-            self.session_seconds / 60.0 / sessions if sessions and t + 5 in want else 0.0,
-            self.repeat_views / self.product_views if self.product_views and t + 6 in want
-            else 0.0,
-            float(len(self.traits)) if self.traits and t + 7 in want else 0.0,
-        ]
+        if t in want:
+            out[t] = math.log1p(self.revenue)
+        if self.orders and t + 1 in want:
+            out[t + 1] = math.log1p(self.revenue / self.orders)
+        if t + 2 in want:
+            out[t + 2] = math.log1p(self.orders)
+        if t + 3 in want:
+            out[t + 3] = math.log1p(self.event_count / max(1.0, (self.last_seen - self.first_seen)
+                                                          / 604800.0))
+        if t + 4 in want:
+            out[t + 4] = math.log1p(sessions)
+        if sessions and t + 5 in want:
+            out[t + 5] = self.session_seconds / 60.0 / sessions
+        if self.product_views and t + 6 in want:
+            out[t + 6] = self.repeat_views / self.product_views
         traits = self.traits
-        out += (self._traits(spec, traits) if traits and not want.isdisjoint(spec.trait_columns)
-                else spec.no_traits)
-        out += _shares(c, t, fast, spec.zeros) if fast else spec.zeros
-        out.append(_basket(c, t) if spec.recent_base + t in want else 0.0)
+        if traits:
+            if t + 7 in want:
+                out[t + 7] = float(len(traits))
+            if traits_wanted:
+                out[t + 8:spec.recent_base] = self._traits(spec, traits)
+        if fast:
+            _shares(out, spec.recent_base, c, t, fast)
+        if spec.recent_base + t in want:
+            out[spec.recent_base + t] = _basket(c, t)
         return out
 
     @staticmethod
@@ -524,22 +537,19 @@ def _basket(c: array[float], size: int) -> float:
     return math.log1p(c[2 * size + 1] / orders) if orders > 0 else 0.0
 
 
-def _shares(c: array[float], offset: int, groups: _Groups, zeros: list[float]) -> list[float]:
-    """Each group's counts (from ``offset`` in ``c``) as shares of the group's total; a
-    group not wanted is left at 0.0."""
-    out: list[float] = []
+def _shares(out: list[float], at: int, c: array[float], offset: int,
+            groups: _Groups) -> None:
+    """Each wanted group's counts (from ``offset`` in ``c``) as shares of the group's
+    total, written into ``out`` from ``at``; the other groups', and a group's without a
+    count, are left as they are (0.0)."""
     for lo, hi, on in groups:
         if not on:
-            out.extend(zeros[lo:hi])
             continue
         total = _total(c, offset + lo, offset + hi)
         if total > 0:
             inverse = 1.0 / total
-            for i in range(offset + lo, offset + hi):  # a C loop where compiled: no slice
-                out.append(c[i] * inverse)
-        else:
-            out.extend(zeros[lo:hi])
-    return out
+            for i in range(lo, hi):  # a C loop where compiled: no slice
+                out[at + i] = c[offset + i] * inverse
 
 
 def _merged(spans: list[float], gap: float) -> list[float]:
