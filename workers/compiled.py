@@ -28,7 +28,6 @@ from types import ModuleType
 #: with. Plain code only: no asyncio, no Kafka client.
 MODULES: tuple[str, ...] = (
     "workers.core.audiences",
-    "workers.core.changes",
     "workers.core.clock",
     "workers.core.dedup",
     "workers.core.features",

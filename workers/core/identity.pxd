@@ -3,7 +3,8 @@
 cimport cython
 
 cdef class IdentityGraph:
-    cdef public object rules, changed
+    cdef public object rules
+    cdef public set changed  # None: untracked
     cdef public tuple _junk
     cdef public list _types
     cdef public dict _rank, _limit, _owners, _members

@@ -17,8 +17,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from workers.core.changes import Untracked
-
 ProfileId = str
 # a profile's identifiers, flat: (type, value, type, value, ...)
 Members = tuple[str, ...]
@@ -97,8 +95,9 @@ class IdentityGraph:
         # each profile's identifiers as one flat tuple (type, value, type, value...), in
         # the order they joined: a dict of lists per profile cost ~450 B more each
         self._members: dict[ProfileId, Members] = {}
-        # profiles whose identifiers changed (or which were absorbed) since take_changed()
-        self.changed: set[ProfileId] = Untracked()
+        # profiles whose identifiers changed (or which were absorbed) since take_changed();
+        # None while no changelog takes them (run, replay: the set would only grow)
+        self.changed: set[ProfileId] | None = None
         # each pattern on its own: a back reference counts the groups of its own pattern,
         # and a pattern that starts with a literal (``@example.com$``) is looked for as one,
         # where one alternation of them all is tried at every position of every value
@@ -195,8 +194,9 @@ class IdentityGraph:
             self._owners[id_type][value] = survivor
             target += (self._types[r], value)  # the one string per type, not the event's
         self._members[survivor] = tuple(target)
-        self.changed.add(survivor)
-        self.changed.update(merged)
+        if self.changed is not None:
+            self.changed.add(survivor)
+            self.changed.update(merged)
         return survivor, merged
 
     def every_identifier(self) -> Iterator[tuple[str, str, ProfileId]]:
@@ -210,7 +210,8 @@ class IdentityGraph:
         members = self._members.pop(pid)
         for id_type, value in pairs(members):
             self._owners[id_type].pop(value, None)
-        self.changed.add(pid)
+        if self.changed is not None:
+            self.changed.add(pid)
         return by_type(members)
 
     # ---- state as one record per profile -----------------------------------------------
@@ -219,7 +220,7 @@ class IdentityGraph:
         """The profiles changed since the last call, each with its identifiers and strongest
         one, or None when it was absorbed; the owner map follows from them."""
         changed, self.changed = self.changed, set()
-        return [(pid, self.record(pid)) for pid in sorted(changed)]
+        return [(pid, self.record(pid)) for pid in sorted(changed or ())]
 
     def record(self, pid: ProfileId) -> IdentityRecord | None:
         """A profile's changelog value: its identifiers by type and its strongest one."""

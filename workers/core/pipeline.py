@@ -69,12 +69,13 @@ class Pipeline(IdentityStage):
         self.work.profiles = store
 
     @property
-    def changed_profiles(self) -> set[ProfileId]:
-        """Profiles changed (or absorbed) since the state's last commit took them."""
+    def changed_profiles(self) -> set[ProfileId] | None:
+        """Profiles changed (or absorbed) since the state's last commit took them (None
+        while no changelog takes them)."""
         return self.work.changed_profiles
 
     @changed_profiles.setter
-    def changed_profiles(self, changed: set[ProfileId]) -> None:
+    def changed_profiles(self, changed: set[ProfileId] | None) -> None:
         self.work.changed_profiles = changed
 
     @property

@@ -16,7 +16,7 @@ cdef class Dirty:
 cdef class ProfileWork:
     cdef public object config, learner, who, stats, profiles, audience_keys
     cdef public ColumnReader _reader
-    cdef public object changed_profiles
+    cdef public set changed_profiles  # None: untracked
     cdef public FeatureSpec spec
     cdef public list out
     cdef public frozenset _wanted
@@ -26,6 +26,7 @@ cdef class ProfileWork:
     cdef public double _learn_interval, _hysteresis
 
     cpdef event(self, tp, Resolution res)
+    cdef void _touch(self, pid) except *
     @cython.locals(state=ProfileState, ts=cython.double, merged=bint, id_hash=bytes,
                    previous=Dirty, dropped=Py_ssize_t)
     cpdef apply(self, pid, Touchpoint tp, absorbed, moved=*)

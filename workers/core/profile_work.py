@@ -21,7 +21,6 @@ from typing import Any, Protocol
 
 from workers.config import Config
 from workers.core.audiences import AudienceKeys, audience_calls
-from workers.core.changes import Untracked
 from workers.core.features import ColumnReader, FeatureSpec, ProfileState
 from workers.core.forget import ForgetRequest
 from workers.core.identity import ProfileId, Resolution
@@ -120,8 +119,10 @@ class ProfileWork:
         # the marketer's keys, read at every change (the config's property builds a dict)
         self._chosen = config.audiences.chosen
         self.dirty: dict[ProfileId, Dirty] = {}
-        # profiles changed (or absorbed) since the state's last commit took them
-        self.changed_profiles: set[ProfileId] = Untracked()
+        # profiles changed (or absorbed) since the state's last commit took them; None
+        # while no changelog takes them (run, replay), as a set of every profile a stream
+        # touched would only grow
+        self.changed_profiles: set[ProfileId] | None = None
 
     # ---- per event, in event-time order -------------------------------------
 
@@ -151,7 +152,7 @@ class ProfileWork:
         dropped = state.update(self.spec, tp, id_hash)
         if dropped:
             stats.traits_dropped += dropped
-        self.changed_profiles.add(pid)
+        self._touch(pid)
         previous = self.dirty.get(pid)
         self.dirty[pid] = Dirty(tp.event_id, ts, merged or (previous is not None
                                                             and previous.merged))
@@ -183,14 +184,19 @@ class ProfileWork:
         """States of profiles ``survivor`` absorbed earlier (at event ``trigger``, time
         ``ts``), merged now: it is re-assessed at this tick's end, as after a merge."""
         self.merge(survivor, absorbed)
-        self.changed_profiles.add(survivor)
+        self._touch(survivor)
         previous = self.dirty.get(survivor)
         self.dirty[survivor] = (Dirty(trigger, ts, True) if previous is None
                                 else Dirty(previous.trigger, previous.ts, True))
 
+    def _touch(self, pid: ProfileId) -> None:
+        """``pid`` changed: the next commit writes it, where one will."""
+        if self.changed_profiles is not None:
+            self.changed_profiles.add(pid)
+
     def take(self, pid: ProfileId) -> ProfileState | None:
         """Remove a profile merged into another (its state goes with it)."""
-        self.changed_profiles.add(pid)
+        self._touch(pid)
         self.dirty.pop(pid, None)
         return self.profiles.pop(pid) if pid in self.profiles else None
 
@@ -225,7 +231,8 @@ class ProfileWork:
         if not self.dirty:
             return
         dirty, self.dirty = self.dirty, {}
-        self.changed_profiles.update(dirty)  # learning and assessing change them too
+        if self.changed_profiles is not None:  # learning and assessing change them too
+            self.changed_profiles.update(dirty)
         min_events = self._min_events
         learn_min_events = self._learn_min_events
         learn_interval = self._learn_interval
@@ -310,7 +317,7 @@ class ProfileWork:
                              False)
                 if state.segment != before:
                     profiles[pid] = state  # a store that is not a dict writes it back
-                    self.changed_profiles.add(pid)
+                    self._touch(pid)
 
     def _lineage(self, event: Lineage, version: int, before_names: dict[int, str],
                  ts: float) -> None:

@@ -211,7 +211,7 @@ class Profiles:
                     yield StateRecord("profile", pid.encode(), encode(state))
             return
         profiles = work.profiles
-        for pid in sorted(changed):
+        for pid in sorted(changed or ()):  # (None before the first commit: everything)
             held = profiles.get(pid)
             yield StateRecord("profile", pid.encode(), None if held is None else encode(held))
 
