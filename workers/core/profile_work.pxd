@@ -16,6 +16,8 @@ cdef class Dirty:
 cdef class ProfileWork:
     cdef public object config, learner, who, stats, profiles, audience_keys
     cdef public ColumnReader _reader
+    cdef public Placement _placement
+    cdef public object _held
     cdef public set changed_profiles  # None: untracked
     cdef public FeatureSpec spec
     cdef public list out
@@ -41,7 +43,8 @@ cdef class ProfileWork:
                    hysteresis=cython.double, min_events=Py_ssize_t, pids=list, states=list,
                    i=Py_ssize_t)
     cpdef _reassess(self, snapshot, set known, bint first, double ts)
-    cpdef ColumnReader _read(self, snapshot)
+    @cython.locals(reader=ColumnReader, placement=Placement)
+    cpdef tuple _assessing(self, snapshot)
     cpdef str _name(self, segment_id)
 
 @cython.locals(data=bytes)

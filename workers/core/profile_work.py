@@ -40,7 +40,7 @@ from workers.core.records import (
     SegmentRef,
 )
 from workers.core.registry import Lineage
-from workers.core.segments import Snapshot, assign, explain
+from workers.core.segments import Placement, Snapshot, assign, explain
 from workers.core.stats import Stats
 from workers.core.touchpoints import Touchpoint, format_time
 from workers.state.store import ProfileStore, open_store
@@ -107,8 +107,11 @@ class ProfileWork:
         self.stats = stats
         self.out = out
         self._wanted = wanted  # the features a learn reads
-        # what an assessment reads of a profile: the columns of the version in force
+        # what an assessment reads of a profile (the columns of the version in force) and
+        # where it places it, and the version they are of: taken again when it changes
         self._reader: ColumnReader | None = None
+        self._placement: Placement | None = None
+        self._held: Snapshot | None = None
         # whether this work announces each model version (lineage records, the count): one
         # place does, where profiles are spread over several works
         self._announces = announces
@@ -260,8 +263,7 @@ class ProfileWork:
             if snapshot is None:
                 continue
             if reader is None:
-                reader = self._read(snapshot)
-                placement = snapshot.placement
+                reader, placement = self._assessing(snapshot)
             reader.fill(state)
             # most touched profiles provably stay where they are: no output, nothing to do
             if trigger.merged or not placement.stays(reader.view, state.segment, hysteresis):
@@ -297,8 +299,7 @@ class ProfileWork:
         min_events = self._min_events
         hysteresis = self._hysteresis
         profiles = self.profiles
-        read = self._read(snapshot)
-        placement = snapshot.placement
+        read, placement = self._assessing(snapshot)
         for pids, states in profiles.sorted_chunks(_PUBLISH_CHUNK):
             for i in range(len(pids)):
                 state = states[i]
@@ -339,13 +340,17 @@ class ProfileWork:
             "occurred_at": format_time(ts),
         }))
 
-    def _read(self, snapshot: Snapshot) -> ColumnReader:
-        """What an assessment under ``snapshot`` reads of a profile: its columns' values."""
-        reader = self._reader
-        if reader is None or (reader.columns is not snapshot.columns
-                              and reader.columns != snapshot.columns):
-            reader = self._reader = ColumnReader(self.spec, snapshot.columns)
-        return reader
+    def _assessing(self, snapshot: Snapshot) -> tuple[ColumnReader, Placement]:
+        """What an assessment under ``snapshot`` reads of a profile (its columns' values)
+        and where it places them: taken once per version, not at every tick (most hold
+        one profile to assess)."""
+        reader, placement = self._reader, self._placement
+        if snapshot is not self._held or reader is None or placement is None:
+            if reader is None or reader.columns != snapshot.columns:
+                reader = self._reader = ColumnReader(self.spec, snapshot.columns)
+            placement = self._placement = snapshot.placement
+            self._held = snapshot
+        return reader, placement
 
     def _assess(self, pid: ProfileId, state: ProfileState, values: list[float],
                 snapshot: Snapshot, reason: ChangeReason, trigger: str | None, ts: float,
