@@ -35,8 +35,10 @@ cdef class ProfileState:
     @cython.locals(ring=bytes, at=Py_ssize_t)
     cpdef bint seen(self, bytes id_hash) except -1
 
+    # the counts as a buffer read in place, not a typed memoryview: taking one of those
+    # from the array makes a memoryview object, at every event (about 750 instructions)
     @cython.locals(ts=cython.double, age=cython.double, w=cython.double, r=cython.double,
-                   i=Py_ssize_t, size=Py_ssize_t, counts="double[:]",
+                   i=Py_ssize_t, size=Py_ssize_t, counts="object[double, ndim=1, mode='c']",
                    data=dict, device=dict, props=dict, traits=dict, event=Touchpoint)
     cpdef int update(self, FeatureSpec spec, tp, bytes id_hash=*) except? -1
 
