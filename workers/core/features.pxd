@@ -32,7 +32,7 @@ cdef class ProfileState:
     cdef public list spans
     cdef public object recent_products, traits, segment
 
-    @cython.locals(ring=bytes, at=Py_ssize_t)
+    @cython.locals(ring=bytes, at=Py_ssize_t, first=cython.int)
     cpdef bint seen(self, bytes id_hash) except -1
 
     # the counts as a buffer read in place, not a typed memoryview: taking one of those

@@ -198,10 +198,13 @@ class ProfileState:
         """Is this 8-byte event id hash among the profile's recent ones (8 zero bytes
         never are)?"""
         ring = self.recent_ids
-        at = ring.find(id_hash)
-        while at > 0 and at % 8:  # a match across two hashes' bytes is none
-            at = ring.find(id_hash, at + 1)
-        return at >= 0
+        first = id_hash[0]
+        # each slot's first byte read in place (compiled: a C comparison, where a substring
+        # search cost ~900 instructions an event); the slot itself compared only on a match
+        for at in range(0, len(ring), 8):
+            if ring[at] == first and ring[at:at + 8] == id_hash:
+                return True
+        return False
 
     def update(self, spec: FeatureSpec, tp: Touchpoint, id_hash: bytes = b"") -> int:
         """Fold one event in. Called in event-time order except for very late events.
