@@ -30,6 +30,7 @@ MODULES: tuple[str, ...] = (
     "workers.core.audiences",
     "workers.core.clock",
     "workers.core.dedup",
+    "workers.core.downstream",
     "workers.core.features",
     "workers.core.formats.common",
     "workers.core.formats.csv",

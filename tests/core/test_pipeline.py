@@ -8,6 +8,7 @@ and the results shared.
 from __future__ import annotations
 
 import hashlib
+import math
 import json
 import random
 from collections import Counter
@@ -23,7 +24,8 @@ from workers.config import load
 from workers.core.pipeline import Pipeline
 from workers.core.records import Output
 from workers.simulation.generator import simulate
-from workers.testing import output_under_other_hashseed, small_stream_config
+from workers.core.touchpoints import parse_time
+from workers.testing import config_from, output_under_other_hashseed, small_stream_config
 
 ROOT = Path(__file__).resolve().parents[2]
 SCHEMAS = ROOT / "schemas"
@@ -411,3 +413,19 @@ def test_two_copies_of_one_held_event_do_not_stop_the_event_time_buffer() -> Non
     pipeline.flush()
     profile, = pipeline.profiles.values()
     assert profile.event_count == 1 and pipeline.stats.events_duplicate == 1
+
+
+@pytest.mark.parametrize(("tick", "at"), [(0.1, "2000-01-01T00:00:00Z"),
+                                          (0.3, "2000-01-01T00:00:01.800Z"),
+                                          (1.1, "2000-01-01T00:00:00.600Z")])
+def test_a_tick_ends_where_python_floor_division_puts_it(tick: float, at: str) -> None:
+    """Where ``floor(ts / tick)`` (C's way) is one more than Python's ``ts // tick``, the
+    tick still ends at ``(ts // tick + 1) * tick``, compiled or not: the events a tick
+    groups, and so the outputs, do not depend on the build."""
+    pipeline = Pipeline(config_from({"segmentation": {"assign_tick_seconds": tick}}))
+    pipeline.feed(b'{"schema":"touchpoint/v1","event_id":"e-1","occurred_at":"%s",'
+                  b'"type":"page_view","identity":{"anonymous_id":"a-1"}}' % at.encode())
+    pipeline.flush()
+    ts = parse_time(at)
+    assert ts // tick != math.floor(ts / tick)  # the case in point
+    assert pipeline._tick_end == (ts // tick + 1) * tick

@@ -21,19 +21,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import math
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 from workers.config import Config
 from workers.core.clock import FarFuture, StreamClock
 from workers.core.dedup import Deduplicator
+from workers.core.downstream import Downstream
 from workers.core.forget import ForgetList, ForgetRequest
 from workers.core.formats import Format
 from workers.core.identity import (
     IdentityGraph,
     IdentityRules,
     ProfileId,
-    Resolution,
     lookup_keys,
 )
 from workers.core.intake import Intake, Item, Rejected
@@ -44,27 +44,6 @@ from workers.core.reorder import ReorderBuffer
 from workers.core.stats import Stats
 from workers.core.touchpoints import Touchpoint, format_time
 from workers.errors import InvalidEvent
-
-
-class Downstream(Protocol):
-    """Where the events of known profiles go; appends its outputs to ``out``."""
-
-    out: list[Output]
-
-    def event(self, tp: Touchpoint, res: Resolution) -> None:
-        """An event of the profile ``res.profile_id`` (never None here)."""
-
-    def run_tick(self, final: bool = False) -> None:
-        """The tick ended: the profiles touched in it are learned from and assessed;
-        ``final``: at a flush (the end of the input, or an idle stream)."""
-
-    def forget(self, pid: ProfileId, members: Mapping[str, list[str]],
-               request: ForgetRequest) -> None:
-        """The profile ``pid`` (whose identifiers were ``members``) is forgotten."""
-
-    def meta_state(self) -> dict[str, Any]: ...
-
-    def load_meta(self, meta: dict[str, Any]) -> None: ...
 
 
 class IdentityStage:
@@ -257,7 +236,10 @@ class IdentityStage:
         ts = tp.ts
         if ts >= self._tick_end:
             self.downstream.run_tick()
-            self._tick_end = (ts // self._tick + 1) * self._tick
+            # ts // tick, by Python's rule for floats (C arithmetic where compiled, whose
+            # "//" would be floor(ts / tick): not always the same double)
+            ticks, _ = divmod(ts, self._tick)
+            self._tick_end = (ticks + 1) * self._tick
         res = self.graph.resolve(tp.identity)
         stats = self.stats
         if res.blocked:

@@ -3,6 +3,7 @@
 # profile call their steps in C; pure Python runs the .py unchanged. The event is typed
 # where its ``data`` is not read (a CarriedTouchpoint reads it lazily, through a property).
 cimport cython
+from workers.core.downstream cimport Downstream
 from workers.core.features cimport ColumnReader, FeatureSpec, ProfileState
 from workers.core.identity cimport Resolution
 from workers.core.segments cimport Placement
@@ -13,14 +14,13 @@ cdef class Dirty:
     cdef public double ts
     cdef public bint merged
 
-cdef class ProfileWork:
+cdef class ProfileWork(Downstream):
     cdef public object config, learner, who, stats, profiles, audience_keys
     cdef public ColumnReader _reader
     cdef public Placement _placement
     cdef public object _held
     cdef public set changed_profiles  # None: untracked
     cdef public FeatureSpec spec
-    cdef public list out
     cdef public frozenset _wanted
     cdef public bint _announces
     cdef public dict names, sizes, dirty, _chosen

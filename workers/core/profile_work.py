@@ -21,6 +21,7 @@ from typing import Any, Protocol
 
 from workers.config import Config
 from workers.core.audiences import AudienceKeys, audience_calls
+from workers.core.downstream import Downstream
 from workers.core.features import ColumnReader, FeatureSpec, ProfileState
 from workers.core.forget import ForgetRequest
 from workers.core.identity import ProfileId, Resolution
@@ -87,7 +88,7 @@ class Dirty:
         return (self.trigger, self.ts, self.merged)
 
 
-class ProfileWork:
+class ProfileWork(Downstream):
     """Profiles' features, and what the model makes of them, one tick of event time at
     a time; outputs go to ``out``, counts to ``stats``."""
 

@@ -6,6 +6,7 @@ import zlib
 from collections.abc import Mapping
 from typing import Any
 
+from workers.core.downstream import Downstream
 from workers.core.forget import ForgetRequest
 from workers.core.identity import IdentityGraph, ProfileId, Resolution
 from workers.core.identity_stage import IdentityStage
@@ -26,7 +27,7 @@ def partition_of(pid: ProfileId, partitions: int) -> int:
     return zlib.crc32(pid.encode()) % partitions
 
 
-class PartitionRouter:
+class PartitionRouter(Downstream):
     """Turns each decision of the identity stage into records for the profile partitions.
 
     ``sent`` collects (partition, record) in the stage's order; the shell takes them.
