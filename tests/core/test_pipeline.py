@@ -8,8 +8,8 @@ and the results shared.
 from __future__ import annotations
 
 import hashlib
-import math
 import json
+import math
 import random
 from collections import Counter
 from functools import cache
@@ -23,8 +23,8 @@ from jsonschema import Draft202012Validator, FormatChecker
 from workers.config import load
 from workers.core.pipeline import Pipeline
 from workers.core.records import Output
-from workers.simulation.generator import simulate
 from workers.core.touchpoints import parse_time
+from workers.simulation.generator import simulate
 from workers.testing import config_from, output_under_other_hashseed, small_stream_config
 
 ROOT = Path(__file__).resolve().parents[2]
