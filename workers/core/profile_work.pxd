@@ -15,7 +15,8 @@ cdef class Dirty:
     cdef public bint merged
 
 cdef class ProfileWork(Downstream):
-    cdef public object config, learner, who, stats, profiles, audience_keys
+    cdef public object config, learner, who, stats, audience_keys
+    cdef public object _profiles, _get, _sync
     cdef public ColumnReader _reader
     cdef public Placement _placement
     cdef public object _held

@@ -116,7 +116,7 @@ class ProfileWork(Downstream):
         # whether this work announces each model version (lineage records, the count): one
         # place does, where profiles are spread over several works
         self._announces = announces
-        self.profiles: ProfileStore = open_store(config.state)
+        self.profiles = open_store(config.state)
         self.names: dict[int, str] = {}
         self.sizes: dict[int, int] = {}
         self.audience_keys = AudienceKeys()
@@ -127,6 +127,18 @@ class ProfileWork(Downstream):
         # while no changelog takes them (run, replay), as a set of every profile a stream
         # touched would only grow
         self.changed_profiles: set[ProfileId] | None = None
+
+    @property
+    def profiles(self) -> ProfileStore:
+        return self._profiles
+
+    @profiles.setter
+    def profiles(self, store: ProfileStore) -> None:
+        self._profiles = store
+        # its look-up and sync, bound once: looked up on the store at every event and
+        # tick, compiled, they cost ~470 instructions a call
+        self._get = store.get
+        self._sync = store.sync
 
     # ---- per event, in event-time order -------------------------------------
 
@@ -143,7 +155,7 @@ class ProfileWork(Downstream):
         if merged:
             self.merge(pid, [(other, self.take(other) if moved is None or other not in moved
                               else moved[other]) for other in absorbed])
-        state = self.profiles.get(pid)
+        state = self._get(pid)
         ts = tp.ts
         if state is None:
             state = self.profiles[pid] = ProfileState(self.spec.size, ts)
@@ -249,7 +261,7 @@ class ProfileWork(Downstream):
         snapshot = learner.snapshot
         reader = None
         for pid in sorted(dirty) if len(dirty) > 1 else dirty:  # most ticks hold one
-            state = self.profiles.get(pid)
+            state = self._get(pid)
             if state is None or state.event_count < min_events:
                 continue
             trigger = dirty[pid]
@@ -271,7 +283,7 @@ class ProfileWork(Downstream):
                 self._assess(pid, state, reader.scratch.tolist(), snapshot,
                              "merge" if trigger.merged else "assignment", trigger.trigger,
                              trigger.ts, trigger.merged)
-        self.profiles.sync()
+        self._sync()
 
     def publish(self, snapshot: Snapshot, ts: float) -> None:
         """A new model version in force: name it (announcing its lineage, where this work
