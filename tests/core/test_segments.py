@@ -188,6 +188,61 @@ def test_assign_nearest_among_many_random_segments() -> None:
         assert assign(snap, z, segments[0].id, 0.0).segment_id == nearest.id
 
 
+def assign_over_every_segment(snapshot: Snapshot, z: list[float], current: int | None,
+                              hysteresis: float) -> Assignment:
+    """assign() as first written: math.dist to every segment."""
+    dists = snapshot.distances(z)
+    nearest_d, nearest = min(dists)
+    chosen = nearest
+    if current is not None and current != nearest:
+        for d, sid in dists:
+            if sid == current:
+                if nearest_d >= (1.0 - hysteresis) * d:
+                    chosen = current
+                break
+    return Assignment(chosen, chosen != current, dists)
+
+
+_coordinate = st.one_of(st.floats(-10, 10), st.sampled_from([0.0, -0.0, 1e-160, 5e-324, 1e155,
+                                                             -1e200, math.nan, math.inf]))
+
+
+@given(st.data(), st.integers(1, 9), st.integers(1, 4), st.sampled_from([0.0, 0.15, 1.0]))
+def test_assign_measures_only_the_segments_that_can_decide(
+        data: st.DataObject, k: int, n: int, hysteresis: float) -> None:
+    """assign() measures exactly (math.dist) only the segments Placement.deciding names:
+    the same segment, change and score, to the bit, as measuring every one, on points
+    at the same distance from two centroids, on a centroid, and with values whose
+    squares are no normal doubles."""
+    centroids = data.draw(st.lists(st.tuples(*[_coordinate] * n), min_size=k, max_size=k))
+    segments = tuple(Segment(3 * j + 1, c) for j, c in enumerate(centroids))
+    snap = Snapshot(1, tuple(range(n)), (1.0,) * n, (0.0,) * n, (1.0,) * n, segments,
+                    (-1e308,) * n, (1e308,) * n)
+    a, b = data.draw(st.integers(0, k - 1)), data.draw(st.integers(0, k - 1))
+    mix = data.draw(st.sampled_from([0.5, 0.0, 1.0, 0.25]) | st.floats(0, 1))
+    z = data.draw(st.sampled_from([
+        [x * mix + y * (1 - mix) for x, y in zip(centroids[a], centroids[b], strict=True)],
+        [data.draw(_coordinate) for _ in range(n)]]))
+    current = data.draw(st.sampled_from([None, 99, *[s.id for s in segments]]))
+    got = assign(snap, z, current, hysteresis)
+    expected = assign_over_every_segment(snap, z, current, hysteresis)
+    assert (got.segment_id, got.changed) == (expected.segment_id, expected.changed)
+    assert same_double(got.score, expected.score)
+
+
+def test_assign_measures_few_segments_of_many() -> None:
+    """The point of deciding(): of 8 segments, a profile near one is measured against it,
+    its runner-up, and its current segment."""
+    rng = random.Random(3)
+    segments = tuple(Segment(j, tuple(rng.uniform(-5, 5) for _ in range(6))) for j in range(8))
+    snap = Snapshot(1, tuple(range(6)), (1.0,) * 6, (0.0,) * 6, (1.0,) * 6, segments,
+                    (-100.0,) * 6, (100.0,) * 6)
+    z = [v + 0.01 for v in segments[2].centroid]
+    assert len(snap.placement.deciding(z, None)) == 2
+    assert len(snap.placement.deciding(z, 7)) == 3
+    assert snap.placement.deciding([math.nan] * 6, None) == list(range(8))
+
+
 @pytest.mark.parametrize(("x", "moves"), [
     (4.0, True),    # d0=4.0, d1=6.0: 33% closer -> moves
     (4.5, True),    # d0=4.5, d1=5.5: 18% closer -> moves

@@ -12,7 +12,7 @@ from libc cimport math
 cpdef list _transform(values, tuple lo, tuple hi, tuple gain, tuple offset)
 
 # stays()'s and _quote()'s constants, as C doubles
-cdef double _UP, _TINY, _QUOTE_FAST
+cdef double _UP, _TINY, _HUGE, _QUOTE_FAST
 
 @cython.locals(scaled=cython.double, low=cython.double, fraction=cython.double)
 cpdef double _quote(double value)
@@ -35,9 +35,15 @@ cpdef list explain(snapshot, list z, segment_id, values, list names, Py_ssize_t 
 cpdef list _scaled(tuple weights, x, ref)
 
 cdef class Placement:
-    cdef double[:] lo, hi, gain, offset, centroids, z
+    cdef double[:] lo, hi, gain, offset, centroids, z, sums
     cdef dict rows
     cdef Py_ssize_t columns
+
+    @cython.locals(n=Py_ssize_t, k=Py_ssize_t, j=Py_ssize_t, i=Py_ssize_t, at=Py_ssize_t,
+                   own=Py_ssize_t, first=cython.double, second=cython.double,
+                   total=cython.double, diff=cython.double, limit=cython.double,
+                   centroids="double[:]", sums="double[:]", scaled="double[:]")
+    cpdef list deciding(self, list z, current)
 
     @cython.locals(own=Py_ssize_t, n=Py_ssize_t, j=Py_ssize_t, i=Py_ssize_t, at=Py_ssize_t,
                    bound=cython.double, enough=cython.double, total=cython.double,

@@ -48,6 +48,7 @@ _K_MARGIN = 0.02
 # take off at most 2 ** -52 of it (for bounds above _TINY, whose squares are normal)
 _UP = 1.0 + 2.0 ** -50
 _TINY = 1e-150
+_HUGE = 1e300  # a sum of squares below it, of normal doubles, is not an overflow's inf
 
 
 @dataclass(frozen=True)
@@ -113,9 +114,14 @@ class Snapshot:
             v / self.weights[i] if self.weights[i] else 0.0) * self.std[i]))
             for i, v in enumerate(z)]
 
-    def distances(self, z: list[float]) -> list[tuple[float, int]]:
+    def distances(self, z: list[float],
+                  rows: Sequence[int] | None = None) -> list[tuple[float, int]]:
+        """(distance, segment id) of every segment, or of the segments at ``rows``."""
         dist = math.dist
-        return [(dist(z, seg.centroid), seg.id) for seg in self.segments]
+        if rows is None:
+            return [(dist(z, seg.centroid), seg.id) for seg in self.segments]
+        segments = self.segments
+        return [(dist(z, segments[j].centroid), segments[j].id) for j in rows]
 
     def segment(self, segment_id: int) -> Segment | None:
         for seg in self.segments:
@@ -158,6 +164,43 @@ class Placement:
         self.rows = {seg.id: j for j, seg in enumerate(snapshot.segments)}
         self.columns = len(snapshot.lo)
         self.z = array("d", snapshot.lo)  # where stays() scales a profile's values
+        self.sums = array("d", [0.0] * len(snapshot.segments))  # where deciding() sums
+
+    def deciding(self, z: list[float], current: int | None) -> list[int]:
+        """The rows (segments, in order) whose exact distance can change what :func:`assign`
+        decides or scores: the nearest two by plainly summed squares, any other within
+        ``MARGIN`` of the second, and the current segment. Any other is further than both
+        of the nearest two however the sums round, so its ``math.dist`` (most of an
+        assessment's cost) is not needed. Every row where the sums are not to be trusted:
+        a NaN, or a second distance whose square is not a normal double."""
+        n = self.columns
+        k = len(self.rows)
+        if len(z) != n:
+            raise ValueError(f"{len(z)} values for a snapshot of {n} columns")
+        centroids, sums, scaled = self.centroids, self.sums, self.z
+        for i in range(n):  # as doubles once, not at every segment
+            scaled[i] = z[i]
+        first = second = inf
+        for j in range(k):
+            total = 0.0
+            at = j * n
+            for i in range(n):
+                diff = scaled[i] - centroids[at + i]
+                total += diff * diff
+            if total != total:  # NaN
+                return list(range(k))
+            sums[j] = total
+            if total < first:
+                second = first
+                first = total
+            elif total < second:
+                second = total
+        if not _TINY * _TINY < second < _HUGE:
+            return list(range(k))
+        # a square (1 + MARGIN) ** 2 times the second's, rounded generously up
+        limit = second * (1.0 + 3.0 * MARGIN)
+        own = -1 if current is None else self.rows.get(current, -1)
+        return [j for j in range(k) if sums[j] <= limit or j == own]
 
     def stays(self, values: array[float], current: int | None, hysteresis: float) -> bool:
         """Whether :func:`assign` provably keeps a profile with these column ``values`` in
@@ -234,7 +277,7 @@ class Assignment(NamedTuple):
 def assign(snapshot: Snapshot, z: list[float], current: int | None,
            hysteresis: float) -> Assignment:
     """Nearest segment, but leave the current one only for a clearly closer one."""
-    dists = snapshot.distances(z)
+    dists = snapshot.distances(z, snapshot.placement.deciding(z, current))
     nearest_d, nearest = min(dists)
     chosen = nearest
     if current is not None and current != nearest:
