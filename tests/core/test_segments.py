@@ -26,6 +26,7 @@ from workers.core.segments import (
     Snapshot,
     _quote,
     assign,
+    choose,
     explain,
 )
 from workers.testing import output_under_other_hashseed
@@ -191,16 +192,7 @@ def test_assign_nearest_among_many_random_segments() -> None:
 def assign_over_every_segment(snapshot: Snapshot, z: list[float], current: int | None,
                               hysteresis: float) -> Assignment:
     """assign() as first written: math.dist to every segment."""
-    dists = snapshot.distances(z)
-    nearest_d, nearest = min(dists)
-    chosen = nearest
-    if current is not None and current != nearest:
-        for d, sid in dists:
-            if sid == current:
-                if nearest_d >= (1.0 - hysteresis) * d:
-                    chosen = current
-                break
-    return Assignment(chosen, chosen != current, dists)
+    return choose(snapshot.distances(z), current, hysteresis)
 
 
 _coordinate = st.one_of(st.floats(-10, 10), st.sampled_from([0.0, -0.0, 1e-160, 5e-324, 1e155,

@@ -20,8 +20,10 @@ cpdef double _quote(double value)
 @cython.locals(y=cython.double)
 cdef inline double _clip(double x, double low, double high)
 
-@cython.locals(nearest_d=cython.double, d=cython.double, dists=list)
 cpdef assign(snapshot, list z, current, double hysteresis)
+
+@cython.locals(nearest_d=cython.double, d=cython.double)
+cpdef choose(list dists, current, double hysteresis)
 
 @cython.locals(i=Py_ssize_t, zi=cython.double, ci=cython.double,
                contribution=cython.double, counted=list, shares=list, out=list,

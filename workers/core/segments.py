@@ -276,8 +276,16 @@ class Assignment(NamedTuple):
 
 def assign(snapshot: Snapshot, z: list[float], current: int | None,
            hysteresis: float) -> Assignment:
-    """Nearest segment, but leave the current one only for a clearly closer one."""
-    dists = snapshot.distances(z, snapshot.placement.deciding(z, current))
+    """Nearest segment, but leave the current one only for a clearly closer one; measured
+    to the segments that can decide (:meth:`Placement.deciding`)."""
+    return choose(snapshot.distances(z, snapshot.placement.deciding(z, current)), current,
+                  hysteresis)
+
+
+def choose(dists: list[tuple[float, int]], current: int | None,
+           hysteresis: float) -> Assignment:
+    """The nearest of (distance, segment id) ``dists``, unless the ``current`` one is
+    within ``hysteresis`` of it."""
     nearest_d, nearest = min(dists)
     chosen = nearest
     if current is not None and current != nearest:
