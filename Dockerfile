@@ -6,14 +6,20 @@
 
 # The wheel is built where a C compiler is, so the per-event modules are compiled
 # (setup.py, workers/compiled.py); the slim image has none and would install them as
-# pure Python. Both stages are the same Debian and the same Python.
+# pure Python. Both stages are the same Debian and the same Python. The build is
+# profile-guided (PERSONA_STREAM_PGO, make pgo): its training run imports the
+# dependencies, so they are installed here first (nothing compiled) and the wheel is
+# built beside them; the build fails unless it was profile-guided.
 FROM python:3.11 AS build
 WORKDIR /src
 # Only what the package build needs (keeps .venv, .git and test data out of the
 # layer). README.md* is optional in the build context.
 COPY pyproject.toml setup.py README.md* ./
 COPY workers ./workers
-RUN pip wheel --no-deps --wheel-dir /wheels .
+RUN PERSONA_STREAM_PURE=1 pip install . "setuptools>=68" wheel "Cython>=3.0,<4" \
+    && PERSONA_STREAM_PGO=1 pip wheel -v --no-deps --no-build-isolation --wheel-dir /wheels . \
+       > /tmp/wheel.log 2>&1 || { tail -n 30 /tmp/wheel.log; exit 1; }; \
+    grep 'persona-stream:' /tmp/wheel.log; grep -q 'profile-guided build trained' /tmp/wheel.log
 
 FROM python:3.11-slim
 

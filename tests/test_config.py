@@ -62,8 +62,8 @@ def test_env_overrides() -> None:
     config = load(env={"PERSONA_STREAM_KAFKA__BOOTSTRAP_SERVERS": "x:1",
                        "PERSONA_STREAM_IDENTITY__LIMITS__EMAIL": "3",
                        "HOME": "/root", "PERSONA_STREAMING": "ignored",
-                       # how to import (the compiled modules or their source), not a key
-                       "PERSONA_STREAM_PURE": "1"})
+                       # how to build and import the compiled modules, not keys
+                       "PERSONA_STREAM_PURE": "1", "PERSONA_STREAM_PGO": "1"})
     assert config.kafka.bootstrap_servers == "x:1"
     assert config.identity.limits["email"] == 3
     assert config.identity.limits["user_id"] == 1  # the rest of the map is kept

@@ -67,6 +67,8 @@ MODULES: tuple[str, ...] = (
 )
 
 PURE_ENV = "PERSONA_STREAM_PURE"
+#: set at install: the modules built profile-guided (setup.py, ``workers/pgo_workload.py``)
+PGO_ENV = "PERSONA_STREAM_PGO"
 
 
 def pure_asked() -> bool:

@@ -24,7 +24,7 @@ from typing import Any, Literal, TypeVar
 
 import yaml
 
-from workers.compiled import PURE_ENV
+from workers.compiled import PGO_ENV, PURE_ENV
 from workers.errors import ConfigError
 
 ENV_PREFIX = "PERSONA_STREAM_"
@@ -417,7 +417,7 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any], cls: Any) -> None:
 
 def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> None:
     for name in sorted(env):
-        if not name.startswith(ENV_PREFIX) or name == PURE_ENV:  # how to import, not a key
+        if not name.startswith(ENV_PREFIX) or name in (PURE_ENV, PGO_ENV):  # how to build
             continue
         parts = [p.lower() for p in name[len(ENV_PREFIX):].split("__")]
         node: Any = data
