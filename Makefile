@@ -8,15 +8,15 @@ PROFILES ?= 3000
 
 .PHONY: setup build pgo demo test check kafka-start kafka-stop lint bench
 
-# the dependencies installed first (nothing compiled), then every per-event module
-# compiled profile-guided in place (make pgo): its training run imports them
+# the package and its dependencies, nothing compiled: `make pgo` (setup) or `make build`
+# (demo, test) compiles the per-event modules in place, where the training run of a
+# profile-guided build can import those dependencies
 $(PY):
 	python3 -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip setuptools
 	PERSONA_STREAM_PURE=1 $(VENV)/bin/pip install -q -e '.[test]'
-	@$(MAKE) --no-print-directory pgo
 
-setup: $(PY)
+setup: pgo
 
 # the per-event modules compiled in place again after an edit (setup.py; only what
 # changed is rebuilt); the tests refuse to run on a compiled module older than its source.
@@ -39,7 +39,7 @@ pgo: $(PY)
 	@grep '^persona-stream' build/make-pgo.log || true
 	@grep -q '^persona-stream: profile-guided build trained' build/make-pgo.log
 
-demo: $(PY)
+demo: build
 	$(PS) simulate --profiles $(PROFILES) --seed 7 --output $(DEMO)/touchpoints.jsonl.gz --truth $(DEMO)/truth.json --quiet
 	$(PS) run $(DEMO)/touchpoints.jsonl.gz --out $(DEMO) --quiet
 	$(PS) personas --from $(DEMO)

@@ -8,12 +8,16 @@ stream as ``bench.py pipeline`` (the first N lines when given), next to parse-on
 the same process; ``--identity`` runs the identity stage alone (intake, de-dup, order,
 identity, records for 6 partitions), as
 ``bench.py identity`` does. Before/after figures in BENCHMARKS.md come from here: on these shared
-machines only figures of one run compare.
+machines only figures of one run compare. After the rounds, each tree's best and median, and each
+later tree against the first, round by round: the median ratio and how many rounds it was faster
+(many short rounds, ``--lines 200000 --rounds 12``, tell a steady gain from a busy minute).
 """
 
 from __future__ import annotations
 
 import argparse
+import re
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -73,12 +77,24 @@ def main() -> None:
                         help="the identity stage alone instead of the whole pipeline")
     args = parser.parse_args()
     path, _ = stream(BIG_PROFILES, 7)
+    rates: dict[str, list[float]] = {tree: [] for tree in args.trees}
     for _ in range(args.rounds):
         for tree in args.trees:
             done = subprocess.run([sys.executable, "-c", _CHILD, tree, str(path), str(args.lines),
                                    "identity" if args.identity else "pipeline"],
                                   capture_output=True, text=True, check=True)
             print(f"{tree}: {done.stdout.strip()}", flush=True)
+            rate = re.search(r"([\d,]+) events/s", done.stdout)
+            assert rate is not None, done.stdout
+            rates[tree].append(float(rate[1].replace(",", "")))
+    first = args.trees[0]
+    for tree, seen in rates.items():
+        line = f"{tree}: best {max(seen):,.0f}, median {statistics.median(seen):,.0f} events/s"
+        if tree != first:
+            ratios = [b / a for a, b in zip(rates[first], seen, strict=True)]
+            line += (f"; against {first}, round by round: median {statistics.median(ratios):.3f}x,"
+                     f" faster in {sum(r > 1 for r in ratios)} of {len(ratios)}")
+        print(line)
 
 
 if __name__ == "__main__":
