@@ -20,10 +20,9 @@ from typing import Any
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from workers.compiled import MODULES, PGO_ENV, PURE_ENV, pure_asked  # the standard library only
-
 ROOT = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, ROOT)  # workers.compiled imports the standard library only
+from workers.compiled import MODULES, PGO_ENV, PURE_ENV, pure_asked  # noqa: E402
 
 #: Python semantics unchanged: annotations are not C types, so an int stays an int (the
 #: C types a module's ``.pxd`` declares are where the compiled code is typed)
