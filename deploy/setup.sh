@@ -8,8 +8,6 @@ PYTHON="${PYTHON:-python3}"
   || { echo "setup: Python >= 3.11 is needed (PYTHON=$PYTHON)" >&2; exit 1; }
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/pip install -q --upgrade pip setuptools
-# the dependencies first, nothing compiled; then the per-event modules compiled
-# profile-guided in place (make pgo), their training run importing those dependencies
-PERSONA_STREAM_PURE=1 .venv/bin/pip install -q -e '.[test]'
-make --no-print-directory pgo
+# compiled plainly at install; `make pgo` rebuilds them profile-guided (README)
+.venv/bin/pip install -q -e '.[test]'
 deploy/kafka.sh fetch
