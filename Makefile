@@ -29,7 +29,8 @@ build: $(PY)
 	@grep '^persona-stream' build/make-build.log || true
 
 # every per-event module compiled again, profile-guided (setup.py, workers/pgo_workload.py;
-# GCC 10 or later): what setup and CI build and the benchmarks measure. Fails unless the
+# GCC 10 or later): what `make setup` and the Docker image build and the benchmarks
+# measure (CI builds plainly, deploy/setup.sh). Fails unless the
 # build was profile-guided
 pgo: $(PY)
 	@mkdir -p build
