@@ -44,6 +44,33 @@ def whole_stream_window(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
 
 
+@pytest.fixture(autouse=True)
+def _workers_log_their_partitions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The workers log at INFO: each partition taken and each rebalance, what
+    :func:`_same_profiles` quotes when a deployment's results differ."""
+    monkeypatch.setenv("PERSONA_STREAM_METRICS__LOG_LEVEL", "INFO")
+
+
+# the log lines a failed comparison quotes: where each worker's partitions came from
+_TAKING = ('"profile partition taken"', '"rebalanced"', '"level":"ERROR"', '"level":"WARNING"')
+
+
+def _same_profiles(got: dict[str, Any], want: dict[str, Any], directory: Path) -> None:
+    """``got == want``, or a failure a CI log can be read by: the profiles of each
+    partition, found and wanted, and what the workers logged of taking partitions."""
+    if got == want:
+        return
+    counts = {p: (sum(partition_of(pid, 6) == p for pid in got),
+                  sum(partition_of(pid, 6) == p for pid in want)) for p in range(6)}
+    differ = sum(1 for pid in want if got.get(pid) != want[pid]) + len(got.keys() - want)
+    logged = [f"{log.name}: {line}" for log in sorted(directory.glob("worker-*.log"))
+              for line in log.read_text(errors="replace").splitlines()
+              if any(mark in line for mark in _TAKING)]
+    pytest.fail(f"{differ} profiles differ from the stages in one process; profiles per"
+                f" partition (found, wanted): {counts}; the workers' logs:\n"
+                + "\n".join(logged[-80:]))
+
+
 def _finished(group: list[WorkerProcess]) -> bool:
     statuses = [w.status() for w in group]
     if not all(statuses):
@@ -106,7 +133,8 @@ def _start(group: list[WorkerProcess], lines: list[bytes], topic: str, bootstrap
         held = [len((w.status() or {}).get("input_partitions") or ()) for w in group]
         return sum(held) == 6 and all(held)
 
-    wait_for(shared, 90, "the routers to share the input")
+    wait_for(shared, 90, "the routers to share the input", lambda: [
+        (w.proc.poll(), (w.status() or {}).get("input_partitions")) for w in group])
     produce(topic, [Record(line, identity_key(line)) for line in lines], bootstrap)
 
 
@@ -292,7 +320,7 @@ def test_each_kind_of_worker_killed_in_turn_loses_nothing(
     changes = {r["event_id"] for r in topic_records(settings["kafka"]["segment_changes_topic"],
                                                     kafka_bootstrap)}
     want_profiles, want_changes = _in_process(config, lines)
-    assert profiles == want_profiles
+    _same_profiles(profiles, want_profiles, config.parent)
     assert changes == want_changes
 
 
@@ -318,7 +346,9 @@ def test_the_partitions_of_a_worker_gone_for_good_are_taken_from_standby_copies(
     assert theirs <= taken  # a rebalance may move other partitions too, from copies as well
     changes = {r["event_id"] for r in topic_records(settings["kafka"]["segment_changes_topic"],
                                                     kafka_bootstrap)}
-    assert (profiles, changes) == _in_process(config, lines)
+    want_profiles, want_changes = _in_process(config, lines)
+    _same_profiles(profiles, want_profiles, config.parent)
+    assert changes == want_changes
 
 
 @pytest.mark.usefixtures("whole_stream_window")
@@ -356,7 +386,9 @@ def test_a_worker_joining_mid_stream_takes_profile_partitions_only(
             worker.stop()
     changes = {r["event_id"] for r in topic_records(settings["kafka"]["segment_changes_topic"],
                                                     kafka_bootstrap)}
-    assert (profiles, changes) == _in_process(config, lines)
+    want_profiles, want_changes = _in_process(config, lines)
+    _same_profiles(profiles, want_profiles, config.parent)
+    assert changes == want_changes
 
 
 # exactly once, what one stage sends another is visible at its commit: an epoch's round
@@ -394,7 +426,7 @@ def test_exactly_once_each_kind_killed_after_its_outputs_and_every_change_read_o
         _wait_settled(group, 240, "every partition to apply every record")
         profiles = _profiles(group)
     want_profiles, want_changes = _in_process(config, lines, LONG_EPOCHS)
-    assert profiles == want_profiles
+    _same_profiles(profiles, want_profiles, directory)
     changes, merges = (
         [r["event_id"] for r in topic_records(k[topic], kafka_bootstrap,
                                               isolation_level="read_committed")]
