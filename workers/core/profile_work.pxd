@@ -41,8 +41,7 @@ cdef class ProfileWork(Downstream):
     cpdef _assess(self, pid, ProfileState state, list values, snapshot, str reason, trigger,
                   double ts, bint announce)
     @cython.locals(state=ProfileState, read=ColumnReader, placement=Placement,
-                   hysteresis=cython.double, min_events=Py_ssize_t, pids=list, states=list,
-                   i=Py_ssize_t)
+                   hysteresis=cython.double, min_events=Py_ssize_t, moving=list)
     cpdef _reassess(self, snapshot, set known, bint first, double ts)
     @cython.locals(reader=ColumnReader, placement=Placement)
     cpdef tuple _assessing(self, snapshot)

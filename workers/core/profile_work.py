@@ -51,9 +51,6 @@ _ZERO_HASH = bytes(8)
 _ONE_HASH = (1).to_bytes(8, "little")
 _ID_HASHER = blake2b(digest_size=8)  # what every event id hash starts from
 
-# profiles a new model version reads from the store at a time
-_PUBLISH_CHUNK = 4096
-
 
 class Learner(Protocol):
     """Where learn samples go, and the model version in force."""
@@ -307,31 +304,32 @@ class ProfileWork(Downstream):
         self._reassess(snapshot, known, first, ts)
 
     def _reassess(self, snapshot: Snapshot, known: set[int], first: bool, ts: float) -> None:
-        """Every profile a new version may move, in profile-id order, read from the store
-        a chunk at a time (written back while the store's iterator is between chunks)."""
+        """Every profile a new version may move. Most provably stay where they are: those
+        are found in the store's own order (no sort of every id), and only the others are
+        assessed, in profile-id order (their outputs'), and written back."""
         min_events = self._min_events
         hysteresis = self._hysteresis
-        profiles = self.profiles
         read, placement = self._assessing(snapshot)
-        for pids, states in profiles.sorted_chunks(_PUBLISH_CHUNK):
-            for i in range(len(pids)):
-                state = states[i]
-                if state.event_count < min_events:
-                    continue
-                before = state.segment
-                if before is not None and before not in known:
-                    state.segment = None  # retired segment: re-assigned below like a newcomer
-                read.fill(state)
-                # most profiles provably stay where they are: only the others are assessed
-                if placement.stays(read.view, state.segment, hysteresis):
-                    continue
-                pid = pids[i]
-                self._assess(pid, state, read.scratch.tolist(), snapshot, "assignment"
-                             if first or state.segment is None else "model_update", None, ts,
-                             False)
-                if state.segment != before:
-                    profiles[pid] = state  # a store that is not a dict writes it back
-                    self._touch(pid)
+        moving = []
+        for pid, state in self.profiles.items():
+            if state.event_count < min_events:
+                continue
+            before = state.segment
+            if before is not None and before not in known:
+                state.segment = None  # retired segment: re-assigned below like a newcomer
+            read.fill(state)
+            if not placement.stays(read.view, state.segment, hysteresis):
+                moving.append((pid, before, state))
+        moving.sort()  # by id: no two share one, so states are never compared
+        profiles = self.profiles
+        for pid, before, state in moving:
+            read.fill(state)
+            self._assess(pid, state, read.scratch.tolist(), snapshot, "assignment"
+                         if first or state.segment is None else "model_update", None, ts,
+                         False)
+            if state.segment != before:
+                profiles[pid] = state  # a store that is not a dict writes it back
+                self._touch(pid)
 
     def _lineage(self, event: Lineage, version: int, before_names: dict[int, str],
                  ts: float) -> None:
