@@ -21,6 +21,7 @@ from workers.config import load
 from workers.core.features import FeatureSpec
 from workers.core.segments import (
     Assignment,
+    LearnedWindow,
     Segment,
     SegmentModel,
     Snapshot,
@@ -644,3 +645,21 @@ def test_a_feature_that_starts_to_vary_later_joins_the_model() -> None:
     assert web in published[-1].columns
 
 
+
+
+def test_the_learned_window_keeps_the_newest_profiles_oldest_first() -> None:
+    """What a check fits on and a changelog saves: the newest ``maxlen`` learned, in
+    learn order, the same doubles each way they are read."""
+    window = LearnedWindow(3, 2)
+    learned = [(float(i), -i / 3) for i in range(5)]
+    window.extend(learned[:2])
+    assert len(window) == 2 and window.array().tolist() == [list(x) for x in learned[:2]]
+    window.extend(learned[2:])
+    kept = learned[2:]
+    assert len(window) == 3 and list(window) == kept
+    assert [window[n] for n in range(3)] == kept
+    assert window.array().tolist() == [list(x) for x in kept]
+    with pytest.raises(IndexError):
+        window[3]
+    with pytest.raises(ValueError, match="3 values for a window of 2 columns"):
+        window.append((1.0, 2.0, 3.0))

@@ -36,6 +36,15 @@ cpdef list explain(snapshot, list z, segment_id, values, list names, Py_ssize_t 
                center=tuple, scale=tuple, active=tuple)
 cpdef list _scaled(tuple weights, x, ref)
 
+cdef class LearnedWindow:
+    cdef public Py_ssize_t maxlen
+    cdef public object rows
+    cdef double[:, :] _view
+    cdef Py_ssize_t _next, _count
+
+    @cython.locals(view="double[:, :]", at=Py_ssize_t, j=Py_ssize_t)
+    cpdef append(self, tuple x)
+
 cdef class Placement:
     cdef double[:] lo, hi, gain, offset, centroids, z, sums
     cdef dict rows
