@@ -309,9 +309,10 @@ class ProfileWork(Downstream):
         assessed, in profile-id order (their outputs'), and written back."""
         min_events = self._min_events
         hysteresis = self._hysteresis
+        profiles = self.profiles
         read, placement = self._assessing(snapshot)
         moving = []
-        for pid, state in self.profiles.items():
+        for pid, state in profiles.items():
             if state.event_count < min_events:
                 continue
             before = state.segment
@@ -321,7 +322,6 @@ class ProfileWork(Downstream):
             if not placement.stays(read.view, state.segment, hysteresis):
                 moving.append((pid, before, state))
         moving.sort()  # by id: no two share one, so states are never compared
-        profiles = self.profiles
         for pid, before, state in moving:
             read.fill(state)
             self._assess(pid, state, read.scratch.tolist(), snapshot, "assignment"
