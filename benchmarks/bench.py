@@ -69,6 +69,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 BIG_PROFILES = 40_000  # about 1M events
 QUALITY_PROFILES = 3_000
 COMPILED_LINES = 400_000
+HOTSPOTS_WARM, HOTSPOTS_LINES = 300_000, 200_000
 
 
 def stream(profiles: int, seed: int) -> tuple[Path, Path]:
@@ -1366,6 +1367,18 @@ def bench_profile() -> dict[str, Any]:
          "own_share": round(v[2] / total, 3)} for (f, line, name), v in rows]}
 
 
+def bench_hotspots() -> dict[str, Any]:
+    """Where the compiled pipeline's time goes, by function (``benchmarks/hotspots.py``:
+    perf's samples over lines 300,000..500,000 of the 1M-event stream)."""
+    from hotspots import record
+
+    if not compiled():
+        raise SystemExit("bench hotspots: needs the compiled modules (make build)")
+    total, found = record(HOTSPOTS_WARM, HOTSPOTS_LINES)
+    return {"samples": total, "warm": HOTSPOTS_WARM, "lines": HOTSPOTS_LINES,
+            "top": [{"function": name, "share": round(share, 3)} for name, share in found[:12]]}
+
+
 CHILDREN = {"slice": _pipeline_slice, "profile": bench_profile, "steps": _typed_steps}
 BENCHES = {"intake": bench_intake, "pipeline": bench_pipeline, "quality": bench_quality,
            "memory": bench_memory, "profile": bench_profile, "worker": bench_worker,
@@ -1373,7 +1386,7 @@ BENCHES = {"intake": bench_intake, "pipeline": bench_pipeline, "quality": bench_
            "hostile": bench_hostile, "formats": bench_formats, "dedup": bench_dedup,
            "identity": bench_identity, "spread": bench_spread, "peer": bench_peer,
            "partition": bench_partition, "compiled": bench_compiled, "join": bench_join,
-           "codec": bench_codec}
+           "codec": bench_codec, "hotspots": bench_hotspots}
 COMMAND = "python benchmarks/bench.py"
 
 
@@ -1558,6 +1571,12 @@ def write_table() -> None:
             what = ("own time of the costliest functions (cProfile, 3,000 people; the Python"
                     " source, as cProfile does not see into compiled functions)")
             value = ", ".join(f"{t['function']} {t['own_share']:.0%}" for t in res["top"][:5])
+        elif name == "hotspots":
+            what = ("share of the compiled pipeline's time by function, its C API calls"
+                    " included (perf's samples, CPU clock, lines"
+                    f" {res['warm']:,}..{res['warm'] + res['lines']:,} of the 1M-event stream)")
+            value = (", ".join(f"{t['function']} {t['share']:.1%}" for t in res["top"][:10])
+                     + f"; {res['samples']:,} samples")
         else:
             what = (f"quality vs simulate truth per variant ({res['profiles_per_stream']:,}"
                     " people, the worst of seeds 1, 2, 3)")
