@@ -1427,7 +1427,7 @@ def write_table() -> None:
         if name in ("intake", "pipeline"):
             what = ("validation + de-dup + identity, events/s" if name == "intake"
                     else "whole `run` pipeline in process, events/s of CPU time (it and"
-                    " parse-only take turns, 50,000 lines each)")
+                    f" parse-only take turns, {PIPELINE_SLICE:,} lines each)")
             value = (f"{res['events_per_second']:,} ({res['ratio_to_parse_only']:.2f}x of "
                      f"parse-only {res['parse_only_per_second']:,}/s), {res['events']:,} events")
             if "pseudonymised_events_per_second" in res:

@@ -30,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench import BIG_PROFILES, stream  # noqa: E402
+from bench import BIG_PROFILES, HOTSPOTS_LINES, HOTSPOTS_WARM, stream  # noqa: E402
 
 # turns perf's sampling on for the counted lines only, through its control fifo
 _CHILD = """
@@ -145,8 +145,8 @@ def record(warm: int, lines: int) -> tuple[int, list[tuple[str, float]]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--warm", type=int, default=300_000)
-    parser.add_argument("--lines", type=int, default=200_000)
+    parser.add_argument("--warm", type=int, default=HOTSPOTS_WARM)
+    parser.add_argument("--lines", type=int, default=HOTSPOTS_LINES)
     parser.add_argument("--top", type=int, default=25)
     args = parser.parse_args()
     total, found = record(args.warm, args.lines)

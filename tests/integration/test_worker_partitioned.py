@@ -235,7 +235,7 @@ def _in_process(config_file: Path, lines: list[bytes],
     return profiles, {o.record["event_id"] for o in outputs if o.kind == "segment_change"}
 
 
-# three deployments one after another (about 40 s each here), each allowed 240 s to
+# three deployments one after another (79 s for the three here), each allowed 240 s to
 # settle: the suite's 300 s would stop a stalled third before its wait says what each
 # worker's status held (2026-12-03: the three-worker run stalled after its routers shared
 # the input, and the timeout showed only the test's own stack)
